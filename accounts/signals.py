@@ -1,0 +1,11 @@
+from django.conf import settings
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def give_new_user_a_personal_workspace(sender, instance, created, raw=False, **kwargs):
+    if created and not raw:
+        from projects.services import ensure_personal_workspace
+
+        ensure_personal_workspace(instance)

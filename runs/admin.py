@@ -1,0 +1,78 @@
+from django.contrib import admin
+from django.utils.html import format_html_join
+
+from . import series as series_store
+from .models import Attribute, AttributeType, Blob, FileEntry, Run, RunBatch, Upload
+
+
+class AttributeInline(admin.TabularInline):
+    model = Attribute
+    extra = 0
+    fields = ("path", "type", "int_value", "float_value", "bool_value", "string_value", "datetime_value", "json_value", "count")
+    readonly_fields = fields
+    show_change_link = True
+    max_num = 0
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "name", "project", "owner", "state", "created_at", "deleted_at")
+    list_filter = ("state", "project")
+    list_select_related = ("project", "project__workspace", "owner")
+    search_fields = ("name", "custom_run_id", "project__key")
+    readonly_fields = ("uuid", "number", "created_at")
+    raw_id_fields = ("project", "owner")
+    inlines = [AttributeInline]
+
+
+@admin.register(Attribute)
+class AttributeAdmin(admin.ModelAdmin):
+    """Series points are shown here (the point tables have composite keys, which the admin cannot list)."""
+
+    list_display = ("path", "type", "run", "count", "updated_at")
+    list_filter = ("type",)
+    list_select_related = ("run", "run__project")
+    search_fields = ("path",)
+    raw_id_fields = ("run",)
+    readonly_fields = ("first_points", "last_points")
+
+    def _points(self, obj, newest: bool):
+        if obj.type not in (AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES) or not obj.count:
+            return "—"
+        table = series_store.FLOAT_TABLE if obj.type == AttributeType.FLOAT_SERIES else series_store.STRING_TABLE
+        start = max((obj.last_step or 0) - 20, 0) if newest else None
+        data = series_store.read_points(obj.pk, table, from_step=start, limit=20)
+        rows = zip(data["steps"], data["values"])
+        return format_html_join("", "<div>step {}: {}</div>", rows)
+
+    @admin.display(description="first 20 points")
+    def first_points(self, obj):
+        return self._points(obj, newest=False)
+
+    @admin.display(description="last points")
+    def last_points(self, obj):
+        return self._points(obj, newest=True)
+
+
+@admin.register(Blob)
+class BlobAdmin(admin.ModelAdmin):
+    list_display = ("sha256", "size", "mime_type", "created_at")
+    search_fields = ("sha256",)
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    list_display = ("run", "blob", "name", "created_at")
+    raw_id_fields = ("run", "blob")
+
+
+@admin.register(FileEntry)
+class FileEntryAdmin(admin.ModelAdmin):
+    list_display = ("attribute", "relpath", "step", "name", "size", "mime_type")
+    raw_id_fields = ("attribute", "blob")
+
+
+@admin.register(RunBatch)
+class RunBatchAdmin(admin.ModelAdmin):
+    list_display = ("run", "stream", "seq", "op_count", "applied_at")
+    raw_id_fields = ("run",)

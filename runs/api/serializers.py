@@ -1,0 +1,88 @@
+from rest_framework import serializers
+
+from ..models import Run, RunState
+
+MAX_TAGS = 1000
+
+
+class RunSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="human_id", read_only=True)
+    project = serializers.CharField(source="project.full_name", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    tags = serializers.SerializerMethodField()
+    creation_time = serializers.DateTimeField(source="created_at", read_only=True)
+    modification_time = serializers.DateTimeField(source="modified_at", read_only=True)
+    ping_time = serializers.DateTimeField(source="ping_at", read_only=True)
+    finish_time = serializers.DateTimeField(source="finished_at", read_only=True)
+    running_time = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id", "uuid", "project", "name", "description", "owner", "state", "tags", "custom_run_id",
+            "creation_time", "modification_time", "ping_time", "finish_time", "running_time",
+        ]
+        read_only_fields = fields
+
+    def get_tags(self, run) -> list[str]:
+        prefetched = getattr(run, "tag_attributes", None)
+        if prefetched is not None:
+            return list(prefetched[0].json_value or []) if prefetched else []
+        attr = run.attributes.filter(path="sys/tags").first()
+        return list(attr.json_value or []) if attr else []
+
+
+class TagListField(serializers.ListField):
+    child = serializers.CharField(max_length=1024, allow_blank=False)
+    max_length = MAX_TAGS
+
+
+class RunCreateSerializer(serializers.Serializer):
+    project = serializers.CharField(max_length=201, help_text="'workspace/project'; created when missing and allowed")
+    name = serializers.CharField(max_length=250, required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=65536, required=False, allow_blank=True, default="")
+    tags = TagListField(required=False, default=list)
+    custom_run_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+
+
+class RunUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=250, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=65536, required=False, allow_blank=True)
+    state = serializers.ChoiceField(choices=RunState.choices, required=False)
+    tags = TagListField(required=False)
+
+
+class BatchSerializer(serializers.Serializer):
+    """Shape of a batch; the operations are checked by ``runs.ingest.parse_ops``."""
+
+    stream = serializers.CharField(max_length=64, help_text="writer id chosen by the client (e.g. a UUID)")
+    seq = serializers.IntegerField(min_value=0, max_value=2**63 - 1, help_text="batch number within the stream")
+    ops = serializers.ListField(child=serializers.DictField(), allow_empty=True)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    applied = serializers.BooleanField()
+    duplicate = serializers.BooleanField()
+    ops = serializers.IntegerField()
+    points = serializers.IntegerField()
+
+
+class SeriesQuerySerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=512)
+    buckets = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
+    from_step = serializers.IntegerField(min_value=0, required=False)
+    to_step = serializers.IntegerField(min_value=0, required=False)
+
+
+class PointsQuerySerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=512)
+    after_step = serializers.IntegerField(min_value=-1, required=False)
+    from_step = serializers.IntegerField(min_value=0, required=False)
+    to_step = serializers.IntegerField(min_value=0, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
+
+
+class FileQuerySerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=512)
+    relpath = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+    step = serializers.IntegerField(min_value=0, required=False)

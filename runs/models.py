@@ -1,0 +1,204 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from projects.models import Project
+
+from .querysets import AttributeQuerySet, RunQuerySet
+
+
+class RunState(models.TextChoices):
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    ABORTED = "aborted", "Aborted"
+
+
+class AttributeType(models.TextChoices):
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    STRING = "string"
+    DATETIME = "datetime"
+    STRING_SET = "string_set"
+    FILE = "file"
+    FILE_SET = "file_set"
+    FLOAT_SERIES = "float_series"
+    STRING_SERIES = "string_series"
+    FILE_SERIES = "file_series"
+
+
+SERIES_TYPES = {AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES, AttributeType.FILE_SERIES}
+
+
+class Run(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveBigIntegerField(editable=False)
+    name = models.CharField(max_length=250, blank=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="runs")
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.RUNNING)
+    custom_run_id = models.CharField(max_length=128, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    modified_at = models.DateTimeField(default=timezone.now)
+    ping_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="run_number_unique"),
+            models.UniqueConstraint(
+                fields=["project", "custom_run_id"],
+                condition=models.Q(custom_run_id__isnull=False),
+                name="run_custom_id_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "-created_at"], name="run_project_created")]
+
+    def __str__(self):
+        return self.human_id
+
+    @property
+    def human_id(self) -> str:
+        return f"{self.project.key}-{self.number}"
+
+    @property
+    def running_time(self) -> float:
+        end = self.finished_at or (self.ping_at if self.state != RunState.RUNNING else timezone.now())
+        return max(0.0, (end - self.created_at).total_seconds())
+
+
+class Attribute(models.Model):
+    """One field of a run, addressed by path; its type is fixed once written.
+
+    Scalars live in the typed ``*_value`` columns. For a series the row holds
+    its running statistics (``float_value``/``string_value`` = last value) and
+    its points live in the point tables, keyed by this row's id.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attributes")
+    path = models.CharField(max_length=512)
+    type = models.CharField(max_length=16, choices=AttributeType.choices)
+    int_value = models.BigIntegerField(null=True, blank=True)
+    float_value = models.FloatField(null=True, blank=True)
+    bool_value = models.BooleanField(null=True, blank=True)
+    string_value = models.TextField(null=True, blank=True)
+    datetime_value = models.DateTimeField(null=True, blank=True)
+    json_value = models.JSONField(null=True, blank=True)
+    # series statistics, maintained on append
+    count = models.BigIntegerField(default=0)
+    first_step = models.BigIntegerField(null=True, blank=True)
+    last_step = models.BigIntegerField(null=True, blank=True)
+    min_value = models.FloatField(null=True, blank=True)
+    max_value = models.FloatField(null=True, blank=True)
+    sum_value = models.FloatField(null=True, blank=True)
+    finite_count = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = AttributeQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "path"], name="attribute_run_path_unique")]
+        indexes = [
+            models.Index(fields=["path", "float_value"], name="attr_path_float"),
+            models.Index(fields=["path", "int_value"], name="attr_path_int"),
+            models.Index(fields=["path", "datetime_value"], name="attr_path_datetime"),
+        ]
+
+    def __str__(self):
+        return f"{self.run_id}:{self.path}"
+
+    @property
+    def is_series(self) -> bool:
+        return self.type in SERIES_TYPES
+
+
+class FloatPoint(models.Model):
+    """A point of a float series. On TimescaleDB this table is a hypertable on ``step``."""
+
+    pk = models.CompositePrimaryKey("series_id", "step")
+    # No database FK: this is the hot table, points are deleted by runs.services
+    # together with their series, and a FK check per inserted row costs ingest speed.
+    series = models.ForeignKey(Attribute, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    step = models.BigIntegerField()
+    timestamp = models.FloatField()
+    value = models.FloatField(null=True)  # SQLite stores NaN as NULL; NULL reads back as NaN
+
+    class Meta:
+        managed = True
+
+
+class StringPoint(models.Model):
+    pk = models.CompositePrimaryKey("series_id", "step")
+    series = models.ForeignKey(Attribute, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    step = models.BigIntegerField()
+    timestamp = models.FloatField()
+    value = models.TextField()
+
+
+class Blob(models.Model):
+    """File contents, stored once per SHA-256 in blob storage."""
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    size = models.BigIntegerField()
+    mime_type = models.CharField(max_length=200, default="application/octet-stream")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self):
+        return self.sha256
+
+    @property
+    def storage_key(self) -> str:
+        return f"blobs/{self.sha256[:2]}/{self.sha256[2:4]}/{self.sha256}"
+
+
+class Upload(models.Model):
+    """That a run uploaded a blob: what lets its batches attach the blob to fields."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="uploads")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="uploads")
+    name = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "blob"], name="upload_run_blob_unique")]
+
+
+class FileEntry(models.Model):
+    """A file of a ``file`` field (``relpath`` empty), a ``file_set`` field or a ``file_series`` step."""
+
+    attribute = models.ForeignKey(Attribute, on_delete=models.CASCADE, related_name="files")
+    relpath = models.CharField(max_length=1024, blank=True)
+    step = models.BigIntegerField(null=True, blank=True)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="entries")
+    name = models.CharField(max_length=255, blank=True)
+    mime_type = models.CharField(max_length=200, default="application/octet-stream")
+    size = models.BigIntegerField()
+    timestamp = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["attribute_id", "step", "relpath"]
+        constraints = [
+            models.UniqueConstraint(fields=["attribute", "relpath"], condition=models.Q(step__isnull=True), name="file_relpath_unique"),
+            models.UniqueConstraint(fields=["attribute", "step"], condition=models.Q(step__isnull=False), name="file_step_unique"),
+        ]
+
+
+class RunBatch(models.Model):
+    """An applied ingestion batch; its key makes a retried batch a no-op."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="batches")
+    stream = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+    op_count = models.PositiveIntegerField()
+    applied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "stream", "seq"], name="batch_key_unique")]

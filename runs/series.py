@@ -1,0 +1,141 @@
+"""The series store: bulk point writes and bucketed reads, on PostgreSQL and SQLite.
+
+Points are written with COPY on PostgreSQL and ``executemany`` on SQLite,
+never one INSERT per point. Reads return columns (lists), not row objects.
+"""
+
+import math
+
+from django.db import connection
+
+FLOAT_TABLE = "runs_floatpoint"
+STRING_TABLE = "runs_stringpoint"
+MAX_BUCKETS = 10_000
+NAN = math.nan
+
+
+def _rows(chunks):
+    for series_id, steps, timestamps, values in chunks:
+        yield from zip([series_id] * len(values), steps, timestamps, values)
+
+
+def _insert(table: str, pg_types: list[str], chunks) -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            raw = cursor.cursor
+            with raw.copy(f"COPY {table} (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(pg_types)
+                for row in _rows(chunks):
+                    copy.write_row(row)
+        else:
+            cursor.executemany(
+                f"INSERT INTO {table} (series_id, step, timestamp, value) VALUES (%s, %s, %s, %s)", list(_rows(chunks))
+            )
+
+
+def insert_float_points(chunks) -> None:
+    """``chunks``: iterable of ``(series_id, steps, timestamps, values)`` column lists."""
+    _insert(FLOAT_TABLE, ["int8", "int8", "float8", "float8"], chunks)
+
+
+def insert_string_points(chunks) -> None:
+    _insert(STRING_TABLE, ["int8", "int8", "float8", "text"], chunks)
+
+
+def delete_points(series_ids: list[int]) -> None:
+    if not series_ids:
+        return
+    marks = ", ".join(["%s"] * len(series_ids))
+    with connection.cursor() as cursor:
+        for table in (FLOAT_TABLE, STRING_TABLE):
+            cursor.execute(f"DELETE FROM {table} WHERE series_id IN ({marks})", series_ids)
+
+
+def _float(value):
+    return NAN if value is None else value
+
+
+def read_points(series_id: int, table: str, *, after_step=None, from_step=None, to_step=None, limit=1000) -> dict:
+    """Raw points in step order, as columns; page with ``after_step``."""
+    where, params = ["series_id = %s"], [series_id]
+    if after_step is not None:
+        where.append("step > %s")
+        params.append(after_step)
+    if from_step is not None:
+        where.append("step >= %s")
+        params.append(from_step)
+    if to_step is not None:
+        where.append("step <= %s")
+        params.append(to_step)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT step, timestamp, value FROM {table} WHERE {' AND '.join(where)} ORDER BY step LIMIT %s",
+            [*params, limit + 1],
+        )
+        rows = cursor.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    values = [r[2] for r in rows]
+    if table == FLOAT_TABLE:
+        values = [_float(v) for v in values]
+    return {
+        "steps": [r[0] for r in rows],
+        "timestamps": [r[1] for r in rows],
+        "values": values,
+        "next_after_step": rows[-1][0] if more else None,
+    }
+
+
+def downsample(series_id: int, first_step: int, last_step: int, buckets: int, from_step=None, to_step=None) -> dict:
+    """Cut ``[from_step, to_step]`` into at most ``buckets`` equal step ranges; aggregate each.
+
+    Every bucket reports the first and last step it holds, min/max/avg of its
+    values (NaN excluded; avg also excludes ±Inf), its last value and its point
+    count. Empty buckets are left out.
+    """
+    lo = first_step if from_step is None else max(from_step, first_step)
+    hi = last_step if to_step is None else min(to_step, last_step)
+    empty = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "count")}
+    if lo is None or hi is None or lo > hi:
+        return {**empty, "bucket_width": None, "from_step": lo, "to_step": hi}
+    width = max(1, -(-(hi - lo + 1) // buckets))
+    if connection.vendor == "postgresql":
+        finite = "value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8"
+        not_nan = "value <> 'NaN'::float8"
+        agg = (
+            f"min(value) FILTER (WHERE {not_nan}), max(value) FILTER (WHERE {not_nan}), "
+            f"avg(value) FILTER (WHERE {finite})"
+        )
+    else:
+        # SQLite stores NaN as NULL, which its aggregates skip already.
+        agg = (
+            "min(value), max(value), "
+            "avg(CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END)"
+        )
+    sql = f"""
+        WITH b AS (
+            SELECT (step - %s) / %s AS bucket, min(step) AS s0, max(step) AS s1, count(*) AS n,
+                   {agg}
+            FROM {FLOAT_TABLE}
+            WHERE series_id = %s AND step >= %s AND step <= %s
+            GROUP BY 1
+        )
+        SELECT b.*, p.value FROM b JOIN {FLOAT_TABLE} p ON p.series_id = %s AND p.step = b.s1
+        ORDER BY b.bucket
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [lo, width, series_id, lo, hi, series_id])
+        rows = cursor.fetchall()
+    return {
+        "bucket_width": width,
+        "from_step": lo,
+        "to_step": hi,
+        "steps": [lo + r[0] * width for r in rows],
+        "first_steps": [r[1] for r in rows],
+        "last_steps": [r[2] for r in rows],
+        "count": [r[3] for r in rows],
+        "min": [_float(r[4]) for r in rows],
+        "max": [_float(r[5]) for r in rows],
+        "avg": [_float(r[6]) for r in rows],
+        "last": [_float(r[7]) for r in rows],
+    }

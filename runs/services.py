@@ -1,0 +1,107 @@
+"""Domain writes for runs: create, update, delete, uploads, batches."""
+
+import mimetypes
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from projects import permissions
+from projects.models import Project
+
+from .errors import ApiError
+from .ingest import apply_batch
+from .models import Attribute, AttributeType, Blob, Run, RunState, Upload
+from .storage import save_blob
+
+__all__ = ["apply_batch", "create_run", "update_run", "delete_run", "store_upload", "ping_run"]
+
+FINAL_STATES = {RunState.FINISHED, RunState.FAILED, RunState.ABORTED}
+
+
+def _allocate_number(project: Project) -> int:
+    # The UPDATE takes the project row's lock until commit, so concurrent
+    # creates in one project get consecutive numbers, never the same one.
+    Project.objects.filter(pk=project.pk).update(run_counter=F("run_counter") + 1)
+    return Project.objects.filter(pk=project.pk).values_list("run_counter", flat=True).get()
+
+
+def create_run(user, project: Project, *, name="", description="", tags=(), custom_run_id=None) -> tuple[Run, bool]:
+    """Create a run (or return the live one with ``custom_run_id``); returns (run, created)."""
+    permissions.require(user, "write", project)
+    if custom_run_id:
+        existing = Run.objects.filter(project=project, custom_run_id=custom_run_id, deleted_at__isnull=True).first()
+        if existing:
+            return existing, False
+    try:
+        with transaction.atomic():
+            number = _allocate_number(project)
+            now = timezone.now()
+            run = Run.objects.create(
+                project=project, number=number, name=name, description=description, owner=user,
+                custom_run_id=custom_run_id or None, created_at=now, modified_at=now, ping_at=now,
+            )
+            if tags:
+                Attribute.objects.create(run=run, path="sys/tags", type=AttributeType.STRING_SET, json_value=sorted(set(tags)))
+    except IntegrityError:
+        if custom_run_id:
+            # Another process created the run with this custom id first.
+            return Run.objects.get(project=project, custom_run_id=custom_run_id), False
+        raise
+    run.project = project
+    return run, True
+
+
+def update_run(user, run: Run, **changes) -> Run:
+    permissions.require(user, "write", run.project)
+    now = timezone.now()
+    fields = ["modified_at"]
+    for name in ("name", "description"):
+        if name in changes:
+            setattr(run, name, changes[name])
+            fields.append(name)
+    if "state" in changes:
+        state = RunState(changes["state"])
+        run.state = state
+        run.finished_at = now if state in FINAL_STATES else None
+        fields += ["state", "finished_at"]
+    run.modified_at = now
+    with transaction.atomic():
+        run.save(update_fields=fields)
+        if "tags" in changes:
+            Attribute.objects.update_or_create(
+                run=run, path="sys/tags",
+                defaults={"type": AttributeType.STRING_SET, "json_value": sorted(set(changes["tags"])), "updated_at": now},
+            )
+    return run
+
+
+def ping_run(user, run: Run) -> None:
+    permissions.require(user, "write", run.project)
+    Run.objects.filter(pk=run.pk).update(ping_at=timezone.now())
+
+
+def delete_run(user, run: Run) -> None:
+    """Soft delete: the run disappears from every list; its data stays until purged."""
+    permissions.require(user, "write", run.project)
+    Run.objects.filter(pk=run.pk).update(deleted_at=timezone.now())
+
+
+def store_upload(user, run: Run, uploaded) -> Blob:
+    """Store an uploaded file (already hashed while streaming) and record it for the run."""
+    permissions.require(user, "write", run.project)
+    sha256 = getattr(uploaded, "sha256", None)
+    if not sha256:
+        raise ValidationError({"file": "upload was not hashed; check FILE_UPLOAD_HANDLERS"})
+    expected = getattr(uploaded, "expected_sha256", None)
+    if expected and expected != sha256:
+        raise ApiError(400, "hash_mismatch", f"uploaded content hashes to {sha256}, not {expected}", field="sha256")
+    mime = uploaded.content_type if uploaded.content_type not in (None, "", "application/octet-stream") else None
+    mime = mime or mimetypes.guess_type(uploaded.name or "")[0] or "application/octet-stream"
+    blob = Blob(sha256=sha256, size=uploaded.size, mime_type=mime)
+    save_blob(blob.storage_key, uploaded)
+    with transaction.atomic():
+        blob, _ = Blob.objects.get_or_create(sha256=sha256, defaults={"size": uploaded.size, "mime_type": mime})
+        Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": (uploaded.name or "")[:255]})
+    return blob

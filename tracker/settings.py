@@ -1,0 +1,235 @@
+"""Runstore settings: every value comes from an environment variable.
+
+The README lists each variable with its default. With no variables set,
+Runstore runs embedded: SQLite and blobs under ``var/``, and a Celery broker
+that needs no server.
+"""
+
+import logging
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from .env import env_bool, env_choice, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("RUNSTORE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "django_htmx",
+    "template_partials",
+    "accounts",
+    "projects",
+    "runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "tracker.urls"
+WSGI_APPLICATION = "tracker.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'runstore.sqlite3'}")
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["OPTIONS"] = {
+        # WAL lets the web server read while the worker writes; IMMEDIATE
+        # transactions take the write lock up front so writers queue on the
+        # busy timeout instead of failing on lock upgrade.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    _db["CONN_MAX_AGE"] = 0
+    _db["TEST"] = {"NAME": env_str("RUNSTORE_TEST_SQLITE_NAME", "") or None}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# auto: use TimescaleDB when the server has it; required: fail without it; off: plain tables.
+RUNSTORE_TIMESCALEDB = env_choice("RUNSTORE_TIMESCALEDB", "auto", ("auto", "required", "off"))
+
+# --- auth -----------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
+GUARDIAN_RAISE_403 = False
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "projects:workspace_list"
+LOGOUT_REDIRECT_URL = "accounts:login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+# --- i18n / static ----------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+# --- blob storage -----------------------------------------------------------
+RUNSTORE_STORAGE = env_choice("RUNSTORE_STORAGE", "local", ("local", "s3"))
+if RUNSTORE_STORAGE == "s3":
+    _blob_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("RUNSTORE_S3_BUCKET", "runstore"),
+            "endpoint_url": env_str("RUNSTORE_S3_ENDPOINT_URL") or None,
+            "access_key": env_str("RUNSTORE_S3_ACCESS_KEY") or None,
+            "secret_key": env_str("RUNSTORE_S3_SECRET_KEY") or None,
+            "region_name": env_str("RUNSTORE_S3_REGION", "us-east-1"),
+            "addressing_style": env_str("RUNSTORE_S3_ADDRESSING_STYLE", "path"),
+            "signature_version": "s3v4",
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_expire": env_int("RUNSTORE_S3_URL_EXPIRE", 300, minimum=1),
+        },
+    }
+else:
+    _blob_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env_str("RUNSTORE_BLOB_DIR", str(VAR_DIR / "blobs"))},
+    }
+STORAGES = {
+    "default": _blob_storage,
+    "blobs": _blob_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+FILE_UPLOAD_HANDLERS = ["runs.uploads.HashingUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file, hashed as it streams
+FILE_UPLOAD_TEMP_DIR = env_str("RUNSTORE_UPLOAD_TEMP_DIR") or None
+
+# --- ingestion limits (documented in the README) ----------------------------
+RUNSTORE_MAX_BATCH_BYTES = env_int("RUNSTORE_MAX_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
+RUNSTORE_MAX_BATCH_OPS = env_int("RUNSTORE_MAX_BATCH_OPS", 10_000, minimum=1)
+RUNSTORE_MAX_BATCH_POINTS = env_int("RUNSTORE_MAX_BATCH_POINTS", 200_000, minimum=1)
+RUNSTORE_MAX_STRING_BYTES = env_int("RUNSTORE_MAX_STRING_BYTES", 64 * 1024, minimum=16)
+DATA_UPLOAD_MAX_MEMORY_SIZE = RUNSTORE_MAX_BATCH_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+# --- Celery -----------------------------------------------------------------
+_celery_dir = VAR_DIR / "celery"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND",
+    f"file://{_celery_dir / 'results'}" if CELERY_BROKER_URL.startswith("filesystem") else CELERY_BROKER_URL,
+)
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _sub in ("queue", "processed", "results"):
+        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_celery_dir / "queue"),
+        "data_folder_out": str(_celery_dir / "queue"),
+        "processed_folder": str(_celery_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30 if CELERY_TASK_TIME_LIMIT > 60 else None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- REST framework ---------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "tracker.api.renderers.JSONRenderer",
+        "tracker.api.renderers.MessagePackRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "tracker.api.parsers.JSONParser",
+        "tracker.api.parsers.MessagePackParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "tracker.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Runstore API",
+    "DESCRIPTION": "Log, query and fetch machine-learning runs.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- logging ----------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+logging.captureWarnings(True)
