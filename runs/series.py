@@ -95,7 +95,7 @@ def downsample(series_id: int, first_step: int, last_step: int, buckets: int, fr
     """
     lo = first_step if from_step is None else max(from_step, first_step)
     hi = last_step if to_step is None else min(to_step, last_step)
-    empty = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "count")}
+    empty = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")}
     if lo is None or hi is None or lo > hi:
         return {**empty, "bucket_width": None, "from_step": lo, "to_step": hi}
     width = max(1, -(-(hi - lo + 1) // buckets))
@@ -133,7 +133,7 @@ def downsample(series_id: int, first_step: int, last_step: int, buckets: int, fr
         "steps": [lo + r[0] * width for r in rows],
         "first_steps": [r[1] for r in rows],
         "last_steps": [r[2] for r in rows],
-        "count": [r[3] for r in rows],
+        "counts": [r[3] for r in rows],
         "min": [_float(r[4]) for r in rows],
         "max": [_float(r[5]) for r in rows],
         "avg": [_float(r[6]) for r in rows],
