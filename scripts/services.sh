@@ -46,6 +46,14 @@ report() {
     printf '%-10s %s (%d.%ds)\n' "$name" "$*" $((dt / 1000000)) $((dt / 100000 % 10))
 }
 
+join_comma() {
+    local out=$1
+    shift
+    local x
+    for x in "$@"; do out+=", $x"; done
+    echo "$out"
+}
+
 # Run a noisy command with its output in the install log; show the tail on failure.
 logged() {
     echo "### $(date -Is) $*" >>"$INSTALL_LOG"
@@ -79,7 +87,13 @@ apt_install() {
     logged apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
-pid_alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+# True when the process exists and is not a zombie (PID 1 here may reap late).
+pid_alive() {
+    local stat
+    [[ "${1:-}" =~ ^[0-9]+$ ]] && stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ "${stat%% *}" != Z ]]
+}
 
 # PostgreSQL major shipped by the distro: 15 on Debian 12, 17 on Debian 13.
 pg_version() {
@@ -109,7 +123,7 @@ timescaledb_control() {
 
 # Debian 12 has no TimescaleDB package: build Debian trixie's source package.
 build_timescaledb() {
-    local ver=$1 dir=$BUILD_CACHE tarball src
+    local ver=$1 dir=$BUILD_CACHE tarball="" src f
     apt_install "postgresql-server-dev-$ver" cmake gcc make libssl-dev libkrb5-dev xz-utils
     mkdir -p "$dir/apt-lists/partial" "$dir/download"
     echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
@@ -125,7 +139,9 @@ build_timescaledb() {
         logged apt-get "${apt_opts[@]}" update
         (cd "$dir/download" && logged apt-get "${apt_opts[@]}" source --download-only timescaledb)
     fi
-    tarball="$(ls -1 "$dir"/download/timescaledb_*.orig.tar.* | grep -v '\.asc$' | sort -V | tail -n 1)"
+    for f in "$dir"/download/timescaledb_*.orig.tar.*; do
+        [[ "$f" == *.asc ]] || tarball=$f
+    done
     src="$dir/timescaledb-src"
     rm -rf "$src"
     mkdir -p "$src"
@@ -137,7 +153,8 @@ build_timescaledb() {
     logged make -C "$src/build" -j"$(nproc)" install
 }
 
-pg_psql_admin() { (cd / && runuser -u postgres -- psql -p "$PG_PORT" -X -A -t -q -v ON_ERROR_STOP=1 "$@"); }
+# psql as the postgres superuser over the socket (peer auth); SQL on stdin.
+pg_psql_admin() { (cd / && runuser -u postgres -- psql -p "$PG_PORT" -X -A -t -q -v ON_ERROR_STOP=1); }
 
 pg_up() {
     local t0 ver did=() spl restart=0 tsver port
@@ -205,7 +222,7 @@ SQL
     [[ -n "$tsver" ]] || die "timescaledb extension missing in database $PG_DB"
 
     ((${#did[@]})) || did=("already running")
-    report postgres "$t0" "$(IFS=,; echo "${did[*]}" | sed 's/,/, /g') (PG $ver, TimescaleDB $tsver, 127.0.0.1:$PG_PORT)"
+    report postgres "$t0" "$(join_comma "${did[@]}") (PG $ver, TimescaleDB $tsver, 127.0.0.1:$PG_PORT)"
 }
 
 pg_down() {
@@ -362,7 +379,7 @@ weed_up() {
         did+=("started")
     fi
     bucket="$(s3_ensure_bucket)"
-    report seaweedfs "$t0" "$(IFS=,; echo "${did[*]}" | sed 's/,/, /g') (S3 127.0.0.1:$S3_PORT, bucket $S3_BUCKET $bucket)"
+    report seaweedfs "$t0" "$(join_comma "${did[@]}") (S3 127.0.0.1:$S3_PORT, bucket $S3_BUCKET $bucket)"
 }
 
 weed_down() {

@@ -126,6 +126,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+# Serve straight from the source folders too, so no collectstatic step is needed to run.
+WHITENOISE_USE_FINDERS = True
 
 # --- blob storage -----------------------------------------------------------
 RUNSTORE_STORAGE = env_choice("RUNSTORE_STORAGE", "local", ("local", "s3"))
@@ -233,3 +236,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 logging.captureWarnings(True)
+
+TEST_RUNNER = "django.test.runner.DiscoverRunner"
+REST_FRAMEWORK["TEST_REQUEST_RENDERER_CLASSES"] = [
+    "tracker.api.renderers.JSONRenderer",
+    "tracker.api.renderers.MessagePackRenderer",
+    "rest_framework.renderers.MultiPartRenderer",
+]
+REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"

@@ -1,0 +1,90 @@
+"""A permission world: owner, contributor, viewer, stranger, anonymous.
+
+``acme`` is a workspace owned by ``owner``, with ``contributor`` and ``viewer``
+as members; ``stranger`` has an account but no membership. ``acme/vision``
+(key VIS) holds one run, ``run``, owned by ``owner``.
+"""
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from accounts.models import ApiToken
+from projects import services as project_services
+from projects.models import Role
+from runs import services as run_services
+
+
+def make_user(username):
+    return User.objects.create_user(username=username, password="pw-" + username)
+
+
+@pytest.fixture
+def owner(db):
+    return make_user("owner")
+
+
+@pytest.fixture
+def contributor(db):
+    return make_user("contributor")
+
+
+@pytest.fixture
+def viewer(db):
+    return make_user("viewer")
+
+
+@pytest.fixture
+def stranger(db):
+    return make_user("stranger")
+
+
+@pytest.fixture
+def workspace(owner, contributor, viewer):
+    ws = project_services.create_workspace(owner, "acme", "Acme")
+    project_services.set_membership(ws, contributor, Role.CONTRIBUTOR)
+    project_services.set_membership(ws, viewer, Role.VIEWER)
+    return ws
+
+
+@pytest.fixture
+def project(workspace, owner):
+    return project_services.create_project(owner, workspace, "vision", key="VIS")
+
+
+@pytest.fixture
+def run(project, owner):
+    created, _ = run_services.create_run(owner, project, name="baseline", tags=["base"])
+    return created
+
+
+def client_for(user):
+    client = APIClient()
+    if user is not None:
+        _, raw = ApiToken.issue(user, name="test")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def api():
+    """``api(user)`` → an APIClient authenticated with a fresh bearer token (``None``: anonymous)."""
+    return client_for
+
+
+@pytest.fixture
+def owner_api(owner):
+    return client_for(owner)
+
+
+def run_url(run, suffix=""):
+    return f"/api/v1/runs/{run.project.workspace.slug}/{run.project.slug}/{run.human_id}/{suffix}"
+
+
+def batch(client, run, ops, seq=1, stream="s1", fmt="json"):
+    return client.post(run_url(run, "batch"), {"stream": stream, "seq": seq, "ops": ops}, format=fmt)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
