@@ -56,9 +56,16 @@ def ensure_personal_workspace(user) -> Workspace:
     return workspace
 
 
+def _validate_field(name, validator, value) -> None:
+    try:
+        validator(value)
+    except ValidationError as exc:
+        raise ValidationError({name: exc.messages}) from None
+
+
 @transaction.atomic
 def create_workspace(user, slug: str, name: str = "") -> Workspace:
-    slug_validator(slug)
+    _validate_field("slug", slug_validator, slug)
     if Workspace.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"workspace {slug!r} already exists"})
     workspace = Workspace.objects.create(slug=slug, name=name or slug)
@@ -81,12 +88,12 @@ def _derive_key(workspace: Workspace, slug: str) -> str:
 def create_project(user, workspace: Workspace, slug: str, key: str | None = None, description: str = "") -> Project:
     """Create a project in ``workspace``; the caller must hold ``write`` there (403 otherwise)."""
     permissions.require(user, "write", workspace)
-    slug_validator(slug)
+    _validate_field("slug", slug_validator, slug)
     if Project.objects.filter(workspace=workspace, slug=slug).exists():
         raise ValidationError({"slug": f"project {workspace.slug}/{slug} already exists"})
     if key:
         key = key.upper()
-        Project._meta.get_field("key").run_validators(key)
+        _validate_field("key", Project._meta.get_field("key").run_validators, key)
         if Project.objects.filter(workspace=workspace, key=key).exists():
             raise ValidationError({"key": f"key {key!r} is already used in workspace {workspace.slug}"})
     try:

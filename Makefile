@@ -1,0 +1,36 @@
+# The single entry point. `make run`: Runstore on embedded defaults with demo
+# data. `make test`: the test stack (PostgreSQL+TimescaleDB, Redis, SeaweedFS,
+# Chromium) and the whole suite on SQLite and on PostgreSQL.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test venv services services-down lint bench clean-var
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt client/pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+run: venv
+	PORT=$(PORT) scripts/run.sh
+
+test: venv
+	scripts/services.sh up
+	scripts/test.sh
+
+services: venv
+	scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	bench/run_all.sh
