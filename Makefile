@@ -11,7 +11,7 @@ PORT ?= 8000
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt client/pyproject.toml scripts/bootstrap.sh
+$(VENV)/.installed: requirements.txt $(wildcard client/pyproject.toml) scripts/bootstrap.sh
 	scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
 	@touch $@
 
