@@ -1,0 +1,41 @@
+"""runstore: the Python client of Runstore, a self-hosted ML experiment tracker.
+
+    import runstore
+    with runstore.init_run(project="acme/vision") as run:
+        run["parameters"] = {"lr": 0.01}
+        run["train/loss"].append(0.42)
+"""
+
+from .exceptions import (
+    ApiError,
+    ConfigurationError,
+    NetworkError,
+    NotFoundError,
+    QueryNotSupportedError,
+    ReadOnlyError,
+    RunstoreError,
+)
+from .file import File
+from .handler import Handler
+from .project import Project, Table, init_project
+from .run import Run, init_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiError",
+    "ConfigurationError",
+    "File",
+    "Handler",
+    "NetworkError",
+    "NotFoundError",
+    "Project",
+    "QueryNotSupportedError",
+    "ReadOnlyError",
+    "Run",
+    "RunstoreError",
+    "Table",
+    "__version__",
+    "init_project",
+    "init_run",
+]

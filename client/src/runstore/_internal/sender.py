@@ -1,0 +1,374 @@
+"""The sender: moves one queue directory's records to the server, in order, exactly once.
+
+Operations are sent in batches of consecutive records to
+``POST /runs/<uuid>/batch`` with this queue's ``stream`` and consecutive
+``seq`` numbers. Before a batch is sent, its seq and byte range are saved
+as "in flight" in ``ack.json``; after a crash the same range is re-sent
+with the same seq, so the server's ``(stream, seq)`` check makes delivery
+exactly once. A batch the server rejects names the bad operation
+(``op_index``): that operation is dropped (and reported once) and the
+rest is re-sent. Network errors, 5xx, 408 and 429 are retried forever with
+jittered exponential backoff, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from ..exceptions import ApiError
+from . import bug, warn
+from .api import Api, RetryableError, backoff
+from .queue import KIND_CTL, QueueDir, read_records
+from .writer import Stats
+
+MAX_BATCH_OPS = 5_000
+MAX_BATCH_POINTS = 100_000
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+PING_SECONDS = 20.0
+
+
+class Abandoned(Exception):
+    """The sender was asked to stop while waiting to retry."""
+
+
+class FatalSendError(Exception):
+    """The server refuses this run (401/403/404): sending stops; the queue stays on disk."""
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 65536:
+        return b"\xdc" + struct.pack(">H", n)
+    return b"\xdd" + struct.pack(">I", n)
+
+
+def batch_body(stream: str, seq: int, ops: list[bytes]) -> bytes:
+    """``{"stream", "seq", "ops": [...]}`` in MessagePack, reusing each operation's stored bytes."""
+    head = b"\x83" + msgpack.packb("stream") + msgpack.packb(stream) + msgpack.packb("seq") + msgpack.packb(seq)
+    return head + msgpack.packb("ops") + _array_header(len(ops)) + b"".join(ops)
+
+
+class Sender:
+    def __init__(
+        self,
+        qdir: QueueDir,
+        api: Api,
+        stats: Stats | None = None,
+        *,
+        stop: threading.Event | None = None,
+        on_progress: Callable[[], None] | None = None,
+    ):
+        self.qdir = qdir
+        self.api = api
+        self.stats = stats or Stats()
+        self.stop_event = stop or threading.Event()
+        self.on_progress = on_progress
+        self.meta = qdir.read_meta()
+        self.ack = qdir.read_ack()
+        self.stream: str = self.meta["stream"]
+        self.acked_points = 0
+        self._attempt = 0
+        self._reported: set[str] = set()
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (int(self.ack["segment"]), int(self.ack["offset"]))
+
+    # -- the run on the server ------------------------------------------------
+    @property
+    def run_uuid(self) -> str | None:
+        value = self.meta.get("run_uuid")
+        return str(value) if value else None
+
+    def ensure_run(self) -> str:
+        """The run's UUID; creates (offline runs) or looks up (``with_id``) the run first if needed."""
+        uuid = self.run_uuid
+        if uuid:
+            return uuid
+        while True:
+            try:
+                if self.meta.get("run_ref"):
+                    run = self._call("GET", f"runs/{self.meta['run_ref']}/")
+                else:
+                    run = self._call("POST", "runs/", body=self.meta["create"])
+                break
+            except ApiError as exc:
+                raise FatalSendError(f"cannot create or find the run of {self.qdir.path}: {exc}") from exc
+        self.meta["run_uuid"] = run["uuid"]
+        self.meta["run_id"] = run["id"]
+        self.qdir.write_meta(self.meta)
+        return str(run["uuid"])
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request, retried until it succeeds or the sender is stopped (ApiError for a 4xx)."""
+        from .api import decode
+
+        while True:
+            try:
+                response = self.api.send(method, path, **kwargs)
+                self._attempt = 0
+                return decode(response)
+            except RetryableError as exc:
+                delay = exc.retry_after if exc.retry_after is not None else backoff(self._attempt)
+                self._attempt += 1
+                self.stats.error(str(exc))
+                warn(f"runstore: {exc}; retrying in {delay:.1f}s (operations stay queued on disk)",
+                     once_key=f"retry:{self.qdir.path}:{exc.status}")
+                if self.stop_event.wait(delay):
+                    raise Abandoned() from exc
+
+    # -- one step of work -----------------------------------------------------
+    def step(self) -> bool:
+        """Send one batch or control record. Returns False when nothing is available now."""
+        uuid = self.ensure_run()
+        inflight = self.ack.get("inflight")
+        if inflight:
+            ops = self._range(inflight["segment"], inflight["start"], inflight["end"])
+            self._send_batch(uuid, inflight["seq"], ops)
+            self._advance(inflight["segment"], inflight["end"], seq=inflight["seq"] + 1, ops=len(ops))
+            return True
+        segment, offset = self.position
+        ops = []
+        points = size = 0
+        end = offset
+        control: tuple[dict[str, Any], int] | None = None
+        for kind, n, payload, record_end in read_records(self.qdir.segment_path(segment), offset):
+            if kind == KIND_CTL:
+                if not ops:
+                    control = (msgpack.unpackb(payload, raw=False), record_end)
+                break
+            if ops and (len(ops) >= MAX_BATCH_OPS or points + n > MAX_BATCH_POINTS or size + len(payload) > MAX_BATCH_BYTES):
+                break
+            ops.append(payload)
+            points += n
+            size += len(payload)
+            end = record_end
+        if ops:
+            seq = int(self.ack["seq"])
+            self.ack["inflight"] = {"seq": seq, "segment": segment, "start": offset, "end": end}
+            self.qdir.write_ack(self.ack, fsync=True)
+            self._send_batch(uuid, seq, ops)
+            self.acked_points += points
+            self._advance(segment, end, seq=seq + 1, ops=len(ops))
+            return True
+        if control is not None:
+            self._control(uuid, control[0])
+            self._advance(segment, control[1], seq=int(self.ack["seq"]), ops=1)
+            return True
+        later = [n for n in self.qdir.segments() if n > segment]
+        if later:
+            # A sealed segment is complete: move on and delete it.
+            sealed = self.qdir.segment_path(segment)
+            if sealed.exists() and sealed.stat().st_size > offset:
+                warn(f"runstore: {self.qdir.segment_path(segment)} has a damaged record at byte {offset}; skipping the rest of it")
+            self._advance(later[0], 0, seq=int(self.ack["seq"]), ops=0)
+            try:
+                self.qdir.segment_path(segment).unlink()
+            except FileNotFoundError:
+                pass
+            return True
+        return False
+
+    def _range(self, segment: int, start: int, end: int) -> list[bytes]:
+        ops = []
+        for _kind, _n, payload, record_end in read_records(self.qdir.segment_path(segment), start):
+            if record_end > end:
+                break
+            ops.append(payload)
+            if record_end == end:
+                break
+        return ops
+
+    def _advance(self, segment: int, offset: int, *, seq: int, ops: int) -> None:
+        self.ack = {"seq": seq, "segment": segment, "offset": offset, "inflight": None}
+        self.qdir.write_ack(self.ack)
+        self.stats.acked_ops += ops
+        if self.on_progress is not None:
+            self.on_progress()
+
+    def _send_batch(self, uuid: str, seq: int, ops: list[bytes]) -> None:
+        keep = list(range(len(ops)))
+        while keep:
+            body = batch_body(self.stream, seq, [ops[i] for i in keep])
+            try:
+                self._call("POST", f"runs/{uuid}/batch", raw_msgpack=body)
+                return
+            except ApiError as exc:
+                if exc.status in (401, 403, 404):
+                    raise FatalSendError(f"the server refuses the run of {self.qdir.path}: {exc}") from exc
+                index = exc.details.get("op_index")
+                if isinstance(index, int) and 0 <= index < len(keep):
+                    bad = keep.pop(index)
+                    self._rejected(exc, ops[bad])
+                    continue
+                # No operation named (e.g. the body is too large): nothing in it can be applied.
+                self.stats.rejected_ops += len(keep)
+                self.stats.error(str(exc))
+                warn(f"runstore: the server rejected a batch of {len(keep)} operations: {exc.message} ({exc.code}); they are dropped")
+                return
+
+    def _rejected(self, exc: ApiError, payload: bytes) -> None:
+        self.stats.rejected_ops += 1
+        self.stats.error(exc.message)
+        try:
+            op = msgpack.unpackb(payload, raw=False)
+            what = f"{op.get('op')} {op.get('path')!r}"
+        except Exception:  # noqa: BLE001
+            what = "an operation"
+        key = f"{exc.code}:{exc.details.get('path')}"
+        if key not in self._reported:
+            self._reported.add(key)
+            warn(f"runstore: the server rejected {what}: {exc.message} ({exc.status} {exc.code}); it is dropped, the rest is kept")
+
+    def _control(self, uuid: str, ctl: dict[str, Any]) -> None:
+        kind = ctl.get("t")
+        if kind == "upload":
+            source = Path(ctl["file"])
+            path = source if source.is_absolute() else self.qdir.path / source
+            try:
+                self._upload(uuid, path, ctl)
+            except FileNotFoundError:
+                self.stats.error(f"missing file {path}")
+                warn(f"runstore: the file to upload {path} is gone; its field will be missing")
+            if ctl.get("delete"):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+        elif kind == "state":
+            try:
+                self._call("PATCH", f"runs/{uuid}/", body={"state": ctl["state"]})
+            except ApiError as exc:
+                self.stats.error(str(exc))
+                warn(f"runstore: cannot set the run state to {ctl['state']}: {exc}")
+        else:
+            warn(f"runstore: unknown control record {kind!r} skipped")
+
+    def _upload(self, uuid: str, path: Path, ctl: dict[str, Any]) -> None:
+        while True:
+            with open(path, "rb") as f:
+                try:
+                    self._call(
+                        "POST", f"runs/{uuid}/uploads",
+                        files={"file": (ctl.get("name") or "file", f, ctl.get("mime_type") or "application/octet-stream")},
+                        data={"sha256": ctl["sha256"]},
+                    )
+                    return
+                except ApiError as exc:
+                    if exc.status in (401, 403, 404):
+                        raise FatalSendError(str(exc)) from exc
+                    self.stats.error(str(exc))
+                    warn(f"runstore: upload of {ctl.get('name') or path} refused: {exc.message}; the operation using it will be dropped")
+                    return
+
+    def ping(self) -> None:
+        uuid = self.run_uuid
+        if uuid:
+            try:
+                self.api.send("POST", f"runs/{uuid}/ping", timeout=10)
+            except (RetryableError, ApiError):
+                pass
+
+    # -- draining (the CLI and the end of a run) ------------------------------
+    def drain(self, *, writer_alive: Callable[[], bool] = lambda: False, deadline: float | None = None) -> bool:
+        """Send until nothing is left (and no writer may add more). True when fully drained."""
+        while deadline is None or time.monotonic() < deadline:
+            if self.step():
+                continue
+            if not writer_alive():
+                return True
+            if self.stop_event.wait(0.05):
+                return False
+        return False
+
+    def finished(self) -> bool:
+        """Everything on disk is acknowledged (assuming no writer)."""
+        segment, offset = self.position
+        later = [n for n in self.qdir.segments() if n > segment]
+        if later or self.ack.get("inflight"):
+            return False
+        return not any(True for _ in read_records(self.qdir.segment_path(segment), offset))
+
+    def remove_queue(self) -> None:
+        self.qdir.unlock()
+        shutil.rmtree(self.qdir.path, ignore_errors=True)
+
+
+class SenderThread:
+    """The live run's sender: a daemon thread that sends whenever the writer wrote."""
+
+    def __init__(self, sender: Sender, *, ping: bool = True):
+        self.sender = sender
+        self.wake = threading.Event()
+        self.progress = threading.Condition()
+        self.failed: str | None = None
+        self.ping = ping
+        self._thread = threading.Thread(target=self._loop, name="runstore-sender", daemon=True)
+        sender.on_progress = self._progress
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _progress(self) -> None:
+        with self.progress:
+            self.progress.notify_all()
+
+    def _loop(self) -> None:
+        last_ping = time.monotonic()
+        stop = self.sender.stop_event
+        while not stop.is_set():
+            try:
+                worked = self.sender.step()
+            except Abandoned:
+                break
+            except FatalSendError as exc:
+                self.failed = str(exc)
+                self.sender.stats.error(str(exc))
+                warn(f"runstore: {exc}; sending stopped, the operations stay in {self.sender.qdir.path} for `runstore sync`")
+                self._progress()
+                return
+            except Exception as exc:  # noqa: BLE001 - never let the worker die silently
+                self.sender.stats.error(repr(exc))
+                bug(exc, "sending the queue")
+                worked = False
+                if stop.wait(1.0):
+                    break
+            if self.ping and time.monotonic() - last_ping > PING_SECONDS:
+                self.sender.ping()
+                last_ping = time.monotonic()
+            if not worked:
+                self.wake.wait(0.5)
+                self.wake.clear()
+        self._progress()
+
+    def wait_for(self, position: tuple[int, int], timeout: float | None) -> bool:
+        """Block until the sender passed ``position`` (True), failed or timed out (False)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self.progress:
+            while True:
+                if self.sender.position >= position and not self.sender.ack.get("inflight"):
+                    return True
+                if self.failed or not self.alive():
+                    return self.sender.position >= position
+                remaining = None if end is None else end - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.progress.wait(0.2 if remaining is None else min(0.2, remaining))
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.sender.stop_event.set()
+        self.wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)

@@ -1,0 +1,594 @@
+"""``Run`` and ``init_run``: the object training code logs to."""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid as uuid_module
+import weakref
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ._internal import bug, capture, warn
+from ._internal.api import Api, decode
+from ._internal.progress import Progress
+from ._internal.queue import QueueDir
+from ._internal.reader import DebugStore, Reader
+from ._internal.sender import Sender, SenderThread
+from ._internal.values import check_path
+from ._internal.writer import Stats, Writer
+from .exceptions import ConfigurationError, NetworkError, ReadOnlyError, RunstoreError
+from .handler import Handler
+
+MODES = ("async", "sync", "offline", "read-only", "debug")
+DEFAULT_URL = "http://localhost:8000"
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+_live: weakref.WeakSet[Run] = weakref.WeakSet()
+_hooks_installed = False
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def home() -> Path:
+    """The directory holding the disk queues: ``RUNSTORE_HOME`` or ``./.runstore``."""
+    return Path(os.environ.get("RUNSTORE_HOME") or ".runstore").resolve()
+
+
+def queues_root(root: Path | None = None) -> Path:
+    return (root or home()) / "queues"
+
+
+def _token(api_token: str | None) -> str:
+    token = api_token or os.environ.get("RUNSTORE_API_TOKEN")
+    if not token:
+        file = os.environ.get("RUNSTORE_API_TOKEN_FILE")
+        if file:
+            token = Path(file).read_text().strip()
+    if not token:
+        raise ConfigurationError("no API token: pass api_token= or set RUNSTORE_API_TOKEN")
+    return token
+
+
+def make_api(url: str | None, api_token: str | None) -> Api:
+    return Api(url or os.environ.get("RUNSTORE_URL") or DEFAULT_URL, _token(api_token))
+
+
+def run_ref(with_id: str, project: str | None) -> str:
+    if "/" in with_id or UUID_RE.match(with_id):
+        return with_id
+    if not project:
+        raise ConfigurationError(f"with_id={with_id!r} needs project= (or RUNSTORE_PROJECT), or give 'workspace/project/{with_id}'")
+    return f"{project}/{with_id}"
+
+
+class Run:
+    """A run being logged (or read). Create it with ``runstore.init_run``."""
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        info: dict[str, Any] | None = None,
+        api: Api | None = None,
+        qdir: QueueDir | None = None,
+        last_steps: dict[str, int] | None = None,
+        flush_period: float = 1.0,
+    ):
+        self._mode = mode
+        self._put: Callable[[tuple[Any, ...]], None]
+        self._info = dict(info or {})
+        self._api = api
+        self._handlers: dict[str, Handler] = {}
+        self._stats = Stats()
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._qdir = qdir
+        self._writer: Writer | None = None
+        self._sender: SenderThread | None = None
+        self._debug: DebugStore | None = None
+        self._stopped = False
+        self._tees: list[tuple[str, Any]] = []
+        self._monitor: capture.Monitor | None = None
+        self._flush_period = flush_period
+        self._last_steps = last_steps or {}
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        if mode == "read-only":
+            self._put = self._read_only
+        elif mode == "debug":
+            self._debug = DebugStore()
+            self._put = self._debug.apply
+        else:
+            self._start_workers()
+
+    # -- plumbing ---------------------------------------------------------------
+    def _start_workers(self) -> None:
+        assert self._qdir is not None
+        self._writer = Writer(
+            self._qdir, self._stats, flush_period=self._flush_period,
+            max_bytes=_env_int("RUNSTORE_MAX_QUEUE_BYTES", 1 << 30), last_steps=self._last_steps,
+        )
+        self._queue = self._writer.queue
+        self._writer.start()
+        if self._mode in ("async", "sync") and self._api is not None:
+            sender = Sender(self._qdir, Api(self._api.url, self._api.token), self._stats)
+            self._sender = SenderThread(sender)
+            self._writer.on_written = self._sender.wake.set
+            self._sender.start()
+        if self._mode == "sync":
+            self._put = self._put_sync
+        else:
+            self._put = self._queue.append
+
+    def _put_sync(self, item: tuple[Any, ...]) -> None:
+        self._queue.append(item)
+        self.wait()
+
+    def _read_only(self, item: tuple[Any, ...]) -> None:
+        raise ReadOnlyError("this run was opened with mode='read-only'; open it with mode='async' (and with_id=) to write")
+
+    def _put_stopped(self, item: tuple[Any, ...]) -> None:
+        warn("runstore: the run is stopped; writes to it are ignored", once_key=f"stopped:{id(self)}")
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads are gone; restart them on the first write."""
+        if self._mode not in ("async", "sync", "offline") or self._stopped:
+            return
+        self._pid = os.getpid()
+        self._put = self._put_restart
+
+    def _put_restart(self, item: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self._put == self._put_restart:
+                try:
+                    self._fork_queue()
+                except Exception as exc:  # noqa: BLE001
+                    bug(exc, "restarting the workers after fork")
+                    self._put = self._put_stopped
+                    return
+        self._put(item)
+
+    def _fork_queue(self) -> None:
+        assert self._qdir is not None and self._writer is not None
+        meta = self._qdir.read_meta()
+        meta["stream"] = uuid_module.uuid4().hex
+        qdir = new_queue_dir(meta)
+        self._qdir = qdir
+        self._last_steps = dict(self._writer.last_steps)
+        self._stats = Stats()
+        self._start_workers()
+
+    def _reader(self) -> Any:
+        if self._debug is not None:
+            return self._debug
+        if self._api is None:
+            raise RunstoreError("an offline run cannot be read; run `runstore sync` and open it with mode='read-only'")
+        if self._mode != "read-only" and not self._stopped:
+            self.wait(timeout=60)
+        ref = self._info.get("uuid")
+        if not ref and self._sender is not None:
+            ref = self._sender.sender.run_uuid
+        if not ref:
+            raise RunstoreError("the run is not created on the server yet (the server was unreachable)")
+        return Reader(self._api, str(ref))
+
+    # -- fields -----------------------------------------------------------------
+    def __getitem__(self, path: str) -> Handler:
+        try:
+            return self._handlers[path]
+        except (KeyError, TypeError):
+            pass
+        check_path(path)
+        if len(self._handlers) > 100_000:
+            self._handlers.clear()
+        handler = self._handlers[path] = Handler(self, path)
+        return handler
+
+    def __setitem__(self, path: str, value: Any) -> None:
+        self[path].assign(value)
+
+    def __delitem__(self, path: str) -> None:
+        self[path].delete()
+
+    def __contains__(self, path: str) -> bool:
+        return self.exists(path)
+
+    def assign(self, value: dict[str, Any], *, wait: bool = False) -> None:
+        """Assign a dict of fields at the root: ``run.assign({"parameters": {...}})``."""
+        if not isinstance(value, dict):
+            raise TypeError("Run.assign takes a dict of fields; use run[path] = value for one field")
+        for key, sub in value.items():
+            self[str(key)].assign(sub)
+        if wait:
+            self.wait()
+
+    def exists(self, path: str) -> bool:
+        return bool(self._reader().exists(path))
+
+    def fetch(self) -> dict[str, Any]:
+        """Every field as a nested dict (series give their last value)."""
+        return dict(self._reader().fetch(""))
+
+    def __repr__(self) -> str:
+        ident = self._info.get("id") or self._info.get("uuid") or "(not created yet)"
+        return f"<Run {ident} mode={self._mode}>"
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    # -- delivery ---------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Return when every operation so far is on local disk (True), or after ``timeout`` (False)."""
+        if self._writer is None or os.getpid() != self._pid:
+            return True
+        if not self._writer.alive():
+            return False
+        return self._writer.flush(timeout) is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Return when every operation so far is acknowledged by the server (True), or after ``timeout``."""
+        if self._writer is None or os.getpid() != self._pid:
+            return True
+        end = None if timeout is None else time.monotonic() + timeout
+        if not self._writer.alive():
+            return False
+        position = self._writer.flush(timeout)
+        if position is None:
+            return False
+        if self._sender is None:
+            return self._mode == "offline"
+        remaining = None if end is None else max(0.0, end - time.monotonic())
+        return self._sender.wait_for(position, remaining)
+
+    def status(self) -> dict[str, Any]:
+        """Counters: errors, dropped and rejected operations, operations written and acknowledged."""
+        pending = max(0, self._stats.written_ops - self._stats.acked_ops)
+        return {
+            "mode": self._mode,
+            "errors": self._stats.errors,
+            "last_error": self._stats.last_error,
+            "dropped_operations": self._stats.dropped_ops,
+            "rejected_operations": self._stats.rejected_ops,
+            "pending_operations": pending,
+            "queue_dir": str(self._qdir.path) if self._qdir is not None else None,
+            "sending_failed": self._sender.failed if self._sender is not None else None,
+        }
+
+    @property
+    def error_count(self) -> int:
+        return self._stats.errors
+
+    # -- the end ----------------------------------------------------------------
+    def fail(self, exc: BaseException | str) -> None:
+        """Mark the run failed and store the traceback (``sys/failure``)."""
+        if self._mode == "read-only" or self._stopped:
+            return
+        text = exc if isinstance(exc, str) else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            self["sys/failure"] = text
+            self._put((None, "ctl", {"t": "state", "state": "failed"}))
+            self._info["state"] = "failed"
+        except Exception as error:  # noqa: BLE001
+            bug(error, "marking the run failed")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the run: flush, send what is queued (at most ``timeout`` seconds; default
+        ``RUNSTORE_STOP_TIMEOUT`` or 300), stop the workers. Ctrl-C twice abandons the wait;
+        what is left stays on disk for ``runstore sync``."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        _live.discard(self)
+        self._stop_capture()
+        if self._writer is None or os.getpid() != self._pid:
+            self._put = self._put_stopped if self._mode != "read-only" else self._read_only
+            return
+        if self._info.get("state") != "failed":
+            self._queue.append((None, "ctl", {"t": "state", "state": "finished"}))
+        if timeout is None:
+            timeout = _env_float("RUNSTORE_STOP_TIMEOUT", 300.0)
+        self._put = self._put_stopped
+        delivered = False
+        try:
+            delivered = self._drain(timeout)
+        finally:
+            if self._sender is not None:
+                self._sender.stop(5)
+            self._writer.close(10)
+            assert self._qdir is not None
+            if delivered and self._sender is not None and self._sender.sender.finished():
+                self._sender.sender.remove_queue()
+            else:
+                self._qdir.unlock()
+                left = self._qdir.path
+                if self._mode == "offline":
+                    warn(f"runstore: offline run saved in {left}; upload it with `runstore sync`", level=20)
+                else:
+                    warn(f"runstore: not everything reached the server; the rest is kept in {left}; upload it with `runstore sync`")
+
+    def _drain(self, timeout: float) -> bool:
+        assert self._writer is not None
+        position = self._writer.flush(min(timeout, 60.0))
+        if position is None:
+            return False
+        if self._sender is None:
+            return False
+        end = time.monotonic() + timeout
+        progress: Progress | None = None
+        interrupted = 0
+        start_ops = self._stats.acked_ops
+        try:
+            while True:
+                try:
+                    remaining = end - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    if self._sender.wait_for(position, min(remaining, 0.5)):
+                        return True
+                    if self._sender.failed:
+                        return False
+                    pending = max(0, self._stats.written_ops - self._stats.acked_ops)
+                    if progress is None and pending > 1000:
+                        progress = Progress("runstore: sending", total=pending)
+                    if progress is not None:
+                        progress.update(self._stats.acked_ops - start_ops)
+                except KeyboardInterrupt:
+                    interrupted += 1
+                    if interrupted >= 2:
+                        warn("runstore: abandoned waiting for the server; the queue stays on disk for `runstore sync`")
+                        return False
+                    sys.stderr.write("\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n")
+        finally:
+            if progress is not None:
+                progress.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            self.fail(exc)
+        self.stop()
+
+    # -- capture ----------------------------------------------------------------
+    def _start_capture(self, *, stdout: bool, stderr: bool, hardware: bool, source: bool, environment: bool, namespace: str) -> None:
+        if stdout:
+            tee = capture.StreamTee(sys.stdout, self, f"{namespace}/stdout")
+            sys.stdout = tee
+            self._tees.append(("stdout", tee))
+        if stderr:
+            tee = capture.StreamTee(sys.stderr, self, f"{namespace}/stderr")
+            sys.stderr = tee
+            self._tees.append(("stderr", tee))
+        if hardware:
+            self._monitor = capture.Monitor(self, _env_float("RUNSTORE_MONITORING_INTERVAL", 5.0), namespace)
+            self._monitor.start()
+        if source or environment:
+            def collect() -> None:
+                for enabled, function in ((source, capture.source_code), (environment, capture.environment)):
+                    if enabled:
+                        try:
+                            function(self)
+                        except Exception as exc:  # noqa: BLE001
+                            bug(exc, f"capturing {function.__name__}")
+
+            thread = threading.Thread(target=collect, name="runstore-capture", daemon=True)
+            thread.start()
+            self._capture_thread = thread
+
+    def _stop_capture(self) -> None:
+        thread = getattr(self, "_capture_thread", None)
+        if thread is not None:
+            thread.join(30)
+        if self._monitor is not None:
+            self._monitor.stop()
+        for name, tee in reversed(self._tees):
+            tee.flush_line()
+            if getattr(sys, name) is tee:
+                setattr(sys, name, tee._stream)
+        self._tees.clear()
+
+
+def new_queue_dir(meta: dict[str, Any], root: Path | None = None) -> QueueDir:
+    base = queues_root(root)
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    qdir = QueueDir(base / f"{stamp}-{meta['stream'][:12]}")
+    qdir.path.mkdir(parents=True)
+    qdir.files.mkdir()
+    qdir.write_meta(meta)
+    if not qdir.try_lock():
+        raise RunstoreError(f"cannot lock {qdir.path}")
+    return qdir
+
+
+def _last_steps(api: Api, ref: str) -> dict[str, int]:
+    fields = api.call("GET", f"runs/{ref}/attributes")["fields"]
+    steps = {}
+    for field in fields:
+        value = field.get("value")
+        if field.get("type", "").endswith("_series") and isinstance(value, dict) and value.get("last_step") is not None:
+            steps[field["path"]] = int(value["last_step"])
+    return steps
+
+
+def _sync_leftovers(api: Api, run_uuid: str) -> None:
+    """Deliver what earlier processes on this machine left queued for this run (crash, Ctrl-C)."""
+    root = queues_root()
+    if not root.is_dir():
+        return
+    for path in sorted(root.iterdir()):
+        qdir = QueueDir(path)
+        try:
+            meta = qdir.read_meta()
+        except (OSError, ValueError):
+            continue
+        if meta.get("run_uuid") != run_uuid or not qdir.try_lock():
+            continue
+        try:
+            sender = Sender(qdir, Api(api.url, api.token))
+            if sender.drain(deadline=time.monotonic() + 120):
+                sender.remove_queue()
+                warn(f"runstore: delivered operations left queued in {path}", level=20)
+        except Exception as exc:  # noqa: BLE001
+            warn(f"runstore: could not deliver what {path} holds ({exc}); try `runstore sync`")
+        finally:
+            qdir.unlock()
+
+
+def init_run(
+    project: str | None = None,
+    api_token: str | None = None,
+    url: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    tags: list[str] | str | None = None,
+    mode: str | None = None,
+    with_id: str | None = None,
+    custom_run_id: str | None = None,
+    capture_stdout: bool = True,
+    capture_stderr: bool = True,
+    capture_hardware_metrics: bool = True,
+    capture_source: bool = True,
+    capture_environment: bool = True,
+    flush_period: float = 1.0,
+    monitoring_namespace: str = "monitoring",
+) -> Run:
+    """Start (or resume, with ``with_id``) a run; see the README for every option and environment variable."""
+    mode = mode or os.environ.get("RUNSTORE_MODE") or "async"
+    if mode not in MODES:
+        raise ConfigurationError(f"mode={mode!r}; expected one of {', '.join(MODES)}")
+    project = project or os.environ.get("RUNSTORE_PROJECT")
+    custom_run_id = custom_run_id or os.environ.get("RUNSTORE_CUSTOM_RUN_ID") or None
+    if isinstance(tags, str):
+        tags = [tags]
+    tags = list(tags or [])
+    if project is not None and project.count("/") != 1:
+        raise ConfigurationError(f"project={project!r}; expected 'workspace/project'")
+    if not isinstance(flush_period, (int, float)) or flush_period <= 0:
+        raise ConfigurationError("flush_period must be a positive number of seconds")
+    meta: dict[str, Any]
+    info: dict[str, Any] = {}
+    create: dict[str, Any] = {"project": project, "name": name or "", "description": description or "", "tags": tags}
+    if custom_run_id:
+        create["custom_run_id"] = custom_run_id
+
+    if mode == "debug":
+        run = Run(mode="debug", info={"id": "DEBUG-0", "project": project})
+    elif mode == "read-only":
+        if not with_id:
+            raise ConfigurationError("mode='read-only' needs with_id= (a run id such as 'VIS-12')")
+        api = make_api(url, api_token)
+        info = api.call("GET", f"runs/{run_ref(with_id, project)}/")
+        return Run(mode="read-only", info=info, api=api)
+    elif mode == "offline":
+        if not with_id and not project:
+            raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
+        meta = {
+            "url": url or os.environ.get("RUNSTORE_URL"), "stream": uuid_module.uuid4().hex, "project": project,
+            "mode": mode, "created": time.time(),
+        }
+        if with_id:
+            meta["run_ref"] = run_ref(with_id, project)
+        else:
+            create.setdefault("custom_run_id", f"offline-{uuid_module.uuid4().hex}")
+            meta["create"] = create
+        run = Run(mode="offline", info={"project": project}, qdir=new_queue_dir(meta), flush_period=flush_period)
+    else:
+        api = make_api(url, api_token)
+        stream = uuid_module.uuid4().hex
+        meta = {"url": api.url, "stream": stream, "project": project, "mode": mode, "created": time.time()}
+        last_steps: dict[str, int] = {}
+        if with_id:
+            info = api.call("GET", f"runs/{run_ref(with_id, project)}/")
+            _sync_leftovers(api, info["uuid"])
+            last_steps = _last_steps(api, info["uuid"])
+            if info.get("state") != "running":
+                api.call("PATCH", f"runs/{info['uuid']}/", body={"state": "running"})
+        else:
+            if not project:
+                raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
+            try:
+                response = api.call_raw("POST", "runs/", body=create, deadline=20)
+                info = decode(response)
+                if response.status_code == 200:  # an existing run with this custom_run_id
+                    _sync_leftovers(api, info["uuid"])
+                    last_steps = _last_steps(api, info["uuid"])
+            except NetworkError as exc:
+                # Keep training: the sender creates the run once the server answers.
+                warn(f"runstore: the server is unreachable ({exc}); logging to disk, the run is created when it answers")
+                create.setdefault("custom_run_id", f"deferred-{uuid_module.uuid4().hex}")
+                meta["create"] = create
+        if info:
+            meta["run_uuid"], meta["run_id"] = info["uuid"], info["id"]
+        run = Run(mode=mode, info=info, api=api, qdir=new_queue_dir(meta), last_steps=last_steps, flush_period=flush_period)
+    _register(run)
+    if mode != "read-only":
+        run._start_capture(
+            stdout=capture_stdout, stderr=capture_stderr, hardware=capture_hardware_metrics,
+            source=capture_source, environment=capture_environment, namespace=monitoring_namespace,
+        )
+    return run
+
+
+def _register(run: Run) -> None:
+    global _hooks_installed
+    _live.add(run)
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_stop_all)
+    previous = sys.excepthook
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if not issubclass(exc_type, KeyboardInterrupt):
+            for live in list(_live):
+                live.fail(exc.with_traceback(tb))
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork)
+
+
+def _after_fork() -> None:
+    for run in list(_live):
+        run._after_fork()
+
+
+def _stop_all() -> None:
+    for run in list(_live):
+        try:
+            run.stop()
+        except Exception as exc:  # noqa: BLE001 - at exit, nothing may raise
+            bug(exc, "stopping the run at exit")
+
