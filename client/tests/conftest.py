@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,7 +72,7 @@ class Server:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the subprocess owns it
         self.process = subprocess.Popen(
             [PYTHON, "-m", "gunicorn", "tracker.wsgi:application", "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
-             "--graceful-timeout", "2", "--timeout", "120"],
+             "--graceful-timeout", "2", "--timeout", "120", "--preload"],
             cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True,
         )
         log.close()
@@ -99,21 +100,35 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+def server_template() -> Iterator[Server]:
+    """A migrated database with the user alice and her token, copied by every server."""
+    with tempfile.TemporaryDirectory(prefix="runstore-template-") as tmp:
+        template = Server(Path(tmp))
+        template.setup()
+        yield template
+
+
+def _server_from(template: Server, root: Path) -> Server:
+    shutil.copy(template.root / "db.sqlite3", root / "db.sqlite3")
+    srv = Server(root)
+    srv.token = template.token
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(server_template: Server) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="runstore-server-") as tmp:
-        srv = Server(Path(tmp))
-        srv.setup()
+        srv = _server_from(server_template, Path(tmp))
         srv.start()
         yield srv
         srv.stop()
 
 
 @pytest.fixture()
-def restartable_server() -> Iterator[Server]:
+def restartable_server(server_template: Server) -> Iterator[Server]:
     """A server of its own (same port and database across stop/start)."""
     with tempfile.TemporaryDirectory(prefix="runstore-server-") as tmp:
-        srv = Server(Path(tmp))
-        srv.setup()
+        srv = _server_from(server_template, Path(tmp))
         srv.start()
         yield srv
         srv.stop()

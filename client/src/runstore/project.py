@@ -115,7 +115,6 @@ class Project:
         limit: int | None = None,
         state: str | None = None,
         tags: list[str] | None = None,
-        progress_bar: bool = False,
     ) -> Table:
         """Runs of the project, one row each. ``columns`` are field paths (``sys/*`` or any field; a series
         gives its last value). Sorting and ``limit`` happen on the client (sorting reads every run)."""

@@ -1,0 +1,115 @@
+"""Benchmarks of the client.
+
+    python bench_append.py                       # calling-thread cost of run["x"].append(v), async mode
+    python bench_append.py --e2e URL TOKEN PROJECT   # 1,000,000 points until acknowledged: points/s, peak RSS
+
+The hot-path number is the median, over chunks of 10,000 calls, of the mean
+nanoseconds per call in the chunk (time.perf_counter_ns around each chunk),
+for 1,000,000 calls in async mode against a queue on local disk (no server
+is needed: the sender only runs in e2e mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import runstore
+
+CAPTURE_OFF = {
+    "capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
+    "capture_source": False, "capture_environment": False,
+}
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+class RssSampler:
+    """Peak RSS over an interval (psutil, every 10 ms), for the e2e part only."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self.peak = self.process.memory_info().rss
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def hot_path(calls: int, chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["RUNSTORE_HOME"] = home
+        run = runstore.init_run(project="bench/hot", mode="offline", **CAPTURE_OFF)
+        handler_loss = run["train/loss"]
+        del handler_loss
+        means = []
+        value = 0.5
+        for _ in range(calls // chunk):
+            start = time.perf_counter_ns()
+            for _ in range(chunk):
+                run["train/loss"].append(value)
+            means.append((time.perf_counter_ns() - start) / chunk)
+        flush_start = time.perf_counter()
+        run.flush()
+        flush_s = time.perf_counter() - flush_start
+        run.stop()
+        print(f"append, async mode, {calls:,} calls: median {statistics.median(means) / 1000:.3f} µs/call "
+              f"(p90 of chunk means {sorted(means)[int(len(means) * 0.9)] / 1000:.3f} µs); "
+              f"flush to disk afterwards: {flush_s:.2f} s; peak RSS {peak_rss_mib():.0f} MiB")
+
+
+def e2e(url: str, token: str, project: str, points: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["RUNSTORE_HOME"] = home
+        run = runstore.init_run(project=project, api_token=token, url=url, mode="async", name="bench-e2e", **CAPTURE_OFF)
+        with RssSampler() as rss:
+            start = time.perf_counter()
+            for i in range(points):
+                run["train/loss"].append(i * 1e-6)
+            appended = time.perf_counter() - start
+            ok = run.wait(timeout=3600)
+            total = time.perf_counter() - start
+        run.stop()
+        status = run.status()
+        print(f"e2e: {points:,} points appended in {appended:.2f} s, all acknowledged ({ok}) after {total:.2f} s: "
+              f"{points / total:,.0f} points/s; peak RSS during the run {rss.peak / 2**20:.0f} MiB "
+              f"(process peak {peak_rss_mib():.0f} MiB); errors {status['errors']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--chunk", type=int, default=10_000)
+    parser.add_argument("--e2e", nargs=3, metavar=("URL", "TOKEN", "PROJECT"))
+    args = parser.parse_args()
+    if args.e2e:
+        e2e(*args.e2e, points=args.calls)
+    else:
+        hot_path(args.calls, args.chunk)
+
+
+if __name__ == "__main__":
+    main()

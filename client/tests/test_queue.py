@@ -1,0 +1,103 @@
+"""The disk queue and the sender, against a real server."""
+
+import msgpack
+import pytest
+import requests
+
+import runstore
+from runstore._internal import queue as queue_module
+from runstore._internal.api import Api
+from runstore._internal.queue import KIND_OP, QueueDir, SegmentWriter, encode_record, read_records
+from runstore._internal.sender import Sender
+
+QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
+         "capture_source": False, "capture_environment": False, "flush_period": 0.1}
+
+def record(i: int) -> bytes:
+    return encode_record(KIND_OP, 1, msgpack.packb({"op": "assign", "path": f"f/{i}", "value": i}))
+
+def test_records_round_trip_and_a_torn_tail_is_ignored(tmp_path):
+    qdir = QueueDir(tmp_path)
+    writer = SegmentWriter(qdir)
+    writer.write(record(1) + record(2))
+    writer.sync()
+    path = qdir.segment_path(writer.number)
+    with open(path, "ab") as f:
+        f.write(record(3)[:-4])  # a crash in the middle of a write
+    got = [msgpack.unpackb(p)["value"] for _k, _n, p, _e in read_records(path, 0)]
+    assert got == [1, 2]
+
+def test_a_corrupted_record_stops_the_reader(tmp_path):
+    qdir = QueueDir(tmp_path)
+    writer = SegmentWriter(qdir)
+    writer.write(record(1) + record(2))
+    path = qdir.segment_path(writer.number)
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert len(list(read_records(path, 0))) == 1
+
+def test_every_writer_opens_a_new_segment_and_rotates(tmp_path, monkeypatch):
+    qdir = QueueDir(tmp_path)
+    first = SegmentWriter(qdir)
+    first.write(record(1))
+    first.close()
+    monkeypatch.setattr(queue_module, "SEGMENT_BYTES", 64)
+    second = SegmentWriter(qdir)
+    assert second.number == first.number + 1
+    for i in range(5):
+        second.write(record(i))
+    second.close()
+    assert len(qdir.segments()) >= 4
+
+def points_of(server, run_uuid: str, path: str) -> list:
+    response = requests.get(f"{server.url}/api/v1/runs/{run_uuid}/series/points", params={"path": path, "limit": 100000},
+                            headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()["values"]
+
+def offline_run(project: str, n: int) -> QueueDir:
+    run = runstore.init_run(project=project, mode="offline", name="offline", **QUIET)
+    run["parameters"] = {"lr": 0.1}
+    for i in range(n):
+        run["train/loss"].append(float(i))
+    qdir = run._qdir
+    run.stop()
+    return qdir
+
+def test_sender_resends_a_batch_in_flight_after_a_crash_exactly_once(server, project, monkeypatch):
+    qdir = offline_run(project, 1000)
+    assert qdir.try_lock()
+    sender = Sender(qdir, Api(server.url, server.token))
+    real_advance = sender._advance
+    calls = []
+
+    def crash_after_first_batch(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt("simulated crash after the server applied the batch")
+        return real_advance(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "_advance", crash_after_first_batch)
+    with pytest.raises(KeyboardInterrupt):
+        sender.drain()
+    assert qdir.read_ack()["inflight"] is not None
+    again = Sender(qdir, Api(server.url, server.token))
+    assert again.drain()
+    assert again.stats.rejected_ops == 0
+    values = points_of(server, again.run_uuid, "train/loss")
+    assert values == [float(i) for i in range(1000)]
+
+def test_sender_reads_segments_incrementally_and_deletes_acknowledged_ones(server, project, monkeypatch):
+    monkeypatch.setattr(queue_module, "SEGMENT_BYTES", 4096)
+    run = runstore.init_run(project=project, api_token=server.token, url=server.url, **QUIET)
+    for i in range(20_000):
+        run["x"].append(i)
+        if i % 2000 == 0:
+            run.flush()
+    assert run.wait(60)
+    qdir = run._qdir
+    assert len(qdir.segments()) <= 2
+    run.stop()
+    assert not qdir.path.exists()  # a fully delivered queue is removed
+    assert len(points_of(server, run._info["uuid"], "x")) == 20_000
