@@ -202,3 +202,25 @@ class RunBatch(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "stream", "seq"], name="batch_key_unique")]
+
+
+class SavedView(models.Model):
+    """A named run-table view of a project: columns, filter query, sort and grouping; private or shared."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="saved_views")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=100)
+    shared = models.BooleanField(default=False)
+    columns = models.JSONField(default=list)  # [{"path": str, "width": int | None}]
+    query = models.TextField(blank=True)
+    sort = models.CharField(max_length=520, blank=True)
+    group_by = models.CharField(max_length=512, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "owner", "name"], name="saved_view_name_unique")]
+
+    def __str__(self):
+        return f"{self.project_id}:{self.name}"
