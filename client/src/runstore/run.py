@@ -538,7 +538,7 @@ def init_run(
             if not project:
                 raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
             try:
-                response = api.call_raw("POST", "runs/", body=create, deadline=20)
+                response = api.call_raw("POST", "runs/", body=create, deadline=_env_float("RUNSTORE_INIT_TIMEOUT", 15.0))
                 info = decode(response)
                 if response.status_code == 200:  # an existing run with this custom_run_id
                     _sync_leftovers(api, info["uuid"])

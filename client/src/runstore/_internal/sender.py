@@ -333,6 +333,12 @@ class SenderThread:
                 worked = self.sender.step()
             except Abandoned:
                 break
+            except OSError as exc:  # the disk queue's own files (e.g. a full disk)
+                self.sender.stats.error(str(exc))
+                warn(f"runstore: disk queue error while sending: {exc}; retrying", once_key=f"send-os:{exc.errno}")
+                worked = False
+                if stop.wait(1.0):
+                    break
             except FatalSendError as exc:
                 self.failed = str(exc)
                 self.sender.stats.error(str(exc))

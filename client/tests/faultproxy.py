@@ -1,0 +1,81 @@
+"""A tiny HTTP forwarder in front of the real server that injects 429/500 answers or refuses service."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+class FaultProxy:
+    """Forwards to ``target``. ``fail_batches`` answers the next N batch requests with ``status``
+    (429 carries ``Retry-After``); ``down`` answers every request with 503."""
+
+    def __init__(self, target: str, *, status: int = 500, fail_batches: int = 0, retry_after: float | None = None):
+        self.target = urlsplit(target)
+        self.status = status
+        self.fail_batches = fail_batches
+        self.retry_after = retry_after
+        self.down = False
+        self.log: list[tuple[float, str, int]] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with proxy.lock:
+                    inject = None
+                    if proxy.down:
+                        inject = 503
+                    elif proxy.fail_batches > 0 and self.path.endswith("/batch"):
+                        proxy.fail_batches -= 1
+                        inject = proxy.status
+                if inject is not None:
+                    proxy.log.append((time.monotonic(), self.path, inject))
+                    payload = b'{"error": {"status": %d, "code": "injected", "message": "injected fault"}}' % inject
+                    self.send_response(inject)
+                    if inject == 429 and proxy.retry_after is not None:
+                        self.send_header("Retry-After", str(proxy.retry_after))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                connection = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                proxy.log.append((time.monotonic(), self.path, response.status))
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
