@@ -162,6 +162,7 @@ def connect(server: Server, project: str):
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "rshome"
     monkeypatch.setenv("RUNSTORE_HOME", str(home))
+    monkeypatch.setenv("RUNSTORE_MAX_BACKOFF", "2")
     for name in ("RUNSTORE_API_TOKEN", "RUNSTORE_URL", "RUNSTORE_PROJECT", "RUNSTORE_MODE", "RUNSTORE_CUSTOM_RUN_ID", "RUNSTORE_MAX_QUEUE_BYTES"):
         monkeypatch.delenv(name, raising=False)
     return home

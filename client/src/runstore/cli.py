@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             continue
         try:
             meta = qdir.read_meta()
-            url = args.url or meta.get("url")
+            url = args.url or meta.get("url") or os.environ.get("RUNSTORE_URL")
             if not url:
                 raise RunstoreError("no server URL: pass --url or set RUNSTORE_URL")
             sender = Sender(qdir, Api(url, _token(args.api_token)))

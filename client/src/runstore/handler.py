@@ -209,16 +209,27 @@ class Handler:
         return self._run.exists(self._path)
 
 
+SNAPSHOT_BYTES = 4 * 1024 * 1024
+
+
+def _snapshot(file: File) -> File:
+    """Small files are read at the call, so a later change of the file does not matter;
+    bigger ones are copied into the queue by the writer thread (within ``flush_period``)."""
+    if file.path is not None and file.path.stat().st_size <= SNAPSHOT_BYTES:
+        return File(content=file.path.read_bytes(), name=file.name, mime_type=file.mime_type)
+    return file
+
+
 def _as_file(path: str, value: Any) -> File:
     if isinstance(value, File):
         if value.path is not None and not value.path.is_file():
             raise FileNotFoundError(f"{path}: {value.path} is not a file")
-        return value
+        return _snapshot(value)
     if isinstance(value, (str, os.PathLike)):
         file = Path(value)
         if not file.is_file():
             raise FileNotFoundError(f"{path}: {str(value)!r} is not a file")
-        return File(file)
+        return _snapshot(File(file))
     if isinstance(value, (bytes, bytearray)):
         return File(content=bytes(value), name=path.rsplit("/", 1)[-1])
     kind, converted = assign_value(path, value)

@@ -26,7 +26,7 @@ from ._internal.reader import DebugStore, Reader
 from ._internal.sender import Sender, SenderThread
 from ._internal.values import check_path
 from ._internal.writer import Stats, Writer
-from .exceptions import ConfigurationError, NetworkError, ReadOnlyError, RunstoreError
+from .exceptions import ApiError, ConfigurationError, NetworkError, ReadOnlyError, RunstoreError
 from .handler import Handler
 
 MODES = ("async", "sync", "offline", "read-only", "debug")
@@ -465,6 +465,19 @@ def _sync_leftovers(api: Api, run_uuid: str) -> None:
             qdir.unlock()
 
 
+def _create_run(api: Api, create: dict[str, Any]) -> Any:
+    deadline = _env_float("RUNSTORE_INIT_TIMEOUT", 15.0)
+    try:
+        return api.call_raw("POST", "runs/", body=create, deadline=deadline)
+    except ApiError as exc:
+        # Processes starting together race to create the project; the loser sees
+        # "already exists" and succeeds on a second try.
+        if exc.status == 400 and "already exists" in exc.message:
+            time.sleep(0.2)
+            return api.call_raw("POST", "runs/", body=create, deadline=deadline)
+        raise
+
+
 def init_run(
     project: str | None = None,
     api_token: str | None = None,
@@ -538,7 +551,7 @@ def init_run(
             if not project:
                 raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
             try:
-                response = api.call_raw("POST", "runs/", body=create, deadline=_env_float("RUNSTORE_INIT_TIMEOUT", 15.0))
+                response = _create_run(api, create)
                 info = decode(response)
                 if response.status_code == 200:  # an existing run with this custom_run_id
                     _sync_leftovers(api, info["uuid"])

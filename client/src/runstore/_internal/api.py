@@ -25,8 +25,13 @@ class RetryableError(Exception):
         self.status = status
 
 
-def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter."""
+def backoff(attempt: int, base: float = 0.5, cap: float | None = None) -> float:
+    """Exponential backoff with full jitter, at most ``RUNSTORE_MAX_BACKOFF`` seconds (default 30)."""
+    if cap is None:
+        try:
+            cap = float(os.environ.get("RUNSTORE_MAX_BACKOFF") or 30.0)
+        except ValueError:
+            cap = 30.0
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 16))))  # noqa: S311 - jitter, not crypto
 
 
