@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from . import series as series_store
 from .errors import BatchError
-from .models import Attribute, AttributeType, Blob, FileEntry, Run, RunBatch, Upload
+from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, Upload
 from .paths import RUN_COLUMN_PATHS, PathError, is_writable, validate_path
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -322,6 +322,14 @@ def _parse_append(index, path, raw) -> Op:
 # --- applying ---------------------------------------------------------------
 
 
+def record_fields(project_id: int, fields) -> None:
+    """Add (path, type) pairs to the project's field catalogue (idempotent)."""
+    ProjectField.objects.bulk_create(
+        [ProjectField(project_id=project_id, path=path, type=type_) for path, type_ in set(fields)],
+        ignore_conflicts=True,
+    )
+
+
 def _conflict(op: Op, stored: str, sent: str) -> BatchError:
     return BatchError(
         409, "type_conflict", f"field is stored as {stored}, cannot write {sent}",
@@ -348,7 +356,7 @@ class _Batch:
     def _field(self, op: Op, type_: str) -> Attribute:
         attr = self.fields.get(op.path)
         if attr is None:
-            attr = Attribute(run=self.run, path=op.path, type=type_)
+            attr = Attribute(run=self.run, project_id=self.run.project_id, path=op.path, type=type_)
             self.fields[op.path] = attr
         elif attr.type != type_:
             if not (attr.type == AttributeType.FLOAT and type_ == AttributeType.INT):
@@ -492,6 +500,7 @@ class _Batch:
         old = [a for a in changed if a.pk is not None]
         if new:
             Attribute.objects.bulk_create(new)
+            record_fields(self.run.project_id, [(a.path, a.type) for a in new])
         if old:
             Attribute.objects.bulk_update(old, _UPDATE_FIELDS)
         by_key = {id(a): a for a in changed}

@@ -84,6 +84,8 @@ class Attribute(models.Model):
     """
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attributes")
+    # Denormalised from run.project so the query engine's indexes start with the project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     path = models.CharField(max_length=512)
     type = models.CharField(max_length=16, choices=AttributeType.choices)
     int_value = models.BigIntegerField(null=True, blank=True)
@@ -107,9 +109,9 @@ class Attribute(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "path"], name="attribute_run_path_unique")]
         indexes = [
-            models.Index(fields=["path", "float_value"], name="attr_path_float"),
-            models.Index(fields=["path", "int_value"], name="attr_path_int"),
-            models.Index(fields=["path", "datetime_value"], name="attr_path_datetime"),
+            models.Index(fields=["project", "path", "float_value"], name="attr_project_path_float"),
+            models.Index(fields=["project", "path", "int_value"], name="attr_project_path_int"),
+            models.Index(fields=["project", "path", "datetime_value"], name="attr_project_path_datetime"),
         ]
 
     def __str__(self):
@@ -118,6 +120,22 @@ class Attribute(models.Model):
     @property
     def is_series(self) -> bool:
         return self.type in SERIES_TYPES
+
+
+class ProjectField(models.Model):
+    """Which paths (with which types) the runs of a project hold: the query engine's type
+    source, the suggestions' and the column chooser's catalogue. Written on ingest."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="fields")
+    path = models.CharField(max_length=512)
+    type = models.CharField(max_length=16, choices=AttributeType.choices)
+    first_seen = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "path", "type"], name="project_field_unique")]
+
+    def __str__(self):
+        return f"{self.project_id}:{self.path} ({self.type})"
 
 
 class FloatPoint(models.Model):

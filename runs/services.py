@@ -11,7 +11,7 @@ from projects import permissions
 from projects.models import Project
 
 from .errors import ApiError
-from .ingest import apply_batch
+from .ingest import apply_batch, record_fields
 from .models import Attribute, AttributeType, Blob, Run, RunState, Upload
 from .storage import save_blob
 
@@ -43,7 +43,10 @@ def create_run(user, project: Project, *, name="", description="", tags=(), cust
                 custom_run_id=custom_run_id or None, created_at=now, modified_at=now, ping_at=now,
             )
             if tags:
-                Attribute.objects.create(run=run, path="sys/tags", type=AttributeType.STRING_SET, json_value=sorted(set(tags)))
+                Attribute.objects.create(
+                    run=run, project=project, path="sys/tags", type=AttributeType.STRING_SET, json_value=sorted(set(tags))
+                )
+                record_fields(project.pk, [("sys/tags", AttributeType.STRING_SET)])
     except IntegrityError:
         if custom_run_id:
             # Another process created the run with this custom id first.
@@ -73,7 +76,12 @@ def update_run(user, run: Run, **changes) -> Run:
             Attribute.objects.update_or_create(
                 run=run, path="sys/tags",
                 defaults={"type": AttributeType.STRING_SET, "json_value": sorted(set(changes["tags"])), "updated_at": now},
+                create_defaults={
+                    "project_id": run.project_id, "type": AttributeType.STRING_SET,
+                    "json_value": sorted(set(changes["tags"])), "updated_at": now,
+                },
             )
+            record_fields(run.project_id, [("sys/tags", AttributeType.STRING_SET)])
     return run
 
 

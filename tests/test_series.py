@@ -58,7 +58,7 @@ def test_buckets_match_a_brute_force_computation(run, data, gaps, buckets, windo
         step += gap
         steps.append(step)
     points = list(zip(steps, data))
-    attr = Attribute.objects.create(run=run, path="s", type="float_series", first_step=steps[0], last_step=steps[-1], count=len(data))
+    attr = Attribute.objects.create(run=run, project=run.project, path="s", type="float_series", first_step=steps[0], last_step=steps[-1], count=len(data))
     series_store.delete_points([attr.pk])
     series_store.insert_float_points([(attr.pk, steps, [0.0] * len(steps), data)])
     lo = steps[0] + int((steps[-1] - steps[0]) * min(window))

@@ -7,6 +7,9 @@ register_converter(RunRefConverter, "runref")
 
 urlpatterns = [
     path("runs/", views.RunListView.as_view(), name="run-list"),
+    path("runs/groups", views.RunGroupsView.as_view(), name="run-groups"),
+    path("runs/suggest", views.RunSuggestView.as_view(), name="run-suggest"),
+    path("runs/fields", views.RunFieldsView.as_view(), name="run-fields"),
     path("runs/<runref:run_ref>/", views.RunDetailView.as_view(), name="run-detail"),
     path("runs/<runref:run_ref>/ping", views.RunPingView.as_view(), name="run-ping"),
     path("runs/<runref:run_ref>/batch", views.RunBatchView.as_view(), name="run-batch"),

@@ -1,5 +1,7 @@
+import json
 import uuid as uuid_module
 
+from django.db import DatabaseError
 from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -8,6 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from projects.services import resolve_project
 from tracker.api.views import ScopedGenericAPIView
@@ -19,6 +22,7 @@ from ..downloads import ranged_response
 from ..errors import ApiError
 from ..models import Attribute, AttributeType, FileEntry, Run
 from ..paths import PathError, validate_path
+from ..query import QueryError, QuerySyntaxError, RunQuery, parse_list, project_fields, suggest
 from ..storage import open_blob
 from .serializers import (
     BatchResultSerializer,
@@ -84,16 +88,67 @@ class RunScopedView(ScopedGenericAPIView):
         return data.validated_data
 
 
+def _query_error(exc, field="query"):
+    return ApiError(400, "invalid_query", str(exc), field=field, position=exc.position, expected=getattr(exc, "expected", None))
+
+
+def _run_query(request, project, **extra) -> RunQuery:
+    params = request.query_params
+    try:
+        return RunQuery(
+            request.user, project,
+            query=params.get("query", ""),
+            sort=parse_list(params.get("sort")) or ["-sys/creation_time"],
+            columns=parse_list(params.get("columns")),
+            group_by=parse_list(params.get("group_by")),
+            group=_group_key(params.get("group")),
+            aggregates=parse_list(params.get("aggregates")),
+            **extra,
+        )
+    except (QueryError, QuerySyntaxError) as exc:
+        raise _query_error(exc) from None
+
+
+def _group_key(raw):
+    if raw in (None, ""):
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ApiError(400, "invalid", "group: must be a JSON list with one value per group_by field", field="group") from None
+    if not isinstance(value, list):
+        raise ApiError(400, "invalid", "group: must be a JSON list", field="group")
+    return value
+
+
+def _int_param(request, name, default, minimum=0, maximum=None):
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid", f"{name}: must be an integer", field=name) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ApiError(400, "invalid", f"{name}: must be between {minimum} and {maximum}", field=name)
+    return value
+
+
+def _database_guard(fn):
+    try:
+        return fn()
+    except DatabaseError as exc:  # e.g. a regular expression PostgreSQL rejects
+        raise ApiError(400, "invalid_query", f"the database rejected the query: {str(exc).splitlines()[0]}", field="query") from None
+
+
 class RunListView(ScopedGenericAPIView):
+    """Runs, newest first; with ``project``, the query engine filters, sorts and picks columns."""
+
     serializer_class = RunSerializer
     pagination_class = RunPagination
 
     def scoped_queryset(self):
         queryset = Run.objects.for_user(self.request.user, "view").with_related().prefetch_related(_tags_prefetch())
-        project = self.request.query_params.get("project")
-        if project:
-            resolved = resolve_project(self.request.user, project)
-            queryset = queryset.filter(project=resolved)
         state = self.request.query_params.get("state")
         if state:
             queryset = queryset.filter(state=state)
@@ -101,13 +156,50 @@ class RunListView(ScopedGenericAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("project", str, description="'workspace/project'"),
+            OpenApiParameter("project", str, description="'workspace/project'; enables query, sort and columns"),
+            OpenApiParameter("query", str, description="filter in the query language (README)"),
+            OpenApiParameter("sort", str, description="comma-separated fields, '-' for descending (default -sys/creation_time)"),
+            OpenApiParameter("columns", str, description="comma-separated fields (or a JSON list) returned in 'fields'"),
+            OpenApiParameter("group_by", str, description="with 'group': list the runs of one group"),
+            OpenApiParameter("group", str, description="JSON list: the group key"),
             OpenApiParameter("state", str, enum=["running", "finished", "failed", "aborted"]),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
         ]
     )
     def get(self, request):
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(RunSerializer(page, many=True).data)
+        project_name = request.query_params.get("project")
+        if not project_name:
+            page = self.paginate_queryset(self.get_queryset())
+            return self.get_paginated_response(RunSerializer(page, many=True).data)
+        project = resolve_project(request.user, project_name)
+        engine = _run_query(request, project)
+        limit = _int_param(request, "limit", 50, 1, 1000)
+        offset = _int_param(request, "offset", 0, 0)
+        queryset = engine.ordered()
+        state = request.query_params.get("state")
+        if state:
+            queryset = queryset.filter(state=state)
+
+        def fetch():
+            runs = list(queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[offset : offset + limit])
+            count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
+            return runs, count
+
+        runs, count = _database_guard(fetch)
+        results = RunSerializer(runs, many=True).data
+        if engine.columns:
+            for item, row in zip(results, engine.rows(runs)):
+                item["fields"] = row["fields"]
+        base = request.build_absolute_uri()
+        return Response({
+            "count": count,
+            "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
+            "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
+            "columns": engine.column_types() if engine.columns else [],
+            "warnings": engine.warnings,
+            "results": results,
+        })
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 200: RunSerializer})
     def post(self, request):
@@ -118,6 +210,60 @@ class RunListView(ScopedGenericAPIView):
         run, created = services.create_run(request.user, project, **values)
         run = Run.objects.with_related().get(pk=run.pk)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class _ProjectQueryView(ScopedGenericAPIView):
+    def scoped_queryset(self):
+        return Run.objects.for_user(self.request.user, "view")
+
+    def project(self):
+        name = self.request.query_params.get("project")
+        if not name:
+            raise ApiError(400, "invalid", "project: required ('workspace/project')", field="project")
+        return resolve_project(self.request.user, name)
+
+
+class RunGroupsView(_ProjectQueryView):
+    """Groups of runs by one or more fields, with counts and aggregates."""
+
+    @extend_schema(parameters=[
+        OpenApiParameter("project", str, required=True), OpenApiParameter("query", str),
+        OpenApiParameter("group_by", str, required=True), OpenApiParameter("aggregates", str),
+        OpenApiParameter("limit", int),
+    ])
+    def get(self, request):
+        engine = _run_query(request, self.project())
+        if not engine.group_by:
+            raise ApiError(400, "invalid", "group_by: required", field="group_by")
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        try:
+            groups = _database_guard(lambda: engine.groups(limit))
+        except QueryError as exc:
+            raise _query_error(exc, "group_by") from None
+        return Response({"group_by": engine.group_by, "groups": groups, "warnings": engine.warnings})
+
+
+class RunSuggestView(_ProjectQueryView):
+    """What the query editor can offer at the cursor: paths, operators or values."""
+
+    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("text", str), OpenApiParameter("cursor", int)])
+    def get(self, request):
+        project = self.project()
+        text = request.query_params.get("text", "")
+        if len(text) > 10_000:
+            raise ApiError(400, "invalid", "text: longer than 10000 characters", field="text")
+        cursor = _int_param(request, "cursor", len(text), 0, len(text))
+        return Response(suggest(project, text, cursor))
+
+
+class RunFieldsView(_ProjectQueryView):
+    """The project's field paths with their types (sys fields first), for column pickers."""
+
+    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("search", str), OpenApiParameter("limit", int)])
+    def get(self, request):
+        project = self.project()
+        limit = _int_param(request, "limit", 200, 1, 5000)
+        return Response({"fields": project_fields(project, request.query_params.get("search", ""), limit)})
 
 
 class RunDetailView(RunScopedView):

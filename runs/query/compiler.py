@@ -1,0 +1,306 @@
+"""Compile a parsed filter into a Django Q over runs, with types from the project's data.
+
+Each test on a logged field becomes ``EXISTS (attribute of this run at that
+path satisfying ...)``: true only for runs that have the field; ``not``
+is the complement (so it includes runs lacking the field). Values are bound
+parameters; no SQL is built from user text.
+"""
+
+import math
+import re
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.db.models import Exists, F, OuterRef, Q, TextField, Value
+from django.db.models.functions import StrIndex, Substr
+from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
+
+from . import lookups  # noqa: F401  (registers json_value__has_member)
+
+from ..models import Attribute
+from . import parser as ast
+from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
+
+
+class QueryError(ValueError):
+    """A query that parses but cannot run: names the position and the reason."""
+
+    def __init__(self, message: str, position: int, expected: str | None = None):
+        super().__init__(f"{message} at position {position}")
+        self.message = message
+        self.position = position
+        self.expected = expected
+
+
+_COMPARE = {"=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+
+
+def _paths(node, out):
+    if isinstance(node, (ast.Comparison, ast.Exists, ast.Truthy)):
+        out.add(node.path.name)
+    elif isinstance(node, ast.Not):
+        _paths(node.operand, out)
+    elif isinstance(node, ast.BoolOp):
+        for operand in node.operands:
+            _paths(operand, out)
+    return out
+
+
+def _value_type(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "string"
+
+
+def parse_datetime(value, position: int) -> datetime:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or abs(value) > 253402300799:
+            raise QueryError("timestamp out of range", position)
+        return datetime.fromtimestamp(value, tz=dt_timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise QueryError(f"{value!r} is not a date or datetime (use ISO 8601, e.g. \"2026-01-31\")", position) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt_timezone.utc)
+    raise QueryError("a datetime is compared with an ISO 8601 string or unix seconds", position)
+
+
+class Compiler:
+    def __init__(self, project):
+        self.project = project
+        self.warnings: list[str] = []
+        self.types: dict[str, set[str]] = {}
+
+    def compile(self, tree) -> Q:
+        if tree is None:
+            return Q()
+        self.types = project_types(self.project, _paths(tree, set()))
+        return self._node(tree)
+
+    def _node(self, node) -> Q:
+        if isinstance(node, ast.BoolOp):
+            result = self._node(node.operands[0])
+            for operand in node.operands[1:]:
+                result = (result & self._node(operand)) if node.op == "and" else (result | self._node(operand))
+            return result
+        if isinstance(node, ast.Not):
+            return ~self._node(node.operand)
+        if isinstance(node, ast.Exists):
+            return self._exists(node.path)
+        if isinstance(node, ast.Truthy):
+            return self._comparison(ast.Comparison(node.path, "=", True, node.path.start))
+        return self._comparison(node)
+
+    # --- helpers -------------------------------------------------------------
+
+    def _attribute_exists(self, path: str, condition: Q) -> Q:
+        subquery = Attribute.objects.filter(run_id=OuterRef("pk"), project_id=self.project.pk, path=path).filter(condition)
+        return Q(Exists(subquery))
+
+    def _exists(self, path: ast.Path) -> Q:
+        if path.name in SYS_COLUMNS:
+            return Q()
+        return self._attribute_exists(path.name, Q())
+
+    def _types_for(self, node: ast.Comparison) -> set[str]:
+        path = node.path
+        types = self.types.get(path.name)
+        if not types:
+            self.warnings.append(f"no run in this project has the field {path.name!r}")
+            return set()
+        if path.aggregate:
+            series = [t for t in types if t in SERIES_AGGREGATE_TYPES]
+            if not series:
+                raise QueryError(f"{path.name!r} is a {'/'.join(sorted(types))} field, not a series; drop ':{path.aggregate}'", path.start)
+            resolved = {SERIES_AGGREGATE_TYPES[t].get(path.aggregate) for t in series} - {None}
+            if not resolved:
+                raise QueryError(f"':{path.aggregate}' does not apply to a {series[0]}", path.start)
+            return {f"{t}:{path.aggregate}" for t in series if path.aggregate in SERIES_AGGREGATE_TYPES[t]}
+        return types
+
+    def _comparison(self, node: ast.Comparison) -> Q:
+        if node.path.name in SYS_COLUMNS:
+            if node.path.aggregate:
+                raise QueryError(f"{node.path.name} is not a series", node.path.start)
+            return self._sys(node)
+        types = self._types_for(node)
+        if not types:
+            return Q(pk__in=[])  # an unknown field matches no run
+        conditions = [c for c in (self._condition(node, t) for t in sorted(types)) if c is not None]
+        if not conditions:
+            kinds = "/".join(sorted(t.split(":")[0] for t in types))
+            raise QueryError(
+                f"cannot compare {node.path} ({kinds}) with {_value_type(node.value if node.op != 'in' else node.value[0])} "
+                f"using {node.op.replace('_', ' ')}",
+                node.value_start if node.op not in ("contains", "matches", "starts_with") else node.path.start,
+            )
+        combined = conditions[0]
+        for condition in conditions[1:]:
+            combined |= condition
+        return self._attribute_exists(node.path.name, combined)
+
+    def _condition(self, node: ast.Comparison, type_: str) -> Q | None:
+        """The attribute-row condition for ``node`` if the field type accepts it, else None."""
+        base, _, aggregate = type_.partition(":")
+        op, value = node.op, node.value
+        values = value if op == "in" else (value,)
+        kinds = {_value_type(v) for v in values}
+        if aggregate:
+            column = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}.get(aggregate)
+            if base == "string_series" and aggregate == "last":
+                return self._string_condition(node, "string_value", Q(type=base))
+            if aggregate == "avg":
+                if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
+                    return None
+                return self._numeric(Q(type=base, finite_count__gt=0), "avg", op, values, annotate=True)
+            if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
+                return None
+            return self._numeric(Q(type=base), column, op, values)
+        if base in NUMERIC:
+            if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
+                return None
+            return self._numeric(Q(type=base), f"{base}_value", op, values)
+        if base == "float_series":
+            if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
+                return None
+            return self._numeric(Q(type=base), "float_value", op, values)  # a series compares by its last value
+        if base in ("string", "string_series"):
+            if kinds != {"string"}:
+                return None
+            return self._string_condition(node, "string_value", Q(type=base))
+        if base == "bool":
+            if kinds != {"bool"} or op not in ("=", "!=", "in"):
+                return None
+            return self._numeric(Q(type=base), "bool_value", op, values)
+        if base == "datetime":
+            if op in ("contains", "matches", "starts_with") or kinds == {"bool"}:
+                return None
+            parsed = tuple(parse_datetime(v, node.value_start) for v in values)
+            return self._numeric(Q(type=base), "datetime_value", op, parsed)
+        if base == "string_set":
+            if op != "contains" or kinds != {"string"}:
+                return None
+            return Q(type=base, json_value__has_member=value)
+        return None
+
+    @staticmethod
+    def _numeric(base: Q, column: str, op: str, values, annotate=False) -> Q:
+        if annotate:
+            # avg of a series: sum / finite count, compared as "sum op value * count"
+            if op == "in":
+                return None
+            target = values[0]
+            lookup = {"=": "exact", "!=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]
+            condition = Q(**{f"sum_value__{lookup}": F("finite_count") * target})
+            return base & (~condition if op == "!=" else condition)
+        if op == "in":
+            return base & Q(**{f"{column}__in": list(values)})
+        if op == "!=":
+            return base & ~Q(**{column: values[0]}) & Q(**{f"{column}__isnull": False})
+        return base & Q(**{f"{column}__{_COMPARE[op]}": values[0]})
+
+    def _string_condition(self, node: ast.Comparison, column: str, base: Q) -> Q | None:
+        op, value = node.op, node.value
+        if op == "contains":
+            return base & _contains(column, value)
+        if op == "starts_with":
+            return base & _starts_with(column, value)
+        if op == "matches":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise QueryError(f"invalid regular expression: {exc}", node.value_start) from None
+            return base & Q(**{f"{column}__regex": value})
+        return self._numeric(base, column, op, node.value if op == "in" else (value,))
+
+    def _sys(self, node: ast.Comparison) -> Q:
+        path, op, value = node.path.name, node.op, node.value
+        type_ = SYS_COLUMNS[path]
+        values = value if op == "in" else (value,)
+        kinds = {_value_type(v) for v in values}
+        if path == "sys/id":
+            numbers = []
+            for v in values:
+                if isinstance(v, str):
+                    key, _, number = v.rpartition("-")
+                    if key != self.project.key or not number.isdigit():
+                        raise QueryError(f"{v!r} is not a run id of this project (like {self.project.key}-12)", node.value_start)
+                    numbers.append(int(number))
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    numbers.append(v)
+                else:
+                    raise QueryError("sys/id is compared with a run id like \"VIS-12\"", node.value_start)
+            return _column_q("number", op, numbers)
+        if path == "sys/running_time":
+            if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
+                raise QueryError("sys/running_time (seconds) is compared with a number", node.value_start)
+            return _expression_q(sys_expression(path), op, [timedelta(seconds=v) for v in values])
+        if path == "sys/failed":
+            if kinds != {"bool"} or op not in ("=", "!=", "in"):
+                raise QueryError("sys/failed is compared with true or false", node.value_start)
+            failed = Q(state="failed")
+            if op == "in":
+                return failed if values == (True,) else ~failed if values == (False,) else Q()
+            wanted = value if op == "=" else not value
+            return failed if wanted else ~failed
+        column = {"sys/owner": "owner__username", "sys/name": "name", "sys/description": "description",
+                  "sys/state": "state", "sys/creation_time": "created_at", "sys/modification_time": "modified_at",
+                  "sys/ping_time": "ping_at", "sys/custom_run_id": "custom_run_id"}[path]
+        if type_ == "datetime":
+            if op in ("contains", "matches", "starts_with"):
+                raise QueryError(f"{path} is a datetime", node.value_start)
+            return _column_q(column, op, [parse_datetime(v, node.value_start) for v in values])
+        if kinds != {"string"}:
+            raise QueryError(f"{path} is a string; compare it with a \"string\"", node.value_start)
+        if op == "contains":
+            return _contains(column, value)
+        if op == "starts_with":
+            return _starts_with(column, value)
+        if op == "matches":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise QueryError(f"invalid regular expression: {exc}", node.value_start) from None
+            return Q(**{f"{column}__regex": value})
+        return _column_q(column, op, list(values))
+
+
+def _column_q(column: str, op: str, values) -> Q:
+    if op == "in":
+        return Q(**{f"{column}__in": values})
+    if op == "!=":
+        return ~Q(**{column: values[0]}) & Q(**{f"{column}__isnull": False})
+    return Q(**{f"{column}__{_COMPARE[op]}": values[0]})
+
+
+def _expression_q(expression, op: str, values) -> Q:
+    lookups = {"=": Exact, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
+    if op == "in":
+        result = Q(pk__in=[])
+        for v in values:
+            result |= Q(Exact(expression, v))
+        return result
+    if op == "!=":
+        return ~Q(Exact(expression, values[0]))
+    return Q(lookups[op](expression, values[0]))
+
+
+def _contains(column: str, value: str) -> Q:
+    # strpos/instr are case-sensitive on both databases, unlike LIKE on SQLite.
+    present = Q(**{f"{column}__isnull": False})
+    if not value:
+        return present
+    return present & Q(GreaterThan(StrIndex(F(column), _text(value)), 0))
+
+
+def _starts_with(column: str, value: str) -> Q:
+    present = Q(**{f"{column}__isnull": False})
+    if not value:
+        return present
+    return present & Q(Exact(Substr(F(column), 1, len(value)), _text(value)))
+
+
+def _text(value: str):
+    return Value(value, output_field=TextField())

@@ -1,0 +1,256 @@
+"""The one query engine behind the run table of the UI, the REST API, the client and the CLI.
+
+``RunQuery(user, project, query=..., sort=[...], columns=[...], group_by=[...])``
+scopes runs through the permission module, filters with the compiled query,
+sorts by any field (runs lacking it last, ties by newest id), pages with
+limit/offset, and returns only the requested columns. Sorting and grouping
+join one attribute row per path (``FilteredRelation``), so they stay single
+SQL statements on both databases.
+"""
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from django.db.models import Avg, Count, F, FilteredRelation, Max, Min, Q, Value
+from django.db.models.functions import Cast, Coalesce
+from django.db.models import FloatField
+
+from projects.permissions import require
+
+from ..attributes import attribute_value, sys_fields
+from ..models import Attribute, Run
+from . import parser as ast
+from .compiler import Compiler, QueryError
+from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
+
+MAX_LIMIT = 1000
+MAX_COLUMNS = 200
+MAX_SORT = 5
+MAX_GROUP_BY = 3
+DEFAULT_COLUMNS = ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/running_time", "sys/tags"]
+
+
+def parse_path_spec(spec: str, position: int = 0) -> ast.Path:
+    """``eval/acc`` or ``train/loss:last`` (backticks allowed) → Path."""
+    text = spec.strip()
+    if text.startswith("`") and "`" in text[1:]:
+        end = text.index("`", 1)
+        name, rest = text[1:end], text[end + 1 :]
+    else:
+        name, _, rest = text.partition(":")
+        rest = f":{rest}" if _ else ""
+    aggregate = None
+    if rest:
+        if not rest.startswith(":") or rest[1:] not in ast.AGGREGATES:
+            raise QueryError(f"{spec!r}: after ':' comes a series aggregate ({', '.join(ast.AGGREGATES)})", position)
+        aggregate = rest[1:]
+    if not name:
+        raise QueryError("empty field path", position)
+    return ast.Path(name, aggregate, position, position + len(spec))
+
+
+@dataclass
+class RunQuery:
+    user: object
+    project: object
+    query: str = ""
+    sort: list[str] = field(default_factory=lambda: ["-sys/creation_time"])
+    columns: list[str] = field(default_factory=lambda: list(DEFAULT_COLUMNS))
+    group_by: list[str] = field(default_factory=list)
+    group: list | None = None  # the key of one group, to list its runs
+    aggregates: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        require(self.user, "view", self.project)
+        if len(self.columns) > MAX_COLUMNS:
+            raise QueryError(f"at most {MAX_COLUMNS} columns", 0)
+        if len(self.sort) > MAX_SORT:
+            raise QueryError(f"at most {MAX_SORT} sort keys", 0)
+        if len(self.group_by) > MAX_GROUP_BY:
+            raise QueryError(f"at most {MAX_GROUP_BY} group-by fields", 0)
+        self.compiler = Compiler(self.project)
+        tree = ast.parse(self.query or "")
+        self.filter_q = self.compiler.compile(tree)
+        self._aliases = 0
+        self.types = project_types(
+            self.project,
+            [parse_path_spec(p).name for p in [*self.columns, *self.group_by, *self.aggregates, *[s.lstrip("-+") for s in self.sort]]],
+        )
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.compiler.warnings
+
+    # --- building blocks ---------------------------------------------------
+
+    def base(self):
+        return Run.objects.for_user(self.user, "view").filter(project=self.project).filter(self.filter_q)
+
+    def _value_expression(self, queryset, spec: str):
+        """Annotate ``queryset`` with the value of ``spec``; return (queryset, expression name)."""
+        path = parse_path_spec(spec)
+        self._aliases += 1
+        name = f"v{self._aliases}"
+        if path.name in SYS_COLUMNS:
+            return queryset.annotate(**{name: sys_expression(path.name)}), name
+        types = self.types.get(path.name, set())
+        relation = f"r{self._aliases}"
+        queryset = queryset.annotate(
+            **{relation: FilteredRelation("attributes", condition=Q(attributes__path=path.name))}
+        )
+        expression = self._column_for(relation, path, types)
+        return queryset.annotate(**{name: expression}), name
+
+    @staticmethod
+    def _column_for(relation: str, path: ast.Path, types: set[str]):
+        if path.aggregate:
+            column = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}.get(path.aggregate)
+            if path.aggregate == "avg":
+                return Cast(F(f"{relation}__sum_value"), FloatField()) / F(f"{relation}__finite_count")
+            if path.aggregate == "last" and "string_series" in types:
+                return F(f"{relation}__string_value")
+            return F(f"{relation}__{column}")
+        if types <= NUMERIC and types:
+            if types == {"int"}:
+                return F(f"{relation}__int_value")
+            if types == {"float"}:
+                return F(f"{relation}__float_value")
+            return Coalesce(Cast(F(f"{relation}__int_value"), FloatField()), F(f"{relation}__float_value"))
+        for kind, column in (("float_series", "float_value"), ("string", "string_value"), ("string_series", "string_value"),
+                             ("bool", "bool_value"), ("datetime", "datetime_value"), ("float", "float_value"), ("int", "int_value")):
+            if kind in types:
+                return F(f"{relation}__{column}")
+        return Value(None, output_field=FloatField())
+
+    # --- results -----------------------------------------------------------
+
+    def count(self) -> int:
+        return self._grouped_runs(self.base()).count()
+
+    def _grouped_runs(self, queryset):
+        if self.group is None or not self.group_by:
+            return queryset
+        if len(self.group) != len(self.group_by):
+            raise QueryError(f"group key needs {len(self.group_by)} values, one per group-by field", 0)
+        for spec, value in zip(self.group_by, self.group):
+            queryset, name = self._value_expression(queryset, spec)
+            queryset = queryset.filter(**{f"{name}__isnull": True} if value is None else {name: value})
+        return queryset
+
+    def ordered(self):
+        queryset = self._grouped_runs(self.base())
+        order = []
+        for spec in self.sort:
+            descending = spec.startswith("-")
+            queryset, name = self._value_expression(queryset, spec.lstrip("-+"))
+            order.append(F(name).desc(nulls_last=True) if descending else F(name).asc(nulls_last=True))
+        return queryset.order_by(*order, "-id")
+
+    def page(self, limit: int = 50, offset: int = 0) -> list[dict]:
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        offset = max(0, int(offset))
+        runs = list(self.ordered().select_related("owner", "project", "project__workspace")[offset : offset + limit])
+        return self.rows(runs)
+
+    def rows(self, runs) -> list[dict]:
+        specs = [parse_path_spec(c) for c in self.columns]
+        wanted = {p.name for p in specs if p.name not in SYS_COLUMNS}
+        by_run: dict = {}
+        if runs and wanted:
+            for attr in Attribute.objects.filter(run_id__in=[r.pk for r in runs], path__in=wanted):
+                by_run.setdefault(attr.run_id, {})[attr.path] = attr
+        rows = []
+        for run in runs:
+            system = {f["path"]: f["value"] for f in sys_fields(run)} if any(p.name in SYS_COLUMNS for p in specs) else {}
+            attributes = by_run.get(run.pk, {})
+            values = {}
+            for spec, path in zip(self.columns, specs):
+                if path.name in SYS_COLUMNS:
+                    values[spec] = system.get(path.name)
+                    continue
+                attr = attributes.get(path.name)
+                values[spec] = None if attr is None else _cell(attr, path.aggregate)
+            rows.append({"id": run.human_id, "uuid": str(run.uuid), "state": run.state, "fields": values})
+        return rows
+
+    def column_types(self) -> list[dict]:
+        out = []
+        for spec in self.columns:
+            path = parse_path_spec(spec)
+            types = self.types.get(path.name, set())
+            if path.aggregate:
+                types = {SERIES_AGGREGATE_TYPES.get(t, {}).get(path.aggregate) for t in types} - {None}
+            out.append({"path": spec, "type": "/".join(sorted(types)) or None})
+        return out
+
+    def groups(self, limit: int = 100) -> list[dict]:
+        """Groups by the ``group_by`` fields, with counts and avg/min/max of ``aggregates``."""
+        if not self.group_by:
+            raise QueryError("group_by is empty", 0)
+        queryset = self.base()
+        keys = []
+        for spec in self.group_by:
+            queryset, name = self._value_expression(queryset, spec)
+            keys.append(name)
+        metrics = {}
+        for spec in self.aggregates:
+            path = parse_path_spec(spec)
+            types = self.types.get(path.name, set())
+            if not path.aggregate and not types <= (NUMERIC | {"float_series"}):
+                raise QueryError(f"aggregates need numeric fields; {spec!r} is {'/'.join(sorted(types))}", 0)
+            queryset, name = self._value_expression(queryset, spec)
+            metrics[spec] = name
+        annotations = {"n": Count("pk")}
+        for spec, name in metrics.items():
+            annotations[f"{name}_avg"] = Avg(name)
+            annotations[f"{name}_min"] = Min(name)
+            annotations[f"{name}_max"] = Max(name)
+        rows = queryset.order_by().values(*keys).annotate(**annotations).order_by(*[F(k).asc(nulls_last=True) for k in keys])
+        result = []
+        for row in rows[: max(1, min(limit, MAX_LIMIT))]:
+            result.append({
+                "key": [_plain(row[k]) for k in keys],
+                "count": row["n"],
+                "aggregates": {
+                    spec: {s: _finite(row[f"{name}_{s}"]) for s in ("avg", "min", "max")} for spec, name in metrics.items()
+                },
+            })
+        return result
+
+
+def _plain(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "total_seconds"):
+        return value.total_seconds()
+    return value
+
+
+def _finite(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _cell(attr: Attribute, aggregate: str | None):
+    value = attribute_value(attr)
+    if aggregate and isinstance(value, dict):
+        return value.get(aggregate)
+    return value
+
+
+def parse_list(raw) -> list[str]:
+    """``a,b`` or a JSON list → list of strings (paths may contain commas only in JSON form)."""
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, (list, tuple)):
+        return [str(x) for x in raw]
+    text = str(raw).strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise QueryError(f"malformed JSON list: {exc.msg}", exc.pos) from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise QueryError("expected a JSON list of strings", 0)
+        return value
+    return [part.strip() for part in text.split(",") if part.strip()]
