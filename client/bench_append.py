@@ -1,6 +1,6 @@
 """Benchmarks of the client.
 
-    python bench_append.py                       # calling-thread cost of run["x"].append(v), async mode
+    python bench_append.py [--server URL TOKEN PROJECT]  # calling-thread cost of run["x"].append(v)
     python bench_append.py --e2e URL TOKEN PROJECT   # 1,000,000 points until acknowledged: points/s, peak RSS
 
 The hot-path number is the median, over chunks of 10,000 calls, of the mean
@@ -59,10 +59,16 @@ class RssSampler:
         self.thread.join()
 
 
-def hot_path(calls: int, chunk: int) -> None:
+def hot_path(calls: int, chunk: int, server: list[str] | None) -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["RUNSTORE_HOME"] = home
-        run = runstore.init_run(project="bench/hot", mode="offline", **CAPTURE_OFF)
+        if server:
+            # async mode: the writer and the sender threads run (and compete for the GIL) meanwhile
+            url, token, project = server
+            run = runstore.init_run(project=project, api_token=token, url=url, mode="async", name="bench-hot", **CAPTURE_OFF)
+        else:
+            # same calling-thread code as async (a deque append); only the sender thread is absent
+            run = runstore.init_run(project="bench/hot", mode="offline", **CAPTURE_OFF)
         handler_loss = run["train/loss"]
         del handler_loss
         means = []
@@ -76,7 +82,7 @@ def hot_path(calls: int, chunk: int) -> None:
         run.flush()
         flush_s = time.perf_counter() - flush_start
         run.stop()
-        print(f"append, async mode, {calls:,} calls: median {statistics.median(means) / 1000:.3f} µs/call "
+        print(f"append, {run.mode} mode, {calls:,} calls: median {statistics.median(means) / 1000:.3f} µs/call "
               f"(p90 of chunk means {sorted(means)[int(len(means) * 0.9)] / 1000:.3f} µs); "
               f"flush to disk afterwards: {flush_s:.2f} s; peak RSS {peak_rss_mib():.0f} MiB")
 
@@ -104,11 +110,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=10_000)
     parser.add_argument("--e2e", nargs=3, metavar=("URL", "TOKEN", "PROJECT"))
+    parser.add_argument("--server", nargs=3, metavar=("URL", "TOKEN", "PROJECT"), help="hot path in async mode against a server")
     args = parser.parse_args()
     if args.e2e:
         e2e(*args.e2e, points=args.calls)
     else:
-        hot_path(args.calls, args.chunk)
+        hot_path(args.calls, args.chunk, args.server)
 
 
 if __name__ == "__main__":

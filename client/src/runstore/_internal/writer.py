@@ -22,6 +22,8 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from itertools import groupby, repeat, starmap
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ POINTS_PER_OP = 50_000
 DRAIN_ITEMS = 100_000
 POLL_SECONDS = 0.05
 COPY_LIMIT = 64 * 1024 * 1024
+NUMBER_TYPES = frozenset((float, int))
 
 
 class Stats:
@@ -168,13 +171,8 @@ class Writer:
         markers: list[FlushMarker] = []
         queue = self.queue
         while queue:
-            items = []
-            popleft = queue.popleft
-            try:
-                for _ in range(DRAIN_ITEMS):
-                    items.append(popleft())
-            except IndexError:
-                pass
+            # popleft in a C-level loop: only this thread removes items, so n are there.
+            items = list(starmap(queue.popleft, repeat((), min(len(queue), DRAIN_ITEMS))))
             self._encode(items, markers)
             self._write_out()
         now = time.monotonic()
@@ -256,13 +254,18 @@ class Writer:
 
     # -- encoding -------------------------------------------------------------
     def _encode(self, items: list[tuple[Any, ...]], markers: list[FlushMarker]) -> None:
-        groups: dict[str, list[Any]] = {}
-        last = self.last_steps
-        for item in items:
-            path = item[0]
-            if path is None:
-                self._emit(groups)
-                groups = {}
+        """Points between two other operations become one ``append`` per series (order kept per series)."""
+        paths = list(map(itemgetter(0), items))
+        start = 0
+        while start < len(items):
+            try:
+                end = paths.index(None, start)
+            except ValueError:
+                end = len(items)
+            if end > start:
+                self._encode_points(items[start:end], paths[start:end])
+            if end < len(items):
+                item = items[end]
                 if item[1] == "flush":
                     markers.append(item[2])
                 else:
@@ -271,8 +274,40 @@ class Writer:
                     except Exception as exc:  # noqa: BLE001 - one bad op must not stop the others
                         self.stats.error(repr(exc))
                         bug(exc, f"queueing {item[1]} of {item[2] if len(item) > 2 else ''!r}")
-                continue
-            value, step, timestamp = item[1], item[2], item[3]
+            start = end + 1
+
+    def _encode_points(self, items: list[tuple[Any, ...]], paths: list[str]) -> None:
+        """The fast path, in C-level loops: a series of numbers with automatic steps."""
+        values = list(map(itemgetter(1), items))
+        steps = list(map(itemgetter(2), items))
+        stamps = list(map(itemgetter(3), items))
+        if len(set(paths)) == 1:
+            groups: list[tuple[str, list[int]]] = [(paths[0], list(range(len(items))))]
+        else:
+            order = sorted(range(len(items)), key=paths.__getitem__)
+            groups = [(path, list(indexes)) for path, indexes in groupby(order, key=paths.__getitem__)]
+        last = self.last_steps
+        for path, indexes in groups:
+            if len(indexes) == len(items):
+                vals, sts, tss = values, steps, stamps
+            else:
+                pick = itemgetter(*indexes)
+                if len(indexes) == 1:
+                    vals, sts, tss = [pick(values)], [pick(steps)], [pick(stamps)]
+                else:
+                    vals, sts, tss = list(pick(values)), list(pick(steps)), list(pick(stamps))
+            if sts.count(None) == len(sts) and set(map(type, vals)) <= NUMBER_TYPES:
+                first = last.get(path, -1) + 1
+                last[path] = first + len(vals) - 1
+                self._emit({path: ["float", vals, list(range(first, first + len(vals))), tss]})
+            else:
+                self._encode_slow([(path, v, s, t) for v, s, t in zip(vals, sts, tss)])
+
+    def _encode_slow(self, items: list[tuple[Any, ...]]) -> None:
+        groups: dict[str, list[Any]] = {}
+        last = self.last_steps
+        for item in items:
+            path, value, step, timestamp = item
             t = type(value)
             kind = "float" if (t is float or t is int) else ("string" if t is str else "file")
             group = groups.get(path)
