@@ -222,3 +222,48 @@ def test_sigkill_then_resume_with_id_delivers_the_rest_and_continues_steps(tmp_p
         assert run["train/loss"].fetch_values()["step"].iloc[-1] == 20000
     values = series(server, f"alice/killed/{run_id}", "train/loss")["values"]
     assert values == [float(i) for i in range(20000)] + [-1.0]
+
+
+CTRL_C_CHILD = textwrap.dedent("""
+    import sys, runstore
+    url, token = sys.argv[1:3]
+    run = runstore.init_run(project="alice/ctrlc", api_token=token, url=url, capture_stdout=False, capture_stderr=False,
+                            capture_hardware_metrics=False, capture_source=False, capture_environment=False)
+    for i in range(5000):
+        run["loss"].append(float(i))
+    print(run._info["id"], flush=True)
+    run.stop()
+    print("stopped", flush=True)
+""")
+
+
+@pytest.mark.faults
+def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, isolated_home):
+    script = tmp_path / "ctrlc.py"
+    script.write_text(CTRL_C_CHILD)
+    env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_MAX_BACKOFF": "2"}
+    with FaultProxy(server.url) as proxy:
+        child = subprocess.Popen([PYTHON, str(script), proxy.url, server.token], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            run_id = child.stdout.readline().strip()
+            proxy.down = True
+            time.sleep(1.5)  # the child is in stop(), waiting for the server
+            child.send_signal(signal.SIGINT)
+            line = ""
+            while "again" not in line:
+                line = child.stderr.readline()
+                assert line, "the child exited before asking for a second Ctrl-C"
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    assert "stopped" in out, err
+    assert "runstore sync" in err
+    env["RUNSTORE_API_TOKEN"] = server.token
+    result = subprocess.run([PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    values = series(server, f"alice/ctrlc/{run_id}", "loss")["values"]
+    assert values == [float(i) for i in range(5000)]
+    assert fields(server, f"alice/ctrlc/{run_id}")["sys/state"] == "finished"

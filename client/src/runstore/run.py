@@ -117,6 +117,7 @@ class Run:
         self._tees: list[tuple[str, Any]] = []
         self._monitor: capture.Monitor | None = None
         self._flush_period = flush_period
+        self._sync_timeout = _env_float("RUNSTORE_SYNC_TIMEOUT", 60.0)
         self._last_steps = last_steps or {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -149,7 +150,9 @@ class Run:
 
     def _put_sync(self, item: tuple[Any, ...]) -> None:
         self._queue.append(item)
-        self.wait()
+        if not self.wait(self._sync_timeout):
+            warn(f"runstore: sync mode: the server did not acknowledge within {self._sync_timeout:.0f}s "
+                 "(RUNSTORE_SYNC_TIMEOUT); continuing, the operation stays queued", once_key=f"sync-timeout:{id(self)}")
 
     def _read_only(self, item: tuple[Any, ...]) -> None:
         raise ReadOnlyError("this run was opened with mode='read-only'; open it with mode='async' (and with_id=) to write")
@@ -299,6 +302,12 @@ class Run:
         except Exception as error:  # noqa: BLE001
             bug(error, "marking the run failed")
 
+    def _mark(self, state: str) -> None:
+        if self._mode == "read-only" or self._stopped or self._info.get("state") in ("failed", "aborted"):
+            return
+        self._put((None, "ctl", {"t": "state", "state": state}))
+        self._info["state"] = state
+
     def stop(self, timeout: float | None = None) -> None:
         """Finish the run: flush, send what is queued (at most ``timeout`` seconds; default
         ``RUNSTORE_STOP_TIMEOUT`` or 300), stop the workers. Ctrl-C twice abandons the wait;
@@ -312,7 +321,7 @@ class Run:
         if self._writer is None or os.getpid() != self._pid:
             self._put = self._put_stopped if self._mode != "read-only" else self._read_only
             return
-        if self._info.get("state") != "failed":
+        if self._info.get("state") not in ("failed", "aborted"):
             self._queue.append((None, "ctl", {"t": "state", "state": "finished"}))
         if timeout is None:
             timeout = _env_float("RUNSTORE_STOP_TIMEOUT", 300.0)
@@ -331,7 +340,7 @@ class Run:
                 self._qdir.unlock()
                 left = self._qdir.path
                 if self._mode == "offline":
-                    warn(f"runstore: offline run saved in {left}; upload it with `runstore sync`", level=20)
+                    warn(f"runstore: offline run saved in {left}; upload it with `runstore sync`")
                 else:
                     warn(f"runstore: not everything reached the server; the rest is kept in {left}; upload it with `runstore sync`")
 
@@ -363,10 +372,15 @@ class Run:
                         progress.update(self._stats.acked_ops - start_ops)
                 except KeyboardInterrupt:
                     interrupted += 1
-                    if interrupted >= 2:
-                        warn("runstore: abandoned waiting for the server; the queue stays on disk for `runstore sync`")
-                        return False
-                    sys.stderr.write("\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n")
+                    try:
+                        if interrupted < 2:
+                            sys.stderr.write("\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n")
+                            sys.stderr.flush()
+                            continue
+                    except KeyboardInterrupt:
+                        pass
+                    warn("runstore: abandoned waiting for the server; the queue stays on disk for `runstore sync`")
+                    return False
         finally:
             if progress is not None:
                 progress.close()
@@ -375,7 +389,9 @@ class Run:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        if isinstance(exc, KeyboardInterrupt):
+            self._mark("aborted")
+        elif exc is not None and not isinstance(exc, (SystemExit, GeneratorExit)):
             self.fail(exc)
         self.stop()
 
@@ -583,8 +599,10 @@ def _register(run: Run) -> None:
     previous = sys.excepthook
 
     def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        if not issubclass(exc_type, KeyboardInterrupt):
-            for live in list(_live):
+        for live in list(_live):
+            if issubclass(exc_type, KeyboardInterrupt):
+                live._mark("aborted")
+            else:
                 live.fail(exc.with_traceback(tb))
         previous(exc_type, exc, tb)
 
