@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
 from guardian.admin import GuardedModelAdmin
 
 from . import services
@@ -6,6 +7,7 @@ from .models import (
     Membership,
     Project,
     ProjectGroupObjectPermission,
+    ProjectUsage,
     ProjectUserObjectPermission,
     Workspace,
     WorkspaceGroupObjectPermission,
@@ -21,9 +23,18 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Workspace)
 class WorkspaceAdmin(GuardedModelAdmin):
-    list_display = ("slug", "name", "personal_owner", "created_at")
+    list_display = ("slug", "name", "personal_owner", "storage_used", "created_at")
     search_fields = ("slug", "name")
     inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        from django.db.models import Sum
+
+        return super().get_queryset(request).annotate(_storage=Sum("projects__usage__total_bytes"))
+
+    @admin.display(description="storage used", ordering="_storage")
+    def storage_used(self, obj):
+        return filesizeformat(obj._storage or 0)
 
     def save_formset(self, request, form, formset, change):
         # Roles become object permissions through the service, never by hand.
@@ -52,12 +63,29 @@ class MembershipAdmin(admin.ModelAdmin):
             services.remove_membership(obj.workspace, obj.user)
 
 
+class ProjectUsageInline(admin.StackedInline):
+    model = ProjectUsage
+    can_delete = False
+    readonly_fields = (
+        "total_bytes", "series_bytes", "blob_bytes", "preview_bytes", "float_points", "string_points", "blob_count", "computed_at",
+    )
+    fields = readonly_fields
+    max_num = 0
+    verbose_name_plural = "storage used (bytes; recomputed every minute by projects.tasks.refresh_usage)"
+
+
 @admin.register(Project)
 class ProjectAdmin(GuardedModelAdmin):
-    list_display = ("__str__", "key", "run_counter", "created_at")
-    list_select_related = ("workspace",)
+    list_display = ("__str__", "key", "run_counter", "storage_used", "created_at")
+    list_select_related = ("workspace", "usage")
+    inlines = [ProjectUsageInline]
     search_fields = ("slug", "key", "workspace__slug")
     list_filter = ("workspace",)
+
+    @admin.display(description="storage used", ordering="usage__total_bytes")
+    def storage_used(self, obj):
+        usage = getattr(obj, "usage", None)
+        return filesizeformat(usage.total_bytes) if usage else "—"
 
 
 for model in (

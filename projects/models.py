@@ -105,3 +105,26 @@ class ProjectUserObjectPermission(UserObjectPermissionBase):
 
 class ProjectGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Project, on_delete=models.CASCADE)
+
+
+class ProjectUsage(models.Model):
+    """Bytes a project uses, recomputed exactly by ``projects.tasks.refresh_usage``.
+
+    Series bytes are logical: 32 bytes per float point (series, step, timestamp,
+    value) and 24 bytes plus the UTF-8 length per string point; blobs count once
+    per project however many runs share them; previews are the derived files of
+    those blobs. Runs in the trash count until they are purged.
+    """
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="usage")
+    float_points = models.BigIntegerField(default=0)
+    string_points = models.BigIntegerField(default=0)
+    series_bytes = models.BigIntegerField(default=0)
+    blob_count = models.BigIntegerField(default=0)
+    blob_bytes = models.BigIntegerField(default=0)
+    preview_bytes = models.BigIntegerField(default=0)
+    total_bytes = models.BigIntegerField(default=0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.project_id}: {self.total_bytes} bytes"

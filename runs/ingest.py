@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import rollups
 from . import series as series_store
 from .errors import BatchError
 from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, Upload
@@ -352,6 +353,7 @@ class _Batch:
         self.now = timezone.now()
         self.point_count = 0
         self.blobs: dict[str, Blob] = {}
+        self.previous_last_step: dict[int, int | None] = {}  # id(attribute) -> last step before this batch
 
     def _field(self, op: Op, type_: str) -> Attribute:
         attr = self.fields.get(op.path)
@@ -422,6 +424,7 @@ class _Batch:
                     op_index=op.index, path=op.path, field="steps[0]", last_step=attr.last_step,
                 )
         timestamps = op.timestamps or [time.time()] * n
+        self.previous_last_step.setdefault(id(attr), attr.last_step)
         if attr.first_step is None:
             attr.first_step = steps[0]
         attr.last_step = steps[-1]
@@ -512,6 +515,10 @@ class _Batch:
                 target.append((attr.pk, steps, timestamps, values))
         if float_rows:
             series_store.insert_float_points(float_rows)
+            rollups.schedule_after_commit(
+                (a.pk, self.previous_last_step.get(id(a)), a.last_step)
+                for key, a in by_key.items() if key in self.points and a.type == AttributeType.FLOAT_SERIES
+            )
         if string_rows:
             series_store.insert_string_points(string_rows)
         if self.clear_files:

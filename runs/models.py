@@ -242,3 +242,112 @@ class SavedView(models.Model):
 
     def __str__(self):
         return f"{self.project_id}:{self.name}"
+
+
+# --- background processing: roll-ups, blob previews, exports -----------------
+
+
+class SeriesRollup(models.Model):
+    """A closed bucket of a float series at one roll-up level (see ``runs.rollups``).
+
+    Bucket ``bucket`` at level ``level`` covers steps ``[bucket * W, (bucket + 1) * W)``
+    with ``W = rollups.width(level)``. Rows are written once, when the bucket can no
+    longer change (the series has moved past its end); reads fill the open tail from
+    raw points.
+    """
+
+    pk = models.CompositePrimaryKey("series_id", "level", "bucket")
+    series = models.ForeignKey(Attribute, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    level = models.SmallIntegerField()
+    bucket = models.BigIntegerField()
+    min_value = models.FloatField(null=True)  # over non-NaN values; NULL when there are none
+    max_value = models.FloatField(null=True)
+    sum_value = models.FloatField(null=True)  # over finite values
+    finite_count = models.BigIntegerField()
+    count = models.BigIntegerField()
+    first_step = models.BigIntegerField()
+    last_step = models.BigIntegerField()
+    last_value = models.FloatField(null=True)  # NULL reads back as NaN
+
+
+class RollupCursor(models.Model):
+    """How far a float series is rolled up: every level is complete below ``rolled_until``."""
+
+    series = models.OneToOneField(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="+"
+    )
+    rolled_until = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+
+class BlobState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    READY = "ready", "Ready"
+    CORRUPT = "corrupt", "Corrupt"
+    FAILED = "failed", "Failed"
+
+
+class BlobInfo(models.Model):
+    """What background processing learnt about a blob: verified hash, sniffed type, metadata."""
+
+    blob = models.OneToOneField(Blob, on_delete=models.CASCADE, primary_key=True, related_name="info")
+    state = models.CharField(max_length=10, choices=BlobState.choices, default=BlobState.PENDING)
+    detected_mime_type = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+
+class BlobPreview(models.Model):
+    """A derived file next to a blob in storage: thumbnail, rendered HTML, poster frame."""
+
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="previews")
+    kind = models.CharField(max_length=20)  # thumbnail | html | poster
+    storage_key = models.CharField(max_length=300)
+    mime_type = models.CharField(max_length=200)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["blob", "kind"], name="blob_preview_kind_unique")]
+
+
+class PendingUpload(models.Model):
+    """A direct-to-store upload handed out as a presigned URL; completed or swept away."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="pending_uploads")
+    staging_key = models.CharField(max_length=300)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    name = models.CharField(max_length=255, blank=True)
+    mime_type = models.CharField(max_length=200, blank=True)
+    multipart_id = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class ExportState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Export(models.Model):
+    """An archive (JSON + files) of a project or of one run, built by a task."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exports")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="exports")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=10, choices=ExportState.choices, default=ExportState.QUEUED)
+    progress = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    storage_key = models.CharField(max_length=300, blank=True)
+    size = models.BigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -8,9 +8,14 @@ import math
 
 from django.db import connection
 
+from . import rollups
+
 FLOAT_TABLE = "runs_floatpoint"
 STRING_TABLE = "runs_stringpoint"
 MAX_BUCKETS = 10_000
+# Ranges holding at most this many points are bucketed from raw points, exactly
+# on the requested grid; larger ones come from the roll-ups (runs.rollups).
+RAW_READ_POINTS = 20_000
 NAN = math.nan
 
 
@@ -47,6 +52,10 @@ def delete_points(series_ids: list[int]) -> None:
         return
     marks = ", ".join(["%s"] * len(series_ids))
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Waits for a roll-up task still writing these series (it holds a key-share lock).
+            cursor.execute(f"SELECT id FROM runs_attribute WHERE id IN ({marks}) FOR UPDATE", series_ids)
+        rollups.delete(cursor, marks, series_ids)
         for table in (FLOAT_TABLE, STRING_TABLE):
             cursor.execute(f"DELETE FROM {table} WHERE series_id IN ({marks})", series_ids)
 
@@ -86,18 +95,41 @@ def read_points(series_id: int, table: str, *, after_step=None, from_step=None, 
     }
 
 
-def downsample(series_id: int, first_step: int, last_step: int, buckets: int, from_step=None, to_step=None) -> dict:
+def downsample(
+    series_id: int, first_step: int, last_step: int, buckets: int, from_step=None, to_step=None, *,
+    raw_read_points: int = RAW_READ_POINTS,
+) -> dict:
     """Cut ``[from_step, to_step]`` into at most ``buckets`` equal step ranges; aggregate each.
 
     Every bucket reports the first and last step it holds, min/max/avg of its
     values (NaN excluded; avg also excludes ±Inf), its last value and its point
-    count. Empty buckets are left out.
+    count. Empty buckets are left out. ``steps`` are bucket starts (the first
+    one clipped to ``from_step``).
+
+    A range of up to ``raw_read_points`` points is bucketed from raw points,
+    ``bucket_width = ceil(range / buckets)`` from ``from_step``. A larger one is
+    read from the roll-ups: the grid then aligns to the roll-up level used
+    (``bucket_width`` a multiple of its width, at most 1.5x the exact width),
+    and the newest steps not rolled up yet are read raw, so nothing is stale.
     """
     lo = first_step if from_step is None else max(from_step, first_step)
     hi = last_step if to_step is None else min(to_step, last_step)
     empty = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")}
     if lo is None or hi is None or lo > hi:
         return {**empty, "bucket_width": None, "from_step": lo, "to_step": hi}
+    if hi - lo + 1 > raw_read_points:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count FROM runs_attribute WHERE id = %s", [series_id])
+            row = cursor.fetchone()
+        count = row[0] if row else 0
+        estimate = count * (hi - lo + 1) / max(1, last_step - first_step + 1)
+        chosen = rollups.plan(lo, hi, buckets) if estimate > raw_read_points else None
+        if chosen is not None:
+            return rollups.read(series_id, lo, hi, *chosen)
+    return _downsample_raw(series_id, lo, hi, buckets)
+
+
+def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
     width = max(1, -(-(hi - lo + 1) // buckets))
     if connection.vendor == "postgresql":
         finite = "value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8"

@@ -13,6 +13,7 @@ from projects.models import Project
 from .errors import ApiError
 from .ingest import apply_batch, record_fields
 from .models import Attribute, AttributeType, Blob, Run, RunState, Upload
+from . import processing
 from .storage import save_blob
 
 __all__ = ["apply_batch", "create_run", "update_run", "delete_run", "store_upload", "ping_run"]
@@ -91,7 +92,7 @@ def ping_run(user, run: Run) -> None:
 
 
 def delete_run(user, run: Run) -> None:
-    """Soft delete: the run disappears from every list; its data stays until purged."""
+    """Soft delete: the run moves to the trash; ``runs.tasks.purge_trash`` purges it after RUNSTORE_TRASH_DAYS."""
     permissions.require(user, "write", run.project)
     Run.objects.filter(pk=run.pk).update(deleted_at=timezone.now())
 
@@ -110,6 +111,8 @@ def store_upload(user, run: Run, uploaded) -> Blob:
     blob = Blob(sha256=sha256, size=uploaded.size, mime_type=mime)
     save_blob(blob.storage_key, uploaded)
     with transaction.atomic():
-        blob, _ = Blob.objects.get_or_create(sha256=sha256, defaults={"size": uploaded.size, "mime_type": mime})
+        blob, created = Blob.objects.get_or_create(sha256=sha256, defaults={"size": uploaded.size, "mime_type": mime})
         Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": (uploaded.name or "")[:255]})
+        if created:
+            processing.enqueue(blob.sha256)
     return blob

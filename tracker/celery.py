@@ -1,9 +1,41 @@
+"""The Celery app: background work on three queues, and the periodic maintenance schedule.
+
+* ``ingest``       roll-ups of series after batches (short, frequent)
+* ``media``        blob processing: hash check, type sniffing, thumbnails, previews
+* ``maintenance``  storage accounting, trash purge, orphan clean-up, exports, sweeps
+
+Production runs workers on Redis (``CELERY_BROKER_URL=redis://...``), e.g. one
+``-Q ingest`` worker per few web processes and one ``-Q media,maintenance``;
+the embedded mode (``make run``) runs one worker on all three queues with beat
+inside it, on kombu's filesystem broker. Tasks are idempotent and acknowledged
+late, so a worker killed mid-task leaves the message to be run again.
+"""
+
 import os
 
 from celery import Celery
+from celery.schedules import crontab
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
 
+QUEUES = ("ingest", "media", "maintenance")
+
 app = Celery("tracker")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+app.conf.task_default_queue = "maintenance"
+app.conf.task_routes = {
+    "runs.tasks.rollup_series": {"queue": "ingest"},
+    "runs.tasks.process_blob": {"queue": "media"},
+    "runs.tasks.*": {"queue": "maintenance"},
+    "projects.tasks.*": {"queue": "maintenance"},
+}
+app.conf.beat_schedule = {
+    "sweep-rollups": {"task": "runs.tasks.sweep_rollups", "schedule": 300.0},
+    "refresh-usage": {"task": "projects.tasks.refresh_usage", "schedule": 60.0},
+    "purge-trash": {"task": "runs.tasks.purge_trash", "schedule": crontab(minute=17)},
+    "clean-orphans": {"task": "runs.tasks.clean_orphans", "schedule": crontab(minute=47)},
+    "sweep-blobs": {"task": "runs.tasks.sweep_blobs", "schedule": 600.0},
+}
 app.autodiscover_tasks()

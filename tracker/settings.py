@@ -132,6 +132,16 @@ WHITENOISE_USE_FINDERS = True
 
 # --- blob storage -----------------------------------------------------------
 RUNSTORE_STORAGE = env_choice("RUNSTORE_STORAGE", "local", ("local", "s3"))
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    threshold = env_int("RUNSTORE_MULTIPART_THRESHOLD", 100 * 1024 * 1024, minimum=5 * 1024 * 1024)
+    chunk = env_int("RUNSTORE_MULTIPART_CHUNK", 16 * 1024 * 1024, minimum=5 * 1024 * 1024)
+    return TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunk, max_concurrency=4)
+
+
 if RUNSTORE_STORAGE == "s3":
     _blob_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -146,6 +156,8 @@ if RUNSTORE_STORAGE == "s3":
             "file_overwrite": True,
             "default_acl": None,
             "querystring_expire": env_int("RUNSTORE_S3_URL_EXPIRE", 300, minimum=1),
+            # Files above the threshold go up in parts, a few at a time: memory stays flat.
+            "transfer_config": _transfer_config(),
         },
     }
 else:
@@ -187,12 +199,35 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Tasks are idempotent: acknowledge after the work, so a killed worker's task runs again.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30 if CELERY_TASK_TIME_LIMIT > 60 else None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_IGNORE_RESULT = True
+# A web request enqueuing work must not hang on a broker that is down: the
+# periodic sweeps catch up on whatever could not be enqueued.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+    # Redis: a message not acknowledged within this time is delivered again (acks_late).
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(_celery_dir / "beat-schedule")
+
+# --- background processing and storage clean-up --------------------------------
+RUNSTORE_TRASH_DAYS = env_int("RUNSTORE_TRASH_DAYS", 30, minimum=0)  # deleted runs are purged after this
+RUNSTORE_ORPHAN_GRACE_SECONDS = env_int("RUNSTORE_ORPHAN_GRACE_SECONDS", 24 * 3600, minimum=0)
+RUNSTORE_THUMBNAIL_SIZE = env_int("RUNSTORE_THUMBNAIL_SIZE", 256, minimum=16)
+RUNSTORE_PREVIEW_MAX_BYTES = env_int("RUNSTORE_PREVIEW_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+RUNSTORE_MULTIPART_THRESHOLD = env_int("RUNSTORE_MULTIPART_THRESHOLD", 100 * 1024 * 1024, minimum=5 * 1024 * 1024)
+RUNSTORE_MULTIPART_CHUNK = env_int("RUNSTORE_MULTIPART_CHUNK", 16 * 1024 * 1024, minimum=5 * 1024 * 1024)
 
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,0 +1,139 @@
+"""Exports: a project or one run as a ZIP archive of JSON and files, built by a task.
+
+Layout::
+
+    manifest.json                         project, time, runs, format version
+    runs/<KEY-N>/run.json                 the run and all its fields (as the API reads them)
+    runs/<KEY-N>/series/<path>.json       points of each float/string series: {steps, timestamps, values}
+    runs/<KEY-N>/files/<path>/<relpath>   files of file and file-set fields
+    runs/<KEY-N>/files/<path>/<step>-<name>  files of file series
+
+The archive is written to a temporary file, then stored as ``exports/<id>.zip``;
+building it again (a retried task) overwrites it.
+"""
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+from django.db.models import F
+from django.utils import timezone
+
+from . import series as series_store
+from . import storage
+from .attributes import run_fields
+from .models import Attribute, AttributeType, Export, ExportState, FileEntry, Run
+
+FORMAT_VERSION = 1
+POINT_PAGE = 100_000
+
+
+def _json_default(value):
+    return str(value)
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _dump(archive: zipfile.ZipFile, name: str, data) -> None:
+    archive.writestr(name, json.dumps(_clean(data), default=_json_default, indent=1))
+
+
+def _series(archive, prefix, attr: Attribute) -> None:
+    table = series_store.FLOAT_TABLE if attr.type == AttributeType.FLOAT_SERIES else series_store.STRING_TABLE
+    with archive.open(f"{prefix}/series/{attr.path}.json", "w", force_zip64=True) as out:
+        out.write(b'{"path": ' + json.dumps(attr.path).encode() + b', "points": [')
+        after, first = None, True
+        while True:
+            page = series_store.read_points(attr.pk, table, after_step=after, limit=POINT_PAGE)
+            for step, ts, value in zip(page["steps"], page["timestamps"], page["values"]):
+                out.write((b"" if first else b",") + json.dumps([step, ts, _clean(value)]).encode())
+                first = False
+            after = page["next_after_step"]
+            if after is None:
+                break
+        out.write(b"]}")
+
+
+def _files(archive, prefix, attr: Attribute) -> None:
+    for entry in FileEntry.objects.filter(attribute=attr).select_related("blob").order_by("step", "relpath"):
+        if attr.type == AttributeType.FILE_SERIES:
+            name = f"{entry.step}-{entry.name or entry.blob_id[:12]}"
+        else:
+            name = entry.relpath or entry.name or attr.path.rsplit("/", 1)[-1]
+        with archive.open(f"{prefix}/files/{attr.path}/{name}", "w", force_zip64=True) as out:
+            for chunk in storage.iter_blob(entry.blob.storage_key):
+                out.write(chunk)
+
+
+def _run(archive, run: Run) -> dict:
+    prefix = f"runs/{run.human_id}"
+    attributes = list(Attribute.objects.filter(run=run).order_by("path"))
+    _dump(archive, f"{prefix}/run.json", {
+        "id": run.human_id, "uuid": str(run.uuid), "name": run.name, "description": run.description,
+        "state": run.state, "owner": run.owner.username if run.owner else None,
+        "fields": run_fields(run, attributes),
+    })
+    for attr in attributes:
+        if attr.type in (AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES):
+            _series(archive, prefix, attr)
+        elif attr.type in (AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES):
+            _files(archive, prefix, attr)
+    return {"id": run.human_id, "uuid": str(run.uuid), "name": run.name}
+
+
+def build(export_id) -> str:
+    export = Export.objects.select_related("project", "project__workspace", "run").filter(pk=export_id).first()
+    if export is None:
+        return "missing"
+    if export.state == ExportState.DONE:
+        return export.state
+    runs = Run.objects.filter(deleted_at__isnull=True).select_related("project", "project__workspace", "owner")
+    runs = list(runs.filter(pk=export.run_id) if export.run_id else runs.filter(project=export.project).order_by("number"))
+    Export.objects.filter(pk=export.pk).update(state=ExportState.RUNNING, total=len(runs), progress=0, error="")
+    key = f"exports/{export.pk}.zip"
+    fd, path = tempfile.mkstemp(suffix=".zip")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            listed = []
+            for run in runs:
+                listed.append(_run(archive, run))
+                Export.objects.filter(pk=export.pk).update(progress=F("progress") + 1)
+            _dump(archive, "manifest.json", {
+                "format": FORMAT_VERSION, "project": export.project.full_name, "exported_at": timezone.now().isoformat(),
+                "runs": listed,
+            })
+        size = os.path.getsize(path)
+        with open(path, "rb") as stream:
+            storage.delete_key(key)
+            storage.blob_storage().save(key, stream)
+    except Exception as exc:
+        Export.objects.filter(pk=export.pk).update(state=ExportState.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        raise
+    finally:
+        os.unlink(path)
+    Export.objects.filter(pk=export.pk).update(
+        state=ExportState.DONE, storage_key=key, size=size, finished_at=timezone.now(), progress=len(runs)
+    )
+    return ExportState.DONE
+
+
+def enqueue(export: Export) -> None:
+    from django.db import transaction
+
+    def send():
+        from .tasks import build_export
+
+        build_export.delay(str(export.pk))
+
+    transaction.on_commit(send, robust=True)

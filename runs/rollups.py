@@ -1,0 +1,336 @@
+"""Multi-resolution roll-ups of float series, and the reads that use them.
+
+Level ``l`` cuts a series into buckets of ``width(l) = 16 * 4**l`` steps; bucket
+``k`` covers steps ``[k * W, (k + 1) * W)`` and stores min, max (NaN left out),
+sum and count of finite values, point count, first/last step and the last
+value (table ``runs_seriesrollup``).
+
+Writing. Steps only grow within a series, so a bucket is final once the series
+has a point at or after its end. :func:`roll_up` (run by the ``ingest``-queue
+task ``runs.tasks.rollup_series`` after each batch that closes a finest-level
+bucket, and by a periodic sweep) writes the buckets that became final below
+``rolled_until`` — a multiple of the finest width kept in ``runs_rollupcursor``
+— level 0 from raw points, each coarser level from the one below, and moves
+the cursor in the same transaction. Every bucket row is written once and never
+updated, so roll-ups add about 1/12 row per point and nothing per batch for
+a bucket that stays open, whatever the number of series in a batch. A task run
+twice or killed half way leaves nothing that a rerun does not finish: rows are
+inserted with ``ON CONFLICT DO NOTHING`` and the cursor moves with them.
+
+Reading. :func:`read` picks the coarsest level whose width still gives the
+requested number of buckets (within 1.5x of the requested bucket width), cuts
+the range into aligned blocks of that level, finer levels at the edges, and
+raw points for what is left: the partial edges and the newest steps not rolled
+up yet. A chart of a live run is therefore never stale, and a read of a
+10,000,000-point series at 1,000 buckets touches at most ~5,400 rows.
+
+Why a task and a cursor rather than upserting open buckets inline with every
+batch: a batch that appends one point to each of 1,000 series would otherwise
+upsert 17,000 roll-up rows; here the same batch writes none.
+"""
+
+import math
+
+from django.db import connection, transaction
+
+BASE = 16
+FACTOR = 4
+LEVELS = 17  # the coarsest bucket is 16 * 4**16 ≈ 6.9e10 steps
+ROLLUP_TABLE = "runs_seriesrollup"
+CURSOR_TABLE = "runs_rollupcursor"
+POINT_TABLE = "runs_floatpoint"
+MAX_WIDTH_STRETCH = 1.5
+CHUNK_POINTS = 1_000_000  # points rolled up per transaction
+
+
+def width(level: int) -> int:
+    return BASE * FACTOR**level
+
+
+def _raw_aggregates() -> tuple[str, str, str, str]:
+    """SQL for min, max (NaN left out), sum and count of finite values over ``value``."""
+    if connection.vendor == "postgresql":
+        not_nan = "value <> 'NaN'::float8"
+        finite = "value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8"
+        return (
+            f"min(value) FILTER (WHERE {not_nan})",
+            f"max(value) FILTER (WHERE {not_nan})",
+            f"sum(value) FILTER (WHERE {finite})",
+            f"count(*) FILTER (WHERE {finite})",
+        )
+    # SQLite stores NaN as NULL, which its aggregates skip.
+    finite = "CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END"
+    return "min(value)", "max(value)", f"sum({finite})", f"count({finite})"
+
+
+# --- writing ---------------------------------------------------------------
+
+
+def closed_until(last_step: int | None) -> int:
+    """Steps below this are final for a series whose last step is ``last_step``."""
+    return 0 if last_step is None else (last_step + 1) // BASE * BASE
+
+
+def needs_roll_up(previous_last_step: int | None, new_last_step: int) -> bool:
+    """Whether an append moving the last step from ``previous`` to ``new`` closed a finest bucket."""
+    return closed_until(new_last_step) > closed_until(previous_last_step)
+
+
+def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
+    mn, mx, sm, nf = _raw_aggregates()
+    cursor.execute(
+        f"""
+        INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value,
+                                    finite_count, count, first_step, last_step, last_value)
+        SELECT g.series_id, 0, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1, p.value
+        FROM (
+            SELECT series_id, step / {BASE} AS b, {mn} AS mn, {mx} AS mx, {sm} AS sm, {nf} AS nf,
+                   count(*) AS n, min(step) AS s0, max(step) AS s1
+            FROM {POINT_TABLE}
+            WHERE series_id = %s AND step >= %s AND step < %s
+            GROUP BY series_id, step / {BASE}
+        ) g JOIN {POINT_TABLE} p ON p.series_id = g.series_id AND p.step = g.s1
+        WHERE 1 = 1
+        ON CONFLICT (series_id, level, bucket) DO NOTHING
+        """,
+        [series_id, start, stop],
+    )
+
+
+def _insert_level(cursor, series_id: int, level: int, start: int, stop: int) -> None:
+    """Buckets of ``level`` that lie wholly in ``[start, stop)``, from the level below."""
+    w, below = width(level), width(level - 1)
+    k0, k1 = -(-start // w), stop // w
+    if k0 >= k1:
+        return
+    cursor.execute(
+        f"""
+        INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value,
+                                    finite_count, count, first_step, last_step, last_value)
+        SELECT g.series_id, %s, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1, r.last_value
+        FROM (
+            SELECT series_id, bucket / {FACTOR} AS b, min(min_value) AS mn, max(max_value) AS mx,
+                   sum(sum_value) AS sm, sum(finite_count) AS nf, sum(count) AS n,
+                   min(first_step) AS s0, max(last_step) AS s1
+            FROM {ROLLUP_TABLE}
+            WHERE series_id = %s AND level = %s AND bucket >= %s AND bucket < %s
+            GROUP BY series_id, bucket / {FACTOR}
+        ) g JOIN {ROLLUP_TABLE} r ON r.series_id = g.series_id AND r.level = %s AND r.bucket = g.s1 / {below}
+        WHERE 1 = 1
+        ON CONFLICT (series_id, level, bucket) DO NOTHING
+        """,
+        [level, series_id, level - 1, k0 * FACTOR, k1 * FACTOR, level - 1],
+    )
+
+
+def _chunk_end(cursor, series_id: int, start: int, target: int) -> int:
+    """Where the next transaction stops: ``target``, or earlier after CHUNK_POINTS points."""
+    cursor.execute(
+        f"SELECT step FROM {POINT_TABLE} WHERE series_id = %s AND step >= %s ORDER BY step LIMIT 1 OFFSET %s",
+        [series_id, start, CHUNK_POINTS],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return target
+    end = row[0] // BASE * BASE
+    return min(target, end) if end > start else target
+
+
+def roll_up(series_id: int) -> int:
+    """Write every bucket of ``series_id`` that became final; returns the new cursor (a step).
+
+    Safe to run concurrently and repeatedly. Works in chunks of about
+    CHUNK_POINTS points, one transaction each.
+    """
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+            # The key-share lock keeps the series from being deleted (with its
+            # roll-ups) while this transaction writes, without blocking appends.
+            cursor.execute(
+                f"SELECT last_step FROM runs_attribute WHERE id = %s AND type = 'float_series'{lock}", [series_id]
+            )
+            row = cursor.fetchone()
+            if row is None or row[0] is None:
+                return 0
+            target = closed_until(row[0])
+            cursor.execute(
+                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at) VALUES (%s, 0, %s) "
+                "ON CONFLICT (series_id) DO NOTHING",
+                [series_id, _now()],
+            )
+            lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+            cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s{lock}", [series_id])
+            start = cursor.fetchone()[0]
+            if start >= target:
+                return start
+            stop = _chunk_end(cursor, series_id, start, target)
+            _insert_level0(cursor, series_id, start, stop)
+            for level in range(1, LEVELS):
+                if stop // width(level) == start // width(level):
+                    break  # no bucket of this level (or any coarser one) closed in [start, stop)
+                _insert_level(cursor, series_id, level, start // width(level) * width(level), stop)
+            cursor.execute(
+                f"UPDATE {CURSOR_TABLE} SET rolled_until = %s, updated_at = %s WHERE series_id = %s",
+                [stop, _now(), series_id],
+            )
+        if stop >= target:
+            return stop
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def delete(cursor, marks: str, series_ids: list[int]) -> None:
+    """Remove the roll-ups of deleted series (called by ``series.delete_points``)."""
+    cursor.execute(f"DELETE FROM {ROLLUP_TABLE} WHERE series_id IN ({marks})", series_ids)
+    cursor.execute(f"DELETE FROM {CURSOR_TABLE} WHERE series_id IN ({marks})", series_ids)
+
+
+def stale_series(limit: int = 10_000) -> list[int]:
+    """Float series with final buckets not rolled up yet (for the periodic sweep)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT a.id FROM runs_attribute a LEFT JOIN {CURSOR_TABLE} c ON c.series_id = a.id
+            WHERE a.type = 'float_series' AND a.last_step IS NOT NULL
+              AND (a.last_step + 1) / {BASE} * {BASE} > COALESCE(c.rolled_until, 0)
+            ORDER BY a.id LIMIT %s
+            """,
+            [limit],
+        )
+        return [r[0] for r in cursor.fetchall()]
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def plan(lo: int, hi: int, buckets: int):
+    """``(level, origin, bucket_width)`` for a read of ``[lo, hi]``, or None to read raw points."""
+    span = hi - lo + 1
+    wanted = -(-span // buckets)
+    for level in range(LEVELS - 1, -1, -1):
+        w = width(level)
+        if w > wanted:
+            continue
+        origin = lo // w * w
+        bucket_width = w * -(-(-(-(hi + 1 - origin) // buckets)) // w)
+        if bucket_width <= MAX_WIDTH_STRETCH * wanted:
+            return level, origin, bucket_width
+    return None
+
+
+def _cover(a: int, b: int, level: int, parts: list) -> None:
+    """Cut ``[a, b)`` into aligned blocks of ``level`` and finer levels; raw ranges for the rest."""
+    if a >= b:
+        return
+    if level < 0:
+        parts.append(("raw", a, b))
+        return
+    w = width(level)
+    k0, k1 = -(-a // w), b // w
+    if k0 < k1:
+        parts.append(("rollup", level, k0, k1))
+        _cover(a, k0 * w, level - 1, parts)
+        _cover(k1 * w, b, level - 1, parts)
+    else:
+        _cover(a, b, level - 1, parts)
+
+
+def read(series_id: int, lo: int, hi: int, level: int, origin: int, bucket_width: int) -> dict:
+    """Buckets of ``bucket_width`` steps from ``origin`` over ``[lo, hi]`` (see :func:`plan`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s", [series_id])
+        row = cursor.fetchone()
+        rolled = row[0] if row else 0
+        parts: list = []
+        _cover(lo, min(hi + 1, rolled), level, parts)
+        raw = [(part[1], part[2]) for part in parts if part[0] == "raw"]
+        if hi + 1 > max(lo, rolled):
+            raw.append((max(lo, rolled), hi + 1))
+        selects, params = [], []
+        for part in parts:
+            if part[0] == "rollup":
+                _, lvl, k0, k1 = part
+                selects.append(
+                    f"SELECT first_step, last_step, min_value, max_value, sum_value, finite_count, count, last_value "
+                    f"FROM {ROLLUP_TABLE} WHERE series_id = %s AND level = %s AND bucket >= %s AND bucket < %s"
+                )
+                params += [series_id, lvl, k0, k1]
+        if raw:
+            mn, mx, sm, nf = _raw_aggregates()
+            ranges = " OR ".join(["(step >= %s AND step < %s)"] * len(raw))
+            selects.append(
+                f"SELECT g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, p.value FROM ("
+                f"SELECT (step - %s) / %s AS ob, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
+                f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {POINT_TABLE} "
+                f"WHERE series_id = %s AND ({ranges}) GROUP BY (step - %s) / %s"
+                f") g JOIN {POINT_TABLE} p ON p.series_id = %s AND p.step = g.s1"
+            )
+            params += [origin, bucket_width, series_id, *[x for r in raw for x in r], origin, bucket_width, series_id]
+        rows = []
+        if selects:
+            cursor.execute(" UNION ALL ".join(selects), params)
+            rows = cursor.fetchall()
+    return _combine(rows, lo, hi, origin, bucket_width)
+
+
+def _combine(rows, lo, hi, origin, bucket_width) -> dict:
+    acc: dict[int, list] = {}
+    for s0, s1, mn, mx, sm, nf, n, last in rows:
+        key = (s0 - origin) // bucket_width
+        cur = acc.get(key)
+        if cur is None:
+            acc[key] = [s0, s1, mn, mx, sm or 0.0, nf, n, last]
+            continue
+        if s0 < cur[0]:
+            cur[0] = s0
+        if s1 > cur[1]:
+            cur[1], cur[7] = s1, last
+        if mn is not None and (cur[2] is None or mn < cur[2]):
+            cur[2] = mn
+        if mx is not None and (cur[3] is None or mx > cur[3]):
+            cur[3] = mx
+        cur[4] += sm or 0.0
+        cur[5] += nf
+        cur[6] += n
+    keys = sorted(acc)
+    nan = math.nan
+
+    def f(v):
+        return nan if v is None else v
+
+    return {
+        "bucket_width": bucket_width,
+        "from_step": lo,
+        "to_step": hi,
+        "steps": [max(lo, origin + k * bucket_width) for k in keys],
+        "first_steps": [acc[k][0] for k in keys],
+        "last_steps": [acc[k][1] for k in keys],
+        "counts": [acc[k][6] for k in keys],
+        "min": [f(acc[k][2]) for k in keys],
+        "max": [f(acc[k][3]) for k in keys],
+        "avg": [acc[k][4] / acc[k][5] if acc[k][5] else nan for k in keys],
+        "last": [f(acc[k][7]) for k in keys],
+    }
+
+
+def schedule_after_commit(appends) -> None:
+    """After the current transaction commits, roll up the series whose appends closed a bucket.
+
+    ``appends``: ``(series_id, last_step_before, last_step_after)``. A failure to
+    reach the broker is logged, never raised: the periodic sweep catches up.
+    """
+    due = sorted({sid for sid, before, after in appends if needs_roll_up(before, after)})
+    if not due:
+        return
+
+    def enqueue():
+        from .tasks import rollup_series
+
+        rollup_series.delay(due)
+
+    transaction.on_commit(enqueue, robust=True)

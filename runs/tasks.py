@@ -1,0 +1,74 @@
+"""Celery tasks of the runs app. Each is idempotent: running one twice, or again after
+a worker was killed half way, finishes the work and counts nothing twice.
+
+Queues (``tracker.celery``): ``rollup_series`` on ``ingest``, ``process_blob`` on
+``media``, the rest on ``maintenance``.
+"""
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from . import cleanup, exports, processing, rollups
+
+logger = logging.getLogger(__name__)
+
+# Transient failures (lost connection, lock timeout, store hiccup) are retried with backoff.
+RETRY = {
+    "acks_late": True,
+    "autoretry_for": (OperationalError, InterfaceError, DatabaseError, ConnectionError, TimeoutError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+@shared_task(**RETRY)
+def rollup_series(series_ids: list[int]) -> dict:
+    """Write the final roll-up buckets of these float series."""
+    return {str(sid): rollups.roll_up(sid) for sid in series_ids}
+
+
+@shared_task(**RETRY)
+def sweep_rollups() -> int:
+    """Roll up every series left behind (broker down when its batch committed, a lost task)."""
+    stale = rollups.stale_series()
+    for sid in stale:
+        rollups.roll_up(sid)
+    return len(stale)
+
+
+@shared_task(**RETRY)
+def process_blob(sha256: str) -> str:
+    """Verify, sniff and make previews of one blob."""
+    return processing.process_blob(sha256)
+
+
+@shared_task(**RETRY)
+def sweep_blobs() -> int:
+    """Process blobs whose processing never ran (for example, enqueued while the broker was down)."""
+    return processing.sweep()
+
+
+@shared_task(**RETRY)
+def purge_trash() -> int:
+    """Purge runs that have been in the trash longer than RUNSTORE_TRASH_DAYS."""
+    return cleanup.purge_expired()
+
+
+@shared_task(**RETRY)
+def purge_run(run_id: int) -> bool:
+    return cleanup.purge_run(run_id)
+
+
+@shared_task(**RETRY)
+def clean_orphans() -> dict:
+    """Remove stored objects no row points at: abandoned direct uploads, unreferenced blobs, old exports."""
+    return cleanup.clean_orphans()
+
+
+@shared_task(**RETRY)
+def build_export(export_id: str) -> str:
+    return exports.build(export_id)

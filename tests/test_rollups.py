@@ -1,0 +1,222 @@
+"""Roll-ups: every bucket read through them equals a brute-force computation over raw points."""
+
+import bisect
+import math
+import random
+import uuid
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runs import rollups
+from runs import series as series_store
+from runs.ingest import apply_batch
+from runs.models import Attribute, RollupCursor, SeriesRollup
+
+from .conftest import batch, run_url
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9)
+values_with_specials = st.one_of(finite, finite, finite, st.just(math.nan), st.just(math.inf), st.just(-math.inf))
+
+
+def brute_force(points, lo, hi, origin, width):
+    groups = {}
+    for step, value in points:
+        if lo <= step <= hi:
+            groups.setdefault((step - origin) // width, []).append((step, value))
+    out = []
+    for key in sorted(groups):
+        rows = groups[key]
+        comparable = [v for _, v in rows if not math.isnan(v)]
+        finite_values = [v for _, v in rows if math.isfinite(v)]
+        out.append({
+            "step": max(lo, origin + key * width),
+            "min": min(comparable) if comparable else math.nan,
+            "max": max(comparable) if comparable else math.nan,
+            "avg": math.fsum(finite_values) / len(finite_values) if finite_values else math.nan,
+            "last": rows[-1][1],
+            "count": len(rows),
+            "first_step": rows[0][0],
+            "last_step": rows[-1][0],
+        })
+    return out
+
+
+def same(a, b):
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    if isinstance(a, float) and math.isfinite(a):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-3)
+    return a == b
+
+
+def append(run, path, steps, values, seq):
+    apply_batch(run, stream=uuid.uuid4().hex, seq=seq, raw_ops=[{"op": "append", "path": path, "steps": steps, "values": values}])
+
+
+def check_read(attr, points, buckets, lo, hi):
+    got = series_store.downsample(attr.pk, attr.first_step, attr.last_step, buckets, lo, hi, raw_read_points=0)
+    plan = rollups.plan(max(lo, attr.first_step), min(hi, attr.last_step), buckets)
+    assert plan is not None
+    level, origin, width = plan
+    assert got["bucket_width"] == width and len(got["steps"]) <= buckets
+    expected = brute_force(points, max(lo, attr.first_step), min(hi, attr.last_step), origin, width)
+    assert len(got["steps"]) == len(expected)
+    for i, bucket in enumerate(expected):
+        assert got["steps"][i] == bucket["step"]
+        assert got["counts"][i] == bucket["count"]
+        assert (got["first_steps"][i], got["last_steps"][i]) == (bucket["first_step"], bucket["last_step"])
+        for key in ("min", "max", "avg", "last"):
+            assert same(bucket[key], got[key][i]), (key, i, bucket[key], got[key][i])
+    return got
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    values=st.lists(values_with_specials, min_size=2, max_size=800),
+    max_gap=st.sampled_from([1, 3, 40, 300]),
+    seed=st.integers(0, 2**32),
+    rolled_fraction=st.floats(0, 1),
+    buckets=st.integers(min_value=1, max_value=60),
+    window=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+def test_rolled_up_buckets_match_brute_force(run, values, max_gap, seed, rolled_fraction, buckets, window):
+    Attribute.objects.filter(run=run, path="s").delete()
+    rng = random.Random(seed)
+    steps, step = [], rng.randrange(0, 5000)
+    for _ in values:
+        steps.append(step)
+        step += rng.randint(1, max_gap)
+    cut = max(1, int(len(values) * rolled_fraction))
+    append(run, "s", steps[:cut], values[:cut], seq=seed)
+    attr = Attribute.objects.get(run=run, path="s")
+    rollups.roll_up(attr.pk)  # the first part is rolled up; the rest is the live tail
+    if cut < len(values):
+        append(run, "s", steps[cut:], values[cut:], seq=seed + 1)
+    attr.refresh_from_db()
+    points = list(zip(steps, values))
+    lo = steps[0] + int((steps[-1] - steps[0]) * min(window))
+    hi = steps[0] + int((steps[-1] - steps[0]) * max(window))
+    # Ranges too narrow for any level are read raw (tests/test_series.py checks those).
+    if rollups.plan(lo, hi, buckets) is not None:
+        check_read(attr, points, buckets, lo, hi)
+    if rollups.plan(steps[0], steps[-1], buckets) is not None:
+        check_read(attr, points, buckets, steps[0], steps[-1])
+    series_store.delete_points([attr.pk])
+
+
+def test_every_stored_bucket_matches_its_raw_points(run):
+    rng = random.Random(7)
+    steps = sorted(rng.sample(range(0, 300_000), 8_000))
+    values = [rng.uniform(-1e6, 1e6) if rng.random() > 0.05 else rng.choice([math.nan, math.inf, -math.inf]) for _ in steps]
+    append(run, "loss", steps, values, seq=1)
+    attr = Attribute.objects.get(run=run, path="loss")
+    rolled = rollups.roll_up(attr.pk)
+    assert rolled == (steps[-1] + 1) // rollups.BASE * rollups.BASE
+    rows = list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket"))
+    assert {r.level for r in rows} >= set(range(0, 8))
+    for row in rows:
+        w = rollups.width(row.level)
+        assert (row.bucket + 1) * w <= rolled  # only final buckets are stored
+        i, j = bisect.bisect_left(steps, row.bucket * w), bisect.bisect_left(steps, (row.bucket + 1) * w)
+        inside = list(zip(steps[i:j], values[i:j]))
+        comparable = [v for _, v in inside if not math.isnan(v)]
+        finite_values = [v for _, v in inside if math.isfinite(v)]
+        assert row.count == len(inside) and row.finite_count == len(finite_values)
+        assert (row.first_step, row.last_step) == (inside[0][0], inside[-1][0])
+        assert same(min(comparable) if comparable else math.nan, math.nan if row.min_value is None else row.min_value)
+        assert same(max(comparable) if comparable else math.nan, math.nan if row.max_value is None else row.max_value)
+        assert same(inside[-1][1], math.nan if row.last_value is None else row.last_value)
+    per_level = {}
+    for row in rows:
+        per_level[row.level] = per_level.get(row.level, 0) + row.count
+    closed = sum(1 for s in steps if s < rolled // rollups.width(0) * rollups.width(0))
+    assert per_level[0] == closed
+
+
+def test_rolling_up_twice_writes_nothing_twice(run):
+    append(run, "loss", list(range(10_000)), [float(i) for i in range(10_000)], seq=1)
+    attr = Attribute.objects.get(run=run, path="loss")
+    first = rollups.roll_up(attr.pk)
+    before = list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list())
+    assert rollups.roll_up(attr.pk) == first == 10_000 // 16 * 16
+    assert list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list()) == before
+    assert sum(r.count for r in SeriesRollup.objects.filter(series=attr, level=0)) == first
+
+
+def test_chunked_roll_up_equals_one_pass(run, monkeypatch):
+    append(run, "a", list(range(5_000)), [math.sin(i) for i in range(5_000)], seq=1)
+    append(run, "b", list(range(5_000)), [math.sin(i) for i in range(5_000)], seq=2)
+    a, b = Attribute.objects.get(run=run, path="a"), Attribute.objects.get(run=run, path="b")
+    rollups.roll_up(a.pk)
+    monkeypatch.setattr(rollups, "CHUNK_POINTS", 77)
+    rollups.roll_up(b.pk)
+    rows = lambda attr: list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list(  # noqa: E731
+        "level", "bucket", "min_value", "max_value", "count", "first_step", "last_step", "last_value"))
+    assert rows(a) == rows(b) and len(rows(a)) > 300
+
+
+def test_live_chart_sees_points_not_rolled_up_yet(run):
+    append(run, "loss", list(range(50_000)), [1.0] * 50_000, seq=1)
+    attr = Attribute.objects.get(run=run, path="loss")
+    rollups.roll_up(attr.pk)
+    append(run, "loss", [50_000, 50_001, 50_002], [7.0, 8.0, -3.0], seq=2)  # no task has run for these
+    attr.refresh_from_db()
+    got = series_store.downsample(attr.pk, attr.first_step, attr.last_step, 100)
+    assert got["last_steps"][-1] == 50_002 and got["last"][-1] == -3.0
+    assert got["max"][-1] == 8.0 and got["min"][-1] == -3.0 and sum(got["counts"]) == 50_003
+    assert RollupCursor.objects.get(series=attr).rolled_until == 50_000
+
+
+def test_reads_touch_a_few_thousand_rows_at_most():
+    rng = random.Random(3)
+    for _ in range(2_000):
+        last = rng.randrange(10_000, 10**12)
+        lo, hi = sorted(rng.randrange(0, last) for _ in range(2))
+        buckets = rng.choice([100, 500, 1000, 2000])
+        plan = rollups.plan(lo, hi, buckets)
+        if plan is None:
+            assert (hi - lo + 1) / buckets < 2 * rollups.BASE  # only narrow ranges are read raw
+            continue
+        level, origin, width = plan
+        assert -(-(hi + 1 - origin) // width) <= buckets
+        assert width <= 1.5 * -(-(hi - lo + 1) // buckets)
+        parts = []
+        rollups._cover(lo, hi + 1, level, parts)
+        rows = sum(p[3] - p[2] for p in parts if p[0] == "rollup")
+        raw = sum(p[2] - p[1] for p in parts if p[0] == "raw")
+        assert rows <= 5.4 * buckets + 6 * rollups.LEVELS and raw < 2 * rollups.BASE
+
+
+def test_deleting_a_series_deletes_its_rollups(run):
+    append(run, "loss", list(range(1_000)), [0.5] * 1_000, seq=1)
+    attr = Attribute.objects.get(run=run, path="loss")
+    rollups.roll_up(attr.pk)
+    assert SeriesRollup.objects.filter(series_id=attr.pk).exists()
+    apply_batch(run, stream="r", seq=2, raw_ops=[{"op": "delete", "path": "loss"}])
+    assert not SeriesRollup.objects.filter(series_id=attr.pk).exists()
+    assert not RollupCursor.objects.filter(series_id=attr.pk).exists()
+
+
+def test_batches_that_close_a_bucket_schedule_a_roll_up(run, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    from runs import tasks
+
+    monkeypatch.setattr(tasks.rollup_series, "delay", lambda ids: sent.append(ids))
+    with django_capture_on_commit_callbacks(execute=True):
+        append(run, "loss", list(range(10)), [1.0] * 10, seq=1)  # bucket [0, 16) still open
+    assert sent == []
+    with django_capture_on_commit_callbacks(execute=True):
+        append(run, "loss", [10, 11, 12, 13, 14, 15], [1.0] * 6, seq=2)  # step 15 closes it
+    assert sent == [[Attribute.objects.get(run=run, path="loss").pk]]
+
+
+def test_big_series_endpoint_reads_rollups(owner_api, run):
+    values = [float(i % 1000) for i in range(60_000)]
+    assert batch(owner_api, run, [{"op": "append", "path": "loss", "values": values}]).status_code == 200
+    attr = Attribute.objects.get(run=run, path="loss")
+    rollups.roll_up(attr.pk)
+    body = owner_api.get(run_url(run, "series"), {"path": "loss", "buckets": 100}).json()
+    assert sum(body["counts"]) == 60_000 and len(body["steps"]) <= 100
+    assert body["bucket_width"] % rollups.width(0) == 0
+    assert min(body["min"]) == 0.0 and max(body["max"]) == 999.0 and body["last"][-1] == 999.0
