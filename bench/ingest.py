@@ -1,0 +1,179 @@
+"""Ingest benchmark: N float points for one run over HTTP, in batches, into PostgreSQL and/or SQLite.
+
+    .venv/bin/python bench/ingest.py --db both [--points 1000000] [--batch 10000]
+        [--workers 2 --threads 2] [--senders 1] [--with-read]
+
+Each batch is one ``append`` op of ``--batch`` floats with explicit steps and
+timestamps, MessagePack-encoded (encoding is inside the timed loop). Reports:
+
+* points/s: points / wall time from the first request to the last response;
+* the median (and p95) per-batch latency;
+* bytes on disk per point: the float-point table with its indexes
+  (PostgreSQL: ``hypertable_size`` or ``pg_total_relation_size``; SQLite:
+  ``dbstat`` over the table and its indexes) / its row count.
+
+With ``--senders 2`` a second phase sends the same number of points again,
+split over 2 concurrent clients each writing its own run (aggregate points/s).
+With ``--with-read`` the read benchmark (``bench/read.py``) runs on the
+1,000,000-point run while the same server is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+import uuid
+
+import msgpack
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from common import RunstoreServer, log, median, save_result  # noqa: E402
+
+
+def make_points(n: int, seed: int = 1):
+    rng = random.Random(seed)
+    t0 = 1_700_000_000.0
+    values = [rng.gauss(1.0, 0.25) for _ in range(n)]
+    steps = list(range(n))
+    timestamps = [t0 + i * 0.01 for i in range(n)]
+    return steps, timestamps, values
+
+
+def send_series(server: RunstoreServer, run_uuid: str, steps, timestamps, values, batch: int, path="train/loss"):
+    """Send all points sequentially; return (wall seconds, per-batch latencies)."""
+    session = server.session()
+    url = f"{server.url}/api/v1/runs/{run_uuid}/batch"
+    headers = {"Content-Type": "application/msgpack", "Accept": "application/json"}
+    stream = uuid.uuid4().hex
+    latencies = []
+    start = time.perf_counter()
+    for seq, i in enumerate(range(0, len(values), batch)):
+        body = msgpack.packb({
+            "stream": stream, "seq": seq,
+            "ops": [{"op": "append", "path": path, "values": values[i:i + batch],
+                     "steps": steps[i:i + batch], "timestamps": timestamps[i:i + batch]}],
+        })
+        t = time.perf_counter()
+        r = session.post(url, data=body, headers=headers)
+        latencies.append(time.perf_counter() - t)
+        if r.status_code != 200 or not r.json().get("applied"):
+            raise RuntimeError(f"batch {seq}: {r.status_code} {r.text[:300]}")
+    wall = time.perf_counter() - start
+    session.close()
+    return wall, latencies
+
+
+def bench_db(db: str, points: int, batch: int, workers: int, threads: int, senders: int, with_read: bool,
+             read_repeats: int, source: str | None = None, celery: bool | None = None) -> dict:
+    steps, timestamps, values = make_points(points)
+    with RunstoreServer(db, workers=workers, threads=threads, source=source, celery=celery) as server:
+        log(f"[{db}] server code: {server.source}; celery worker: {'yes' if server.celery else 'no'}")
+        session = server.session()
+        # warm-up: one small batch on a throwaway run (imports, connection, first-request costs)
+        warm = server.create_run(session, "bench/warmup")
+        send_series(server, warm, steps[:1000], timestamps[:1000], values[:1000], 1000)
+
+        run_uuid = server.create_run(session)
+        log(f"[{db}] sending {points:,} points in batches of {batch:,} (sequential client)")
+        wall, lat = send_series(server, run_uuid, steps, timestamps, values, batch)
+        waited = server.wait_tasks()
+        storage = server.float_storage()
+        seq_points = storage["points"] - 1000  # minus the warm-up run
+        storage_bytes_per_point = storage["bytes"] / storage["points"]
+        result = {
+            "db": db,
+            "timescaledb": storage["hypertable"],
+            "server": f"gunicorn -w {workers} --threads {threads}" + (" + celery worker -c 1" if server.celery else ""),
+            "source": server.source,
+            "points": points,
+            "batch": batch,
+            "sequential": {
+                "wall_s": wall,
+                "points_per_s": points / wall,
+                "batch_latency_median_ms": median(lat) * 1000,
+                # less sensitive to other load on the machine than the wall-clock rate
+                "points_per_s_at_median_batch": batch / median(lat),
+                "batch_latency_p95_ms": sorted(lat)[int(0.95 * (len(lat) - 1))] * 1000,
+                "batches": len(lat),
+            },
+            "storage": {**storage, "bytes_per_point": storage_bytes_per_point, "points_in_run": seq_points},
+            "background_tasks_drained_after_s": waited,
+            "run_uuid": run_uuid,
+        }
+        log(f"[{db}] {points / wall:,.0f} points/s, median batch {median(lat) * 1000:.1f} ms, "
+            f"{storage_bytes_per_point:.1f} B/point ({storage['how']})")
+
+        if with_read:
+            from read import bench_read
+
+            result["read"] = bench_read(server, run_uuid, repeats=read_repeats)
+
+        if senders > 1:
+            share = points // senders
+            runs = [server.create_run(session) for _ in range(senders)]
+            out: list = [None] * senders
+
+            def worker(k):
+                lo = k * share
+                out[k] = send_series(server, runs[k], steps[:share], timestamps[lo:lo + share], values[lo:lo + share], batch)
+
+            log(f"[{db}] sending {share * senders:,} points from {senders} concurrent clients, one run each")
+            threads_ = [threading.Thread(target=worker, args=(k,)) for k in range(senders)]
+            start = time.perf_counter()
+            for t in threads_:
+                t.start()
+            for t in threads_:
+                t.join()
+            wall_c = time.perf_counter() - start
+            all_lat = [x for _, lats in out for x in lats]
+            result["concurrent"] = {
+                "senders": senders,
+                "points": share * senders,
+                "wall_s": wall_c,
+                "points_per_s": share * senders / wall_c,
+                "batch_latency_median_ms": median(all_lat) * 1000,
+            }
+            log(f"[{db}] {senders} senders: {share * senders / wall_c:,.0f} points/s aggregate, "
+                f"median batch {median(all_lat) * 1000:.1f} ms")
+        session.close()
+    return result
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=["postgres", "sqlite", "both"], default="both")
+    p.add_argument("--points", type=int, default=1_000_000)
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--senders", type=int, default=1, help="also run a phase with this many concurrent clients")
+    p.add_argument("--with-read", action="store_true", help="run the read benchmark on the ingested run")
+    p.add_argument("--read-repeats", type=int, default=20)
+    p.add_argument("--source", default=None, help="git revision to export and run (default HEAD, or $BENCH_SOURCE), or 'worktree'")
+    p.add_argument("--no-celery", dest="celery", action="store_const", const=False, default=None,
+                   help="no Celery worker even when the code has background tasks")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    args = p.parse_args(argv)
+    dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
+    results = {db: bench_db(db, args.points, args.batch, args.workers, args.threads, args.senders,
+                            args.with_read, args.read_repeats, args.source, args.celery) for db in dbs}
+    save_result(f"ingest-w{args.workers}t{args.threads}", results)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        for db, r in results.items():
+            s = r["sequential"]
+            print(f"{db:9s} {s['points_per_s']:>10,.0f} points/s  median batch {s['batch_latency_median_ms']:7.1f} ms  "
+                  f"{r['storage']['bytes_per_point']:6.1f} B/point  ({r['server']})")
+            if "concurrent" in r:
+                c = r["concurrent"]
+                print(f"{'':9s} {c['points_per_s']:>10,.0f} points/s with {c['senders']} concurrent senders")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Profile the ingest hot path in-process (no HTTP server): where does a batch's time go?
+
+    .venv/bin/python bench/profile_ingest.py --db postgres [--batches 20] [--batch 10000]
+
+Sets up a throwaway database like the benchmarks, then sends batches through
+Django's test client (middleware, token auth, MessagePack parser, view,
+``runs.ingest.apply_batch``, ``runs.series`` COPY) under cProfile, and prints:
+
+* the wall time per batch split into stages timed separately (msgpack decode,
+  ``parse_ops``, the whole request), and
+* the top functions by cumulative and internal time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PYTHON, REPO, RunstoreServer, log, median  # noqa: E402
+
+
+def inner(args) -> None:
+    """Runs inside a process whose env points at the benchmark database."""
+    src = os.environ.get("BENCH_SRC", str(REPO))
+    sys.path.insert(0, src)
+    os.chdir(src)
+    import django
+
+    django.setup()
+    import msgpack
+    from django.db import connection
+    from django.test import Client
+
+    from ingest import make_points
+    from runs.ingest import parse_ops
+
+    token = os.environ["BENCH_TOKEN"]
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    run = client.post("/api/v1/runs/", {"project": "bench/profile"}, content_type="application/json").json()["uuid"]
+    n = args.batches * args.batch
+    steps, timestamps, values = make_points(n + args.batch)
+    bodies = []
+    for seq, i in enumerate(range(0, n + args.batch, args.batch)):
+        bodies.append(msgpack.packb({"stream": "p", "seq": seq, "ops": [{
+            "op": "append", "path": "train/loss", "values": values[i:i + args.batch],
+            "steps": steps[i:i + args.batch], "timestamps": timestamps[i:i + args.batch]}]}))
+
+    url = f"/api/v1/runs/{run}/batch"
+
+    def post(body):
+        r = client.post(url, body, content_type="application/msgpack", HTTP_ACCEPT="application/json")
+        assert r.status_code == 200, r.content[:300]
+
+    post(bodies[0])  # warm-up
+    decode, parse, request = [], [], []
+    for body in bodies[1:]:
+        t = time.perf_counter()
+        raw = msgpack.unpackb(body)
+        decode.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        parse_ops(raw["ops"])
+        parse.append(time.perf_counter() - t)
+    # the whole request, unprofiled, on the first half; profiled on the second half
+    half = len(bodies) // 2
+    for body in bodies[1:half]:
+        t = time.perf_counter()
+        post(body)
+        request.append(time.perf_counter() - t)
+    print(f"per batch of {args.batch:,} points (medians): msgpack decode {median(decode) * 1e3:.1f} ms, "
+          f"parse_ops {median(parse) * 1e3:.1f} ms, whole request in-process {median(request) * 1e3:.1f} ms "
+          f"({args.batch / median(request):,.0f} points/s)")
+
+    # the COPY alone, without validation or the view: the same rows straight into the table
+    from django.db import transaction
+
+    from runs import series as series_store
+    from runs.models import Attribute
+
+    attr = Attribute.objects.get(run__uuid=run, path="train/loss")
+    base = 10**12
+    copy_t = []
+    for k in range(5):
+        lo = base + k * args.batch
+        chunk = (attr.pk, list(range(lo, lo + args.batch)), timestamps[:args.batch], values[:args.batch])
+        t = time.perf_counter()
+        with transaction.atomic():
+            series_store.insert_float_points([chunk])
+        copy_t.append(time.perf_counter() - t)
+    # the raw COPY of the same rows, pre-packed, for the server's share of it
+    with connection.cursor() as cur:
+        raw_cur = cur.cursor
+        import struct
+
+        lo = base + 10 * args.batch
+        rows = list(zip([attr.pk] * args.batch, range(lo, lo + args.batch), timestamps[:args.batch], values[:args.batch]))
+        t = time.perf_counter()
+        with transaction.atomic():
+            with raw_cur.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "int8", "float8", "float8"])
+                for row in rows:
+                    copy.write_row(row)
+        per_row = time.perf_counter() - t
+        lo += args.batch
+        pack = struct.Struct("!hiqiqidid").pack
+        buf = bytearray(b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8)
+        for sid, step, ts, v in zip([attr.pk] * args.batch, range(lo, lo + args.batch), timestamps, values):
+            buf += pack(4, 8, sid, 8, step, 8, ts, 8, v)
+        buf += b"\xff\xff"
+        t = time.perf_counter()
+        with transaction.atomic():
+            with raw_cur.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(bytes(buf))
+        prepacked = time.perf_counter() - t
+    if connection.vendor == "postgresql":
+        print(f"COPY of {args.batch:,} rows: runs.series.insert_float_points {median(copy_t) * 1e3:.1f} ms; "
+              f"psycopg write_row loop {per_row * 1e3:.1f} ms; one pre-packed binary buffer {prepacked * 1e3:.1f} ms")
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for body in bodies[half:]:
+        post(body)
+    prof.disable()
+    for key in ("cumulative", "tottime"):
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).strip_dirs().sort_stats(key).print_stats(args.top)
+        text = s.getvalue()
+        print(f"\n--- profile of {len(bodies) - half} batches, by {key} ---")
+        print(text[text.find("ncalls") - 3:] if "ncalls" in text else text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--source", default=None, help="git revision to export and run (default HEAD), or 'worktree'")
+    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.inner:
+        return inner(args)
+    with RunstoreServer(args.db, source=args.source, celery=False) as server:
+        env = {**server.env, "BENCH_TOKEN": server.token, "BENCH_SRC": str(server.src), "PYTHONPATH": str(server.src)}
+        log(f"[{args.db}] server code: {server.source}")
+        log(f"[{args.db}] profiling {args.batches} batches of {args.batch:,} points in-process")
+        subprocess.run([PYTHON, __file__, "--inner", "--db", args.db, "--batches", str(args.batches),
+                        "--batch", str(args.batch), "--top", str(args.top)], cwd=server.src, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
