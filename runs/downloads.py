@@ -23,7 +23,7 @@ def _chunks(fileobj, start: int, length: int):
         fileobj.close()
 
 
-def ranged_response(request, fileobj, *, size: int, content_type: str, filename: str, inline: bool = False):
+def ranged_response(request, fileobj, *, size: int, content_type: str, filename: str, inline: bool = False, csp: str | None = None):
     start, end, status = 0, size - 1, 200
     header = request.headers.get("Range", "").strip()
     if header:
@@ -49,4 +49,6 @@ def ranged_response(request, fileobj, *, size: int, content_type: str, filename:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     response["Content-Disposition"] = content_disposition_header(not inline, filename or "file")
     response["X-Content-Type-Options"] = "nosniff"
+    if csp:
+        response["Content-Security-Policy"] = csp
     return response

@@ -16,7 +16,7 @@ from .models import Attribute, AttributeType, Blob, Run, RunState, Upload
 from . import processing
 from .storage import save_blob
 
-__all__ = ["apply_batch", "create_run", "update_run", "delete_run", "store_upload", "ping_run"]
+__all__ = ["apply_batch", "create_run", "update_run", "delete_run", "restore_run", "store_upload", "ping_run"]
 
 FINAL_STATES = {RunState.FINISHED, RunState.FAILED, RunState.ABORTED}
 
@@ -116,3 +116,9 @@ def store_upload(user, run: Run, uploaded) -> Blob:
         if created:
             processing.enqueue(blob.sha256)
     return blob
+
+
+def restore_run(user, run: Run) -> None:
+    """Undo a soft delete: the run is back in every list."""
+    permissions.require(user, "write", run.project)
+    Run.objects.filter(pk=run.pk).update(deleted_at=None)

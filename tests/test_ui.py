@@ -1,14 +1,63 @@
+import hashlib
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs import services
+from runs.models import Run, SavedView
 
 from .conftest import batch
 
 
 @pytest.fixture
-def browser(client, owner):
+def logged_in(client, owner):
     client.force_login(owner)
     return client
+
+
+@pytest.fixture
+def ui_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+def upload(user, run, name, content: bytes, mime):
+    blob = SimpleUploadedFile(name, content, content_type=mime)
+    blob.sha256 = hashlib.sha256(content).hexdigest()
+    return services.store_upload(user, run, blob)
+
+
+@pytest.fixture
+def rich_run(run, owner, owner_api):
+    """``run`` with parameters, series, a log, and files to preview."""
+    files = {
+        "report": ("report.html", b"<html><script>alert(1)</script><p>hi</p></html>", "text/html"),
+        "table": ("metrics.csv", b"epoch,loss\n1,0.5\n2,0.25\n", "text/csv"),
+        "code": ("train.py", b"def main():\n    return 42\n", "text/x-python"),
+        "notebook": ("analysis.ipynb", b'{"cells": []}', "application/json"),
+    }
+    ops = [
+        {"op": "assign", "path": "parameters", "value": {"lr": 0.01, "batch_size": 64, "optimizer": "adam"}},
+        {"op": "assign", "path": "source_code/git", "value": {"commit": "a" * 40, "remote_url": "git@github.com:acme/vision.git"}},
+        {"op": "append", "path": "train/loss", "values": [1.0 / (i + 1) for i in range(500)]},
+        {"op": "append", "path": "monitoring/cpu", "values": [10.0, 20.0, 30.0]},
+        {"op": "append", "path": "stdout", "kind": "string", "values": [f"epoch {i} done" for i in range(30)]},
+    ]
+    for path, (name, content, mime) in files.items():
+        blob = upload(owner, run, name, content, mime)
+        ops.append({"op": "upload", "path": f"files/{path}", "sha256": blob.sha256, "name": name, "mime_type": mime})
+    assert batch(owner_api, run, ops).status_code == 200
+    return run
+
+
+def page(run, suffix=""):
+    return f"/w/acme/vision/runs/{run.human_id}/{suffix}"
+
+
+# ---- run table ---------------------------------------------------------------
 
 
 def test_login_page_and_login(client, owner):
@@ -18,40 +67,254 @@ def test_login_page_and_login(client, owner):
     assert client.get("/").status_code == 200
 
 
-def test_run_list_shows_runs_with_bounded_queries(browser, project, owner, owner_api, django_assert_max_num_queries):
+def test_run_list_shows_runs_with_bounded_queries(logged_in, project, owner, django_assert_max_num_queries):
     for index in range(60):
         services.create_run(owner, project, name=f"run-{index}", tags=["t"])
-    with django_assert_max_num_queries(12):
-        response = browser.get("/w/acme/vision/")
+    with django_assert_max_num_queries(14):
+        response = logged_in.get("/w/acme/vision/")
     assert response.status_code == 200
     html = response.content.decode()
     assert "run-59" in html and "run-10" in html and "run-9<" not in html
     assert "page 1 of 2" in html
-    fragment = browser.get("/w/acme/vision/?page=2", HTTP_HX_REQUEST="true")
+    fragment = logged_in.get("/w/acme/vision/?page=2", HTTP_HX_REQUEST="true")
     assert fragment.status_code == 200
     assert "<html" not in fragment.content.decode() and "run-5" in fragment.content.decode()
+    assert "HX-Request" in fragment["Vary"]
 
 
-def test_run_page_lists_fields_and_filters_them(browser, run, owner_api):
-    batch(owner_api, run, [
-        {"op": "assign", "path": "parameters/lr", "value": 0.01},
-        {"op": "append", "path": "train/loss", "values": [1.0, 0.5]},
-    ])
-    html = browser.get(f"/w/acme/vision/runs/{run.human_id}/").content.decode()
-    assert "parameters/lr" in html and "0.01" in html and "train/loss" in html and "sys/id" in html
-    fragment = browser.get(f"/w/acme/vision/runs/{run.human_id}/?q=lr", HTTP_HX_REQUEST="true").content.decode()
-    assert "parameters/lr" in fragment and "train/loss" not in fragment and "<html" not in fragment
+def test_fifty_columns_of_a_hundred_rows_render_in_a_bounded_number_of_queries(
+    logged_in, project, owner, owner_api, django_assert_max_num_queries
+):
+    paths = [f"metrics/m{i:02d}" for i in range(44)]
+    for index in range(100):
+        run, _ = services.create_run(owner, project, name=f"r{index}")
+        services.apply_batch(run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": p, "value": index + i / 100} for i, p in enumerate(paths)])
+    columns = "&".join(f"c={p}" for p in ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/tags", *paths])
+    with django_assert_max_num_queries(14):
+        response = logged_in.get(f"/w/acme/vision/?per=100&sort=-metrics/m03&{columns}")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count("<tr id=\"row-") == 100
+    assert "metrics/m43" in html and "99.43" in html
+    assert html.index(">r99<") < html.index(">r0<")  # sorted by metrics/m03, descending
 
 
-def test_workspace_pages(browser, project):
-    assert "acme/vision" in browser.get("/").content.decode()
-    page = browser.get("/w/acme/").content.decode()
-    assert "acme/vision" in page and "contributor" in page
+def test_sort_by_attribute_path_and_sys_columns(logged_in, project, owner):
+    for lr in (0.3, 0.1, 0.2):
+        run, _ = services.create_run(owner, project, name=f"lr-{lr}")
+        services.apply_batch(run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": "parameters/lr", "value": lr}])
+    services.create_run(owner, project, name="no-lr")
+    html = logged_in.get("/w/acme/vision/?c=sys/name&c=parameters/lr&sort=parameters/lr").content.decode()
+    order = [html.index(f">{name}<") for name in ("lr-0.1", "lr-0.2", "lr-0.3", "no-lr")]
+    assert order == sorted(order), "ascending, missing values last"
+    html = logged_in.get("/w/acme/vision/?c=sys/name&c=parameters/lr&sort=-parameters/lr").content.decode()
+    order = [html.index(f">{name}<") for name in ("lr-0.3", "lr-0.2", "lr-0.1", "no-lr")]
+    assert order == sorted(order), "descending, missing values still last"
+    html = logged_in.get("/w/acme/vision/?sort=sys/name").content.decode()
+    assert html.index(">lr-0.1<") < html.index(">no-lr<")
+    assert 'aria-sort="ascending"' in html
+    for path in ("sys/running_time", "-sys/owner", "sys/id", "nonexistent/path"):
+        assert logged_in.get(f"/w/acme/vision/?sort={path}").status_code == 200
 
 
-def test_unknown_run_is_404(browser, project):
-    assert browser.get("/w/acme/vision/runs/VIS-999/").status_code == 404
-    assert browser.get("/w/acme/vision/runs/XYZ-1/").status_code == 404
+def test_column_chooser_lists_paths_by_namespace(logged_in, rich_run):
+    html = logged_in.get("/w/acme/vision/columns?path_q=lr&c=sys/id", HTTP_HX_REQUEST="true").content.decode()
+    assert "parameters/lr" in html and "<h3>parameters</h3>" in html and "train/loss" not in html
+    assert "c=sys%2Fid&amp;c=parameters%2Flr" in html
+
+
+def test_saved_views_are_private_or_shared(ui_for, rich_run, owner, contributor):
+    client = ui_for(owner)
+    response = client.post("/w/acme/vision/views", {"name": "lr view", "c": ["sys/id", "parameters/lr"], "sort": "-parameters/lr", "widths": "parameters/lr=180"})
+    assert response.status_code == 302
+    view = SavedView.objects.get(name="lr view")
+    assert view.columns == [{"path": "sys/id", "width": None}, {"path": "parameters/lr", "width": 180}] and not view.shared
+    html = client.get(f"/w/acme/vision/?view={view.pk}").content.decode()
+    assert "0.01" in html and "width:180px" in html and "lr view" in html
+    other = ui_for(contributor)
+    assert "lr view" not in other.get("/w/acme/vision/").content.decode()
+    client = ui_for(owner)
+    client.post("/w/acme/vision/views", {"name": "lr view", "shared": "1", "c": ["sys/id"]})
+    other = ui_for(contributor)
+    assert "lr view" in other.get("/w/acme/vision/").content.decode()
+    assert other.post("/w/acme/vision/views", {"delete": view.pk}).status_code == 403
+    client = ui_for(owner)
+    client.post("/w/acme/vision/views", {"delete": view.pk})
+    assert not SavedView.objects.exists()
+
+
+def test_bulk_tag_delete_and_undo(logged_in, project, owner):
+    runs = [services.create_run(owner, project, name=f"r{i}")[0] for i in range(3)]
+    ids = [r.human_id for r in runs[:2]]
+    response = logged_in.post("/w/acme/vision/", {"action": "tag", "tag": "keep", "runs": ids}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and "Tagged 2 run(s)" in response.content.decode()
+    assert logged_in.get(page(runs[0])).content.decode().count(">keep<") == 1
+    response = logged_in.post("/w/acme/vision/", {"action": "delete", "runs": ids}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert "Moved 2 run(s) to the trash" in html and "Undo" in html
+    assert Run.objects.filter(deleted_at__isnull=True).count() == 1
+    assert "r0" in logged_in.get("/w/acme/vision/trash").content.decode()
+    logged_in.post("/w/acme/vision/", {"action": "restore", "runs": ids}, HTTP_HX_REQUEST="true")
+    assert Run.objects.filter(deleted_at__isnull=True).count() == 3
+    response = logged_in.post("/w/acme/vision/", {"action": "untag", "tag": "keep", "runs": ids})
+    assert response.status_code == 302
+
+
+def test_live_rows_of_running_runs(logged_in, run):
+    html = logged_in.get("/w/acme/vision/").content.decode()
+    assert 'id="live-poll"' in html and f"live={run.human_id}" in html
+    fragment = logged_in.get(f"/w/acme/vision/?live={run.human_id}&runs={run.human_id}", HTTP_HX_REQUEST="true").content.decode()
+    assert f'id="row-{run.pk}" hx-swap-oob="true"' in fragment and "checked" in fragment
+    services.update_run(run.owner, run, state="finished")
+    fragment = logged_in.get(f"/w/acme/vision/?live={run.human_id}", HTTP_HX_REQUEST="true").content.decode()
+    assert "finished" in fragment and 'hx-trigger="every 5s"' not in fragment
+
+
+# ---- run page ------------------------------------------------------------------
+
+
+def test_run_page_has_header_charts_logs_files_and_lazy_attribute_tree(logged_in, rich_run):
+    html = logged_in.get(page(rich_run)).content.decode()
+    assert "baseline" in html and "running" in html
+    assert "https://github.com/acme/vision/commit/" + "a" * 40 in html
+    assert 'data-path="train/loss"' in html and "monitoring/cpu" not in html.split('id="monitoring"')[0].split('id="charts"')[1]
+    assert "stdout" in html and "report.html" in html and "metrics.csv" in html
+    assert "parameters" in html and "fragment=namespace&ns=parameters" in html
+    fragment = logged_in.get(page(rich_run, "?fragment=namespace&ns=parameters"), HTTP_HX_REQUEST="true").content.decode()
+    assert "lr" in fragment and "0.01" in fragment and "<html" not in fragment
+    monitoring = logged_in.get(page(rich_run, "?fragment=charts&group=monitoring"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-path="monitoring/cpu"' in monitoring and "train/loss" not in monitoring
+
+
+def test_run_page_field_search(logged_in, rich_run):
+    fragment = logged_in.get(page(rich_run, "?fragment=fields&q=lr"), HTTP_HX_REQUEST="true").content.decode()
+    assert "parameters" in fragment and "0.01" in fragment and "train/loss" not in fragment and "<html" not in fragment
+
+
+def test_chart_data_is_downsampled_with_envelope(logged_in, rich_run):
+    data = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&buckets=50").json()
+    series = data["runs"][0]
+    assert len(series["steps"]) == 50 and series["max"][0] == 1.0 and series["min"][0] < series["max"][0]
+    zoomed = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&buckets=50&from_step=100&to_step=149&x=time").json()["runs"][0]
+    assert zoomed["steps"][0] == 100 and len(zoomed["steps"]) == 50 and len(zoomed["times"]) == 50
+    live = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&from_step=600").json()["runs"][0]
+    assert live["steps"] == [] and live["last_step"] == 499
+
+
+def test_log_view_tail_and_search(logged_in, rich_run):
+    html = logged_in.get(page(rich_run, "log?path=stdout"), HTTP_HX_REQUEST="true").content.decode()
+    assert "epoch 0 done" in html and "epoch 29 done" in html and 'hx-trigger="every 5s"' in html
+    html = logged_in.get(page(rich_run, "log?path=stdout&q=epoch 2"), HTTP_HX_REQUEST="true").content.decode()
+    assert "epoch 21 done" in html and "epoch 3 done" not in html
+
+
+def test_file_previews(logged_in, rich_run):
+    def preview(path):
+        return logged_in.get(page(rich_run, f"preview?path=files/{path}"), HTTP_HX_REQUEST="true").content.decode()
+
+    assert "<th>epoch</th>" in preview("table") and "<td>0.25</td>" in preview("table")
+    assert 'class="highlight"' in preview("code") and "main" in preview("code")
+    html = preview("report")
+    assert '<iframe src="' in html and 'sandbox=""' in html
+    assert "download" in preview("notebook")
+    raw = logged_in.get(page(rich_run, "raw?path=files/report"))
+    assert b"<p>hi</p>" in b"".join(raw.streaming_content)
+    assert raw["Content-Security-Policy"] == "sandbox" and raw["Content-Disposition"].startswith("inline")
+    ranged = logged_in.get(page(rich_run, "raw?path=files/table"), HTTP_RANGE="bytes=0-4")
+    assert ranged.status_code == 206 and b"".join(ranged.streaming_content) == b"epoch"
+
+
+def test_edit_run_header(logged_in, rich_run):
+    response = logged_in.post(page(rich_run, "edit"), {"name": "renamed", "description": "notes", "tags": "a, b"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200 and "renamed" in html and ">a<" in html and "<html" not in html
+    rich_run.refresh_from_db()
+    assert rich_run.description == "notes"
+
+
+# ---- compare -----------------------------------------------------------------------
+
+
+def test_compare_view_charts_diff_and_values(logged_in, project, owner, django_assert_max_num_queries):
+    runs = []
+    for index in range(3):
+        run, _ = services.create_run(owner, project, name=f"c{index}")
+        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+            {"op": "assign", "path": "parameters", "value": {"lr": 0.1 * (index + 1), "seed": 7}},
+            {"op": "append", "path": "train/loss", "values": [1.0, 0.5]},
+        ])
+        runs.append(run)
+    ids = ",".join(r.human_id for r in runs)
+    with django_assert_max_num_queries(15):
+        html = logged_in.get(f"/w/acme/vision/compare?runs={ids}").content.decode()
+    assert 'data-path="train/loss"' in html and "parameters/lr" in html and "parameters/seed" not in html.split('id="plots"')[0]
+    every = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=diff&all=1", HTTP_HX_REQUEST="true").content.decode()
+    assert "parameters/seed" in every and "<html" not in every
+    data = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=values&p=parameters/lr&p=missing").json()
+    assert [r["values"][0] for r in data["runs"]] == pytest.approx([0.1, 0.2, 0.3]) and data["runs"][0]["values"][1] is None
+    chart = logged_in.get(f"/w/acme/vision/chart-data?runs={ids}&path=train/loss").json()
+    assert [r["id"] for r in chart["runs"]] == [r.human_id for r in runs]
+
+
+# ---- workspace pages ---------------------------------------------------------------
+
+
+def test_workspace_pages(logged_in, project):
+    assert "acme/vision" in logged_in.get("/").content.decode()
+    html = logged_in.get("/w/acme/").content.decode()
+    assert "acme/vision" in html and "contributor" in html
+
+
+def test_unknown_run_is_404(logged_in, project):
+    assert logged_in.get("/w/acme/vision/runs/VIS-999/").status_code == 404
+    assert logged_in.get("/w/acme/vision/runs/XYZ-1/").status_code == 404
+
+
+# ---- permissions -------------------------------------------------------------------
+
+
+def all_pages(run):
+    rid = run.human_id
+    return [
+        "/w/acme/", "/w/acme/vision/", "/w/acme/vision/columns?path_q=", "/w/acme/vision/trash",
+        f"/w/acme/vision/compare?runs={rid}", f"/w/acme/vision/chart-data?runs={rid}&path=train/loss",
+        page(run), page(run, "?fragment=namespace&ns=parameters"), page(run, "log?path=stdout"),
+        page(run, "preview?path=files/table"), page(run, "raw?path=files/table"), f"/w/acme/vision/?live={rid}",
+    ]
+
+
+def test_stranger_gets_404_on_every_page_and_fragment(ui_for, rich_run, stranger):
+    client = ui_for(stranger)
+    for url in all_pages(rich_run):
+        assert client.get(url).status_code == 404, url
+        assert client.get(url, HTTP_HX_REQUEST="true").status_code == 404, url
+    assert client.post(page(rich_run, "edit"), {"name": "x"}).status_code == 404
+    assert client.post("/w/acme/vision/", {"action": "delete", "runs": rich_run.human_id}).status_code == 404
+    assert client.post("/w/acme/vision/views", {"name": "v"}).status_code == 404
+
+
+def test_anonymous_is_sent_to_login(client, rich_run):
+    for url in all_pages(rich_run):
+        response = client.get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+
+
+def test_viewer_reads_but_gets_403_on_writes(ui_for, rich_run, viewer):
+    client = ui_for(viewer)
+    for url in all_pages(rich_run):
+        response = client.get(url)
+        if response.streaming:
+            b"".join(response.streaming_content)  # a streamed file closes its blob once read
+        assert response.status_code == 200, url
+    html = client.get(page(rich_run)).content.decode()
+    assert "Edit name" not in html
+    assert client.post(page(rich_run, "edit"), {"name": "x"}).status_code == 403
+    for action in ("tag", "delete", "restore"):
+        assert client.post("/w/acme/vision/", {"action": action, "tag": "t", "runs": rich_run.human_id}).status_code == 403
+    rich_run.refresh_from_db()
+    assert rich_run.name == "baseline" and rich_run.deleted_at is None
+    # a viewer may keep private views of a project they can read
+    assert client.post("/w/acme/vision/views", {"name": "mine", "c": ["sys/id"]}).status_code == 302
 
 
 def test_admin_lists_every_model(client, db):
@@ -62,3 +325,38 @@ def test_admin_lists_every_model(client, db):
     for url in ("/admin/runs/run/", "/admin/runs/attribute/", "/admin/runs/blob/", "/admin/projects/workspace/",
                 "/admin/projects/project/", "/admin/projects/membership/", "/admin/accounts/apitoken/", "/admin/runs/runbatch/"):
         assert client.get(url).status_code == 200, url
+
+
+# ---- filter and group with the query engine ---------------------------------------
+
+
+@pytest.fixture
+def swept(project, owner):
+    for index, (optimizer, lr) in enumerate([("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.001)]):
+        run, _ = services.create_run(owner, project, name=f"{optimizer}-{index}")
+        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+            {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr}},
+            {"op": "assign", "path": "eval/acc", "value": 0.5 + index / 10},
+        ])
+
+
+def test_filter_keeps_the_query_in_the_url_and_shows_errors_inline(logged_in, swept):
+    html = logged_in.get("/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05'}).content.decode()
+    assert ">adam-1<" in html and ">adam-0<" not in html and ">sgd-3<" not in html
+    assert "<strong>1</strong> runs match" in html
+    html = logged_in.get("/w/acme/vision/", {"q": "parameters/lr >"}, HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="query-error"' in html and "at character 15" in html and 'aria-invalid="true"' in html
+    assert ">sgd-3<" in html  # the table stays, unfiltered, under the error
+    assert "/api/v1/runs/suggest?project=acme%2Fvision" in html
+
+
+def test_group_by_with_counts_and_aggregates(logged_in, swept):
+    html = logged_in.get("/w/acme/vision/", {"group": "parameters/optimizer", "c": ["sys/name", "eval/acc"]}).content.decode()
+    assert html.count('class="group-head"') == 2
+    assert "<strong>adam</strong> <small>2 runs · eval/acc avg 0.55" in html
+    assert html.index(">adam-1<") < html.index("<strong>sgd</strong>") < html.index(">sgd-3<")
+
+
+def test_suggestions_endpoint_answers_the_editor(logged_in, swept):
+    data = logged_in.get("/api/v1/runs/suggest", {"project": "acme/vision", "text": "param", "cursor": 5}).json()
+    assert any(item["insert"].startswith("parameters/") for item in data["items"])

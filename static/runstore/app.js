@@ -1,0 +1,273 @@
+/* Runstore page behaviour that HTMX attributes do not cover: table keyboard
+ * navigation and selection, column widths, the query editor's suggestion list,
+ * the image gallery slider and the compare view's parameter plots. */
+(function () {
+  "use strict";
+
+  /* ---------- run table ---------- */
+  function rows(table) { return Array.from(table.querySelectorAll("tbody tr[data-url]")); }
+
+  document.addEventListener("change", (e) => {
+    const t = e.target;
+    if (t.id === "select-all") {
+      const table = t.closest("table");
+      table.querySelectorAll('tbody input[name="runs"]').forEach((box) => { box.checked = t.checked; });
+    }
+    if (t.name === "runs" || t.id === "select-all") updateSelection();
+  });
+
+  function updateSelection() {
+    const n = document.querySelectorAll('#runs-grid tbody input[name="runs"]:checked').length;
+    const btn = document.getElementById("compare-btn");
+    if (btn) btn.textContent = n ? `Compare selected (${n})` : "Compare selected";
+  }
+
+  document.addEventListener("keydown", (e) => {
+    const row = e.target.closest && e.target.closest("#runs-grid tbody tr[data-url]");
+    if (!row || e.target.matches("input[type=text], input:not([type]), textarea")) return;
+    const all = rows(row.closest("table"));
+    const i = all.indexOf(row);
+    if (e.key === "ArrowDown" || e.key === "j") { e.preventDefault(); focusRow(all[Math.min(all.length - 1, i + 1)]); }
+    else if (e.key === "ArrowUp" || e.key === "k") { e.preventDefault(); focusRow(all[Math.max(0, i - 1)]); }
+    else if (e.key === "Enter" && e.target === row) { window.location.href = row.dataset.url; }
+    else if (e.key === " " && e.target === row) {
+      e.preventDefault();
+      const box = row.querySelector('input[name="runs"]');
+      box.checked = !box.checked;
+      updateSelection();
+    }
+  });
+
+  function focusRow(row) {
+    if (!row) return;
+    row.closest("tbody").querySelectorAll("tr[tabindex='0']").forEach((r) => r.setAttribute("tabindex", "-1"));
+    row.setAttribute("tabindex", "0");
+    row.focus();
+  }
+
+  function initTable(root) {
+    const table = (root.id === "runs-grid" ? root : root.querySelector && root.querySelector("#runs-grid"));
+    if (!table || table.dataset.ready) return;
+    table.dataset.ready = "1";
+    const first = table.querySelector("tbody tr[data-url]");
+    if (first) first.setAttribute("tabindex", "0");
+    const project = table.closest("#run-table").dataset.project;
+    const key = "runstore:widths:" + project;
+    let saved = {};
+    try { saved = JSON.parse(localStorage.getItem(key) || "{}"); } catch (err) { saved = {}; }
+    table.querySelectorAll("thead th[data-path] .th").forEach((div) => {
+      const path = div.parentElement.dataset.path;
+      if (!div.style.width && saved[path]) div.style.width = saved[path] + "px";
+    });
+    const record = () => {
+      const widths = {};
+      const lines = [];
+      table.querySelectorAll("thead th[data-path] .th").forEach((div) => {
+        if (div.style.width) {
+          const px = parseInt(div.style.width, 10);
+          widths[div.parentElement.dataset.path] = px;
+          lines.push(div.parentElement.dataset.path + "=" + px);
+        }
+      });
+      localStorage.setItem(key, JSON.stringify(Object.assign(saved, widths)));
+      const box = document.getElementById("view-widths");
+      if (box) box.value = lines.join("\n");
+    };
+    if ("ResizeObserver" in window) {
+      let timer = null;
+      const ro = new ResizeObserver((entries) => {
+        entries.forEach((en) => { if (en.target.dataset.touched) en.target.style.width = Math.round(en.contentRect.width) + "px"; });
+        clearTimeout(timer);
+        timer = setTimeout(record, 300);
+      });
+      table.querySelectorAll("thead .th").forEach((div) => {
+        div.addEventListener("mousedown", () => { div.dataset.touched = "1"; });
+        ro.observe(div);
+      });
+    }
+    record();
+    updateSelection();
+    table.querySelectorAll(".group-toggle").forEach((btn) => btn.addEventListener("click", () => {
+      const body = btn.closest("tbody");
+      const open = btn.getAttribute("aria-expanded") === "true";
+      btn.setAttribute("aria-expanded", String(!open));
+      btn.textContent = open ? "▸" : "▾";
+      body.querySelectorAll("tr:not(.group-head)").forEach((r) => { r.hidden = open; });
+    }));
+  }
+
+  /* ---------- query editor: suggestions as you type ---------- */
+  function initQuery(root) {
+    const input = (root.querySelector && root.querySelector("#query")) || null;
+    if (!input || input.dataset.ready) return;
+    input.dataset.ready = "1";
+    const list = document.getElementById("query-suggestions");
+    const url = input.dataset.suggestUrl;
+    if (!url || !list) return;
+    let items = [], active = -1, timer = null, controller = null, replaceFrom = null, replaceTo = null;
+
+    function close() { list.hidden = true; input.setAttribute("aria-expanded", "false"); active = -1; }
+    function show(suggestions) {
+      items = suggestions;
+      list.innerHTML = "";
+      suggestions.forEach((s, i) => {
+        const li = document.createElement("li");
+        li.id = "qs-" + i;
+        li.setAttribute("role", "option");
+        li.textContent = s.label || s.text;
+        if (s.detail) { const small = document.createElement("small"); small.textContent = " " + s.detail; li.appendChild(small); }
+        li.addEventListener("mousedown", (ev) => { ev.preventDefault(); accept(i); });
+        list.appendChild(li);
+      });
+      list.hidden = suggestions.length === 0;
+      input.setAttribute("aria-expanded", String(!list.hidden));
+      active = -1;
+    }
+    function highlight(i) {
+      active = i;
+      list.querySelectorAll("li").forEach((li, j) => li.setAttribute("aria-selected", String(j === i)));
+      if (i >= 0) input.setAttribute("aria-activedescendant", "qs-" + i); else input.removeAttribute("aria-activedescendant");
+    }
+    function accept(i) {
+      const s = items[i];
+      if (!s) return;
+      const start = replaceFrom != null ? replaceFrom : input.selectionStart;
+      const end = replaceTo != null ? replaceTo : input.selectionStart;
+      const value = input.value;
+      const text = s.insert != null ? s.insert : s.text;
+      input.value = value.slice(0, start) + text + value.slice(end);
+      const caret = start + text.length;
+      input.setSelectionRange(caret, caret);
+      close();
+      input.focus();
+      request();
+    }
+    function request() {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (controller) controller.abort();
+        controller = new AbortController();
+        const params = new URLSearchParams({ text: input.value, cursor: String(input.selectionStart) });
+        fetch(url + (url.includes("?") ? "&" : "?") + params.toString(), { credentials: "same-origin", signal: controller.signal, headers: { Accept: "application/json" } })
+          .then((r) => r.json())
+          .then((json) => {
+            replaceFrom = json.from; replaceTo = json.to;
+            show((json.items || []).slice(0, 20));
+          })
+          .catch(() => {});
+      }, 120);
+    }
+    input.addEventListener("input", request);
+    input.addEventListener("focus", request);
+    input.addEventListener("blur", () => setTimeout(close, 100));
+    input.addEventListener("keydown", (e) => {
+      if (list.hidden) return;
+      if (e.key === "ArrowDown") { e.preventDefault(); highlight(Math.min(items.length - 1, active + 1)); }
+      else if (e.key === "ArrowUp") { e.preventDefault(); highlight(Math.max(0, active - 1)); }
+      else if ((e.key === "Enter" || e.key === "Tab") && active >= 0) { e.preventDefault(); accept(active); }
+      else if (e.key === "Escape") { close(); }
+    });
+  }
+
+  /* ---------- image gallery ---------- */
+  document.addEventListener("input", (e) => {
+    const gallery = e.target.closest && e.target.closest(".gallery");
+    if (!gallery || e.target.type !== "range") return;
+    const steps = JSON.parse(gallery.querySelector("script[type='application/json']").textContent);
+    const step = steps[parseInt(e.target.value, 10)];
+    gallery.querySelector("output").textContent = step;
+    gallery.querySelector("img").src = gallery.dataset.base + "&step=" + step;
+  });
+
+  /* ---------- compare: parallel coordinates and scatter ---------- */
+  function drawParallel(canvas, data) {
+    const ctx = canvas.getContext("2d");
+    const w = canvas.width = canvas.clientWidth * devicePixelRatio;
+    const h = canvas.height = 320 * devicePixelRatio;
+    ctx.scale(devicePixelRatio, devicePixelRatio);
+    const W = w / devicePixelRatio, H = 320, pad = 30;
+    const fg = getComputedStyle(document.documentElement).getPropertyValue("--fg").trim() || "#222";
+    ctx.clearRect(0, 0, W, H);
+    const n = data.paths.length;
+    if (n < 1) return;
+    const ranges = data.paths.map((_, j) => {
+      const vals = data.runs.map((r) => r.values[j]).filter((v) => v != null);
+      const lo = Math.min(...vals), hi = Math.max(...vals);
+      return [lo, hi === lo ? lo + 1 : hi];
+    });
+    const x = (j) => pad + (n === 1 ? 0 : (j * (W - 2 * pad)) / (n - 1));
+    const y = (j, v) => H - pad - ((v - ranges[j][0]) / (ranges[j][1] - ranges[j][0])) * (H - 2 * pad);
+    ctx.strokeStyle = fg; ctx.fillStyle = fg; ctx.font = "11px system-ui"; ctx.lineWidth = 1;
+    data.paths.forEach((p, j) => {
+      ctx.beginPath(); ctx.moveTo(x(j), pad); ctx.lineTo(x(j), H - pad); ctx.stroke();
+      ctx.textAlign = j === 0 ? "left" : j === n - 1 ? "right" : "center";
+      ctx.fillText(p, x(j), 12);
+      ctx.fillText(fmt(ranges[j][1]), x(j), pad - 4);
+      ctx.fillText(fmt(ranges[j][0]), x(j), H - pad + 12);
+    });
+    data.runs.forEach((r) => {
+      ctx.strokeStyle = r.color; ctx.lineWidth = 1.5; ctx.beginPath();
+      let moved = false;
+      r.values.forEach((v, j) => {
+        if (v == null) { moved = false; return; }
+        if (!moved) { ctx.moveTo(x(j), y(j, v)); moved = true; } else ctx.lineTo(x(j), y(j, v));
+      });
+      ctx.stroke();
+    });
+  }
+
+  function drawScatter(canvas, data) {
+    const ctx = canvas.getContext("2d");
+    canvas.width = canvas.clientWidth * devicePixelRatio;
+    canvas.height = 320 * devicePixelRatio;
+    ctx.scale(devicePixelRatio, devicePixelRatio);
+    const W = canvas.clientWidth, H = 320, pad = 40;
+    const fg = getComputedStyle(document.documentElement).getPropertyValue("--fg").trim() || "#222";
+    ctx.clearRect(0, 0, W, H);
+    const pts = data.runs.filter((r) => r.values[0] != null && r.values[1] != null);
+    if (!pts.length) { ctx.fillStyle = fg; ctx.fillText("no runs have both values", pad, H / 2); return; }
+    const xs = pts.map((r) => r.values[0]), ys = pts.map((r) => r.values[1]);
+    let [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+    if (x0 === x1) x1 = x0 + 1; if (y0 === y1) y1 = y0 + 1;
+    const X = (v) => pad + ((v - x0) / (x1 - x0)) * (W - 2 * pad);
+    const Y = (v) => H - pad - ((v - y0) / (y1 - y0)) * (H - 2 * pad);
+    ctx.strokeStyle = fg; ctx.fillStyle = fg; ctx.font = "11px system-ui";
+    ctx.beginPath(); ctx.moveTo(pad, pad); ctx.lineTo(pad, H - pad); ctx.lineTo(W - pad, H - pad); ctx.stroke();
+    ctx.textAlign = "center"; ctx.fillText(data.paths[0] + "  (" + fmt(x0) + " … " + fmt(x1) + ")", W / 2, H - 8);
+    ctx.save(); ctx.translate(12, H / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(data.paths[1] + "  (" + fmt(y0) + " … " + fmt(y1) + ")", 0, 0); ctx.restore();
+    pts.forEach((r) => {
+      ctx.fillStyle = r.color; ctx.beginPath(); ctx.arc(X(r.values[0]), Y(r.values[1]), 5, 0, 2 * Math.PI); ctx.fill();
+      ctx.fillStyle = fg; ctx.textAlign = "left"; ctx.fillText(r.id, X(r.values[0]) + 7, Y(r.values[1]) + 4);
+    });
+  }
+
+  function fmt(v) { return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : String(+v.toPrecision(4)); }
+
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    if (!form.matches("form.plot-form")) return;
+    e.preventDefault();
+    const params = new URLSearchParams(new FormData(form));
+    const kind = form.dataset.kind;
+    const paths = kind === "scatter" ? [params.get("x"), params.get("y")] : params.getAll("params").concat([params.get("metric")]);
+    const q = new URLSearchParams({ runs: form.dataset.runs, fragment: "values" });
+    paths.filter(Boolean).forEach((p) => q.append("p", p));
+    fetch(form.action + "?" + q.toString(), { credentials: "same-origin" }).then((r) => r.json()).then((data) => {
+      const canvas = form.parentElement.querySelector("canvas");
+      canvas.hidden = false;
+      if (kind === "scatter") drawScatter(canvas, data); else drawParallel(canvas, data);
+      canvas.dataset.drawn = "1";
+    });
+  });
+
+  function initPlots(root) {
+    (root.querySelectorAll ? root : document).querySelectorAll("form.plot-form:not([data-ready])").forEach((form) => {
+      form.dataset.ready = "1";
+      form.requestSubmit();
+    });
+  }
+
+  function init(root) { initTable(root); initQuery(root); initPlots(root); }
+  document.addEventListener("DOMContentLoaded", () => init(document));
+  document.addEventListener("htmx:load", (e) => init(e.target));
+})();

@@ -1,0 +1,289 @@
+/* Runstore charts: uPlot line charts of downsampled float series.
+ *
+ * Every <figure class="chart" data-path> inside a .chart-grid (data-chart-url,
+ * data-runs, data-running, optional data-colors) becomes a chart when it scrolls
+ * into view. The server cuts the series into about one bucket per pixel and sends
+ * min/max/avg per bucket: the avg is the line, min..max a band, so spikes stay
+ * visible. Dragging zooms and fetches finer buckets for the range; double click
+ * resets. A running run's charts poll for steps after the last one they have.
+ */
+(function () {
+  "use strict";
+  const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+  const LIVE_MS = 5000;
+  const MAX_PARALLEL = 4;
+  const settings = { x: "step", log: false, smooth: 0 };
+  const charts = new Map(); // figure -> state
+  let inFlight = 0;
+  const queue = [];
+
+  function cssVar(name, fallback) {
+    const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return v || fallback;
+  }
+
+  function gridOf(fig) { return fig.closest(".chart-grid"); }
+
+  function schedule(task) {
+    return new Promise((resolve, reject) => {
+      queue.push({ task, resolve, reject });
+      pump();
+    });
+  }
+  function pump() {
+    while (inFlight < MAX_PARALLEL && queue.length) {
+      const { task, resolve, reject } = queue.shift();
+      inFlight++;
+      task().then(resolve, reject).finally(() => { inFlight--; pump(); });
+    }
+  }
+
+  function fetchData(fig, opts) {
+    const grid = gridOf(fig);
+    const plot = fig.querySelector(".plot");
+    const width = Math.max(100, Math.round(plot.clientWidth || 400));
+    const params = new URLSearchParams({ path: fig.dataset.path, runs: grid.dataset.runs, buckets: String(opts.buckets || width) });
+    if (settings.x === "time") params.set("x", "time");
+    if (opts.from != null) params.set("from_step", String(Math.floor(opts.from)));
+    if (opts.to != null) params.set("to_step", String(Math.ceil(opts.to)));
+    return schedule(() => fetch(grid.dataset.chartUrl + "?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((r) => { if (!r.ok) throw new Error("chart data: HTTP " + r.status); return r.json(); }));
+  }
+
+  function colorFor(grid, id, index) {
+    if (grid.dataset.colors) {
+      try { const map = JSON.parse(grid.dataset.colors); if (map[id]) return map[id]; } catch (e) { /* fall through */ }
+    }
+    return PALETTE[index % PALETTE.length];
+  }
+
+  function smooth(values, alpha) {
+    if (!alpha) return values;
+    const out = new Array(values.length);
+    let s = null;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v == null) { out[i] = null; continue; }
+      s = s == null ? v : alpha * s + (1 - alpha) * v;
+      out[i] = s;
+    }
+    return out;
+  }
+
+  function positive(values) {
+    return values.map((v) => (v != null && v > 0 ? v : null));
+  }
+
+  function withAlpha(hex, a) {
+    const n = parseInt(hex.slice(1), 16);
+    return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
+  }
+
+  /* uPlot's columns from the per-run bucket lists; several runs are joined on x. */
+  function build(state) {
+    const grid = gridOf(state.fig);
+    const runs = state.runs.filter((r) => r.steps && r.steps.length);
+    const single = state.runs.length === 1;
+    const tables = [];
+    const series = [{}];
+    const bands = [];
+    runs.forEach((run, index) => {
+      const color = colorFor(grid, run.id, state.runs.indexOf(run));
+      const xs = settings.x === "time" && run.times ? run.times : run.steps;
+      let avg = smooth(run.avg, settings.smooth);
+      let lo = run.min, hi = run.max;
+      if (settings.log) { avg = positive(avg); lo = positive(lo); hi = positive(hi); }
+      const withBand = single || state.runs.length <= 3;
+      if (withBand) {
+        tables.push([xs, lo, hi, avg]);
+        const base = series.length;
+        series.push({ label: run.id + " min", stroke: "transparent", width: 0, points: { show: false }, spanGaps: true });
+        series.push({ label: run.id + " max", stroke: "transparent", width: 0, points: { show: false }, spanGaps: true });
+        series.push({ label: single ? state.fig.dataset.path : run.id, stroke: color, width: 1.5, points: { show: false }, spanGaps: true });
+        bands.push({ series: [base + 1, base], fill: withAlpha(color, 0.18) });
+      } else {
+        tables.push([xs, avg]);
+        series.push({ label: run.id, stroke: color, width: 1.25, points: { show: false }, spanGaps: true });
+      }
+      void index;
+    });
+    let data;
+    if (tables.length === 0) data = [[]];
+    else if (tables.length === 1) data = tables[0];
+    else data = uPlot.join(tables);
+    return { data, series, bands };
+  }
+
+  function options(state, built, width) {
+    const fg = cssVar("--muted", "#5b6470");
+    const line = cssVar("--line", "#d8dde3");
+    const axis = { stroke: fg, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    return {
+      width,
+      height: 220,
+      series: built.series,
+      bands: built.bands,
+      scales: { x: { time: settings.x === "time" }, y: settings.log ? { distr: 3 } : {} },
+      axes: [Object.assign({}, axis), Object.assign({ size: 60 }, axis)],
+      legend: { show: state.runs.length <= 12, live: true },
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      hooks: {
+        setSelect: [(u) => {
+          if (u.select.width > 4) {
+            const lo = u.posToVal(u.select.left, "x");
+            const hi = u.posToVal(u.select.left + u.select.width, "x");
+            zoom(state, lo, hi);
+          }
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+        }],
+      },
+    };
+  }
+
+  function render(state) {
+    const plot = state.fig.querySelector(".plot");
+    const built = build(state);
+    const width = Math.max(200, Math.round(plot.clientWidth || 400));
+    if (!built.data[0] || built.data[0].length === 0) {
+      plot.innerHTML = '<p class="muted">No points in this range.</p>';
+      if (state.u) { state.u.destroy(); state.u = null; }
+      return;
+    }
+    if (state.u && state.shape === shapeKey(built)) {
+      state.u.setData(built.data);
+    } else {
+      if (state.u) state.u.destroy();
+      plot.innerHTML = "";
+      state.u = new uPlot(options(state, built, width), built.data, plot);
+      state.shape = shapeKey(built);
+      // the envelope's min/max series only draw the band; keep them out of the legend
+      const rows = plot.querySelectorAll(".u-legend .u-series");
+      built.series.forEach((s, i) => { if (/ (min|max)$/.test(s.label || "") && rows[i]) rows[i].style.display = "none"; });
+    }
+    state.fig.dataset.drawn = "1";
+  }
+
+  function shapeKey(built) {
+    return [built.series.length, settings.log, settings.x].join("|");
+  }
+
+  function load(state, range) {
+    state.range = range || null;
+    const opts = range ? { from: range[0], to: range[1] } : {};
+    return fetchData(state.fig, opts).then((json) => {
+      state.runs = json.runs;
+      render(state);
+      state.fig.classList.toggle("zoomed", !!range);
+    }).catch((err) => {
+      state.fig.querySelector(".plot").innerHTML = '<p class="error">' + String(err.message || err) + "</p>";
+    });
+  }
+
+  function zoom(state, lo, hi) {
+    if (settings.x === "time") {
+      // time axis: zoom the view; bucket ranges are requested in steps
+      const run = state.runs.find((r) => r.times && r.times.length);
+      if (!run) return;
+      let a = 0, b = run.times.length - 1;
+      while (a < b && run.times[a] < lo) a++;
+      while (b > a && run.times[b] > hi) b--;
+      load(state, [run.steps[a], run.steps[b]]);
+      return;
+    }
+    if (hi - lo < 1) return;
+    load(state, [lo, hi]);
+  }
+
+  function live(state) {
+    if (!state.runs || state.range) return;
+    const running = state.runs.some((r) => r.state === "running");
+    if (!running) { clearInterval(state.timer); state.timer = null; return; }
+    const last = Math.max(...state.runs.map((r) => (r.last_step == null ? -1 : r.last_step)));
+    fetchData(state.fig, { from: last + 1, buckets: 200 }).then((json) => {
+      let grew = false;
+      json.runs.forEach((fresh) => {
+        const run = state.runs.find((r) => r.id === fresh.id);
+        if (!run) return;
+        run.state = fresh.state;
+        if (fresh.last_step != null && fresh.last_step > (run.last_step ?? -1) && fresh.steps.length) {
+          for (const key of ["steps", "min", "max", "avg", "last", "times"]) {
+            if (fresh[key] && run[key]) run[key] = run[key].concat(fresh[key]);
+          }
+          run.last_step = fresh.last_step;
+          run.count = fresh.count;
+          grew = true;
+        }
+      });
+      const plot = state.fig.querySelector(".plot");
+      const width = Math.max(100, Math.round(plot.clientWidth || 400));
+      if (state.runs.some((r) => r.steps && r.steps.length > 2 * width)) load(state, null);
+      else if (grew) render(state);
+    }).catch(() => {});
+  }
+
+  function start(fig) {
+    if (charts.has(fig)) return;
+    const state = { fig, runs: [], u: null, range: null, timer: null };
+    charts.set(fig, state);
+    fig.querySelector(".plot").innerHTML = '<p class="muted">loading…</p>';
+    fig.addEventListener("dblclick", () => load(state, null));
+    load(state, null).then(() => {
+      if (gridOf(fig).dataset.running) state.timer = setInterval(() => live(state), LIVE_MS);
+    });
+  }
+
+  const observer = "IntersectionObserver" in window
+    ? new IntersectionObserver((entries) => {
+      entries.forEach((e) => { if (e.isIntersecting) { observer.unobserve(e.target); start(e.target); } });
+    }, { rootMargin: "300px 0px" })
+    : null;
+
+  function scan(root) {
+    (root.querySelectorAll ? root : document).querySelectorAll("figure.chart:not([data-seen])").forEach((fig) => {
+      fig.dataset.seen = "1";
+      if (observer) observer.observe(fig); else start(fig);
+    });
+  }
+
+  function redrawAll(refetch) {
+    charts.forEach((state) => {
+      if (refetch) load(state, state.range && settings.x === "step" ? state.range : null);
+      else render(state);
+    });
+  }
+
+  function bindControls() {
+    document.querySelectorAll(".chart-controls").forEach((box) => {
+      box.addEventListener("change", (e) => {
+        const c = e.target.dataset.control;
+        if (c === "x") { settings.x = e.target.value; redrawAll(true); }
+        if (c === "log") { settings.log = e.target.checked; redrawAll(false); }
+      });
+      box.addEventListener("input", (e) => {
+        if (e.target.dataset.control === "smooth") { settings.smooth = parseFloat(e.target.value) || 0; redrawAll(false); }
+      });
+      box.addEventListener("click", (e) => {
+        if (e.target.dataset.control === "reset") charts.forEach((state) => { if (state.range) load(state, null); });
+      });
+    });
+  }
+
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => charts.forEach((state) => {
+      if (!state.u) return;
+      const plot = state.fig.querySelector(".plot");
+      state.u.setSize({ width: Math.max(200, plot.clientWidth), height: 220 });
+    }), 200);
+  });
+
+  function boot() {
+    if (typeof uPlot === "undefined") { setTimeout(boot, 30); return; }
+    bindControls();
+    scan(document);
+    document.body.addEventListener("htmx:load", (e) => scan(e.target));
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
+  window.RunstoreCharts = { charts, settings, scan };
+})();
