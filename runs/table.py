@@ -76,7 +76,7 @@ def build_columns(column_types: list[dict], widths: dict[str, int] | None = None
         path, type_ = item["path"], item["type"] or ""
         if path in SYS_COLUMNS:
             title, field = SYS_COLUMNS[path]
-            columns.append(Column(path, title, field is not None, path in ("sys/running_time", "sys/id"), widths.get(path)))
+            columns.append(Column(path, title, field is not None, path == "sys/running_time", widths.get(path)))
         else:
             numeric = bool(type_) and set(type_.split("/")) <= {"int", "float", "float_series"}
             sortable = not (set(type_.split("/")) & UNSORTABLE_TYPES) if type_ else False

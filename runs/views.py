@@ -573,6 +573,7 @@ class ChartDataView(ProjectScopedMixin, View):
         from_step = _int_param(request, "from_step")
         to_step = _int_param(request, "to_step")
         with_time = request.GET.get("x") == "time"
+        envelope = request.GET.get("envelope") != "0"
         attrs = {a.run_id: a for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES)}
         out = []
         for run in runs:
@@ -588,11 +589,10 @@ class ChartDataView(ProjectScopedMixin, View):
                 "first_step": attr.first_step,
                 "last_step": attr.last_step,
                 "steps": [(a + b) / 2 for a, b in zip(data["first_steps"], data["last_steps"], strict=True)],
-                "min": _clean(data["min"]),
-                "max": _clean(data["max"]),
                 "avg": _clean(data["avg"]),
-                "last": _clean(data["last"]),
             }
+            if envelope:
+                item["min"], item["max"] = _clean(data["min"]), _clean(data["max"])
             if with_time and data["last_steps"]:
                 item["times"] = _step_times(attr.pk, data["last_steps"])
             out.append(item)
@@ -759,7 +759,7 @@ class CompareView(ProjectScopedMixin, View):
     """Overlaid charts, an attribute diff and parameter plots for 2-50 runs."""
 
     template_name = "runs/compare.html"
-    fragments = ("charts", "diff")
+    fragments = ("charts", "diff", "plots")
 
     def get(self, request, workspace, project):
         ids = [i for part in request.GET.getlist("runs") for i in part.split(",") if i]
@@ -776,17 +776,16 @@ class CompareView(ProjectScopedMixin, View):
             context.update(self.diff(runs))
         elif fragment == "values":
             return self.values(runs)
+        elif fragment == "plots":
+            numeric = self.numeric_paths(runs)
+            params = [p for p in numeric if p.startswith(("parameters/", "params/", "config/"))][:4] or numeric[:3]
+            metrics = [p for p in numeric if p.startswith(("eval/", "metrics/", "val/", "test/"))] or [p for p in numeric if p not in params]
+            context.update(
+                numeric_paths=numeric, default_params=params, default_metric=metrics[0] if metrics else "",
+                default_x=params[0] if params else "", default_y=metrics[0] if metrics else "",
+            )
         else:
             context.update(self.chart_page(runs))
-            if fragment != "charts":
-                context.update(self.diff(runs))
-                numeric = self.numeric_paths(runs)
-                params = [p for p in numeric if p.startswith(("parameters/", "params/", "config/"))][:4] or numeric[:3]
-                metrics = [p for p in numeric if p.startswith(("eval/", "metrics/", "val/", "test/"))] or [p for p in numeric if p not in params]
-                context.update(
-                    numeric_paths=numeric, default_params=params, default_metric=metrics[0] if metrics else "",
-                    default_x=params[0] if params else "", default_y=metrics[0] if metrics else "",
-                )
         name = fragment if fragment in self.fragments else None
         return TemplateResponse(request, template_for(request, self.template_name, name), context)
 

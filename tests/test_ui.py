@@ -245,15 +245,19 @@ def test_compare_view_charts_diff_and_values(logged_in, project, owner, django_a
         ])
         runs.append(run)
     ids = ",".join(r.human_id for r in runs)
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(12):
         html = logged_in.get(f"/w/acme/vision/compare?runs={ids}").content.decode()
-    assert 'data-path="train/loss"' in html and "parameters/lr" in html and "parameters/seed" not in html.split('id="plots"')[0]
+    assert 'data-path="train/loss"' in html and "fragment=diff" in html and "fragment=plots" in html
+    diff = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=diff", HTTP_HX_REQUEST="true").content.decode()
+    assert "parameters/lr" in diff and "parameters/seed" not in diff
+    plots = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=plots", HTTP_HX_REQUEST="true").content.decode()
+    assert '<option value="parameters/lr" selected>' in plots and "parallel" in plots
     every = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=diff&all=1", HTTP_HX_REQUEST="true").content.decode()
     assert "parameters/seed" in every and "<html" not in every
     data = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=values&p=parameters/lr&p=missing").json()
     assert [r["values"][0] for r in data["runs"]] == pytest.approx([0.1, 0.2, 0.3]) and data["runs"][0]["values"][1] is None
-    chart = logged_in.get(f"/w/acme/vision/chart-data?runs={ids}&path=train/loss").json()
-    assert [r["id"] for r in chart["runs"]] == [r.human_id for r in runs]
+    chart = logged_in.get(f"/w/acme/vision/chart-data?runs={ids}&path=train/loss&envelope=0").json()
+    assert [r["id"] for r in chart["runs"]] == [r.human_id for r in runs] and "min" not in chart["runs"][0]
 
 
 # ---- workspace pages ---------------------------------------------------------------

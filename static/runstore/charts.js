@@ -44,6 +44,8 @@
     const width = Math.max(100, Math.round(plot.clientWidth || 400));
     const params = new URLSearchParams({ path: fig.dataset.path, runs: grid.dataset.runs, buckets: String(opts.buckets || width) });
     if (settings.x === "time") params.set("x", "time");
+    // min/max envelopes are drawn for up to three runs; more runs get their mean lines only
+    if (grid.dataset.runs.split(",").length > 3) params.set("envelope", "0");
     if (opts.from != null) params.set("from_step", String(Math.floor(opts.from)));
     if (opts.to != null) params.set("to_step", String(Math.ceil(opts.to)));
     return schedule(() => fetch(grid.dataset.chartUrl + "?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -85,7 +87,7 @@
     const runs = state.runs.filter((r) => r.steps && r.steps.length);
     const single = state.runs.length === 1;
     const tables = [];
-    const series = [{}];
+    const series = [{ label: settings.x }];
     const bands = [];
     runs.forEach((run, index) => {
       const color = colorFor(grid, run.id, state.runs.indexOf(run));
@@ -206,7 +208,7 @@
         if (!run) return;
         run.state = fresh.state;
         if (fresh.last_step != null && fresh.last_step > (run.last_step ?? -1) && fresh.steps.length) {
-          for (const key of ["steps", "min", "max", "avg", "last", "times"]) {
+          for (const key of ["steps", "min", "max", "avg", "times"]) {
             if (fresh[key] && run[key]) run[key] = run[key].concat(fresh[key]);
           }
           run.last_step = fresh.last_step;
@@ -239,7 +241,10 @@
     : null;
 
   function scan(root) {
-    (root.querySelectorAll ? root : document).querySelectorAll("figure.chart:not([data-seen])").forEach((fig) => {
+    const scope = root.querySelectorAll ? root : document;
+    const found = Array.from(scope.querySelectorAll("figure.chart:not([data-seen])"));
+    if (root.matches && root.matches("figure.chart:not([data-seen])")) found.push(root);
+    found.forEach((fig) => {
       fig.dataset.seen = "1";
       if (observer) observer.observe(fig); else start(fig);
     });

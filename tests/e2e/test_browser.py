@@ -177,6 +177,8 @@ def test_run_page_draws_zooms_and_compare_view(page, live_server, world, screens
     expect(page.locator("#diff-table")).to_contain_text("parameters/seed")
     page.locator("#only-diff").check()
     expect(page.locator("#diff-table")).not_to_contain_text("parameters/seed")
+    page.locator("#plots").scroll_into_view_if_needed()
     expect(page.locator("#parallel-canvas")).to_have_attribute("data-drawn", "1")
+    expect(page.locator("#scatter-canvas")).to_have_attribute("data-drawn", "1")
     screenshot(page, "compare")
     assert not errors, errors

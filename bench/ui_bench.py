@@ -1,0 +1,325 @@
+"""UI benchmark: the three main pages at scale, measured in headless Chromium (Debian's, via Playwright).
+
+    .venv/bin/python bench/ui_bench.py [--db sqlite|postgres] [--runs 100000] [--points 100000]
+
+Builds a throw-away database (SQLite file in a temp dir, or PostgreSQL
+``runstore_bench``) with
+
+* ``lab/big``: ``--runs`` runs with 13 logged fields each (20 table columns with the sys ones);
+* ``lab/cmp``: 10 runs with 2,000 fields and 50 float series of ``--points`` points each;
+* ``lab/one``: one run with a 1,000,000-point float series,
+
+rolls the series up (what the Celery task does after ingest), serves it with
+gunicorn and measures:
+
+* run table, 20 columns, first page: server response (median of 7 GETs) and first contentful paint;
+* compare view of the 10 runs: usable (first chart drawn), longest long task while scrolling
+  through all 50 charts, JS heap after all are drawn;
+* run page of the 1M-point series: time until its chart is drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import PYTHON, free_port, log, median  # noqa: E402
+
+CHROMIUM = os.environ.get("RUNSTORE_TEST_CHROMIUM") or "/usr/bin/chromium"
+PASSWORD = "bench-password"
+TABLE_COLUMNS = [
+    "sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/running_time", "sys/tags",
+    "parameters/lr", "parameters/batch_size", "parameters/optimizer", "parameters/dropout", "parameters/layers",
+    "data/version", "eval/acc", "eval/loss", "eval/f1", "train/loss", "train/acc", "sys/hostname", "sys/description",
+]
+
+
+# --- data -------------------------------------------------------------------------
+
+
+def generate(runs: int, points: int) -> None:
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from projects import services as project_services
+    from runs import rollups
+    from runs.ingest import record_fields
+    from runs.models import Attribute, Project, Run
+
+    owner = User.objects.create_user("bench", password=PASSWORD)
+    workspace = project_services.create_workspace(owner, "lab", "Lab")
+    now = timezone.now()
+
+    def make_runs(project, count, prefix, state="finished"):
+        objs = [
+            Run(project=project, number=i + 1, name=f"{prefix}-{i}", owner=owner, state=state,
+                created_at=now - timezone.timedelta(seconds=(count - i) * 30), modified_at=now, ping_at=now,
+                finished_at=now if state == "finished" else None)
+            for i in range(count)
+        ]
+        Run.objects.bulk_create(objs, batch_size=5000)
+        Project.objects.filter(pk=project.pk).update(run_counter=count)
+        return list(Run.objects.filter(project=project).order_by("number").values_list("pk", flat=True))
+
+    # 1. the big run table
+    started = time.monotonic()
+    big = project_services.create_project(owner, workspace, "big", key="BIG")
+    ids = make_runs(big, runs, "run")
+    fields = [
+        ("parameters/lr", "float"), ("parameters/batch_size", "int"), ("parameters/optimizer", "string"),
+        ("parameters/dropout", "float"), ("parameters/layers", "int"), ("data/version", "string"),
+        ("eval/acc", "float"), ("eval/loss", "float"), ("eval/f1", "float"), ("train/loss", "float_series"),
+        ("train/acc", "float_series"), ("sys/tags", "string_set"), ("sys/hostname", "string"),
+    ]
+    # one INSERT ... SELECT per field, computed from the run id: seconds, not minutes, for 1.3M rows
+    x = "((r.id * 7919) % 1000) / 1000.0"
+    pg = connection.vendor == "postgresql"
+    tags = "'[\"sweep\", \"big\"]'" + ("::jsonb" if pg else "")
+    exprs = {
+        "parameters/lr": {"float_value": f"1.0 / (10 + r.id % 1000)"},
+        "parameters/batch_size": {"int_value": "16 * (1 + r.id % 5)"},
+        "parameters/optimizer": {"string_value": "CASE r.id % 3 WHEN 0 THEN 'adam' WHEN 1 THEN 'sgd' ELSE 'adamw' END"},
+        "parameters/dropout": {"float_value": f"{x} / 2"},
+        "parameters/layers": {"int_value": "2 + r.id % 10"},
+        "data/version": {"string_value": "'v' || (r.id % 4)" if not pg else "'v' || (r.id % 4)::text"},
+        "eval/acc": {"float_value": f"0.5 + {x} / 2"},
+        "eval/loss": {"float_value": f"1 - {x} / 2"},
+        "eval/f1": {"float_value": f"0.4 + {x} / 2"},
+        "train/loss": {"float_value": f"1 - {x} / 2", "count": "1000", "first_step": "0", "last_step": "999", "min_value": "0.1", "max_value": "2.3", "sum_value": "500.0", "finite_count": "1000"},
+        "train/acc": {"float_value": x, "count": "1000", "first_step": "0", "last_step": "999", "min_value": "0.0", "max_value": "0.99", "sum_value": "600.0", "finite_count": "1000"},
+        "sys/tags": {"json_value": tags},
+        "sys/hostname": {"string_value": "'gpu-' || (r.id % 16)" if not pg else "'gpu-' || (r.id % 16)::text"},
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        for path, type_ in fields:
+            values = {"count": "0", "finite_count": "0", **exprs[path]}
+            names = ", ".join(values)
+            cursor.execute(
+                f"INSERT INTO runs_attribute (run_id, project_id, path, type, updated_at, {names}) "
+                f"SELECT r.id, r.project_id, %s, %s, %s, {', '.join(values.values()).replace('%', '%%')} FROM runs_run r WHERE r.project_id = %s",
+                [path, type_, now, big.pk],
+            )
+    record_fields(big.pk, fields)
+    log(f"big: {runs} runs, {runs * len(fields)} fields in {time.monotonic() - started:.0f} s")
+
+    def fill_points(series_id, count):
+        if connection.vendor == "postgresql":
+            sql = (
+                "INSERT INTO runs_floatpoint (series_id, step, timestamp, value) "
+                "SELECT %s, x, 1.7e9 + x, 1.0/(1.0 + x/5000.0) + ((x*7919) %% 1000)/20000.0 + CASE WHEN x %% 9973 = 0 THEN 0.5 ELSE 0 END "
+                "FROM generate_series(0, %s) AS x"
+            )
+        else:
+            sql = (
+                "INSERT INTO runs_floatpoint (series_id, step, timestamp, value) "
+                "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < %s) "
+                "SELECT %s, x, 1.7e9 + x, 1.0/(1.0 + x/5000.0) + ((x*7919) %% 1000)/20000.0 + CASE WHEN x %% 9973 = 0 THEN 0.5 ELSE 0 END FROM c"
+            )
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(sql, [series_id, count - 1])
+            else:
+                cursor.execute(sql, [count - 1, series_id])
+        Attribute.objects.filter(pk=series_id).update(
+            count=count, first_step=0, last_step=count - 1, float_value=0.1, min_value=0.0, max_value=1.5, sum_value=count * 0.3, finite_count=count,
+        )
+        rollups.roll_up(series_id)
+
+    # 2. compare: 10 runs x (2,000 fields + 50 series of `points` points)
+    started = time.monotonic()
+    cmp_project = project_services.create_project(owner, workspace, "cmp", key="CMP")
+    cmp_ids = make_runs(cmp_project, 10, "cmp")
+    catalogue = set()
+    for n, run_id in enumerate(cmp_ids):
+        attrs = []
+        for i in range(2000):
+            path = f"config/group{i // 100:02d}/param{i % 100:02d}"
+            # a third of the fields differ between runs
+            attrs.append(Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float", float_value=float(i if i % 3 else i + n), updated_at=now))
+            catalogue.add((path, "float"))
+        for s in range(50):
+            path = f"metrics/series{s:02d}"
+            attrs.append(Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float_series", updated_at=now))
+            catalogue.add((path, "float_series"))
+        Attribute.objects.bulk_create(attrs, batch_size=5000)
+        for series_id in Attribute.objects.filter(run_id=run_id, type="float_series").values_list("pk", flat=True):
+            fill_points(series_id, points)
+        log(f"cmp: run {n + 1}/10 filled")
+    record_fields(cmp_project.pk, sorted(catalogue))
+    log(f"cmp: 10 runs, 20,500 fields, {500 * points:,} points in {time.monotonic() - started:.0f} s")
+
+    # 3. one run with a 1M-point series
+    started = time.monotonic()
+    one = project_services.create_project(owner, workspace, "one", key="ONE")
+    (one_id,) = make_runs(one, 1, "long")
+    series = Attribute.objects.create(run_id=one_id, project_id=one.pk, path="train/loss", type="float_series", updated_at=now)
+    record_fields(one.pk, [("train/loss", "float_series")])
+    fill_points(series.pk, 1_000_000)
+    log(f"one: 1,000,000 points in {time.monotonic() - started:.0f} s")
+
+
+# --- measuring ----------------------------------------------------------------------
+
+LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push(e.duration); })
+  .observe({ type: "longtask", buffered: true });
+"""
+
+
+def measure(base: str) -> dict:
+    import requests
+    from playwright.sync_api import sync_playwright
+
+    results: dict = {}
+    columns = "&".join(f"c={c}" for c in TABLE_COLUMNS)
+    table_url = f"{base}/w/lab/big/?{columns}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--enable-precise-memory-info",
+        ])
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.goto(f"{base}/accounts/login/")
+        page.fill("input[name=username]", "bench")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("load")
+        session = requests.Session()
+        for cookie in context.cookies():
+            session.cookies.set(cookie["name"], cookie["value"])
+
+        # 1. run table
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            response = session.get(table_url)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert response.status_code == 200 and response.text.count('<tr id="row-') == 50, response.status_code
+        results["table_server_ms"] = round(median(times), 1)
+        sorted_times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            session.get(table_url + "&sort=-eval/acc")
+            sorted_times.append((time.perf_counter() - t0) * 1000)
+        results["table_sorted_by_attribute_server_ms"] = round(median(sorted_times), 1)
+        fcps = []
+        for _ in range(3):
+            page.goto(table_url)
+            page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
+            fcp = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+            fcps.append(fcp)
+        results["table_fcp_ms"] = round(median(fcps), 1)
+
+        # 2. compare 10 runs
+        cmp_ids = ",".join(f"CMP-{i}" for i in range(1, 11))
+        page = context.new_page()
+        page.add_init_script(LONG_TASKS)
+        t0 = time.perf_counter()
+        page.goto(f"{base}/w/lab/cmp/compare?runs={cmp_ids}")
+        page.wait_for_selector("figure.chart[data-drawn]", timeout=60_000)
+        results["compare_first_chart_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
+        results["compare_fcp_ms"] = round(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"), 1)
+        t0 = time.perf_counter()
+        for _ in range(200):
+            page.mouse.wheel(0, 600)
+            page.wait_for_timeout(60)
+            total = page.locator("figure.chart").count()
+            drawn = page.locator("figure.chart[data-drawn]").count()
+            if total >= 50 and drawn >= 50:
+                break
+        page.wait_for_function("document.querySelectorAll('figure.chart[data-drawn]').length >= 50", timeout=120_000)
+        results["compare_all_50_charts_drawn_s"] = round(time.perf_counter() - t0, 1)
+        long_tasks = page.evaluate("window.__longTasks")
+        results["compare_longest_task_ms"] = round(max(long_tasks or [0]), 1)
+        results["compare_long_tasks_over_50ms"] = len(long_tasks)
+        cdp = context.new_cdp_session(page)
+        cdp.send("HeapProfiler.collectGarbage")
+        heap = cdp.send("Runtime.getHeapUsage")
+        results["compare_js_heap_mb"] = round(heap["usedSize"] / 2**20, 1)
+        diff_t0 = time.perf_counter()
+        page.locator("#only-diff").uncheck()
+        page.wait_for_selector("#diff-table >> text=config/group00/param00")
+        results["compare_diff_all_fields_ms"] = round((time.perf_counter() - diff_t0) * 1000, 1)
+
+        # 3. run page with a 1M-point series
+        page = context.new_page()
+        t0 = time.perf_counter()
+        page.goto(f"{base}/w/lab/one/runs/ONE-1/")
+        page.wait_for_selector('figure.chart[data-path="train/loss"][data-drawn]', timeout=60_000)
+        results["run_page_1m_chart_drawn_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        browser.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--keep", help="reuse (or keep) this data directory instead of a temporary one")
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generate:
+        generate(args.runs, args.points)
+        return
+
+    var = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="runstore-ui-bench-"))
+    var.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RUNSTORE_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "tracker.settings", "RUNSTORE_TIMESCALEDB": "auto"}
+    if args.db == "postgres":
+        from bench.common import PG_BENCH_DB, pg_recreate, pg_url
+
+        if not (var / "generated").exists():
+            pg_recreate(PG_BENCH_DB)
+        env["DATABASE_URL"] = pg_url(PG_BENCH_DB)
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{var}/bench.sqlite3"
+    if not (var / "generated").exists():
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
+        log("generating data…")
+        subprocess.run([PYTHON, __file__, "--generate", "--runs", str(args.runs), "--points", str(args.points)], cwd=REPO, env=env, check=True)
+        (var / "generated").write_text("ok")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "gunicorn"), "tracker.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4", "--log-level", "warning"],
+        cwd=REPO, env=env,
+    )
+    try:
+        import requests
+
+        for _ in range(100):
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        results = measure(f"http://127.0.0.1:{port}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    results = {"db": args.db, "runs": args.runs, "points_per_series": args.points, **results}
+    print(json.dumps(results, indent=2))
+    out = BENCH_DIR / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"ui_{args.db}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
