@@ -62,16 +62,17 @@ def test_server_stopped_and_restarted_mid_run_loses_nothing(restartable_server, 
 
 
 @pytest.mark.faults
-def test_server_unreachable_at_start_creates_the_run_later(restartable_server, monkeypatch):
-    server = restartable_server
+def test_server_unreachable_at_start_creates_the_run_later(server, monkeypatch):
     monkeypatch.setenv("RUNSTORE_INIT_TIMEOUT", "0.5")
-    server.stop()
-    run = runstore.init_run(project="alice/late", name="late", api_token=server.token, url=server.url, **QUIET)
-    for i in range(100):
-        run["x"].append(i)
-    assert run.flush(10)
-    server.start()
-    assert run.wait(90)
+    with FaultProxy(server.url) as proxy:
+        proxy.down = True
+        run = runstore.init_run(project="alice/late", name="late", api_token=server.token, url=proxy.url, **QUIET)
+        for i in range(100):
+            run["x"].append(i)
+        assert run.flush(10)
+        assert not run.wait(1)
+        proxy.down = False
+        assert run.wait(90)
     assert run["sys/name"].fetch() == "late"
     assert run["x"].fetch() == 99
     run.stop()
@@ -117,21 +118,30 @@ def test_an_invalid_operation_in_a_batch_drops_only_that_operation(connect, serv
 
 
 @pytest.mark.faults
-def test_queue_size_limit_drops_new_operations_with_one_warning(restartable_server, monkeypatch, caplog):
-    server = restartable_server
+def test_queue_size_limit_drops_new_operations_with_one_warning(server, monkeypatch, caplog):
     monkeypatch.setenv("RUNSTORE_MAX_QUEUE_BYTES", str(200_000))
-    run = runstore.init_run(project="alice/full", api_token=server.token, url=server.url, **QUIET)
-    server.stop()
-    for i in range(50_000):
-        run["x"].append(float(i))
-        if i % 5000 == 0:
-            run.flush()
-    run.flush()
-    assert run.status()["dropped_operations"] > 0
-    assert caplog.text.count("is full") == 1
-    server.start()
-    assert run.wait(90)
-    run.stop()
+    with FaultProxy(server.url) as proxy:
+        run = runstore.init_run(project="alice/full", api_token=server.token, url=proxy.url, **QUIET)
+        proxy.down = True
+        for i in range(50_000):
+            run["x"].append(float(i))
+            if i % 5000 == 0:
+                run.flush()
+        run.flush()
+        assert run.status()["dropped_operations"] > 0
+        assert caplog.text.count("is full") == 1
+        proxy.down = False
+        assert run.wait(90)
+        time.sleep(1.5)  # the writer re-measures the queue every second
+        run["after"].extend([1.0, 2.0])  # room again: the sender deleted the acknowledged segments
+        assert run.wait(30)
+        assert "has room again" in caplog.text
+        uuid = run._info["uuid"]
+        run.stop()
+    assert fields(server, uuid)["after"]["count"] == 2
+    delivered = series(server, uuid, "x")["values"]
+    assert 0 < len(delivered) < 50_000
+    assert delivered == sorted(delivered)
 
 
 @pytest.fixture()

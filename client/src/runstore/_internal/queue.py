@@ -202,8 +202,9 @@ def segment_size(path: Path) -> int:
 class SegmentWriter:
     """Appends records to the newest segment of a queue directory; rotates at SEGMENT_BYTES."""
 
-    def __init__(self, qdir: QueueDir):
+    def __init__(self, qdir: QueueDir, segment_bytes: int | None = None):
         self.qdir = qdir
+        self.segment_bytes = segment_bytes
         existing = qdir.segments()
         # A new segment on every open: a crashed writer may have left a torn tail.
         self.number = (existing[-1] + 1) if existing else 1
@@ -223,7 +224,7 @@ class SegmentWriter:
         """Write whole records; on failure the segment is truncated back so no torn record stays."""
         if self.fd < 0:
             self._open()
-        if self.offset >= SEGMENT_BYTES:
+        if self.offset >= (self.segment_bytes or SEGMENT_BYTES):
             self.rotate()
         try:
             view = memoryview(data)

@@ -31,7 +31,7 @@ import msgpack
 
 from ..file import File
 from . import bug, warn
-from .queue import KIND_CTL, KIND_OP, QueueDir, SegmentWriter, encode_record
+from .queue import KIND_CTL, KIND_OP, SEGMENT_BYTES, QueueDir, SegmentWriter, encode_record
 from .values import clean_string
 
 POINTS_PER_OP = 50_000
@@ -112,13 +112,15 @@ class Writer:
         self._disk_bytes = 0
         self._disk_checked = 0.0
         self._full = False
+        self._full_at = 0
         self._bad_steps: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
         self.qdir.files.mkdir(parents=True, exist_ok=True)
         try:
-            self.segment = SegmentWriter(self.qdir)
+            # Small queue bounds get small segments, so acknowledged space is freed early.
+            self.segment = SegmentWriter(self.qdir, min(SEGMENT_BYTES, max(64 * 1024, self.max_bytes // 8)))
         except OSError as exc:
             warn(f"runstore: cannot open the disk queue in {self.qdir.path}: {exc}; operations will be dropped")
             self.stats.error(str(exc))
@@ -178,6 +180,12 @@ class Writer:
         now = time.monotonic()
         if self._dirty and (markers or now - self._last_sync >= self.flush_period):
             self._sync()
+        if self._full and self.segment is not None and self.segment.offset > 0:
+            # Seal the segment so that the sender can delete it once acknowledged.
+            try:
+                self.segment.rotate()
+            except OSError as exc:
+                self.stats.error(str(exc))
         for marker in markers:
             marker.position = self.position
             marker.event.set()
@@ -208,10 +216,18 @@ class Writer:
             self._disk_bytes = self._measure()
             self._disk_checked = now
         size = len(payload) + 13
-        if kind == KIND_OP and self._disk_bytes + self._out_bytes + size > self.max_bytes:
+        used = self._disk_bytes + self._out_bytes
+        # Once full, accept operations again only when the sender freed space (acknowledged
+        # segments deleted) and 10% is free: one warning each way, no flapping.
+        if self._full:
+            refused = used >= self._full_at or used + size > self.max_bytes * 0.9
+        else:
+            refused = used + size > self.max_bytes
+        if kind == KIND_OP and refused:
             self.stats.dropped_ops += ops
             if not self._full:
                 self._full = True
+                self._full_at = used
                 self.stats.error("disk queue full")
                 warn(
                     f"runstore: the disk queue {self.qdir.path} is full ({self.max_bytes} bytes, RUNSTORE_MAX_QUEUE_BYTES); "
