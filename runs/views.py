@@ -719,7 +719,13 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             "raw_url": f"{base}raw?{urlencode(query)}",
             "download_url": f"/api/v1/runs/{run.uuid}/files/download?{urlencode(query)}",
         }
-        if kind == "csv":
+        if kind == "notebook":
+            # rendered to HTML by the blob-processing task (runs.processing), served sandboxed by the API
+            from .models import BlobPreview
+
+            if BlobPreview.objects.filter(blob=entry.blob, kind="html").exists():
+                context["notebook_url"] = f"/api/v1/runs/{run.uuid}/files/preview?{urlencode({**query, 'kind': 'html'})}"
+        elif kind == "csv":
             context["csv_rows"], context["csv_more"] = _csv_rows(entry, delimiter="\t" if name.lower().endswith(".tsv") else ",")
         elif kind == "code":
             context["code_html"] = _highlight(entry, name)

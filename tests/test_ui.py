@@ -46,6 +46,9 @@ def rich_run(run, owner, owner_api):
         {"op": "append", "path": "monitoring/cpu", "values": [10.0, 20.0, 30.0]},
         {"op": "append", "path": "stdout", "kind": "string", "values": [f"epoch {i} done" for i in range(30)]},
     ]
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 32
+    image = upload(owner, run, "sample.png", png, "image/png")
+    ops.append({"op": "append", "path": "images/samples", "kind": "file", "values": [{"sha256": image.sha256, "name": "s.png", "mime_type": "image/png"}] * 3})
     for path, (name, content, mime) in files.items():
         blob = upload(owner, run, name, content, mime)
         ops.append({"op": "upload", "path": f"files/{path}", "sha256": blob.sha256, "name": name, "mime_type": mime})
@@ -364,3 +367,19 @@ def test_group_by_with_counts_and_aggregates(logged_in, swept):
 def test_suggestions_endpoint_answers_the_editor(logged_in, swept):
     data = logged_in.get("/api/v1/runs/suggest", {"project": "acme/vision", "text": "param", "cursor": 5}).json()
     assert any(item["insert"].startswith("parameters/") for item in data["items"])
+
+
+def test_image_gallery_and_notebook_preview(logged_in, rich_run):
+    from runs.models import BlobPreview, FileEntry
+
+    html = logged_in.get(page(rich_run)).content.decode()
+    assert "gallery?path=images/samples" in html or "gallery?path=images%2Fsamples" in html
+    gallery = logged_in.get(page(rich_run, "gallery?path=images/samples"), HTTP_HX_REQUEST="true").content.decode()
+    assert "3 images" in gallery and 'type="range"' in gallery and "raw?path=images/samples&amp;step=2" in gallery and "application/json" in gallery
+    image = logged_in.get(page(rich_run, "raw?path=images/samples&step=1"))
+    assert image["Content-Type"] == "image/png" and b"".join(image.streaming_content).startswith(b"\x89PNG")
+    notebook = FileEntry.objects.get(attribute__run=rich_run, attribute__path="files/notebook")
+    assert "not rendered yet" in logged_in.get(page(rich_run, "preview?path=files/notebook")).content.decode()
+    BlobPreview.objects.create(blob=notebook.blob, kind="html", storage_key="previews/x", mime_type="text/html", size=1)
+    html = logged_in.get(page(rich_run, "preview?path=files/notebook")).content.decode()
+    assert f"/api/v1/runs/{rich_run.uuid}/files/preview?path=files%2Fnotebook&amp;kind=html" in html and 'sandbox=""' in html

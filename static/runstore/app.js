@@ -87,6 +87,28 @@
     }
     record();
     updateSelection();
+    // drag a header onto another to move the column there (the ‹ › links do the same from the keyboard)
+    let dragged = null;
+    table.querySelectorAll("thead th[data-path]").forEach((th) => {
+      th.draggable = true;
+      th.addEventListener("dragstart", (e) => { dragged = th.dataset.path; e.dataTransfer.effectAllowed = "move"; });
+      th.addEventListener("dragover", (e) => { if (dragged) { e.preventDefault(); th.classList.add("drop-target"); } });
+      th.addEventListener("dragleave", () => th.classList.remove("drop-target"));
+      th.addEventListener("drop", (e) => {
+        e.preventDefault();
+        th.classList.remove("drop-target");
+        const target = th.dataset.path;
+        if (!dragged || dragged === target) return;
+        const paths = Array.from(table.querySelectorAll("thead th[data-path]")).map((h) => h.dataset.path).filter((p) => p !== dragged);
+        paths.splice(paths.indexOf(target), 0, dragged);
+        const params = new URLSearchParams(window.location.search);
+        params.delete("c");
+        paths.forEach((p) => params.append("c", p));
+        const url = window.location.pathname + "?" + params.toString();
+        htmx.ajax("GET", url, { target: "#run-table", swap: "outerHTML" }).then(() => history.pushState({}, "", url));
+        dragged = null;
+      });
+    });
     table.querySelectorAll(".group-toggle").forEach((btn) => btn.addEventListener("click", () => {
       const body = btn.closest("tbody");
       const open = btn.getAttribute("aria-expanded") === "true";
