@@ -2,6 +2,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Left
 from django.utils import timezone
 
 from projects.models import Project
@@ -29,6 +31,8 @@ class AttributeType(models.TextChoices):
     STRING_SERIES = "string_series"
     FILE_SERIES = "file_series"
 
+
+STRING_INDEX_CHARS = 200
 
 SERIES_TYPES = {AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES, AttributeType.FILE_SERIES}
 
@@ -109,9 +113,16 @@ class Attribute(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "path"], name="attribute_run_path_unique")]
         indexes = [
-            models.Index(fields=["project", "path", "float_value"], name="attr_project_path_float"),
-            models.Index(fields=["project", "path", "int_value"], name="attr_project_path_int"),
-            models.Index(fields=["project", "path", "datetime_value"], name="attr_project_path_datetime"),
+            # Query-engine indexes: a range on one field of one project, ending in run_id so the
+            # "runs whose field matches" subqueries are answered from the index alone.
+            models.Index(fields=["project", "path", "float_value", "run"], name="attr_project_path_float"),
+            models.Index(fields=["project", "path", "int_value", "run"], name="attr_project_path_int"),
+            models.Index(fields=["project", "path", "datetime_value", "run"], name="attr_project_path_datetime"),
+            # Strings are indexed by their first STRING_INDEX_CHARS characters (PostgreSQL's
+            # b-tree entries are limited to ~2.7 kB); runs.query compares the same expression.
+            models.Index(
+                F("project"), F("path"), Left("string_value", STRING_INDEX_CHARS), F("run"), name="attr_project_path_string"
+            ),
         ]
 
     def __str__(self):

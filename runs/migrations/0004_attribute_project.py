@@ -1,4 +1,5 @@
 import django.db.models.deletion
+import django.db.models.functions.text
 import django.utils.timezone
 from django.db import migrations, models
 
@@ -46,15 +47,22 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="attribute",
-            index=models.Index(fields=["project", "path", "float_value"], name="attr_project_path_float"),
+            index=models.Index(fields=["project", "path", "float_value", "run"], name="attr_project_path_float"),
         ),
         migrations.AddIndex(
             model_name="attribute",
-            index=models.Index(fields=["project", "path", "int_value"], name="attr_project_path_int"),
+            index=models.Index(fields=["project", "path", "int_value", "run"], name="attr_project_path_int"),
         ),
         migrations.AddIndex(
             model_name="attribute",
-            index=models.Index(fields=["project", "path", "datetime_value"], name="attr_project_path_datetime"),
+            index=models.Index(fields=["project", "path", "datetime_value", "run"], name="attr_project_path_datetime"),
+        ),
+        migrations.AddIndex(
+            model_name="attribute",
+            index=models.Index(
+                models.F("project"), models.F("path"), django.db.models.functions.text.Left("string_value", 200), models.F("run"),
+                name="attr_project_path_string",
+            ),
         ),
         migrations.CreateModel(
             name="ProjectField",

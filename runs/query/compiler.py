@@ -10,13 +10,13 @@ import math
 import re
 from datetime import datetime, timedelta, timezone as dt_timezone
 
-from django.db.models import Exists, F, OuterRef, Q, TextField, Value
-from django.db.models.functions import StrIndex, Substr
+from django.db.models import F, Q, TextField, Value
+from django.db.models.functions import Left, StrIndex, Substr
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 
 from . import lookups  # noqa: F401  (registers json_value__has_member)
 
-from ..models import Attribute
+from ..models import STRING_INDEX_CHARS, Attribute
 from . import parser as ast
 from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
 
@@ -96,8 +96,10 @@ class Compiler:
     # --- helpers -------------------------------------------------------------
 
     def _attribute_exists(self, path: str, condition: Q) -> Q:
-        subquery = Attribute.objects.filter(run_id=OuterRef("pk"), project_id=self.project.pk, path=path).filter(condition)
-        return Q(Exists(subquery))
+        # "run IN (runs whose attribute at path satisfies ...)": both databases evaluate the
+        # subquery once from the (project, path, value) indexes and probe it per run.
+        subquery = Attribute.objects.filter(project_id=self.project.pk, path=path).filter(condition).values("run_id")
+        return Q(pk__in=subquery)
 
     def _exists(self, path: ast.Path) -> Q:
         if path.name in SYS_COLUMNS:
@@ -128,6 +130,7 @@ class Compiler:
         types = self._types_for(node)
         if not types:
             return Q(pk__in=[])  # an unknown field matches no run
+        self._several_types = len(types) > 1
         conditions = [c for c in (self._condition(node, t) for t in sorted(types)) if c is not None]
         if not conditions:
             kinds = "/".join(sorted(t.split(":")[0] for t in types))
@@ -141,48 +144,54 @@ class Compiler:
             combined |= condition
         return self._attribute_exists(node.path.name, combined)
 
+    def _type(self, base: str) -> Q:
+        # With one type per path in the project the typed column alone decides, and the
+        # subquery stays inside the index; a type test is needed only to tell types apart.
+        return Q(type=base) if self._several_types else Q()
+
     def _condition(self, node: ast.Comparison, type_: str) -> Q | None:
         """The attribute-row condition for ``node`` if the field type accepts it, else None."""
         base, _, aggregate = type_.partition(":")
+        Q_type = self._type
         op, value = node.op, node.value
         values = value if op == "in" else (value,)
         kinds = {_value_type(v) for v in values}
         if aggregate:
             column = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}.get(aggregate)
             if base == "string_series" and aggregate == "last":
-                return self._string_condition(node, "string_value", Q(type=base))
+                return self._string_condition(node, "string_value", Q_type(base))
             if aggregate == "avg":
                 if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                     return None
-                return self._numeric(Q(type=base, finite_count__gt=0), "avg", op, values, annotate=True)
+                return self._numeric(Q_type(base) & Q(finite_count__gt=0), "avg", op, values, annotate=True)
             if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                 return None
-            return self._numeric(Q(type=base), column, op, values)
+            return self._numeric(Q_type(base), column, op, values)
         if base in NUMERIC:
             if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                 return None
-            return self._numeric(Q(type=base), f"{base}_value", op, values)
+            return self._numeric(Q_type(base), f"{base}_value", op, values)
         if base == "float_series":
             if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                 return None
-            return self._numeric(Q(type=base), "float_value", op, values)  # a series compares by its last value
+            return self._numeric(Q_type(base), "float_value", op, values)  # a series compares by its last value
         if base in ("string", "string_series"):
             if kinds != {"string"}:
                 return None
-            return self._string_condition(node, "string_value", Q(type=base))
+            return self._string_condition(node, "string_value", Q_type(base))
         if base == "bool":
             if kinds != {"bool"} or op not in ("=", "!=", "in"):
                 return None
-            return self._numeric(Q(type=base), "bool_value", op, values)
+            return self._numeric(Q_type(base), "bool_value", op, values)
         if base == "datetime":
             if op in ("contains", "matches", "starts_with") or kinds == {"bool"}:
                 return None
             parsed = tuple(parse_datetime(v, node.value_start) for v in values)
-            return self._numeric(Q(type=base), "datetime_value", op, parsed)
+            return self._numeric(Q_type(base), "datetime_value", op, parsed)
         if base == "string_set":
             if op != "contains" or kinds != {"string"}:
                 return None
-            return Q(type=base, json_value__has_member=value)
+            return Q_type(base) & Q(json_value__has_member=value)
         return None
 
     @staticmethod
@@ -213,7 +222,15 @@ class Compiler:
             except re.error as exc:
                 raise QueryError(f"invalid regular expression: {exc}", node.value_start) from None
             return base & Q(**{f"{column}__regex": value})
-        return self._numeric(base, column, op, node.value if op == "in" else (value,))
+        if op in ("=", "!=", "in"):
+            values = node.value if op == "in" else (value,)
+            matches = Q(pk__in=[])
+            for v in values:
+                matches |= _string_equals(column, v)
+            if op == "!=":
+                return base & Q(**{f"{column}__isnull": False}) & ~matches
+            return base & matches
+        return self._numeric(base, column, op, (value,))
 
     def _sys(self, node: ast.Comparison) -> Q:
         path, op, value = node.path.name, node.op, node.value
@@ -285,6 +302,14 @@ def _expression_q(expression, op: str, values) -> Q:
     if op == "!=":
         return ~Q(Exact(expression, values[0]))
     return Q(lookups[op](expression, values[0]))
+
+
+def _string_equals(column: str, value: str) -> Q:
+    """Equality through the indexed prefix ``Left(string_value, STRING_INDEX_CHARS)``."""
+    prefix = Q(Exact(Left(F(column), STRING_INDEX_CHARS), _text(value[:STRING_INDEX_CHARS])))
+    if len(value) < STRING_INDEX_CHARS:
+        return prefix  # a shorter prefix can only equal the whole string
+    return prefix & Q(**{column: value})
 
 
 def _contains(column: str, value: str) -> Q:
