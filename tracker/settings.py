@@ -196,6 +196,7 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_in": str(_celery_dir / "queue"),
         "data_folder_out": str(_celery_dir / "queue"),
         "processed_folder": str(_celery_dir / "processed"),
+        "control_folder": str(_celery_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -222,6 +223,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(_celery_dir / "beat-schedule")
 
 # --- background processing and storage clean-up --------------------------------
+RUNSTORE_ROLLUP_CHUNK_POINTS = env_int("RUNSTORE_ROLLUP_CHUNK_POINTS", 1_000_000, minimum=100)  # per transaction
 RUNSTORE_TRASH_DAYS = env_int("RUNSTORE_TRASH_DAYS", 30, minimum=0)  # deleted runs are purged after this
 RUNSTORE_ORPHAN_GRACE_SECONDS = env_int("RUNSTORE_ORPHAN_GRACE_SECONDS", 24 * 3600, minimum=0)
 RUNSTORE_THUMBNAIL_SIZE = env_int("RUNSTORE_THUMBNAIL_SIZE", 256, minimum=16)
