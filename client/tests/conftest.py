@@ -65,8 +65,12 @@ class Server:
 
     def setup(self, user: str = "alice") -> None:
         self.manage("migrate", "--noinput")
-        self.manage("shell", "-c", f"from django.contrib.auth.models import User; User.objects.create_user({user!r}, password='pw')")
-        self.token = self.manage("createtoken", user).strip().splitlines()[-1].strip()
+        # One Django start instead of two: create the user, then run `createtoken` in the same process.
+        out = self.manage("shell", "-c", (
+            "from django.contrib.auth.models import User; from django.core.management import call_command; "
+            f"User.objects.create_user({user!r}, password='pw'); call_command('createtoken', {user!r})"
+        ))
+        self.token = out.strip().splitlines()[-1].strip()
 
     def start(self) -> None:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the subprocess owns it
