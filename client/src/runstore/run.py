@@ -318,7 +318,8 @@ class Run:
             self._stopped = True
         _live.discard(self)
         self._stop_capture()
-        if self._writer is None or os.getpid() != self._pid:
+        if self._writer is None or os.getpid() != self._pid or self._put == self._put_restart:
+            # Read-only/debug runs, and a forked child that never wrote: nothing of ours to deliver.
             self._put = self._put_stopped if self._mode != "read-only" else self._read_only
             return
         if self._info.get("state") not in ("failed", "aborted"):
@@ -346,6 +347,8 @@ class Run:
 
     def _drain(self, timeout: float) -> bool:
         assert self._writer is not None
+        if not self._writer.alive():
+            return False
         position = self._writer.flush(min(timeout, 60.0))
         if position is None:
             return False
