@@ -135,6 +135,15 @@ def source_default() -> str:
     return os.environ.get("BENCH_SOURCE", "HEAD")
 
 
+def resolve_source(source: str | None) -> str:
+    """Pin a revision name (HEAD moves while others commit) to its commit hash."""
+    source = source or source_default()
+    if source == "worktree":
+        return source
+    return subprocess.run(["git", "rev-parse", "--short", source], cwd=REPO, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 class RunstoreServer:
     """A throwaway Runstore: fresh database, migrated, one user + token, gunicorn.
 

@@ -31,7 +31,7 @@ import uuid
 import msgpack
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import RunstoreServer, log, median, save_result  # noqa: E402
+from common import RunstoreServer, log, median, resolve_source, save_result  # noqa: E402
 
 
 def make_points(n: int, seed: int = 1):
@@ -159,6 +159,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     args = p.parse_args(argv)
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
+    args.source = resolve_source(args.source)  # one revision for every database
     results = {db: bench_db(db, args.points, args.batch, args.workers, args.threads, args.senders,
                             args.with_read, args.read_repeats, args.source, args.celery) for db in dbs}
     save_result(f"ingest-w{args.workers}t{args.threads}", results)

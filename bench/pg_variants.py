@@ -10,12 +10,12 @@ Variants, all in the throwaway database ``runstore_bench``:
 * ``as-migrated``: the schema ``migrate`` creates today (hypertable on step,
   PK (series_id, step), Django's index on series_id, TimescaleDB's default
   index on step DESC);
-* ``-series_idx``: without Django's series_id index (the PK's leading column
+* ``no series_id index``: without Django's series_id index (the PK's leading column
   already serves it);
 * ``pk-only``: hypertable without TimescaleDB's default step index either
   (``create_default_indexes => false``);
 * ``plain pk-only``: an ordinary table with the PK alone;
-* ``... async commit``: the same with ``SET LOCAL synchronous_commit = off``.
+* ``... + async commit``: the same with ``SET LOCAL synchronous_commit = off``.
 
 Reports rows/s of the COPY+COMMIT loop, bytes per row (table + indexes) and
 the downsample query's time on each, measured side by side in one run.
@@ -39,15 +39,15 @@ DDL = "CREATE TABLE {t} (step bigint NOT NULL, timestamp double precision NOT NU
 VARIANTS = [
     # name, hypertable?, default timescale indexes?, extra series_id index?, synchronous_commit off?
     ("as-migrated", True, True, True, False),
-    ("-series_idx", True, True, False, False),
+    ("no series_id index", True, True, False, False),
     ("pk-only", True, False, False, False),
     ("plain pk-only", False, False, False, False),
-    ("as-migrated, async commit", True, True, True, True),
-    ("pk-only, async commit", True, False, False, True),
+    ("as-migrated + async commit", True, True, True, True),
+    ("pk-only + async commit", True, False, False, True),
 ]
 
-# the variants bench/run_all.py runs (the others on request with --only)
-DEFAULT_SET = ["as-migrated", "-series_idx", "pk-only", "pk-only, async commit"]
+# the variants bench/run_all.py --variants runs (the others on request with --only)
+DEFAULT_SET = ["as-migrated", "no series_id index", "pk-only", "pk-only + async commit"]
 
 DOWNSAMPLE = """
     WITH b AS (
@@ -111,7 +111,7 @@ def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=10_000)
-    p.add_argument("--only", nargs="*", help="variant names")
+    p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], help="comma-separated variant names")
     args = p.parse_args(argv)
     bufs = buffers(args.points, args.batch)
     pg_recreate(PG_BENCH_DB)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RunstoreServer, log, median, save_result  # noqa: E402
+from common import RunstoreServer, log, median, resolve_source, save_result  # noqa: E402
 
 
 def http_series(server: RunstoreServer, run_uuid: str, repeats: int, **params) -> dict:
@@ -82,6 +82,7 @@ def main(argv=None) -> dict:
     from ingest import make_points, send_series
 
     results = {}
+    args.source = resolve_source(args.source)
     steps, timestamps, values = make_points(args.points)
     for db in (["postgres", "sqlite"] if args.db == "both" else [args.db]):
         with RunstoreServer(db, source=args.source, celery=args.celery) as server:

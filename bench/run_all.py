@@ -1,7 +1,7 @@
 """Run every benchmark side by side and print one summary table.
 
     bench/run_all.sh [--points 1000000] [--mlflow-points 100000] [--senders 2]
-                     [--workers 2 --threads 2] [--source HEAD|worktree|REV] [--no-variants] [--no-mlflow]
+                     [--workers 2 --threads 2] [--source HEAD|worktree|REV] [--variants] [--no-mlflow]
 
 Steps (each sets up and tears down its own servers and databases):
 
@@ -11,7 +11,7 @@ Steps (each sets up and tears down its own servers and databases):
    read benchmark on the 1,000,000-point run (``bench/read.py``), bytes/point;
 2. MLflow's server (``bench/mlflow_bench.py``, its own virtualenv) with a SQLite
    and a PostgreSQL backend store, ``--mlflow-points`` points through ``log_batch``;
-3. the database alone: COPY into variants of the float-point table
+3. with ``--variants``, the database alone: COPY into variants of the float-point table
    (``bench/pg_variants.py``), for where the ingest time goes.
 
 Everything lands in ``bench/results/run_all.json``; the table goes to stdout.
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=20, help="HTTP/SQL read repetitions")
     p.add_argument("--source", default=None, help="git revision to benchmark (default HEAD), or 'worktree'")
     p.add_argument("--variant-points", type=int, default=500_000, help="rows per table variant in step 3")
-    p.add_argument("--no-variants", dest="variants", action="store_false")
+    p.add_argument("--variants", action="store_true", help="also step 3 (about 2 more minutes)")
     p.add_argument("--no-mlflow", dest="mlflow", action="store_false")
     args = p.parse_args(argv)
 
@@ -69,12 +69,14 @@ def main(argv=None) -> None:
         "load_before": loadavg(),
     }
     import ingest
+    from common import resolve_source
+
+    args.source = resolve_source(args.source)
 
     ingest_args = ["--db", "both", "--points", str(args.points), "--senders", str(args.senders),
                    "--workers", str(args.workers), "--threads", str(args.threads), "--with-read",
                    "--read-repeats", str(args.repeats)]
-    if args.source:
-        ingest_args += ["--source", args.source]
+    ingest_args += ["--source", args.source]
     with contextlib.redirect_stdout(sys.stderr):
         runstore = ingest.main(ingest_args)
     meta["load_after_runstore"] = loadavg()
@@ -93,7 +95,7 @@ def main(argv=None) -> None:
         import pg_variants
 
         with contextlib.redirect_stdout(sys.stderr):
-            variants = pg_variants.main(["--points", str(args.variant_points), "--only", *pg_variants.DEFAULT_SET])
+            variants = pg_variants.main(["--points", str(args.variant_points), "--only=" + ",".join(pg_variants.DEFAULT_SET)])
     meta["load_after"] = loadavg()
     meta["total_s"] = time.monotonic() - started
     save_result("run_all", {"meta": meta, "runstore": runstore, "mlflow": mlflow, "pg_variants": variants})
@@ -132,7 +134,10 @@ def main(argv=None) -> None:
             continue
         label = "runstore/" + ("postgres+tsdb" if r["timescaledb"] else db)
         print(f"{label:22s} {fmt_ms(rd['http_full']['median_ms']):>10s} {fmt_ms(rd['sql']['full']['median_ms']):>10s} "
-              f"{fmt_ms(rd['http_zoom']['median_ms']):>10s} {fmt_ms(rd['sql']['zoom']['median_ms']):>10s}")
+              f"{fmt_ms(rd['http_zoom']['median_ms']):>10s} {fmt_ms(rd['sql']['zoom']['median_ms']):>10s}"
+              f"   full: {rd['http_full']['buckets']} buckets of {rd['http_full']['bucket_width']} steps, "
+              f"{rd['http_full']['response_bytes']:,} B JSON; background tasks drained {r['background_tasks_drained_after_s']:.0f} s "
+              f"after the last batch")
         for name, c in rd["sql"].get("candidates", {}).items():
             print(f"  {'SQL candidate ' + name:40s} full {fmt_ms(c['full_ms']):>8s}  1% {fmt_ms(c['zoom_ms']):>8s}"
                   f"  same buckets: {c['same']}")
