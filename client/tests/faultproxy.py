@@ -13,12 +13,14 @@ class FaultProxy:
     """Forwards to ``target``. ``fail_batches`` answers the next N batch requests with ``status``
     (429 carries ``Retry-After``); ``down`` answers every request with 503."""
 
-    def __init__(self, target: str, *, status: int = 500, fail_batches: int = 0, retry_after: float | None = None):
+    def __init__(self, target: str, *, status: int = 500, fail_batches: int = 0, retry_after: float | None = None,
+                 fail_suffix: str = "/batch"):
         self.target = urlsplit(target)
         self.status = status
         self.fail_batches = fail_batches
         self.retry_after = retry_after
         self.down = False
+        self.fail_suffix = fail_suffix
         self.log: list[tuple[float, str, int]] = []
         self.lock = threading.Lock()
         proxy = self
@@ -36,7 +38,7 @@ class FaultProxy:
                     inject = None
                     if proxy.down:
                         inject = 503
-                    elif proxy.fail_batches > 0 and self.path.endswith("/batch"):
+                    elif proxy.fail_batches > 0 and self.path.split("?")[0].endswith(proxy.fail_suffix):
                         proxy.fail_batches -= 1
                         inject = proxy.status
                 if inject is not None:

@@ -98,6 +98,20 @@ def test_429_and_500_are_retried_and_retry_after_is_honoured(server, project, st
 
 
 @pytest.mark.faults
+def test_failed_uploads_are_retried_with_the_whole_file(server, project, tmp_path):
+    payload = os.urandom(3 * 1024 * 1024)
+    (tmp_path / "big.bin").write_bytes(payload)
+    with FaultProxy(server.url, status=500, fail_batches=2, fail_suffix="/uploads") as proxy:
+        run = runstore.init_run(project=project, api_token=server.token, url=proxy.url, **QUIET)
+        run["model/weights"].upload(str(tmp_path / "big.bin"))
+        assert run.wait(60)
+        target = run["model/weights"].download(str(tmp_path / "back.bin"))
+        run.stop()
+    assert [s for _t, p, s in proxy.log if p.split("?")[0].endswith("/uploads")] == [500, 500, 201]
+    assert target.read_bytes() == payload
+
+
+@pytest.mark.faults
 def test_an_invalid_operation_in_a_batch_drops_only_that_operation(connect, server, caplog):
     run = connect()
     run["a"] = 1

@@ -97,10 +97,11 @@ class Api:
         data: Any = None,
         stream: bool = False,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
         """One attempt. Raises RetryableError, ApiError (4xx) or returns the response (2xx/3xx)."""
         url = path if path.startswith("http") else f"{self.url}/api/v1/{path.lstrip('/')}"
-        headers = {}
+        headers = dict(headers or {})
         content: bytes | None = None
         if raw_msgpack is not None:
             content = raw_msgpack

@@ -13,10 +13,12 @@ jittered exponential backoff, honouring ``Retry-After``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import threading
 import time
+import uuid as uuid_module
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,49 @@ def batch_body(stream: str, seq: int, ops: list[bytes]) -> bytes:
     """``{"stream", "seq", "ops": [...]}`` in MessagePack, reusing each operation's stored bytes."""
     head = b"\x83" + msgpack.packb("stream") + msgpack.packb(stream) + msgpack.packb("seq") + msgpack.packb(seq)
     return head + msgpack.packb("ops") + _array_header(len(ops)) + b"".join(ops)
+
+
+class MultipartFile:
+    """A ``multipart/form-data`` body (fields ``sha256`` and ``file``) read from disk piece by piece,
+    so uploading a big file does not load it into memory."""
+
+    def __init__(self, path: Path, ctl: dict[str, Any]):
+        boundary = uuid_module.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        name = str(ctl.get("name") or "file").replace('"', "_").replace("\r", "_").replace("\n", "_")
+        mime = ctl.get("mime_type") or "application/octet-stream"
+        self.head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="sha256"\r\n\r\n{ctl["sha256"]}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: {mime}\r\n\r\n"
+        ).encode("utf-8")
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.file = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+        self.size = os.fstat(self.file.fileno()).st_size
+        self._stage = 0
+
+    def __len__(self) -> int:
+        return len(self.head) + self.size + len(self.tail)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._stage == 0:
+            self._stage = 1
+            return self.head
+        if self._stage == 1:
+            chunk = self.file.read(n if n and n > 0 else 1 << 20)
+            if chunk:
+                return chunk
+            self._stage = 2
+        if self._stage == 2:
+            self._stage = 3
+            return self.tail
+        return b""
+
+    def __enter__(self) -> MultipartFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
 
 class Sender:
@@ -108,13 +153,21 @@ class Sender:
         self.qdir.write_meta(self.meta)
         return str(run["uuid"])
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One request, retried until it succeeds or the sender is stopped (ApiError for a 4xx)."""
+    def _call(self, method: str, path: str, *, body_factory: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+        """One request, retried until it succeeds or the sender is stopped (ApiError for a 4xx).
+        ``body_factory`` makes a fresh streamed body (a context manager) for every attempt."""
         from .api import decode
 
         while True:
             try:
-                response = self.api.send(method, path, **kwargs)
+                if body_factory is None:
+                    response = self.api.send(method, path, **kwargs)
+                else:
+                    with body_factory() as body:
+                        response = self.api.send(
+                            method, path, data=body,
+                            headers={"Content-Type": body.content_type, "Content-Length": str(len(body))}, **kwargs,
+                        )
                 self._attempt = 0
                 return decode(response)
             except RetryableError as exc:
@@ -254,21 +307,15 @@ class Sender:
             warn(f"runstore: unknown control record {kind!r} skipped")
 
     def _upload(self, uuid: str, path: Path, ctl: dict[str, Any]) -> None:
-        while True:
-            with open(path, "rb") as f:
-                try:
-                    self._call(
-                        "POST", f"runs/{uuid}/uploads",
-                        files={"file": (ctl.get("name") or "file", f, ctl.get("mime_type") or "application/octet-stream")},
-                        data={"sha256": ctl["sha256"]},
-                    )
-                    return
-                except ApiError as exc:
-                    if exc.status in (401, 403, 404):
-                        raise FatalSendError(str(exc)) from exc
-                    self.stats.error(str(exc))
-                    warn(f"runstore: upload of {ctl.get('name') or path} refused: {exc.message}; the operation using it will be dropped")
-                    return
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        try:
+            self._call("POST", f"runs/{uuid}/uploads", body_factory=lambda: MultipartFile(path, ctl))
+        except ApiError as exc:
+            if exc.status in (401, 403, 404):
+                raise FatalSendError(str(exc)) from exc
+            self.stats.error(str(exc))
+            warn(f"runstore: upload of {ctl.get('name') or path} refused: {exc.message}; the operation using it will be dropped")
 
     def ping(self) -> None:
         uuid = self.run_uuid
