@@ -9,6 +9,7 @@ from typing import Any
 
 from ..exceptions import NotFoundError
 from .api import Api
+from .progress import Progress
 
 
 def _to_datetime(value: Any) -> Any:
@@ -141,9 +142,17 @@ class Reader:
         target.parent.mkdir(parents=True, exist_ok=True)
         response = self.api.call_raw("GET", f"runs/{self.ref}/files/download", params={"path": path, **params}, stream=True)
         tmp = target.with_name(f".{target.name}.part")
+        size = int(response.headers.get("Content-Length") or 0)
+        progress = Progress(f"downloading {target.name}", total=size) if size > 16 * 1024 * 1024 else None
+        done = 0
         with open(tmp, "wb") as f:
             for chunk in response.iter_content(1 << 20):
                 f.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress.update(done)
+        if progress is not None:
+            progress.close()
         os.replace(tmp, target)
         return target
 
