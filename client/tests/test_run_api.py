@@ -229,3 +229,25 @@ def test_a_forked_child_logs_through_its_own_workers(connect):
     assert run["child/loss"].fetch() == 0.25
     assert run["parent"].fetch() == 1
     run.stop()
+
+
+def test_offline_resume_with_id_continues_the_server_steps(connect, server, project, isolated_home):
+    run = connect()
+    run["loss"].extend([1.0, 2.0, 3.0])
+    run["notes"].append("first")
+    run_id = run["sys/id"].fetch()
+    run.stop()
+    offline = runstore.init_run(project=project, with_id=run_id, mode="offline", capture_hardware_metrics=False,
+                                capture_stdout=False, capture_stderr=False, capture_source=False, capture_environment=False)
+    offline["loss"].extend([4.0, 5.0])
+    offline["notes"].append("second")
+    offline["new"].append(7.0)
+    offline.stop()
+    env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
+    result = subprocess.run([PYTHON, "-m", "runstore.cli", "sync"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    read = runstore.init_run(project=project, with_id=run_id, mode="read-only", api_token=server.token, url=server.url)
+    loss = read["loss"].fetch_values()
+    assert list(loss["step"]) == [0, 1, 2, 3, 4] and list(loss["value"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert list(read["notes"].fetch_values()["step"]) == [0, 1]
+    assert list(read["new"].fetch_values()["step"]) == [0]

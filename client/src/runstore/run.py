@@ -101,8 +101,10 @@ class Run:
         qdir: QueueDir | None = None,
         last_steps: dict[str, int] | None = None,
         flush_period: float = 1.0,
+        server_steps: bool = False,
     ):
         self._mode = mode
+        self._server_steps = server_steps
         self._put: Callable[[tuple[Any, ...]], None]
         self._info = dict(info or {})
         self._api = api
@@ -135,6 +137,7 @@ class Run:
         self._writer = Writer(
             self._qdir, self._stats, flush_period=self._flush_period,
             max_bytes=_env_int("RUNSTORE_MAX_QUEUE_BYTES", 1 << 30), last_steps=self._last_steps,
+            server_steps=self._server_steps,
         )
         self._queue = self._writer.queue
         self._writer.start()
@@ -554,7 +557,8 @@ def init_run(
         else:
             create.setdefault("custom_run_id", f"offline-{uuid_module.uuid4().hex}")
             meta["create"] = create
-        run = Run(mode="offline", info={"project": project}, qdir=new_queue_dir(meta), flush_period=flush_period)
+        run = Run(mode="offline", info={"project": project}, qdir=new_queue_dir(meta), flush_period=flush_period,
+                  server_steps=bool(with_id))
     else:
         api = make_api(url, api_token)
         stream = uuid_module.uuid4().hex

@@ -93,6 +93,7 @@ class Writer:
         max_bytes: int = 1 << 30,
         last_steps: dict[str, int] | None = None,
         on_written: Callable[[], None] | None = None,
+        server_steps: bool = False,
     ):
         self.qdir = qdir
         self.stats = stats
@@ -100,6 +101,9 @@ class Writer:
         self.max_bytes = max_bytes
         self.last_steps: dict[str, int] = dict(last_steps or {})
         self.on_written = on_written
+        # Offline resume: the series' last steps are unknown, so automatic steps of series
+        # without a known last step are left to the server (it continues from its last step).
+        self.server_steps = server_steps
         self.queue: deque[tuple[Any, ...]] = deque()
         self.segment: SegmentWriter | None = None
         self._out: list[bytes] = []
@@ -313,6 +317,9 @@ class Writer:
                 else:
                     vals, sts, tss = list(pick(values)), list(pick(steps)), list(pick(stamps))
             if sts.count(None) == len(sts) and set(map(type, vals)) <= NUMBER_TYPES:
+                if self.server_steps and path not in last:
+                    self._emit({path: ["float", vals, None, tss]})
+                    continue
                 first = last.get(path, -1) + 1
                 last[path] = first + len(vals) - 1
                 self._emit({path: ["float", vals, list(range(first, first + len(vals))), tss]})
@@ -332,22 +339,34 @@ class Writer:
                     self._emit({path: group})
                 group = groups[path] = [kind, [], [], []]
             previous = last.get(path, -1)
+            if step is None and self.server_steps and path not in last:
+                value = self._point_value(kind, value)
+                if value is not None:
+                    if group[1]:
+                        self._emit({path: group})
+                        group = groups[path] = [kind, [], [], []]
+                    self._emit({path: [kind, [value], None, [timestamp]]})
+                continue
             if step is None:
                 step = previous + 1
             elif step <= previous:
                 self._bad_step(path, step, previous)
                 continue
             last[path] = step
-            if kind == "string":
-                value = clean_string(value)
-            elif kind == "file":
-                value = self._file(value)
-                if value is None:
-                    continue
+            value = self._point_value(kind, value)
+            if value is None:
+                continue
             group[1].append(value)
             group[2].append(step)
             group[3].append(timestamp)
         self._emit(groups)
+
+    def _point_value(self, kind: str, value: Any) -> Any:
+        if kind == "string":
+            return clean_string(value)
+        if kind == "file":
+            return self._file(value)
+        return value
 
     def _bad_step(self, path: str, step: int, previous: int) -> None:
         self.stats.rejected_ops += 1
@@ -358,10 +377,14 @@ class Writer:
 
     def _emit(self, groups: dict[str, list[Any]]) -> None:
         for path, (kind, values, steps, timestamps) in groups.items():
+            if not values:
+                continue
             for start in range(0, len(values), POINTS_PER_OP):
                 end = start + POINTS_PER_OP
                 op = {"op": "append", "path": path, "kind": kind, "values": values[start:end],
-                      "steps": steps[start:end], "timestamps": timestamps[start:end]}
+                      "timestamps": timestamps[start:end]}
+                if steps is not None:
+                    op["steps"] = steps[start:end]
                 self._op(op, len(op["values"]))
 
     def _special(self, item: tuple[Any, ...]) -> None:
