@@ -43,6 +43,8 @@ def ranged_response(request, fileobj, *, size: int, content_type: str, filename:
             status = 206
     length = end - start + 1 if size else 0
     response = StreamingHttpResponse(_chunks(fileobj, start, length), status=status, content_type=content_type)
+    # The generator closes the file once iterated; this closes it when the body is never read.
+    response._resource_closers.append(fileobj.close)
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
     if status == 206:

@@ -11,6 +11,7 @@ import io
 import logging
 import mimetypes
 import struct
+import warnings
 
 from django.conf import settings
 from django.db import transaction
@@ -114,9 +115,12 @@ def _notebook_html(blob: Blob, meta: dict) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
-    notebook = nbformat.reads(_read_all(blob).decode("utf-8"), as_version=4)
-    meta.update({"cells": len(notebook.cells), "kernel": notebook.metadata.get("kernelspec", {}).get("name")})
-    html, _ = HTMLExporter(template_name="classic").from_notebook_node(notebook)
+    with warnings.catch_warnings():
+        # Notebooks from older tools lack cell ids; nbformat fills them in and warns.
+        warnings.simplefilter("ignore")
+        notebook = nbformat.reads(_read_all(blob).decode("utf-8"), as_version=4)
+        meta.update({"cells": len(notebook.cells), "kernel": notebook.metadata.get("kernelspec", {}).get("name")})
+        html, _ = HTMLExporter(template_name="classic").from_notebook_node(notebook)
     _store(blob, "html", html.encode("utf-8"), "text/html")
 
 

@@ -40,7 +40,13 @@ ROLLUP_TABLE = "runs_seriesrollup"
 CURSOR_TABLE = "runs_rollupcursor"
 POINT_TABLE = "runs_floatpoint"
 MAX_WIDTH_STRETCH = 1.5
-CHUNK_POINTS = 1_000_000  # points rolled up per transaction
+
+
+def chunk_points() -> int:
+    """Points rolled up per transaction (RUNSTORE_ROLLUP_CHUNK_POINTS)."""
+    from django.conf import settings
+
+    return settings.RUNSTORE_ROLLUP_CHUNK_POINTS
 
 
 def width(level: int) -> int:
@@ -127,7 +133,7 @@ def _chunk_end(cursor, series_id: int, start: int, target: int) -> int:
     """Where the next transaction stops: ``target``, or earlier after CHUNK_POINTS points."""
     cursor.execute(
         f"SELECT step FROM {POINT_TABLE} WHERE series_id = %s AND step >= %s ORDER BY step LIMIT 1 OFFSET %s",
-        [series_id, start, CHUNK_POINTS],
+        [series_id, start, chunk_points()],
     )
     row = cursor.fetchone()
     if row is None:
@@ -140,7 +146,7 @@ def roll_up(series_id: int) -> int:
     """Write every bucket of ``series_id`` that became final; returns the new cursor (a step).
 
     Safe to run concurrently and repeatedly. Works in chunks of about
-    CHUNK_POINTS points, one transaction each.
+    RUNSTORE_ROLLUP_CHUNK_POINTS points, one transaction each.
     """
     while True:
         with transaction.atomic(), connection.cursor() as cursor:

@@ -21,9 +21,11 @@ stop_worker() {
 stop_worker  # a worker left over from an earlier run
 trap stop_worker EXIT INT TERM
 
-.venv/bin/celery -A tracker worker --loglevel INFO --concurrency 2 \
-  --pidfile var/run/celery.pid --logfile var/run/celery.log >>var/run/celery.log 2>&1 &
-echo "Celery worker started (log: var/run/celery.log)"
+# One worker on every queue, with celery beat inside it (-B) for the periodic
+# maintenance (roll-up and blob sweeps, storage accounting, trash, clean-up).
+.venv/bin/celery -A tracker worker -B --queues ingest,media,maintenance --loglevel INFO --concurrency 2 \
+  --schedule var/run/celerybeat-schedule --pidfile var/run/celery.pid --logfile var/run/celery.log >>var/run/celery.log 2>&1 &
+echo "Celery worker and beat started (log: var/run/celery.log)"
 
 exec_server() {
   .venv/bin/gunicorn tracker.wsgi:application --bind "127.0.0.1:${PORT}" \

@@ -144,12 +144,12 @@ def test_rolling_up_twice_writes_nothing_twice(run):
     assert sum(r.count for r in SeriesRollup.objects.filter(series=attr, level=0)) == first
 
 
-def test_chunked_roll_up_equals_one_pass(run, monkeypatch):
+def test_chunked_roll_up_equals_one_pass(run, settings):
     append(run, "a", list(range(5_000)), [math.sin(i) for i in range(5_000)], seq=1)
     append(run, "b", list(range(5_000)), [math.sin(i) for i in range(5_000)], seq=2)
     a, b = Attribute.objects.get(run=run, path="a"), Attribute.objects.get(run=run, path="b")
     rollups.roll_up(a.pk)
-    monkeypatch.setattr(rollups, "CHUNK_POINTS", 77)
+    settings.RUNSTORE_ROLLUP_CHUNK_POINTS = 77
     rollups.roll_up(b.pk)
     rows = lambda attr: list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list(  # noqa: E731
         "level", "bucket", "min_value", "max_value", "count", "first_step", "last_step", "last_value"))

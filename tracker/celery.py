@@ -15,7 +15,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
 
@@ -23,8 +23,11 @@ QUEUES = ("ingest", "media", "maintenance")
 
 app = Celery("tracker")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name) for name in QUEUES]
+# One direct exchange per queue: a message goes to exactly one queue.
+app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
 app.conf.task_default_queue = "maintenance"
+app.conf.task_default_exchange = "maintenance"
+app.conf.task_default_routing_key = "maintenance"
 app.conf.task_routes = {
     "runs.tasks.rollup_series": {"queue": "ingest"},
     "runs.tasks.process_blob": {"queue": "media"},

@@ -20,3 +20,17 @@ urlpatterns = [
     path("runs/<runref:run_ref>/files", views.FileListView.as_view(), name="run-files"),
     path("runs/<runref:run_ref>/files/download", views.FileDownloadView.as_view(), name="run-file-download"),
 ]
+
+# Presigned URLs, direct uploads, previews and exports (runs/api/files.py).
+from . import files  # noqa: E402
+
+urlpatterns += [
+    path("runs/<runref:run_ref>/files/url", files.FileUrlView.as_view(), name="run-file-url"),
+    path("runs/<runref:run_ref>/files/info", files.FileInfoView.as_view(), name="run-file-info"),
+    path("runs/<runref:run_ref>/files/preview", files.FilePreviewView.as_view(), name="run-file-preview"),
+    path("runs/<runref:run_ref>/uploads/direct", files.DirectUploadView.as_view(), name="run-direct-upload"),
+    path("runs/<runref:run_ref>/uploads/direct/<uuid:upload_id>/complete", files.DirectUploadCompleteView.as_view(), name="run-direct-upload-complete"),
+    path("exports/", files.ExportListView.as_view(), name="export-list"),
+    path("exports/<uuid:export_id>/", files.ExportDetailView.as_view(), name="export-detail"),
+    path("exports/<uuid:export_id>/download", files.ExportDownloadView.as_view(), name="export-download"),
+]

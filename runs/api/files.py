@@ -1,0 +1,285 @@
+"""File endpoints beyond plain upload/download: presigned URLs and direct uploads to S3,
+processing results and previews, and exports of projects and runs."""
+
+import uuid as uuid_module
+
+from django.db import transaction
+from django.http import Http404
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from projects.permissions import require, scope_by_project
+from projects.services import resolve_project
+from tracker.api.views import ScopedGenericAPIView
+
+from .. import exports, processing, storage
+from ..downloads import ranged_response
+from ..errors import ApiError
+from ..models import AttributeType, Blob, BlobPreview, Export, FileEntry, PendingUpload, Run, Upload
+from .serializers import FileQuerySerializer
+from .views import RunScopedView
+
+FILE_TYPES = {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES}
+SHA256_CHARS = set("0123456789abcdef")
+# HTML previews (notebooks, highlighted source) run no script and load nothing from elsewhere.
+PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+
+
+class FileEntryView(RunScopedView):
+    """Views of one file of a field, addressed like the download endpoint (path + relpath/step)."""
+
+    def get_entry(self):
+        query = self.query(FileQuerySerializer)
+        run = self.get_run()
+        attr = self.get_attribute(run, query["path"], FILE_TYPES)
+        entries = FileEntry.objects.filter(attribute=attr).select_related("blob")
+        if attr.type == AttributeType.FILE_SET:
+            if not query.get("relpath"):
+                raise ApiError(400, "invalid", "relpath: required for a file set", field="relpath")
+            entries = entries.filter(relpath=query["relpath"])
+        elif attr.type == AttributeType.FILE_SERIES:
+            if "step" not in query:
+                raise ApiError(400, "invalid", "step: required for a file series", field="step")
+            entries = entries.filter(step=query["step"])
+        entry = entries.first()
+        if entry is None:
+            raise Http404("no such file in this field")
+        return run, attr, entry
+
+    @staticmethod
+    def filename(attr, entry) -> str:
+        return entry.name or entry.relpath.rsplit("/", 1)[-1] or attr.path.rsplit("/", 1)[-1]
+
+
+class FileUrlView(FileEntryView):
+    """A URL to fetch a file from: presigned and short-lived on S3 (the bytes bypass Runstore)."""
+
+    @extend_schema(parameters=[FileQuerySerializer], responses={200: dict})
+    def get(self, request, run_ref):
+        run, attr, entry = self.get_entry()
+        if storage.is_s3():
+            url = storage.presigned_get(entry.blob.storage_key, filename=self.filename(attr, entry), content_type=entry.mime_type)
+            return Response({"url": url, "expires_in": storage.url_expiry(), "direct": True, "size": entry.size})
+        url = request.build_absolute_uri(reverse("run-file-download", kwargs={"run_ref": run_ref}))
+        return Response({"url": f"{url}?{request.GET.urlencode()}", "expires_in": None, "direct": False, "size": entry.size})
+
+
+class FileInfoView(FileEntryView):
+    """What processing found out about a file: verified hash, sniffed type, metadata, previews."""
+
+    @extend_schema(parameters=[FileQuerySerializer], responses={200: dict})
+    def get(self, request, run_ref):
+        _, attr, entry = self.get_entry()
+        return Response({
+            "path": attr.path, "sha256": entry.blob_id, "size": entry.size, "mime_type": entry.mime_type,
+            "processing": processing.blob_summary(entry.blob),
+        })
+
+
+class FilePreviewView(FileEntryView):
+    """A preview of a file: ``kind=thumbnail`` (PNG) or ``kind=html`` (rendered notebook or source)."""
+
+    @extend_schema(
+        parameters=[FileQuerySerializer, OpenApiParameter("kind", str, enum=["thumbnail", "html"])],
+        responses={(200, "application/octet-stream"): bytes},
+    )
+    def get(self, request, run_ref):
+        kind = request.query_params.get("kind", "thumbnail")
+        if kind not in ("thumbnail", "html"):
+            raise ApiError(400, "invalid", "kind: must be thumbnail or html", field="kind")
+        _, attr, entry = self.get_entry()
+        preview = BlobPreview.objects.filter(blob=entry.blob, kind=kind).first()
+        if preview is None:
+            raise ApiError(404, "preview_not_ready", f"no {kind} preview for this file (yet)", field="kind")
+        name = f"{self.filename(attr, entry)}.{'png' if kind == 'thumbnail' else 'html'}"
+        return ranged_response(
+            request, storage.open_blob(preview.storage_key), size=preview.size, content_type=preview.mime_type,
+            filename=name, inline=True, csp=PREVIEW_CSP,
+        )
+
+
+class DirectUploadSerializer(serializers.Serializer):
+    sha256 = serializers.CharField(min_length=64, max_length=64)
+    size = serializers.IntegerField(min_value=0)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    mime_type = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+    def validate_sha256(self, value):
+        if not set(value) <= SHA256_CHARS:
+            raise serializers.ValidationError("must be 64 lower-case hex characters")
+        return value
+
+
+class DirectUploadView(RunScopedView):
+    """Start an upload that goes straight to the S3 store: one presigned PUT, or presigned parts above
+    RUNSTORE_MULTIPART_THRESHOLD. Content this project already holds needs no upload."""
+
+    @extend_schema(request=DirectUploadSerializer, responses={200: dict, 201: dict})
+    def post(self, request, run_ref):
+        run = self.get_run()
+        require(request.user, "write", run.project)
+        data = DirectUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if not storage.is_s3():
+            raise ApiError(409, "direct_upload_unavailable", "blob storage is a local folder: POST the file to uploads", field="storage")
+        from django.conf import settings
+
+        blob = Blob.objects.filter(pk=values["sha256"], size=values["size"]).first()
+        if blob is not None and Upload.objects.filter(run__project_id=run.project_id, blob=blob).exists():
+            Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": values["name"]})
+            return Response({"exists": True, "sha256": blob.sha256, "size": blob.size, "mime_type": blob.mime_type})
+        pending = PendingUpload(
+            run=run, sha256=values["sha256"], size=values["size"], name=values["name"], mime_type=values["mime_type"],
+        )
+        pending.staging_key = f"staging/{pending.id}"
+        body = {"exists": False, "upload_id": str(pending.id), "expires_in": storage.url_expiry()}
+        if values["size"] > settings.RUNSTORE_MULTIPART_THRESHOLD:
+            upload_id, part_size, urls = storage.start_multipart(pending.staging_key, values["size"])
+            pending.multipart_id = upload_id
+            body.update({"method": "PUT", "part_size": part_size, "parts": [{"part_number": i + 1, "url": u} for i, u in enumerate(urls)]})
+        else:
+            body.update({"method": "PUT", "url": storage.presigned_put(pending.staging_key)})
+        pending.save()
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class CompletePartSerializer(serializers.Serializer):
+    part_number = serializers.IntegerField(min_value=1, max_value=10_000)
+    etag = serializers.CharField(max_length=200)
+
+
+class CompleteUploadSerializer(serializers.Serializer):
+    parts = CompletePartSerializer(many=True, required=False)
+
+
+class DirectUploadCompleteView(RunScopedView):
+    """Finish a direct upload: Runstore reads the object back (streamed), checks its SHA-256 and size,
+    and moves it to its content address."""
+
+    @extend_schema(request=CompleteUploadSerializer, responses={201: dict})
+    def post(self, request, run_ref, upload_id):
+        run = self.get_run()
+        require(request.user, "write", run.project)
+        pending = PendingUpload.objects.filter(pk=upload_id, run=run).first()
+        if pending is None:
+            raise Http404("no such upload in progress")
+        data = CompleteUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if pending.multipart_id:
+            parts = data.validated_data.get("parts")
+            if not parts:
+                raise ApiError(400, "invalid", "parts: the part numbers and ETags are required", field="parts")
+            try:
+                storage.complete_multipart(pending.staging_key, pending.multipart_id, parts)
+            except Exception as exc:
+                raise ApiError(400, "upload_incomplete", f"the store refused to complete the upload: {exc}", field="parts")
+        try:
+            digest, size, head = storage.hash_blob(pending.staging_key)
+        except Exception:
+            raise ApiError(409, "upload_incomplete", "nothing was uploaded to the URL yet", field="upload_id")
+        if digest != pending.sha256 or size != pending.size:
+            storage.delete_key(pending.staging_key)
+            pending.delete()
+            raise ApiError(
+                400, "hash_mismatch", f"uploaded content hashes to {digest} ({size} bytes), not {pending.sha256} ({pending.size} bytes)",
+                field="sha256",
+            )
+        mime = pending.mime_type or processing.sniff(head, pending.name)
+        blob = Blob(sha256=digest, size=size, mime_type=mime)
+        storage.move(pending.staging_key, blob.storage_key)
+        with transaction.atomic():
+            blob, created = Blob.objects.get_or_create(sha256=digest, defaults={"size": size, "mime_type": mime})
+            Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": pending.name})
+            pending.delete()
+            if created:
+                processing.enqueue(blob.sha256)
+        return Response({"sha256": blob.sha256, "size": blob.size, "mime_type": blob.mime_type}, status=status.HTTP_201_CREATED)
+
+
+# --- exports -------------------------------------------------------------------
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    project = serializers.CharField(max_length=201)
+    run = serializers.CharField(max_length=300, required=False)
+
+
+def export_json(request, export: Export) -> dict:
+    body = {
+        "id": str(export.pk), "project": export.project.full_name,
+        "run": export.run.human_id if export.run_id else None, "state": export.state,
+        "progress": export.progress, "total": export.total, "size": export.size or None,
+        "error": export.error or None, "created_at": export.created_at, "finished_at": export.finished_at,
+        "download_url": None,
+    }
+    if export.state == "done":
+        body["download_url"] = request.build_absolute_uri(reverse("export-download", kwargs={"export_id": export.pk}))
+    return body
+
+
+class ExportScopedView(ScopedGenericAPIView):
+    def scoped_queryset(self):
+        return scope_by_project(Export.objects.select_related("project", "project__workspace", "run"), self.request.user, "view")
+
+    def get_export(self, export_id) -> Export:
+        export = self.get_queryset().filter(pk=export_id).first()
+        if export is None:
+            raise Http404("no such export")
+        return export
+
+
+class ExportListView(ExportScopedView):
+    """Export a project (or one of its runs) to a ZIP archive, built in the background."""
+
+    @extend_schema(request=ExportRequestSerializer, responses={202: dict})
+    def post(self, request):
+        data = ExportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = resolve_project(request.user, data.validated_data["project"])
+        run = None
+        if data.validated_data.get("run"):
+            ref = data.validated_data["run"]
+            runs = Run.objects.for_user(request.user, "view").filter(project=project)
+            try:
+                run = runs.filter(uuid=uuid_module.UUID(ref)).first()
+            except ValueError:
+                key, _, number = ref.rsplit("/", 1)[-1].rpartition("-")
+                run = runs.filter(number=int(number)).first() if number.isdigit() and key == project.key else None
+            if run is None:
+                raise ApiError(404, "not_found", f"run {ref!r} not found in {project.full_name}", field="run")
+        with transaction.atomic():
+            export = Export.objects.create(project=project, run=run, requested_by=request.user)
+            exports.enqueue(export)
+        export = self.get_export(export.pk)
+        return Response(export_json(request, export), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("project", str, required=True)], responses={200: dict}, operation_id="exports_list"
+    )
+    def get(self, request):
+        project = resolve_project(request.user, request.query_params.get("project") or "")
+        rows = self.get_queryset().filter(project=project)[:100]
+        return Response({"results": [export_json(request, e) for e in rows]})
+
+
+class ExportDetailView(ExportScopedView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, export_id):
+        return Response(export_json(request, self.get_export(export_id)))
+
+
+class ExportDownloadView(ExportScopedView):
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    def get(self, request, export_id):
+        export = self.get_export(export_id)
+        if export.state != "done":
+            raise ApiError(409, "export_not_ready", f"the export is {export.state}", field="state")
+        name = f"{export.project.full_name.replace('/', '-')}{'-' + export.run.human_id if export.run_id else ''}.zip"
+        if storage.is_s3() and request.query_params.get("redirect") == "1":
+            from django.http import HttpResponseRedirect
+
+            return HttpResponseRedirect(storage.presigned_get(export.storage_key, filename=name, content_type="application/zip"))
+        return ranged_response(request, storage.open_blob(export.storage_key), size=export.size, content_type="application/zip", filename=name)
