@@ -8,10 +8,12 @@ cells with one query over ``(run in page, path in columns)``.
 import datetime
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.urls import reverse
 from django.utils.formats import number_format
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape, escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from .models import Attribute, AttributeType, Run, RunState
@@ -134,7 +136,7 @@ def _time_html(value: datetime.datetime | None):
     return format_html('<time datetime="{}" title="{}">{} ago</time>', value.isoformat(), value.strftime("%Y-%m-%d %H:%M:%S"), timesince(value).split(",")[0])
 
 
-def attribute_cell(attr: Attribute | None, aggregate: str | None = None):
+def attribute_cell(attr, aggregate: str | None = None):
     """(display text or safe HTML, title) of one attribute value in a table cell."""
     if attr is None:
         return "", ""
@@ -194,14 +196,30 @@ def sys_cell(run: Run, path: str, tags, run_url: str):
     return "", ""
 
 
+CELL_FIELDS = (
+    "run_id", "path", "type", "int_value", "float_value", "bool_value", "string_value", "datetime_value", "json_value",
+    "count", "min_value", "max_value", "sum_value", "finite_count",
+)
+
+
+def _cell_html(text, title, numeric) -> str:
+    # one <td> per cell, built here: a template loop over 5,000 cells costs more than the query
+    attrs = ' class="num"' if numeric else ""
+    if title:
+        attrs += f' title="{escape(title)}"'
+    return f"<td{attrs}>{conditional_escape(text)}</td>"
+
+
 def build_rows(runs: list[Run], columns: list[Column], project) -> list[dict]:
     """Rows of cells for one page: one query for every attribute cell, whatever the column count."""
     specs = {c.path: split_spec(c.path) for c in columns}
     attr_paths = {name for path, (name, _) in specs.items() if path not in SYS_COLUMNS} | {"sys/tags"}
     by_run: dict[int, dict[str, Attribute]] = {run.pk: {} for run in runs}
     if runs:
-        for attr in Attribute.objects.filter(run__in=[r.pk for r in runs], path__in=attr_paths):
-            by_run[attr.run_id][attr.path] = attr
+        # plain rows, not model instances: a page of 100 runs x 50 columns is 5,000 of them
+        rows = Attribute.objects.filter(run__in=[r.pk for r in runs], path__in=attr_paths).values(*CELL_FIELDS)
+        for row in rows:
+            by_run[row["run_id"]][row["path"]] = SimpleNamespace(**row)
     base = reverse("runs:run_detail", args=[project.workspace.slug, project.slug, "X-0"])[: -len("X-0/")]
     rows = []
     for run in runs:
@@ -216,8 +234,8 @@ def build_rows(runs: list[Run], columns: list[Column], project) -> list[dict]:
             else:
                 name, aggregate = specs[column.path]
                 text, title = attribute_cell(values.get(name), aggregate)
-            cells.append({"text": text, "title": title, "num": column.numeric})
-        rows.append({"run": run, "cells": cells, "url": url, "running": run.state == RunState.RUNNING})
+            cells.append(_cell_html(text, title, column.numeric))
+        rows.append({"run": run, "cells_html": mark_safe("".join(cells)), "url": url, "running": run.state == RunState.RUNNING})
     return rows
 
 

@@ -1,24 +1,23 @@
 import csv
+import functools
 import io
 import json
 import math
 import mimetypes
 import re
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.decorators import method_decorator
 from django.views import View
-from django.views.decorators.vary import vary_on_headers
 from django.views.generic import DetailView
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
+from django_htmx.http import HttpResponseClientRedirect
 from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
 
 from projects import permissions
@@ -98,6 +97,9 @@ class ProjectScopedMixin(ScopedUIViewMixin):
         return runs
 
 
+_quote = functools.lru_cache(maxsize=4096)(quote_plus)
+
+
 class TableState:
     """What the run table shows, read from the URL (so a link reproduces the view)."""
 
@@ -136,7 +138,7 @@ class TableState:
         return out
 
     def url(self, **override) -> str:
-        return "?" + urlencode(self.params(**override))
+        return "?" + "&".join(f"{key}={_quote(value)}" for key, value in self.params(**override))
 
 
 class RunListView(ProjectScopedMixin, View):
@@ -186,15 +188,23 @@ class RunListView(ProjectScopedMixin, View):
         rq, query_error = self.run_query(state)
         columns = table.build_columns(rq.column_types(), state.widths)
         groups = None
+        total = None
+        try:
+            page_number = max(1, int(state.page))
+        except ValueError:
+            page_number = 1
+        has_next = False
         if state.group_by and not query_error:
             groups = self.group_rows(rq, columns, project)
-            paginator = Paginator([], state.per_page)
-            page = paginator.get_page(1)
+            total = sum(g["count"] for g in groups)
             rows = []
         else:
-            paginator = Paginator(rq.ordered().select_related("owner"), state.per_page)
-            page = paginator.get_page(state.page)
-            rows = table.build_rows(list(page.object_list), columns, project)
+            # no COUNT on the page's critical path: one extra row says whether a next page exists,
+            # and the total arrives in its own request (the "count" fragment)
+            offset = (page_number - 1) * state.per_page
+            runs = list(rq.ordered().select_related("owner")[offset : offset + state.per_page + 1])
+            has_next = len(runs) > state.per_page
+            rows = table.build_rows(runs[: state.per_page], columns, project)
         for column in columns:
             current = column.path == state.sort_path
             column.sorted = ("desc" if state.descending else "asc") if current else ""
@@ -223,15 +233,15 @@ class RunListView(ProjectScopedMixin, View):
             "columns": columns,
             "rows": rows,
             "groups": groups,
-            "page_obj": page,
-            "paginator": paginator,
-            "total": paginator.count if groups is None else sum(g["count"] for g in groups),
+            "page_number": page_number,
+            "total": total,
+            "count_query": urlencode([*state.params(), ("fragment", "count")]),
             "query_error": query_error,
             "warnings": rq.warnings,
             "running_ids": running,
             "page_urls": {
-                "prev": state.url(page=str(page.previous_page_number())) if page.has_previous() else "",
-                "next": state.url(page=str(page.next_page_number())) if page.has_next() else "",
+                "prev": state.url(page=str(page_number - 1)) if page_number > 1 else "",
+                "next": state.url(page=str(page_number + 1)) if has_next else "",
             },
             "per_page_urls": [(n, state.url(per=str(n))) for n in table.PAGE_SIZES],
             "suggest_url": reverse("run-suggest") + "?" + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
@@ -269,8 +279,11 @@ class RunListView(ProjectScopedMixin, View):
         context["saved_views"] = self.saved_views()
         context["current_view"] = self.saved
         context["view_form"] = SavedViewForm(initial={"name": self.saved.name if self.saved else ""})
-        fragment = request.GET.get("fragment") if request.GET.get("fragment") in ("table",) else "table"
-        return TemplateResponse(request, template_for(request, self.template_name, fragment), context)
+        if request.GET.get("fragment") == "count":
+            rq, query_error = self.run_query(state)
+            total = rq.count() if not query_error else RunQuery(request.user, self.get_project(), columns=["sys/id"]).count()
+            return TemplateResponse(request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error})
+        return TemplateResponse(request, template_for(request, self.template_name, "table"), context)
 
     def live_rows(self, request, state: TableState):
         """Fresh rows of the given (running) runs, swapped in out of band by the table's poller."""

@@ -78,7 +78,9 @@ def test_run_list_shows_runs_with_bounded_queries(logged_in, project, owner, dja
     assert response.status_code == 200
     html = response.content.decode()
     assert "run-59" in html and "run-10" in html and "run-9<" not in html
-    assert "page 1 of 2" in html
+    assert "page 1" in html and "&amp;page=2" in html and "fragment=count" in html
+    count = logged_in.get("/w/acme/vision/?fragment=count", HTTP_HX_REQUEST="true").content.decode()
+    assert "<strong>60</strong> runs" in count
     fragment = logged_in.get("/w/acme/vision/?page=2", HTTP_HX_REQUEST="true")
     assert fragment.status_code == 200
     assert "<html" not in fragment.content.decode() and "run-5" in fragment.content.decode()
@@ -350,7 +352,8 @@ def swept(project, owner):
 def test_filter_keeps_the_query_in_the_url_and_shows_errors_inline(logged_in, swept):
     html = logged_in.get("/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05'}).content.decode()
     assert ">adam-1<" in html and ">adam-0<" not in html and ">sgd-3<" not in html
-    assert "<strong>1</strong> runs match" in html
+    count = logged_in.get("/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05', "fragment": "count"}).content.decode()
+    assert "<strong>1</strong> runs match" in count
     html = logged_in.get("/w/acme/vision/", {"q": "parameters/lr >"}, HTTP_HX_REQUEST="true").content.decode()
     assert 'id="query-error"' in html and "at character 15" in html and 'aria-invalid="true"' in html
     assert ">sgd-3<" in html  # the table stays, unfiltered, under the error
