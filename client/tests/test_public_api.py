@@ -20,6 +20,8 @@ def describe() -> str:
         for attr, member in sorted(vars(cls).items()):
             if attr.startswith("_") and attr not in ("__init__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__enter__", "__exit__"):
                 continue
+            if attr == "__init__" and cls is not runstore.File:
+                continue  # runs, handlers, projects and tables are made by the library, not by users
             if isinstance(member, (classmethod, staticmethod)):
                 lines.append(f"{cls.__name__}.{attr}{inspect.signature(member.__func__)} [{type(member).__name__}]")
             elif isinstance(member, property):
