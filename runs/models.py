@@ -288,6 +288,8 @@ class RollupCursor(models.Model):
         Attribute, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="+"
     )
     rolled_until = models.BigIntegerField(default=0)
+    # A roll-up task is queued for this series: batches need not queue another.
+    queued = models.BooleanField(default=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
 

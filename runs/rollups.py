@@ -148,6 +148,8 @@ def roll_up(series_id: int) -> int:
     Safe to run concurrently and repeatedly. Works in chunks of about
     RUNSTORE_ROLLUP_CHUNK_POINTS points, one transaction each.
     """
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {CURSOR_TABLE} SET queued = %s WHERE series_id = %s AND queued = %s", [False, series_id, True])
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
@@ -161,9 +163,9 @@ def roll_up(series_id: int) -> int:
                 return 0
             target = closed_until(row[0])
             cursor.execute(
-                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at) VALUES (%s, 0, %s) "
+                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) VALUES (%s, 0, %s, %s) "
                 "ON CONFLICT (series_id) DO NOTHING",
-                [series_id, _now()],
+                [series_id, _now(), False],
             )
             lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
             cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s{lock}", [series_id])
@@ -337,6 +339,28 @@ def schedule_after_commit(appends) -> None:
     def enqueue():
         from .tasks import rollup_series
 
-        rollup_series.delay(due)
+        claimed = claim(due)
+        if claimed:
+            rollup_series.delay(claimed)
 
     transaction.on_commit(enqueue, robust=True)
+
+
+def claim(series_ids: list[int]) -> list[int]:
+    """Mark these series as having a roll-up queued; returns those that had none (to enqueue).
+
+    One task per series at a time, however many batches arrive meanwhile; the
+    task clears the mark before it starts, so points that arrive during a
+    roll-up queue the next one. A mark left by a lost message is cleared by
+    the periodic sweep.
+    """
+    now = _now()
+    values = ", ".join(["(%s, 0, %s, %s)"] * len(series_ids))
+    params = [x for sid in series_ids for x in (sid, now, True)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) VALUES {values} "
+            f"ON CONFLICT (series_id) DO UPDATE SET queued = %s WHERE {CURSOR_TABLE}.queued = %s RETURNING series_id",
+            [*params, True, False],
+        )
+        return sorted(row[0] for row in cursor.fetchall())

@@ -208,7 +208,15 @@ def test_batches_that_close_a_bucket_schedule_a_roll_up(run, django_capture_on_c
     assert sent == []
     with django_capture_on_commit_callbacks(execute=True):
         append(run, "loss", [10, 11, 12, 13, 14, 15], [1.0] * 6, seq=2)  # step 15 closes it
-    assert sent == [[Attribute.objects.get(run=run, path="loss").pk]]
+    loss = Attribute.objects.get(run=run, path="loss").pk
+    assert sent == [[loss]]
+    with django_capture_on_commit_callbacks(execute=True):
+        append(run, "loss", list(range(16, 40)), [1.0] * 24, seq=3)
+    assert sent == [[loss]]  # one is queued already: batches meanwhile queue nothing more
+    rollups.roll_up(loss)  # the task clears the mark first
+    with django_capture_on_commit_callbacks(execute=True):
+        append(run, "loss", list(range(40, 50)), [1.0] * 10, seq=4)
+    assert sent == [[loss], [loss]] and RollupCursor.objects.get(series_id=loss).queued
 
 
 def test_big_series_endpoint_reads_rollups(owner_api, run):
