@@ -174,7 +174,17 @@ def test_exception_in_a_with_block_marks_the_run_failed(connect):
     assert "bad batch" in run["sys/failure"].fetch()
 
 
-def test_offline_runs_are_uploaded_by_runstore_sync_exactly_once(server, project, isolated_home):
+def cli(capsys, *args):
+    """The CLI in this process (faster than a subprocess); returns (exit code, stdout, stderr)."""
+    from runstore.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_offline_runs_are_uploaded_by_runstore_sync_exactly_once(server, project, isolated_home, monkeypatch, capsys):
     for i in range(2):
         run = runstore.init_run(project=project, mode="offline", name=f"off{i}", capture_hardware_metrics=False, capture_stdout=False, capture_stderr=False)
         run["parameters"] = {"i": i}
@@ -183,31 +193,31 @@ def test_offline_runs_are_uploaded_by_runstore_sync_exactly_once(server, project
     env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
     status = subprocess.run([PYTHON, "-m", "runstore.cli", "status"], env=env, capture_output=True, text=True, timeout=60)
     assert "2 queues" in status.stdout
-    result = subprocess.run([PYTHON, "-m", "runstore.cli", "sync"], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("synced") == 2
-    again = subprocess.run([PYTHON, "-m", "runstore.cli", "sync"], env=env, capture_output=True, text=True, timeout=60)
-    assert "nothing to sync" in again.stdout
-    listing = subprocess.run([PYTHON, "-m", "runstore.cli", "runs", "ls", "--project", project, "--column", "loss"],
-                             env=env, capture_output=True, text=True, timeout=60)
-    assert listing.returncode == 0, listing.stderr
-    assert "off0" in listing.stdout and "off1" in listing.stdout and "0.1" in listing.stdout
+    monkeypatch.setenv("RUNSTORE_API_TOKEN", server.token)
+    monkeypatch.setenv("RUNSTORE_URL", server.url)
+    code, out, err = cli(capsys, "sync")
+    assert code == 0, err
+    assert out.count("synced") == 2
+    assert "nothing to sync" in cli(capsys, "sync")[1]
+    code, out, err = cli(capsys, "runs", "ls", "--project", project, "--column", "loss")
+    assert code == 0, err
+    assert "off0" in out and "off1" in out and "0.1" in out
     proj = runstore.init_project(project, api_token=server.token, url=server.url)
     rows = proj.fetch_runs_table(columns=["sys/name", "loss", "parameters/i", "sys/state"]).to_rows()
     assert sorted((r["sys/name"], r["loss"], r["parameters/i"], r["sys/state"]) for r in rows) == [
         ("off0", 0.1, 0, "finished"), ("off1", 0.1, 1, "finished")]
 
 
-def test_cli_download(connect, server, project, tmp_path):
+def test_cli_download(connect, server, project, tmp_path, monkeypatch, capsys):
     source = tmp_path / "w.bin"
     source.write_bytes(b"weights")
     with connect() as run:
         run["model/weights"].upload(source)
         run_id = run["sys/id"].fetch()
-    env = {**os.environ, "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
-    result = subprocess.run([PYTHON, "-m", "runstore.cli", "download", f"{project}/{run_id}", "model/weights", str(tmp_path / "dl" / "w.bin")],
-                            env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("RUNSTORE_API_TOKEN", server.token)
+    monkeypatch.setenv("RUNSTORE_URL", server.url)
+    code, _out, err = cli(capsys, "download", f"{project}/{run_id}", "model/weights", str(tmp_path / "dl" / "w.bin"))
+    assert code == 0, err
     assert (tmp_path / "dl" / "w.bin").read_bytes() == b"weights"
 
 
@@ -231,7 +241,7 @@ def test_a_forked_child_logs_through_its_own_workers(connect):
     run.stop()
 
 
-def test_offline_resume_with_id_continues_the_server_steps(connect, server, project, isolated_home):
+def test_offline_resume_with_id_continues_the_server_steps(connect, server, project, isolated_home, monkeypatch, capsys):
     run = connect()
     run["loss"].extend([1.0, 2.0, 3.0])
     run["notes"].append("first")
@@ -243,9 +253,9 @@ def test_offline_resume_with_id_continues_the_server_steps(connect, server, proj
     offline["notes"].append("second")
     offline["new"].append(7.0)
     offline.stop()
-    env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
-    result = subprocess.run([PYTHON, "-m", "runstore.cli", "sync"], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("RUNSTORE_API_TOKEN", server.token)
+    code, _out, err = cli(capsys, "--url", server.url, "sync")
+    assert code == 0, err
     read = runstore.init_run(project=project, with_id=run_id, mode="read-only", api_token=server.token, url=server.url)
     loss = read["loss"].fetch_values()
     assert list(loss["step"]) == [0, 1, 2, 3, 4] and list(loss["value"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
