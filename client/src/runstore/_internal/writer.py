@@ -179,7 +179,12 @@ class Writer:
         while queue:
             # popleft in a C-level loop: only this thread removes items, so n are there.
             items = list(starmap(queue.popleft, repeat((), min(len(queue), DRAIN_ITEMS))))
-            self._encode(items, markers)
+            try:
+                self._encode(items, markers)
+            except Exception as exc:  # noqa: BLE001 - the flush markers below must still be released
+                self.stats.error(repr(exc))
+                bug(exc, "encoding operations")
+                markers += [item[2] for item in items if item[0] is None and item[1] == "flush"]
             self._write_out()
         now = time.monotonic()
         if self._dirty and (markers or now - self._last_sync >= self.flush_period):
@@ -246,7 +251,18 @@ class Writer:
         return True
 
     def _op(self, op: dict[str, Any], points: int = 0) -> None:
-        self._add(KIND_OP, points, msgpack.packb(op, use_bin_type=True))
+        try:
+            payload = msgpack.packb(op, use_bin_type=True)
+        except (OverflowError, TypeError, ValueError) as exc:
+            if op.get("op") == "append" and op.get("kind") == "float":
+                op["values"] = [float(v) for v in op["values"]]  # integers beyond 64 bits
+                payload = msgpack.packb(op, use_bin_type=True)
+            else:
+                self.stats.rejected_ops += 1
+                self.stats.error(str(exc))
+                warn(f"runstore: cannot encode {op.get('op')} {op.get('path')!r}: {exc}; it is dropped")
+                return
+        self._add(KIND_OP, points, payload)
 
     def _ctl(self, ctl: dict[str, Any]) -> None:
         self._add(KIND_CTL, 0, msgpack.packb(ctl, use_bin_type=True))
