@@ -164,8 +164,8 @@ def main() -> None:
         cands = {}
         tuned = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
         for name, settings in (("subquery_last", ()), ("subquery_last+jit_off+work_mem", tuned)):
-            fms, frows = timed(query(SUBQUERY_LAST, full, settings), min(repeats, 7))
-            zms, zrows = timed(query(SUBQUERY_LAST, zoom, settings), min(repeats, 7))
+            fms, frows = timed(query(SUBQUERY_LAST, full, settings), min(repeats, 5))
+            zms, zrows = timed(query(SUBQUERY_LAST, zoom, settings), min(repeats, 5))
             cands[name] = {"full_ms": fms, "zoom_ms": zms,
                            "same": same(frows, reference["full"]) and same(zrows, reference["zoom"]),
                            "same_full": same(frows, reference["full"]), "same_zoom": same(zrows, reference["zoom"])}

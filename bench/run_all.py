@@ -1,6 +1,6 @@
 """Run every benchmark side by side and print one summary table.
 
-    bench/run_all.sh [--points 1000000] [--mlflow-points 100000] [--senders 2]
+    bench/run_all.sh [--points 1000000] [--mlflow-points 50000] [--senders 2]
                      [--workers 2 --threads 2] [--source HEAD|worktree|REV] [--variants] [--no-mlflow]
 
 Steps (each sets up and tears down its own servers and databases):
@@ -51,7 +51,7 @@ def fmt_ms(x) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=1_000_000)
-    p.add_argument("--mlflow-points", type=int, default=100_000)
+    p.add_argument("--mlflow-points", type=int, default=50_000)
     p.add_argument("--senders", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
