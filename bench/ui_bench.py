@@ -3,7 +3,7 @@
     .venv/bin/python bench/ui_bench.py [--db sqlite|postgres] [--runs 100000] [--points 100000]
 
 Builds a throw-away database (SQLite file in a temp dir, or PostgreSQL
-``runstore_bench``) with
+``runstore_bench_ui``, dropped and created) with
 
 * ``lab/big``: ``--runs`` runs with 13 logged fields each (20 table columns with the sys ones);
 * ``lab/cmp``: 10 runs with 2,000 fields and 50 float series of ``--points`` points each;
@@ -37,6 +37,7 @@ from bench.common import PYTHON, free_port, log, median  # noqa: E402
 
 CHROMIUM = os.environ.get("RUNSTORE_TEST_CHROMIUM") or "/usr/bin/chromium"
 PASSWORD = "bench-password"
+PG_UI_DB = "runstore_bench_ui"  # its own scratch database: other benchmarks recreate runstore_bench
 TABLE_COLUMNS = [
     "sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/running_time", "sys/tags",
     "parameters/lr", "parameters/batch_size", "parameters/optimizer", "parameters/dropout", "parameters/layers",
@@ -204,6 +205,15 @@ def measure(base: str) -> dict:
         for cookie in context.cookies():
             session.cookies.set(cookie["name"], cookie["value"])
 
+        # how loaded the machine is: the same server's cheapest request
+        base_times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            session.get(f"{base}/healthz")
+            base_times.append((time.perf_counter() - t0) * 1000)
+        results["baseline_healthz_ms"] = round(median(base_times), 1)
+        results["load_average_1m"] = os.getloadavg()[0]
+
         # 1. run table
         times = []
         for _ in range(7):
@@ -284,11 +294,11 @@ def main() -> None:
     var.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "RUNSTORE_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "tracker.settings", "RUNSTORE_TIMESCALEDB": "auto"}
     if args.db == "postgres":
-        from bench.common import PG_BENCH_DB, pg_recreate, pg_url
+        from bench.common import pg_recreate, pg_url
 
         if not (var / "generated").exists():
-            pg_recreate(PG_BENCH_DB)
-        env["DATABASE_URL"] = pg_url(PG_BENCH_DB)
+            pg_recreate(PG_UI_DB)
+        env["DATABASE_URL"] = pg_url(PG_UI_DB)
     else:
         env["DATABASE_URL"] = f"sqlite:///{var}/bench.sqlite3"
     if not (var / "generated").exists():

@@ -124,6 +124,7 @@ def test_run_table_filter_sort_group_columns_and_saved_view(page, live_server, w
     page.wait_for_url(re.compile(r"view=\d+"))
     expect(page.locator("#views-menu summary")).to_contain_text("lr sweep")
     expect(page.locator('#runs-grid th[data-path="parameters/lr"]')).to_be_visible()
+    expect(page.locator("#run-count")).to_contain_text("5 runs")  # the total arrives as its own fragment
     screenshot(page, "run-table", full_page=False)
     assert not errors, errors
 
@@ -180,5 +181,6 @@ def test_run_page_draws_zooms_and_compare_view(page, live_server, world, screens
     page.locator("#plots").scroll_into_view_if_needed()
     expect(page.locator("#parallel-canvas")).to_have_attribute("data-drawn", "1")
     expect(page.locator("#scatter-canvas")).to_have_attribute("data-drawn", "1")
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky section bar would sit mid-page in a full-page shot
     screenshot(page, "compare")
     assert not errors, errors
