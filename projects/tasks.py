@@ -7,7 +7,7 @@ workspace's usage is the sum over its projects.
 
 from celery import shared_task
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from .models import Project, ProjectUsage
@@ -67,12 +67,12 @@ def projects_needing_refresh():
     """Projects with no usage yet, or with runs, uploads or processed blobs newer than it."""
     from runs.models import BlobPreview, Run, Upload
 
-    usage_time = ProjectUsage.objects.filter(project=OuterRef("pk")).values("computed_at")[:1]
-    changed_runs = Run.objects.filter(project=OuterRef("pk"), modified_at__gt=usage_time)
-    deleted_runs = Run.objects.filter(project=OuterRef("pk"), deleted_at__gt=usage_time)
-    new_uploads = Upload.objects.filter(run__project=OuterRef("pk"), created_at__gt=usage_time)
-    new_previews = BlobPreview.objects.filter(blob__uploads__run__project=OuterRef("pk"), created_at__gt=usage_time)
-    return Project.objects.filter(
+    counted = ProjectUsage.objects.filter(project=OuterRef("pk")).values("computed_at")[:1]
+    changed_runs = Run.objects.filter(project=OuterRef("pk"), modified_at__gt=OuterRef("counted"))
+    deleted_runs = Run.objects.filter(project=OuterRef("pk"), deleted_at__gt=OuterRef("counted"))
+    new_uploads = Upload.objects.filter(run__project=OuterRef("pk"), created_at__gt=OuterRef("counted"))
+    new_previews = BlobPreview.objects.filter(blob__uploads__run__project=OuterRef("pk"), created_at__gt=OuterRef("counted"))
+    return Project.objects.annotate(counted=Subquery(counted)).filter(
         Q(usage__isnull=True) | Exists(changed_runs) | Exists(deleted_runs) | Exists(new_uploads) | Exists(new_previews)
     ).values_list("pk", flat=True)
 

@@ -175,6 +175,8 @@ def test_previews_count_towards_usage(owner, owner_api, run, project):
 
 
 def test_only_changed_projects_are_recounted(owner, owner_api, run, project, workspace):
+    for i in range(3):  # ids of runs and projects must not line up by chance
+        run_services.create_run(owner, project_services.create_project(owner, workspace, f"pad{i}", key=f"PAD{i}"))
     quiet = project_services.create_project(owner, workspace, "quiet", key="QT")
     assert set(projects_needing_refresh()) >= {project.pk, quiet.pk}
     refresh_usage()
