@@ -146,5 +146,12 @@ def resolve_project(user, full_name: str, *, create: bool = False) -> Project:
     if create:
         workspace = Workspace.objects.for_user(user, "write").filter(slug=workspace_slug).first()
         if workspace is not None:
-            return create_project(user, workspace, project_slug)
+            try:
+                return create_project(user, workspace, project_slug)
+            except ValidationError:
+                # A concurrent request created it between our look-up and our insert.
+                existing = Project.objects.select_related("workspace").filter(workspace=workspace, slug=project_slug).first()
+                if existing is None:
+                    raise
+                return existing
     raise Http404(f"project {full_name!r} not found")

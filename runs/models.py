@@ -155,7 +155,9 @@ class FloatPoint(models.Model):
     pk = models.CompositePrimaryKey("series_id", "step")
     # No database FK: this is the hot table, points are deleted by runs.services
     # together with their series, and a FK check per inserted row costs ingest speed.
-    series = models.ForeignKey(Attribute, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    series = models.ForeignKey(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     step = models.BigIntegerField()
     timestamp = models.FloatField()
     value = models.FloatField(null=True)  # SQLite stores NaN as NULL; NULL reads back as NaN
@@ -166,7 +168,9 @@ class FloatPoint(models.Model):
 
 class StringPoint(models.Model):
     pk = models.CompositePrimaryKey("series_id", "step")
-    series = models.ForeignKey(Attribute, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    series = models.ForeignKey(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     step = models.BigIntegerField()
     timestamp = models.FloatField()
     value = models.TextField()
@@ -268,7 +272,9 @@ class SeriesRollup(models.Model):
     """
 
     pk = models.CompositePrimaryKey("series_id", "level", "bucket")
-    series = models.ForeignKey(Attribute, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    series = models.ForeignKey(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     level = models.SmallIntegerField()
     bucket = models.BigIntegerField()
     min_value = models.FloatField(null=True)  # over non-NaN values; NULL when there are none

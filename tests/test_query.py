@@ -121,7 +121,7 @@ def test_columns_come_back_typed(owner_api, runs, django_assert_max_num_queries)
     body = response.json()
     assert body["count"] == 6 and body["next"] and body["previous"] is None
     assert body["columns"] == [
-        {"path": "sys/id", "type": "int"}, {"path": "eval/acc", "type": "float/int"},
+        {"path": "sys/id", "type": "string"}, {"path": "eval/acc", "type": "float/int"},
         {"path": "train/loss:last", "type": "float"}, {"path": "data/train/version", "type": "string"},
         {"path": "sys/tags", "type": "string_set"},
     ]

@@ -97,6 +97,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
     _db["CONN_MAX_AGE"] = 0
     _db["TEST"] = {"NAME": env_str("RUNSTORE_TEST_SQLITE_NAME", "") or None}
+else:
+    # A distinct test database name lets several suites share one server.
+    _db["TEST"] = {"NAME": env_str("RUNSTORE_TEST_DB_NAME", "") or None}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

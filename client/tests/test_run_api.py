@@ -122,8 +122,10 @@ def test_fetch_runs_table(connect, server, project):
     assert frame["train/loss"].iloc[0] == pytest.approx(0.05)
     newest = proj.fetch_runs_table(limit=1).to_rows()
     assert newest[0]["sys/name"] == "r2"
-    with pytest.raises(runstore.QueryNotSupportedError):
-        proj.fetch_runs_table(query="eval/acc > 0.93")
+    good = proj.fetch_runs_table(query="eval/acc > 0.92", columns=["sys/name", "eval/acc"], sort_by="eval/acc", ascending=True)
+    assert [r["sys/name"] for r in good.to_rows()] == ["r2", "r1"]
+    with pytest.raises(runstore.RunstoreError):
+        proj.fetch_runs_table(query="eval/acc > ")
 
 
 def test_capture_records_source_environment_monitoring_and_output(server, project, monkeypatch):
@@ -202,6 +204,9 @@ def test_offline_runs_are_uploaded_by_runstore_sync_exactly_once(server, project
     code, out, err = cli(capsys, "runs", "ls", "--project", project, "--column", "loss")
     assert code == 0, err
     assert "off0" in out and "off1" in out and "0.1" in out
+    code, out, err = cli(capsys, "runs", "ls", "--project", project, "--query", "parameters/i = 1")
+    assert code == 0, err
+    assert "off1" in out and "off0" not in out
     proj = runstore.init_project(project, api_token=server.token, url=server.url)
     rows = proj.fetch_runs_table(columns=["sys/name", "loss", "parameters/i", "sys/state"]).to_rows()
     assert sorted((r["sys/name"], r["loss"], r["parameters/i"], r["sys/state"]) for r in rows) == [

@@ -196,6 +196,7 @@ class RunListView(ScopedGenericAPIView):
             "count": count,
             "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
             "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
+            "query": engine.query,
             "columns": engine.column_types() if engine.columns else [],
             "warnings": engine.warnings,
             "results": results,

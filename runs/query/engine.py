@@ -181,6 +181,8 @@ class RunQuery:
             types = self.types.get(path.name, set())
             if path.aggregate:
                 types = {SERIES_AGGREGATE_TYPES.get(t, {}).get(path.aggregate) for t in types} - {None}
+            if path.name == "sys/id":
+                types = {"string"}
             out.append({"path": spec, "type": "/".join(sorted(types)) or None})
         return out
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = sub.add_parser("runs", help="list runs").add_subparsers(dest="runs_command", required=True)
     ls = runs.add_parser("ls", help="list the runs of a project")
     ls.add_argument("--project", required=True)
-    ls.add_argument("--query", help="a query (needs server support)")
+    ls.add_argument("--query", help='a filter in the query language, e.g. "eval/acc > 0.9 and not sys/failed"')
     ls.add_argument("--column", action="append", help="extra field to show (repeatable)")
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(func=cmd_runs_ls)

@@ -1,16 +1,12 @@
 """``Project`` and ``init_project``: read a project's runs as a table.
 
-A thin layer over ``GET /runs/?project=`` (paged) and each run's
-``/attributes``: ``columns``, ``sort_by``, ``ascending`` and ``limit`` are
-applied here. ``query`` is passed to the server as ``?query=``; the server
-must echo it (a ``"query"`` key in the page) to show it evaluated it,
-otherwise QueryNotSupportedError is raised (the server's query engine is a
-later feature; this layer is expected to be replaced by it).
+Runs come from the server's query engine (``GET /runs/?project=&query=&sort=&columns=``):
+filtering, sorting, column selection and paging happen on the server.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -19,33 +15,7 @@ from ._internal.reader import field_value, require_pandas
 from .exceptions import ConfigurationError, QueryNotSupportedError, ReadOnlyError
 from .run import make_api
 
-RUN_COLUMNS = {
-    "sys/id": "id",
-    "sys/name": "name",
-    "sys/description": "description",
-    "sys/owner": "owner",
-    "sys/state": "state",
-    "sys/tags": "tags",
-    "sys/custom_run_id": "custom_run_id",
-    "sys/creation_time": "creation_time",
-    "sys/modification_time": "modification_time",
-    "sys/ping_time": "ping_time",
-    "sys/finish_time": "finish_time",
-    "sys/running_time": "running_time",
-    "sys/project": "project",
-}
 DEFAULT_COLUMNS = ["sys/id", "sys/name", "sys/state", "sys/owner", "sys/tags", "sys/creation_time"]
-
-
-def _run_value(run: dict[str, Any], column: str) -> Any:
-    value = run.get(RUN_COLUMNS[column])
-    if column.endswith("_time") and isinstance(value, str) and column != "sys/running_time":
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if column == "sys/tags":
-        return set(value or [])
-    if column == "sys/failed":
-        return run.get("state") == "failed"
-    return value
 
 
 class Table:
@@ -83,21 +53,29 @@ class Project:
         workspace, slug = self.name.split("/")
         return dict(self._api.call("GET", f"workspaces/{workspace}/projects/{slug}/"))
 
-    def _runs(self, query: str | None, state: str | None, limit: int | None) -> Iterator[dict[str, Any]]:
-        offset, page_size, seen = 0, 200, 0
+    def _runs(
+        self, query: str | None, state: str | None, limit: int | None, sort: str | None = None, columns: list[str] | None = None
+    ) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+        """Pages of the server's query engine: (run, {column: type}) pairs."""
+        offset, page_size, seen = 0, 200 if limit is None else max(1, min(limit, 1000)), 0
         while True:
             params: dict[str, Any] = {"project": self.name, "limit": page_size, "offset": offset}
             if query:
                 params["query"] = query
             if state:
                 params["state"] = state
+            if sort:
+                params["sort"] = sort
+            if columns:
+                params["columns"] = json.dumps(columns)
             page = self._api.call("GET", "runs/", params=params)
             if query and page.get("query") != query:
                 raise QueryNotSupportedError(
-                    "this server does not evaluate run queries yet (query=...); fetch without a query and filter the table"
+                    "this server does not evaluate run queries (query=...); fetch without a query and filter the table"
                 )
+            types = {c["path"]: c.get("type") or "" for c in page.get("columns") or []}
             for run in page["results"]:
-                yield run
+                yield run, types
                 seen += 1
                 if limit is not None and seen >= limit:
                     return
@@ -116,41 +94,28 @@ class Project:
         state: str | None = None,
         tags: list[str] | None = None,
     ) -> Table:
-        """Runs of the project, one row each. ``columns`` are field paths (``sys/*`` or any field; a series
-        gives its last value). Sorting and ``limit`` happen on the client (sorting reads every run)."""
+        """Runs of the project, one row each, filtered, sorted and paged by the server's query engine.
+
+        ``query`` is the server's filter language (e.g. ``'eval/acc > 0.93 and sys/tags contains "best"'``);
+        ``columns`` are field paths (``sys/*`` or any field; a series gives its last value, or use
+        ``path:min`` etc.); runs lacking ``sort_by`` come last."""
         columns = list(columns or DEFAULT_COLUMNS)
-        wanted = columns + ([sort_by] if sort_by and sort_by not in columns else [])
-        sort_locally = sort_by not in ("sys/creation_time",)
-        runs = list(self._runs(query, state, None if sort_locally else limit))
-        if tags:
-            runs = [r for r in runs if set(tags) <= set(r.get("tags") or [])]
-        needs_fields = any(c not in RUN_COLUMNS and c != "sys/failed" for c in wanted)
+        filters = [f"({query})"] if query else []
+        filters += [f"sys/tags contains {json.dumps(tag)}" for tag in tags or []]
+        combined = " and ".join(filters) if filters else None
+        sort = f"{'' if ascending else '-'}{sort_by}" if sort_by else None
         rows = []
-        for run in runs:
+        for run, types in self._runs(combined, state, limit, sort=sort, columns=columns):
+            fields = run.get("fields") or {}
             row: dict[str, Any] = {}
-            fields: dict[str, Any] = {}
-            if needs_fields:
-                response = self._api.call("GET", f"runs/{run['uuid']}/attributes")
-                fields = {f["path"]: field_value(f) for f in response["fields"]}
-            for column in wanted:
-                if column in RUN_COLUMNS or column == "sys/failed":
-                    row[column] = _run_value(run, column)
-                else:
-                    row[column] = fields.get(column)
+            for column in columns:
+                kind = types.get(column, "")
+                value = fields.get(column)
+                if isinstance(value, dict) and "last" in value:
+                    value = value["last"]
+                    kind = "float" if "float_series" in kind else kind
+                row[column] = field_value({"type": kind, "value": value}) if "/" not in kind else value
             rows.append(row)
-        if sort_by:
-            present = [r for r in rows if r.get(sort_by) is not None]
-            missing = [r for r in rows if r.get(sort_by) is None]
-            try:
-                present.sort(key=lambda r: r[sort_by], reverse=not ascending)
-            except TypeError:
-                present.sort(key=lambda r: str(r[sort_by]), reverse=not ascending)
-            rows = present + missing
-        if limit is not None:
-            rows = rows[:limit]
-        if sort_by not in columns:
-            for row in rows:
-                row.pop(sort_by, None)
         return Table(columns, rows)
 
     def __setitem__(self, key: str, value: Any) -> None:
