@@ -56,8 +56,9 @@ def configure(db: str, fresh: bool) -> None:
         os.environ["DATABASE_URL"] = url
     else:
         path = RESULTS / "query-bench.sqlite3"
-        if fresh and path.exists():
-            path.unlink()
+        if fresh:
+            for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                stale.unlink(missing_ok=True)
         os.environ["DATABASE_URL"] = f"sqlite:///{path}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "tracker.settings"
     import django
