@@ -95,3 +95,16 @@ for model in (
     ProjectGroupObjectPermission,
 ):
     admin.site.register(model, list_display=("content_object", "permission", getattr(model, "user", None) and "user" or "group"))
+
+
+@admin.register(ProjectUsage)
+class ProjectUsageAdmin(admin.ModelAdmin):
+    """Bytes per project, kept exact by projects.tasks (read-only here)."""
+
+    list_select_related = ("project", "project__workspace")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

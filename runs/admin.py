@@ -2,7 +2,22 @@ from django.contrib import admin
 from django.utils.html import format_html_join
 
 from . import series as series_store
-from .models import Attribute, AttributeType, Blob, FileEntry, Run, RunBatch, Upload
+from .models import (
+    Attribute,
+    AttributeType,
+    Blob,
+    BlobInfo,
+    BlobPreview,
+    Export,
+    FileEntry,
+    PendingUpload,
+    ProjectField,
+    RollupCursor,
+    Run,
+    RunBatch,
+    SavedView,
+    Upload,
+)
 
 
 class AttributeInline(admin.TabularInline):
@@ -76,3 +91,54 @@ class FileEntryAdmin(admin.ModelAdmin):
 class RunBatchAdmin(admin.ModelAdmin):
     list_display = ("run", "stream", "seq", "op_count", "applied_at")
     raw_id_fields = ("run",)
+
+
+@admin.register(ProjectField)
+class ProjectFieldAdmin(admin.ModelAdmin):
+    list_display = ("path", "type", "project", "first_seen")
+    list_filter = ("type",)
+    list_select_related = ("project", "project__workspace")
+    search_fields = ("path",)
+    raw_id_fields = ("project",)
+
+
+@admin.register(SavedView)
+class SavedViewAdmin(admin.ModelAdmin):
+    list_display = ("name", "project", "owner", "shared")
+    list_select_related = ("project", "project__workspace", "owner")
+    raw_id_fields = ("project", "owner")
+
+
+@admin.register(RollupCursor)
+class RollupCursorAdmin(admin.ModelAdmin):
+    """Roll-up progress per series (the roll-up rows themselves have composite keys, which the admin cannot list)."""
+
+    list_display = ("series", "rolled_until", "queued", "updated_at")
+    raw_id_fields = ("series",)
+
+
+@admin.register(BlobInfo)
+class BlobInfoAdmin(admin.ModelAdmin):
+    list_display = ("blob", "state", "detected_mime_type", "processed_at")
+    list_filter = ("state",)
+    raw_id_fields = ("blob",)
+
+
+@admin.register(BlobPreview)
+class BlobPreviewAdmin(admin.ModelAdmin):
+    list_display = ("blob", "kind", "mime_type", "size", "created_at")
+    list_filter = ("kind",)
+    raw_id_fields = ("blob",)
+
+
+@admin.register(PendingUpload)
+class PendingUploadAdmin(admin.ModelAdmin):
+    list_display = ("id", "run", "name", "size", "created_at")
+    raw_id_fields = ("run",)
+
+
+@admin.register(Export)
+class ExportAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "run", "requested_by", "state")
+    list_filter = ("state",)
+    raw_id_fields = ("project", "run", "requested_by")
