@@ -122,7 +122,7 @@ def generate(runs: int, points: int) -> None:
             sql = (
                 "INSERT INTO runs_floatpoint (series_id, step, timestamp, value) "
                 "SELECT %s, x, 1.7e9 + x, 1.0/(1.0 + x/5000.0) + ((x*7919) %% 1000)/20000.0 + CASE WHEN x %% 9973 = 0 THEN 0.5 ELSE 0 END "
-                "FROM generate_series(0, %s) AS x"
+                "FROM generate_series(0::bigint, %s) AS x"
             )
         else:
             sql = (
