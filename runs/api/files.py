@@ -17,7 +17,7 @@ from tracker.api.views import ScopedGenericAPIView
 from .. import exports, processing, storage
 from ..downloads import ranged_response
 from ..errors import ApiError
-from ..models import AttributeType, Blob, BlobPreview, Export, FileEntry, PendingUpload, Run, Upload
+from ..models import AttributeType, Blob, BlobPreview, Export, PendingUpload, Run, Upload
 from .serializers import FileQuerySerializer
 from .views import RunScopedView
 
@@ -31,22 +31,7 @@ class FileEntryView(RunScopedView):
     """Views of one file of a field, addressed like the download endpoint (path + relpath/step)."""
 
     def get_entry(self):
-        query = self.query(FileQuerySerializer)
-        run = self.get_run()
-        attr = self.get_attribute(run, query["path"], FILE_TYPES)
-        entries = FileEntry.objects.filter(attribute=attr).select_related("blob")
-        if attr.type == AttributeType.FILE_SET:
-            if not query.get("relpath"):
-                raise ApiError(400, "invalid", "relpath: required for a file set", field="relpath")
-            entries = entries.filter(relpath=query["relpath"])
-        elif attr.type == AttributeType.FILE_SERIES:
-            if "step" not in query:
-                raise ApiError(400, "invalid", "step: required for a file series", field="step")
-            entries = entries.filter(step=query["step"])
-        entry = entries.first()
-        if entry is None:
-            raise Http404("no such file in this field")
-        return run, attr, entry
+        return self.get_file_entry()
 
     @staticmethod
     def filename(attr, entry) -> str:

@@ -82,6 +82,25 @@ class RunScopedView(ScopedGenericAPIView):
             )
         return attr
 
+    def get_file_entry(self):
+        """The file a request names: ``path``, plus ``relpath`` for a file set or ``step`` for a file series."""
+        query = self.query(FileQuerySerializer)
+        run = self.get_run()
+        attr = self.get_attribute(run, query["path"], {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES})
+        entries = FileEntry.objects.filter(attribute=attr).select_related("blob")
+        if attr.type == AttributeType.FILE_SET:
+            if not query.get("relpath"):
+                raise ApiError(400, "invalid", "relpath: required for a file set", field="relpath")
+            entries = entries.filter(relpath=query["relpath"])
+        elif attr.type == AttributeType.FILE_SERIES:
+            if "step" not in query:
+                raise ApiError(400, "invalid", "step: required for a file series", field="step")
+            entries = entries.filter(step=query["step"])
+        entry = entries.first()
+        if entry is None:
+            raise Http404("no such file in this field")
+        return run, attr, entry
+
     def query(self, serializer_class):
         data = serializer_class(data=self.request.query_params)
         data.is_valid(raise_exception=True)
@@ -400,21 +419,7 @@ class FileDownloadView(RunScopedView):
 
     @extend_schema(parameters=[FileQuerySerializer], responses={(200, "application/octet-stream"): bytes})
     def get(self, request, run_ref):
-        query = self.query(FileQuerySerializer)
-        run = self.get_run()
-        attr = self.get_attribute(run, query["path"], {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES})
-        entries = FileEntry.objects.filter(attribute=attr).select_related("blob")
-        if attr.type == AttributeType.FILE_SET:
-            if not query.get("relpath"):
-                raise ApiError(400, "invalid", "relpath: required for a file set", field="relpath")
-            entries = entries.filter(relpath=query["relpath"])
-        elif attr.type == AttributeType.FILE_SERIES:
-            if "step" not in query:
-                raise ApiError(400, "invalid", "step: required for a file series", field="step")
-            entries = entries.filter(step=query["step"])
-        entry = entries.first()
-        if entry is None:
-            raise Http404("no such file in this field")
+        run, attr, entry = self.get_file_entry()
         return ranged_response(
             request, open_blob(entry.blob.storage_key), size=entry.size, content_type=entry.mime_type,
             filename=entry.name or entry.relpath.rsplit("/", 1)[-1] or attr.path.rsplit("/", 1)[-1],
