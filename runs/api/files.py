@@ -17,11 +17,10 @@ from tracker.api.views import ScopedGenericAPIView
 from .. import exports, processing, storage
 from ..downloads import ranged_response
 from ..errors import ApiError
-from ..models import AttributeType, Blob, BlobPreview, Export, PendingUpload, Run, Upload
+from ..models import Blob, BlobPreview, Export, PendingUpload, Run, Upload
 from .serializers import FileQuerySerializer
 from .views import RunScopedView
 
-FILE_TYPES = {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES}
 SHA256_CHARS = set("0123456789abcdef")
 # HTML previews (notebooks, highlighted source) run no script and load nothing from elsewhere.
 PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
