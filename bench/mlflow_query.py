@@ -31,6 +31,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _run_count(store_uri: str, experiment_id) -> int:
+    import sqlalchemy as sa
+
+    with sa.create_engine(store_uri).connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM runs WHERE experiment_id = :e"), {"e": int(experiment_id)}).scalar()
+
+
 def fill(store_uri: str, count: int) -> str:
     import sqlalchemy as sa
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
@@ -40,14 +47,15 @@ def fill(store_uri: str, count: int) -> str:
     store = SqlAlchemyStore(store_uri, "/tmp/mlflow-query-artifacts")  # creates/migrates the schema
     existing = store.get_experiment_by_name("query")
     if existing is not None:
-        engine = sa.create_engine(store_uri)
-        with engine.connect() as conn:
-            have = conn.execute(sa.text("SELECT count(*) FROM runs WHERE experiment_id = :e"), {"e": int(existing.experiment_id)}).scalar()
+        have = _run_count(store_uri, existing.experiment_id)
         if have == count:
             print(f"mlflow: reusing {count} runs", file=sys.stderr)
             return existing.experiment_id
-        raise SystemExit(f"mlflow store holds {have} runs, expected {count}; drop it first")
-    experiment_id = store.create_experiment("query")
+        if have:
+            raise SystemExit(f"mlflow store holds {have} runs, expected {count}; drop it first")
+        experiment_id = existing.experiment_id  # an earlier fill stopped before its first runs
+    else:
+        experiment_id = store.create_experiment("query")
     rng = random.Random(7)
     engine = sa.create_engine(store_uri)
     started = time.monotonic()
