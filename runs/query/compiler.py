@@ -293,7 +293,7 @@ def _column_q(column: str, op: str, values) -> Q:
 
 
 def _expression_q(expression, op: str, values) -> Q:
-    lookups = {"=": Exact, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
+    comparisons = {"=": Exact, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
     if op == "in":
         result = Q(pk__in=[])
         for v in values:
@@ -301,7 +301,7 @@ def _expression_q(expression, op: str, values) -> Q:
         return result
     if op == "!=":
         return ~Q(Exact(expression, values[0]))
-    return Q(lookups[op](expression, values[0]))
+    return Q(comparisons[op](expression, values[0]))
 
 
 def _string_equals(column: str, value: str) -> Q:
