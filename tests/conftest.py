@@ -5,6 +5,9 @@ as members; ``stranger`` has an account but no membership. ``acme/vision``
 (key VIS) holds one run, ``run``, owned by ``owner``.
 """
 
+import os
+import uuid
+
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
@@ -88,3 +91,27 @@ def batch(client, run, ops, seq=1, stream="s1", fmt="json"):
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def s3_blob_storage(settings, **options):
+    """Point the ``blobs`` storage at the test S3 store (SeaweedFS), under a fresh prefix; skip without it."""
+    endpoint = os.environ.get("RUNSTORE_TEST_S3_ENDPOINT")
+    if not endpoint:
+        pytest.skip("RUNSTORE_TEST_S3_ENDPOINT not set (make test starts SeaweedFS)")
+    settings.STORAGES = {**settings.STORAGES, "blobs": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": os.environ["RUNSTORE_TEST_S3_BUCKET"], "endpoint_url": endpoint,
+        "access_key": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"], "secret_key": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"],
+        "region_name": "us-east-1", "addressing_style": "path", "signature_version": "s3v4",
+        "location": f"test-{uuid.uuid4().hex}", **options,
+    }}}
+
+
+@pytest.fixture(params=["local", "s3"])
+def blob_store(request, settings, tmp_path):
+    """Every file test runs on the local folder and on the S3 store (SeaweedFS) when it is up."""
+    if request.param == "local":
+        settings.STORAGES = {**settings.STORAGES, "blobs": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+        return "local"
+    s3_blob_storage(settings)
+    return "s3"

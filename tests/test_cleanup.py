@@ -13,7 +13,7 @@ from runs import services as run_services
 from runs.models import Attribute, Blob, FileEntry, PendingUpload, Run, SeriesRollup, Upload
 
 from .conftest import batch, run_url
-from .test_files import blob_store, upload  # noqa: F401 (fixture)
+from .test_files import upload
 
 
 @pytest.fixture(autouse=True)

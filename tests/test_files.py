@@ -1,8 +1,5 @@
 import hashlib
-import os
-import uuid
 
-import pytest
 from django.core.files.storage import storages
 
 from runs.models import Blob
@@ -20,25 +17,6 @@ def upload(client, run, name, content, **extra):
 def download(client, run, **params):
     response = client.get(run_url(run, "files/download"), params, **params.pop("headers", {}))
     return response, b"".join(response.streaming_content) if hasattr(response, "streaming_content") else response.content
-
-
-@pytest.fixture(params=["local", "s3"])
-def blob_store(request, settings, tmp_path):
-    """Every file test runs on the local folder and on the S3 store (SeaweedFS) when it is up."""
-    if request.param == "local":
-        settings.STORAGES = {**settings.STORAGES, "blobs": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
-        return "local"
-    endpoint = os.environ.get("RUNSTORE_TEST_S3_ENDPOINT")
-    if not endpoint:
-        pytest.skip("RUNSTORE_TEST_S3_ENDPOINT not set (make test starts SeaweedFS)")
-    settings.STORAGES = {**settings.STORAGES, "blobs": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": os.environ["RUNSTORE_TEST_S3_BUCKET"], "endpoint_url": endpoint,
-        "access_key": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"], "secret_key": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"],
-        "region_name": "us-east-1", "addressing_style": "path", "signature_version": "s3v4",
-        "location": f"test-{uuid.uuid4().hex}",
-    }}}
-    return "s3"
 
 
 def test_upload_attach_and_download_a_file(owner_api, run, blob_store):

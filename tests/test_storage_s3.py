@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import uuid
 
 import pytest
 import requests
@@ -11,20 +10,12 @@ from django.core.files.storage import storages
 from runs import storage
 from runs.models import Blob, PendingUpload, Upload
 
-from .conftest import batch, run_url
+from .conftest import batch, run_url, s3_blob_storage
 
 
 @pytest.fixture
 def s3(settings):
-    endpoint = os.environ.get("RUNSTORE_TEST_S3_ENDPOINT")
-    if not endpoint:
-        pytest.skip("RUNSTORE_TEST_S3_ENDPOINT not set (make test starts SeaweedFS)")
-    settings.STORAGES = {**settings.STORAGES, "blobs": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": os.environ["RUNSTORE_TEST_S3_BUCKET"], "endpoint_url": endpoint,
-        "access_key": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"], "secret_key": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"],
-        "region_name": "us-east-1", "addressing_style": "path", "signature_version": "s3v4",
-        "location": f"test-{uuid.uuid4().hex}", "querystring_expire": 120,
-    }}}
+    s3_blob_storage(settings, querystring_expire=120)
     return storages["blobs"]
 
 

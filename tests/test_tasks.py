@@ -11,13 +11,19 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from projects import services as project_services
 from projects.models import ProjectUsage
-from projects.tasks import compute_usage, projects_needing_refresh, refresh_project_usage, refresh_usage, workspace_usage
+from projects.tasks import (
+    compute_usage,
+    projects_needing_refresh,
+    refresh_project_usage,
+    refresh_usage,
+    workspace_usage,
+)
 from runs import exports, processing, storage
 from runs import services as run_services
 from runs.models import Blob, BlobInfo, BlobPreview, BlobState, Export
 
 from .conftest import batch, run_url
-from .test_files import blob_store, upload  # noqa: F401 (fixture)
+from .test_files import upload
 
 
 @pytest.fixture(autouse=True)
