@@ -105,15 +105,14 @@ def scope_by_project(queryset, user, action: str = "view", field: str = "project
     return queryset.filter(Q(**{f"{field}__in": visible_project_ids(user, action)}))
 
 
-def scope_to_project(queryset, user, project, action: str = "view", field: str = "project"):
-    """Rows of one ``project`` when ``user`` may perform ``action`` on it, else none.
+def require_in_project(queryset, user, project, action: str = "view", field: str = "project"):
+    """``queryset`` narrowed to ``project`` once :func:`require` passes (403 otherwise).
 
     The permission is checked once, here; the queryset then filters on the
     project key alone, so a query over one project carries no permission
     subquery into every statement built from it.
     """
-    if not can(user, action, project):
-        return queryset.none()
+    require(user, action, project)
     return queryset.filter(**{field: project})
 
 
