@@ -112,6 +112,46 @@ def test_sort_by_attribute_with_missing_values_last(owner_api, runs):
     assert names(owner_api, sort="parameters/batch_size,-sys/name") == ["r3", "r0", "r4", "r1", "r2", "r5"]
 
 
+@pytest.mark.parametrize("sort", ["metrics/score", "-metrics/score", "steps", "-steps", "curve:last", "-curve"])
+def test_paging_by_one_field_matches_the_full_order(owner_api, owner, project, workspace, sort):
+    """Every slice of a field-sorted listing (including the ones crossing from the runs having the
+    field to those lacking it) equals the same slice of the order computed here."""
+    from projects import services as project_services
+
+    scores = [0.5, None, 0.25, 0.5, None, 0.75, 0.25, 0.5, 0.1]
+    made = []
+    for index, score in enumerate(scores):
+        run, _ = services.create_run(owner, project, name=f"p{index}")
+        ops = [{"op": "assign", "path": "other", "value": index}]
+        if score is not None:
+            ops += [{"op": "assign", "path": "metrics/score", "value": score},
+                    {"op": "assign", "path": "steps", "value": int(score * 8)},
+                    {"op": "append", "path": "curve", "values": [1.0, score]}]
+        batch(owner_api, run, ops)
+        made.append((run, score))
+    gone, _ = services.create_run(owner, project, name="deleted")
+    batch(owner_api, gone, [{"op": "assign", "path": "metrics/score", "value": 9.0}])
+    services.delete_run(owner, gone)
+    elsewhere = project_services.create_project(owner, workspace, "other", key="OTH")
+    foreign, _ = services.create_run(owner, elsewhere, name="foreign")
+    batch(owner_api, foreign, [{"op": "assign", "path": "metrics/score", "value": 0.3}])
+
+    descending = sort.startswith("-")
+    key = (lambda s: s * 8 // 1) if sort.lstrip("-") == "steps" else (lambda s: s)
+    having = sorted(((key(s), r.pk, r.name) for r, s in made if s is not None), reverse=True) if descending else \
+        sorted(((key(s), -r.pk, r.name) for r, s in made if s is not None))
+    lacking = sorted(((r.pk, r.name) for r, s in made if s is None), reverse=True)
+    expected = [n for *_, n in having] + [n for _, n in lacking]
+    assert names(owner_api, sort=sort, limit=100) == expected
+    for limit in (1, 2, 3, 4):
+        for offset in range(len(expected) + 2):
+            assert names(owner_api, sort=sort, limit=limit, offset=offset) == expected[offset : offset + limit], (limit, offset)
+    response = owner_api.get("/api/v1/runs/", {"project": "acme/vision", "sort": sort, "limit": 2, "query": "other >= 3"})
+    body = response.json()
+    assert body["count"] == 6
+    assert [r["name"] for r in body["results"]] == [n for n in expected if int(n[1:]) >= 3][:2]
+
+
 def test_columns_come_back_typed(owner_api, runs, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
         response = owner_api.get("/api/v1/runs/", {

@@ -67,16 +67,24 @@ def parse_datetime(value, position: int) -> datetime:
     raise QueryError("a datetime is compared with an ISO 8601 string or unix seconds", position)
 
 
+def paths_of(tree) -> set[str]:
+    """The field paths a parsed filter tests."""
+    return set() if tree is None else _paths(tree, set())
+
+
 class Compiler:
-    def __init__(self, project):
+    def __init__(self, project, types: dict[str, set[str]] | None = None):
         self.project = project
         self.warnings: list[str] = []
         self.types: dict[str, set[str]] = {}
+        self._known_types = types  # the caller's catalogue look-up, when it covers the filter's paths
 
     def compile(self, tree) -> Q:
         if tree is None:
             return Q()
-        self.types = project_types(self.project, _paths(tree, set()))
+        paths = _paths(tree, set())
+        known = self._known_types
+        self.types = {p: known[p] for p in paths if p in known} if known is not None else project_types(self.project, paths)
         return self._node(tree)
 
     def _node(self, node) -> Q:
