@@ -2,7 +2,6 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F
 from django.db.models.functions import Left
 from django.utils import timezone
 
@@ -97,6 +96,12 @@ class Attribute(models.Model):
     bool_value = models.BooleanField(null=True, blank=True)
     string_value = models.TextField(null=True, blank=True)
     datetime_value = models.DateTimeField(null=True, blank=True)
+    # The first STRING_INDEX_CHARS characters of string_value, stored by the database: the
+    # string index holds this column (PostgreSQL's b-tree entries are limited to ~2.7 kB), so
+    # equality tests and value counts are answered from the index alone.
+    string_prefix = models.GeneratedField(
+        expression=Left("string_value", STRING_INDEX_CHARS), output_field=models.TextField(), db_persist=True
+    )
     json_value = models.JSONField(null=True, blank=True)
     # series statistics, maintained on append
     count = models.BigIntegerField(default=0)
@@ -118,11 +123,7 @@ class Attribute(models.Model):
             models.Index(fields=["project", "path", "float_value", "run"], name="attr_project_path_float"),
             models.Index(fields=["project", "path", "int_value", "run"], name="attr_project_path_int"),
             models.Index(fields=["project", "path", "datetime_value", "run"], name="attr_project_path_datetime"),
-            # Strings are indexed by their first STRING_INDEX_CHARS characters (PostgreSQL's
-            # b-tree entries are limited to ~2.7 kB); runs.query compares the same expression.
-            models.Index(
-                F("project"), F("path"), Left("string_value", STRING_INDEX_CHARS), F("run"), name="attr_project_path_string"
-            ),
+            models.Index(fields=["project", "path", "string_prefix", "run"], name="attr_project_path_prefix"),
         ]
 
     def __str__(self):

@@ -210,6 +210,8 @@ def test_suggestions_offer_paths_operators_and_values(owner_api, runs):
     values = suggest('parameters/optimizer/name = "s')
     assert values["context"] == "value" and [i["label"] for i in values["items"]] == ["sgd"]
     assert values["items"][0]["insert"] == '"sgd"'
+    counted = suggest('parameters/optimizer/name = "')["items"]
+    assert [(i["label"], i["detail"]) for i in counted] == [("adam", "2 runs"), ("sgd", "2 runs")]
     tags = suggest("sys/tags contains ")
     assert tags["items"][0]["label"] == "best" and tags["items"][0]["detail"] == "3 runs"
     after = suggest('eval/acc > 0.9 a')
@@ -218,6 +220,21 @@ def test_suggestions_offer_paths_operators_and_values(owner_api, runs):
     assert [i["label"] for i in owners["items"]] == ["contributor"]
     middle = suggest("eval/acc > 0.9 and par", cursor=22)
     assert all(i["label"].startswith("par") for i in middle["items"])
+
+
+def test_long_strings_compare_whole_and_are_not_offered_cut_short(owner_api, project, owner):
+    """Strings are indexed by their first 200 characters; equality still compares whole values."""
+    base = "x" * 200
+    for index, tail in enumerate(["", "a", "b"]):
+        run, _ = services.create_run(owner, project, name=f"long{index}")
+        batch(owner_api, run, [{"op": "assign", "path": "notes", "value": base + tail}, {"op": "assign", "path": "short", "value": "v"}])
+    assert names(owner_api, query=f'notes = "{base}a"') == ["long1"]
+    assert names(owner_api, query=f'notes = "{base}"') == ["long0"]
+    assert sorted(names(owner_api, query=f'notes != "{base}b"')) == ["long0", "long1"]
+    response = owner_api.get("/api/v1/runs/suggest", {"project": "acme/vision", "text": 'notes = "'})
+    assert response.json()["items"] == []
+    response = owner_api.get("/api/v1/runs/suggest", {"project": "acme/vision", "text": 'short = "'})
+    assert [(i["label"], i["detail"]) for i in response.json()["items"]] == [("v", "3 runs")]
 
 
 def test_fields_listing(owner_api, runs):

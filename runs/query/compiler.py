@@ -8,15 +8,15 @@ parameters; no SQL is built from user text.
 
 import math
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db.models import F, Q, TextField, Value
-from django.db.models.functions import Left, StrIndex, Substr
+from django.db.models.functions import StrIndex, Substr
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 
-from . import lookups  # noqa: F401  (registers json_value__has_member)
-
 from ..models import STRING_INDEX_CHARS, Attribute
+from . import lookups  # noqa: F401  (registers json_value__has_member)
 from . import parser as ast
 from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
 
@@ -313,8 +313,8 @@ def _expression_q(expression, op: str, values) -> Q:
 
 
 def _string_equals(column: str, value: str) -> Q:
-    """Equality through the indexed prefix ``Left(string_value, STRING_INDEX_CHARS)``."""
-    prefix = Q(Exact(Left(F(column), STRING_INDEX_CHARS), _text(value[:STRING_INDEX_CHARS])))
+    """Equality through the indexed ``string_prefix`` (the first STRING_INDEX_CHARS characters)."""
+    prefix = Q(string_prefix=value[:STRING_INDEX_CHARS])
     if len(value) < STRING_INDEX_CHARS:
         return prefix  # a shorter prefix can only equal the whole string
     return prefix & Q(**{column: value})

@@ -12,16 +12,16 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from django.db.models import Avg, Count, F, FilteredRelation, Max, Min, Q, Value
+from django.db.models import Avg, Count, F, FilteredRelation, FloatField, Max, Min, Q, Value
 from django.db.models.functions import Cast, Coalesce
-from django.db.models import FloatField
 
 from projects.permissions import require_in_project
 
 from ..attributes import attribute_value, sys_fields
 from ..models import Attribute, Run
 from . import parser as ast
-from .compiler import Compiler, QueryError, paths_of as compiler_paths
+from .compiler import Compiler, QueryError
+from .compiler import paths_of as compiler_paths
 from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
 
 MAX_LIMIT = 1000

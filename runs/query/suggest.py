@@ -2,7 +2,7 @@
 
 from django.db.models import Count
 
-from ..models import Attribute, ProjectField
+from ..models import STRING_INDEX_CHARS, Attribute, ProjectField
 from . import parser as ast
 from .fields import SYS_COLUMNS, project_types
 
@@ -131,12 +131,15 @@ def _values(project, path: str | None, prefix: str, start: int, end: int) -> dic
     if "string" in types or "string_set" in types:
         if "string_set" in types:
             return _items("value", start, end, _set_values(project, path, prefix))
-        rows = Attribute.objects.filter(project=project, path=path, type="string")
+        # counted from the (project, path, string_prefix, run) index alone; a value as long as the
+        # stored prefix may be cut short, so it is not offered
+        rows = Attribute.objects.filter(project=project, path=path, string_prefix__isnull=False)
         if prefix:
-            rows = rows.filter(string_value__startswith=prefix)
-        rows = rows.values("string_value").annotate(n=Count("id")).order_by("-n", "string_value")[:MAX_ITEMS]
+            rows = rows.filter(string_prefix__startswith=prefix)
+        rows = rows.values("string_prefix").annotate(n=Count("string_prefix")).order_by("-n", "string_prefix")[: MAX_ITEMS * 2]
+        values = [r for r in rows if len(r["string_prefix"]) < STRING_INDEX_CHARS][:MAX_ITEMS]
         return _items("value", start, end, [
-            {"label": r["string_value"], "insert": _quote(r["string_value"]), "detail": f"{r['n']} runs"} for r in rows
+            {"label": r["string_prefix"], "insert": _quote(r["string_prefix"]), "detail": f"{r['n']} runs"} for r in values
         ])
     return _items("value", start, end, [])
 
