@@ -284,3 +284,16 @@ def test_parser_round_trip_of_the_readme_examples():
         assert parse(text) is not None
     with pytest.raises(QuerySyntaxError):
         parse("a = (1)")
+
+
+@pytest.mark.parametrize("limit", [1, 100])
+def test_count_after_groups_is_the_number_of_matching_runs(owner, project, runs, limit):
+    from runs.query import RunQuery
+
+    fresh = RunQuery(owner, project, query="exists eval/acc").count()
+    engine = RunQuery(owner, project, query="exists eval/acc", group_by=["sys/owner"])
+    groups = engine.groups(limit=limit)
+    assert len(groups) == min(limit, 2)
+    assert engine.count() == fresh == 5
+    engine.group = ["owner"]
+    assert engine.count() == 3

@@ -77,6 +77,7 @@ class RunQuery:
         self.filter_q = self.compiler.compile(tree)
         self._aliases = 0
         self._base = None
+        self._total = None
 
     @property
     def warnings(self) -> list[str]:
@@ -128,6 +129,8 @@ class RunQuery:
     # --- results -----------------------------------------------------------
 
     def count(self) -> int:
+        if self.group is None and self._total is not None:
+            return self._total  # the groups already counted every matching run
         return self._grouped_runs(self.base()).count()
 
     def _grouped_runs(self, queryset):
@@ -239,8 +242,12 @@ class RunQuery:
             annotations[f"{name}_min"] = Min(name)
             annotations[f"{name}_max"] = Max(name)
         rows = queryset.order_by().values(*keys).annotate(**annotations).order_by(*[F(k).asc(nulls_last=True) for k in keys])
+        limit = max(1, min(limit, MAX_LIMIT))
+        rows = list(rows[: limit + 1])
+        if len(rows) <= limit:
+            self._total = sum(row["n"] for row in rows)
         result = []
-        for row in rows[: max(1, min(limit, MAX_LIMIT))]:
+        for row in rows[:limit]:
             result.append({
                 "key": [_plain(row[k]) for k in keys],
                 "count": row["n"],
