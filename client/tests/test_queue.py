@@ -9,6 +9,7 @@ from runstore._internal import queue as queue_module
 from runstore._internal.api import Api
 from runstore._internal.queue import KIND_OP, QueueDir, SegmentWriter, encode_record, read_records
 from runstore._internal.sender import Sender
+from runstore._internal.writer import Stats, Writer
 
 QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
          "capture_source": False, "capture_environment": False, "flush_period": 0.1}
@@ -49,6 +50,35 @@ def test_every_writer_opens_a_new_segment_and_rotates(tmp_path, monkeypatch):
         second.write(record(i))
     second.close()
     assert len(qdir.segments()) >= 4
+
+def encoded_ops(tmp_path, items: list[tuple], last_steps: dict | None = None) -> list[dict]:
+    """What the writer puts on disk for these queue items (one drain, no threads)."""
+    qdir = QueueDir(tmp_path / "q")
+    qdir.files.mkdir(parents=True)
+    writer = Writer(qdir, Stats(), last_steps=last_steps)
+    writer.segment = SegmentWriter(qdir)
+    writer.queue.extend(items)
+    writer.cycle()
+    return [msgpack.unpackb(p) for kind, _n, p, _e in read_records(qdir.segment_path(writer.segment.number), 0) if kind == KIND_OP]
+
+def test_writer_coalesces_one_series_into_one_append_with_automatic_steps(tmp_path):
+    ops = encoded_ops(tmp_path, [("a", 0.5, None, 10.0), ("a", 1, None, 11.0), ("a", 2.5, None, 12.0)], {"a": 6})
+    assert ops == [{"op": "append", "path": "a", "kind": "float", "values": [0.5, 1, 2.5],
+                    "timestamps": [10.0, 11.0, 12.0], "steps": [7, 8, 9]}]
+
+def test_writer_keeps_the_order_per_series_and_around_other_operations(tmp_path):
+    items = [("a", 1.0, None, 1.0), ("b", "x", None, 2.0), ("a", 2.0, None, 3.0),
+             (None, "assign", "p", "float", 0.1), ("a", 3.0, 5, 4.0), ("b", 2 ** 70, None, 5.0)]
+    ops = encoded_ops(tmp_path, items)
+    summary = [(op["op"], op["path"], op.get("kind"), op.get("values", op.get("value")), op.get("steps")) for op in ops]
+    assert sorted(summary[:2]) == [("append", "a", "float", [1.0, 2.0], [0, 1]), ("append", "b", "string", ["x"], [0])]
+    assert summary[2:] == [("assign", "p", None, 0.1, None), ("append", "a", "float", [3.0], [5]),
+                           ("append", "b", "float", [float(2 ** 70)], [1])]
+
+def test_writer_sends_strings_mixed_into_a_float_drain_on_the_slow_path(tmp_path):
+    ops = encoded_ops(tmp_path, [("a", 1.0, None, 1.0), ("a", "oops", None, 2.0), ("a", 3.0, None, 3.0)])
+    assert [(op["kind"], op["values"], op["steps"]) for op in ops] == [
+        ("float", [1.0], [0]), ("string", ["oops"], [1]), ("float", [3.0], [2])]
 
 def points_of(server, run_uuid: str, path: str) -> list:
     response = requests.get(f"{server.url}/api/v1/runs/{run_uuid}/series/points", params={"path": path, "limit": 100000},

@@ -41,6 +41,22 @@ COPY_LIMIT = 64 * 1024 * 1024
 NUMBER_TYPES = frozenset((float, int))
 
 
+def _all_numbers(values: list[Any]) -> bool:
+    """Whether every value is an int or a float; the queue holds only float, int, str and File.
+
+    ``sum`` runs one C loop over floats and ints (several times faster than collecting the
+    types) and raises TypeError at the first str or File; an int too large for a float raises
+    OverflowError, and the set of types decides.
+    """
+    try:
+        sum(values, 0.0)
+    except TypeError:
+        return False
+    except OverflowError:
+        return set(map(type, values)) <= NUMBER_TYPES
+    return True
+
+
 class Stats:
     """Counters shared by a run's workers; read by ``Run.status()``."""
 
@@ -292,6 +308,18 @@ class Writer:
     def _encode(self, items: list[tuple[Any, ...]], markers: list[FlushMarker]) -> None:
         """Points between two other operations become one ``append`` per series (order kept per series)."""
         paths = list(map(itemgetter(0), items))
+        # Common case first: only points. ``count`` of the first path compares by identity (the
+        # handler's own string), ``set`` hashes once per point; searching for ``None`` compares
+        # every str with None, which costs more than both.
+        first = paths[0] if paths else None
+        if first is not None:
+            if paths.count(first) == len(paths):
+                self._encode_points(items, paths, single=True)
+                return
+            present = set(paths)
+            if None not in present:
+                self._encode_points(items, paths, single=False)
+                return
         start = 0
         while start < len(items):
             try:
@@ -312,12 +340,15 @@ class Writer:
                         bug(exc, f"queueing {item[1]} of {item[2] if len(item) > 2 else ''!r}")
             start = end + 1
 
-    def _encode_points(self, items: list[tuple[Any, ...]], paths: list[str]) -> None:
-        """The fast path, in C-level loops: a series of numbers with automatic steps."""
+    def _encode_points(self, items: list[tuple[Any, ...]], paths: list[str], single: bool | None = None) -> None:
+        """The fast path, in C-level loops: a series of numbers with automatic steps.
+        ``single``: all points are of one series (None: not known yet)."""
         values = list(map(itemgetter(1), items))
         steps = list(map(itemgetter(2), items))
         stamps = list(map(itemgetter(3), items))
-        if len(set(paths)) == 1:
+        if single is None:
+            single = len(set(paths)) == 1
+        if single:
             groups: list[tuple[str, list[int]]] = [(paths[0], list(range(len(items))))]
         else:
             order = sorted(range(len(items)), key=paths.__getitem__)
@@ -332,7 +363,7 @@ class Writer:
                     vals, sts, tss = [pick(values)], [pick(steps)], [pick(stamps)]
                 else:
                     vals, sts, tss = list(pick(values)), list(pick(steps)), list(pick(stamps))
-            if sts.count(None) == len(sts) and set(map(type, vals)) <= NUMBER_TYPES:
+            if sts.count(None) == len(sts) and _all_numbers(vals):
                 if self.server_steps and path not in last:
                     self._emit({path: ["float", vals, None, tss]})
                     continue
@@ -394,6 +425,12 @@ class Writer:
     def _emit(self, groups: dict[str, list[Any]]) -> None:
         for path, (kind, values, steps, timestamps) in groups.items():
             if not values:
+                continue
+            if len(values) <= POINTS_PER_OP:
+                op = {"op": "append", "path": path, "kind": kind, "values": values, "timestamps": timestamps}
+                if steps is not None:
+                    op["steps"] = steps
+                self._op(op, len(values))
                 continue
             for start in range(0, len(values), POINTS_PER_OP):
                 end = start + POINTS_PER_OP
