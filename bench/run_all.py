@@ -2,6 +2,7 @@
 
     bench/run_all.sh [--points 1000000] [--mlflow-points 50000] [--senders 2]
                      [--workers 2 --threads 2] [--source HEAD|worktree|REV] [--variants] [--no-mlflow]
+                     [--client-calls 1000000] [--no-client]
 
 Steps (each sets up and tears down its own servers and databases):
 
@@ -11,7 +12,9 @@ Steps (each sets up and tears down its own servers and databases):
    read benchmark on the 1,000,000-point run (``bench/read.py``), bytes/point;
 2. MLflow's server (``bench/mlflow_bench.py``, its own virtualenv) with a SQLite
    and a PostgreSQL backend store, ``--mlflow-points`` points through ``log_batch``;
-3. with ``--variants``, the database alone: COPY into variants of the float-point table
+3. the client's hot path next to MLflow, W&B and Aim (``bench/client_compare.py``,
+   each tool in its own virtualenv): calling-thread cost of logging one float point;
+4. with ``--variants``, the database alone: COPY into variants of the float-point table
    (``bench/pg_variants.py``), for where the ingest time goes.
 
 Everything lands in ``bench/results/run_all.json``; the table goes to stdout.
@@ -57,9 +60,11 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20, help="HTTP/SQL read repetitions")
     p.add_argument("--source", default=None, help="git revision to benchmark (default HEAD), or 'worktree'")
-    p.add_argument("--variant-points", type=int, default=500_000, help="rows per table variant in step 3")
-    p.add_argument("--variants", action="store_true", help="also step 3 (about 2 more minutes)")
+    p.add_argument("--variant-points", type=int, default=500_000, help="rows per table variant in step 4")
+    p.add_argument("--variants", action="store_true", help="also step 4 (about 2 more minutes)")
     p.add_argument("--no-mlflow", dest="mlflow", action="store_false")
+    p.add_argument("--client-calls", type=int, default=1_000_000, help="Runstore appends in the client comparison")
+    p.add_argument("--no-client", dest="client", action="store_false", help="skip the client comparison")
     args = p.parse_args(argv)
 
     started = time.monotonic()
@@ -90,6 +95,14 @@ def main(argv=None) -> None:
         mlflow = json.loads(out.stdout[out.stdout.index("{"):])
         meta["load_after_mlflow"] = loadavg()
 
+    client = {}
+    if args.client:
+        import client_compare
+
+        with contextlib.redirect_stdout(sys.stderr):
+            client = client_compare.main(["--calls", str(args.client_calls), "--source", args.source]) or {}
+        meta["load_after_client"] = loadavg()
+
     variants = []
     if args.variants:
         import pg_variants
@@ -98,7 +111,8 @@ def main(argv=None) -> None:
             variants = pg_variants.main(["--points", str(args.variant_points), "--only=" + ",".join(pg_variants.DEFAULT_SET)])
     meta["load_after"] = loadavg()
     meta["total_s"] = time.monotonic() - started
-    save_result("run_all", {"meta": meta, "runstore": runstore, "mlflow": mlflow, "pg_variants": variants})
+    save_result("run_all", {"meta": meta, "runstore": runstore, "mlflow": mlflow, "client": client,
+                            "pg_variants": variants})
 
     # --- summary ---------------------------------------------------------------
     print()
@@ -141,6 +155,9 @@ def main(argv=None) -> None:
         for name, c in rd["sql"].get("candidates", {}).items():
             print(f"  {'SQL candidate ' + name:40s} full {fmt_ms(c['full_ms']):>8s}  1% {fmt_ms(c['zoom_ms']):>8s}"
                   f"  same buckets: {c['same']}")
+    if client:
+        print()
+        print("CLIENT: " + client_compare.table(client))
     if variants:
         print()
         print(f"DATABASE ALONE: COPY of {args.variant_points:,} rows in transactions of 10,000 (no Django, no HTTP)")
