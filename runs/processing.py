@@ -3,14 +3,15 @@
 Previews are stored next to the original (``storage.preview_key``): a
 thumbnail of images (PNG, at most RUNSTORE_THUMBNAIL_SIZE px), HTML of Jupyter
 notebooks (nbconvert) and of source and text files (Pygments), and for videos
-their metadata (duration, size) read from the MP4/QuickTime header. HTML
-previews are served with a sandboxing Content-Security-Policy.
+(MP4, MOV, WebM, Matroska, AVI: whatever the FFmpeg bundled with PyAV reads) a
+poster frame (JPEG, at most twice RUNSTORE_THUMBNAIL_SIZE px) plus their
+metadata: duration, size, codec, frame rate. HTML previews are served with a
+sandboxing Content-Security-Policy.
 """
 
 import io
 import logging
 import mimetypes
-import struct
 import warnings
 
 from django.conf import settings
@@ -22,6 +23,12 @@ from .models import Blob, BlobInfo, BlobPreview, BlobState, FileEntry, Upload
 
 logger = logging.getLogger(__name__)
 
+POSTER_SECONDS = 1.0
+POSTER_MAX_FRAMES = 300  # stop there even if timestamps never reach POSTER_SECONDS
+# Uploads are untrusted: FFmpeg may only use the demuxers of the types sniff() calls video, and
+# may open no other file or URL (playlists or references inside a file would otherwise be followed).
+FFMPEG_OPTIONS = {"format_whitelist": "mov,matroska,avi", "protocol_whitelist": "none"}
+
 SIGNATURES = [
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -31,9 +38,13 @@ SIGNATURES = [
     (b"PK\x03\x04", "application/zip"),
     (b"\x1f\x8b", "application/gzip"),
     (b"BM", "image/bmp"),
-    (b"\x1a\x45\xdf\xa3", "video/webm"),
     (b"\x93NUMPY", "application/x-npy"),
 ]
+# ISO base media files that are not videos; any other brand is MP4 ("qt  " is QuickTime).
+FTYP_BRANDS = {
+    b"qt  ": "video/quicktime", b"M4A ": "audio/mp4", b"M4B ": "audio/mp4",
+    b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif",
+}
 SOURCE_TYPES = {"application/json", "application/x-yaml", "application/xml", "application/javascript", "application/toml"}
 
 
@@ -42,13 +53,16 @@ def sniff(head: bytes, name: str = "") -> str:
     for magic, mime in SIGNATURES:
         if head.startswith(magic):
             return mime
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: the DocType near the start says WebM or Matroska
+        return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "audio/wav"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        return "video/quicktime" if brand == b"qt  " else "video/mp4"
+        return FTYP_BRANDS.get(head[8:12], "video/mp4")
     if _is_text(head):
         guessed = mimetypes.guess_type(name)[0] if name else None
         if name.endswith(".ipynb") or _looks_like_notebook(head):
@@ -140,45 +154,85 @@ def _source_html(blob: Blob, name: str, meta: dict) -> None:
     _store(blob, "html", html.encode("utf-8"), "text/html")
 
 
-def video_metadata(head: bytes) -> dict:
-    """Duration and frame size from an MP4/QuickTime header (``moov`` must be near the start)."""
-    meta: dict = {}
+def _video(blob: Blob, meta: dict) -> None:
+    """Metadata and a poster frame of a video, read with PyAV (FFmpeg) from the stored object.
 
-    def walk(data: bytes, offset: int, end: int):
-        while offset + 8 <= end:
-            size, kind = struct.unpack(">I4s", data[offset : offset + 8])
-            header = 8
-            if size == 1 and offset + 16 <= end:
-                size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
-                header = 16
-            elif size == 0:
-                size = end - offset
-            if size < header:
+    Only the container header and the first second or so are read (the store
+    is seeked, never downloaded whole). ``meta`` is filled as reading goes, so a
+    truncated or corrupt file keeps whatever could be read when this raises.
+    """
+    import av
+
+    try:
+        with storage.open_blob(blob.storage_key) as stream, av.open(stream, mode="r", options=dict(FFMPEG_OPTIONS)) as container:
+            video = _video_metadata(container, meta)
+            if video is None:
                 return
-            body = offset + header
-            if kind in (b"moov", b"trak", b"mdia"):
-                walk(data, body, min(offset + size, end))
-            elif kind == b"mvhd" and body + 24 <= end:
-                version = data[body]
-                if version == 1 and body + 32 <= end:
-                    timescale, duration = struct.unpack(">IQ", data[body + 20 : body + 32])
-                else:
-                    timescale, duration = struct.unpack(">II", data[body + 12 : body + 20])
-                if timescale:
-                    meta["duration_seconds"] = round(duration / timescale, 3)
-            elif kind == b"tkhd" and body + 84 <= end:
-                version = data[body]
-                pos = body + (92 if version == 1 else 80)
-                if pos + 8 <= end:
-                    width, height = struct.unpack(">II", data[pos : pos + 8])
-                    if width and height and "width" not in meta:
-                        meta["width"], meta["height"] = width >> 16, height >> 16
-            elif kind == b"ftyp":
-                meta["brand"] = data[body : body + 4].decode("latin-1").strip()
-            offset += size
+            frame = _poster_frame(container, video, meta.get("duration_seconds"))
+            image, rotation = frame.to_image(), frame.rotation
+    except av.FFmpegError as exc:  # FFmpeg's message without the "[Errno …]" and "'<none>'" around it
+        raise ValueError(f"unreadable video: {exc.strerror or exc}") from exc
+    if rotation:
+        meta["rotation"] = rotation  # degrees counter-clockwise that players turn it by
+        image = image.rotate(rotation, expand=True)
+    image.thumbnail((settings.RUNSTORE_THUMBNAIL_SIZE * 2,) * 2)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85, optimize=True)
+    _store(blob, "poster", out.getvalue(), "image/jpeg")
 
-    walk(head, 0, len(head))
-    return meta
+
+def _video_metadata(container, meta: dict):
+    """Fill ``meta`` from the container header; returns the first video stream (None: audio only)."""
+    import av
+
+    meta["container"] = container.format.name
+    if container.duration is not None:
+        meta["duration_seconds"] = round(container.duration / av.time_base, 3)
+    if container.bit_rate:
+        meta["bit_rate"] = container.bit_rate
+    if container.metadata.get("major_brand"):
+        meta["brand"] = container.metadata["major_brand"].strip()
+    if container.streams.audio:
+        meta["audio_codec"] = container.streams.audio[0].codec_context.name
+    if not container.streams.video:
+        meta["video_streams"] = 0
+        return None
+    video = container.streams.video[0]
+    meta.update({"codec": video.codec_context.name, "width": video.width, "height": video.height})
+    if video.profile:
+        meta["profile"] = video.profile
+    if video.codec_context.pix_fmt:
+        meta["pixel_format"] = video.codec_context.pix_fmt
+    rate = video.average_rate or video.guessed_rate
+    if rate:
+        meta["frame_rate"] = round(float(rate), 3)
+    if video.frames:
+        meta["frames"] = video.frames
+    if "duration_seconds" not in meta and video.duration is not None and video.time_base:
+        meta["duration_seconds"] = round(float(video.duration * video.time_base), 3)
+    return video
+
+
+def _poster_frame(container, video, duration):
+    """The frame at POSTER_SECONDS (half-way through shorter videos), since first frames are often
+    black; or the last one decoded before the stream ended or broke off."""
+    import av
+
+    target = min(POSTER_SECONDS, duration / 2) if duration else 0.0
+    start = float(video.start_time * video.time_base) if video.start_time is not None and video.time_base else 0.0
+    frame = None
+    try:
+        for count, decoded in enumerate(container.decode(video), 1):
+            frame = decoded
+            if decoded.time is None or decoded.time - start >= target or count >= POSTER_MAX_FRAMES:
+                break
+    except av.FFmpegError as exc:
+        if frame is None:
+            raise
+        logger.info("video decoding stopped early (%s), poster taken at %.3f s", exc.strerror, frame.time or 0.0)
+    if frame is None:
+        raise ValueError("no video frame could be decoded")
+    return frame
 
 
 def process_blob(sha256: str) -> str:
@@ -214,9 +268,9 @@ def process_blob(sha256: str) -> str:
             _notebook_html(blob, meta)
         elif (detected.startswith("text/") or detected in SOURCE_TYPES) and blob.size <= settings.RUNSTORE_PREVIEW_MAX_BYTES:
             _source_html(blob, name, meta)
-        elif detected.startswith("video/") and detected != "video/webm":
-            meta.update(video_metadata(_video_header(blob, head)))
-    except Exception as exc:  # a broken image or notebook: the blob is fine, only the preview failed
+        elif detected.startswith("video/"):
+            _video(blob, meta)
+    except Exception as exc:  # a broken image, notebook or video: the blob is fine, only the preview failed
         logger.warning("blob %s: no preview: %s", blob.sha256, exc)
         error = f"preview failed: {exc}"
     with transaction.atomic():
@@ -229,28 +283,6 @@ def process_blob(sha256: str) -> str:
         if blob.mime_type == "application/octet-stream" and detected != blob.mime_type:
             Blob.objects.filter(pk=blob.pk).update(mime_type=detected)
     return info.state
-
-
-def _video_header(blob: Blob, head: bytes) -> bytes:
-    """The first 64 KiB, plus the ``moov`` box when it sits at the end of the file."""
-    meta = video_metadata(head)
-    if "duration_seconds" in meta or blob.size <= len(head):
-        return head
-    offset = 0
-    with storage.open_blob(blob.storage_key) as stream:
-        while offset + 8 <= blob.size:
-            stream.seek(offset)
-            header = stream.read(16)
-            size, kind = struct.unpack(">I4s", header[:8])
-            if size == 1:
-                size = struct.unpack(">Q", header[8:16])[0]
-            if kind == b"moov":
-                stream.seek(offset)
-                return stream.read(min(size, 8 * 1024 * 1024))
-            if size < 8:
-                break
-            offset += size
-    return head
 
 
 def enqueue(sha256: str) -> None:

@@ -2,7 +2,6 @@
 
 import io
 import json
-import struct
 import zipfile
 
 import pytest
@@ -39,15 +38,6 @@ def png_bytes(size=(640, 480), color=(200, 30, 30)):
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format="PNG")
     return out.getvalue()
-
-
-def mp4_header(duration=12_000, timescale=1000, width=1280, height=720):
-    def box(kind, body):
-        return struct.pack(">I4s", 8 + len(body), kind) + body
-
-    mvhd = bytes(4) + bytes(8) + struct.pack(">II", timescale, duration) + bytes(80)
-    tkhd = bytes(4) + bytes(76) + struct.pack(">II", width << 16, height << 16)
-    return box(b"ftyp", b"isom" + bytes(4) + b"isommp41") + box(b"moov", box(b"mvhd", mvhd) + box(b"trak", box(b"tkhd", tkhd)))
 
 
 NOTEBOOK = json.dumps({
@@ -92,14 +82,6 @@ def test_notebook_and_source_render_to_sandboxed_html(owner_api, run, blob_store
     code = b"".join(owner_api.get(run_url(run, "files/preview"), {"path": "source/train", "kind": "html"}).streaming_content).decode()
     assert '<span class="k">def</span>' in code
     assert BlobInfo.objects.get(blob_id=src).metadata["language"] == "Python"
-
-
-def test_video_metadata_is_read_from_its_header(owner_api, run):
-    sha = attach(owner_api, run, "clip.mp4", mp4_header() + bytes(5000), "video/clip")
-    processing.process_blob(sha)
-    info = BlobInfo.objects.get(blob_id=sha)
-    assert info.detected_mime_type == "video/mp4"
-    assert info.metadata["duration_seconds"] == 12.0 and (info.metadata["width"], info.metadata["height"]) == (1280, 720)
 
 
 def test_mime_type_is_sniffed_not_trusted():

@@ -62,22 +62,27 @@ class FileInfoView(FileEntryView):
         })
 
 
+# Preview kinds made by runs.processing, and the file extension each is served with.
+PREVIEW_KINDS = {"thumbnail": "png", "html": "html", "poster": "jpg"}
+
+
 class FilePreviewView(FileEntryView):
-    """A preview of a file: ``kind=thumbnail`` (PNG) or ``kind=html`` (rendered notebook or source)."""
+    """A preview of a file: ``kind=thumbnail`` (PNG of an image), ``kind=html`` (rendered notebook or
+    source) or ``kind=poster`` (JPEG frame of a video)."""
 
     @extend_schema(
-        parameters=[FileQuerySerializer, OpenApiParameter("kind", str, enum=["thumbnail", "html"])],
+        parameters=[FileQuerySerializer, OpenApiParameter("kind", str, enum=list(PREVIEW_KINDS), default="thumbnail")],
         responses={(200, "application/octet-stream"): bytes},
     )
     def get(self, request, run_ref):
         kind = request.query_params.get("kind", "thumbnail")
-        if kind not in ("thumbnail", "html"):
-            raise ApiError(400, "invalid", "kind: must be thumbnail or html", field="kind")
+        if kind not in PREVIEW_KINDS:
+            raise ApiError(400, "invalid", f"kind: must be one of {', '.join(PREVIEW_KINDS)}", field="kind")
         _, attr, entry = self.get_entry()
         preview = BlobPreview.objects.filter(blob=entry.blob, kind=kind).first()
         if preview is None:
             raise ApiError(404, "preview_not_ready", f"no {kind} preview for this file (yet)", field="kind")
-        name = f"{self.filename(attr, entry)}.{'png' if kind == 'thumbnail' else 'html'}"
+        name = f"{self.filename(attr, entry)}.{PREVIEW_KINDS[kind]}"
         return ranged_response(
             request, storage.open_blob(preview.storage_key), size=preview.size, content_type=preview.mime_type,
             filename=name, inline=True, csp=PREVIEW_CSP,
