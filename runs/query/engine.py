@@ -183,7 +183,9 @@ class RunQuery:
     def page(self, limit: int = 50, offset: int = 0) -> list[dict]:
         limit = max(1, min(int(limit), MAX_LIMIT))
         offset = max(0, int(offset))
-        runs = list(self.ordered().select_related("owner", "project", "project__workspace")[offset : offset + limit])
+        runs = list(self.ordered().select_related("owner")[offset : offset + limit])
+        for run in runs:
+            run.project = self.project  # every run is of this project: no join for it
         return self.rows(runs)
 
     def rows(self, runs) -> list[dict]:
