@@ -79,7 +79,7 @@ def generate(runs: int, points: int) -> None:
     # 1. the big run table
     started = time.monotonic()
     big = project_services.create_project(owner, workspace, "big", key="BIG")
-    ids = make_runs(big, runs, "run")
+    make_runs(big, runs, "run")
     fields = [
         ("parameters/lr", "float"), ("parameters/batch_size", "int"), ("parameters/optimizer", "string"),
         ("parameters/dropout", "float"), ("parameters/layers", "int"), ("data/version", "string"),
@@ -91,7 +91,7 @@ def generate(runs: int, points: int) -> None:
     pg = connection.vendor == "postgresql"
     tags = "'[\"sweep\", \"big\"]'" + ("::jsonb" if pg else "")
     exprs = {
-        "parameters/lr": {"float_value": f"1.0 / (10 + r.id % 1000)"},
+        "parameters/lr": {"float_value": "1.0 / (10 + r.id % 1000)"},
         "parameters/batch_size": {"int_value": "16 * (1 + r.id % 5)"},
         "parameters/optimizer": {"string_value": "CASE r.id % 3 WHEN 0 THEN 'adam' WHEN 1 THEN 'sgd' ELSE 'adamw' END"},
         "parameters/dropout": {"float_value": f"{x} / 2"},
@@ -182,8 +182,34 @@ new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__
 """
 
 
-def measure(base: str) -> dict:
+def login(context, base):
     import requests
+
+    page = context.new_page()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", "bench")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    session = requests.Session()
+    for cookie in context.cookies():
+        session.cookies.set(cookie["name"], cookie["value"])
+    return page, session
+
+
+def timed_gets(session, url, n, check=None) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        response = session.get(url)
+        times.append((time.perf_counter() - t0) * 1000)
+        if check:
+            check(response)
+    return times
+
+
+def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
+    """One round of measurements against the server at ``base``; ``repeat`` run-page loads."""
     from playwright.sync_api import sync_playwright
 
     results: dict = {}
@@ -195,87 +221,112 @@ def measure(base: str) -> dict:
             "--disable-sync", "--no-first-run", "--enable-precise-memory-info",
         ])
         context = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = context.new_page()
-        page.goto(f"{base}/accounts/login/")
-        page.fill("input[name=username]", "bench")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("load")
-        session = requests.Session()
-        for cookie in context.cookies():
-            session.cookies.set(cookie["name"], cookie["value"])
+        page, session = login(context, base)
 
         # how loaded the machine is: the same server's cheapest request
-        base_times = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            session.get(f"{base}/healthz")
-            base_times.append((time.perf_counter() - t0) * 1000)
-        results["baseline_healthz_ms"] = round(median(base_times), 1)
+        results["baseline_healthz_ms"] = round(median(timed_gets(session, f"{base}/healthz", 7)), 1)
         results["load_average_1m"] = os.getloadavg()[0]
 
-        # 1. run table
-        times = []
-        for _ in range(7):
+        if "table" in pages:
+            def fifty_rows(response):
+                assert response.status_code == 200 and response.text.count('<tr id="row-') == 50, response.status_code
+
+            results["table_server_ms"] = round(median(timed_gets(session, table_url, 7, fifty_rows)), 1)
+            results["table_sorted_by_attribute_server_ms"] = round(median(timed_gets(session, table_url + "&sort=-eval/acc", 3)), 1)
+            results["table_page_2_server_ms"] = round(median(timed_gets(session, table_url + "&page=2", 3)), 1)
+            fcps = []
+            for _ in range(3):
+                page.goto(table_url)
+                page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
+                fcps.append(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"))
+            results["table_fcp_ms"] = round(median(fcps), 1)
+
+        if "compare" in pages:
+            cmp_ids = ",".join(f"CMP-{i}" for i in range(1, 11))
+            page = context.new_page()
+            page.add_init_script(LONG_TASKS)
             t0 = time.perf_counter()
-            response = session.get(table_url)
-            times.append((time.perf_counter() - t0) * 1000)
-            assert response.status_code == 200 and response.text.count('<tr id="row-') == 50, response.status_code
-        results["table_server_ms"] = round(median(times), 1)
-        sorted_times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            session.get(table_url + "&sort=-eval/acc")
-            sorted_times.append((time.perf_counter() - t0) * 1000)
-        results["table_sorted_by_attribute_server_ms"] = round(median(sorted_times), 1)
-        fcps = []
-        for _ in range(3):
-            page.goto(table_url)
+            page.goto(f"{base}/w/lab/cmp/compare?runs={cmp_ids}")
+            page.wait_for_selector("figure.chart[data-drawn]", timeout=60_000)
+            results["compare_first_chart_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
-            fcp = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
-            fcps.append(fcp)
-        results["table_fcp_ms"] = round(median(fcps), 1)
+            results["compare_fcp_ms"] = round(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"), 1)
+            t0 = time.perf_counter()
+            for _ in range(200):
+                page.mouse.wheel(0, 600)
+                page.wait_for_timeout(60)
+                total = page.locator("figure.chart").count()
+                drawn = page.locator("figure.chart[data-drawn]").count()
+                if total >= 50 and drawn >= 50:
+                    break
+            page.wait_for_function("document.querySelectorAll('figure.chart[data-drawn]').length >= 50", timeout=120_000)
+            results["compare_all_50_charts_drawn_s"] = round(time.perf_counter() - t0, 1)
+            long_tasks = page.evaluate("window.__longTasks")
+            results["compare_longest_task_ms"] = round(max(long_tasks or [0]), 1)
+            results["compare_long_tasks_over_50ms"] = len(long_tasks)
+            cdp = context.new_cdp_session(page)
+            cdp.send("HeapProfiler.collectGarbage")
+            heap = cdp.send("Runtime.getHeapUsage")
+            results["compare_js_heap_mb"] = round(heap["usedSize"] / 2**20, 1)
+            diff_t0 = time.perf_counter()
+            page.locator("#only-diff").uncheck()
+            page.wait_for_selector("#diff-table >> text=config/group00/param00")
+            results["compare_diff_all_fields_ms"] = round((time.perf_counter() - diff_t0) * 1000, 1)
 
-        # 2. compare 10 runs
-        cmp_ids = ",".join(f"CMP-{i}" for i in range(1, 11))
-        page = context.new_page()
-        page.add_init_script(LONG_TASKS)
-        t0 = time.perf_counter()
-        page.goto(f"{base}/w/lab/cmp/compare?runs={cmp_ids}")
-        page.wait_for_selector("figure.chart[data-drawn]", timeout=60_000)
-        results["compare_first_chart_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
-        results["compare_fcp_ms"] = round(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"), 1)
-        t0 = time.perf_counter()
-        for _ in range(200):
-            page.mouse.wheel(0, 600)
-            page.wait_for_timeout(60)
-            total = page.locator("figure.chart").count()
-            drawn = page.locator("figure.chart[data-drawn]").count()
-            if total >= 50 and drawn >= 50:
-                break
-        page.wait_for_function("document.querySelectorAll('figure.chart[data-drawn]').length >= 50", timeout=120_000)
-        results["compare_all_50_charts_drawn_s"] = round(time.perf_counter() - t0, 1)
-        long_tasks = page.evaluate("window.__longTasks")
-        results["compare_longest_task_ms"] = round(max(long_tasks or [0]), 1)
-        results["compare_long_tasks_over_50ms"] = len(long_tasks)
-        cdp = context.new_cdp_session(page)
-        cdp.send("HeapProfiler.collectGarbage")
-        heap = cdp.send("Runtime.getHeapUsage")
-        results["compare_js_heap_mb"] = round(heap["usedSize"] / 2**20, 1)
-        diff_t0 = time.perf_counter()
-        page.locator("#only-diff").uncheck()
-        page.wait_for_selector("#diff-table >> text=config/group00/param00")
-        results["compare_diff_all_fields_ms"] = round((time.perf_counter() - diff_t0) * 1000, 1)
-
-        # 3. run page with a 1M-point series
-        page = context.new_page()
-        t0 = time.perf_counter()
-        page.goto(f"{base}/w/lab/one/runs/ONE-1/")
-        page.wait_for_selector('figure.chart[data-path="train/loss"][data-drawn]', timeout=60_000)
-        results["run_page_1m_chart_drawn_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        if "run" in pages:
+            # a fresh page each time; the median of `repeat` loads
+            drawn, chart_bytes = [], []
+            for _ in range(repeat):
+                page = context.new_page()
+                sizes = []
+                page.on("response", lambda r, sizes=sizes: sizes.append(len(r.body())) if "chart-data" in r.url else None)
+                t0 = time.perf_counter()
+                page.goto(f"{base}/w/lab/one/runs/ONE-1/")
+                page.wait_for_selector('figure.chart[data-path="train/loss"][data-drawn]', timeout=60_000)
+                drawn.append((time.perf_counter() - t0) * 1000)
+                chart_bytes.append(sum(sizes))
+                page.close()
+            results["run_page_1m_chart_drawn_ms"] = round(median(drawn), 1)
+            results["run_page_1m_chart_drawn_all_ms"] = [round(t) for t in drawn]
+            results["run_page_chart_data_bytes"] = int(median(chart_bytes))
         browser.close()
     return results
+
+
+def serve(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    """gunicorn (2 workers x 4 threads) serving the code in ``tree``; returns (process, base URL)."""
+    import requests
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "gunicorn"), "tracker.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4", "--log-level", "warning"],
+        cwd=tree, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    return server, base
+
+
+def export_tree(ref: str) -> Path:
+    """The code of git ``ref`` in a temporary directory (``git archive``; the working tree is not touched)."""
+    target = Path(tempfile.mkdtemp(prefix="runstore-ui-baseline-"))
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Median of each numeric measure over the rounds."""
+    out: dict = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds if isinstance(r.get(key), (int, float))]
+        out[key] = round(median(values), 1) if values else rounds[0][key]
+    return out
 
 
 def main() -> None:
@@ -284,11 +335,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--keep", help="reuse (or keep) this data directory instead of a temporary one")
+    parser.add_argument("--pg-db", default=PG_UI_DB, help=f"PostgreSQL scratch database (default {PG_UI_DB})")
+    parser.add_argument("--pages", default="table,compare,run", help="which of table,compare,run to measure")
+    parser.add_argument("--repeat", type=int, default=5, help="run-page loads per round (median)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of measurements (medians over them)")
+    parser.add_argument("--baseline", metavar="GIT_REF_OR_DIR",
+                        help="also serve the code of this commit (git archive) or source directory on the same data, rounds interleaved, for before/after")
+    parser.add_argument("--current", metavar="DIR", default=str(REPO),
+                        help="serve the code in this source directory as the current version (default: this checkout)")
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         generate(args.runs, args.points)
         return
+    pages = {p.strip() for p in args.pages.split(",") if p.strip()}
 
     var = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="runstore-ui-bench-"))
     var.mkdir(parents=True, exist_ok=True)
@@ -297,8 +357,8 @@ def main() -> None:
         from bench.common import pg_recreate, pg_url
 
         if not (var / "generated").exists():
-            pg_recreate(PG_UI_DB)
-        env["DATABASE_URL"] = pg_url(PG_UI_DB)
+            pg_recreate(args.pg_db)
+        env["DATABASE_URL"] = pg_url(args.pg_db)
     else:
         env["DATABASE_URL"] = f"sqlite:///{var}/bench.sqlite3"
     if not (var / "generated").exists():
@@ -306,29 +366,39 @@ def main() -> None:
         log("generating data…")
         subprocess.run([PYTHON, __file__, "--generate", "--runs", str(args.runs), "--points", str(args.points)], cwd=REPO, env=env, check=True)
         (var / "generated").write_text("ok")
-    port = free_port()
-    server = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "gunicorn"), "tracker.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4", "--log-level", "warning"],
-        cwd=REPO, env=env,
-    )
+    trees = {"current": Path(args.current)}
+    if args.baseline:
+        baseline = Path(args.baseline)
+        trees = {"baseline": baseline if baseline.is_dir() else export_tree(args.baseline), "current": Path(args.current)}
+    servers = {}
     try:
-        import requests
-
-        for _ in range(100):
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        results = measure(f"http://127.0.0.1:{port}")
+        for name, tree in trees.items():
+            servers[name] = serve(tree, env)
+        rounds: dict[str, list[dict]] = {name: [] for name in trees}
+        for index in range(args.rounds):
+            # alternate which server goes first: the second of a pair meets the first one's leftovers
+            for name in (list(trees) if index % 2 == 0 else list(trees)[::-1]):
+                log(f"round {index + 1}/{args.rounds}: {name}")
+                rounds[name].append(measure(servers[name][1], pages, args.repeat))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    results = {"db": args.db, "runs": args.runs, "points_per_series": args.points, **results}
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+    meta = {"db": args.db, "runs": args.runs, "points_per_series": args.points, "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+    if args.baseline:
+        results = {**meta, "baseline_ref": args.baseline, **{name: summarise(r) for name, r in rounds.items()}}
+        results["ratios_current_over_baseline"] = {
+            key: round(results["current"][key] / results["baseline"][key], 2)
+            for key in results["current"]
+            if key.endswith("_ms") and isinstance(results["current"][key], (int, float)) and results["baseline"].get(key)
+        }
+    else:
+        results = {**meta, **summarise(rounds["current"])}
     print(json.dumps(results, indent=2))
     out = BENCH_DIR / "results"
     out.mkdir(exist_ok=True)
-    (out / f"ui_{args.db}.json").write_text(json.dumps(results, indent=2))
+    suffix = "_vs_baseline" if args.baseline else ""
+    (out / f"ui_{args.db}{suffix}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
