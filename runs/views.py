@@ -100,6 +100,18 @@ class ProjectScopedMixin(ScopedUIViewMixin):
 _quote = functools.lru_cache(maxsize=4096)(quote_plus)
 
 
+def _page_number(raw) -> int:
+    try:
+        return max(1, int(raw))
+    except (TypeError, ValueError):
+        return 1
+
+
+def group_more_url(state, key: list, shown: int, total: int) -> str:
+    """The URL of a group's next runs: the table's state plus the group key and how many are shown."""
+    return state.url() + "&" + urlencode({"fragment": "group", "gk": json.dumps(key), "goff": shown, "gn": total})
+
+
 class TableState:
     """What the run table shows, read from the URL (so a link reproduces the view)."""
 
@@ -125,6 +137,8 @@ class TableState:
         if self.per_page not in table.PAGE_SIZES:
             self.per_page = 50
         self.page = params.get("page", "1")
+        # the page an infinite scroll started on, so the pager can say "pages 2-4"
+        self.first_page = params.get("first", "")
 
     def params(self, **override) -> list[tuple[str, str]]:
         values = {"c": self.paths, "sort": self.sort_param, "q": self.query, "group": self.group_by, "per": str(self.per_page)}
@@ -189,13 +203,11 @@ class RunListView(ProjectScopedMixin, View):
         columns = table.build_columns(rq.column_types(), state.widths)
         groups = None
         total = None
-        try:
-            page_number = max(1, int(state.page))
-        except ValueError:
-            page_number = 1
+        page_number = _page_number(state.page)
+        first_page = min(page_number, _page_number(state.first_page or state.page))
         has_next = False
         if state.group_by and not query_error:
-            groups = self.group_rows(rq, columns, project)
+            groups = self.group_rows(rq, columns, project, state)
             total = sum(g["count"] for g in groups)
             rows = []
         else:
@@ -227,6 +239,7 @@ class RunListView(ProjectScopedMixin, View):
                 column.right_url = state.url(c=moved)
         all_rows = rows + [r for g in groups or [] for r in g["rows"]]
         running = [r["run"].human_id for r in all_rows if r["running"]]
+        next_url = state.url(page=str(page_number + 1)) if has_next else ""
         return {
             "project": project,
             "state": state,
@@ -234,21 +247,24 @@ class RunListView(ProjectScopedMixin, View):
             "rows": rows,
             "groups": groups,
             "page_number": page_number,
+            "first_page": first_page,
             "total": total,
             "count_query": urlencode([*state.params(), ("fragment", "count")]),
             "query_error": query_error,
             "warnings": rq.warnings,
             "running_ids": running,
             "page_urls": {
-                "prev": state.url(page=str(page_number - 1)) if page_number > 1 else "",
-                "next": state.url(page=str(page_number + 1)) if has_next else "",
+                "prev": state.url(page=str(first_page - 1)) if first_page > 1 else "",
+                "next": next_url,
             },
+            # infinite scroll: the row after the last one loads the next page when it scrolls into view
+            "more_rows_url": f"{next_url}&first={first_page}&fragment=rows" if next_url else "",
             "per_page_urls": [(n, state.url(per=str(n))) for n in table.PAGE_SIZES],
             "suggest_url": reverse("run-suggest") + "?" + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
             "can_write": permissions.can(self.request.user, "write", project),
         }
 
-    def group_rows(self, rq, columns, project, max_groups=GROUPS_SHOWN, per_group=GROUP_ROWS):
+    def group_rows(self, rq, columns, project, state, max_groups=GROUPS_SHOWN, per_group=GROUP_ROWS):
         """Groups with counts and aggregates; the first runs of each, cells read in one query for all groups."""
         groups = rq.groups(limit=max_groups)
         chosen = []
@@ -267,22 +283,59 @@ class RunListView(ProjectScopedMixin, View):
             out.append({
                 "value": value, "count": group["count"], "aggregates": aggs, "rows": rows[start : start + len(runs)],
                 "more": group["count"] - len(runs),
+                "more_url": group_more_url(state, group["key"], len(runs), group["count"]) if group["count"] > len(runs) else "",
             })
             start += len(runs)
         return out
 
+    def group_page(self, request, state: TableState):
+        """The next runs of one group (``gk`` = its key as JSON, ``goff`` = how many are shown), in the table's order."""
+        project = self.get_project()
+        if not state.group_by:
+            return HttpResponse("group rows need a group-by field", status=400)
+        try:
+            key = json.loads(request.GET.get("gk", ""))
+        except ValueError:
+            key = None
+        if not isinstance(key, list) or len(key) != 1 or not all(v is None or isinstance(v, (str, int, float, bool)) for v in key):
+            return HttpResponse("gk must be the group's key: a JSON list of one value", status=400)
+        offset = _int_param(request, "goff", 0, 0)
+        total = _int_param(request, "gn", 0, 0)
+        rq, query_error = self.run_query(state)
+        if query_error:
+            return HttpResponse(query_error["message"], status=400)
+        columns = table.build_columns(rq.column_types(), state.widths)
+        rq.group = key
+        runs = list(rq.ordered().select_related("owner")[offset : offset + state.per_page + 1])
+        has_more = len(runs) > state.per_page
+        shown = offset + min(len(runs), state.per_page)
+        group = {
+            "count": max(total, shown),
+            "more": max(total - shown, 0),
+            "more_url": group_more_url(state, key, shown, total) if has_more else "",
+        }
+        rows = table.build_rows(runs[: state.per_page], columns, project)
+        context = {"rows": rows, "group": group, "columns": columns, "project": project, "state": state}
+        return TemplateResponse(request, "runs/run_list.html#group-rows", context)
+
     def get(self, request, workspace, project):
         state = self.state(request.GET)
+        fragment = request.GET.get("fragment")
         if request.GET.get("live"):
             return self.live_rows(request, state)
-        context = self.table_context(state)
-        context["saved_views"] = self.saved_views()
-        context["current_view"] = self.saved
-        context["view_form"] = SavedViewForm(initial={"name": self.saved.name if self.saved else ""})
-        if request.GET.get("fragment") == "count":
+        if fragment == "count":
             rq, query_error = self.run_query(state)
             total = rq.count() if not query_error else RunQuery(request.user, self.get_project(), columns=["sys/id"]).count()
             return TemplateResponse(request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error})
+        if fragment == "group":
+            return self.group_page(request, state)
+        context = self.table_context(state)
+        if fragment == "rows" and not context["groups"]:
+            # the next page's rows for the infinite scroll, with the pager updated out of band
+            return TemplateResponse(request, f"{self.template_name}#page-rows", context)
+        context["saved_views"] = self.saved_views()
+        context["current_view"] = self.saved
+        context["view_form"] = SavedViewForm(initial={"name": self.saved.name if self.saved else ""})
         return TemplateResponse(request, template_for(request, self.template_name, "table"), context)
 
     def live_rows(self, request, state: TableState):
@@ -295,7 +348,7 @@ class RunListView(ProjectScopedMixin, View):
         rows = table.build_rows(runs, columns, project)
         selected = set(request.GET.getlist("runs"))
         for row in rows:
-            row["selected"] = row["run"].human_id in selected
+            row["html"] = table.row_html(row, oob=True, selected=row["run"].human_id in selected)
         still_running = [r["run"].human_id for r in rows if r["running"]]
         context = {"rows": rows, "columns": columns, "project": project, "running_ids": still_running, "state": state}
         return TemplateResponse(request, "runs/run_list.html#live", context)

@@ -386,3 +386,97 @@ def test_image_gallery_and_notebook_preview(logged_in, rich_run):
     BlobPreview.objects.create(blob=notebook.blob, kind="html", storage_key="previews/x", mime_type="text/html", size=1)
     html = logged_in.get(page(rich_run, "preview?path=files/notebook")).content.decode()
     assert f"/api/v1/runs/{rich_run.uuid}/files/preview?path=files%2Fnotebook&amp;kind=html" in html and 'sandbox=""' in html
+
+
+# ---- paging: infinite scroll and "load more" inside groups -------------------------------
+
+
+def rows_of(html: str) -> list[str]:
+    import re
+
+    return re.findall(r'name="runs" value="([A-Z]+-\d+)"', html)
+
+
+def follow(html: str, pattern: str) -> str:
+    """The (unescaped) URL of the first ``hx-get`` on an element matching ``pattern``."""
+    import html as html_lib
+    import re
+
+    match = re.search(pattern + r'[^>]*?hx-get="([^"]+)"', html) or re.search(r'hx-get="([^"]+)"[^>]*?' + pattern, html)
+    assert match, pattern
+    return html_lib.unescape(match.group(1))
+
+
+@pytest.fixture
+def many_runs(project, owner):
+    """70 runs: 60 with optimizer "adam" (more than a page of a group), 10 with "sgd"; lr decides the sort."""
+    runs = []
+    for index in range(70):
+        run, _ = services.create_run(owner, project, name=f"m{index}")
+        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+            {"op": "assign", "path": "parameters", "value": {"optimizer": "adam" if index < 60 else "sgd", "lr": (index * 37) % 70 / 100}},
+        ])
+        runs.append(run)
+    return runs
+
+
+def test_flat_table_scrolls_into_the_next_page_with_the_pager_kept(logged_in, many_runs):
+    html = logged_in.get("/w/acme/vision/?per=25&sort=parameters/lr&c=sys/id&c=parameters/lr").content.decode()
+    seen = rows_of(html)
+    assert len(seen) == 25
+    assert 'class="load-more"' in html and 'hx-trigger="revealed"' in html
+    assert 'rel="next"' in html and "page=2" in html  # the numbered pager stays as the fallback
+    while 'class="load-more"' in html:
+        url = follow(html, 'class="load-more"')
+        assert "sort=parameters%2Flr" in url and "fragment=rows" in url
+        html = logged_in.get("/w/acme/vision/" + url, HTTP_HX_REQUEST="true").content.decode()
+        assert "<html" not in html and 'id="pager" aria-label="Pages" hx-swap-oob="true"' in html
+        seen += rows_of(html)
+    assert "pages 1–3" in html and 'rel="next"' not in html
+    expected = [r.human_id for r in sorted(many_runs, key=lambda r: ((many_runs.index(r) * 37) % 70, -r.pk))]
+    assert seen == expected, "every run once, in the table's order"
+
+
+def test_a_page_link_reproduces_that_page(logged_in, many_runs):
+    first = rows_of(logged_in.get("/w/acme/vision/?per=25").content.decode())
+    second = logged_in.get("/w/acme/vision/?per=25&page=2").content.decode()
+    assert "page 2" in second and 'rel="prev"' in second
+    assert not set(first) & set(rows_of(second)) and len(rows_of(second)) == 25
+
+
+def test_expanded_group_loads_more_of_its_runs(logged_in, many_runs, django_assert_max_num_queries):
+    html = logged_in.get("/w/acme/vision/", {"group": "parameters/optimizer", "sort": "-parameters/lr", "per": "25"}).content.decode()
+    adam, sgd = html.split("<strong>sgd</strong>")
+    assert "60 runs" in adam and len(rows_of(adam)) == 20 and "40 more in this group" in adam
+    assert len(rows_of(sgd)) == 10 and "more in this group" not in sgd
+    seen = rows_of(adam)
+    url = follow(adam, 'class="load-group"')
+    while url:
+        with django_assert_max_num_queries(10):
+            fragment = logged_in.get("/w/acme/vision/" + url, HTTP_HX_REQUEST="true").content.decode()
+        assert "<html" not in fragment and "group-head" not in fragment
+        seen += rows_of(fragment)
+        url = follow(fragment, 'class="load-group"') if 'class="load-group"' in fragment else ""
+    adam_runs = [r for i, r in enumerate(many_runs) if i < 60]
+    expected = [r.human_id for r in sorted(adam_runs, key=lambda r: (-((many_runs.index(r) * 37) % 70), -r.pk))]
+    assert seen == expected, "the group's runs once each, in the table's sort order"
+
+
+def test_group_rows_fragment_rejects_a_bad_key(logged_in, many_runs):
+    base = "/w/acme/vision/?group=parameters/optimizer&fragment=group"
+    assert logged_in.get(base + "&gk=notjson").status_code == 400
+    assert logged_in.get(base + '&gk=["adam","x"]').status_code == 400
+    assert logged_in.get("/w/acme/vision/?fragment=group&gk=[\"adam\"]").status_code == 400
+    assert rows_of(logged_in.get(base + '&gk=["nope"]').content.decode()) == []
+
+
+def test_stranger_sees_no_rows_of_a_page_or_group(ui_for, many_runs, stranger, viewer):
+    urls = [
+        "/w/acme/vision/?page=2&first=1&fragment=rows",
+        '/w/acme/vision/?group=parameters/optimizer&fragment=group&gk=["adam"]&goff=20&gn=60',
+    ]
+    for url in urls:
+        response = ui_for(stranger).get(url, HTTP_HX_REQUEST="true")
+        assert response.status_code == 404 and not rows_of(response.content.decode()), url
+        assert len(rows_of(ui_for(viewer).get(url, HTTP_HX_REQUEST="true").content.decode())) >= 20, url
+

@@ -289,7 +289,12 @@
     });
   }
 
-  function init(root) { initTable(root); initQuery(root); initPlots(root); }
+  // offset pages may overlap when runs are added meanwhile: a row already shown is not shown twice
+  function dropRepeatedRow(el) {
+    if (el.matches && el.matches("#runs-grid tr[id^='row-']") && document.querySelectorAll("#runs-grid tr[id='" + el.id + "']").length > 1) el.remove();
+  }
+
+  function init(root) { dropRepeatedRow(root); initTable(root); initQuery(root); initPlots(root); }
   document.addEventListener("DOMContentLoaded", () => init(document));
   document.addEventListener("htmx:load", (e) => init(e.target));
 })();

@@ -184,3 +184,48 @@ def test_run_page_draws_zooms_and_compare_view(page, live_server, world, screens
     page.evaluate("window.scrollTo(0, 0)")  # the sticky section bar would sit mid-page in a full-page shot
     screenshot(page, "compare")
     assert not errors, errors
+
+
+def test_run_table_scrolls_into_more_rows_and_groups_load_more(page, live_server, django_user_model, screenshot):
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    owner = django_user_model.objects.create_user("owner", password="pw-owner")
+    workspace = project_services.create_workspace(owner, "acme", "Acme")
+    project = project_services.create_project(owner, workspace, "vision", key="VIS")
+    for index in range(60):
+        run, _ = services.create_run(owner, project, name=f"r{index:02d}")
+        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+            {"op": "assign", "path": "parameters", "value": {"optimizer": "adam" if index < 45 else "sgd", "lr": index / 100}},
+        ])
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/?per=25&c=sys/id&c=sys/name&c=parameters/lr&sort=-parameters/lr")
+    expect(body_rows(page).first).to_contain_text("r59")
+    # scrolling to the end loads the next pages into the table; the pager follows
+    for _ in range(10):
+        if body_rows(page).count() >= 60:
+            break
+        before = body_rows(page).count()
+        page.locator("tr.load-more").scroll_into_view_if_needed()
+        expect(body_rows(page)).not_to_have_count(before)
+    expect(body_rows(page)).to_have_count(60)
+    expect(page.locator("tr.load-more")).to_have_count(0)
+    expect(page.locator("#pager")).to_contain_text("pages 1–3")
+    names = body_rows(page).locator("td:nth-child(3)").all_inner_texts()
+    assert names == [f"r{i:02d}" for i in range(59, -1, -1)], "every run once, in order"
+    assert "page=" not in page.url  # the URL still gives the view from its start
+    page.locator("#pager").scroll_into_view_if_needed()
+    screenshot(page, "run-table-scrolled", full_page=False)
+
+    # grouped: an expanded group loads its next runs in the table's order
+    page.goto(f"{live_server.url}/w/acme/vision/?per=25&c=sys/id&c=sys/name&c=parameters/lr&sort=-parameters/lr&group=parameters/optimizer")
+    adam = page.locator("tbody.group").first
+    expect(adam.locator("tr.group-head")).to_contain_text("45 runs")
+    expect(adam.locator("tr[data-url]")).to_have_count(20)
+    adam.locator("button.load-group").scroll_into_view_if_needed()
+    screenshot(page, "run-table-group-more", full_page=False)
+    adam.locator("button.load-group").click()
+    expect(adam.locator("tr[data-url]")).to_have_count(45)
+    expect(adam.locator("button.load-group")).to_have_count(0)
+    names = adam.locator("tr[data-url] td:nth-child(3)").all_inner_texts()
+    assert names == [f"r{i:02d}" for i in range(44, -1, -1)]
+    assert not errors, errors
