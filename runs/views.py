@@ -29,6 +29,7 @@ from . import services, table
 from .attributes import attribute_value, sys_fields
 from .downloads import ranged_response
 from .forms import BulkActionForm, RunEditForm, SavedViewForm
+from .lineage import run_lineage
 from .models import Attribute, AttributeType, FileEntry, Run, SavedView, StringPoint
 from .query import QueryError, QuerySyntaxError, RunQuery
 from .storage import open_blob
@@ -456,7 +457,7 @@ class SavedViewView(ProjectScopedMixin, View):
 class RunDetailView(ProjectScopedMixin, DetailView):
     template_name = "runs/run_detail.html"
     context_object_name = "run"
-    fragments = ("header", "fields", "namespace", "charts")
+    fragments = ("header", "fields", "namespace", "charts", "lineage")
 
     def get_object(self, queryset=None):
         return self.get_run(self.kwargs["run_id"])
@@ -480,6 +481,9 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         if fragment == "charts":
             context.update(self.chart_page(run))
             return context
+        if fragment == "lineage":
+            context["artifacts"] = run_lineage(self.request.user, run)
+            return context
         attrs = Attribute.objects.filter(run=run)
         if query:
             attrs = attrs.filter(path__icontains=query)
@@ -502,6 +506,9 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         for path, type_ in catalog:
             types.setdefault(type_, []).append(path)
         float_paths = types.get(AttributeType.FLOAT_SERIES, [])
+        context["has_lineage"] = bool(types.get(AttributeType.FILE) or types.get(AttributeType.FILE_SET)) or any(
+            p.endswith("/hash") for p in types.get(AttributeType.STRING, [])
+        )
         monitoring_count = sum(1 for p in float_paths if p.startswith("monitoring/"))
         context.update(
             float_series_count=len(float_paths) - monitoring_count,
@@ -513,6 +520,9 @@ class RunDetailView(ProjectScopedMixin, DetailView):
             environment=self.prefixed_values(run, "environment/", limit=40),
         )
         context.update(self.chart_page(run))
+        # the first charts' data is requested from <head>, before the page's CSS and scripts load
+        first = [path for path, _ in context["chart_paths"][:4]]
+        context["prefetch_paths_json"] = json.dumps(first) if first else ""
         return context
 
     def chart_page(self, run):

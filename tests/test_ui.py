@@ -480,3 +480,105 @@ def test_stranger_sees_no_rows_of_a_page_or_group(ui_for, many_runs, stranger, v
         assert response.status_code == 404 and not rows_of(response.content.decode()), url
         assert len(rows_of(ui_for(viewer).get(url, HTTP_HX_REQUEST="true").content.decode())) >= 20, url
 
+
+# ---- lineage -------------------------------------------------------------------------------
+
+
+def track(run, field, files: dict[str, bytes], location="file:///data/train"):
+    """What the client's ``track_files`` records for a directory of ``files``."""
+    entries = [(name, hashlib.sha256(content).hexdigest(), len(content)) for name, content in sorted(files.items())]
+    overall = hashlib.sha256("".join(f"{r}\0{s}\0{n}\n" for r, s, n in entries).encode()).hexdigest()
+    services.apply_batch(run, stream="track", seq=0, raw_ops=[
+        {"op": "assign", "path": field, "value": {"hash": overall, "size": sum(e[2] for e in entries), "file_count": len(entries), "location": location}},
+        {"op": "assign", "path": f"{field}/files", "value": [f"{r}:{s}:{n}" for r, s, n in entries], "type": "string_set"},
+    ])
+    return overall
+
+
+DATA = {"a.csv": b"x,y\n1,2\n", "b.csv": b"x,y\n3,4\n"}
+
+
+@pytest.fixture
+def lineage_world(project, owner, stranger):
+    """Two runs tracking the same directory, one tracking other data, and a run of a project in a
+    workspace nobody of acme can read that tracked the same data too."""
+    from projects import services as project_services
+
+    first, _ = services.create_run(owner, project, name="prep")
+    second, _ = services.create_run(owner, project, name="train")
+    other, _ = services.create_run(owner, project, name="other data")
+    digest = track(first, "data/train", DATA)
+    track(second, "dataset", DATA, location="file:///mnt/copy")
+    track(other, "data/train", {"a.csv": b"changed"})
+    hidden_ws = project_services.create_workspace(stranger, "secret", "Secret")
+    hidden_project = project_services.create_project(stranger, hidden_ws, "vision", key="SEC")
+    hidden, _ = services.create_run(stranger, hidden_project, name="hidden")
+    track(hidden, "data/train", DATA)
+    return {"first": first, "second": second, "other": other, "hidden": hidden, "digest": digest}
+
+
+def lineage(client, run):
+    return client.get(page(run, "?fragment=lineage"), HTTP_HX_REQUEST="true")
+
+
+def test_runs_tracking_the_same_directory_see_each_other(ui_for, lineage_world, viewer, django_assert_max_num_queries):
+    first, second, other = lineage_world["first"], lineage_world["second"], lineage_world["other"]
+    client = ui_for(viewer)
+    html = client.get(page(first)).content.decode()
+    assert 'href="#lineage"' in html and "fragment=lineage" in html
+    with django_assert_max_num_queries(12):
+        fragment = lineage(client, first).content.decode()
+    assert "<html" not in fragment and "data/train" in fragment and lineage_world["digest"][:12] in fragment
+    assert f">{second.human_id}</a>" in fragment and "as dataset<" in fragment
+    assert other.human_id not in fragment
+    back = lineage(client, second).content.decode()
+    assert f">{first.human_id}</a>" in back and "as data/train<" in back and "file:///mnt/copy" in back
+    assert "no other run" in lineage(client, other).content.decode()
+
+
+def test_lineage_never_shows_runs_of_projects_the_viewer_cannot_read(ui_for, lineage_world, owner, stranger):
+    hidden = lineage_world["hidden"]
+    for user in (owner,):
+        fragment = lineage(ui_for(user), lineage_world["first"]).content.decode()
+        assert "SEC-" not in fragment and "hidden" not in fragment
+    # the stranger reads their own project: acme's runs with the same data are not theirs to see
+    fragment = ui_for(stranger).get(f"/w/secret/vision/runs/{hidden.human_id}/?fragment=lineage", HTTP_HX_REQUEST="true").content.decode()
+    assert "data/train" in fragment and "VIS-" not in fragment and "no other run" in fragment
+
+
+def test_stranger_gets_404_on_lineage(ui_for, lineage_world, stranger):
+    response = lineage(ui_for(stranger), lineage_world["first"])
+    assert response.status_code == 404 and b"data/train" not in response.content
+
+
+def test_lineage_of_uploaded_files_by_blob_in_a_bounded_number_of_queries(
+    ui_for, project, owner, viewer, django_assert_max_num_queries
+):
+    model, _ = services.create_run(owner, project, name="trainer")
+    user, _ = services.create_run(owner, project, name="evaluator")
+    partial, _ = services.create_run(owner, project, name="partial copy")
+    ops = {model: [], user: [], partial: []}
+    weights = upload(owner, model, "model.pt", b"weights-v1", "application/octet-stream")
+    upload(owner, user, "model.pt", b"weights-v1", "application/octet-stream")
+    ops[model].append({"op": "upload", "path": "model/weights", "sha256": weights.sha256, "name": "model.pt"})
+    ops[user].append({"op": "upload", "path": "inputs/model", "sha256": weights.sha256, "name": "model.pt"})
+    # a file set of 40 files; "partial copy" holds 3 of them
+    samples, subset = [], []
+    for index in range(40):
+        content = f"image {index}".encode()
+        blob = upload(owner, model, f"{index}.png", content, "image/png")
+        samples.append({"relpath": f"{index}.png", "sha256": blob.sha256})
+        if index < 3:
+            upload(owner, partial, f"{index}.png", content, "image/png")
+            subset.append({"relpath": f"{index}.png", "sha256": blob.sha256})
+    ops[model].append({"op": "upload_set", "path": "samples", "files": samples})
+    ops[partial].append({"op": "upload_set", "path": "subset", "files": subset})
+    for run, run_ops in ops.items():
+        services.apply_batch(run, stream="files", seq=0, raw_ops=run_ops)
+    client = ui_for(viewer)
+    with django_assert_max_num_queries(12):
+        fragment = lineage(client, model).content.decode()
+    weights_row, samples_row = fragment.split("model/weights")[1].split("<th scope=\"row\">samples")
+    assert f">{user.human_id}</a>" in weights_row and "as inputs/model" in weights_row and weights.sha256[:12] in weights_row
+    assert f">{partial.human_id}</a>" in samples_row and "3 of 40 files" in samples_row and user.human_id not in samples_row
+    assert f">{model.human_id}</a>" in lineage(client, user).content.decode()

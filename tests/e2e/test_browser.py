@@ -39,6 +39,11 @@ def world(django_user_model):
         ])
         if index < 4:
             services.update_run(owner, run, state="finished")
+        if index >= 3:
+            # the last two runs tracked the same data set (what the client's track_files records)
+            services.apply_batch(run, stream="track", seq=0, raw_ops=[
+                {"op": "assign", "path": "data/train", "value": {"hash": "ab12" * 16, "size": 52_428_800, "file_count": 1200, "location": "file:///data/imagenet-subset"}},
+            ])
     return project
 
 
@@ -156,6 +161,11 @@ def test_run_page_draws_zooms_and_compare_view(page, live_server, world, screens
     # attribute tree: open a namespace, its values load
     page.locator("details.ns summary", has_text="parameters").click()
     expect(page.locator("details.ns", has_text="parameters")).to_contain_text("adamw")
+    # lineage: the run that tracked the same data set is linked
+    page.locator("#lineage").scroll_into_view_if_needed()
+    expect(page.locator("#lineage-table")).to_contain_text("data/train")
+    expect(page.locator("#lineage-table a.run-link", has_text="VIS-4")).to_be_visible()
+    screenshot(page, "run-page-lineage", full_page=False)
     page.locator("#charts").scroll_into_view_if_needed()
     screenshot(page, "run-page")
 
