@@ -78,50 +78,38 @@ def inner(args) -> None:
           f"parse_ops {median(parse) * 1e3:.1f} ms, whole request in-process {median(request) * 1e3:.1f} ms "
           f"({args.batch / median(request):,.0f} points/s)")
 
-    # the COPY alone, without validation or the view: the same rows straight into the table
+    # The COPY alone, without validation or the view: the same rows straight into the table,
+    # through runs.series.insert_float_points and through psycopg's write_row loop, alternating.
     from django.db import transaction
 
     from runs import series as series_store
     from runs.models import Attribute
 
     attr = Attribute.objects.get(run__uuid=run, path="train/loss")
-    base = 10**12
-    copy_t = []
-    for k in range(5):
-        lo = base + k * args.batch
-        chunk = (attr.pk, list(range(lo, lo + args.batch)), timestamps[:args.batch], values[:args.batch])
-        t = time.perf_counter()
-        with transaction.atomic():
-            series_store.insert_float_points([chunk])
-        copy_t.append(time.perf_counter() - t)
-    # the raw COPY of the same rows, pre-packed, for the server's share of it
-    with connection.cursor() as cur:
-        raw_cur = cur.cursor
-        import struct
+    lo = 10**12
+    copy_t, per_row_t = [], []
 
-        lo = base + 10 * args.batch
-        rows = list(zip([attr.pk] * args.batch, range(lo, lo + args.batch), timestamps[:args.batch], values[:args.batch]))
-        t = time.perf_counter()
-        with transaction.atomic():
-            with raw_cur.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+    def write_rows(chunk):
+        with connection.cursor() as cur:
+            with cur.cursor.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "int8", "float8", "float8"])
-                for row in rows:
+                for row in zip([attr.pk] * args.batch, *chunk[1:]):
                     copy.write_row(row)
-        per_row = time.perf_counter() - t
-        lo += args.batch
-        pack = struct.Struct("!hiqiqidid").pack
-        buf = bytearray(b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8)
-        for sid, step, ts, v in zip([attr.pk] * args.batch, range(lo, lo + args.batch), timestamps, values):
-            buf += pack(4, 8, sid, 8, step, 8, ts, 8, v)
-        buf += b"\xff\xff"
-        t = time.perf_counter()
-        with transaction.atomic():
-            with raw_cur.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(bytes(buf))
-        prepacked = time.perf_counter() - t
+
+    for _ in range(args.copy_repeats):
+        for how, times in ((series_store.insert_float_points, copy_t), (write_rows, per_row_t)):
+            chunk = (attr.pk, list(range(lo, lo + args.batch)), timestamps[:args.batch], values[:args.batch])
+            lo += args.batch
+            t = time.perf_counter()
+            with transaction.atomic():
+                how([chunk]) if how is series_store.insert_float_points else how(chunk)
+            times.append(time.perf_counter() - t)
+            if connection.vendor != "postgresql":
+                break
     if connection.vendor == "postgresql":
-        print(f"COPY of {args.batch:,} rows: runs.series.insert_float_points {median(copy_t) * 1e3:.1f} ms; "
-              f"psycopg write_row loop {per_row * 1e3:.1f} ms; one pre-packed binary buffer {prepacked * 1e3:.1f} ms")
+        print(f"COPY+COMMIT of {args.batch:,} rows (medians of {args.copy_repeats}, alternating): "
+              f"runs.series.insert_float_points {median(copy_t) * 1e3:.1f} ms; "
+              f"psycopg write_row loop {median(per_row_t) * 1e3:.1f} ms")
 
     prof = cProfile.Profile()
     prof.enable()
@@ -142,6 +130,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--copy-repeats", type=int, default=7)
     p.add_argument("--source", default=None, help="git revision to export and run (default HEAD), or 'worktree'")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -152,7 +141,8 @@ def main() -> None:
         log(f"[{args.db}] server code: {server.source}")
         log(f"[{args.db}] profiling {args.batches} batches of {args.batch:,} points in-process")
         subprocess.run([PYTHON, __file__, "--inner", "--db", args.db, "--batches", str(args.batches),
-                        "--batch", str(args.batch), "--top", str(args.top)], cwd=server.src, env=env, check=True)
+                        "--batch", str(args.batch), "--top", str(args.top),
+                        "--copy-repeats", str(args.copy_repeats)], cwd=server.src, env=env, check=True)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,15 @@ conflicts with stored fields are found while applying, inside the
 transaction, so the whole batch rolls back.
 """
 
+import itertools
 import math
+import operator
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import rollups
@@ -36,6 +38,7 @@ from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run
 from .paths import RUN_COLUMN_PATHS, PathError, is_writable, validate_path
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_TIMESTAMP = 253402300800  # 10000-01-01, unix seconds
 SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
                   "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
 SCALAR_TYPES = {"int", "float", "bool", "string", "datetime", "string_set"}
@@ -283,7 +286,8 @@ def _parse_append(index, path, raw) -> Op:
     if not isinstance(values, list) or not values:
         raise _fail(index, path, "values", "must be a non-empty list")
     if kind == "float":
-        values = [_to_float(v, index, path, f"values[{i}]") if not isinstance(v, float) else v for i, v in enumerate(values)]
+        if not _all_type(values, float):
+            values = [_to_float(v, index, path, f"values[{i}]") if not isinstance(v, float) else v for i, v in enumerate(values)]
     elif kind == "string":
         values = [_check_string(v, index, path, f"values[{i}]") for i, v in enumerate(values)]
     else:
@@ -297,27 +301,46 @@ def _parse_append(index, path, raw) -> Op:
     if steps is not None:
         if not isinstance(steps, list) or len(steps) != len(values):
             raise _fail(index, path, "steps", f"must be a list as long as values ({len(values)})")
-        previous = None
-        for i, step in enumerate(steps):
-            if not _is_int(step):
-                if isinstance(step, float) and step.is_integer():
-                    step = int(step)
-                    steps[i] = step
-                else:
-                    raise _fail(index, path, f"steps[{i}]", f"must be an integer, got {_describe(step)}")
-            if not 0 <= step <= INT64_MAX:
-                raise _fail(index, path, f"steps[{i}]", "must be between 0 and 2**63-1")
-            if previous is not None and step <= previous:
-                raise _fail(index, path, f"steps[{i}]", f"steps must increase strictly ({step} after {previous})")
-            previous = step
+        fast = _all_type(steps, int) and 0 <= steps[0] and steps[-1] <= INT64_MAX
+        if not (fast and all(map(operator.lt, steps, steps[1:]))):
+            _check_steps(index, path, steps)
     timestamps = raw.get("timestamps")
     if timestamps is not None:
         if not isinstance(timestamps, list) or len(timestamps) != len(values):
             raise _fail(index, path, "timestamps", f"must be a list as long as values ({len(values)})")
-        for i, ts in enumerate(timestamps):
-            if not _is_number(ts) or not math.isfinite(ts) or not 0 <= ts < 253402300800:
-                raise _fail(index, path, f"timestamps[{i}]", f"must be unix seconds, got {_describe(ts)}")
+        # A finite sum means every element is finite (an Inf or NaN makes the sum so).
+        fast = _all_type(timestamps, float) and math.isfinite(sum(timestamps))
+        if not (fast and 0 <= min(timestamps) and max(timestamps) < MAX_TIMESTAMP):
+            _check_timestamps(index, path, timestamps)
     return Op(index, "append", path, type=APPEND_KINDS[kind], values=values, steps=steps, timestamps=timestamps)
+
+
+def _all_type(items: list, type_) -> bool:
+    """Whether every item is exactly of ``type_`` (so ``bool`` is not an ``int``)."""
+    return all(map(operator.is_, map(type, items), itertools.repeat(type_)))
+
+
+def _check_steps(index, path, steps: list) -> None:
+    """Element by element, converting integral floats in place; raises on the first bad step."""
+    previous = None
+    for i, step in enumerate(steps):
+        if not _is_int(step):
+            if isinstance(step, float) and step.is_integer():
+                step = int(step)
+                steps[i] = step
+            else:
+                raise _fail(index, path, f"steps[{i}]", f"must be an integer, got {_describe(step)}")
+        if not 0 <= step <= INT64_MAX:
+            raise _fail(index, path, f"steps[{i}]", "must be between 0 and 2**63-1")
+        if previous is not None and step <= previous:
+            raise _fail(index, path, f"steps[{i}]", f"steps must increase strictly ({step} after {previous})")
+        previous = step
+
+
+def _check_timestamps(index, path, timestamps: list) -> None:
+    for i, ts in enumerate(timestamps):
+        if not _is_number(ts) or not math.isfinite(ts) or not 0 <= ts < MAX_TIMESTAMP:
+            raise _fail(index, path, f"timestamps[{i}]", f"must be unix seconds, got {_describe(ts)}")
 
 
 # --- applying ---------------------------------------------------------------
@@ -331,6 +354,14 @@ def record_fields(project_id: int, fields) -> None:
     )
 
 
+def _fsum(values: list) -> float:
+    """An exact sum of finite floats; ±Inf when it leaves the float range."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return sum(values)
+
+
 def _conflict(op: Op, stored: str, sent: str) -> BatchError:
     return BatchError(
         409, "type_conflict", f"field is stored as {stored}, cannot write {sent}",
@@ -339,7 +370,7 @@ def _conflict(op: Op, stored: str, sent: str) -> BatchError:
 
 
 class _Batch:
-    def __init__(self, run: Run, paths: set[str]):
+    def __init__(self, run: Run, paths: set[str], now):
         self.run = run
         self.fields: dict[str, Attribute] = {
             a.path: a for a in Attribute.objects.filter(run=run, path__in=paths)
@@ -350,7 +381,7 @@ class _Batch:
         self.files: dict[int, list] = {}  # id(attribute) -> FileEntry (unsaved, attribute unset)
         self.clear_files: set[int] = set()  # attribute pks whose files are replaced
         self.run_columns: dict[str, str] = {}
-        self.now = timezone.now()
+        self.now = now
         self.point_count = 0
         self.blobs: dict[str, Blob] = {}
         self.previous_last_step: dict[int, int | None] = {}  # id(attribute) -> last step before this batch
@@ -433,14 +464,17 @@ class _Batch:
         if op.type == AttributeType.FLOAT_SERIES:
             values = op.values
             attr.float_value = values[-1]
-            finite = [v for v in values if math.isfinite(v)]
-            comparable = [v for v in values if not math.isnan(v)]
+            if math.isfinite(sum(values)):  # no NaN or ±Inf among them: no filtered copies
+                finite = comparable = values
+            else:
+                finite = [v for v in values if math.isfinite(v)]
+                comparable = [v for v in values if not math.isnan(v)]
             if comparable:
                 low, high = min(comparable), max(comparable)
                 attr.min_value = low if attr.min_value is None else min(attr.min_value, low)
                 attr.max_value = high if attr.max_value is None else max(attr.max_value, high)
             if finite:
-                attr.sum_value = (attr.sum_value or 0.0) + math.fsum(finite)
+                attr.sum_value = (attr.sum_value or 0.0) + _fsum(finite)
                 attr.finite_count += len(finite)
             self.points.setdefault(id(attr), []).append((steps, timestamps, values))
         elif op.type == AttributeType.STRING_SERIES:
@@ -504,7 +538,9 @@ class _Batch:
         if new:
             Attribute.objects.bulk_create(new)
             record_fields(self.run.project_id, [(a.path, a.type) for a in new])
-        if old:
+        if len(old) == 1:  # the common case: one series per batch; bulk_update builds CASE WHEN for it
+            Attribute.objects.filter(pk=old[0].pk).update(**{name: getattr(old[0], name) for name in _UPDATE_FIELDS})
+        elif old:
             Attribute.objects.bulk_update(old, _UPDATE_FIELDS)
         by_key = {id(a): a for a in changed}
         float_rows, string_rows = [], []
@@ -553,20 +589,36 @@ _UPDATE_FIELDS = [
 ]
 
 
+def _claim_batch(cursor, run: Run, stream: str, seq: int, op_count: int, now) -> bool:
+    """Record the batch key; False when it is taken (a retry). A concurrent retry of the same
+    batch waits here for the first one's transaction, then finds the key taken."""
+    table = RunBatch._meta.db_table
+    cursor.execute(
+        f"INSERT INTO {table} (run_id, stream, seq, op_count, applied_at) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (run_id, stream, seq) DO NOTHING RETURNING id",
+        [run.pk, stream, seq, op_count, connection.ops.adapt_datetimefield_value(now)],
+    )
+    return cursor.fetchone() is not None
+
+
 def apply_batch(run: Run, *, stream: str, seq: int, raw_ops) -> dict:
     """Validate and apply one batch to ``run`` atomically; idempotent per ``(stream, seq)``."""
     ops = parse_ops(raw_ops)
-    with transaction.atomic():
-        # One batch at a time per run: series statistics are read-modify-write.
-        Run.objects.select_for_update().filter(pk=run.pk).values_list("pk", flat=True).first()
-        if RunBatch.objects.filter(run=run, stream=stream, seq=seq).exists():
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not _claim_batch(cursor, run, stream, seq, len(raw_ops), now):
             return {"applied": False, "duplicate": True, "ops": len(raw_ops), "points": 0}
-        batch = _Batch(run, {op.path for op in ops})
+        # Touching the run locks its row: one batch at a time per run, as series
+        # statistics are read-modify-write.
+        stamp = connection.ops.adapt_datetimefield_value(now)
+        cursor.execute(
+            f"UPDATE {Run._meta.db_table} SET modified_at = %s, ping_at = %s WHERE id = %s", [stamp, stamp, run.pk]
+        )
+        batch = _Batch(run, {op.path for op in ops}, now)
         batch.load_blobs(ops)
         for op in ops:
             batch.apply(op)
         batch.flush()
-        RunBatch.objects.create(run=run, stream=stream, seq=seq, op_count=len(raw_ops))
-        updates = {"modified_at": batch.now, "ping_at": batch.now, **batch.run_columns}
-        Run.objects.filter(pk=run.pk).update(**updates)
+        if batch.run_columns:
+            Run.objects.filter(pk=run.pk).update(**batch.run_columns)
     return {"applied": True, "duplicate": False, "ops": len(raw_ops), "points": batch.point_count}

@@ -2,6 +2,7 @@ import math
 
 import msgpack
 import pytest
+from django.contrib.auth.models import User
 
 from runs.models import Attribute, FloatPoint, RunBatch
 
@@ -213,3 +214,89 @@ def test_string_series(owner_api, run):
     assert points["values"] == ["a", "b"] and points["timestamps"] == [1.0, 2.0] and points["type"] == "string_series"
     response = owner_api.get(run_url(run, "series"), {"path": "stdout"})
     assert response.status_code == 409 and response.json()["error"]["code"] == "wrong_type"
+
+
+@pytest.mark.parametrize(
+    "op, field, words",
+    [
+        ({"values": [1.0, 2.0, True]}, "ops[0].values[2]", "number"),
+        ({"values": [1.0, 2.0], "steps": [0, True]}, "ops[0].steps[1]", "integer"),
+        ({"values": [1.0, 2.0], "steps": [3, 3]}, "ops[0].steps[1]", "increase"),
+        ({"values": [1.0, 2.0], "steps": [0, 2**63]}, "ops[0].steps[1]", "between"),
+        ({"values": [1.0, 2.0, 3.0], "timestamps": [1.0, 2.0, math.nan]}, "ops[0].timestamps[2]", "unix"),
+        ({"values": [1.0, 2.0], "timestamps": [1.0, math.inf]}, "ops[0].timestamps[1]", "unix"),
+        ({"values": [1.0, 2.0], "timestamps": [-1.0, 1.0]}, "ops[0].timestamps[0]", "unix"),
+        ({"values": [1.0, 2.0], "timestamps": [1.0, 253402300800.0]}, "ops[0].timestamps[1]", "unix"),
+    ],
+)
+def test_a_bad_element_in_a_long_float_append_is_named(owner_api, run, op, field, words):
+    response = batch(owner_api, run, [{"op": "append", "path": "loss", **op}], fmt="msgpack")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["field"] == field and words in error["message"]
+    assert FloatPoint.objects.count() == 0
+
+
+def test_integral_float_steps_and_integer_timestamps_are_accepted(owner_api, run):
+    ops = [{"op": "append", "path": "loss", "values": [1, 2.5], "steps": [3.0, 4], "timestamps": [10, 11.5]}]
+    assert batch(owner_api, run, ops, fmt="msgpack").status_code == 200
+    points = owner_api.get(run_url(run, "series/points"), {"path": "loss"}).json()
+    assert points == {"path": "loss", "type": "float_series", "steps": [3, 4], "timestamps": [10.0, 11.5],
+                      "values": [1.0, 2.5], "next_after_step": None}
+
+
+def test_summary_of_a_series_over_several_batches(owner_api, run):
+    first = [{"op": "append", "path": "loss", "values": [3.0, 1.0, 2.0]}]
+    second = [{"op": "append", "path": "loss", "values": [math.nan, 5.0, -math.inf]}]
+    assert batch(owner_api, run, first, fmt="msgpack").status_code == 200
+    assert batch(owner_api, run, second, seq=2, fmt="msgpack").status_code == 200
+    summary = fields(owner_api, run)["loss"]["value"]
+    assert summary["count"] == 6 and summary["min"] == "-Infinity" and summary["max"] == 5.0
+    assert summary["last"] == "-Infinity" and summary["avg"] == pytest.approx(11.0 / 4)
+
+
+def test_a_sum_beyond_the_float_range_is_not_a_server_error(owner_api, run):
+    ops = [{"op": "append", "path": "big", "values": [1.7e308, 1.7e308]}]
+    assert batch(owner_api, run, ops, fmt="msgpack").status_code == 200
+    assert fields(owner_api, run)["big"]["value"]["max"] == 1.7e308
+
+
+def test_batch_endpoint_answers_each_role(api, run, contributor, viewer, stranger):
+    ops = [{"op": "assign", "path": "x", "value": 1}]
+    assert batch(api(contributor), run, ops).status_code == 200
+    refused = batch(api(viewer), run, ops, seq=2)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    hidden = batch(api(stranger), run, ops, seq=3)
+    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
+    by_uuid = api(stranger).post(f"/api/v1/runs/{run.uuid}/batch", {"stream": "s", "seq": 4, "ops": ops}, format="json")
+    assert by_uuid.status_code == 404
+    assert RunBatch.objects.filter(run=run).count() == 1
+
+
+def test_project_actions_agree_with_the_policy(db, run, owner, contributor, viewer, stranger):
+    """The one-query check used per batch gives the same answer as ``can`` for every kind of grant."""
+    from django.contrib.auth.models import AnonymousUser, Group
+    from guardian.shortcuts import assign_perm
+
+    from projects import permissions
+
+    project = run.project
+    via_group, via_project, superuser, inactive = (
+        User.objects.create_user(name) for name in ("grouped", "project-only", "root", "gone")
+    )
+    team = Group.objects.create(name="team")
+    via_group.groups.add(team)
+    assign_perm("view_workspace", team, project.workspace)
+    assign_perm("write_workspace", team, project.workspace)
+    assign_perm("view_project", via_project, project)
+    superuser.is_superuser = True
+    superuser.save()
+    inactive.is_active = False
+    inactive.save()
+    assign_perm("view_project", inactive, project)
+    people = [owner, contributor, viewer, stranger, via_group, via_project, superuser, inactive, AnonymousUser(), None]
+    for user in people:
+        expected = {a for a in permissions.ACTIONS if permissions.can(user, a, project)}
+        assert permissions.project_actions(user, project.pk) == expected, user
+    assert permissions.project_actions(via_group, project.pk) == {"view", "write"}
+    assert permissions.project_actions(via_project, project.pk) == {"view"}
