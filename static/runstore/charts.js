@@ -256,7 +256,8 @@
     const found = Array.from(scope.querySelectorAll("figure.chart:not([data-seen])"));
     if (root.matches && root.matches("figure.chart:not([data-seen])")) found.push(root);
     const near = window.innerHeight + 300;
-    found.forEach((fig) => {
+    // a figure still being parsed (no plot yet) is taken by the scan at DOMContentLoaded
+    found.filter((fig) => fig.querySelector(".plot")).forEach((fig) => {
       fig.dataset.seen = "1";
       // charts already on screen start now, not a frame later from the observer
       if (!observer || fig.getBoundingClientRect().top < near) start(fig); else observer.observe(fig);
@@ -271,18 +272,19 @@
   }
 
   function bindControls() {
-    document.querySelectorAll(".chart-controls").forEach((box) => {
-      box.addEventListener("change", (e) => {
-        const c = e.target.dataset.control;
-        if (c === "x") { settings.x = e.target.value; redrawAll(true); }
-        if (c === "log") { settings.log = e.target.checked; redrawAll(false); }
-      });
-      box.addEventListener("input", (e) => {
-        if (e.target.dataset.control === "smooth") { settings.smooth = parseFloat(e.target.value) || 0; redrawAll(false); }
-      });
-      box.addEventListener("click", (e) => {
-        if (e.target.dataset.control === "reset") charts.forEach((state) => { if (state.range) load(state, null); });
-      });
+    // delegated: this script may run (async) before the controls are parsed
+    const inControls = (e) => e.target.closest && e.target.closest(".chart-controls");
+    document.addEventListener("change", (e) => {
+      if (!inControls(e)) return;
+      const c = e.target.dataset.control;
+      if (c === "x") { settings.x = e.target.value; redrawAll(true); }
+      if (c === "log") { settings.log = e.target.checked; redrawAll(false); }
+    });
+    document.addEventListener("input", (e) => {
+      if (inControls(e) && e.target.dataset.control === "smooth") { settings.smooth = parseFloat(e.target.value) || 0; redrawAll(false); }
+    });
+    document.addEventListener("click", (e) => {
+      if (inControls(e) && e.target.dataset.control === "reset") charts.forEach((state) => { if (state.range) load(state, null); });
     });
   }
 
@@ -296,12 +298,15 @@
     }), 200);
   });
 
+  /* Loaded async on the run page: the charts parsed so far start as soon as this file and uPlot
+     are in, without waiting for the other scripts and DOMContentLoaded; the rest start then. */
   function boot() {
-    if (typeof uPlot === "undefined") { setTimeout(boot, 30); return; }
-    bindControls();
+    if (typeof uPlot === "undefined") { setTimeout(boot, 10); return; }
     scan(document);
-    document.body.addEventListener("htmx:load", (e) => scan(e.target));
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => scan(document));
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
+  bindControls();
+  document.addEventListener("htmx:load", (e) => { if (typeof uPlot !== "undefined") scan(e.target); });
+  boot();
   window.RunstoreCharts = { charts, settings, scan };
 })();
