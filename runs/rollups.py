@@ -40,6 +40,7 @@ ROLLUP_TABLE = "runs_seriesrollup"
 CURSOR_TABLE = "runs_rollupcursor"
 POINT_TABLE = "runs_floatpoint"
 MAX_WIDTH_STRETCH = 1.5
+_LOCK_CLASS = 0x5255  # first key of the roll-up advisory locks (the second is the series)
 
 
 def chunk_points() -> int:
@@ -88,14 +89,15 @@ def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
         f"""
         INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value,
                                     finite_count, count, first_step, last_step, last_value)
-        SELECT g.series_id, 0, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1, p.value
+        SELECT g.series_id, 0, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1,
+               (SELECT p.value FROM {POINT_TABLE} p WHERE p.series_id = g.series_id AND p.step = g.s1)
         FROM (
             SELECT series_id, step / {BASE} AS b, {mn} AS mn, {mx} AS mx, {sm} AS sm, {nf} AS nf,
                    count(*) AS n, min(step) AS s0, max(step) AS s1
             FROM {POINT_TABLE}
             WHERE series_id = %s AND step >= %s AND step < %s
             GROUP BY series_id, step / {BASE}
-        ) g JOIN {POINT_TABLE} p ON p.series_id = g.series_id AND p.step = g.s1
+        ) g
         WHERE 1 = 1
         ON CONFLICT (series_id, level, bucket) DO NOTHING
         """,
@@ -167,8 +169,11 @@ def roll_up(series_id: int) -> int:
                 "ON CONFLICT (series_id) DO NOTHING",
                 [series_id, _now(), False],
             )
-            lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
-            cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s{lock}", [series_id])
+            if connection.vendor == "postgresql":
+                # One roller per series. An advisory lock rather than a lock on the cursor row:
+                # batches mark that row (claim) and must not wait for a whole chunk's roll-up.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, series_id % 2**31])
+            cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s", [series_id])
             start = cursor.fetchone()[0]
             if start >= target:
                 return start
@@ -272,13 +277,13 @@ def read(series_id: int, lo: int, hi: int, level: int, origin: int, bucket_width
         for a, b in raw:
             # One select per range (not one OR): TimescaleDB then skips the chunks outside it.
             selects.append(
-                f"SELECT g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, p.value FROM ("
+                f"SELECT g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
+                f"(SELECT p.value FROM {POINT_TABLE} p WHERE p.series_id = %s AND p.step = g.s1) FROM ("
                 f"SELECT (step - %s) / %s AS ob, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
                 f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {POINT_TABLE} "
-                f"WHERE series_id = %s AND step >= %s AND step < %s GROUP BY (step - %s) / %s"
-                f") g JOIN {POINT_TABLE} p ON p.series_id = %s AND p.step = g.s1"
+                f"WHERE series_id = %s AND step >= %s AND step < %s GROUP BY (step - %s) / %s) g"
             )
-            params += [origin, bucket_width, series_id, a, b, origin, bucket_width, series_id]
+            params += [series_id, origin, bucket_width, series_id, a, b, origin, bucket_width]
         rows = []
         if selects:
             cursor.execute(" UNION ALL ".join(selects), params)
@@ -327,21 +332,25 @@ def _combine(rows, lo, hi, origin, bucket_width) -> dict:
 
 
 def schedule_after_commit(appends) -> None:
-    """After the current transaction commits, roll up the series whose appends closed a bucket.
+    """Roll up the series whose appends closed a bucket, once the current transaction commits.
 
-    ``appends``: ``(series_id, last_step_before, last_step_after)``. A failure to
-    reach the broker is logged, never raised: the periodic sweep catches up.
+    ``appends``: ``(series_id, last_step_before, last_step_after)``. The series are
+    claimed inside the transaction (a batch that rolls back claims nothing, and
+    the mark costs no commit of its own); the task is sent after the commit. A
+    failure to reach the broker is logged, never raised: the periodic sweep
+    catches up.
     """
     due = sorted({sid for sid, before, after in appends if needs_roll_up(before, after)})
     if not due:
+        return
+    claimed = claim(due)
+    if not claimed:
         return
 
     def enqueue():
         from .tasks import rollup_series
 
-        claimed = claim(due)
-        if claimed:
-            rollup_series.delay(claimed)
+        rollup_series.delay(claimed)
 
     transaction.on_commit(enqueue, robust=True)
 
@@ -351,7 +360,8 @@ def claim(series_ids: list[int]) -> list[int]:
 
     One task per series at a time, however many batches arrive meanwhile; the
     task clears the mark before it starts, so points that arrive during a
-    roll-up queue the next one. A mark left by a lost message is cleared by
+    roll-up queue the next one (a mark made by a transaction still open makes
+    the task's clearing wait for its commit, so those points are seen). A mark left by a lost message is cleared by
     the periodic sweep.
     """
     now = _now()

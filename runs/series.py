@@ -184,6 +184,8 @@ def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
             "min(value), max(value), "
             "avg(CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END)"
         )
+    # The last value of each bucket by a primary-key look-up per bucket: the planner cannot
+    # estimate the number of groups, and a join picks a hash join over the whole series.
     sql = f"""
         WITH b AS (
             SELECT (step - %s) / %s AS bucket, min(step) AS s0, max(step) AS s1, count(*) AS n,
@@ -192,8 +194,8 @@ def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
             WHERE series_id = %s AND step >= %s AND step <= %s
             GROUP BY 1
         )
-        SELECT b.*, p.value FROM b JOIN {FLOAT_TABLE} p ON p.series_id = %s AND p.step = b.s1
-        ORDER BY b.bucket
+        SELECT b.*, (SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = %s AND p.step = b.s1)
+        FROM b ORDER BY b.bucket
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [lo, width, series_id, lo, hi, series_id])
