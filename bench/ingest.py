@@ -43,8 +43,11 @@ def make_points(n: int, seed: int = 1):
     return steps, timestamps, values
 
 
-def send_series(server: RunstoreServer, run_uuid: str, steps, timestamps, values, batch: int, path="train/loss"):
-    """Send all points sequentially; return (wall seconds, per-batch latencies)."""
+def send_series(server: RunstoreServer, run_uuid: str, steps, timestamps, values, batch: int, path="train/loss",
+                after_batch=None):
+    """Send all points sequentially; return (wall seconds, per-batch latencies).
+
+    ``after_batch(last_step)`` is called after each acknowledged batch (outside the latency timing)."""
     session = server.session()
     url = f"{server.url}/api/v1/runs/{run_uuid}/batch"
     headers = {"Content-Type": "application/msgpack", "Accept": "application/json"}
@@ -62,9 +65,56 @@ def send_series(server: RunstoreServer, run_uuid: str, steps, timestamps, values
         latencies.append(time.perf_counter() - t)
         if r.status_code != 200 or not r.json().get("applied"):
             raise RuntimeError(f"batch {seq}: {r.status_code} {r.text[:300]}")
+        if after_batch is not None:
+            after_batch(steps[min(i + batch, len(values)) - 1])
     wall = time.perf_counter() - start
     session.close()
     return wall, latencies
+
+
+class RollupLag:
+    """Samples, after each acknowledged batch, how many final points of the run's series
+    the roll-up worker has not rolled up yet (``runs_rollupcursor.rolled_until``)."""
+
+    def __init__(self, server: RunstoreServer, run_uuid: str):
+        self.server, self.run_uuid, self.samples, self.series_id = server, run_uuid, [], None
+        if server.db == "postgres":
+            from common import PG_BENCH_DB, pg_connect
+
+            self.conn = pg_connect(PG_BENCH_DB)
+            self.mark = "%s"
+        else:
+            import sqlite3
+
+            self.conn = sqlite3.connect(server.sqlite_path, isolation_level=None)
+            self.mark = "?"
+
+    def rolled_until(self) -> int:
+        if self.series_id is None:
+            row = self.conn.execute(
+                "SELECT a.id FROM runs_attribute a JOIN runs_run r ON r.id = a.run_id "
+                f"WHERE r.uuid = {self.mark} AND a.path = 'train/loss'",
+                [self.run_uuid if self.server.db == "postgres" else self.run_uuid.replace("-", "")],
+            ).fetchone()
+            self.series_id = row[0]
+        row = self.conn.execute(
+            f"SELECT rolled_until FROM runs_rollupcursor WHERE series_id = {self.mark}", [self.series_id]).fetchone()
+        return row[0] if row else 0
+
+    def __call__(self, last_step: int) -> None:
+        final = (last_step + 1) // 16 * 16  # runs.rollups.closed_until
+        self.samples.append(max(0, final - self.rolled_until()))
+
+    def wait_caught_up(self, last_step: int, since: float, timeout: float = 300.0) -> float:
+        final = (last_step + 1) // 16 * 16
+        while self.rolled_until() < final and time.perf_counter() - since < timeout:
+            time.sleep(0.05)
+        self.conn.close()
+        return time.perf_counter() - since
+
+    def summary(self, caught_up: float) -> dict:
+        return {"median_points": median(self.samples), "max_points": max(self.samples),
+                "caught_up_after_s": caught_up, "samples": len(self.samples)}
 
 
 def bench_db(db: str, points: int, batch: int, workers: int, threads: int, senders: int, with_read: bool,
@@ -79,8 +129,11 @@ def bench_db(db: str, points: int, batch: int, workers: int, threads: int, sende
 
         run_uuid = server.create_run(session)
         log(f"[{db}] sending {points:,} points in batches of {batch:,} (sequential client)")
-        wall, lat = send_series(server, run_uuid, steps, timestamps, values, batch)
+        lag = RollupLag(server, run_uuid) if server.celery else None
+        wall, lat = send_series(server, run_uuid, steps, timestamps, values, batch, after_batch=lag)
+        end = time.perf_counter()
         waited = server.wait_tasks()
+        caught_up = lag.wait_caught_up(steps[-1], end) if lag else None
         storage = server.float_storage()
         seq_points = storage["points"] - 1000  # minus the warm-up run
         storage_bytes_per_point = storage["bytes"] / storage["points"]
@@ -102,10 +155,15 @@ def bench_db(db: str, points: int, batch: int, workers: int, threads: int, sende
             },
             "storage": {**storage, "bytes_per_point": storage_bytes_per_point, "points_in_run": seq_points},
             "background_tasks_drained_after_s": waited,
+            "rollup_lag": lag.summary(caught_up) if lag else None,
             "run_uuid": run_uuid,
         }
         log(f"[{db}] {points / wall:,.0f} points/s, median batch {median(lat) * 1000:.1f} ms, "
             f"{storage_bytes_per_point:.1f} B/point ({storage['how']})")
+        if lag:
+            r = result["rollup_lag"]
+            log(f"[{db}] roll-up lag behind the acknowledged points: median {r['median_points']:,.0f}, "
+                f"max {r['max_points']:,} points; rolled up {r['caught_up_after_s']:.1f} s after the last batch")
 
         if with_read:
             from read import bench_read
