@@ -153,7 +153,14 @@ class RunQuery:
         order = []
         for spec in self.sort:
             descending = spec.startswith("-")
-            queryset, name = self._value_expression(queryset, spec.lstrip("-+"))
+            path = spec.lstrip("-+")
+            if path in _NOT_NULL_SYS_COLUMNS:
+                # a plain column order lets the run table's (project, created_at) index serve the page;
+                # "NULLS LAST" on a column without nulls would make the database sort every run
+                column = _NOT_NULL_SYS_COLUMNS[path]
+                order.append(F(column).desc() if descending else F(column).asc())
+                continue
+            queryset, name = self._value_expression(queryset, path)
             order.append(F(name).desc(nulls_last=True) if descending else F(name).asc(nulls_last=True))
         return queryset.order_by(*order, "-id")
 
@@ -259,6 +266,12 @@ class RunQuery:
             })
         return result
 
+
+# sys fields that are NOT NULL run columns
+_NOT_NULL_SYS_COLUMNS = {
+    "sys/id": "number", "sys/name": "name", "sys/description": "description", "sys/state": "state",
+    "sys/creation_time": "created_at", "sys/modification_time": "modified_at", "sys/ping_time": "ping_at",
+}
 
 # field types (in the project) and series aggregate -> the attribute column an index orders
 _INDEXED_COLUMN = {
