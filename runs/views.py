@@ -795,12 +795,15 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             "raw_url": f"{base}raw?{urlencode(query)}",
             "download_url": f"/api/v1/runs/{run.uuid}/files/download?{urlencode(query)}",
         }
-        if kind == "notebook":
-            # rendered to HTML by the blob-processing task (runs.processing), served sandboxed by the API
+        if kind in ("notebook", "video"):
+            # the notebook's HTML and the video's poster frame are made by the blob-processing task
+            # (runs.processing) and served by the API (HTML sandboxed)
             from .models import BlobPreview
 
-            if BlobPreview.objects.filter(blob=entry.blob, kind="html").exists():
-                context["notebook_url"] = f"/api/v1/runs/{run.uuid}/files/preview?{urlencode({**query, 'kind': 'html'})}"
+            preview = "html" if kind == "notebook" else "poster"
+            if BlobPreview.objects.filter(blob=entry.blob, kind=preview).exists():
+                url = f"/api/v1/runs/{run.uuid}/files/preview?{urlencode({**query, 'kind': preview})}"
+                context["notebook_url" if kind == "notebook" else "poster_url"] = url
         elif kind == "csv":
             context["csv_rows"], context["csv_more"] = _csv_rows(entry, delimiter="\t" if name.lower().endswith(".tsv") else ",")
         elif kind == "code":

@@ -189,3 +189,23 @@ def test_video_types_are_sniffed_from_their_headers():
     assert processing.sniff(encode("mov", "mpeg4", seconds=1)[:4096]) == "video/quicktime"
     assert processing.sniff(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf") == "image/avif"
     assert processing.sniff(b"\x00\x00\x00\x1cftypM4A \x00\x00\x00\x00M4A isom") == "audio/mp4"
+
+
+def test_the_run_page_player_shows_the_poster(owner, run, project, blob_store):
+    from django.test import Client
+
+    from .conftest import client_for
+
+    api = client_for(owner)
+    sha = attach(api, run, "clip.mp4", encode("mp4", "libx264"), "media/clip")
+    browser = Client()
+    browser.force_login(owner)
+    url = f"/w/{project.workspace.slug}/{project.slug}/runs/{run.human_id}/preview?path=media/clip"
+    before = browser.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "<video" in before and "poster=" not in before  # nothing to show until processing ran
+    processing.process_blob(sha)
+    html = browser.get(url, HTTP_HX_REQUEST="true").content.decode()
+    poster = html.split('poster="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    response = browser.get(poster)
+    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(b"".join(response.streaming_content))).size == (64, 48)
