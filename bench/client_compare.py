@@ -1,7 +1,8 @@
 """Calling-thread cost of logging one float metric point: Runstore next to MLflow, W&B and Aim.
 
     .venv/bin/python bench/client_compare.py [--calls 1000000] [--budget 15] [--tools runstore,mlflow,wandb,aim]
-                                             [--mlflow-async-calls 2000] [--source HEAD|worktree|REV] [--json]
+                                             [--mlflow-async-calls 2000] [--source HEAD|worktree|REV]
+                                             [--server-workers 2] [--json]
 
 One invocation measures every tool one after the other, each in a fresh
 process, and prints one table. The loop is the same for every tool: the
@@ -14,7 +15,9 @@ whole loop's wall time / calls (bursts of background work included).
 
 * ``runstore`` ``run["loss"].append(v)`` (this checkout's ``client/``, run
   with ``.venv``): ``async`` against a throwaway Runstore server (SQLite,
-  gunicorn, server code of ``--source``, no Celery worker) and ``offline``
+  gunicorn ``-w 2 --threads 2`` like MLflow's ``--workers 2``, server code of
+  ``--source``, no Celery worker; on a 2-core machine its workers ingesting
+  the points compete with the client for the cores) and ``offline``
   (disk queue only), ``--calls`` calls (default 1,000,000) in chunks of 10,000;
   afterwards ``run.flush()`` (everything fsync-ed in the disk queue) and, in
   async mode, ``run.wait()`` (everything acknowledged by the server);
@@ -320,8 +323,9 @@ def measure(args: argparse.Namespace) -> dict:
         if tool == "runstore":
             from common import RunstoreServer, resolve_source
 
-            with RunstoreServer("sqlite", workers=2, threads=2, source=resolve_source(args.source), celery=False) as server:
-                meta["runstore_server"] = f"{server.source}, SQLite, gunicorn -w 2 --threads 2"
+            with RunstoreServer("sqlite", workers=args.server_workers, threads=2, source=resolve_source(args.source),
+                                celery=False) as server:
+                meta["runstore_server"] = f"{server.source}, SQLite, gunicorn -w {args.server_workers} --threads 2"
                 for mode in ("async", "offline"):
                     log(f"[runstore/{mode}] {args.calls:,} calls")
                     extra = [*common, "--mode", mode, "--url", server.url, "--token", server.token]
@@ -380,6 +384,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--budget", type=float, default=15.0, help="seconds of calls for the slower tools")
     p.add_argument("--mlflow-async-calls", type=int, default=2_000)
     p.add_argument("--tools", default=",".join(TOOLS))
+    p.add_argument("--server-workers", type=int, default=2, help="gunicorn workers of the Runstore server")
     p.add_argument("--source", default=None, help="Runstore server code: git revision (default HEAD) or 'worktree'")
     p.add_argument("--json", action="store_true", help="print the results as JSON after the table")
     p.add_argument("--runner", choices=TOOLS, help=argparse.SUPPRESS)
