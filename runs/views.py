@@ -35,6 +35,7 @@ from .query import QueryError, QuerySyntaxError, RunQuery
 from .storage import open_blob
 
 COMPARE_MAX_RUNS = 50
+LIVE_MAX_ROWS = 100  # running rows one poll of the run table refreshes (those on screen first)
 GROUPS_SHOWN = 25
 GROUP_ROWS = 20
 CHARTS_PER_PAGE = 24
@@ -82,15 +83,15 @@ class ProjectScopedMixin(ScopedUIViewMixin):
         run.project = project
         return run
 
-    def runs_by_ids(self, ids: list[str]) -> list[Run]:
-        """Visible runs of this project by human id (``VIS-3``), in the given order, at most COMPARE_MAX_RUNS."""
+    def runs_by_ids(self, ids: list[str], limit: int = COMPARE_MAX_RUNS) -> list[Run]:
+        """Visible runs of this project by human id (``VIS-3``), in the given order, at most ``limit``."""
         project = self.get_project()
         numbers = []
         for ref in ids:
             key, _, number = ref.strip().rpartition("-")
             if key == project.key and number.isdigit() and int(number) not in numbers:
                 numbers.append(int(number))
-        numbers = numbers[:COMPARE_MAX_RUNS]
+        numbers = numbers[:limit]
         found = {r.number: r for r in self.get_queryset().filter(number__in=numbers)}
         runs = [found[n] for n in numbers if n in found]
         for run in runs:
@@ -342,8 +343,8 @@ class RunListView(ProjectScopedMixin, View):
     def live_rows(self, request, state: TableState):
         """Fresh rows of the given (running) runs, swapped in out of band by the table's poller."""
         project = self.get_project()
-        ids = [i for i in request.GET.get("live", "").split(",") if i][:100]
-        runs = self.runs_by_ids(ids)
+        ids = [i for i in request.GET.get("live", "").split(",") if i][:LIVE_MAX_ROWS]
+        runs = self.runs_by_ids(ids, limit=LIVE_MAX_ROWS)
         rq, _ = self.run_query(state)
         columns = table.build_columns(rq.column_types(), state.widths)
         rows = table.build_rows(runs, columns, project)

@@ -167,12 +167,14 @@ def test_bulk_tag_delete_and_undo(logged_in, project, owner):
 
 def test_live_rows_of_running_runs(logged_in, run):
     html = logged_in.get("/w/acme/vision/").content.decode()
-    assert 'id="live-poll"' in html and f"live={run.human_id}" in html
+    # the poller sends the page's running rows (app.js reads them from the table)
+    assert 'id="live-poll"' in html and 'hx-trigger="every 5s"' in html
+    assert f'id="row-{run.pk}" data-url' in html and 'class="running"' in html
     fragment = logged_in.get(f"/w/acme/vision/?live={run.human_id}&runs={run.human_id}", HTTP_HX_REQUEST="true").content.decode()
     assert f'id="row-{run.pk}" hx-swap-oob="true"' in fragment and "checked" in fragment
     services.update_run(run.owner, run, state="finished")
     fragment = logged_in.get(f"/w/acme/vision/?live={run.human_id}", HTTP_HX_REQUEST="true").content.decode()
-    assert "finished" in fragment and 'hx-trigger="every 5s"' not in fragment
+    assert "finished" in fragment and f'id="row-{run.pk}"' in fragment and 'class="running"' not in fragment
 
 
 # ---- run page ------------------------------------------------------------------

@@ -294,6 +294,18 @@
     if (el.matches && el.matches("#runs-grid tr[id^='row-']") && document.querySelectorAll("#runs-grid tr[id='" + el.id + "']").length > 1) el.remove();
   }
 
+  // the table's poller asks for every running row on the page, also those that scrolling or
+  // "load more" added; with none running it sends nothing
+  document.addEventListener("htmx:configRequest", (e) => {
+    if (!e.detail.elt || e.detail.elt.id !== "live-poll") return;
+    const rows = Array.from(document.querySelectorAll("#runs-grid tr.running"));
+    const onScreen = (row) => { const r = row.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; };
+    rows.sort((a, b) => onScreen(b) - onScreen(a));  // those on screen first (the server takes 100)
+    const ids = rows.slice(0, 100).map((row) => row.querySelector("input[name=runs]").value);
+    if (!ids.length) { e.preventDefault(); return; }
+    e.detail.parameters.live = ids.join(",");
+  });
+
   function init(root) { dropRepeatedRow(root); initTable(root); initQuery(root); initPlots(root); }
   document.addEventListener("DOMContentLoaded", () => init(document));
   document.addEventListener("htmx:load", (e) => init(e.target));

@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 from projects import services as project_services
 from projects.models import Role
 from runs import services
+from runs.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -225,6 +226,11 @@ def test_run_table_scrolls_into_more_rows_and_groups_load_more(page, live_server
     assert "page=" not in page.url  # the URL still gives the view from its start
     page.locator("#pager").scroll_into_view_if_needed()
     screenshot(page, "run-table-scrolled", full_page=False)
+    # rows that came by scrolling update live too: a run of the third page finishes
+    late = Run.objects.get(project=project, name="r05")
+    services.update_run(owner, late, state="finished")
+    expect(page.locator(f"#row-{late.pk}")).not_to_have_class(re.compile(r"\brunning\b"), timeout=15_000)
+    expect(page.locator(f"#row-{late.pk}")).to_be_visible()
 
     # grouped: an expanded group loads its next runs in the table's order
     page.goto(f"{live_server.url}/w/acme/vision/?per=25&c=sys/id&c=sys/name&c=parameters/lr&sort=-parameters/lr&group=parameters/optimizer")
