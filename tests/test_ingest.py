@@ -1,8 +1,10 @@
 import math
+import threading
 
 import msgpack
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 
 from runs.models import Attribute, FloatPoint, RunBatch
 
@@ -300,3 +302,42 @@ def test_project_actions_agree_with_the_policy(db, run, owner, contributor, view
         assert permissions.project_actions(user, project.pk) == expected, user
     assert permissions.project_actions(via_group, project.pk) == {"view", "write"}
     assert permissions.project_actions(via_project, project.pk) == {"view"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_the_same_batches_apply_each_once():
+    if connection.vendor == "sqlite" and "memory" in str(connection.settings_dict["NAME"] or "memory"):
+        pytest.skip("needs a file or server database shared between threads")
+    from projects import services as project_services
+    from runs import services as run_services
+    from runs.ingest import apply_batch
+
+    owner = User.objects.create_user("racer")
+    workspace = project_services.create_workspace(owner, "race")
+    project = project_services.create_project(owner, workspace, "p", key="RACE")
+    run, _ = run_services.create_run(owner, project)
+    errors, applied = [], []
+
+    def send():
+        try:
+            for seq in range(8):
+                steps = list(range(seq * 5, seq * 5 + 5))
+                ops = [{"op": "append", "path": "loss", "values": [float(s) for s in steps], "steps": steps}]
+                if apply_batch(run, stream="s", seq=seq, raw_ops=ops)["applied"]:
+                    applied.append(seq)
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(applied) == list(range(8))
+    assert list(FloatPoint.objects.order_by("step").values_list("step", flat=True)) == list(range(40))
+    loss = Attribute.objects.get(run=run, path="loss")
+    assert (loss.count, loss.first_step, loss.last_step, loss.min_value, loss.max_value) == (40, 0, 39, 0.0, 39.0)
+    assert RunBatch.objects.filter(run=run).count() == 8
