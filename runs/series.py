@@ -58,21 +58,26 @@ def _binary_float_rows(chunks) -> bytes:
     return b"".join(parts)
 
 
-def _insert(table: str, pg_types: list[str], chunks) -> None:
+def _insert(table: str, chunks, write_copy) -> None:
+    """COPY on PostgreSQL (``write_copy(copy, chunks)`` fills it), ``executemany`` on SQLite."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            raw = cursor.cursor
-            with raw.copy(f"COPY {table} (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
-                if table == FLOAT_TABLE:
-                    copy.write(_binary_float_rows(chunks))
-                    return
-                copy.set_types(pg_types)
-                for row in _rows(chunks):
-                    copy.write_row(row)
+            with cursor.cursor.copy(f"COPY {table} (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+                write_copy(copy, chunks)
         else:
             cursor.executemany(
                 f"INSERT INTO {table} (series_id, step, timestamp, value) VALUES (%s, %s, %s, %s)", list(_rows(chunks))
             )
+
+
+def _write_packed_floats(copy, chunks) -> None:
+    copy.write(_binary_float_rows(chunks))
+
+
+def _write_string_rows(copy, chunks) -> None:
+    copy.set_types(["int8", "int8", "float8", "text"])
+    for row in _rows(chunks):
+        copy.write_row(row)
 
 
 def insert_float_points(chunks) -> None:
@@ -80,11 +85,11 @@ def insert_float_points(chunks) -> None:
 
     On PostgreSQL the rows go as one pre-packed binary COPY buffer.
     """
-    _insert(FLOAT_TABLE, ["int8", "int8", "float8", "float8"], chunks)
+    _insert(FLOAT_TABLE, chunks, _write_packed_floats)
 
 
 def insert_string_points(chunks) -> None:
-    _insert(STRING_TABLE, ["int8", "int8", "float8", "text"], chunks)
+    _insert(STRING_TABLE, chunks, _write_string_rows)
 
 
 def delete_points(series_ids: list[int]) -> None:
