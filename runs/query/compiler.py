@@ -18,7 +18,15 @@ from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, Les
 from ..models import STRING_INDEX_CHARS, Attribute
 from . import lookups  # noqa: F401  (registers json_value__has_member)
 from . import parser as ast
-from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
+from .fields import (
+    AGGREGATE_COLUMNS,
+    NUMERIC,
+    SERIES_AGGREGATE_TYPES,
+    SYS_COLUMNS,
+    SYS_RUN_COLUMNS,
+    project_types,
+    sys_expression,
+)
 
 
 class QueryError(ValueError):
@@ -165,7 +173,7 @@ class Compiler:
         values = value if op == "in" else (value,)
         kinds = {_value_type(v) for v in values}
         if aggregate:
-            column = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}.get(aggregate)
+            column = AGGREGATE_COLUMNS.get(aggregate)
             if base == "string_series" and aggregate == "last":
                 return self._string_condition(node, "string_value", Q_type(base))
             if aggregate == "avg":
@@ -270,9 +278,7 @@ class Compiler:
                 return failed if values == (True,) else ~failed if values == (False,) else Q()
             wanted = value if op == "=" else not value
             return failed if wanted else ~failed
-        column = {"sys/owner": "owner__username", "sys/name": "name", "sys/description": "description",
-                  "sys/state": "state", "sys/creation_time": "created_at", "sys/modification_time": "modified_at",
-                  "sys/ping_time": "ping_at", "sys/custom_run_id": "custom_run_id"}[path]
+        column = {"sys/owner": "owner__username", **SYS_RUN_COLUMNS}[path]
         if type_ == "datetime":
             if op in ("contains", "matches", "starts_with"):
                 raise QueryError(f"{path} is a datetime", node.value_start)

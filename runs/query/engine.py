@@ -22,7 +22,15 @@ from ..models import Attribute, Run
 from . import parser as ast
 from .compiler import Compiler, QueryError
 from .compiler import paths_of as compiler_paths
-from .fields import NUMERIC, SERIES_AGGREGATE_TYPES, SYS_COLUMNS, project_types, sys_expression
+from .fields import (
+    AGGREGATE_COLUMNS,
+    NUMERIC,
+    SERIES_AGGREGATE_TYPES,
+    SYS_COLUMNS,
+    SYS_RUN_COLUMNS,
+    project_types,
+    sys_expression,
+)
 
 MAX_LIMIT = 1000
 MAX_COLUMNS = 200
@@ -108,7 +116,7 @@ class RunQuery:
     @staticmethod
     def _column_for(relation: str, path: ast.Path, types: set[str]):
         if path.aggregate:
-            column = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}.get(path.aggregate)
+            column = AGGREGATE_COLUMNS.get(path.aggregate)
             if path.aggregate == "avg":
                 return Cast(F(f"{relation}__sum_value"), FloatField()) / F(f"{relation}__finite_count")
             if path.aggregate == "last" and "string_series" in types:
@@ -269,8 +277,7 @@ class RunQuery:
 
 # sys fields that are NOT NULL run columns
 _NOT_NULL_SYS_COLUMNS = {
-    "sys/id": "number", "sys/name": "name", "sys/description": "description", "sys/state": "state",
-    "sys/creation_time": "created_at", "sys/modification_time": "modified_at", "sys/ping_time": "ping_at",
+    path: column for path, column in {"sys/id": "number", **SYS_RUN_COLUMNS}.items() if not Run._meta.get_field(column).null
 }
 
 # field types (in the project) and series aggregate -> the attribute column an index orders

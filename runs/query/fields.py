@@ -20,11 +20,21 @@ SYS_COLUMNS = {
     "sys/custom_run_id": "string",
 }
 NUMERIC = {"int", "float"}
+# the attribute column holding a series aggregate (``avg`` is sum_value / finite_count)
+AGGREGATE_COLUMNS = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}
 SCALAR = {"int", "float", "bool", "string", "datetime"}
 SERIES_AGGREGATE_TYPES = {
     "float_series": {"last": "float", "min": "float", "max": "float", "avg": "float", "count": "int"},
     "string_series": {"last": "string", "count": "int"},
     "file_series": {"count": "int"},
+}
+
+
+# sys fields that are run columns as they are
+SYS_RUN_COLUMNS = {
+    "sys/name": "name", "sys/description": "description", "sys/state": "state",
+    "sys/creation_time": "created_at", "sys/modification_time": "modified_at",
+    "sys/ping_time": "ping_at", "sys/custom_run_id": "custom_run_id",
 }
 
 
@@ -38,12 +48,7 @@ def sys_expression(path: str):
         return Case(When(state=RunState.FAILED, then=Value(True)), default=Value(False))
     if path == "sys/running_time":
         return ExpressionWrapper(Coalesce(F("finished_at"), Now()) - F("created_at"), output_field=DurationField())
-    column = {
-        "sys/name": "name", "sys/description": "description", "sys/state": "state",
-        "sys/creation_time": "created_at", "sys/modification_time": "modified_at",
-        "sys/ping_time": "ping_at", "sys/custom_run_id": "custom_run_id",
-    }[path]
-    return F(column)
+    return F(SYS_RUN_COLUMNS[path])
 
 
 def project_types(project, paths) -> dict[str, set[str]]:
