@@ -8,8 +8,8 @@ def test_healthz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readyz_reports_database_broker_and_series_storage(client, db, settings, tmp_path):
-    response = client.get("/readyz")
+def test_readyz_reports_database_broker_and_series_storage(admin_client, settings, tmp_path):
+    response = admin_client.get("/readyz")
     body = response.json()
     assert response.status_code == 200, body
     assert body["checks"]["database"]["ok"] is True
@@ -17,13 +17,13 @@ def test_readyz_reports_database_broker_and_series_storage(client, db, settings,
     assert "timescaledb" in body["checks"]
 
 
-def test_readyz_is_503_when_the_broker_is_unreachable(client, db, settings):
+def test_readyz_is_503_when_the_broker_is_unreachable(admin_client, settings):
     from tracker.celery import app
 
     old = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     try:
-        response = client.get("/readyz")
+        response = admin_client.get("/readyz")
     finally:
         app.conf.broker_url = old
     assert response.status_code == 503

@@ -27,7 +27,19 @@ def _check_broker():
     return True, f"{conn.transport_cls} reachable"
 
 
+def _is_staff(request) -> bool:
+    try:
+        return bool(request.user.is_authenticated and request.user.is_staff)
+    except Exception:  # the session lives in the database, which may be what is down
+        return False
+
+
 def readyz(request):
+    """Ready or not for anyone (load balancers, probes); what each check found only for staff.
+
+    The details name the database vendor, broker transport and error messages:
+    useful to an operator, a map for an attacker.
+    """
     checks, ready = {}, True
     for name, check in (("database", _check_database), ("broker", _check_broker)):
         if name == "broker" and not settings.CELERY_BROKER_URL:
@@ -40,5 +52,14 @@ def readyz(request):
         ready &= ok
     from runs.timescale import timescale_status
 
-    checks["timescaledb"] = {"ok": True, "detail": timescale_status()}
-    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+    try:
+        checks["timescaledb"] = {"ok": True, "detail": timescale_status()}
+    except Exception as exc:  # the database is down: already reported above
+        checks["timescaledb"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    body = {"status": "ready" if ready else "not ready"}
+    if _is_staff(request):
+        body["checks"] = checks
+    response = JsonResponse(body, status=200 if ready else 503)
+    response["Cache-Control"] = "no-store"
+    response["Vary"] = "Cookie"
+    return response

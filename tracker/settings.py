@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "guardian",
     "django_htmx",
     "template_partials",
+    "csp",
     "accounts",
     "projects",
     "runs",
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tracker.csp.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +108,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # auto: use TimescaleDB when the server has it; required: fail without it; off: plain tables.
 RUNSTORE_TIMESCALEDB = env_choice("RUNSTORE_TIMESCALEDB", "auto", ("auto", "required", "off"))
 
+# Every run query (REST, UI table, saved views, suggestions, client, CLI) finishes or fails within this budget
+# (SQLite: a progress handler; PostgreSQL: SET LOCAL statement_timeout); 0 disables it.
+RUNSTORE_QUERY_TIMEOUT_MS = env_int("RUNSTORE_QUERY_TIMEOUT_MS", 5000, minimum=0)
+
 # --- auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -120,6 +126,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+
+# --- security headers and cookies -------------------------------------------
+# Off by default so `make run` works over plain HTTP; the README's "Production
+# settings" lists the values `manage.py check --deploy` passes with.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("RUNSTORE_SECURE_COOKIES", False)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env_int("RUNSTORE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("RUNSTORE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("RUNSTORE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("RUNSTORE_SSL_REDIRECT", False)
+# Probes talk plain HTTP to the container, behind the TLS-terminating proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+if env_bool("RUNSTORE_SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # --- i18n / static ----------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -176,12 +201,45 @@ STORAGES = {
 FILE_UPLOAD_HANDLERS = ["runs.uploads.HashingUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file, hashed as it streams
 FILE_UPLOAD_TEMP_DIR = env_str("RUNSTORE_UPLOAD_TEMP_DIR") or None
+# The largest file one upload may hold (multipart POST or direct upload to S3); above it: 413.
+RUNSTORE_MAX_UPLOAD_BYTES = env_int("RUNSTORE_MAX_UPLOAD_BYTES", 5 * 1024**3, minimum=1)
+
+# --- Content-Security-Policy (django-csp) ------------------------------------
+# Our pages load scripts and styles from our own origin only: no inline script,
+# no style attributes, no eval. Files that S3 serves straight to the browser
+# (presigned URLs) may also be images, video or framed previews.
+_s3_origin = []
+if RUNSTORE_STORAGE == "s3":
+    from urllib.parse import urlsplit
+
+    _endpoint = urlsplit(_blob_storage["OPTIONS"]["endpoint_url"] or "https://s3.amazonaws.com")
+    _s3_origin = [f"{_endpoint.scheme}://{_endpoint.netloc}"]
+    if not _blob_storage["OPTIONS"]["endpoint_url"]:
+        _s3_origin.append("https://*.amazonaws.com")  # regional and virtual-hosted bucket names
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:", *_s3_origin],
+        "media-src": ["'self'", "blob:", *_s3_origin],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'self'", *_s3_origin],
+        # Like X-Frame-Options DENY; the file preview views send their own policy.
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    },
+}
 
 # --- ingestion limits (documented in the README) ----------------------------
 RUNSTORE_MAX_BATCH_BYTES = env_int("RUNSTORE_MAX_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
 RUNSTORE_MAX_BATCH_OPS = env_int("RUNSTORE_MAX_BATCH_OPS", 10_000, minimum=1)
 RUNSTORE_MAX_BATCH_POINTS = env_int("RUNSTORE_MAX_BATCH_POINTS", 200_000, minimum=1)
 RUNSTORE_MAX_STRING_BYTES = env_int("RUNSTORE_MAX_STRING_BYTES", 64 * 1024, minimum=16)
+RUNSTORE_MAX_FIELDS_PER_RUN = env_int("RUNSTORE_MAX_FIELDS_PER_RUN", 10_000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = RUNSTORE_MAX_BATCH_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
@@ -252,6 +310,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "tracker.api.errors.exception_handler",
+    "DEFAULT_METADATA_CLASS": "tracker.api.metadata.Metadata",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -264,6 +323,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # `check --deploy` is about deployment settings; generating the whole schema there
+    # turns schema lint into a deploy failure (the schema has its own tests).
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # --- logging ----------------------------------------------------------------

@@ -57,7 +57,9 @@
     try { saved = JSON.parse(localStorage.getItem(key) || "{}"); } catch (err) { saved = {}; }
     table.querySelectorAll("thead th[data-path] .th").forEach((div) => {
       const path = div.parentElement.dataset.path;
-      if (!div.style.width && saved[path]) div.style.width = saved[path] + "px";
+      // a saved view's width (data-width) wins over the one this browser remembers
+      const width = div.dataset.width || saved[path];
+      if (!div.style.width && width) div.style.width = width + "px";
     });
     const record = () => {
       const widths = {};
@@ -306,7 +308,14 @@
     e.detail.parameters.live = ids.join(",");
   });
 
-  function init(root) { dropRepeatedRow(root); initTable(root); initQuery(root); initPlots(root); }
+  // run colours come as data-color: the page's CSP allows no style attributes
+  function initSwatches(root) {
+    (root.querySelectorAll ? root : document).querySelectorAll(".swatch[data-color]").forEach((el) => {
+      el.style.backgroundColor = el.dataset.color;
+    });
+  }
+
+  function init(root) { dropRepeatedRow(root); initTable(root); initQuery(root); initPlots(root); initSwatches(root); }
   document.addEventListener("DOMContentLoaded", () => init(document));
   document.addEventListener("htmx:load", (e) => init(e.target));
 })();

@@ -1,0 +1,23 @@
+/* Loaded from <head> before the stylesheets (runs/_chart_prefetch.html): ask for the first
+ * charts' data while the page, CSS, uPlot and charts.js load. The chart grid's layout (app.css:
+ * main and .card padding, columns of minmax(420px, 1fr) with a .75rem gap, figure padding) gives
+ * each plot's pixel width before the page is laid out; charts.js takes a prefetched response
+ * whose width is within its tolerance, else fetches anew. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || !script.dataset.paths) return;
+  var paths = JSON.parse(script.dataset.paths);
+  var rem = 16, content = document.documentElement.clientWidth - 4 * rem - 2;
+  var columns = Math.max(1, Math.floor((content + 0.75 * rem) / (420 + 0.75 * rem)));
+  var width = Math.max(100, Math.round((content - 0.75 * rem * (columns - 1)) / columns - rem - 2));
+  var store = window.RunstoreChartPrefetch = window.RunstoreChartPrefetch || {};
+  paths.slice(0, Math.min(4, 2 * columns)).forEach(function (path) {
+    var params = new URLSearchParams({ path: path, runs: script.dataset.runs, buckets: String(width) });
+    if (script.dataset.runs.split(",").length > 3) params.set("envelope", "0");
+    var promise = fetch(script.dataset.chartUrl + "?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error("chart data: HTTP " + r.status); return r.json(); });
+    promise.catch(function () {});
+    store[script.dataset.chartUrl + "|" + script.dataset.runs + "|" + path] = { buckets: width, promise: promise };
+  });
+})();
