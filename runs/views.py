@@ -15,7 +15,9 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.views import View
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.generic import DetailView
 from django_htmx.http import HttpResponseClientRedirect
 from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
@@ -741,12 +743,15 @@ def _entry_name(entry) -> str:
     return entry.name or entry.relpath.rsplit("/", 1)[-1] or entry.attribute.path.rsplit("/", 1)[-1]
 
 
-class RunFileRawView(ProjectScopedMixin, View):
-    """A file served inline for previews (images, video, HTML reports), always under ``CSP: sandbox``.
+# Files served inline: the sandbox makes an HTML report a unique opaque origin (its scripts cannot
+# read Runstore's cookies, DOM or API), and only Runstore's own pages may frame it.
+RAW_FILE_CSP = "sandbox; frame-ancestors 'self'"
 
-    The sandbox makes an HTML report a unique opaque origin: its scripts cannot
-    read Runstore's cookies, DOM or API.
-    """
+
+@method_decorator(xframe_options_sameorigin, name="dispatch")
+class RunFileRawView(ProjectScopedMixin, View):
+    """A file served inline for previews (images, video, HTML reports in the run page's sandboxed
+    iframe), always under ``CSP: sandbox``; framed by Runstore's pages only (``SAMEORIGIN``)."""
 
     def get(self, request, workspace, project, run_id):
         entry = _file_entry(self.get_run(run_id), request)
@@ -755,7 +760,7 @@ class RunFileRawView(ProjectScopedMixin, View):
             content_type = mimetypes.guess_type(_entry_name(entry))[0] or content_type
         return ranged_response(
             request, open_blob(entry.blob.storage_key), size=entry.size, content_type=content_type,
-            filename=_entry_name(entry), inline=True, csp="sandbox",
+            filename=_entry_name(entry), inline=True, csp=RAW_FILE_CSP,
         )
 
 

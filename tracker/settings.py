@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_choice, env_int, env_list, env_str
 
@@ -289,6 +290,15 @@ RUNSTORE_TRASH_DAYS = env_int("RUNSTORE_TRASH_DAYS", 30, minimum=0)  # deleted r
 RUNSTORE_ORPHAN_GRACE_SECONDS = env_int("RUNSTORE_ORPHAN_GRACE_SECONDS", 24 * 3600, minimum=0)
 RUNSTORE_THUMBNAIL_SIZE = env_int("RUNSTORE_THUMBNAIL_SIZE", 256, minimum=16)
 RUNSTORE_PREVIEW_MAX_BYTES = env_int("RUNSTORE_PREVIEW_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Uploads are untrusted: bounds on what one preview may cost a media worker (over one: a recorded preview failure).
+RUNSTORE_PREVIEW_MAX_PIXELS = env_int("RUNSTORE_PREVIEW_MAX_PIXELS", 50_000_000, minimum=1)  # image / video frame
+RUNSTORE_PREVIEW_MAX_CELLS = env_int("RUNSTORE_PREVIEW_MAX_CELLS", 2000, minimum=1)  # notebook cells
+RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES = env_int("RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=0)  # notebook outputs
+RUNSTORE_MEDIA_SOFT_TIME_LIMIT = env_int("RUNSTORE_MEDIA_SOFT_TIME_LIMIT", 60, minimum=1)  # seconds, preview tasks
+if RUNSTORE_MEDIA_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"RUNSTORE_MEDIA_SOFT_TIME_LIMIT={RUNSTORE_MEDIA_SOFT_TIME_LIMIT} must be below CELERY_TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT}"
+    )
 RUNSTORE_MULTIPART_THRESHOLD = env_int("RUNSTORE_MULTIPART_THRESHOLD", 100 * 1024 * 1024, minimum=5 * 1024 * 1024)
 RUNSTORE_MULTIPART_CHUNK = env_int("RUNSTORE_MULTIPART_CHUNK", 16 * 1024 * 1024, minimum=5 * 1024 * 1024)
 

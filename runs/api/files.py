@@ -8,6 +8,8 @@ from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from django.utils.decorators import method_decorator
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from rest_framework.response import Response
 
 from projects.permissions import require, scope_by_project
@@ -22,8 +24,9 @@ from .serializers import FileQuerySerializer
 from .views import RunScopedView
 
 SHA256_CHARS = set("0123456789abcdef")
-# HTML previews (notebooks, highlighted source) run no script and load nothing from elsewhere.
-PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+# HTML previews (notebooks, highlighted source) run no script, load nothing from elsewhere, and are
+# framed by Runstore's own pages only (the run page's sandboxed iframe).
+PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'"
 
 
 class FileEntryView(RunScopedView):
@@ -69,6 +72,7 @@ PREVIEW_KINDS = {"thumbnail": "png", "html": "html", "poster": "jpg"}
 class FilePreviewView(FileEntryView):
     """A preview of a file: ``kind=thumbnail`` (PNG of an image), ``kind=html`` (rendered notebook or
     source) or ``kind=poster`` (JPEG frame of a video)."""
+@method_decorator(xframe_options_sameorigin, name="dispatch")
 
     @extend_schema(
         parameters=[FileQuerySerializer, OpenApiParameter("kind", str, enum=list(PREVIEW_KINDS), default="thumbnail")],

@@ -67,18 +67,21 @@ class BatchResultSerializer(serializers.Serializer):
     points = serializers.IntegerField()
 
 
+MAX_STEP = 2**63 - 1  # steps are 64-bit
+
+
 class SeriesQuerySerializer(serializers.Serializer):
     path = serializers.CharField(max_length=512)
     buckets = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
-    from_step = serializers.IntegerField(min_value=0, required=False)
-    to_step = serializers.IntegerField(min_value=0, required=False)
+    from_step = serializers.IntegerField(min_value=0, max_value=MAX_STEP, required=False)
+    to_step = serializers.IntegerField(min_value=0, max_value=MAX_STEP, required=False)
 
 
 class PointsQuerySerializer(serializers.Serializer):
     path = serializers.CharField(max_length=512)
-    after_step = serializers.IntegerField(min_value=-1, required=False)
-    from_step = serializers.IntegerField(min_value=0, required=False)
-    to_step = serializers.IntegerField(min_value=0, required=False)
+    after_step = serializers.IntegerField(min_value=-1, max_value=MAX_STEP, required=False)
+    from_step = serializers.IntegerField(min_value=0, max_value=MAX_STEP, required=False)
+    to_step = serializers.IntegerField(min_value=0, max_value=MAX_STEP, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
 
 
@@ -86,3 +89,56 @@ class FileQuerySerializer(serializers.Serializer):
     path = serializers.CharField(max_length=512)
     relpath = serializers.CharField(max_length=1024, required=False, allow_blank=True)
     step = serializers.IntegerField(min_value=0, required=False)
+
+
+# --- the query endpoints' POST bodies (the same parameters as their GET query strings) -------------
+
+_PATHS = serializers.ListField(child=serializers.CharField(max_length=1024), max_length=200, required=False)
+
+
+class RunQueryRequestSerializer(serializers.Serializer):
+    """``POST /runs/query``: the run list's query parameters as a JSON object."""
+
+    project = serializers.CharField(max_length=300, help_text="'workspace/project'")
+    query = serializers.CharField(
+        max_length=10_000, required=False, allow_blank=True, trim_whitespace=False, help_text="filter in the query language"
+    )
+    sort = serializers.ListField(
+        child=serializers.CharField(max_length=1024), max_length=5, required=False,
+        help_text="fields, '-' for descending (default ['-sys/creation_time'])",
+    )
+    columns = serializers.ListField(child=serializers.CharField(max_length=1024), max_length=200, required=False)
+    group_by = serializers.ListField(child=serializers.CharField(max_length=1024), max_length=3, required=False)
+    group = serializers.ListField(
+        child=serializers.JSONField(allow_null=True), max_length=3, required=False, allow_null=True,
+        help_text="the key of one group (one value per group_by field): list that group's runs",
+    )
+    state = serializers.ChoiceField(choices=["running", "finished", "failed", "aborted"], required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    offset = serializers.IntegerField(min_value=0, max_value=2**62, required=False)
+
+
+class RunGroupsRequestSerializer(serializers.Serializer):
+    """``POST /runs/groups``: the groups' query parameters as a JSON object."""
+
+    project = serializers.CharField(max_length=300)
+    query = serializers.CharField(max_length=10_000, required=False, allow_blank=True, trim_whitespace=False)
+    group_by = serializers.ListField(child=serializers.CharField(max_length=1024), min_length=1, max_length=3)
+    aggregates = _PATHS
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+
+
+class RunSuggestRequestSerializer(serializers.Serializer):
+    """``POST /runs/suggest``: the query editor's text and cursor as a JSON object."""
+
+    project = serializers.CharField(max_length=300)
+    text = serializers.CharField(max_length=10_000, required=False, allow_blank=True, trim_whitespace=False)
+    cursor = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+
+
+class RunFieldsRequestSerializer(serializers.Serializer):
+    """``POST /runs/fields``: the field search as a JSON object."""
+
+    project = serializers.CharField(max_length=300)
+    search = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+    limit = serializers.IntegerField(min_value=1, max_value=5000, required=False)

@@ -7,6 +7,7 @@ register_converter(RunRefConverter, "runref")
 
 urlpatterns = [
     path("runs/", views.RunListView.as_view(), name="run-list"),
+    path("runs/query", views.RunQueryView.as_view(), name="run-query"),
     path("runs/groups", views.RunGroupsView.as_view(), name="run-groups"),
     path("runs/suggest", views.RunSuggestView.as_view(), name="run-suggest"),
     path("runs/fields", views.RunFieldsView.as_view(), name="run-fields"),

@@ -1,7 +1,6 @@
 import json
 import uuid as uuid_module
 
-from django.db import DatabaseError
 from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -21,8 +20,18 @@ from ..attributes import run_fields
 from ..downloads import ranged_response
 from ..errors import ApiError
 from ..models import Attribute, AttributeType, FileEntry, Run
-from ..paths import PathError, validate_path
-from ..query import QueryError, QuerySyntaxError, RunQuery, parse_list, project_fields, suggest
+from ..paths import PathError, safe_file_name, safe_relpath, validate_path
+from ..query import (
+    QueryError,
+    QuerySyntaxError,
+    QueryTimeout,
+    RunQuery,
+    parse_list,
+    project_fields,
+    query_budget,
+    suggest,
+)
+from ..query.budget import retry_after_seconds
 from ..storage import open_blob
 from .serializers import (
     BatchResultSerializer,
@@ -30,7 +39,11 @@ from .serializers import (
     FileQuerySerializer,
     PointsQuerySerializer,
     RunCreateSerializer,
+    RunFieldsRequestSerializer,
+    RunGroupsRequestSerializer,
+    RunQueryRequestSerializer,
     RunSerializer,
+    RunSuggestRequestSerializer,
     RunUpdateSerializer,
     SeriesQuerySerializer,
 )
@@ -91,7 +104,13 @@ class RunScopedView(ScopedGenericAPIView):
         if attr.type == AttributeType.FILE_SET:
             if not query.get("relpath"):
                 raise ApiError(400, "invalid", "relpath: required for a file set", field="relpath")
-            entries = entries.filter(relpath=query["relpath"])
+            wanted = query["relpath"]
+            if not entries.filter(relpath=wanted).exists():
+                # A file set stored before relpaths were checked is listed under its sanitised relpath.
+                legacy = [pk for pk, relpath in entries.values_list("pk", "relpath") if safe_relpath(relpath) == wanted]
+                entries = entries.filter(pk__in=legacy[:1])
+            else:
+                entries = entries.filter(relpath=wanted)
         elif attr.type == AttributeType.FILE_SERIES:
             if "step" not in query:
                 raise ApiError(400, "invalid", "step: required for a file series", field="step")
@@ -108,56 +127,86 @@ class RunScopedView(ScopedGenericAPIView):
 
 
 def _query_error(exc, field="query"):
-    return ApiError(400, "invalid_query", str(exc), field=field, position=exc.position, expected=getattr(exc, "expected", None))
+    return ApiError(
+        400, "invalid_query", str(exc), field=getattr(exc, "field", None) or field, position=exc.position,
+        expected=getattr(exc, "expected", None),
+    )
 
 
-def _run_query(request, project, **extra) -> RunQuery:
-    params = request.query_params
+def _query_answer(fn, field="query"):
+    """Run the query engine's reads within RUNSTORE_QUERY_TIMEOUT_MS: a query error is a 400 naming
+    the parameter, a read past the budget a 503 with Retry-After."""
     try:
-        return RunQuery(
-            request.user, project,
-            query=params.get("query", ""),
-            sort=parse_list(params.get("sort")) or ["-sys/creation_time"],
-            columns=parse_list(params.get("columns")),
-            group_by=parse_list(params.get("group_by")),
-            group=_group_key(params.get("group")),
-            aggregates=parse_list(params.get("aggregates")),
-            **extra,
-        )
+        with query_budget():
+            return fn()
     except (QueryError, QuerySyntaxError) as exc:
-        raise _query_error(exc) from None
+        raise _query_error(exc, field) from None
+    except QueryTimeout as exc:
+        raise ApiError(
+            503, "query_timeout", exc.message, field="query", timeout_ms=exc.budget_ms,
+            headers={"Retry-After": str(retry_after_seconds())},
+        ) from None
+
+
+def _query_params(request, serializer_class=None):
+    """The query parameters: the URL's for GET; for POST the JSON body (checked by ``serializer_class``),
+    where ``limit``/``offset`` in the URL (the ``next`` link of a page) override the body's."""
+    if request.method != "POST":
+        return request.query_params
+    if not isinstance(request.data, dict):
+        raise ApiError(400, "invalid", "the body must be a JSON object of query parameters", field="body")
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    params = dict(data.validated_data)
+    for name in ("limit", "offset"):
+        if name in request.query_params:
+            params[name] = request.query_params[name]
+    return params
+
+
+def _run_query(user, params, project, **extra) -> RunQuery:
+    return RunQuery(
+        user, project,
+        query=params.get("query", "") or "",
+        sort=parse_list(params.get("sort")) or ["-sys/creation_time"],
+        columns=parse_list(params.get("columns")),
+        group_by=parse_list(params.get("group_by")),
+        group=_group_key(params.get("group")),
+        aggregates=parse_list(params.get("aggregates")),
+        **extra,
+    )
 
 
 def _group_key(raw):
     if raw in (None, ""):
         return None
+    if isinstance(raw, list):
+        return raw
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, ValueError):
         raise ApiError(400, "invalid", "group: must be a JSON list with one value per group_by field", field="group") from None
     if not isinstance(value, list):
         raise ApiError(400, "invalid", "group: must be a JSON list", field="group")
     return value
 
 
-def _int_param(request, name, default, minimum=0, maximum=None):
-    raw = request.query_params.get(name)
+MAX_OFFSET = 2**62
+
+
+def _int_param(params, name, default, minimum=0, maximum=None):
+    raw = params.get(name)
     if raw in (None, ""):
         return default
     try:
+        if isinstance(raw, (bool, float)):
+            raise ValueError
         value = int(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ApiError(400, "invalid", f"{name}: must be an integer", field=name) from None
     if value < minimum or (maximum is not None and value > maximum):
         raise ApiError(400, "invalid", f"{name}: must be between {minimum} and {maximum}", field=name)
     return value
-
-
-def _database_guard(fn):
-    try:
-        return fn()
-    except DatabaseError as exc:  # e.g. a regular expression PostgreSQL rejects
-        raise ApiError(400, "invalid_query", f"the database rejected the query: {str(exc).splitlines()[0]}", field="query") from None
 
 
 class RunListView(ScopedGenericAPIView):
@@ -187,39 +236,10 @@ class RunListView(ScopedGenericAPIView):
         ]
     )
     def get(self, request):
-        project_name = request.query_params.get("project")
-        if not project_name:
+        if not request.query_params.get("project"):
             page = self.paginate_queryset(self.get_queryset())
             return self.get_paginated_response(RunSerializer(page, many=True).data)
-        project = resolve_project(request.user, project_name)
-        engine = _run_query(request, project)
-        limit = _int_param(request, "limit", 50, 1, 1000)
-        offset = _int_param(request, "offset", 0, 0)
-        queryset = engine.ordered()
-        state = request.query_params.get("state")
-        if state:
-            queryset = queryset.filter(state=state)
-
-        def fetch():
-            runs = list(queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[offset : offset + limit])
-            count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
-            return runs, count
-
-        runs, count = _database_guard(fetch)
-        results = RunSerializer(runs, many=True).data
-        if engine.columns:
-            for item, row in zip(results, engine.rows(runs)):
-                item["fields"] = row["fields"]
-        base = request.build_absolute_uri()
-        return Response({
-            "count": count,
-            "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
-            "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
-            "query": engine.query,
-            "columns": engine.column_types() if engine.columns else [],
-            "warnings": engine.warnings,
-            "results": results,
-        })
+        return run_query_page(request, request.query_params)
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 200: RunSerializer})
     def post(self, request):
@@ -232,19 +252,71 @@ class RunListView(ScopedGenericAPIView):
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
+def run_query_page(request, params):
+    """One page of the query engine's runs (``GET /runs/?project=`` and ``POST /runs/query``)."""
+    project = resolve_project(request.user, params.get("project"))
+    limit = _int_param(params, "limit", 50, 1, 1000)
+    offset = _int_param(params, "offset", 0, 0, MAX_OFFSET)
+    state = params.get("state")
+
+    def fetch():
+        engine = _run_query(request.user, params, project)
+        queryset = engine.ordered()
+        if state:
+            queryset = queryset.filter(state=state)
+        runs = list(queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[offset : offset + limit])
+        count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
+        rows = engine.rows(runs) if engine.columns else None
+        return engine, runs, count, rows
+
+    engine, runs, count, rows = _query_answer(fetch)
+    results = RunSerializer(runs, many=True).data
+    if rows is not None:
+        for item, row in zip(results, rows, strict=True):
+            item["fields"] = row["fields"]
+    # a POSTed query pages by POSTing the same body to "next" (its limit/offset override the body's)
+    base = request.build_absolute_uri()
+    if request.method == "POST":
+        base = replace_query_param(base, "limit", limit)
+    return Response({
+        "count": count,
+        "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
+        "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
+        "query": engine.query,
+        "columns": engine.column_types() if engine.columns else [],
+        "warnings": engine.warnings,
+        "results": results,
+    })
+
+
+class RunQueryView(ScopedGenericAPIView):
+    """The run list's query (``GET /runs/?project=...``) as a POST with a JSON body, for queries
+    longer than a URL may be."""
+
+    serializer_class = RunSerializer
+
+    def scoped_queryset(self):
+        return Run.objects.for_user(self.request.user, "view")
+
+    @extend_schema(request=RunQueryRequestSerializer, operation_id="runs_query")
+    def post(self, request):
+        return run_query_page(request, _query_params(request, RunQueryRequestSerializer))
+
+
 class _ProjectQueryView(ScopedGenericAPIView):
     def scoped_queryset(self):
         return Run.objects.for_user(self.request.user, "view")
 
-    def project(self):
-        name = self.request.query_params.get("project")
+    def project(self, params=None):
+        params = self.request.query_params if params is None else params
+        name = params.get("project")
         if not name:
             raise ApiError(400, "invalid", "project: required ('workspace/project')", field="project")
         return resolve_project(self.request.user, name)
 
 
 class RunGroupsView(_ProjectQueryView):
-    """Groups of runs by one or more fields, with counts and aggregates."""
+    """Groups of runs by one or more fields, with counts and aggregates (GET, or POST with a JSON body)."""
 
     @extend_schema(parameters=[
         OpenApiParameter("project", str, required=True), OpenApiParameter("query", str),
@@ -252,38 +324,65 @@ class RunGroupsView(_ProjectQueryView):
         OpenApiParameter("limit", int),
     ])
     def get(self, request):
-        engine = _run_query(request, self.project())
-        if not engine.group_by:
+        return self.answer(request.query_params)
+
+    @extend_schema(request=RunGroupsRequestSerializer, operation_id="runs_groups_query")
+    def post(self, request):
+        return self.answer(_query_params(request, RunGroupsRequestSerializer))
+
+    def answer(self, params):
+        project = self.project(params)
+        if not parse_list(params.get("group_by")):
             raise ApiError(400, "invalid", "group_by: required", field="group_by")
-        limit = _int_param(request, "limit", 100, 1, 1000)
-        try:
-            groups = _database_guard(lambda: engine.groups(limit))
-        except QueryError as exc:
-            raise _query_error(exc, "group_by") from None
+        limit = _int_param(params, "limit", 100, 1, 1000)
+
+        def fetch():
+            engine = _run_query(self.request.user, params, project)
+            try:
+                return engine, engine.groups(limit)
+            except QueryError as exc:
+                raise _query_error(exc, "group_by") from None
+
+        engine, groups = _query_answer(fetch)
         return Response({"group_by": engine.group_by, "groups": groups, "warnings": engine.warnings})
 
 
 class RunSuggestView(_ProjectQueryView):
-    """What the query editor can offer at the cursor: paths, operators or values."""
+    """What the query editor can offer at the cursor: paths, operators or values (GET, or POST with a JSON body)."""
 
     @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("text", str), OpenApiParameter("cursor", int)])
     def get(self, request):
-        project = self.project()
-        text = request.query_params.get("text", "")
+        return self.answer(request.query_params)
+
+    @extend_schema(request=RunSuggestRequestSerializer, operation_id="runs_suggest_query")
+    def post(self, request):
+        return self.answer(_query_params(request, RunSuggestRequestSerializer))
+
+    def answer(self, params):
+        project = self.project(params)
+        text = params.get("text", "") or ""
         if len(text) > 10_000:
             raise ApiError(400, "invalid", "text: longer than 10000 characters", field="text")
-        cursor = _int_param(request, "cursor", len(text), 0, len(text))
-        return Response(suggest(project, text, cursor))
+        cursor = _int_param(params, "cursor", len(text), 0, len(text))
+        return Response(_query_answer(lambda: suggest(project, text, cursor), field="text"))
 
 
 class RunFieldsView(_ProjectQueryView):
-    """The project's field paths with their types (sys fields first), for column pickers."""
+    """The project's field paths with their types (sys fields first), for column pickers (GET, or POST with a JSON body)."""
 
     @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("search", str), OpenApiParameter("limit", int)])
     def get(self, request):
-        project = self.project()
-        limit = _int_param(request, "limit", 200, 1, 5000)
-        return Response({"fields": project_fields(project, request.query_params.get("search", ""), limit)})
+        return self.answer(request.query_params)
+
+    @extend_schema(request=RunFieldsRequestSerializer, operation_id="runs_fields_query")
+    def post(self, request):
+        return self.answer(_query_params(request, RunFieldsRequestSerializer))
+
+    def answer(self, params):
+        project = self.project(params)
+        limit = _int_param(params, "limit", 200, 1, 5000)
+        search = params.get("search", "") or ""
+        return Response({"fields": _query_answer(lambda: project_fields(project, search, limit), field="search")})
 
 
 class RunDetailView(RunScopedView):
@@ -408,7 +507,9 @@ class UploadView(RunScopedView):
         if expected:
             uploaded.expected_sha256 = expected
         blob = services.store_upload(request.user, run, uploaded)
-        return Response({"sha256": blob.sha256, "size": blob.size, "mime_type": blob.mime_type}, status=status.HTTP_201_CREATED)
+        # What this caller sent, never what the shared blob row says (another project may have made it).
+        body = {"sha256": blob.sha256, "size": uploaded.size, "name": services.upload_name(uploaded), "mime_type": services.upload_mime_type(uploaded)}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class FileListView(RunScopedView):
@@ -422,7 +523,11 @@ class FileListView(RunScopedView):
             "path": attr.path,
             "type": attr.type,
             "files": [
-                {"relpath": e.relpath, "step": e.step, "name": e.name, "size": e.size, "sha256": e.blob_id, "mime_type": e.mime_type}
+                # Names and relpaths are safe to write into a folder, also those stored before the rules.
+                {
+                    "relpath": safe_relpath(e.relpath), "step": e.step, "name": safe_file_name(e.name, fallback=""),
+                    "size": e.size, "sha256": e.blob_id, "mime_type": e.mime_type,
+                }
                 for e in entries
             ],
         })
@@ -436,5 +541,5 @@ class FileDownloadView(RunScopedView):
         run, attr, entry = self.get_file_entry()
         return ranged_response(
             request, open_blob(entry.blob.storage_key), size=entry.size, content_type=entry.mime_type,
-            filename=entry.name or entry.relpath.rsplit("/", 1)[-1] or attr.path.rsplit("/", 1)[-1],
+            filename=safe_file_name(entry.name or entry.relpath, fallback=attr.path.rsplit("/", 1)[-1]),
         )

@@ -7,7 +7,6 @@ parameters; no SQL is built from user text.
 """
 
 import math
-import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
@@ -32,11 +31,12 @@ from .fields import (
 class QueryError(ValueError):
     """A query that parses but cannot run: names the position and the reason."""
 
-    def __init__(self, message: str, position: int, expected: str | None = None):
+    def __init__(self, message: str, position: int, expected: str | None = None, field: str | None = None):
         super().__init__(f"{message} at position {position}")
         self.message = message
         self.position = position
         self.expected = expected
+        self.field = field  # the request parameter at fault when it is not the query itself
 
 
 _COMPARE = {"=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
@@ -147,6 +147,7 @@ class Compiler:
         if not types:
             return Q(pk__in=[])  # an unknown field matches no run
         self._several_types = len(types) > 1
+        self._value_start = node.value_start
         conditions = [c for c in (self._condition(node, t) for t in sorted(types)) if c is not None]
         if not conditions:
             kinds = "/".join(sorted(t.split(":")[0] for t in types))
@@ -210,8 +211,16 @@ class Compiler:
             return Q_type(base) & Q(json_value__has_member=value)
         return None
 
-    @staticmethod
-    def _numeric(base: Q, column: str, op: str, values, annotate=False) -> Q:
+    def _numeric(self, base: Q, column: str, op: str, values, annotate=False) -> Q:
+        position = getattr(self, "_value_start", 0)
+        if column in _INT_COLUMNS:
+            values = _int_operands(op, values, position)
+            if values is None:  # "!=" a number no integer equals
+                return base & Q(**{f"{column}__isnull": False})
+            if not values:  # "=" or "in" numbers no integer equals
+                return Q(pk__in=[])
+        elif column in _FLOAT_COLUMNS or annotate:
+            values = tuple(_float_operand(v, position) for v in values)
         if annotate:
             # avg of a series: sum / finite count, compared as "sum op value * count"
             if op == "in":
@@ -233,10 +242,7 @@ class Compiler:
         if op == "starts_with":
             return base & _starts_with(column, value)
         if op == "matches":
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise QueryError(f"invalid regular expression: {exc}", node.value_start) from None
+            _check_regex(value, node.value_start)
             return base & Q(**{f"{column}__regex": value})
         if op in ("=", "!=", "in"):
             values = node.value if op == "in" else (value,)
@@ -265,10 +271,15 @@ class Compiler:
                     numbers.append(v)
                 else:
                     raise QueryError("sys/id is compared with a run id like \"VIS-12\"", node.value_start)
+                if not 0 <= numbers[-1] <= INT_MAX:
+                    raise _out_of_range(numbers[-1], node.value_start, f"a run number (0..{INT_MAX})")
             return _column_q("number", op, numbers)
         if path == "sys/running_time":
             if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                 raise QueryError("sys/running_time (seconds) is compared with a number", node.value_start)
+            for v in values:
+                if not (math.isfinite(v) and abs(v) <= RUNNING_TIME_MAX):
+                    raise _out_of_range(v, node.value_start, f"sys/running_time (±{RUNNING_TIME_MAX} seconds)")
             return _expression_q(sys_expression(path), op, [timedelta(seconds=v) for v in values])
         if path == "sys/failed":
             if kinds != {"bool"} or op not in ("=", "!=", "in"):
@@ -290,12 +301,60 @@ class Compiler:
         if op == "starts_with":
             return _starts_with(column, value)
         if op == "matches":
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise QueryError(f"invalid regular expression: {exc}", node.value_start) from None
+            _check_regex(value, node.value_start)
             return Q(**{f"{column}__regex": value})
         return _column_q(column, op, list(values))
+
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # the integer columns are 64-bit
+RUNNING_TIME_MAX = 10**12  # seconds (~31,700 years): beyond what a duration holds on both databases
+_INT_COLUMNS = {"int_value", "count"}
+_FLOAT_COLUMNS = {"float_value", "min_value", "max_value"}
+
+
+def _out_of_range(value, position: int, what: str) -> QueryError:
+    shown = f"{value:.4g}" if isinstance(value, float) else (str(value) if len(str(value)) <= 30 else f"{value:.4g}")
+    return QueryError(f"{shown} is out of range for {what}", position)
+
+
+def _int_operands(op: str, values, position: int):
+    """Operands for a 64-bit integer column: a value outside it is an error; a fractional bound is
+    rounded the way the comparison means it (n > 2.5 is n > 2, n >= 2.5 is n >= 3). Returns None
+    for "!=" a fraction (every value differs) and drops fractions from "=" and "in"."""
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            out.append(value)
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value) or not INT_MIN <= value <= INT_MAX:
+                raise _out_of_range(value, position, f"an integer field ({INT_MIN}..{INT_MAX})")
+            if not value.is_integer():
+                if op == "!=":
+                    return None
+                if op in ("=", "in"):
+                    continue
+                value = math.floor(value) if op in (">", "<=") else math.ceil(value)
+            value = int(value)
+        if not INT_MIN <= value <= INT_MAX:
+            raise _out_of_range(value, position, f"an integer field ({INT_MIN}..{INT_MAX})")
+        out.append(value)
+    return tuple(out)
+
+
+def _float_operand(value, position: int):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise _out_of_range(value, position, "a float field (about ±1.8e308)") from None
+
+
+def _check_regex(pattern: str, position: int) -> None:
+    from .budget import check_regex  # budget imports QueryError from here
+
+    check_regex(pattern, position)
 
 
 def _column_q(column: str, op: str, values) -> Q:

@@ -77,6 +77,8 @@ class RunQuery:
             raise QueryError(f"at most {MAX_SORT} sort keys", 0)
         if len(self.group_by) > MAX_GROUP_BY:
             raise QueryError(f"at most {MAX_GROUP_BY} group-by fields", 0)
+        if self.group is not None:
+            self.group = _group_key(self.group, self.group_by)
         tree = ast.parse(self.query or "")
         named = [parse_path_spec(p).name for p in [*self.columns, *self.group_by, *self.aggregates, *[s.lstrip("-+") for s in self.sort]]]
         # one catalogue look-up for the filter's paths and the columns, sort and group fields
@@ -144,11 +146,13 @@ class RunQuery:
     def _grouped_runs(self, queryset):
         if self.group is None or not self.group_by:
             return queryset
-        if len(self.group) != len(self.group_by):
-            raise QueryError(f"group key needs {len(self.group_by)} values, one per group-by field", 0)
-        for spec, value in zip(self.group_by, self.group):
+        self.group = _group_key(self.group, self.group_by)  # also when set after construction (the UI's groups)
+        for spec, value in zip(self.group_by, self.group, strict=True):
             queryset, name = self._value_expression(queryset, spec)
-            queryset = queryset.filter(**{f"{name}__isnull": True} if value is None else {name: value})
+            try:
+                queryset = queryset.filter(**{f"{name}__isnull": True} if value is None else {name: value})
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise QueryError(f"group: {value!r} does not fit the field {spec!r} ({exc})", 0, field="group") from None
         return queryset
 
     def ordered(self):
@@ -336,6 +340,18 @@ class OrderedRuns:
             return first
         present_total = start + len(first) if first or start == 0 else self.present.count()
         return first + list(self.missing[max(0, start - present_total) : stop - present_total])
+
+
+def _group_key(key, group_by: list[str]) -> list:
+    """A group key: one JSON scalar per group-by field, integers within 64 bits."""
+    if not isinstance(key, list) or len(key) != len(group_by):
+        raise QueryError(f"group: the key needs {len(group_by)} value(s), one per group_by field", 0, field="group")
+    for value in key:
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise QueryError("group: each key value is a string, number, boolean or null", 0, field="group")
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise QueryError("group: an integer key value is out of the 64-bit range", 0, field="group")
+    return key
 
 
 def _plain(value):
