@@ -25,6 +25,7 @@ from . import series as series_store
 from . import storage
 from .attributes import run_fields
 from .models import Attribute, AttributeType, Export, ExportState, FileEntry, Run
+from .paths import safe_file_name, safe_relpath
 
 FORMAT_VERSION = 1
 POINT_PAGE = 100_000
@@ -48,9 +49,22 @@ def _dump(archive: zipfile.ZipFile, name: str, data) -> None:
     archive.writestr(name, json.dumps(_clean(data), default=_json_default, indent=1))
 
 
+def _entry(archive: zipfile.ZipFile, *parts: str) -> str:
+    """An archive member name that unzips inside the target folder: every part a sanitised relative
+    path (so names stored before file names were checked cannot climb out with ``..`` or ``/``),
+    made unique with a ``~n`` suffix when sanitising made two names equal."""
+    name = "/".join(p for p in (safe_relpath(part) for part in parts) if p)
+    unique, n = name, 1
+    while unique in archive.NameToInfo:
+        stem, dot, ext = name.rpartition(".") if "." in name.rsplit("/", 1)[-1] else (name, "", "")
+        unique = f"{stem}~{n}{dot}{ext}"
+        n += 1
+    return unique
+
+
 def _series(archive, prefix, attr: Attribute) -> None:
     table = series_store.FLOAT_TABLE if attr.type == AttributeType.FLOAT_SERIES else series_store.STRING_TABLE
-    with archive.open(f"{prefix}/series/{attr.path}.json", "w", force_zip64=True) as out:
+    with archive.open(_entry(archive, prefix, "series", f"{attr.path}.json"), "w", force_zip64=True) as out:
         out.write(b'{"path": ' + json.dumps(attr.path).encode() + b', "points": [')
         after, first = None, True
         while True:
@@ -67,10 +81,12 @@ def _series(archive, prefix, attr: Attribute) -> None:
 def _files(archive, prefix, attr: Attribute) -> None:
     for entry in FileEntry.objects.filter(attribute=attr).select_related("blob").order_by("step", "relpath"):
         if attr.type == AttributeType.FILE_SERIES:
-            name = f"{entry.step}-{entry.name or entry.blob_id[:12]}"
+            name = f"{entry.step}-{safe_file_name(entry.name, fallback=entry.blob_id[:12])}"
+        elif entry.relpath:
+            name = safe_relpath(entry.relpath) or entry.blob_id[:12]
         else:
-            name = entry.relpath or entry.name or attr.path.rsplit("/", 1)[-1]
-        with archive.open(f"{prefix}/files/{attr.path}/{name}", "w", force_zip64=True) as out:
+            name = safe_file_name(entry.name, fallback=attr.path.rsplit("/", 1)[-1])
+        with archive.open(_entry(archive, prefix, "files", attr.path, name), "w", force_zip64=True) as out:
             for chunk in storage.iter_blob(entry.blob.storage_key):
                 out.write(chunk)
 
@@ -78,7 +94,7 @@ def _files(archive, prefix, attr: Attribute) -> None:
 def _run(archive, run: Run) -> dict:
     prefix = f"runs/{run.human_id}"
     attributes = list(Attribute.objects.filter(run=run).order_by("path"))
-    _dump(archive, f"{prefix}/run.json", {
+    _dump(archive, _entry(archive, prefix, "run.json"), {
         "id": run.human_id, "uuid": str(run.uuid), "name": run.name, "description": run.description,
         "state": run.state, "owner": run.owner.username if run.owner else None,
         "fields": run_fields(run, attributes),
@@ -109,7 +125,7 @@ def build(export_id) -> str:
             for run in runs:
                 listed.append(_run(archive, run))
                 Export.objects.filter(pk=export.pk).update(progress=F("progress") + 1)
-            _dump(archive, "manifest.json", {
+            _dump(archive, _entry(archive, "manifest.json"), {
                 "format": FORMAT_VERSION, "project": export.project.full_name, "exported_at": timezone.now().isoformat(),
                 "runs": listed,
             })

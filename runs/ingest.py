@@ -22,6 +22,7 @@ transaction, so the whole batch rolls back.
 
 import itertools
 import math
+import mimetypes
 import operator
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from . import rollups
 from . import series as series_store
 from .errors import BatchError
 from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, Upload
-from .paths import RUN_COLUMN_PATHS, PathError, is_writable, validate_path
+from .paths import RUN_COLUMN_PATHS, PathError, file_name_error, is_writable, relpath_error, validate_path
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TIMESTAMP = 253402300800  # 10000-01-01, unix seconds
@@ -183,7 +184,7 @@ def _flatten(prefix: str, value: dict, out: list, index: int):
 
 def _path(raw, index):
     try:
-        return validate_path(raw)
+        return validate_path(raw, write=True)
     except PathError as exc:
         raise _fail(index, raw if isinstance(raw, str) else None, "path", f"invalid path: {exc}", code="invalid_path") from None
 
@@ -256,8 +257,9 @@ def parse_ops(raw_ops) -> list[Op]:
                     raise _fail(index, path, f"files[{i}]", "must be an object with relpath and sha256")
                 relpath = item.get("relpath")
                 _check_string(relpath, index, path, f"files[{i}].relpath", 1024)
-                if not relpath or relpath.startswith("/") or ".." in relpath.split("/"):
-                    raise _fail(index, path, f"files[{i}].relpath", "must be a relative path without '..'")
+                reason = relpath_error(relpath)
+                if reason:
+                    raise _fail(index, path, f"files[{i}].relpath", f"{reason}: {relpath[:80]!r}", code="invalid_file_name")
                 entries.append(_file_ref(index, path, item, relpath, prefix=f"files[{i}]."))
             replace = raw.get("replace", False)
             if not isinstance(replace, bool):
@@ -270,8 +272,14 @@ def _file_ref(index, path, raw, relpath, prefix=""):
     sha = raw.get("sha256")
     if not isinstance(sha, str) or len(sha) != 64 or not set(sha) <= SHA256_CHARS:
         raise _fail(index, path, f"{prefix}sha256", "must be 64 lower-case hex characters")
-    name = raw.get("name", relpath.rsplit("/", 1)[-1] if relpath else "")
-    _check_string(name, index, path, f"{prefix}name", 255)
+    name = raw.get("name", relpath.rsplit("/", 1)[-1] if relpath else None)
+    if name is not None:
+        _check_string(name, index, path, f"{prefix}name", 255)
+        # The name becomes a file name on whoever downloads the file: a plain base name only.
+        reason = file_name_error(name) or ("must not be empty (leave it out to use the field's name)" if not name else None)
+        if reason:
+            raise _fail(index, path, f"{prefix}name", f"{reason}: {name[:80]!r}", code="invalid_file_name")
+    name = name or ""
     mime = raw.get("mime_type")
     if mime is not None:
         _check_string(mime, index, path, f"{prefix}mime_type", 200)
@@ -384,6 +392,7 @@ class _Batch:
         self.now = now
         self.point_count = 0
         self.blobs: dict[str, Blob] = {}
+        self.upload_mimes: dict[str, str] = {}
         self.previous_last_step: dict[int, int | None] = {}  # id(attribute) -> last step before this batch
 
     def _field(self, op: Op, type_: str) -> Attribute:
@@ -495,7 +504,9 @@ class _Batch:
             )
         return FileEntry(
             relpath=ref["relpath"], step=step, blob=blob, name=ref["name"],
-            mime_type=ref["mime_type"] or blob.mime_type, size=blob.size, timestamp=timestamp,
+            mime_type=ref["mime_type"] or self.upload_mimes.get(blob.sha256)
+            or mimetypes.guess_type(ref["name"])[0] or "application/octet-stream",
+            size=blob.size, timestamp=timestamp,
         )
 
     def _op_upload(self, op: Op):
@@ -524,6 +535,11 @@ class _Batch:
             return
         uploaded = Upload.objects.filter(run__project_id=self.run.project_id, blob_id__in=wanted).values("blob_id")
         self.blobs = {b.sha256: b for b in Blob.objects.filter(sha256__in=uploaded)}
+        # A file's default MIME type is what this project's uploader said, not the shared blob's
+        # (which may come from another project's upload of the same bytes).
+        uploads = Upload.objects.filter(run__project_id=self.run.project_id, blob_id__in=wanted).exclude(mime_type="")
+        for blob_id, mime, _ in sorted(uploads.values_list("blob_id", "mime_type", "run_id"), key=lambda u: u[2] == self.run.pk):
+            self.upload_mimes[blob_id] = mime
 
     def flush(self) -> None:
         if self.deleted_ids:

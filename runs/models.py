@@ -199,6 +199,8 @@ class Upload(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="uploads")
     blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="uploads")
     name = models.CharField(max_length=255, blank=True)
+    # What this uploader said the file is; the blob's own mime_type may come from another project.
+    mime_type = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -12,7 +12,8 @@ from projects.models import Project
 
 from .errors import ApiError
 from .ingest import apply_batch, record_fields
-from .models import Attribute, AttributeType, Blob, Run, RunState, Upload
+from .models import Attribute, AttributeType, Blob, Run, RunState, SavedView, Upload
+from .paths import safe_file_name
 from . import processing
 from .storage import save_blob
 
@@ -97,8 +98,23 @@ def delete_run(user, run: Run) -> None:
     Run.objects.filter(pk=run.pk).update(deleted_at=timezone.now())
 
 
+def upload_name(uploaded) -> str:
+    """The uploader's file name, reduced to a plain base name."""
+    return safe_file_name(uploaded.name or "", fallback="")[:255]
+
+
+def upload_mime_type(uploaded) -> str:
+    """The MIME type the uploader sent (or one guessed from its file name)."""
+    mime = uploaded.content_type if uploaded.content_type not in (None, "", "application/octet-stream") else None
+    return (mime or mimetypes.guess_type(uploaded.name or "")[0] or "application/octet-stream")[:200]
+
+
 def store_upload(user, run: Run, uploaded) -> Blob:
-    """Store an uploaded file (already hashed while streaming) and record it for the run."""
+    """Store an uploaded file (already hashed while streaming) and record it for the run.
+
+    Blobs are shared by content across projects, so what the caller is told about its upload
+    (name, MIME type, size) comes from ``upload_name``/``upload_mime_type`` and the bytes it
+    sent, never from the shared Blob row, which another project may have created."""
     permissions.require(user, "write", run.project)
     sha256 = getattr(uploaded, "sha256", None)
     if not sha256:
@@ -106,13 +122,12 @@ def store_upload(user, run: Run, uploaded) -> Blob:
     expected = getattr(uploaded, "expected_sha256", None)
     if expected and expected != sha256:
         raise ApiError(400, "hash_mismatch", f"uploaded content hashes to {sha256}, not {expected}", field="sha256")
-    mime = uploaded.content_type if uploaded.content_type not in (None, "", "application/octet-stream") else None
-    mime = mime or mimetypes.guess_type(uploaded.name or "")[0] or "application/octet-stream"
+    name, mime = upload_name(uploaded), upload_mime_type(uploaded)
     blob = Blob(sha256=sha256, size=uploaded.size, mime_type=mime)
     save_blob(blob.storage_key, uploaded)
     with transaction.atomic():
         blob, created = Blob.objects.get_or_create(sha256=sha256, defaults={"size": uploaded.size, "mime_type": mime})
-        Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": (uploaded.name or "")[:255]})
+        Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
         if created:
             processing.enqueue(blob.sha256)
     return blob

@@ -33,7 +33,9 @@ from .downloads import ranged_response
 from .forms import BulkActionForm, RunEditForm, SavedViewForm
 from .lineage import run_lineage
 from .models import Attribute, AttributeType, FileEntry, Run, SavedView, StringPoint
-from .query import QueryError, QuerySyntaxError, RunQuery
+from .paths import safe_file_name
+from .query import QueryError, QuerySyntaxError, QueryTimeout, RunQuery, query_budget
+from .query.budget import retry_after_seconds
 from .storage import open_blob
 
 COMPARE_MAX_RUNS = 50
@@ -740,7 +742,7 @@ def _file_entry(run, request) -> FileEntry:
 
 
 def _entry_name(entry) -> str:
-    return entry.name or entry.relpath.rsplit("/", 1)[-1] or entry.attribute.path.rsplit("/", 1)[-1]
+    return safe_file_name(entry.name or entry.relpath, fallback=entry.attribute.path.rsplit("/", 1)[-1])
 
 
 # Files served inline: the sandbox makes an HTML report a unique opaque origin (its scripts cannot

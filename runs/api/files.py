@@ -1,8 +1,10 @@
 """File endpoints beyond plain upload/download: presigned URLs and direct uploads to S3,
 processing results and previews, and exports of projects and runs."""
 
+import mimetypes
 import uuid as uuid_module
 
+from django.conf import settings
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
@@ -20,6 +22,7 @@ from .. import exports, processing, storage
 from ..downloads import ranged_response
 from ..errors import ApiError
 from ..models import Blob, BlobPreview, Export, PendingUpload, Run, Upload
+from ..paths import file_name_error, safe_file_name
 from .serializers import FileQuerySerializer
 from .views import RunScopedView
 
@@ -37,7 +40,7 @@ class FileEntryView(RunScopedView):
 
     @staticmethod
     def filename(attr, entry) -> str:
-        return entry.name or entry.relpath.rsplit("/", 1)[-1] or attr.path.rsplit("/", 1)[-1]
+        return safe_file_name(entry.name or entry.relpath, fallback=attr.path.rsplit("/", 1)[-1])
 
 
 class FileUrlView(FileEntryView):
@@ -104,6 +107,22 @@ class DirectUploadSerializer(serializers.Serializer):
             raise serializers.ValidationError("must be 64 lower-case hex characters")
         return value
 
+    def validate_name(self, value):
+        reason = file_name_error(value) if value else None
+        if reason:
+            raise serializers.ValidationError(reason)
+        return value
+
+    def validate_size(self, value):
+        limit = settings.RUNSTORE_MAX_UPLOAD_BYTES
+        if value > limit:
+            raise ApiError(413, "upload_too_large", f"size: {value} bytes is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)", field="size", limit=limit)
+        return value
+
+
+def _mime_type(values) -> str:
+    return values["mime_type"] or mimetypes.guess_type(values["name"])[0] or "application/octet-stream"
+
 
 class DirectUploadView(RunScopedView):
     """Start an upload that goes straight to the S3 store: one presigned PUT, or presigned parts above
@@ -118,12 +137,14 @@ class DirectUploadView(RunScopedView):
         values = data.validated_data
         if not storage.is_s3():
             raise ApiError(409, "direct_upload_unavailable", "blob storage is a local folder: POST the file to uploads", field="storage")
-        from django.conf import settings
 
+        # Only content this project already uploaded counts as existing: whether another project
+        # holds the same bytes is never revealed, and the answer is what this caller sent.
         blob = Blob.objects.filter(pk=values["sha256"], size=values["size"]).first()
         if blob is not None and Upload.objects.filter(run__project_id=run.project_id, blob=blob).exists():
-            Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": values["name"]})
-            return Response({"exists": True, "sha256": blob.sha256, "size": blob.size, "mime_type": blob.mime_type})
+            mime = _mime_type(values)
+            Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": values["name"], "mime_type": mime})
+            return Response({"exists": True, "sha256": blob.sha256, "size": values["size"], "name": values["name"], "mime_type": mime})
         pending = PendingUpload(
             run=run, sha256=values["sha256"], size=values["size"], name=values["name"], mime_type=values["mime_type"],
         )
@@ -180,16 +201,25 @@ class DirectUploadCompleteView(RunScopedView):
                 400, "hash_mismatch", f"uploaded content hashes to {digest} ({size} bytes), not {pending.sha256} ({pending.size} bytes)",
                 field="sha256",
             )
+        if size > settings.RUNSTORE_MAX_UPLOAD_BYTES:
+            storage.delete_key(pending.staging_key)
+            pending.delete()
+            raise ApiError(
+                413, "upload_too_large", f"size: {size} bytes is above the upload limit of {settings.RUNSTORE_MAX_UPLOAD_BYTES} bytes",
+                field="size", limit=settings.RUNSTORE_MAX_UPLOAD_BYTES,
+            )
         mime = pending.mime_type or processing.sniff(head, pending.name)
         blob = Blob(sha256=digest, size=size, mime_type=mime)
         storage.move(pending.staging_key, blob.storage_key)
         with transaction.atomic():
             blob, created = Blob.objects.get_or_create(sha256=digest, defaults={"size": size, "mime_type": mime})
-            Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": pending.name})
+            Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": pending.name, "mime_type": mime})
             pending.delete()
             if created:
                 processing.enqueue(blob.sha256)
-        return Response({"sha256": blob.sha256, "size": blob.size, "mime_type": blob.mime_type}, status=status.HTTP_201_CREATED)
+        # What this caller sent, never what the shared blob row says (another project may have made it).
+        body = {"sha256": digest, "size": size, "name": pending.name, "mime_type": mime}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 # --- exports -------------------------------------------------------------------
