@@ -202,7 +202,8 @@ def test_json_api_responses_keep_their_headers(owner_api, run):
 
 
 def _run_django(args, env_overrides, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k != "SECRET_KEY"}
+    # a clean environment: nothing of the test run's own (DEBUG, DJANGO_ALLOW_ASYNC_UNSAFE, …) leaks in
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     env.update(
         DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
         RUNSTORE_VAR_DIR=str(tmp_path / "var"),
