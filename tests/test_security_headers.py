@@ -258,6 +258,39 @@ def test_s3_origin_is_allowed_for_images_media_and_frames(tmp_path):
     assert directives["script-src"] == ["'self'"] and directives["connect-src"] == ["'self'"]
 
 
+def test_production_switches_set_the_django_settings(tmp_path):
+    code = (
+        "import json, django; django.setup(); from django.conf import settings as s; print(json.dumps(["
+        "s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS,"
+        "s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD, s.SECURE_PROXY_SSL_HEADER]))"
+    )
+    on = _run_django(["-c", code], {**PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "tracker.settings"}, tmp_path)
+    assert on.returncode == 0, on.stderr
+    assert json.loads(on.stdout.strip().splitlines()[-1]) == [
+        True,
+        True,
+        True,
+        31536000,
+        True,
+        True,
+        ["HTTP_X_FORWARDED_PROTO", "https"],
+    ]
+    off = _run_django(["-c", code], {"DJANGO_SETTINGS_MODULE": "tracker.settings"}, tmp_path)
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout.strip().splitlines()[-1]) == [False, False, False, 0, False, False, None]
+
+
+def test_ssl_redirect_spares_the_health_probes_and_trusts_the_proxy_header(client, db, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_HSTS_SECONDS = 3600
+    assert client.get("/accounts/login/").status_code == 301
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+    behind_proxy = client.get("/accounts/login/", HTTP_X_FORWARDED_PROTO="https")
+    assert behind_proxy.status_code == 200
+    assert behind_proxy["Strict-Transport-Security"] == "max-age=3600"
+
+
 # ---- /readyz ----------------------------------------------------------------------------
 
 
