@@ -24,6 +24,7 @@ from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
 
 from projects import permissions
 from projects.models import Project
+from tracker.params import INT64_MAX, int_param, parse_run_number
 from tracker.ui import ScopedUIViewMixin, template_for
 
 from . import series as series_store
@@ -39,6 +40,7 @@ from .query.budget import retry_after_seconds
 from .storage import open_blob
 
 COMPARE_MAX_RUNS = 50
+MAX_PAGE = 10**9  # beyond any table; keeps page * size inside 64 bits
 LIVE_MAX_ROWS = 100  # running rows one poll of the run table refreshes (those on screen first)
 GROUPS_SHOWN = 25
 GROUP_ROWS = 20
@@ -80,21 +82,22 @@ class ProjectScopedMixin(ScopedUIViewMixin):
 
     def get_run(self, run_id: str) -> Run:
         project = self.get_project()
-        key, _, number = run_id.rpartition("-")
-        if key != project.key or not number.isdigit():
+        number = parse_run_number(run_id, project.key)
+        if number is None:
             raise Http404("no such run")
-        run = get_object_or_404(self.get_queryset(), number=int(number))
+        run = get_object_or_404(self.get_queryset(), number=number)
         run.project = project
         return run
 
-    def runs_by_ids(self, ids: list[str], limit: int = COMPARE_MAX_RUNS) -> list[Run]:
-        """Visible runs of this project by human id (``VIS-3``), in the given order, at most ``limit``."""
+    def runs_by_ids(self, ids: list[str], limit: int = COMPARE_MAX_RUNS, param: str = "runs") -> list[Run]:
+        """Visible runs of this project by human id (``VIS-3``), in the given order, at most ``limit``;
+        ids of other projects are skipped, a run number beyond 64 bits is a 400 naming ``param``."""
         project = self.get_project()
         numbers = []
         for ref in ids:
-            key, _, number = ref.strip().rpartition("-")
-            if key == project.key and number.isdigit() and int(number) not in numbers:
-                numbers.append(int(number))
+            number = parse_run_number(ref, project.key, param)
+            if number is not None and number not in numbers:
+                numbers.append(number)
         numbers = numbers[:limit]
         found = {r.number: r for r in self.get_queryset().filter(number__in=numbers)}
         runs = [found[n] for n in numbers if n in found]
@@ -106,11 +109,8 @@ class ProjectScopedMixin(ScopedUIViewMixin):
 _quote = functools.lru_cache(maxsize=4096)(quote_plus)
 
 
-def _page_number(raw) -> int:
-    try:
-        return max(1, int(raw))
-    except (TypeError, ValueError):
-        return 1
+def _page_number(raw, name="page") -> int:
+    return int_param({name: raw}, name, 1, minimum=1, maximum=MAX_PAGE)
 
 
 def group_more_url(state, key: list, shown: int, total: int) -> str:
@@ -204,13 +204,28 @@ class RunListView(ProjectScopedMixin, View):
             return RunQuery(self.request.user, project, query="", columns=state.paths), error
 
     def table_context(self, state: TableState) -> dict:
-        project = self.get_project()
+        """The table's context within RUNSTORE_QUERY_TIMEOUT_MS. A query the database cannot run (one
+        SQLite cannot compile, one past the budget) shows its error beside the unfiltered table, as a
+        query that does not parse does: a saved view holding one opens for everyone instead of failing."""
         rq, query_error = self.run_query(state)
+        try:
+            with query_budget():
+                return self.table_page(state, rq, query_error)
+        except (QueryError, QueryTimeout) as exc:
+            if query_error:
+                raise  # the unfiltered table itself failed
+            query_error = {"message": exc.message, "position": None, "expected": None}
+        rq = RunQuery(self.request.user, self.get_project(), query="", columns=state.paths)
+        with query_budget():
+            return self.table_page(state, rq, query_error)
+
+    def table_page(self, state: TableState, rq, query_error) -> dict:
+        project = self.get_project()
         columns = table.build_columns(rq.column_types(), state.widths)
         groups = None
         total = None
         page_number = _page_number(state.page)
-        first_page = min(page_number, _page_number(state.first_page or state.page))
+        first_page = min(page_number, _page_number(state.first_page or state.page, "first"))
         has_next = False
         if state.group_by and not query_error:
             groups = self.group_rows(rq, columns, project, state)
@@ -311,8 +326,11 @@ class RunListView(ProjectScopedMixin, View):
         if query_error:
             return HttpResponse(query_error["message"], status=400)
         columns = table.build_columns(rq.column_types(), state.widths)
-        rq.group = key
-        runs = list(rq.ordered().select_related("owner")[offset : offset + state.per_page + 1])
+        try:
+            rq.group = key
+            runs = list(rq.ordered().select_related("owner")[offset : offset + state.per_page + 1])
+        except QueryError as exc:
+            return HttpResponse(exc.message, status=400)
         has_more = len(runs) > state.per_page
         shown = offset + min(len(runs), state.per_page)
         group = {
@@ -329,13 +347,17 @@ class RunListView(ProjectScopedMixin, View):
         fragment = request.GET.get("fragment")
         if request.GET.get("live"):
             return self.live_rows(request, state)
-        if fragment == "count":
-            rq, query_error = self.run_query(state)
-            total = rq.count() if not query_error else RunQuery(request.user, self.get_project(), columns=["sys/id"]).count()
-            return TemplateResponse(request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error})
-        if fragment == "group":
-            return self.group_page(request, state)
-        context = self.table_context(state)
+        try:
+            if fragment == "count":
+                return self.count_fragment(request, state)
+            if fragment == "group":
+                with query_budget():
+                    return self.group_page(request, state)
+            context = self.table_context(state)
+        except QueryTimeout as exc:
+            response = HttpResponse(exc.message, status=503, content_type="text/plain")
+            response["Retry-After"] = str(retry_after_seconds())
+            return response
         if fragment == "rows" and not context["groups"]:
             # the next page's rows for the infinite scroll, with the pager updated out of band
             return TemplateResponse(request, f"{self.template_name}#page-rows", context)
@@ -344,11 +366,23 @@ class RunListView(ProjectScopedMixin, View):
         context["view_form"] = SavedViewForm(initial={"name": self.saved.name if self.saved else ""})
         return TemplateResponse(request, template_for(request, self.template_name, "table"), context)
 
+    def count_fragment(self, request, state: TableState):
+        rq, query_error = self.run_query(state)
+        try:
+            with query_budget():
+                total = rq.count() if not query_error else None
+        except (QueryError, QueryTimeout) as exc:
+            query_error = {"message": exc.message, "position": None, "expected": None}
+        if query_error:
+            with query_budget():
+                total = RunQuery(request.user, self.get_project(), columns=["sys/id"]).count()
+        return TemplateResponse(request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error})
+
     def live_rows(self, request, state: TableState):
         """Fresh rows of the given (running) runs, swapped in out of band by the table's poller."""
         project = self.get_project()
         ids = [i for i in request.GET.get("live", "").split(",") if i][:LIVE_MAX_ROWS]
-        runs = self.runs_by_ids(ids, limit=LIVE_MAX_ROWS)
+        runs = self.runs_by_ids(ids, limit=LIVE_MAX_ROWS, param="live")
         rq, _ = self.run_query(state)
         columns = table.build_columns(rq.column_types(), state.widths)
         rows = table.build_rows(runs, columns, project)
@@ -437,10 +471,9 @@ class SavedViewView(ProjectScopedMixin, View):
     def post(self, request, workspace, project):
         project_obj = self.get_project()
         if request.POST.get("delete"):
-            view = get_object_or_404(SavedView.objects.filter(project=project_obj).filter(Q(owner=request.user) | Q(shared=True)), pk=request.POST["delete"])
-            if view.owner_id != request.user.pk:
-                raise PermissionDenied("Only its owner may delete a view.")
-            view.delete()
+            view_id = int_param(request.POST, "delete", minimum=1)
+            view = get_object_or_404(SavedView.objects.filter(project=project_obj).filter(Q(owner=request.user) | Q(shared=True)), pk=view_id)
+            _writes(request.user, lambda: services.delete_view(request.user, view), view)
             target = reverse("runs:run_list", args=[workspace, project])
         else:
             form = SavedViewForm(request.POST)
@@ -449,10 +482,10 @@ class SavedViewView(ProjectScopedMixin, View):
             data = form.cleaned_data
             widths = data["widths"]
             columns = [{"path": p, "width": widths.get(p)} for p in table.parse_columns(data["c"])]
-            view, _ = SavedView.objects.update_or_create(
-                project=project_obj, owner=request.user, name=data["name"],
-                defaults={"shared": data["shared"], "columns": columns, "query": data["q"], "sort": data["sort"], "group_by": data["group"]},
-            )
+            view = _writes(request.user, lambda: services.save_view(
+                request.user, project_obj, name=data["name"], shared=data["shared"], columns=columns,
+                query=data["q"], sort=data["sort"], group_by=data["group"],
+            ), project_obj)
             target = reverse("runs:run_list", args=[workspace, project]) + f"?view={view.pk}"
         if request.htmx:
             return HttpResponseClientRedirect(target)
@@ -531,10 +564,7 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         return context
 
     def chart_page(self, run):
-        try:
-            page = max(1, int(self.request.GET.get("chart_page", 1)))
-        except ValueError:
-            page = 1
+        page = int_param(self.request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
         monitoring = self.request.GET.get("group") == "monitoring"
         attrs = Attribute.objects.filter(run=run, type=AttributeType.FLOAT_SERIES)
         attrs = attrs.filter(path__startswith="monitoring/") if monitoring else attrs.exclude(path__startswith="monitoring/")
@@ -626,13 +656,10 @@ def _clean(values):
 
 
 def _int_param(request, name, default=None, lo=None, hi=None):
-    raw = request.GET.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Http404(f"{name} must be an integer")
+    """An integer parameter (400 when malformed or beyond 64 bits), clamped to ``[lo, hi]``."""
+    value = int_param(request.GET, name, default, minimum=-INT64_MAX)
+    if value is None:
+        return value
     if lo is not None:
         value = max(lo, value)
     if hi is not None:
@@ -883,10 +910,7 @@ class CompareView(ProjectScopedMixin, View):
         return TemplateResponse(request, template_for(request, self.template_name, name), context)
 
     def chart_page(self, runs):
-        try:
-            page = max(1, int(self.request.GET.get("chart_page", 1)))
-        except ValueError:
-            page = 1
+        page = int_param(self.request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
         query = self.request.GET.get("chart_q", "").strip()
         paths = Attribute.objects.filter(run__in=runs, type=AttributeType.FLOAT_SERIES)
         if query:

@@ -313,7 +313,9 @@ _FLOAT_COLUMNS = {"float_value", "min_value", "max_value"}
 
 
 def _out_of_range(value, position: int, what: str) -> QueryError:
-    shown = f"{value:.4g}" if isinstance(value, float) else (str(value) if len(str(value)) <= 30 else f"{value:.4g}")
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    if len(shown) > 30:
+        shown = f"{shown[:12]}... ({len(shown)} digits)"
     return QueryError(f"{shown} is out of range for {what}", position)
 
 

@@ -138,6 +138,8 @@ def tokenize(text: str) -> list[Token]:
         number = _NUMBER.match(text, i)
         if number and (c.isdigit() or c in "+-." ):
             raw = number.group()
+            if len(raw) > 400:
+                raise QuerySyntaxError("number has too many digits (at most 400)", i)
             value = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
             tokens.append(Token("number", raw, value, i, number.end()))
             i = number.end()
