@@ -127,7 +127,9 @@ def store_upload(user, run: Run, uploaded) -> Blob:
     save_blob(blob.storage_key, uploaded)
     with transaction.atomic():
         blob, created = Blob.objects.get_or_create(sha256=sha256, defaults={"size": uploaded.size, "mime_type": mime})
-        Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
+        upload, created_upload = Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
+        if not created_upload and (upload.name, upload.mime_type) != (name, mime):
+            Upload.objects.filter(pk=upload.pk).update(name=name, mime_type=mime)  # the latest upload names it
         if created:
             processing.enqueue(blob.sha256)
     return blob
