@@ -1,15 +1,6 @@
-class ApiError(Exception):
-    """An error the API reports as JSON: ``{"error": {"status", "code", "message", ...}}``."""
+from tracker.api.errors import ApiError
 
-    def __init__(self, status: int, code: str, message: str, **details):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = {k: v for k, v in details.items() if v is not None}
-
-    def as_dict(self) -> dict:
-        return {"status": self.status, "code": self.code, "message": self.message, **self.details}
+__all__ = ["ApiError", "BatchError"]
 
 
 class BatchError(ApiError):

@@ -169,7 +169,9 @@ def _scalar(index, path, value, declared):
     raise _fail(index, path, "type", f"unknown type {kind!r}; expected one of {', '.join(sorted(SCALAR_TYPES))}")
 
 
-def _flatten(prefix: str, value: dict, out: list, index: int):
+def _flatten(prefix: str, value: dict, out: list, index: int, limit: int):
+    """Append the leaves of a nested dict as (path, value) to ``out``; 413 past ``limit`` leaves in
+    the batch, since every leaf is one field written (a batch's size is counted in fields, not ops)."""
     if not value:
         return
     for key, sub in value.items():
@@ -177,8 +179,14 @@ def _flatten(prefix: str, value: dict, out: list, index: int):
             raise _fail(index, prefix, "value", f"dict keys must be strings, got {_describe(key)}")
         path = f"{prefix}/{key}"
         if isinstance(sub, dict):
-            _flatten(path, sub, out, index)
+            _flatten(path, sub, out, index, limit)
         else:
+            if len(out) >= limit:
+                raise BatchError(
+                    413, "batch_too_large",
+                    f"a batch writes at most {settings.RUNSTORE_MAX_BATCH_OPS} fields (a dict counts each of its leaves)",
+                    op_index=index, path=prefix, field="value",
+                )
             out.append((path, sub))
 
 
@@ -214,7 +222,8 @@ def parse_ops(raw_ops) -> list[Op]:
                 raise _fail(index, path, "type", f"unknown type {declared!r}; expected one of {', '.join(sorted(SCALAR_TYPES))}")
             if isinstance(raw["value"], dict):
                 leaves: list = []
-                _flatten(path, raw["value"], leaves, index)
+                # the other operations of the batch count against the same limit
+                _flatten(path, raw["value"], leaves, index, settings.RUNSTORE_MAX_BATCH_OPS - len(raw_ops) - len(ops) + index + 1)
                 for leaf_path, leaf_value in leaves:
                     leaf_path = _path(leaf_path, index)
                     if not is_writable(leaf_path):
@@ -552,6 +561,7 @@ class _Batch:
         new = [a for a in changed if a.pk is None]
         old = [a for a in changed if a.pk is not None]
         if new:
+            self._check_field_cap(len(new))
             Attribute.objects.bulk_create(new)
             record_fields(self.run.project_id, [(a.path, a.type) for a in new])
         if len(old) == 1:  # the common case: one series per batch; bulk_update builds CASE WHEN for it
@@ -589,6 +599,18 @@ class _Batch:
                     FileEntry.objects.filter(attribute=attr, step__isnull=True, relpath__in=relpaths).delete()
             FileEntry.objects.bulk_create(entries)
         self._refresh_file_set_summaries(changed)
+
+    def _check_field_cap(self, adding: int) -> None:
+        """409 when the run would hold more than RUNSTORE_MAX_FIELDS_PER_RUN fields (asked only when
+        a batch creates fields, so appending to existing series costs no query)."""
+        cap = settings.RUNSTORE_MAX_FIELDS_PER_RUN
+        stored = Attribute.objects.filter(run=self.run).count() if adding <= cap else 0
+        if stored + adding > cap:
+            raise BatchError(
+                409, "too_many_fields",
+                f"ops: run {self.run.human_id} would hold {stored + adding} fields; at most {cap} (RUNSTORE_MAX_FIELDS_PER_RUN)",
+                field="ops", stored_fields=stored, max_fields=cap,
+            )
 
     def _refresh_file_set_summaries(self, changed):
         for attr in changed:

@@ -3,6 +3,7 @@
 import mimetypes
 
 from django.core.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -139,3 +140,23 @@ def restore_run(user, run: Run) -> None:
     """Undo a soft delete: the run is back in every list."""
     permissions.require(user, "write", run.project)
     Run.objects.filter(pk=run.pk).update(deleted_at=None)
+
+
+def save_view(user, project: Project, *, name: str, shared: bool, columns: list, query: str, sort: str, group_by: str):
+    """Save (or overwrite) the caller's named view of the run table; sharing it with the project
+    needs the right to write there (contributor), like any change others will see."""
+    permissions.require(user, "view", project)
+    if shared:
+        permissions.require(user, "write", project)
+    view, _ = SavedView.objects.update_or_create(
+        project=project, owner=user, name=name,
+        defaults={"shared": shared, "columns": columns, "query": query, "sort": sort, "group_by": group_by},
+    )
+    return view
+
+
+def delete_view(user, view) -> None:
+    """Only a view's owner may delete it (a shared view is others' to read, not to remove)."""
+    if view.owner_id != user.pk:
+        raise PermissionDenied("Only its owner may delete a view.")
+    view.delete()

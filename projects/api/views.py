@@ -40,8 +40,17 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             .select_related("workspace")
         )
 
+    def list(self, request, *args, **kwargs):
+        # An invisible workspace is a 404, not an empty list: it is visible through a grant on the
+        # workspace or on one of its projects.
+        if not self.get_queryset().exists():
+            self.get_workspace()
+        return super().list(request, *args, **kwargs)
+
     def get_workspace(self) -> Workspace:
-        return get_object_or_404(Workspace.objects.for_user(self.request.user, "view"), slug=self.kwargs["workspace_slug"])
+        return get_object_or_404(
+            Workspace.objects.for_user(self.request.user, "view"), slug=self.kwargs["workspace_slug"]
+        )
 
     @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
     def create(self, request, workspace_slug):
@@ -49,7 +58,10 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
         data = ProjectCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = services.create_project(
-            request.user, workspace, data.validated_data["slug"],
-            key=data.validated_data.get("key") or None, description=data.validated_data.get("description", ""),
+            request.user,
+            workspace,
+            data.validated_data["slug"],
+            key=data.validated_data.get("key") or None,
+            description=data.validated_data.get("description", ""),
         )
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)

@@ -1,12 +1,30 @@
 """One JSON error shape for every API failure: ``{"error": {"status", "code", "message", ...}}``."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.db import OperationalError
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
-from runs.errors import ApiError
+from tracker.params import ParameterError
+
+
+class ApiError(Exception):
+    """An error the API reports as JSON: ``{"error": {"status", "code", "message", ...}}``."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict | None = None, **details):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.details = {k: v for k, v in details.items() if v is not None}
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "code": self.code, "message": self.message, **self.details}
 
 
 def _first_message(detail) -> tuple[str | None, str]:
@@ -28,13 +46,48 @@ def _first_message(detail) -> tuple[str | None, str]:
     return None, str(detail)
 
 
+BUSY_RETRY_AFTER = 2  # seconds
+# PostgreSQL SQLSTATEs of a write that lost a race for a lock: retrying the request succeeds.
+_BUSY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+
+
+def is_busy(exc) -> bool:
+    """Whether ``exc`` is the database refusing for now (SQLite's lock, PostgreSQL's lock conflicts)."""
+    if not isinstance(exc, OperationalError):
+        return False
+    if "database is locked" in str(exc) or "database table is locked" in str(exc):
+        return True
+    return getattr(exc.__cause__, "sqlstate", None) in _BUSY_SQLSTATES
+
+
 def error_body(status: int, code: str, message: str, **details) -> dict:
     return {"error": {"status": status, "code": code, "message": message, **details}}
 
 
 def exception_handler(exc, context):
     if isinstance(exc, ApiError):
-        return Response({"error": exc.as_dict()}, status=exc.status)
+        return Response({"error": exc.as_dict()}, status=exc.status, headers=exc.headers)
+    if isinstance(exc, ParameterError):
+        return Response(error_body(400, "invalid", exc.message, field=exc.name), status=400)
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body above DATA_UPLOAD_MAX_MEMORY_SIZE (the batch limit).
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body(413, "body_too_large", f"request body is larger than {limit} bytes", field="body"), status=413
+        )
+    if is_busy(exc):
+        return Response(
+            error_body(
+                503,
+                "busy",
+                "the database is busy (a lock is held by other writes); retry shortly",
+                retry_after=BUSY_RETRY_AFTER,
+            ),
+            status=503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return Response(error_body(400, "invalid", f"body: {exc}", field="body"), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "not found")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -66,6 +119,25 @@ def json_not_found(request, exception=None):
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+def json_bad_request(request, exception=None):
+    if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            body = error_body(
+                413,
+                "body_too_large",
+                f"request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes",
+                field="body",
+            )
+            return JsonResponse(body, status=413)
+        field = getattr(exception, "name", None)
+        return JsonResponse(error_body(400, "bad_request", str(exception) or "bad request", field=field), status=400)
+    if isinstance(exception, ParameterError):
+        return HttpResponseBadRequest(f"Bad request: {exception.message}", content_type="text/plain; charset=utf-8")
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
 
 
 def json_server_error(request):

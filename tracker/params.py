@@ -1,0 +1,44 @@
+"""Integer parameters of UI pages and API endpoints, read one way: a malformed or out-of-range
+value is a 400 that names the parameter, never a 404 and never an overflow deeper down."""
+
+from django.core.exceptions import BadRequest
+
+INT64_MAX = 2**63 - 1
+
+
+class ParameterError(BadRequest):
+    """A request parameter is malformed; the API renders it as JSON, the UI as a short 400 page."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = f"{name}: {message}"
+
+
+def int_param(
+    params, name: str, default: int | None = None, *, minimum: int = 0, maximum: int = INT64_MAX
+) -> int | None:
+    """``params[name]`` as an integer in ``[minimum, maximum]``; ``default`` when absent or empty."""
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    text = str(raw).strip()
+    if len(text) > 20 or not text.lstrip("-").isdigit():
+        raise ParameterError(name, f"must be an integer from {minimum} to {maximum}, got {text[:30]!r}")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ParameterError(name, f"must be an integer from {minimum} to {maximum}, got {value}")
+    return value
+
+
+def parse_run_number(ref: str, key: str, param: str | None = None) -> int | None:
+    """The number of a human run id ``KEY-N`` of the project with ``key``; None when it is not one.
+    With ``param``, a number too large for any run is a 400 naming that parameter."""
+    prefix, _, number = ref.strip().rpartition("-")
+    if prefix != key or not number.isdigit():
+        return None
+    if len(number) > 18:
+        if param:
+            raise ParameterError(param, f"{ref.strip()[:40]!r} has a run number beyond 64 bits")
+        return None
+    return int(number)
