@@ -266,3 +266,30 @@ def test_offline_resume_with_id_continues_the_server_steps(connect, server, proj
     assert list(loss["step"]) == [0, 1, 2, 3, 4] and list(loss["value"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert list(read["notes"].fetch_values()["step"]) == [0, 1]
     assert list(read["new"].fetch_values()["step"]) == [0]
+
+
+def test_fetch_runs_table_sends_a_query_longer_than_8_kb(connect, server, project):
+    for name, acc in (("low", 0.5), ("high", 0.9)):
+        with connect(name=name) as run:
+            run["eval/acc"] = acc
+    proj = runstore.init_project(project, api_token=server.token, url=server.url)
+    names = " or ".join(f'sys/name = "{"n" * 20}{i}"' for i in range(230))  # none matches
+    query = f"eval/acc > 0.7 or ({names})"
+    assert len(query.encode()) > 8 * 1024
+    rows = proj.fetch_runs_table(query=query, columns=["sys/name", "eval/acc"], sort_by="eval/acc").to_rows()
+    assert rows == [{"sys/name": "high", "eval/acc": 0.9}]
+    both = proj.fetch_runs_table(query=f"eval/acc > 0 or ({names})", columns=["sys/name"], limit=2).to_rows()
+    assert [r["sys/name"] for r in both] == ["high", "low"]
+
+
+def test_cli_runs_ls_sends_a_query_longer_than_8_kb(connect, server, project):
+    with connect(name="only") as run:
+        run["eval/acc"] = 0.9
+    names = " or ".join(f'sys/name = "{"m" * 20}{i}"' for i in range(230))
+    env = {**os.environ, "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
+    result = subprocess.run(
+        [PYTHON, "-m", "runstore.cli", "runs", "ls", "--project", project, "--query", f"eval/acc > 0.5 or ({names})"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "only" in result.stdout

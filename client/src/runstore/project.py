@@ -1,7 +1,8 @@
 """``Project`` and ``init_project``: read a project's runs as a table.
 
-Runs come from the server's query engine (``GET /runs/?project=&query=&sort=&columns=``):
-filtering, sorting, column selection and paging happen on the server.
+Runs come from the server's query engine (``GET /runs/?project=&query=&sort=&columns=``, or
+``POST /runs/query`` with the same parameters as a JSON body when they would make a URL longer
+than servers and proxies accept): filtering, sorting, column selection and paging happen on the server.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ import json
 import os
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from ._internal.reader import field_value, require_pandas
 from .exceptions import ConfigurationError, QueryNotSupportedError, ReadOnlyError
 from .run import make_api
 
 DEFAULT_COLUMNS = ["sys/id", "sys/name", "sys/state", "sys/owner", "sys/tags", "sys/creation_time"]
+# query strings longer than this go in a POST body: request lines past ~4 KB are refused by
+# gunicorn (limit_request_line 4094) and many proxies
+MAX_QUERY_STRING = 2000
 
 
 class Table:
@@ -68,7 +73,13 @@ class Project:
                 params["sort"] = sort
             if columns:
                 params["columns"] = json.dumps(columns)
-            page = self._api.call("GET", "runs/", params=params)
+            if len(urlencode(params)) > MAX_QUERY_STRING:
+                body = {**params, "columns": list(columns or []), "sort": [sort] if sort else []}
+                page = self._api.call(
+                    "POST", "runs/query", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+                )
+            else:
+                page = self._api.call("GET", "runs/", params=params)
             if query and page.get("query") != query:
                 raise QueryNotSupportedError(
                     "this server does not evaluate run queries (query=...); fetch without a query and filter the table"
