@@ -3,7 +3,6 @@ never a half-applied batch, and never lets a caller past a permission boundary."
 
 import json
 import sqlite3
-import threading
 
 import pytest
 from django.db import connection
