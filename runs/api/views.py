@@ -34,6 +34,10 @@ from ..query import (
 from ..query.budget import retry_after_seconds
 from ..storage import open_blob
 from .serializers import (
+    FileListSerializer,
+    RunAttributesSerializer,
+    SeriesBucketsSerializer,
+    SeriesPointsSerializer,
     BatchResultSerializer,
     BatchSerializer,
     FileQuerySerializer,
@@ -293,8 +297,6 @@ class RunQueryView(ScopedGenericAPIView):
     """The run list's query (``GET /runs/?project=...``) as a POST with a JSON body, for queries
     longer than a URL may be."""
 
-    serializer_class = RunSerializer
-
     def scoped_queryset(self):
         return Run.objects.for_user(self.request.user, "view")
 
@@ -445,7 +447,7 @@ class RunBatchView(RunScopedView):
 
 
 class RunAttributesView(RunScopedView):
-    @extend_schema(parameters=[OpenApiParameter("prefix", str, description="only paths under this namespace")])
+    @extend_schema(parameters=[OpenApiParameter("prefix", str, description="only paths under this namespace")], responses=RunAttributesSerializer)
     def get(self, request, run_ref):
         run = self.get_run()
         attributes = Attribute.objects.filter(run=run)
@@ -461,7 +463,7 @@ class RunAttributesView(RunScopedView):
 class SeriesView(RunScopedView):
     """Downsampled float series: at most ``buckets`` buckets over a step range."""
 
-    @extend_schema(parameters=[SeriesQuerySerializer])
+    @extend_schema(parameters=[SeriesQuerySerializer], responses=SeriesBucketsSerializer)
     def get(self, request, run_ref):
         query = self.query(SeriesQuerySerializer)
         run = self.get_run()
@@ -475,7 +477,7 @@ class SeriesView(RunScopedView):
 class SeriesPointsView(RunScopedView):
     """Raw points of a float or string series, paged by step."""
 
-    @extend_schema(parameters=[PointsQuerySerializer])
+    @extend_schema(parameters=[PointsQuerySerializer], responses=SeriesPointsSerializer)
     def get(self, request, run_ref):
         query = self.query(PointsQuerySerializer)
         run = self.get_run()
@@ -513,7 +515,7 @@ class UploadView(RunScopedView):
 
 
 class FileListView(RunScopedView):
-    @extend_schema(parameters=[OpenApiParameter("path", str, required=True)])
+    @extend_schema(parameters=[OpenApiParameter("path", str, required=True)], responses=FileListSerializer)
     def get(self, request, run_ref):
         path = request.query_params.get("path") or ""
         run = self.get_run()
