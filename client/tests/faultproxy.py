@@ -5,22 +5,25 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 
 class FaultProxy:
     """Forwards to ``target``. ``fail_batches`` answers the next N batch requests with ``status``
-    (429 carries ``Retry-After``); ``down`` answers every request with 503."""
+    (429 carries ``Retry-After``); ``down`` answers every request with 503; ``rewrite`` changes
+    response bodies (a hostile or broken server)."""
 
     def __init__(self, target: str, *, status: int = 500, fail_batches: int = 0, retry_after: float | None = None,
-                 fail_suffix: str = "/batch"):
+                 fail_suffix: str = "/batch", rewrite: Callable[[str, bytes], bytes] | None = None):
         self.target = urlsplit(target)
         self.status = status
         self.fail_batches = fail_batches
         self.retry_after = retry_after
         self.down = False
         self.fail_suffix = fail_suffix
+        self.rewrite = rewrite  # (request path, response body) -> the body the client gets
         self.log: list[tuple[float, str, int]] = []
         self.lock = threading.Lock()
         proxy = self
@@ -57,6 +60,8 @@ class FaultProxy:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                if proxy.rewrite is not None:
+                    data = proxy.rewrite(self.path, data)
                 proxy.log.append((time.monotonic(), self.path, response.status))
                 self.send_response(response.status)
                 for key, value in response.getheaders():

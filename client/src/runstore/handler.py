@@ -202,8 +202,11 @@ class Handler:
 
     def download(self, destination: str | os.PathLike[str] | None = None, *, step: int | None = None) -> Path:
         """Download a file (into ``destination``), a file set (into the directory ``destination``)
-        or one step of a file series. Returns the local path."""
-        return self._run._reader().download(self._path, destination, step=step)
+        or one step of a file series. Returns the local path.
+
+        Nothing is written outside ``destination``: a file whose stored name would climb out of it is
+        skipped (or saved under a plain name) and counted in ``run.status()["errors"]``."""
+        return self._run._reader().download(self._path, destination, step=step, on_refused=self._run._stats.error)
 
     def exists(self) -> bool:
         return self._run.exists(self._path)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from pathlib import Path
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from ..exceptions import NotFoundError
+from . import warn
 from .api import Api
 from .progress import Progress
 
@@ -54,6 +57,34 @@ def nest(fields: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
             node = child
         node[parts[-1]] = field_value(field)
     return out
+
+
+def _bad_char(text: str) -> bool:
+    return any(c in "\\\x00" or unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
+def safe_base_name(name: Any, fallback: str) -> str:
+    """``name`` as a plain file name (its last path part); ``fallback`` when nothing usable is left."""
+    base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    if base in ("", ".", "..") or _bad_char(base):
+        return fallback
+    return base
+
+
+def contained(base: Path, relpath: Any) -> Path | None:
+    """``base / relpath`` when ``relpath`` is a plain relative POSIX path that stays inside the
+    (resolved) folder ``base`` once symlinks are followed, else None."""
+    if not isinstance(relpath, str) or not relpath or _bad_char(relpath):
+        return None
+    parts = relpath.split("/")
+    if any(part in ("", ".", "..") for part in parts) or PureWindowsPath(relpath).drive:
+        return None
+    target = base.joinpath(*parts)
+    try:
+        target.resolve().relative_to(base)
+    except (ValueError, OSError, RuntimeError):
+        return None
+    return target
 
 
 def require_pandas() -> Any:
@@ -117,13 +148,37 @@ class Reader:
     def files(self, path: str) -> list[dict[str, Any]]:
         return list(self.api.call("GET", f"runs/{self.ref}/files", params={"path": path})["files"])
 
-    def download(self, path: str, destination: str | os.PathLike[str] | None, *, step: int | None = None) -> Path:
+    def download(
+        self,
+        path: str,
+        destination: str | os.PathLike[str] | None,
+        *,
+        step: int | None = None,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> Path:
+        """Download a file, a file set or a file-series step. Nothing is written outside the destination,
+        whatever names the server sends: a file set's entry that would land outside it (a relpath with
+        ``..``, an absolute path, a symlink out of the folder) is skipped and a file's name is cut to a
+        plain base name; each such refusal is logged and passed to ``on_refused`` (a run counts it as an
+        error) rather than raised."""
+
+        def refuse(message: str) -> None:
+            warn(f"runstore: {message}")
+            if on_refused is not None:
+                on_refused(message)
+
         listing = self.api.call("GET", f"runs/{self.ref}/files", params={"path": path})
         kind, files = listing["type"], listing["files"]
         if kind == "file_set":
-            root = Path(destination or path.rsplit("/", 1)[-1])
+            root = Path(destination or safe_base_name(path.rsplit("/", 1)[-1], "files"))
+            base = root.resolve()
             for entry in files:
-                self._download_one(path, root / entry["relpath"], {"relpath": entry["relpath"]})
+                relpath = entry.get("relpath")
+                target = contained(base, relpath)
+                if target is None:
+                    refuse(f"{path}: the file {relpath!r} would be written outside {str(root)!r}; it is skipped")
+                    continue
+                self._download_one(path, target, {"relpath": relpath})
             return root
         params: dict[str, Any] = {}
         entry = files[0] if files else {}
@@ -132,7 +187,11 @@ class Reader:
                 step = files[-1]["step"] if files else 0
             params["step"] = step
             entry = next((f for f in files if f["step"] == step), entry)
-        name = entry.get("name") or path.rsplit("/", 1)[-1]
+        fallback = safe_base_name(path.rsplit("/", 1)[-1], "file")
+        sent = entry.get("name") or fallback
+        name = safe_base_name(sent, fallback)
+        if name != sent:
+            refuse(f"{path}: the server's file name {sent!r} is not a plain file name; saving it as {name!r}")
         target = Path(destination) if destination is not None else Path(name)
         if destination is not None and (target.is_dir() or str(destination).endswith(("/", os.sep))):
             target = target / name
@@ -228,7 +287,7 @@ class DebugStore:
     def files(self, path: str) -> list[dict[str, Any]]:
         raise NotFoundError(404, "not_found", "a debug run stores no files")
 
-    def download(self, path: str, destination: Any, *, step: int | None = None) -> Path:
+    def download(self, path: str, destination: Any, *, step: int | None = None, on_refused: Any = None) -> Path:
         raise NotFoundError(404, "not_found", "a debug run stores no files")
 
 
