@@ -8,12 +8,12 @@ MAX_TAGS = 1000
 class RunSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="human_id", read_only=True)
     project = serializers.CharField(source="project.full_name", read_only=True)
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None, allow_null=True)
     tags = serializers.SerializerMethodField()
     creation_time = serializers.DateTimeField(source="created_at", read_only=True)
     modification_time = serializers.DateTimeField(source="modified_at", read_only=True)
     ping_time = serializers.DateTimeField(source="ping_at", read_only=True)
-    finish_time = serializers.DateTimeField(source="finished_at", read_only=True)
+    finish_time = serializers.DateTimeField(source="finished_at", read_only=True, allow_null=True)
     running_time = serializers.FloatField(read_only=True)
 
     class Meta:
@@ -142,3 +142,61 @@ class RunFieldsRequestSerializer(serializers.Serializer):
     project = serializers.CharField(max_length=300)
     search = serializers.CharField(max_length=1024, required=False, allow_blank=True)
     limit = serializers.IntegerField(min_value=1, max_value=5000, required=False)
+
+
+# --- responses (they describe what the views return; the views build plain dicts) -------------
+
+
+class FloatOrSpecialField(serializers.JSONField):
+    """A float; NaN and ±Infinity travel as the strings "NaN", "Infinity", "-Infinity" in JSON."""
+
+
+class FieldValueSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    type = serializers.CharField(help_text="int, float, bool, string, datetime, string_set, float_series, ...")
+    value = serializers.JSONField(allow_null=True, help_text="typed by 'type'; series and files are summaries")
+
+
+class RunAttributesSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="the run's human id")
+    fields = FieldValueSerializer(many=True)
+
+
+class SeriesBucketsSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    count = serializers.IntegerField(help_text="points in the whole series")
+    bucket_width = serializers.IntegerField(allow_null=True, help_text="steps per bucket; null when the range is empty")
+    from_step = serializers.IntegerField(allow_null=True)
+    to_step = serializers.IntegerField(allow_null=True)
+    steps = serializers.ListField(child=serializers.IntegerField(), help_text="bucket starts")
+    first_steps = serializers.ListField(child=serializers.IntegerField())
+    last_steps = serializers.ListField(child=serializers.IntegerField())
+    counts = serializers.ListField(child=serializers.IntegerField())
+    min = serializers.ListField(child=FloatOrSpecialField())
+    max = serializers.ListField(child=FloatOrSpecialField())
+    avg = serializers.ListField(child=FloatOrSpecialField())
+    last = serializers.ListField(child=FloatOrSpecialField())
+
+
+class SeriesPointsSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    type = serializers.ChoiceField(choices=["float_series", "string_series"])
+    steps = serializers.ListField(child=serializers.IntegerField())
+    timestamps = serializers.ListField(child=serializers.FloatField())
+    values = serializers.ListField(child=serializers.JSONField(), help_text="floats (NaN/±Infinity as strings) or strings")
+    next_after_step = serializers.IntegerField(allow_null=True, help_text="pass as after_step for the next page")
+
+
+class FileEntrySerializer(serializers.Serializer):
+    relpath = serializers.CharField(allow_blank=True)
+    step = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    mime_type = serializers.CharField()
+
+
+class FileListSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    type = serializers.ChoiceField(choices=["file", "file_set", "file_series"])
+    files = FileEntrySerializer(many=True)
