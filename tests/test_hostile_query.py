@@ -339,3 +339,20 @@ def test_suggestions_group_page_and_counts_run_within_the_budget(client, owner, 
     assert more.status_code == 200 and "three" in more.content.decode()
     bad_key = client.get("/w/acme/vision/", {"group": "n", "fragment": "group", "gk": json.dumps(["abc"]), "goff": 0})
     assert bad_key.status_code == 400
+
+
+@pytest.mark.parametrize("value", ["\x00", "\ud800"])
+def test_query_with_a_character_no_field_can_hold_is_400_naming_query(owner_api, numbers, value):
+    query = f'sys/name = "a{value}" or n > 1'
+    # a JSON body carries both (\u0000, \ud800); a URL cannot carry a lone surrogate
+    body = json.dumps({"project": "acme/vision", "query": query})
+    response = owner_api.post("/api/v1/runs/query", body, content_type="application/json")
+    error = _error(response)
+    assert error["field"] == "query", error
+    if value == "\x00":
+        error = _error(owner_api.get("/api/v1/runs/", {"project": "acme/vision", "query": query}))
+        assert error["field"] == "query" and error["position"] == len('sys/name = "a')
+    suggest = owner_api.post(
+        "/api/v1/runs/suggest", json.dumps({"project": "acme/vision", "text": query}), content_type="application/json"
+    )
+    assert suggest.status_code in (200, 400)

@@ -87,7 +87,13 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![A-Za-z0-9_/]
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no database stores them
+
+
 def tokenize(text: str) -> list[Token]:
+    bad = _UNSTORABLE.search(text)
+    if bad:
+        raise QuerySyntaxError(f"the query contains the character {bad.group()!r}, which no field can hold", bad.start())
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
