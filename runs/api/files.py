@@ -8,10 +8,10 @@ from django.conf import settings
 from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from projects.permissions import require, scope_by_project
@@ -21,9 +21,17 @@ from tracker.api.views import ScopedGenericAPIView
 from .. import exports, processing, storage
 from ..downloads import ranged_response
 from ..errors import ApiError
-from ..models import Blob, BlobPreview, Export, PendingUpload, Run, Upload
+from ..models import Blob, BlobInfo, BlobPreview, Export, PendingUpload, Run, Upload
 from ..paths import file_name_error, safe_file_name
-from .serializers import FileQuerySerializer
+from .serializers import (
+    DirectUploadStartSerializer,
+    ExportListSerializer,
+    ExportSerializer,
+    FileInfoSerializer,
+    FileQuerySerializer,
+    FileUrlSerializer,
+    UploadResultSerializer,
+)
 from .views import RunScopedView
 
 SHA256_CHARS = set("0123456789abcdef")
@@ -46,7 +54,7 @@ class FileEntryView(RunScopedView):
 class FileUrlView(FileEntryView):
     """A URL to fetch a file from: presigned and short-lived on S3 (the bytes bypass Runstore)."""
 
-    @extend_schema(parameters=[FileQuerySerializer], responses={200: dict})
+    @extend_schema(parameters=[FileQuerySerializer], responses=FileUrlSerializer)
     def get(self, request, run_ref):
         run, attr, entry = self.get_entry()
         if storage.is_s3():
@@ -59,7 +67,7 @@ class FileUrlView(FileEntryView):
 class FileInfoView(FileEntryView):
     """What processing found out about a file: verified hash, sniffed type, metadata, previews."""
 
-    @extend_schema(parameters=[FileQuerySerializer], responses={200: dict})
+    @extend_schema(parameters=[FileQuerySerializer], responses=FileInfoSerializer)
     def get(self, request, run_ref):
         _, attr, entry = self.get_entry()
         return Response({
@@ -72,10 +80,10 @@ class FileInfoView(FileEntryView):
 PREVIEW_KINDS = {"thumbnail": "png", "html": "html", "poster": "jpg"}
 
 
+@method_decorator(xframe_options_sameorigin, name="dispatch")
 class FilePreviewView(FileEntryView):
     """A preview of a file: ``kind=thumbnail`` (PNG of an image), ``kind=html`` (rendered notebook or
-    source) or ``kind=poster`` (JPEG frame of a video)."""
-@method_decorator(xframe_options_sameorigin, name="dispatch")
+    source, framed by the run page: ``X-Frame-Options: SAMEORIGIN``) or ``kind=poster`` (JPEG frame of a video)."""
 
     @extend_schema(
         parameters=[FileQuerySerializer, OpenApiParameter("kind", str, enum=list(PREVIEW_KINDS), default="thumbnail")],
@@ -88,6 +96,9 @@ class FilePreviewView(FileEntryView):
         _, attr, entry = self.get_entry()
         preview = BlobPreview.objects.filter(blob=entry.blob, kind=kind).first()
         if preview is None:
+            failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first()
+            if failure:
+                raise ApiError(404, "preview_failed", f"preview failed: {failure} (the file itself can be downloaded)", field="kind")
             raise ApiError(404, "preview_not_ready", f"no {kind} preview for this file (yet)", field="kind")
         name = f"{self.filename(attr, entry)}.{PREVIEW_KINDS[kind]}"
         return ranged_response(
@@ -128,7 +139,7 @@ class DirectUploadView(RunScopedView):
     """Start an upload that goes straight to the S3 store: one presigned PUT, or presigned parts above
     RUNSTORE_MULTIPART_THRESHOLD. Content this project already holds needs no upload."""
 
-    @extend_schema(request=DirectUploadSerializer, responses={200: dict, 201: dict})
+    @extend_schema(request=DirectUploadSerializer, responses={200: DirectUploadStartSerializer, 201: DirectUploadStartSerializer})
     def post(self, request, run_ref):
         run = self.get_run()
         require(request.user, "write", run.project)
@@ -173,7 +184,7 @@ class DirectUploadCompleteView(RunScopedView):
     """Finish a direct upload: Runstore reads the object back (streamed), checks its SHA-256 and size,
     and moves it to its content address."""
 
-    @extend_schema(request=CompleteUploadSerializer, responses={201: dict})
+    @extend_schema(request=CompleteUploadSerializer, responses={201: UploadResultSerializer})
     def post(self, request, run_ref, upload_id):
         run = self.get_run()
         require(request.user, "write", run.project)
@@ -257,7 +268,7 @@ class ExportScopedView(ScopedGenericAPIView):
 class ExportListView(ExportScopedView):
     """Export a project (or one of its runs) to a ZIP archive, built in the background."""
 
-    @extend_schema(request=ExportRequestSerializer, responses={202: dict})
+    @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
     def post(self, request):
         data = ExportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -280,7 +291,7 @@ class ExportListView(ExportScopedView):
         return Response(export_json(request, export), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("project", str, required=True)], responses={200: dict}, operation_id="exports_list"
+        parameters=[OpenApiParameter("project", str, required=True)], responses=ExportListSerializer, operation_id="exports_list"
     )
     def get(self, request):
         project = resolve_project(request.user, request.query_params.get("project") or "")
@@ -289,7 +300,7 @@ class ExportListView(ExportScopedView):
 
 
 class ExportDetailView(ExportScopedView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=ExportSerializer)
     def get(self, request, export_id):
         return Response(export_json(request, self.get_export(export_id)))
 

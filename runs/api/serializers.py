@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from ..models import Run, RunState
+from ..models import ExportState, Run, RunState
 
 MAX_TAGS = 1000
 
@@ -200,3 +200,77 @@ class FileListSerializer(serializers.Serializer):
     path = serializers.CharField()
     type = serializers.ChoiceField(choices=["file", "file_set", "file_series"])
     files = FileEntrySerializer(many=True)
+
+
+class UploadResultSerializer(serializers.Serializer):
+    """An upload as this caller sent it (never what another project stored for the same bytes)."""
+
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    name = serializers.CharField(allow_blank=True)
+    mime_type = serializers.CharField()
+
+
+class FileUrlSerializer(serializers.Serializer):
+    url = serializers.URLField()
+    expires_in = serializers.IntegerField(allow_null=True, help_text="seconds; null when the URL does not expire")
+    direct = serializers.BooleanField(help_text="true: a presigned URL of the S3 store")
+    size = serializers.IntegerField()
+
+
+class ProcessingSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    detected_mime_type = serializers.CharField(allow_null=True)
+    metadata = serializers.DictField()
+    error = serializers.CharField(allow_null=True)
+    preview_error = serializers.CharField(allow_null=True)
+    previews = serializers.ListField(child=serializers.CharField())
+
+
+class FileInfoSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    mime_type = serializers.CharField()
+    processing = ProcessingSerializer()
+
+
+class UploadPartSerializer(serializers.Serializer):
+    part_number = serializers.IntegerField()
+    url = serializers.URLField()
+
+
+class DirectUploadStartSerializer(serializers.Serializer):
+    """``exists: true``: this project holds the content already (the other fields of an upload
+    result follow). ``exists: false``: PUT the bytes to ``url`` (or each part to its URL), then
+    POST ``complete``."""
+
+    exists = serializers.BooleanField()
+    sha256 = serializers.CharField(required=False)
+    size = serializers.IntegerField(required=False)
+    name = serializers.CharField(required=False, allow_blank=True)
+    mime_type = serializers.CharField(required=False)
+    upload_id = serializers.UUIDField(required=False)
+    expires_in = serializers.IntegerField(required=False)
+    method = serializers.ChoiceField(choices=["PUT"], required=False)
+    url = serializers.URLField(required=False)
+    part_size = serializers.IntegerField(required=False)
+    parts = UploadPartSerializer(many=True, required=False)
+
+
+class ExportSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    project = serializers.CharField()
+    run = serializers.CharField(allow_null=True)
+    state = serializers.ChoiceField(choices=ExportState.choices)
+    progress = serializers.IntegerField()
+    total = serializers.IntegerField()
+    size = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    download_url = serializers.URLField(allow_null=True)
+
+
+class ExportListSerializer(serializers.Serializer):
+    results = ExportSerializer(many=True)

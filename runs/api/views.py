@@ -34,14 +34,12 @@ from ..query import (
 from ..query.budget import retry_after_seconds
 from ..storage import open_blob
 from .serializers import (
-    FileListSerializer,
-    RunAttributesSerializer,
-    SeriesBucketsSerializer,
-    SeriesPointsSerializer,
     BatchResultSerializer,
     BatchSerializer,
+    FileListSerializer,
     FileQuerySerializer,
     PointsQuerySerializer,
+    RunAttributesSerializer,
     RunCreateSerializer,
     RunFieldsRequestSerializer,
     RunGroupsRequestSerializer,
@@ -49,7 +47,10 @@ from .serializers import (
     RunSerializer,
     RunSuggestRequestSerializer,
     RunUpdateSerializer,
+    SeriesBucketsSerializer,
+    SeriesPointsSerializer,
     SeriesQuerySerializer,
+    UploadResultSerializer,
 )
 
 
@@ -497,7 +498,7 @@ class UploadView(RunScopedView):
 
     @extend_schema(
         request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "sha256": {"type": "string"}}}},
-        responses={201: dict},
+        responses={201: UploadResultSerializer},
     )
     def post(self, request, run_ref):
         run = self.get_run()
