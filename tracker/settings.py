@@ -334,9 +334,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"RunStateEnum": "runs.models.RunState", "ExportStateEnum": "runs.models.ExportState"},
-    # `check --deploy` is about deployment settings; generating the whole schema there
-    # turns schema lint into a deploy failure (the schema has its own tests).
-    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # --- logging ----------------------------------------------------------------

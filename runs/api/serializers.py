@@ -274,3 +274,82 @@ class ExportSerializer(serializers.Serializer):
 
 class ExportListSerializer(serializers.Serializer):
     results = ExportSerializer(many=True)
+
+
+class RunRowSerializer(RunSerializer):
+    """A run of a query page: with ``columns``, ``fields`` holds each chosen column's value."""
+
+    fields = serializers.DictField(
+        child=serializers.JSONField(allow_null=True), required=False,
+        help_text="column spec (e.g. 'eval/acc', 'train/loss:last') → value; only when columns were chosen",
+    )
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "fields"]
+
+
+class ColumnTypeSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    type = serializers.CharField(allow_null=True, help_text="the field's type(s) in the project, '/'-joined; null if unknown")
+
+
+class RunPageSerializer(serializers.Serializer):
+    """A page of runs. Without ``project``: every visible run, newest first (``count``, ``next``,
+    ``previous``, ``results``). With ``project``, the query engine's page adds ``query``, ``columns``
+    and ``warnings``, and each run its chosen ``fields``."""
+
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    query = serializers.CharField(required=False, allow_blank=True, help_text="with project: the normalised query")
+    columns = ColumnTypeSerializer(many=True, required=False, help_text="with project: the chosen columns and their types")
+    warnings = serializers.ListField(child=serializers.CharField(), required=False)
+    results = RunRowSerializer(many=True)
+
+
+class AggregateSerializer(serializers.Serializer):
+    avg = serializers.FloatField(allow_null=True)
+    min = serializers.FloatField(allow_null=True)
+    max = serializers.FloatField(allow_null=True)
+
+
+class RunGroupSerializer(serializers.Serializer):
+    key = serializers.ListField(child=serializers.JSONField(allow_null=True), help_text="one value per group_by field")
+    count = serializers.IntegerField()
+    aggregates = serializers.DictField(child=AggregateSerializer())
+
+
+class RunGroupsSerializer(serializers.Serializer):
+    group_by = serializers.ListField(child=serializers.CharField())
+    groups = RunGroupSerializer(many=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class FieldTypeSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    type = serializers.CharField()
+
+
+class RunFieldsSerializer(serializers.Serializer):
+    fields = FieldTypeSerializer(many=True)
+
+
+# "from" is a Python keyword, so the suggestions' schema is written out.
+SUGGESTIONS_SCHEMA = {
+    "type": "object",
+    "required": ["context", "from", "to", "items"],
+    "properties": {
+        "context": {"type": "string", "description": "path, operator, value, connective or error"},
+        "from": {"type": "integer", "description": "start of the text the chosen item replaces"},
+        "to": {"type": "integer", "description": "end of that text"},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "insert", "detail"],
+                "properties": {"label": {"type": "string"}, "insert": {"type": "string"}, "detail": {"type": "string"}},
+            },
+        },
+        "error": {"type": "string", "description": "with context 'error': why the text before the cursor does not parse"},
+    },
+}

@@ -34,6 +34,7 @@ from ..query import (
 from ..query.budget import retry_after_seconds
 from ..storage import open_blob
 from .serializers import (
+    SUGGESTIONS_SCHEMA,
     BatchResultSerializer,
     BatchSerializer,
     FileListSerializer,
@@ -42,7 +43,10 @@ from .serializers import (
     RunAttributesSerializer,
     RunCreateSerializer,
     RunFieldsRequestSerializer,
+    RunFieldsSerializer,
     RunGroupsRequestSerializer,
+    RunGroupsSerializer,
+    RunPageSerializer,
     RunQueryRequestSerializer,
     RunSerializer,
     RunSuggestRequestSerializer,
@@ -238,7 +242,9 @@ class RunListView(ScopedGenericAPIView):
             OpenApiParameter("state", str, enum=["running", "finished", "failed", "aborted"]),
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
-        ]
+        ],
+        responses=RunPageSerializer,
+        operation_id="runs_list",
     )
     def get(self, request):
         if not request.query_params.get("project"):
@@ -301,7 +307,7 @@ class RunQueryView(ScopedGenericAPIView):
     def scoped_queryset(self):
         return Run.objects.for_user(self.request.user, "view")
 
-    @extend_schema(request=RunQueryRequestSerializer, operation_id="runs_query")
+    @extend_schema(request=RunQueryRequestSerializer, responses=RunPageSerializer, operation_id="runs_query")
     def post(self, request):
         return run_query_page(request, _query_params(request, RunQueryRequestSerializer))
 
@@ -325,11 +331,11 @@ class RunGroupsView(_ProjectQueryView):
         OpenApiParameter("project", str, required=True), OpenApiParameter("query", str),
         OpenApiParameter("group_by", str, required=True), OpenApiParameter("aggregates", str),
         OpenApiParameter("limit", int),
-    ])
+    ], responses=RunGroupsSerializer)
     def get(self, request):
         return self.answer(request.query_params)
 
-    @extend_schema(request=RunGroupsRequestSerializer, operation_id="runs_groups_query")
+    @extend_schema(request=RunGroupsRequestSerializer, responses=RunGroupsSerializer, operation_id="runs_groups_query")
     def post(self, request):
         return self.answer(_query_params(request, RunGroupsRequestSerializer))
 
@@ -353,11 +359,11 @@ class RunGroupsView(_ProjectQueryView):
 class RunSuggestView(_ProjectQueryView):
     """What the query editor can offer at the cursor: paths, operators or values (GET, or POST with a JSON body)."""
 
-    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("text", str), OpenApiParameter("cursor", int)])
+    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("text", str), OpenApiParameter("cursor", int)], responses={200: SUGGESTIONS_SCHEMA})
     def get(self, request):
         return self.answer(request.query_params)
 
-    @extend_schema(request=RunSuggestRequestSerializer, operation_id="runs_suggest_query")
+    @extend_schema(request=RunSuggestRequestSerializer, responses={200: SUGGESTIONS_SCHEMA}, operation_id="runs_suggest_query")
     def post(self, request):
         return self.answer(_query_params(request, RunSuggestRequestSerializer))
 
@@ -373,11 +379,11 @@ class RunSuggestView(_ProjectQueryView):
 class RunFieldsView(_ProjectQueryView):
     """The project's field paths with their types (sys fields first), for column pickers (GET, or POST with a JSON body)."""
 
-    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("search", str), OpenApiParameter("limit", int)])
+    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("search", str), OpenApiParameter("limit", int)], responses=RunFieldsSerializer)
     def get(self, request):
         return self.answer(request.query_params)
 
-    @extend_schema(request=RunFieldsRequestSerializer, operation_id="runs_fields_query")
+    @extend_schema(request=RunFieldsRequestSerializer, responses=RunFieldsSerializer, operation_id="runs_fields_query")
     def post(self, request):
         return self.answer(_query_params(request, RunFieldsRequestSerializer))
 
