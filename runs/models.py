@@ -317,6 +317,8 @@ class BlobInfo(models.Model):
     detected_mime_type = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Why no preview was made (over a size bound, too slow, unreadable); the original stays downloadable.
+    preview_error = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
 

@@ -7,13 +7,22 @@ notebooks (nbconvert) and of source and text files (Pygments), and for videos
 poster frame (JPEG, at most twice RUNSTORE_THUMBNAIL_SIZE px) plus their
 metadata: duration, size, codec, frame rate. HTML previews are served with a
 sandboxing Content-Security-Policy.
+
+Uploads are untrusted, so a preview has bounds (RUNSTORE_PREVIEW_MAX_PIXELS of
+an image or video frame, RUNSTORE_PREVIEW_MAX_CELLS and
+RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES of a notebook, checked before decoding or
+rendering) and runs in its own task under RUNSTORE_MEDIA_SOFT_TIME_LIMIT. A
+preview that is refused, breaks or runs out of time is recorded in
+``BlobInfo.preview_error``; the blob itself stays ready and downloadable.
 """
 
 import io
+import json
 import logging
 import mimetypes
 import warnings
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -46,6 +55,10 @@ FTYP_BRANDS = {
     b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif",
 }
 SOURCE_TYPES = {"application/json", "application/x-yaml", "application/xml", "application/javascript", "application/toml"}
+
+
+class PreviewRefused(ValueError):
+    """A file over one of the preview bounds: no preview is made of it, on purpose."""
 
 
 def sniff(head: bytes, name: str = "") -> str:
@@ -113,11 +126,22 @@ def _read_all(blob: Blob) -> bytes:
 def _thumbnail(blob: Blob, meta: dict) -> None:
     from PIL import Image
 
-    with storage.open_blob(blob.storage_key) as stream:
-        image = Image.open(io.BufferedReader(stream) if not hasattr(stream, "peek") else stream)
+    limit = settings.RUNSTORE_PREVIEW_MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow refuses more than twice this when it reads the header
+    with storage.open_blob(blob.storage_key) as stream, warnings.catch_warnings():
+        # Between the limit and twice it Pillow only warns, and a worker goes on after a warning:
+        # a decompression bomb must stop here, before any pixel is decoded.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BufferedReader(stream) if not hasattr(stream, "peek") else stream)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PreviewRefused(f"image over the preview limit of {limit:,} pixels ({exc})") from None
         meta.update({"width": image.width, "height": image.height, "format": image.format, "mode": image.mode})
-        image.draft("RGB", (settings.RUNSTORE_THUMBNAIL_SIZE * 2,) * 2)  # JPEG: decode at a reduced scale
-        image.thumbnail((settings.RUNSTORE_THUMBNAIL_SIZE,) * 2)
+        if image.width * image.height > limit:
+            raise PreviewRefused(f"image of {image.width}x{image.height} pixels is over the preview limit of {limit:,} pixels")
+        # JPEG decodes at a reduced scale (draft); other formats are reduced in integer steps before resampling.
+        image.draft("RGB", (settings.RUNSTORE_THUMBNAIL_SIZE * 2,) * 2)
+        image.thumbnail((settings.RUNSTORE_THUMBNAIL_SIZE,) * 2, reducing_gap=2.0)
         if image.mode not in ("RGB", "RGBA", "L", "LA"):
             image = image.convert("RGBA")
         out = io.BytesIO()
@@ -125,14 +149,39 @@ def _thumbnail(blob: Blob, meta: dict) -> None:
     _store(blob, "thumbnail", out.getvalue(), "image/png")
 
 
+def _check_notebook_bounds(raw: bytes, meta: dict) -> None:
+    """Count cells and output bytes from the plain JSON, before nbformat validates or nbconvert renders it."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"not a notebook: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a notebook: not a JSON object")
+    cells = data.get("cells")
+    if cells is None:  # nbformat 3 keeps its cells in worksheets
+        cells = [c for ws in data.get("worksheets") or [] if isinstance(ws, dict) for c in ws.get("cells") or []]
+    if not isinstance(cells, list):
+        raise ValueError("not a notebook: its cells are not a list")
+    meta["cells"] = len(cells)
+    max_cells = settings.RUNSTORE_PREVIEW_MAX_CELLS
+    if len(cells) > max_cells:
+        raise PreviewRefused(f"notebook of {len(cells):,} cells is over the preview limit of {max_cells:,} cells")
+    output_bytes = sum(len(json.dumps(cell.get("outputs") or [])) for cell in cells if isinstance(cell, dict))
+    max_bytes = settings.RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES
+    if output_bytes > max_bytes:
+        raise PreviewRefused(f"notebook outputs of {output_bytes:,} bytes are over the preview limit of {max_bytes:,} bytes")
+
+
 def _notebook_html(blob: Blob, meta: dict) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
+    raw = _read_all(blob)
+    _check_notebook_bounds(raw, meta)
     with warnings.catch_warnings():
         # Notebooks from older tools lack cell ids; nbformat fills them in and warns.
         warnings.simplefilter("ignore")
-        notebook = nbformat.reads(_read_all(blob).decode("utf-8"), as_version=4)
+        notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
         meta.update({"cells": len(notebook.cells), "kernel": notebook.metadata.get("kernelspec", {}).get("name")})
         html, _ = HTMLExporter(template_name="classic").from_notebook_node(notebook)
     _store(blob, "html", html.encode("utf-8"), "text/html")
@@ -168,6 +217,9 @@ def _video(blob: Blob, meta: dict) -> None:
             video = _video_metadata(container, meta)
             if video is None:
                 return
+            limit = settings.RUNSTORE_PREVIEW_MAX_PIXELS
+            if (video.width or 0) * (video.height or 0) > limit:
+                raise PreviewRefused(f"video frames of {video.width}x{video.height} pixels are over the preview limit of {limit:,} pixels")
             frame = _poster_frame(container, video, meta.get("duration_seconds"))
             image, rotation = frame.to_image(), frame.rotation
     except av.FFmpegError as exc:  # FFmpeg's message without the "[Errno …]" and "'<none>'" around it
@@ -235,8 +287,25 @@ def _poster_frame(container, video, duration):
     return frame
 
 
-def process_blob(sha256: str) -> str:
-    """Run every processing step for one blob; returns the resulting state."""
+def _preview_maker(detected: str, size: int):
+    """The function that makes this blob's preview, or None (no preview for this type or size)."""
+    if detected.startswith("image/") and size <= settings.RUNSTORE_PREVIEW_MAX_BYTES * 5:
+        return _thumbnail
+    if detected == "application/x-ipynb+json" and size <= settings.RUNSTORE_PREVIEW_MAX_BYTES:
+        return _notebook_html
+    if (detected.startswith("text/") or detected in SOURCE_TYPES) and size <= settings.RUNSTORE_PREVIEW_MAX_BYTES:
+        return _source_html
+    if detected.startswith("video/"):
+        return _video
+    return None
+
+
+def process_blob(sha256: str, *, inline_previews: bool = True) -> str:
+    """Verify, sniff and (``inline_previews``) make the previews of one blob; returns the resulting state.
+
+    Without ``inline_previews`` the preview is queued as its own task (``runs.tasks.preview_blob``,
+    under the media soft time limit): verifying a large blob reads all of it and may take longer.
+    """
     blob = Blob.objects.filter(pk=sha256).first()
     if blob is None:
         return "missing"
@@ -257,32 +326,50 @@ def process_blob(sha256: str) -> str:
         info.save()
         logger.error("blob %s: %s", blob.sha256, info.error)
         return info.state
-    name = _name_of(blob)
-    detected = sniff(head, name)
-    meta: dict = {"verified": True}
-    error = ""
-    try:
-        if detected.startswith("image/") and blob.size <= settings.RUNSTORE_PREVIEW_MAX_BYTES * 5:
-            _thumbnail(blob, meta)
-        elif detected == "application/x-ipynb+json" and blob.size <= settings.RUNSTORE_PREVIEW_MAX_BYTES:
-            _notebook_html(blob, meta)
-        elif (detected.startswith("text/") or detected in SOURCE_TYPES) and blob.size <= settings.RUNSTORE_PREVIEW_MAX_BYTES:
-            _source_html(blob, name, meta)
-        elif detected.startswith("video/"):
-            _video(blob, meta)
-    except Exception as exc:  # a broken image, notebook or video: the blob is fine, only the preview failed
-        logger.warning("blob %s: no preview: %s", blob.sha256, exc)
-        error = f"preview failed: {exc}"
+    detected = sniff(head, _name_of(blob))
     with transaction.atomic():
         info.detected_mime_type = detected
-        info.metadata = meta
-        info.error = error
+        info.metadata = {"verified": True}
+        info.error = info.preview_error = ""
         info.state = BlobState.READY
         info.processed_at = timezone.now()
         info.save()
         if blob.mime_type == "application/octet-stream" and detected != blob.mime_type:
             Blob.objects.filter(pk=blob.pk).update(mime_type=detected)
+    if _preview_maker(detected, blob.size) is not None:
+        if inline_previews:
+            make_preview(blob.sha256)
+        else:
+            enqueue_preview(blob.sha256)
     return info.state
+
+
+def make_preview(sha256: str) -> str:
+    """Make the preview of a verified blob; returns ``"ready"``, ``"failed"`` or ``"none"``.
+
+    Whatever stops it (a bound, a broken file, the task's soft time limit) is recorded in
+    ``preview_error`` (and, as before, ``error``): the blob stays ready and downloadable.
+    """
+    info = BlobInfo.objects.select_related("blob").filter(blob_id=sha256, state=BlobState.READY).first()
+    maker = _preview_maker(info.detected_mime_type, info.blob.size) if info else None
+    if maker is None:
+        return "none"
+    blob, meta, failure = info.blob, dict(info.metadata), ""
+    try:
+        if maker is _source_html:
+            _source_html(blob, _name_of(blob), meta)
+        else:
+            maker(blob, meta)
+    except SoftTimeLimitExceeded:
+        failure = f"took longer than the {settings.RUNSTORE_MEDIA_SOFT_TIME_LIMIT} s time limit"
+    except Exception as exc:  # a bomb, a broken image, notebook or video: the blob is fine, only the preview failed
+        failure = str(exc) or type(exc).__name__
+    if failure:
+        logger.warning("blob %s: no preview: %s", sha256, failure)
+    BlobInfo.objects.filter(blob_id=sha256).update(
+        metadata=meta, preview_error=failure, error=f"preview failed: {failure}" if failure else "", processed_at=timezone.now()
+    )
+    return "failed" if failure else "ready"
 
 
 def enqueue(sha256: str) -> None:
@@ -296,11 +383,22 @@ def enqueue(sha256: str) -> None:
     transaction.on_commit(send, robust=True)
 
 
+def enqueue_preview(sha256: str) -> None:
+    """Make the blob's preview in its own task, after the current transaction commits."""
+
+    def send():
+        from .tasks import preview_blob
+
+        preview_blob.delay(sha256)
+
+    transaction.on_commit(send, robust=True)
+
+
 def sweep(limit: int = 1000) -> int:
     pending = list(Blob.objects.filter(info__isnull=True).values_list("pk", flat=True)[:limit])
     pending += list(BlobInfo.objects.filter(state=BlobState.PENDING).values_list("blob_id", flat=True)[:limit])
     for sha in pending:
-        process_blob(sha)
+        process_blob(sha, inline_previews=False)
     return len(pending)
 
 
@@ -311,6 +409,7 @@ def blob_summary(blob: Blob) -> dict:
         "detected_mime_type": info.detected_mime_type if info else None,
         "metadata": info.metadata if info else {},
         "error": (info.error or None) if info else None,
+        "preview_error": (info.preview_error or None) if info else None,
         "previews": sorted(BlobPreview.objects.filter(blob=blob).values_list("kind", flat=True)),
     }
 

@@ -1,13 +1,14 @@
 """Celery tasks of the runs app. Each is idempotent: running one twice, or again after
 a worker was killed half way, finishes the work and counts nothing twice.
 
-Queues (``tracker.celery``): ``rollup_series`` on ``ingest``, ``process_blob`` on
-``media``, the rest on ``maintenance``.
+Queues (``tracker.celery``): ``rollup_series`` on ``ingest``, ``process_blob`` and
+``preview_blob`` on ``media``, the rest on ``maintenance``.
 """
 
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from . import cleanup, exports, processing, rollups
@@ -42,8 +43,16 @@ def sweep_rollups() -> int:
 
 @shared_task(**RETRY)
 def process_blob(sha256: str) -> str:
-    """Verify, sniff and make previews of one blob."""
-    return processing.process_blob(sha256)
+    """Verify and sniff one blob, then queue its preview."""
+    return processing.process_blob(sha256, inline_previews=False)
+
+
+# Previews decode untrusted files: a soft time limit well under the hard one (CELERY_TASK_TIME_LIMIT)
+# stops one that runs too long, and processing records it as the preview's failure.
+@shared_task(**RETRY, soft_time_limit=settings.RUNSTORE_MEDIA_SOFT_TIME_LIMIT)
+def preview_blob(sha256: str) -> str:
+    """Make the preview of one verified blob (thumbnail, notebook/source HTML, video poster)."""
+    return processing.make_preview(sha256)
 
 
 @shared_task(**RETRY)

@@ -830,11 +830,15 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             "raw_url": f"{base}raw?{urlencode(query)}",
             "download_url": f"/api/v1/runs/{run.uuid}/files/download?{urlencode(query)}",
         }
-        if kind in ("notebook", "video"):
+        from .models import BlobInfo, BlobPreview
+
+        failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first()
+        if failure and kind in ("image", "notebook", "video"):
+            # processing refused the file or could not read it (runs.processing): it is offered for download only
+            context["preview_error"] = failure
+        elif kind in ("notebook", "video"):
             # the notebook's HTML and the video's poster frame are made by the blob-processing task
             # (runs.processing) and served by the API (HTML sandboxed)
-            from .models import BlobPreview
-
             preview = "html" if kind == "notebook" else "poster"
             if BlobPreview.objects.filter(blob=entry.blob, kind=preview).exists():
                 url = f"/api/v1/runs/{run.uuid}/files/preview?{urlencode({**query, 'kind': preview})}"

@@ -1,7 +1,8 @@
 """The Celery app: background work on three queues, and the periodic maintenance schedule.
 
 * ``ingest``       roll-ups of series after batches (short, frequent)
-* ``media``        blob processing: hash check, type sniffing, thumbnails, previews
+* ``media``        blob processing: hash check, type sniffing; thumbnails, previews (under a short
+                   soft time limit, RUNSTORE_MEDIA_SOFT_TIME_LIMIT)
 * ``maintenance``  storage accounting, trash purge, orphan clean-up, exports, sweeps
 
 Production runs workers on Redis (``CELERY_BROKER_URL=redis://...``), e.g. one
@@ -31,6 +32,7 @@ app.conf.task_default_routing_key = "maintenance"
 app.conf.task_routes = {
     "runs.tasks.rollup_series": {"queue": "ingest"},
     "runs.tasks.process_blob": {"queue": "media"},
+    "runs.tasks.preview_blob": {"queue": "media"},
     "runs.tasks.*": {"queue": "maintenance"},
     "projects.tasks.*": {"queue": "maintenance"},
 }
