@@ -7,7 +7,7 @@ operations on a run, a workspace, a project or an export address real objects. T
 ``RUNSTORE_FUZZ_SECONDS`` (default 90 per database).
 """
 
-import hashlib
+import io
 import json
 import os
 import subprocess
@@ -16,65 +16,111 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 
 from accounts.models import ApiToken
 from projects import services as project_services
+from runs import processing
 from runs import services as run_services
 from runs.models import Export
 
-from ..conftest import client_for
+from ..conftest import client_for, s3_blob_storage
 
 pytestmark = pytest.mark.fuzz
 
+REPO = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = "not_a_server_error,response_schema_conformance"
 
 
-def _seed(owner):
-    workspace = project_services.create_workspace(owner, "acme", "Acme")
-    project = project_services.create_project(owner, workspace, "vision", key="VIS")
-    run, _ = run_services.create_run(owner, project, name="baseline", tags=["base"])
-    content = b"hello fuzz\n"
-    sha256 = hashlib.sha256(content).hexdigest()
+def _upload(owner, run, name: str, content: bytes, mime: str) -> str:
     response = client_for(owner).post(
         f"/api/v1/runs/{run.uuid}/uploads",
-        {"file": SimpleUploadedFile("notes.txt", content, content_type="text/plain")},
+        {"file": SimpleUploadedFile(name, content, content_type=mime)},
         format="multipart",
     )
     assert response.status_code == 201, response.content
-    run_services.apply_batch(
-        run,
-        stream="seed",
-        seq=0,
-        raw_ops=[
-            {"op": "assign", "path": "parameters", "value": {"lr": 0.01, "optimizer": "adam", "layers": 3, "bn": True}},
-            {"op": "append", "path": "train/loss", "values": [1.0, 0.5, 0.25]},
-            {"op": "append", "path": "train/log", "kind": "string", "values": ["a", "b"]},
-            {"op": "upload", "path": "notes", "sha256": sha256, "name": "notes.txt"},
-            {"op": "upload_set", "path": "data", "files": [{"relpath": "x/notes.txt", "sha256": sha256}]},
-        ],
-    )
+    return response.json()["sha256"]
+
+
+def _seed(owner):
+    """A run holding every kind of field; a processed image, so its thumbnail can be fetched."""
+    workspace = project_services.create_workspace(owner, "acme", "Acme")
+    project = project_services.create_project(owner, workspace, "vision", key="VIS")
+    run, _ = run_services.create_run(owner, project, name="baseline", tags=["base"])
+    notes = _upload(owner, run, "notes.txt", b"hello fuzz\n", "text/plain")
+    image = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(image, format="PNG")
+    dot = _upload(owner, run, "dot.png", image.getvalue(), "image/png")
+    assert processing.process_blob(dot) == "ready"
+    ops = [
+        {"op": "assign", "path": "parameters", "value": {"lr": 0.01, "optimizer": "adam", "layers": 3, "bn": True}},
+        {"op": "append", "path": "train/loss", "values": [1.0, 0.5, 0.25]},
+        {"op": "append", "path": "train/log", "kind": "string", "values": ["a", "b"]},
+        {"op": "upload", "path": "notes", "sha256": notes, "name": "notes.txt"},
+        {"op": "upload", "path": "image", "sha256": dot, "name": "dot.png"},
+        {"op": "upload_set", "path": "data", "files": [{"relpath": "x/notes.txt", "sha256": notes}]},
+    ]
+    run_services.apply_batch(run, stream="seed", seq=0, raw_ops=ops)
     export = Export.objects.create(project=project, run=run, requested_by=owner)
-    return workspace, project, run, export
+    doomed, _ = run_services.create_run(owner, project, name="to delete")
+    return workspace, project, run, export, doomed
+
+
+def _config(run, doomed, workspace, project, export, pending_upload: str | None) -> str:
+    """Real ids and names, so every operation reaches its logic instead of a 404."""
+    lines = ["[parameters]"]
+    fixed = {
+        "path.run_ref": str(run.uuid),
+        "path.workspace_slug": workspace.slug,
+        "path.export_id": str(export.pk),
+        "query.project": project.full_name,
+        "body.project": project.full_name,
+    }
+    lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in fixed.items()]
+    per_operation = [
+        # deleting the seeded run would turn every later operation on it into a 404
+        ("include-name", "DELETE /api/v1/runs/{run_ref}/", {"path.run_ref": str(doomed.uuid)}),
+        ("include-path-regex", "/series", {"query.path": "train/loss"}),
+        ("include-path-regex", "/files(/download|/info|/url)?$", {"query.path": "notes"}),
+        ("include-path-regex", "/files/preview$", {"query.path": "image"}),
+        ("include-path", "/api/v1/workspaces/{slug}/", {"path.slug": workspace.slug}),
+        ("include-path", "/api/v1/workspaces/{workspace_slug}/projects/{slug}/", {"path.slug": project.slug}),
+        ("include-path-regex", "/runs/groups$", {"query.group_by": "sys/owner"}),
+    ]
+    if pending_upload:
+        complete = "/api/v1/runs/{run_ref}/uploads/direct/{upload_id}/complete"
+        per_operation.append(("include-path", complete, {"path.upload_id": pending_upload}))
+    for key, value, params in per_operation:
+        lines += ["", "[[operations]]", f"{key} = {json.dumps(value)}"]
+        lines.append(
+            "parameters = { " + ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in params.items()) + " }"
+        )
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_api_schema_fuzzing_finds_no_server_error_and_no_schema_violation(
     live_server, django_user_model, tmp_path, settings
 ):
+    """Bounded by RUNSTORE_FUZZ_SECONDS; on the S3 store when make test started one (direct uploads need it)."""
+    pending_upload = None
+    if os.environ.get("RUNSTORE_TEST_S3_ENDPOINT"):
+        s3_blob_storage(settings)
     owner = django_user_model.objects.create_user("owner", password="pw-owner")
-    workspace, project, run, export = _seed(owner)
+    workspace, project, run, export, doomed = _seed(owner)
     _, token = ApiToken.issue(owner, name="fuzz")
+    if os.environ.get("RUNSTORE_TEST_S3_ENDPOINT"):
+        started = client_for(owner).post(
+            f"/api/v1/runs/{run.uuid}/uploads/direct",
+            {"sha256": "b" * 64, "size": 10, "name": "later.bin"},
+            format="json",
+        )
+        assert started.status_code == 201, started.content
+        pending_upload = started.json()["upload_id"]
     seconds = os.environ.get("RUNSTORE_FUZZ_SECONDS", "90")
     config = tmp_path / "schemathesis.toml"
-    params = {
-        "path.run_ref": str(run.uuid),
-        "path.workspace_slug": workspace.slug,
-        "path.slug": project.slug,
-    }
-    params["path.export_id"] = str(export.pk)
-    config.write_text("[parameters]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in params.items()))
-    report = tmp_path / "junit.xml"
+    config.write_text(_config(run, doomed, workspace, project, export, pending_upload))
     result = subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -99,10 +145,6 @@ def test_api_schema_fuzzing_finds_no_server_error_and_no_schema_violation(
             "--request-timeout",
             "30",
             "--no-color",
-            "--report",
-            "junit",
-            "--report-junit-path",
-            str(report),
             "--output-truncate",
             "false",
         ],
@@ -110,6 +152,8 @@ def test_api_schema_fuzzing_finds_no_server_error_and_no_schema_violation(
         text=True,
         timeout=int(seconds) * 3 + 300,
         cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(REPO)},
     )
-    print(result.stdout[-20000:])
+    print(result.stdout[-30000:])
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-3000:]
+    assert "Missing test data" not in result.stdout, result.stdout[-5000:]
