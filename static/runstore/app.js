@@ -4,6 +4,14 @@
 (function () {
   "use strict";
 
+  /* A poller marked data-hold-while-open skips its refresh while one of its <details> is open
+   * (a trigger filter would need eval, which the CSP forbids). */
+  document.addEventListener("htmx:beforeRequest", (e) => {
+    const elt = e.detail.elt;
+    const hold = elt && elt.dataset && elt.dataset.holdWhileOpen;
+    if (hold && elt.querySelector(`${hold}[open]`)) e.preventDefault();
+  });
+
   /* ---------- run table ---------- */
   function rows(table) { return Array.from(table.querySelectorAll("tbody tr[data-url]")); }
 

@@ -134,3 +134,33 @@ def test_pages_work_under_the_csp_without_a_violation(watched, live_server, worl
     page.goto(f"{base}/api/v1/runs/?format=api")
     expect(page.locator(".response-info")).to_contain_text("VIS-1")
     check("browsable api")
+
+
+def test_running_run_header_polls_and_holds_while_its_editor_is_open(watched, live_server, world):
+    """The header of a running run refreshes every 5 s without eval (forbidden by the CSP), and
+    skips its refresh while the edit form is open so typing is not lost."""
+    page, check = watched
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if "fragment=header" in request.url else None)
+    page.context.add_cookies([{"name": "sessionid", "value": _session_for(world), "url": live_server.url}])
+    page.goto(f"{live_server.url}/w/acme/vision/runs/VIS-1/")
+    page.wait_for_timeout(5_800)
+    assert polls, "the running run's header did not refresh"
+    page.locator("#run-header details.edit summary").click()
+    seen = len(polls)
+    page.wait_for_timeout(5_800)
+    assert len(polls) == seen, "the header refreshed while its editor was open"
+    expect(page.locator("#run-header details.edit")).to_have_attribute("open", "")
+    check("running run page")
+
+
+def _session_for(user) -> str:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return session.session_key
