@@ -25,6 +25,7 @@ import warnings
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from . import storage
@@ -310,6 +311,8 @@ def process_blob(sha256: str, *, inline_previews: bool = True) -> str:
     if blob is None:
         return "missing"
     info, _ = BlobInfo.objects.get_or_create(blob=blob)
+    # processed before: verified again (for a project that uploaded the same bytes), previews kept
+    reprocess = info.state == BlobState.READY and info.processed_at is not None
     try:
         digest, size, head = storage.hash_blob(blob.storage_key)
     except FileNotFoundError:
@@ -329,14 +332,15 @@ def process_blob(sha256: str, *, inline_previews: bool = True) -> str:
     detected = sniff(head, _name_of(blob))
     with transaction.atomic():
         info.detected_mime_type = detected
-        info.metadata = {"verified": True}
-        info.error = info.preview_error = ""
+        if not reprocess:
+            info.metadata = {"verified": True}
+            info.error = info.preview_error = ""
         info.state = BlobState.READY
         info.processed_at = timezone.now()
         info.save()
         if blob.mime_type == "application/octet-stream" and detected != blob.mime_type:
             Blob.objects.filter(pk=blob.pk).update(mime_type=detected)
-    if _preview_maker(detected, blob.size) is not None:
+    if _preview_maker(detected, blob.size) is not None and not reprocess:
         if inline_previews:
             make_preview(blob.sha256)
         else:
@@ -402,14 +406,32 @@ def sweep(limit: int = 1000) -> int:
     return len(pending)
 
 
-def blob_summary(blob: Blob) -> dict:
-    info = BlobInfo.objects.filter(blob=blob).first()
+def processed_for(blob_id: str, project_id: int) -> bool:
+    """Whether the blob was processed after this project first uploaded it.
+
+    Blobs are shared by content across projects. What processing learnt before (state, sniffed
+    type, metadata, previews) would tell this project that another one holds the same bytes, so
+    until processing has run again for its own upload the project sees the blob as pending.
+    """
+    first = Upload.objects.filter(blob_id=blob_id, run__project_id=project_id).aggregate(first=Min("created_at"))["first"]
+    processed = BlobInfo.objects.filter(blob_id=blob_id).values_list("processed_at", flat=True).first()
+    return processed is not None and (first is None or processed >= first)
+
+
+def processed_before_upload(blob_id: str, project_id: int) -> bool:
+    """The blob was processed for another project's upload only: this project's upload needs a run of its own
+    (a blob still waiting for its first processing needs none: that run comes after every upload so far)."""
+    processed = BlobInfo.objects.filter(blob_id=blob_id).values_list("processed_at", flat=True).first()
+    return processed is not None and not processed_for(blob_id, project_id)
+
+
+def blob_summary(blob: Blob, project_id: int) -> dict:
+    info = BlobInfo.objects.filter(blob=blob).first() if processed_for(blob.pk, project_id) else None
     return {
         "state": info.state if info else BlobState.PENDING,
         "detected_mime_type": info.detected_mime_type if info else None,
         "metadata": info.metadata if info else {},
         "error": (info.error or None) if info else None,
         "preview_error": (info.preview_error or None) if info else None,
-        "previews": sorted(BlobPreview.objects.filter(blob=blob).values_list("kind", flat=True)),
+        "previews": sorted(BlobPreview.objects.filter(blob=blob).values_list("kind", flat=True)) if info else [],
     }
-

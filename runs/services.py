@@ -131,8 +131,8 @@ def store_upload(user, run: Run, uploaded) -> Blob:
         upload, created_upload = Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
         if not created_upload and (upload.name, upload.mime_type) != (name, mime):
             Upload.objects.filter(pk=upload.pk).update(name=name, mime_type=mime)  # the latest upload names it
-        if created:
-            processing.enqueue(blob.sha256)
+        if created or processing.processed_before_upload(blob.pk, run.project_id):
+            processing.enqueue(blob.sha256)  # bytes another project uploaded are processed again for this one
     return blob
 
 

@@ -830,9 +830,11 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             "raw_url": f"{base}raw?{urlencode(query)}",
             "download_url": f"/api/v1/runs/{run.uuid}/files/download?{urlencode(query)}",
         }
+        from . import processing
         from .models import BlobInfo, BlobPreview
 
-        failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first()
+        visible = processing.processed_for(entry.blob_id, run.project_id)  # nothing learnt from other projects' uploads
+        failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first() if visible else None
         if failure and kind in ("image", "notebook", "video"):
             # processing refused the file or could not read it (runs.processing): it is offered for download only
             context["preview_error"] = failure
@@ -840,7 +842,7 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             # the notebook's HTML and the video's poster frame are made by the blob-processing task
             # (runs.processing) and served by the API (HTML sandboxed)
             preview = "html" if kind == "notebook" else "poster"
-            if BlobPreview.objects.filter(blob=entry.blob, kind=preview).exists():
+            if visible and BlobPreview.objects.filter(blob=entry.blob, kind=preview).exists():
                 url = f"/api/v1/runs/{run.uuid}/files/preview?{urlencode({**query, 'kind': preview})}"
                 context["notebook_url" if kind == "notebook" else "poster_url"] = url
         elif kind == "csv":

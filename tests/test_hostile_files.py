@@ -12,7 +12,7 @@ from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from projects import services as project_services
-from runs import exports
+from runs import exports, processing
 from runs import services as run_services
 from runs.models import Attribute, Blob, Export, FileEntry, PendingUpload, Upload
 from runs.paths import file_name_error, relpath_error
@@ -263,6 +263,48 @@ def test_upload_of_bytes_another_project_holds_answers_with_the_callers_own_type
     assert listed["mime_type"] == "text/plain"
     info = probe_api.get(run_url(probe_run, "files/info"), {"path": "f"}).json()
     assert info["mime_type"] == "text/plain"
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_processing_of_bytes_another_project_holds_is_not_revealed(
+    api, owner_api, run, blob_store, django_capture_on_commit_callbacks
+):
+    """What processing learnt from another project's upload (state, previews) is not shown until
+    processing has run again for this project's own upload, which the upload queues."""
+    image = _png()
+    sha = hashlib.sha256(image).hexdigest()
+    assert _multipart(owner_api, run, "plot.png", image, "image/png").status_code == 201
+    assert processing.process_blob(sha) == "ready"  # the worker, for the first project
+    probe_api, probe_run = _other_tenant(api)
+    with django_capture_on_commit_callbacks() as queued:
+        assert _multipart(probe_api, probe_run, "guess.png", image, "image/png").status_code == 201
+    assert len(queued) == 1, "the second project's upload must queue processing of its own"
+    assert batch(probe_api, probe_run, [{"op": "upload", "path": "f", "sha256": sha}]).status_code == 200
+    info = probe_api.get(run_url(probe_run, "files/info"), {"path": "f"}).json()["processing"]
+    assert info == {
+        "state": "pending",
+        "detected_mime_type": None,
+        "metadata": {},
+        "error": None,
+        "preview_error": None,
+        "previews": [],
+    }
+    preview = probe_api.get(run_url(probe_run, "files/preview"), {"path": "f", "kind": "thumbnail"})
+    assert preview.status_code == 404 and preview.json()["error"]["code"] == "preview_not_ready"
+    # once the queued task has run for this upload, the project sees what any upload would
+    assert processing.process_blob(sha) == "ready"
+    info = probe_api.get(run_url(probe_run, "files/info"), {"path": "f"}).json()["processing"]
+    assert info["state"] == "ready" and info["previews"] == ["thumbnail"]
+    thumbnail = probe_api.get(run_url(probe_run, "files/preview"), {"path": "f", "kind": "thumbnail"})
+    assert thumbnail.status_code == 200 and b"".join(thumbnail.streaming_content).startswith(b"\x89PNG")
+    thumbnail.close()
 
 
 def test_direct_upload_of_bytes_another_project_holds_answers_with_the_callers_own_type(api, owner_api, run, settings):

@@ -375,6 +375,7 @@ def test_suggestions_endpoint_answers_the_editor(logged_in, swept):
 
 
 def test_image_gallery_and_notebook_preview(logged_in, rich_run):
+    from runs import processing
     from runs.models import BlobPreview, FileEntry
 
     html = logged_in.get(page(rich_run)).content.decode()
@@ -385,7 +386,8 @@ def test_image_gallery_and_notebook_preview(logged_in, rich_run):
     assert image["Content-Type"] == "image/png" and b"".join(image.streaming_content).startswith(b"\x89PNG")
     notebook = FileEntry.objects.get(attribute__run=rich_run, attribute__path="files/notebook")
     assert "not rendered yet" in logged_in.get(page(rich_run, "preview?path=files/notebook")).content.decode()
-    BlobPreview.objects.create(blob=notebook.blob, kind="html", storage_key="previews/x", mime_type="text/html", size=1)
+    assert processing.process_blob(notebook.blob_id) == "ready"  # what the media worker does
+    assert BlobPreview.objects.filter(blob=notebook.blob, kind="html").exists()
     html = logged_in.get(page(rich_run, "preview?path=files/notebook")).content.decode()
     assert f"/api/v1/runs/{rich_run.uuid}/files/preview?path=files%2Fnotebook&amp;kind=html" in html and 'sandbox=""' in html
 

@@ -69,10 +69,10 @@ class FileInfoView(FileEntryView):
 
     @extend_schema(parameters=[FileQuerySerializer], responses=FileInfoSerializer)
     def get(self, request, run_ref):
-        _, attr, entry = self.get_entry()
+        run, attr, entry = self.get_entry()
         return Response({
             "path": attr.path, "sha256": entry.blob_id, "size": entry.size, "mime_type": entry.mime_type,
-            "processing": processing.blob_summary(entry.blob),
+            "processing": processing.blob_summary(entry.blob, run.project_id),
         })
 
 
@@ -93,8 +93,11 @@ class FilePreviewView(FileEntryView):
         kind = request.query_params.get("kind", "thumbnail")
         if kind not in PREVIEW_KINDS:
             raise ApiError(400, "invalid", f"kind: must be one of {', '.join(PREVIEW_KINDS)}", field="kind")
-        _, attr, entry = self.get_entry()
-        preview = BlobPreview.objects.filter(blob=entry.blob, kind=kind).first()
+        run, attr, entry = self.get_entry()
+        visible = processing.processed_for(entry.blob_id, run.project_id)
+        preview = BlobPreview.objects.filter(blob=entry.blob, kind=kind).first() if visible else None
+        if preview is None and not visible:
+            raise ApiError(404, "preview_not_ready", f"no {kind} preview for this file (yet)", field="kind")
         if preview is None:
             failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first()
             if failure:
@@ -226,8 +229,8 @@ class DirectUploadCompleteView(RunScopedView):
             blob, created = Blob.objects.get_or_create(sha256=digest, defaults={"size": size, "mime_type": mime})
             Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": pending.name, "mime_type": mime})
             pending.delete()
-            if created:
-                processing.enqueue(blob.sha256)
+            if created or processing.processed_before_upload(blob.pk, run.project_id):
+                processing.enqueue(blob.sha256)  # bytes another project uploaded are processed again for this one
         # What this caller sent, never what the shared blob row says (another project may have made it).
         body = {"sha256": digest, "size": size, "name": pending.name, "mime_type": mime}
         return Response(body, status=status.HTTP_201_CREATED)
