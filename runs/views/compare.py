@@ -1,0 +1,140 @@
+import json
+import math
+from urllib.parse import urlencode
+
+from django.core.paginator import Paginator
+from django.http import Http404, JsonResponse
+from django.template.response import TemplateResponse
+from django.views import View
+
+from tracker.params import int_param
+from tracker.ui import template_for
+
+from .. import table
+from ..attributes import attribute_value, sys_fields
+from ..models import Attribute, AttributeType
+from .base import MAX_PAGE, ProjectScopedMixin
+
+CHARTS_PER_PAGE = 24
+RUN_COLORS = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+]
+
+
+class CompareView(ProjectScopedMixin, View):
+    """Overlaid charts, an attribute diff and parameter plots for 2-50 runs."""
+
+    template_name = "runs/compare.html"
+    fragments = ("charts", "diff", "plots")
+
+    def get(self, request, workspace, project):
+        ids = [i for part in request.GET.getlist("runs") for i in part.split(",") if i]
+        runs = self.runs_by_ids(ids)
+        if not runs:
+            raise Http404("no runs to compare")
+        fragment = request.GET.get("fragment")
+        context = {"project": self.get_project(), "runs": runs, "run_ids": ",".join(r.human_id for r in runs)}
+        for index, run in enumerate(runs):
+            run.color = RUN_COLORS[index % len(RUN_COLORS)]
+        context["colors_json"] = json.dumps({r.human_id: r.color for r in runs})
+        context["legend_json"] = [{"id": r.human_id, "name": r.name, "color": r.color, "state": r.state} for r in runs]
+        if fragment == "diff":
+            context.update(self.diff(runs))
+        elif fragment == "values":
+            return self.values(runs)
+        elif fragment == "plots":
+            numeric = self.numeric_paths(runs)
+            params = [p for p in numeric if p.startswith(("parameters/", "params/", "config/"))][:4] or numeric[:3]
+            metrics = [p for p in numeric if p.startswith(("eval/", "metrics/", "val/", "test/"))] or [p for p in numeric if p not in params]
+            context.update(
+                numeric_paths=numeric, default_params=params, default_metric=metrics[0] if metrics else "",
+                default_x=params[0] if params else "", default_y=metrics[0] if metrics else "",
+            )
+        else:
+            context.update(self.chart_page(runs))
+        name = fragment if fragment in self.fragments else None
+        return TemplateResponse(request, template_for(request, self.template_name, name), context)
+
+    def chart_page(self, runs):
+        page = int_param(self.request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
+        query = self.request.GET.get("chart_q", "").strip()
+        paths = Attribute.objects.filter(run__in=runs, type=AttributeType.FLOAT_SERIES)
+        if query:
+            paths = paths.filter(path__icontains=query)
+        paths = paths.values_list("path", flat=True).distinct().order_by("path")
+        start = (page - 1) * CHARTS_PER_PAGE
+        rows = list(paths[start : start + CHARTS_PER_PAGE + 1])
+        return {
+            "chart_paths": rows[:CHARTS_PER_PAGE],
+            "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None,
+            "chart_count": paths.count() if page == 1 else None,
+            "chart_q": query,
+        }
+
+    def diff(self, runs, per_page=100):
+        """Every field of the runs side by side, only rows that differ by default, one page of rows."""
+        params = self.request.GET
+        only_diff = params.get("all") != "1"
+        query = params.get("diff_q", "").strip()
+        attrs = Attribute.objects.filter(run__in=runs).exclude(type__in=[AttributeType.FILE_SERIES])
+        if query:
+            attrs = attrs.filter(path__icontains=query)
+        values: dict[str, dict[int, str]] = {}
+        for attr in attrs.order_by("path").iterator(chunk_size=2000):
+            text, _ = table.attribute_cell(attr)
+            values.setdefault(attr.path, {})[attr.run_id] = text
+        for run in runs:
+            for field in sys_fields(run):
+                if field["path"] in ("sys/modification_time", "sys/ping_time", "sys/project"):
+                    continue
+                if not query or query.lower() in field["path"].lower():
+                    value = field["value"]
+                    if field["path"] == "sys/running_time":
+                        value = table.format_duration(value)
+                    values.setdefault(field["path"], {})[run.pk] = "" if value is None else str(value)
+        rows = []
+        for path in sorted(values):
+            cells = [values[path].get(run.pk, "") for run in runs]
+            differs = len({str(c) for c in cells}) > 1
+            if only_diff and not differs:
+                continue
+            rows.append({"path": path, "cells": cells, "differs": differs})
+        paginator = Paginator(rows, per_page)
+        page = paginator.get_page(params.get("diff_page", 1))
+        base = {"runs": ",".join(r.human_id for r in runs), "fragment": "diff", "diff_q": query}
+        if not only_diff:
+            base["all"] = "1"
+        return {
+            "diff_rows": page.object_list,
+            "diff_page": page,
+            "diff_total": len(values),
+            "only_diff": only_diff,
+            "diff_q": query,
+            "diff_toggle_url": "?" + urlencode({**base, "all": "" if not only_diff else "1"}),
+            "diff_prev_url": "?" + urlencode({**base, "diff_page": page.previous_page_number()}) if page.has_previous() else "",
+            "diff_next_url": "?" + urlencode({**base, "diff_page": page.next_page_number()}) if page.has_next() else "",
+        }
+
+    def numeric_paths(self, runs):
+        return list(
+            Attribute.objects.filter(run__in=runs, type__in=[AttributeType.INT, AttributeType.FLOAT, AttributeType.FLOAT_SERIES, AttributeType.BOOL])
+            .values_list("path", flat=True).distinct().order_by("path")[:2000]
+        )
+
+    def values(self, runs):
+        """Numeric values of chosen paths for the parallel-coordinates and scatter plots (JSON)."""
+        paths = [p for p in self.request.GET.getlist("p") if p][:30]
+        by_run: dict[int, dict[str, float | None]] = {r.pk: {} for r in runs}
+        for attr in Attribute.objects.filter(run__in=runs, path__in=paths):
+            value = attribute_value(attr)
+            if isinstance(value, dict):
+                value = value.get("last")
+            if isinstance(value, bool):
+                value = float(value)
+            if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+                value = None
+            by_run[attr.run_id][attr.path] = value if isinstance(value, (int, float)) else None
+        return JsonResponse({
+            "paths": paths,
+            "runs": [{"id": r.human_id, "color": r.color, "values": [by_run[r.pk].get(p) for p in paths]} for r in runs],
+        })

@@ -1,0 +1,273 @@
+import json
+import math
+import re
+
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.views import View
+from django.views.generic import DetailView
+
+from projects import permissions
+from tracker.params import int_param
+from tracker.ui import template_for
+
+from .. import series as series_store
+from .. import services, table
+from ..attributes import attribute_value, sys_fields
+from ..forms import RunEditForm
+from ..lineage import run_lineage
+from ..models import Attribute, AttributeType, FileEntry, StringPoint
+from .base import MAX_PAGE, ProjectScopedMixin, _int_param, _writes
+
+CHARTS_PER_PAGE = 24
+FIELDS_PER_NAMESPACE = 200
+LOG_LINES = 500
+
+
+class RunDetailView(ProjectScopedMixin, DetailView):
+    template_name = "runs/run_detail.html"
+    context_object_name = "run"
+    fragments = ("header", "fields", "namespace", "charts", "lineage")
+
+    def get_object(self, queryset=None):
+        return self.get_run(self.kwargs["run_id"])
+
+    def get_template_names(self):
+        fragment = self.request.GET.get("fragment")
+        return [template_for(self.request, self.template_name, fragment if fragment in self.fragments else "fields")]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        run = self.object
+        fragment = self.request.GET.get("fragment")
+        query = self.request.GET.get("q", "").strip()
+        context.update(project=self.get_project(), query=query, can_write=permissions.can(self.request.user, "write", run.project))
+        context.update(header_context(run))
+        if fragment == "header" and self.request.htmx:
+            return context
+        if fragment == "namespace":
+            context["namespace_fields"] = self.namespace_fields(run, self.request.GET.get("ns", ""), query)
+            return context
+        if fragment == "charts":
+            context.update(self.chart_page(run))
+            return context
+        if fragment == "lineage":
+            context["artifacts"] = run_lineage(self.request.user, run)
+            return context
+        attrs = Attribute.objects.filter(run=run)
+        if query:
+            attrs = attrs.filter(path__icontains=query)
+        # only paths and types: a run may have thousands; values are loaded per namespace when opened
+        catalog = list(attrs.order_by("path").values_list("path", "type"))
+        sys_rows = [f for f in sys_fields(run) if not query or query.lower() in f["path"].lower()]
+        namespaces: dict[str, int] = {}
+        for path, _ in catalog:
+            ns = path.split("/", 1)[0]
+            namespaces[ns] = namespaces.get(ns, 0) + 1
+        if sys_rows:
+            namespaces["sys"] = namespaces.get("sys", 0) + len(sys_rows)
+        context["namespaces"] = sorted(namespaces.items())
+        context["open_all"] = bool(query) and len(catalog) <= 200
+        if context["open_all"]:
+            context["fields_by_ns"] = {ns: self.namespace_fields(run, ns, query) for ns in namespaces}
+        if fragment == "fields":
+            return context
+        types = {}
+        for path, type_ in catalog:
+            types.setdefault(type_, []).append(path)
+        float_paths = types.get(AttributeType.FLOAT_SERIES, [])
+        context["has_lineage"] = bool(types.get(AttributeType.FILE) or types.get(AttributeType.FILE_SET)) or any(
+            p.endswith("/hash") for p in types.get(AttributeType.STRING, [])
+        )
+        monitoring_count = sum(1 for p in float_paths if p.startswith("monitoring/"))
+        context.update(
+            float_series_count=len(float_paths) - monitoring_count,
+            monitoring_count=monitoring_count,
+            string_series=types.get(AttributeType.STRING_SERIES, [])[:50],
+            image_series=types.get(AttributeType.FILE_SERIES, [])[:20],
+            file_fields=self.file_fields(run, types.get(AttributeType.FILE, []) + types.get(AttributeType.FILE_SET, [])),
+            source=self.prefixed_values(run, "source_code/"),
+            environment=self.prefixed_values(run, "environment/", limit=40),
+        )
+        context.update(self.chart_page(run))
+        # the first charts' data is requested from <head>, before the page's CSS and scripts load
+        first = [path for path, _ in context["chart_paths"][:4]]
+        context["prefetch_paths_json"] = json.dumps(first) if first else ""
+        return context
+
+    def chart_page(self, run):
+        page = int_param(self.request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
+        monitoring = self.request.GET.get("group") == "monitoring"
+        attrs = Attribute.objects.filter(run=run, type=AttributeType.FLOAT_SERIES)
+        attrs = attrs.filter(path__startswith="monitoring/") if monitoring else attrs.exclude(path__startswith="monitoring/")
+        start = (page - 1) * CHARTS_PER_PAGE
+        rows = list(attrs.order_by("path").values_list("path", "count")[start : start + CHARTS_PER_PAGE + 1])
+        return {
+            "chart_paths": rows[:CHARTS_PER_PAGE],
+            "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None,
+            "chart_group": "monitoring" if monitoring else "",
+        }
+
+    def namespace_fields(self, run, ns: str, query: str = ""):
+        if ns == "sys":
+            fields = [f for f in sys_fields(run) if not query or query.lower() in f["path"].lower()]
+            attrs = Attribute.objects.filter(run=run, path__startswith="sys/")
+        else:
+            fields = []
+            attrs = Attribute.objects.filter(run=run, path__startswith=ns + "/")
+        if query:
+            attrs = attrs.filter(path__icontains=query)
+        attrs = attrs.order_by("path")[:FIELDS_PER_NAMESPACE]
+        fields += [{"path": a.path, "type": a.type, "value": attribute_value(a)} for a in attrs]
+        fields.sort(key=lambda f: f["path"])
+        for f in fields:
+            f["name"] = f["path"].split("/", 1)[1] if "/" in f["path"] else f["path"]
+        return fields
+
+    def file_fields(self, run, paths):
+        paths = paths[:50]
+        entries = FileEntry.objects.filter(attribute__run=run, attribute__path__in=paths).select_related("attribute").order_by("attribute__path", "relpath")[:200]
+        out = []
+        for entry in entries:
+            out.append({"path": entry.attribute.path, "relpath": entry.relpath, "name": entry.name or entry.relpath or entry.attribute.path, "size": entry.size, "mime_type": entry.mime_type})
+        return out
+
+    def prefixed_values(self, run, prefix, limit=20):
+        return [
+            {"path": a.path, "type": a.type, "value": attribute_value(a)}
+            for a in Attribute.objects.filter(run=run, path__startswith=prefix).exclude(type__in=[AttributeType.FLOAT_SERIES, AttributeType.FILE_SERIES]).order_by("path")[:limit]
+        ]
+
+
+class RunEditView(ProjectScopedMixin, View):
+    """Edit a run's name, description and tags from its page (HTMX); answers with the header fragment."""
+
+    def post(self, request, workspace, project, run_id):
+        run = self.get_run(run_id)
+        form = RunEditForm(request.POST)
+        if not form.is_valid():
+            return HttpResponse(form.errors.as_text(), status=400)
+        changes = {k: v for k, v in form.cleaned_data.items() if k in request.POST}
+        _writes(request.user, lambda: services.update_run(request.user, run, **changes), run)
+        if not request.htmx:
+            return redirect("runs:run_detail", workspace, project, run_id)
+        context = {"run": run, "project": self.get_project(), "can_write": True, **header_context(run)}
+        return TemplateResponse(request, "runs/run_detail.html#header", context)
+
+
+def header_context(run) -> dict:
+    """Tags and the source commit (with a link to it on a known forge) for a run's header."""
+    rows = {}
+    tags = []
+    for path, string_value, json_value in Attribute.objects.filter(
+        run=run, path__in=["sys/tags", "source_code/git/commit", "source_code/git/remote_url"]
+    ).values_list("path", "string_value", "json_value"):
+        rows[path] = string_value
+        if path == "sys/tags":
+            tags = json_value or []
+    commit = rows.get("source_code/git/commit")
+    return {"tags": tags, "duration": table.format_duration(run.running_time), "commit": commit, "commit_url": commit_url(rows.get("source_code/git/remote_url"), commit)}
+
+
+def commit_url(remote: str | None, commit: str | None) -> str | None:
+    if not remote or not commit:
+        return None
+    remote = remote.strip()
+    match = re.match(r"^(?:https://|ssh://git@|git@)([\w.-]+)[:/](.+?)(?:\.git)?/?$", remote)
+    if not match:
+        return None
+    host, repo = match.groups()
+    if host not in ("github.com", "gitlab.com", "bitbucket.org", "codeberg.org"):
+        return None
+    sep = "commits" if host == "bitbucket.org" else "commit"
+    return f"https://{host}/{repo}/{sep}/{commit}"
+
+
+def _clean(values):
+    return [None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v for v in values]
+
+
+
+class ChartDataView(ProjectScopedMixin, View):
+    """Downsampled float series of one or more runs for a chart: min/max envelope, mean, last per bucket.
+
+    ``runs`` = comma-separated human ids; ``buckets`` ≈ the chart's pixel width;
+    ``from_step``/``to_step`` zoom; ``x=time`` adds each bucket's wall-clock time.
+    """
+
+    def get(self, request, workspace, project):
+        path = request.GET.get("path", "")
+        runs = self.runs_by_ids(request.GET.get("runs", "").split(","))
+        buckets = _int_param(request, "buckets", 800, 1, series_store.MAX_BUCKETS)
+        from_step = _int_param(request, "from_step")
+        to_step = _int_param(request, "to_step")
+        with_time = request.GET.get("x") == "time"
+        envelope = request.GET.get("envelope") != "0"
+        attrs = {a.run_id: a for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES)}
+        out = []
+        for run in runs:
+            attr = attrs.get(run.pk)
+            if attr is None:
+                out.append({"id": run.human_id, "state": run.state, "steps": []})
+                continue
+            data = series_store.downsample(attr.pk, attr.first_step, attr.last_step, buckets, from_step, to_step)
+            item = {
+                "id": run.human_id,
+                "state": run.state,
+                "count": attr.count,
+                "first_step": attr.first_step,
+                "last_step": attr.last_step,
+                "steps": [(a + b) / 2 for a, b in zip(data["first_steps"], data["last_steps"], strict=True)],
+                "avg": _clean(data["avg"]),
+            }
+            if envelope:
+                item["min"], item["max"] = _clean(data["min"]), _clean(data["max"])
+            if with_time and data["last_steps"]:
+                item["times"] = _step_times(attr.pk, data["last_steps"])
+            out.append(item)
+        return JsonResponse({"path": path, "runs": out})
+
+
+def _step_times(series_id: int, steps: list[int]) -> list[float | None]:
+    from django.db import connection
+
+    found: dict[int, float] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(steps), 900):
+            chunk = steps[start : start + 900]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"SELECT step, timestamp FROM {series_store.FLOAT_TABLE} WHERE series_id = %s AND step IN ({marks})",
+                [series_id, *chunk],
+            )
+            found.update(cursor.fetchall())
+    return [found.get(s) for s in steps]
+
+
+class RunLogView(ProjectScopedMixin, View):
+    """A string series as a log: its tail, or the lines that contain ``q``."""
+
+    def get(self, request, workspace, project, run_id):
+        run = self.get_run(run_id)
+        attr = Attribute.objects.filter(run=run, path=request.GET.get("path", ""), type=AttributeType.STRING_SERIES).first()
+        if attr is None:
+            raise Http404("no such string series")
+        points = StringPoint.objects.filter(series=attr)
+        query = request.GET.get("q", "")
+        if query:
+            points = points.filter(value__icontains=query)
+        lines = list(points.order_by("-step").values_list("step", "value")[:LOG_LINES])[::-1]
+        context = {"run": run, "project": self.get_project(), "attr": attr, "lines": lines, "log_q": query, "truncated": attr.count > len(lines) and not query}
+        return TemplateResponse(request, "runs/run_detail.html#log", context)
+
+
+class RunGalleryView(ProjectScopedMixin, View):
+    """An image series as a gallery: a step slider over its images."""
+
+    def get(self, request, workspace, project, run_id):
+        run = self.get_run(run_id)
+        attr = get_object_or_404(Attribute, run=run, path=request.GET.get("path", ""), type=AttributeType.FILE_SERIES)
+        steps = list(FileEntry.objects.filter(attribute=attr).order_by("-step").values_list("step", flat=True)[:2000])[::-1]
+        context = {"run": run, "project": self.get_project(), "attr": attr, "steps": steps, "steps_json": steps}
+        return TemplateResponse(request, "runs/run_detail.html#gallery", context)
