@@ -1,8 +1,7 @@
-"""File endpoints beyond plain upload/download: presigned URLs and direct uploads to S3,
-processing results and previews, and exports of projects and runs."""
+"""File endpoints: uploads (through Runstore or straight to S3), file lists and downloads, presigned
+URLs, processing results and previews."""
 
 import mimetypes
-import uuid as uuid_module
 
 from django.conf import settings
 from django.db import transaction
@@ -12,32 +11,98 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from projects.permissions import require, scope_by_project
-from projects.services import resolve_project
-from tracker.api.views import ScopedGenericAPIView
+from projects.permissions import require
 
-from .. import exports, processing, storage
-from ..downloads import ranged_response
-from ..errors import ApiError
-from ..models import Blob, BlobInfo, BlobPreview, Export, PendingUpload, Run, Upload
-from ..paths import file_name_error, safe_file_name
-from .serializers import (
+from ... import processing, services, storage
+from ...downloads import ranged_response
+from ...errors import ApiError
+from ...models import (
+    AttributeType,
+    Blob,
+    BlobInfo,
+    BlobPreview,
+    FileEntry,
+    PendingUpload,
+    Upload,
+)
+from ...paths import file_name_error, safe_file_name, safe_relpath
+from ...storage import open_blob
+from ..serializers import (
     DirectUploadStartSerializer,
-    ExportListSerializer,
-    ExportSerializer,
     FileInfoSerializer,
+    FileListSerializer,
     FileQuerySerializer,
     FileUrlSerializer,
     UploadResultSerializer,
 )
-from .views import RunScopedView
+from .base import RunScopedView
 
 SHA256_CHARS = set("0123456789abcdef")
 # HTML previews (notebooks, highlighted source) run no script, load nothing from elsewhere, and are
 # framed by Runstore's own pages only (the run page's sandboxed iframe).
 PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'"
+
+
+
+class UploadView(RunScopedView):
+    """Upload a file (multipart field ``file``); returns its SHA-256 to use in ``upload`` operations."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "sha256": {"type": "string"}}}},
+        responses={201: UploadResultSerializer},
+    )
+    def post(self, request, run_ref):
+        run = self.get_run()
+        services.permissions.require(request.user, "write", run.project)
+        uploaded = request.FILES.get("file")
+        if uploaded is None:
+            raise ApiError(400, "invalid", "file: a multipart field named 'file' is required", field="file")
+        expected = request.data.get("sha256")
+        if expected:
+            uploaded.expected_sha256 = expected
+        blob = services.store_upload(request.user, run, uploaded)
+        # What this caller sent, never what the shared blob row says (another project may have made it).
+        body = {"sha256": blob.sha256, "size": uploaded.size, "name": services.upload_name(uploaded), "mime_type": services.upload_mime_type(uploaded)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class FileListView(RunScopedView):
+    @extend_schema(parameters=[OpenApiParameter("path", str, required=True)], responses=FileListSerializer)
+    def get(self, request, run_ref):
+        path = request.query_params.get("path") or ""
+        run = self.get_run()
+        attr = self.get_attribute(run, path, {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES})
+        entries = FileEntry.objects.filter(attribute=attr).order_by("step", "relpath")[:10_000]
+        return Response({
+            "path": attr.path,
+            "type": attr.type,
+            "files": [
+                # Names and relpaths are safe to write into a folder, also those stored before the rules.
+                {
+                    "relpath": safe_relpath(e.relpath), "step": e.step, "name": safe_file_name(e.name, fallback=""),
+                    "size": e.size, "sha256": e.blob_id, "mime_type": e.mime_type,
+                }
+                for e in entries
+            ],
+        })
+
+
+class FileDownloadView(RunScopedView):
+    """Stream a file of a field; supports HTTP Range requests."""
+
+    @extend_schema(parameters=[FileQuerySerializer], responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, run_ref):
+        run, attr, entry = self.get_file_entry()
+        return ranged_response(
+            request, open_blob(entry.blob.storage_key), size=entry.size, content_type=entry.mime_type,
+            filename=safe_file_name(entry.name or entry.relpath, fallback=attr.path.rsplit("/", 1)[-1]),
+        )
+
 
 
 class FileEntryView(RunScopedView):
@@ -234,89 +299,3 @@ class DirectUploadCompleteView(RunScopedView):
         # What this caller sent, never what the shared blob row says (another project may have made it).
         body = {"sha256": digest, "size": size, "name": pending.name, "mime_type": mime}
         return Response(body, status=status.HTTP_201_CREATED)
-
-
-# --- exports -------------------------------------------------------------------
-
-
-class ExportRequestSerializer(serializers.Serializer):
-    project = serializers.CharField(max_length=201)
-    run = serializers.CharField(max_length=300, required=False)
-
-
-def export_json(request, export: Export) -> dict:
-    body = {
-        "id": str(export.pk), "project": export.project.full_name,
-        "run": export.run.human_id if export.run_id else None, "state": export.state,
-        "progress": export.progress, "total": export.total, "size": export.size or None,
-        "error": export.error or None, "created_at": export.created_at, "finished_at": export.finished_at,
-        "download_url": None,
-    }
-    if export.state == "done":
-        body["download_url"] = request.build_absolute_uri(reverse("export-download", kwargs={"export_id": export.pk}))
-    return body
-
-
-class ExportScopedView(ScopedGenericAPIView):
-    def scoped_queryset(self):
-        return scope_by_project(Export.objects.select_related("project", "project__workspace", "run"), self.request.user, "view")
-
-    def get_export(self, export_id) -> Export:
-        export = self.get_queryset().filter(pk=export_id).first()
-        if export is None:
-            raise Http404("no such export")
-        return export
-
-
-class ExportListView(ExportScopedView):
-    """Export a project (or one of its runs) to a ZIP archive, built in the background."""
-
-    @extend_schema(request=ExportRequestSerializer, responses={202: ExportSerializer})
-    def post(self, request):
-        data = ExportRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        project = resolve_project(request.user, data.validated_data["project"])
-        run = None
-        if data.validated_data.get("run"):
-            ref = data.validated_data["run"]
-            runs = Run.objects.for_user(request.user, "view").filter(project=project)
-            try:
-                run = runs.filter(uuid=uuid_module.UUID(ref)).first()
-            except ValueError:
-                key, _, number = ref.rsplit("/", 1)[-1].rpartition("-")
-                run = runs.filter(number=int(number)).first() if number.isdigit() and key == project.key else None
-            if run is None:
-                raise ApiError(404, "not_found", f"run {ref!r} not found in {project.full_name}", field="run")
-        with transaction.atomic():
-            export = Export.objects.create(project=project, run=run, requested_by=request.user)
-            exports.enqueue(export)
-        export = self.get_export(export.pk)
-        return Response(export_json(request, export), status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(
-        parameters=[OpenApiParameter("project", str, required=True)], responses=ExportListSerializer, operation_id="exports_list"
-    )
-    def get(self, request):
-        project = resolve_project(request.user, request.query_params.get("project") or "")
-        rows = self.get_queryset().filter(project=project)[:100]
-        return Response({"results": [export_json(request, e) for e in rows]})
-
-
-class ExportDetailView(ExportScopedView):
-    @extend_schema(responses=ExportSerializer)
-    def get(self, request, export_id):
-        return Response(export_json(request, self.get_export(export_id)))
-
-
-class ExportDownloadView(ExportScopedView):
-    @extend_schema(responses={(200, "application/zip"): bytes})
-    def get(self, request, export_id):
-        export = self.get_export(export_id)
-        if export.state != "done":
-            raise ApiError(409, "export_not_ready", f"the export is {export.state}", field="state")
-        name = f"{export.project.full_name.replace('/', '-')}{'-' + export.run.human_id if export.run_id else ''}.zip"
-        if storage.is_s3() and request.query_params.get("redirect") == "1":
-            from django.http import HttpResponseRedirect
-
-            return HttpResponseRedirect(storage.presigned_get(export.storage_key, filename=name, content_type="application/zip"))
-        return ranged_response(request, storage.open_blob(export.storage_key), size=export.size, content_type="application/zip", filename=name)

@@ -1,0 +1,202 @@
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+from projects.services import resolve_project
+from tracker.api.views import ScopedGenericAPIView
+
+from ... import services
+from ...attributes import run_fields
+from ...errors import ApiError
+from ...models import Attribute, Run
+from ..serializers import (
+    BatchResultSerializer,
+    BatchSerializer,
+    RunAttributesSerializer,
+    RunCreateSerializer,
+    RunPageSerializer,
+    RunQueryRequestSerializer,
+    RunSerializer,
+    RunUpdateSerializer,
+)
+from .base import (
+    MAX_OFFSET,
+    RunPagination,
+    RunScopedView,
+    _int_param,
+    _query_answer,
+    _query_params,
+    _run_query,
+    _tags_prefetch,
+)
+
+
+class RunListView(ScopedGenericAPIView):
+    """Runs, newest first; with ``project``, the query engine filters, sorts and picks columns."""
+
+    serializer_class = RunSerializer
+    pagination_class = RunPagination
+
+    def scoped_queryset(self):
+        queryset = Run.objects.for_user(self.request.user, "view").with_related().prefetch_related(_tags_prefetch())
+        state = self.request.query_params.get("state")
+        if state:
+            queryset = queryset.filter(state=state)
+        return queryset.order_by("-created_at", "-id")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", str, description="'workspace/project'; enables query, sort and columns"),
+            OpenApiParameter("query", str, description="filter in the query language (README)"),
+            OpenApiParameter("sort", str, description="comma-separated fields, '-' for descending (default -sys/creation_time)"),
+            OpenApiParameter("columns", str, description="comma-separated fields (or a JSON list) returned in 'fields'"),
+            OpenApiParameter("group_by", str, description="with 'group': list the runs of one group"),
+            OpenApiParameter("group", str, description="JSON list: the group key"),
+            OpenApiParameter("state", str, enum=["running", "finished", "failed", "aborted"]),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=RunPageSerializer,
+        operation_id="runs_list",
+    )
+    def get(self, request):
+        if not request.query_params.get("project"):
+            page = self.paginate_queryset(self.get_queryset())
+            return self.get_paginated_response(RunSerializer(page, many=True).data)
+        return run_query_page(request, request.query_params)
+
+    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 200: RunSerializer})
+    def post(self, request):
+        data = RunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        project = resolve_project(request.user, values.pop("project"), create=True)
+        run, created = services.create_run(request.user, project, **values)
+        run = Run.objects.with_related().get(pk=run.pk)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def run_query_page(request, params):
+    """One page of the query engine's runs (``GET /runs/?project=`` and ``POST /runs/query``)."""
+    project = resolve_project(request.user, params.get("project"))
+    limit = _int_param(params, "limit", 50, 1, 1000)
+    offset = _int_param(params, "offset", 0, 0, MAX_OFFSET)
+    state = params.get("state")
+
+    def fetch():
+        engine = _run_query(request.user, params, project)
+        queryset = engine.ordered()
+        if state:
+            queryset = queryset.filter(state=state)
+        runs = list(queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[offset : offset + limit])
+        count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
+        rows = engine.rows(runs) if engine.columns else None
+        return engine, runs, count, rows
+
+    engine, runs, count, rows = _query_answer(fetch)
+    results = RunSerializer(runs, many=True).data
+    if rows is not None:
+        for item, row in zip(results, rows, strict=True):
+            item["fields"] = row["fields"]
+    # a POSTed query pages by POSTing the same body to "next" (its limit/offset override the body's)
+    base = request.build_absolute_uri()
+    if request.method == "POST":
+        base = replace_query_param(base, "limit", limit)
+    return Response({
+        "count": count,
+        "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
+        "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
+        "query": engine.query,
+        "columns": engine.column_types() if engine.columns else [],
+        "warnings": engine.warnings,
+        "results": results,
+    })
+
+
+class RunQueryView(ScopedGenericAPIView):
+    """The run list's query (``GET /runs/?project=...``) as a POST with a JSON body, for queries
+    longer than a URL may be."""
+
+    def scoped_queryset(self):
+        return Run.objects.for_user(self.request.user, "view")
+
+    @extend_schema(request=RunQueryRequestSerializer, responses=RunPageSerializer, operation_id="runs_query")
+    def post(self, request):
+        return run_query_page(request, _query_params(request, RunQueryRequestSerializer))
+
+
+
+
+class RunDetailView(RunScopedView):
+    serializer_class = RunSerializer
+
+    def get(self, request, run_ref):
+        return Response(RunSerializer(self.get_run()).data)
+
+    @extend_schema(request=RunUpdateSerializer, responses=RunSerializer)
+    def patch(self, request, run_ref):
+        run = self.get_run()
+        data = RunUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.update_run(request.user, run, **data.validated_data)
+        return Response(RunSerializer(run).data)
+
+    def delete(self, request, run_ref):
+        services.delete_run(request.user, self.get_run())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RunPingView(RunScopedView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, run_ref):
+        services.ping_run(request.user, self.get_run())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RunBatchView(RunScopedView):
+    """One ingestion batch. Called for every batch a client sends, so the run is found by key and
+    the caller's rights on its project are checked in one more query (404 unless visible, 403
+    unless writable) instead of a scoped look-up plus a second permission query."""
+
+    def scoped_queryset(self):
+        # Scoped by get_run() right after the look-up: see require_on_project.
+        return Run.objects.filter(deleted_at__isnull=True)
+
+    def get_run(self) -> Run:
+        run = super().get_run()
+        services.permissions.require_on_project(
+            self.request.user, "write", run.project_id, not_found=f"run {self.kwargs['run_ref']!r} not found"
+        )
+        return run
+
+    @extend_schema(request=BatchSerializer, responses=BatchResultSerializer)
+    def post(self, request, run_ref):
+        run = self.get_run()
+        body = request.data
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid", "the body must be an object with stream, seq and ops")
+        stream, seq = body.get("stream"), body.get("seq")
+        if not isinstance(stream, str) or not 1 <= len(stream) <= 64:
+            raise ApiError(400, "invalid", "stream: must be a string of 1-64 characters", field="stream")
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+            raise ApiError(400, "invalid", "seq: must be an integer from 0 to 2**63-1", field="seq")
+        if "ops" not in body:
+            raise ApiError(400, "invalid", "ops: is required", field="ops")
+        result = services.apply_batch(run, stream=stream, seq=seq, raw_ops=body["ops"])
+        return Response(result)
+
+
+class RunAttributesView(RunScopedView):
+    @extend_schema(parameters=[OpenApiParameter("prefix", str, description="only paths under this namespace")], responses=RunAttributesSerializer)
+    def get(self, request, run_ref):
+        run = self.get_run()
+        attributes = Attribute.objects.filter(run=run)
+        prefix = request.query_params.get("prefix")
+        if prefix:
+            attributes = attributes.filter(path__startswith=prefix.rstrip("/") + "/")
+        fields = run_fields(run, attributes.order_by("path"))
+        if prefix:
+            fields = [f for f in fields if f["path"].startswith(prefix.rstrip("/") + "/")]
+        return Response({"id": run.human_id, "fields": fields})
