@@ -5,4 +5,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from . import schema, signals  # noqa: F401  (registered by import)
+        from . import schema  # noqa: F401  (registers the token scheme with drf-spectacular)

@@ -108,7 +108,7 @@ class ProjectGroupObjectPermission(GroupObjectPermissionBase):
 
 
 class ProjectUsage(models.Model):
-    """Bytes a project uses, recomputed exactly by ``projects.tasks.refresh_usage``.
+    """Bytes a project uses, recomputed exactly by ``runs.tasks.refresh_usage`` (``runs/usage.py``).
 
     Series bytes are logical: 32 bytes per float point (series, step, timestamp,
     value) and 24 bytes plus the UTF-8 length per string point; blobs count once
@@ -128,3 +128,8 @@ class ProjectUsage(models.Model):
 
     def __str__(self):
         return f"{self.project_id}: {self.total_bytes} bytes"
+
+    @classmethod
+    def workspace_total(cls, workspace_id: int) -> int:
+        """A workspace's usage: the sum over its projects."""
+        return cls.objects.filter(project__workspace_id=workspace_id).aggregate(n=models.Sum("total_bytes"))["n"] or 0

@@ -1,9 +1,9 @@
-from django.db.models import Count, Max, Q
 from django.shortcuts import get_object_or_404
 from django.views.generic import ListView
 
 from tracker.ui import ScopedUIViewMixin
 
+from . import activity
 from .models import Project, Workspace
 
 
@@ -16,14 +16,7 @@ class WorkspaceListView(ScopedUIViewMixin, ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        projects = (
-            Project.objects.for_user(self.request.user, "view")
-            .select_related("workspace")
-            .annotate(
-                live_runs=Count("runs", filter=Q(runs__deleted_at__isnull=True)),
-                last_activity=Max("runs__modified_at"),
-            )
-        )
+        projects = activity.annotate(Project.objects.for_user(self.request.user, "view").select_related("workspace"))
         by_workspace: dict = {}
         for project in projects:
             by_workspace.setdefault(project.workspace_id, []).append(project)
@@ -40,12 +33,10 @@ class ProjectListView(ScopedUIViewMixin, ListView):
     context_object_name = "projects"
 
     def scoped_queryset(self):
-        self.workspace = get_object_or_404(Workspace.objects.for_user(self.request.user, "view"), slug=self.kwargs["workspace"])
-        return (
-            Project.objects.for_user(self.request.user, "view")
-            .filter(workspace=self.workspace)
-            .annotate(live_runs=Count("runs", filter=Q(runs__deleted_at__isnull=True)), last_activity=Max("runs__modified_at"))
+        self.workspace = get_object_or_404(
+            Workspace.objects.for_user(self.request.user, "view"), slug=self.kwargs["workspace"]
         )
+        return activity.annotate(Project.objects.for_user(self.request.user, "view").filter(workspace=self.workspace))
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -5,5 +5,11 @@ class RunsConfig(AppConfig):
     name = "runs"
 
     def ready(self):
-        from . import timescale  # noqa: F401  (logs which series storage is in use)
+        from projects import activity as project_activity
+        from tracker import health
+
+        from . import timescale, usage  # timescale also logs which series storage is in use
         from .query import budget  # noqa: F401  (SQLite connections get the RE2 REGEXP function)
+
+        health.register_check("timescaledb", timescale.timescale_status)
+        project_activity.register(usage.annotate_project_activity)

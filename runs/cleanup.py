@@ -20,6 +20,7 @@ from django.utils import timezone
 from . import series as series_store
 from . import storage
 from .models import Attribute, Blob, BlobPreview, Export, FileEntry, PendingUpload, Run, Upload
+from .usage import refresh_project_usage
 
 logger = logging.getLogger(__name__)
 EXPORT_KEEP_DAYS = 7
@@ -91,8 +92,6 @@ def purge_run(run_id: int) -> bool:
         if multipart_id:
             storage.abort_multipart(staging_key, multipart_id)
     _delete_keys(keys + export_keys + [k for k, _ in pending])
-    from projects.tasks import refresh_project_usage
-
     refresh_project_usage(project_id)
     logger.info("purged run %s (%d series, %d stored objects)", run_id, len(series_ids), len(keys))
     return True

@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import cleanup, exports, processing, rollups
+from . import cleanup, exports, processing, rollups, usage
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,12 @@ def purge_trash() -> int:
 @shared_task(**RETRY)
 def purge_run(run_id: int) -> bool:
     return cleanup.purge_run(run_id)
+
+
+@shared_task(**RETRY)
+def refresh_usage(project_ids: list[int] | None = None) -> int:
+    """Recompute the storage usage of the given projects, or of every project that changed since its last count."""
+    return usage.refresh_usage(project_ids)
 
 
 @shared_task(**RETRY)

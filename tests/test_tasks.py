@@ -10,16 +10,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from projects import services as project_services
 from projects.models import ProjectUsage
-from projects.tasks import (
-    compute_usage,
-    projects_needing_refresh,
-    refresh_project_usage,
-    refresh_usage,
-    workspace_usage,
-)
 from runs import exports, processing, storage
 from runs import services as run_services
 from runs.models import Blob, BlobInfo, BlobPreview, BlobState, Export
+from runs.usage import compute_usage, projects_needing_refresh, refresh_project_usage, refresh_usage
 
 from .conftest import batch, run_url
 from .test_files import upload
@@ -152,7 +146,7 @@ def test_usage_is_exact_and_counts_nothing_twice(owner, owner_api, run, project)
     assert (usage.float_points, usage.string_points, usage.blob_count, usage.blob_bytes) == (100, 2, 2, 1010)
     assert usage.series_bytes == 100 * 32 + 2 * 24 + len("abc") + len("héllo".encode())
     assert usage.total_bytes == usage.series_bytes + 1010 and usage.preview_bytes == 0
-    assert ProjectUsage.objects.count() == 1 and workspace_usage(project.workspace_id) == usage.total_bytes
+    assert ProjectUsage.objects.count() == 1 and ProjectUsage.workspace_total(project.workspace_id) == usage.total_bytes
 
 
 def test_previews_count_towards_usage(owner, owner_api, run, project):

@@ -13,9 +13,9 @@ import pytest
 from django.core.files.storage import storages
 from PIL import Image
 
-from projects.tasks import compute_usage
 from runs import processing, storage
 from runs.models import BlobInfo, BlobPreview, BlobState
+from runs.usage import compute_usage
 
 from .conftest import run_url
 from .test_tasks import attach

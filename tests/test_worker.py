@@ -4,7 +4,6 @@ delivered twice counts nothing twice."""
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,10 +13,10 @@ import pytest
 from django.db import connection
 
 from projects.models import ProjectUsage
-from projects.tasks import compute_usage
 from runs import rollups
 from runs.ingest import apply_batch
 from runs.models import Attribute, BlobInfo, BlobState, RollupCursor, SeriesRollup
+from runs.usage import compute_usage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +157,6 @@ def test_roll_up_killed_mid_task_is_finished_by_the_redelivery(run, worker, sett
 def test_tasks_delivered_twice_count_nothing_twice(owner, run, project, worker):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from projects import tasks as project_tasks
     from runs import services, tasks
 
     apply_batch(run, stream="w", seq=1, raw_ops=[
@@ -175,7 +173,7 @@ def test_tasks_delivered_twice_count_nothing_twice(owner, run, project, worker):
     worker()
     for _ in range(2):
         send(tasks.rollup_series, [loss.pk])
-        send(project_tasks.refresh_usage, [project.pk])
+        send(tasks.refresh_usage, [project.pk])
         send(tasks.process_blob, blob.sha256)
     wait_for(lambda: BlobInfo.objects.filter(blob=blob, state=BlobState.READY).exists(), what="blob processing")
     wait_for(lambda: cursor_of(loss.pk) == 992, what="roll-up")
@@ -189,5 +187,19 @@ def test_tasks_delivered_twice_count_nothing_twice(owner, run, project, worker):
     assert BlobInfo.objects.filter(blob=blob).count() == 1
 
 
-def test_worker_runs_with_this_interpreter():
-    assert Path(sys.executable).exists() and (ROOT / ".venv/bin/celery").exists()
+@pytest.mark.django_db(transaction=False)
+def test_every_scheduled_and_routed_task_is_registered_on_a_queue_the_worker_consumes():
+    from tracker.celery import QUEUES, app
+
+    app.loader.import_default_modules()
+    registered = {name for name in app.tasks if not name.startswith("celery.")}
+    for entry in app.conf.beat_schedule.values():
+        assert entry["task"] in registered, f"beat schedules {entry['task']}, which no app registers"
+    for pattern, route in app.conf.task_routes.items():
+        prefix = pattern.removesuffix("*")
+        assert any(name == pattern or (pattern.endswith("*") and name.startswith(prefix)) for name in registered), (
+            f"route {pattern} matches no registered task"
+        )
+        assert route["queue"] in QUEUES
+    routed = {name: app.amqp.router.route({}, name)["queue"].name for name in registered}
+    assert set(routed.values()) <= set(QUEUES), routed

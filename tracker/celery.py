@@ -34,11 +34,10 @@ app.conf.task_routes = {
     "runs.tasks.process_blob": {"queue": "media"},
     "runs.tasks.preview_blob": {"queue": "media"},
     "runs.tasks.*": {"queue": "maintenance"},
-    "projects.tasks.*": {"queue": "maintenance"},
 }
 app.conf.beat_schedule = {
     "sweep-rollups": {"task": "runs.tasks.sweep_rollups", "schedule": 300.0},
-    "refresh-usage": {"task": "projects.tasks.refresh_usage", "schedule": 60.0},
+    "refresh-usage": {"task": "runs.tasks.refresh_usage", "schedule": 60.0},
     "purge-trash": {"task": "runs.tasks.purge_trash", "schedule": crontab(minute=17)},
     "clean-orphans": {"task": "runs.tasks.clean_orphans", "schedule": crontab(minute=47)},
     "sweep-blobs": {"task": "runs.tasks.sweep_blobs", "schedule": 600.0},

@@ -1,7 +1,22 @@
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import JsonResponse
+
+# Checks the apps add in their AppConfig.ready() (tracker imports no app):
+# name -> (callable returning a detail string, whether a failure makes the server not ready).
+_app_checks: dict[str, tuple[Callable[[], str], bool]] = {}
+
+
+def register_check(name: str, check: Callable[[], str], *, required: bool = False) -> None:
+    """Add a check to /readyz; it returns a detail string or raises.
+
+    A required check's failure makes the server not ready; the others only
+    report (e.g. which series storage is in use).
+    """
+    _app_checks[name] = (check, required)
 
 
 def healthz(request):
@@ -50,12 +65,12 @@ def readyz(request):
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         checks[name] = {"ok": ok, "detail": detail}
         ready &= ok
-    from runs.timescale import timescale_status
-
-    try:
-        checks["timescaledb"] = {"ok": True, "detail": timescale_status()}
-    except Exception as exc:  # the database is down: already reported above
-        checks["timescaledb"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    for name, (app_check, required) in _app_checks.items():
+        try:
+            checks[name] = {"ok": True, "detail": app_check()}
+        except Exception as exc:  # e.g. the database is down: reported above, and here too
+            checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+            ready &= not required
     body = {"status": "ready" if ready else "not ready"}
     if _is_staff(request):
         body["checks"] = checks

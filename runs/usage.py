@@ -1,0 +1,104 @@
+"""What runs tell about their project: storage usage (exact bytes, recomputed from the data,
+never incremented) and activity (live runs, last change) for the project pages.
+
+Recomputing makes a repeated or retried task harmless (it cannot count twice)
+and keeps the number exact; reading it is one row (``projects.ProjectUsage``),
+and a workspace's usage is the sum over its projects. ``projects`` knows nothing
+of runs: the numbers are computed here and written into its table.
+"""
+
+from django.db import connection, transaction
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from projects.models import Project, ProjectUsage
+
+from .models import AttributeType, Blob, BlobPreview, Run, Upload
+
+FLOAT_POINT_BYTES = 32  # series id, step, timestamp, value
+STRING_POINT_BYTES = 24  # series id, step, timestamp; plus the UTF-8 length of the value
+
+
+def compute_usage(project_id: int) -> dict:
+    series = (
+        "SELECT a.id FROM runs_attribute a JOIN runs_run r ON r.id = a.run_id WHERE r.project_id = %s AND a.type = %s"
+    )
+    length = "octet_length(value)" if connection.vendor == "postgresql" else "length(CAST(value AS BLOB))"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.type, COALESCE(SUM(a.count), 0) FROM runs_attribute a JOIN runs_run r ON r.id = a.run_id "
+            "WHERE r.project_id = %s AND a.type IN (%s, %s) GROUP BY a.type",
+            [project_id, AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES],
+        )
+        counts = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT COALESCE(SUM({length}), 0) FROM runs_stringpoint WHERE series_id IN ({series})",
+            [project_id, AttributeType.STRING_SERIES],
+        )
+        string_bytes = cursor.fetchone()[0]
+    float_points = int(counts.get(AttributeType.FLOAT_SERIES, 0))
+    string_points = int(counts.get(AttributeType.STRING_SERIES, 0))
+    blobs = Blob.objects.filter(uploads__run__project_id=project_id).distinct()
+    blob_ids = blobs.values("pk")
+    blob_total = Blob.objects.filter(pk__in=blob_ids).aggregate(n=Sum("size"))["n"] or 0
+    blob_count = Blob.objects.filter(pk__in=blob_ids).count()
+    preview_bytes = BlobPreview.objects.filter(blob_id__in=blob_ids).aggregate(n=Sum("size"))["n"] or 0
+    series_bytes = FLOAT_POINT_BYTES * float_points + STRING_POINT_BYTES * string_points + int(string_bytes)
+    return {
+        "float_points": float_points,
+        "string_points": string_points,
+        "series_bytes": series_bytes,
+        "blob_count": blob_count,
+        "blob_bytes": int(blob_total),
+        "preview_bytes": int(preview_bytes),
+        "total_bytes": series_bytes + int(blob_total) + int(preview_bytes),
+    }
+
+
+def refresh_project_usage(project_id: int) -> ProjectUsage | None:
+    if not Project.objects.filter(pk=project_id).exists():
+        return None
+    with transaction.atomic():
+        values = compute_usage(project_id)
+        usage, _ = ProjectUsage.objects.update_or_create(
+            project_id=project_id, defaults={**values, "computed_at": timezone.now()}
+        )
+    return usage
+
+
+def projects_needing_refresh():
+    """Projects with no usage yet, or with runs, uploads or processed blobs newer than it."""
+    counted = ProjectUsage.objects.filter(project=OuterRef("pk")).values("computed_at")[:1]
+    changed_runs = Run.objects.filter(project=OuterRef("pk"), modified_at__gt=OuterRef("counted"))
+    deleted_runs = Run.objects.filter(project=OuterRef("pk"), deleted_at__gt=OuterRef("counted"))
+    new_uploads = Upload.objects.filter(run__project=OuterRef("pk"), created_at__gt=OuterRef("counted"))
+    new_previews = BlobPreview.objects.filter(
+        blob__uploads__run__project=OuterRef("pk"), created_at__gt=OuterRef("counted")
+    )
+    return (
+        Project.objects.annotate(counted=Subquery(counted))
+        .filter(
+            Q(usage__isnull=True)
+            | Exists(changed_runs)
+            | Exists(deleted_runs)
+            | Exists(new_uploads)
+            | Exists(new_previews)
+        )
+        .values_list("pk", flat=True)
+    )
+
+
+def refresh_usage(project_ids: list[int] | None = None) -> int:
+    """Recompute usage of the given projects, or of every project that changed since its last count."""
+    ids = list(project_ids) if project_ids is not None else list(projects_needing_refresh())
+    for project_id in ids:
+        refresh_project_usage(project_id)
+    return len(ids)
+
+
+def annotate_project_activity(projects: QuerySet) -> QuerySet:
+    """``live_runs`` (not in the trash) and ``last_activity`` (latest run change) on each project."""
+    return projects.annotate(
+        live_runs=Count("runs", filter=Q(runs__deleted_at__isnull=True)),
+        last_activity=Max("runs__modified_at"),
+    )
