@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
-
 import runstore
 import runstore._internal as internal
-from runstore import run as run_module
+from runstore import lifecycle
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
@@ -179,7 +178,7 @@ def fail_on_internal_errors(request: pytest.FixtureRequest) -> Iterator[list[Bas
     internal.on_internal_error = errors.append
     internal.forget_warnings()
     yield errors
-    for live in list(run_module._live):
+    for live in list(lifecycle.live):
         live.stop(timeout=30)
     internal.on_internal_error = None
     if errors and request.node.get_closest_marker("faults") is None:

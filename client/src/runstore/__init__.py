@@ -17,8 +17,9 @@ from .exceptions import (
 )
 from .file import File
 from .handler import Handler
+from .init import init_run
 from .project import Project, Table, init_project
-from .run import Run, init_run
+from .run import Run
 
 __version__ = "0.1.0"
 

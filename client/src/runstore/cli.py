@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,8 @@ from ._internal.api import Api
 from ._internal.progress import Progress
 from ._internal.queue import QueueDir
 from ._internal.sender import Abandoned, FatalSendError, Sender
+from .config import home, queues_root, run_ref, token
 from .exceptions import RunstoreError
-from .run import _token, home, queues_root, run_ref
 
 
 def _queues(root: Path) -> list[QueueDir]:
@@ -40,13 +40,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
             url = args.url or meta.get("url") or os.environ.get("RUNSTORE_URL")
             if not url:
                 raise RunstoreError("no server URL: pass --url or set RUNSTORE_URL")
-            sender = Sender(qdir, Api(url, _token(args.api_token)))
+            sender = Sender(qdir, Api(url, token(args.api_token)))
             records, points = qdir.pending()
             label = meta.get("run_id") or meta.get("run_ref") or (meta.get("create") or {}).get("name") or qdir.path.name
             progress = Progress(f"{label}", total=max(1, records), force=not args.quiet and sys.stderr.isatty())
             done = 0
 
-            def advance() -> None:
+            def advance(progress: Progress = progress) -> None:
                 nonlocal done
                 done += 1
                 progress.update(done)
@@ -100,9 +100,9 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
     columns = ["sys/id", "sys/name", "sys/state", "sys/owner", "sys/creation_time"] + list(args.column or [])
     table = project.fetch_runs_table(query=args.query, columns=columns, limit=args.limit)
     widths = [max(len(c), *(len(_cell(r[c])) for r in table.rows)) if table.rows else len(c) for c in columns]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in table.rows:
-        print("  ".join(_cell(row[c]).ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join(_cell(row[c]).ljust(w) for c, w in zip(columns, widths, strict=True)))
     return 0
 
 
@@ -116,7 +116,7 @@ def _cell(value: Any) -> str:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from ._internal.reader import Reader
-    from .run import make_api
+    from .config import make_api
 
     api = make_api(args.url, args.api_token)
     ref = run_ref(args.run, args.project)

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ._internal.reader import field_value, require_pandas
+from .config import make_api
 from .exceptions import ConfigurationError, QueryNotSupportedError, ReadOnlyError
-from .run import make_api
 
 DEFAULT_COLUMNS = ["sys/id", "sys/name", "sys/state", "sys/owner", "sys/tags", "sys/creation_time"]
 # query strings longer than this go in a POST body: request lines past ~4 KB are refused by

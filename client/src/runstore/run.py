@@ -1,92 +1,30 @@
-"""``Run`` and ``init_run``: the object training code logs to."""
+"""``Run``: the object training code logs to (made by ``runstore.init_run``)."""
 
 from __future__ import annotations
 
-import atexit
-import datetime as dt
 import os
-import re
 import sys
 import threading
 import time
 import traceback
 import uuid as uuid_module
-import weakref
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from ._internal import bug, capture, warn
-from ._internal.api import Api, decode
+from ._internal.api import Api
 from ._internal.progress import Progress
 from ._internal.queue import QueueDir
 from ._internal.reader import DebugStore, Reader
 from ._internal.sender import Sender, SenderThread
 from ._internal.values import check_path
 from ._internal.writer import Stats, Writer
-from .exceptions import ApiError, ConfigurationError, NetworkError, ReadOnlyError, RunstoreError
+from .config import env_float, env_int, new_queue_dir
+from .exceptions import ReadOnlyError, RunstoreError
 from .handler import Handler
-
-MODES = ("async", "sync", "offline", "read-only", "debug")
-DEFAULT_URL = "http://localhost:8000"
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-
-_live: weakref.WeakSet[Run] = weakref.WeakSet()
-_hooks_installed = False
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-
-
-def home() -> Path:
-    """The directory holding the disk queues: ``RUNSTORE_HOME`` or ``./.runstore``."""
-    return Path(os.environ.get("RUNSTORE_HOME") or ".runstore").resolve()
-
-
-def queues_root(root: Path | None = None) -> Path:
-    return (root or home()) / "queues"
-
-
-def _token(api_token: str | None) -> str:
-    token = api_token or os.environ.get("RUNSTORE_API_TOKEN")
-    if not token:
-        file = os.environ.get("RUNSTORE_API_TOKEN_FILE")
-        if file:
-            token = Path(file).read_text().strip()
-    if not token:
-        raise ConfigurationError("no API token: pass api_token= or set RUNSTORE_API_TOKEN")
-    return token
-
-
-def make_api(url: str | None, api_token: str | None) -> Api:
-    return Api(url or os.environ.get("RUNSTORE_URL") or DEFAULT_URL, _token(api_token))
-
-
-def run_ref(with_id: str, project: str | None) -> str:
-    if "/" in with_id or UUID_RE.match(with_id):
-        return with_id
-    if not project:
-        raise ConfigurationError(f"with_id={with_id!r} needs project= (or RUNSTORE_PROJECT), or give 'workspace/project/{with_id}'")
-    return f"{project}/{with_id}"
+from .lifecycle import unregister
 
 
 class Run:
@@ -119,7 +57,7 @@ class Run:
         self._tees: list[tuple[str, Any]] = []
         self._monitor: capture.Monitor | None = None
         self._flush_period = flush_period
-        self._sync_timeout = _env_float("RUNSTORE_SYNC_TIMEOUT", 60.0)
+        self._sync_timeout = env_float("RUNSTORE_SYNC_TIMEOUT", 60.0)
         self._last_steps = last_steps or {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -136,7 +74,7 @@ class Run:
         assert self._qdir is not None
         self._writer = Writer(
             self._qdir, self._stats, flush_period=self._flush_period,
-            max_bytes=_env_int("RUNSTORE_MAX_QUEUE_BYTES", 1 << 30), last_steps=self._last_steps,
+            max_bytes=env_int("RUNSTORE_MAX_QUEUE_BYTES", 1 << 30), last_steps=self._last_steps,
             server_steps=self._server_steps,
         )
         self._queue = self._writer.queue
@@ -319,7 +257,7 @@ class Run:
             if self._stopped:
                 return
             self._stopped = True
-        _live.discard(self)
+        unregister(self)
         self._stop_capture()
         if self._writer is None or os.getpid() != self._pid or self._put == self._put_restart:
             # Read-only/debug runs, and a forked child that never wrote: nothing of ours to deliver.
@@ -328,7 +266,7 @@ class Run:
         if self._info.get("state") not in ("failed", "aborted"):
             self._queue.append((None, "ctl", {"t": "state", "state": "finished"}))
         if timeout is None:
-            timeout = _env_float("RUNSTORE_STOP_TIMEOUT", 300.0)
+            timeout = env_float("RUNSTORE_STOP_TIMEOUT", 300.0)
         self._put = self._put_stopped
         delivered = False
         try:
@@ -412,7 +350,7 @@ class Run:
             sys.stderr = tee
             self._tees.append(("stderr", tee))
         if hardware:
-            self._monitor = capture.Monitor(self, _env_float("RUNSTORE_MONITORING_INTERVAL", 5.0), namespace)
+            self._monitor = capture.Monitor(self, env_float("RUNSTORE_MONITORING_INTERVAL", 5.0), namespace)
             self._monitor.start()
         if source or environment:
             def collect() -> None:
@@ -438,195 +376,3 @@ class Run:
             if getattr(sys, name) is tee:
                 setattr(sys, name, tee._stream)
         self._tees.clear()
-
-
-def new_queue_dir(meta: dict[str, Any], root: Path | None = None) -> QueueDir:
-    base = queues_root(root)
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    qdir = QueueDir(base / f"{stamp}-{meta['stream'][:12]}")
-    qdir.path.mkdir(parents=True)
-    qdir.files.mkdir()
-    qdir.write_meta(meta)
-    if not qdir.try_lock():
-        raise RunstoreError(f"cannot lock {qdir.path}")
-    return qdir
-
-
-def _last_steps(api: Api, ref: str) -> dict[str, int]:
-    fields = api.call("GET", f"runs/{ref}/attributes")["fields"]
-    steps = {}
-    for field in fields:
-        value = field.get("value")
-        if field.get("type", "").endswith("_series") and isinstance(value, dict) and value.get("last_step") is not None:
-            steps[field["path"]] = int(value["last_step"])
-    return steps
-
-
-def _sync_leftovers(api: Api, run_uuid: str) -> None:
-    """Deliver what earlier processes on this machine left queued for this run (crash, Ctrl-C)."""
-    root = queues_root()
-    if not root.is_dir():
-        return
-    for path in sorted(root.iterdir()):
-        qdir = QueueDir(path)
-        try:
-            meta = qdir.read_meta()
-        except (OSError, ValueError):
-            continue
-        if meta.get("run_uuid") != run_uuid or not qdir.try_lock():
-            continue
-        try:
-            sender = Sender(qdir, Api(api.url, api.token))
-            if sender.drain(deadline=time.monotonic() + 120):
-                sender.remove_queue()
-                warn(f"runstore: delivered operations left queued in {path}", level=20)
-        except Exception as exc:  # noqa: BLE001
-            warn(f"runstore: could not deliver what {path} holds ({exc}); try `runstore sync`")
-        finally:
-            qdir.unlock()
-
-
-def _create_run(api: Api, create: dict[str, Any]) -> Any:
-    deadline = _env_float("RUNSTORE_INIT_TIMEOUT", 15.0)
-    try:
-        return api.call_raw("POST", "runs/", body=create, deadline=deadline)
-    except ApiError as exc:
-        # Processes starting together race to create the project; the loser sees
-        # "already exists" and succeeds on a second try.
-        if exc.status == 400 and "already exists" in exc.message:
-            time.sleep(0.2)
-            return api.call_raw("POST", "runs/", body=create, deadline=deadline)
-        raise
-
-
-def init_run(
-    project: str | None = None,
-    api_token: str | None = None,
-    url: str | None = None,
-    name: str | None = None,
-    description: str | None = None,
-    tags: list[str] | str | None = None,
-    mode: str | None = None,
-    with_id: str | None = None,
-    custom_run_id: str | None = None,
-    capture_stdout: bool = True,
-    capture_stderr: bool = True,
-    capture_hardware_metrics: bool = True,
-    capture_source: bool = True,
-    capture_environment: bool = True,
-    flush_period: float = 1.0,
-    monitoring_namespace: str = "monitoring",
-) -> Run:
-    """Start (or resume, with ``with_id``) a run; see the README for every option and environment variable."""
-    mode = mode or os.environ.get("RUNSTORE_MODE") or "async"
-    if mode not in MODES:
-        raise ConfigurationError(f"mode={mode!r}; expected one of {', '.join(MODES)}")
-    project = project or os.environ.get("RUNSTORE_PROJECT")
-    custom_run_id = custom_run_id or os.environ.get("RUNSTORE_CUSTOM_RUN_ID") or None
-    if isinstance(tags, str):
-        tags = [tags]
-    tags = list(tags or [])
-    if project is not None and project.count("/") != 1:
-        raise ConfigurationError(f"project={project!r}; expected 'workspace/project'")
-    if not isinstance(flush_period, (int, float)) or flush_period <= 0:
-        raise ConfigurationError("flush_period must be a positive number of seconds")
-    meta: dict[str, Any]
-    info: dict[str, Any] = {}
-    create: dict[str, Any] = {"project": project, "name": name or "", "description": description or "", "tags": tags}
-    if custom_run_id:
-        create["custom_run_id"] = custom_run_id
-
-    if mode == "debug":
-        run = Run(mode="debug", info={"id": "DEBUG-0", "project": project})
-    elif mode == "read-only":
-        if not with_id:
-            raise ConfigurationError("mode='read-only' needs with_id= (a run id such as 'VIS-12')")
-        api = make_api(url, api_token)
-        info = api.call("GET", f"runs/{run_ref(with_id, project)}/")
-        return Run(mode="read-only", info=info, api=api)
-    elif mode == "offline":
-        if not with_id and not project:
-            raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
-        meta = {
-            "url": url or os.environ.get("RUNSTORE_URL"), "stream": uuid_module.uuid4().hex, "project": project,
-            "mode": mode, "created": time.time(),
-        }
-        if with_id:
-            meta["run_ref"] = run_ref(with_id, project)
-        else:
-            create.setdefault("custom_run_id", f"offline-{uuid_module.uuid4().hex}")
-            meta["create"] = create
-        run = Run(mode="offline", info={"project": project}, qdir=new_queue_dir(meta), flush_period=flush_period,
-                  server_steps=bool(with_id))
-    else:
-        api = make_api(url, api_token)
-        stream = uuid_module.uuid4().hex
-        meta = {"url": api.url, "stream": stream, "project": project, "mode": mode, "created": time.time()}
-        last_steps: dict[str, int] = {}
-        if with_id:
-            info = api.call("GET", f"runs/{run_ref(with_id, project)}/")
-            _sync_leftovers(api, info["uuid"])
-            last_steps = _last_steps(api, info["uuid"])
-            if info.get("state") != "running":
-                api.call("PATCH", f"runs/{info['uuid']}/", body={"state": "running"})
-        else:
-            if not project:
-                raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
-            try:
-                response = _create_run(api, create)
-                info = decode(response)
-                if response.status_code == 200:  # an existing run with this custom_run_id
-                    _sync_leftovers(api, info["uuid"])
-                    last_steps = _last_steps(api, info["uuid"])
-            except NetworkError as exc:
-                # Keep training: the sender creates the run once the server answers.
-                warn(f"runstore: the server is unreachable ({exc}); logging to disk, the run is created when it answers")
-                create.setdefault("custom_run_id", f"deferred-{uuid_module.uuid4().hex}")
-                meta["create"] = create
-        if info:
-            meta["run_uuid"], meta["run_id"] = info["uuid"], info["id"]
-        run = Run(mode=mode, info=info, api=api, qdir=new_queue_dir(meta), last_steps=last_steps, flush_period=flush_period)
-    _register(run)
-    if mode != "read-only":
-        run._start_capture(
-            stdout=capture_stdout, stderr=capture_stderr, hardware=capture_hardware_metrics,
-            source=capture_source, environment=capture_environment, namespace=monitoring_namespace,
-        )
-    return run
-
-
-def _register(run: Run) -> None:
-    global _hooks_installed
-    _live.add(run)
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_stop_all)
-    previous = sys.excepthook
-
-    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        for live in list(_live):
-            if issubclass(exc_type, KeyboardInterrupt):
-                live._mark("aborted")
-            else:
-                live.fail(exc.with_traceback(tb))
-        previous(exc_type, exc, tb)
-
-    sys.excepthook = excepthook
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork)
-
-
-def _after_fork() -> None:
-    for run in list(_live):
-        run._after_fork()
-
-
-def _stop_all() -> None:
-    for run in list(_live):
-        try:
-            run.stop()
-        except Exception as exc:  # noqa: BLE001 - at exit, nothing may raise
-            bug(exc, "stopping the run at exit")
-
