@@ -11,7 +11,7 @@ PORT ?= 8000
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt $(wildcard client/pyproject.toml) scripts/bootstrap.sh
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard client/pyproject.toml) scripts/bootstrap.sh
 	scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
 	@touch $@
 
@@ -29,8 +29,11 @@ services-down:
 	scripts/services.sh down
 
 lint: venv
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy --strict --cache-dir ../var/mypy-cache-client
 
 bench: venv
 	bench/run_all.sh

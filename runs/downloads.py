@@ -37,19 +37,21 @@ def ranged_response(request, fileobj, *, size: int, content_type: str, filename:
                 start = max(0, size - int(last))
             if start >= size or start > end:
                 fileobj.close()
-                response = HttpResponse(status=416)
-                response["Content-Range"] = f"bytes */{size}"
-                return response
+                refused = HttpResponse(status=416)
+                refused["Content-Range"] = f"bytes */{size}"
+                return refused
             status = 206
     length = end - start + 1 if size else 0
     response = StreamingHttpResponse(_chunks(fileobj, start, length), status=status, content_type=content_type)
     # The generator closes the file once iterated; this closes it when the body is never read.
-    response._resource_closers.append(fileobj.close)
+    response._resource_closers.append(fileobj.close)  # type: ignore[attr-defined]  # Django's own hook, not in the stubs
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
     if status == 206:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
-    response["Content-Disposition"] = content_disposition_header(not inline, filename or "file")
+    disposition = content_disposition_header(not inline, filename or "file")
+    if disposition:  # always, with a file name
+        response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
     if csp:
         response["Content-Security-Policy"] = csp

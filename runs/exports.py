@@ -113,8 +113,8 @@ def build(export_id) -> str:
         return "missing"
     if export.state == ExportState.DONE:
         return export.state
-    runs = Run.objects.filter(deleted_at__isnull=True).select_related("project", "project__workspace", "owner")
-    runs = list(runs.filter(pk=export.run_id) if export.run_id else runs.filter(project=export.project).order_by("number"))
+    live = Run.objects.filter(deleted_at__isnull=True).select_related("project", "project__workspace", "owner")
+    runs = list(live.filter(pk=export.run_id) if export.run_id else live.filter(project=export.project).order_by("number"))
     Export.objects.filter(pk=export.pk).update(state=ExportState.RUNNING, total=len(runs), progress=0, error="")
     key = f"exports/{export.pk}.zip"
     fd, path = tempfile.mkstemp(suffix=".zip")

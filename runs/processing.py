@@ -144,7 +144,7 @@ def _thumbnail(blob: Blob, meta: dict) -> None:
         image.draft("RGB", (settings.RUNSTORE_THUMBNAIL_SIZE * 2,) * 2)
         image.thumbnail((settings.RUNSTORE_THUMBNAIL_SIZE,) * 2, reducing_gap=2.0)
         if image.mode not in ("RGB", "RGBA", "L", "LA"):
-            image = image.convert("RGBA")
+            image = image.convert("RGBA")  # type: ignore[assignment]  # an Image, no longer the file it came from
         out = io.BytesIO()
         image.save(out, format="PNG", optimize=True)
     _store(blob, "thumbnail", out.getvalue(), "image/png")
@@ -356,7 +356,7 @@ def make_preview(sha256: str) -> str:
     """
     info = BlobInfo.objects.select_related("blob").filter(blob_id=sha256, state=BlobState.READY).first()
     maker = _preview_maker(info.detected_mime_type, info.blob.size) if info else None
-    if maker is None:
+    if maker is None or info is None:
         return "none"
     blob, meta, failure = info.blob, dict(info.metadata), ""
     try:

@@ -159,7 +159,7 @@ def downsample(
     """
     lo = first_step if from_step is None else max(from_step, first_step)
     hi = last_step if to_step is None else min(to_step, last_step)
-    empty = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")}
+    empty: dict[str, list] = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")}
     if lo is None or hi is None or lo > hi:
         return {**empty, "bucket_width": None, "from_step": lo, "to_step": hi}
     if hi - lo + 1 > raw_read_points:

@@ -10,7 +10,9 @@ process through presigned URLs.
 import hashlib
 import io
 import os
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import storages
@@ -62,7 +64,7 @@ class _S3Reader(io.RawIOBase):
         self._obj = storage.bucket.Object(storage._normalize_name(key))
         self._pos = 0
         self._body = None
-        self._size = None
+        self._size: int | None = None
 
     def readable(self):
         return True
@@ -73,7 +75,7 @@ class _S3Reader(io.RawIOBase):
     @property
     def size(self) -> int:
         if self._size is None:
-            self._size = self._obj.content_length
+            self._size = int(self._obj.content_length)
         return self._size
 
     def seek(self, offset, whence=os.SEEK_SET):
@@ -219,9 +221,10 @@ def move(source: str, target: str) -> None:
         storage.delete(source)
         return
     if is_s3(storage):
+        options: dict[str, Any] = settings.STORAGES["blobs"].get("OPTIONS", {})
         _client(storage).copy(
             {"Bucket": storage.bucket_name, "Key": _key(storage, source)}, storage.bucket_name, _key(storage, target),
-            Config=settings.STORAGES["blobs"]["OPTIONS"].get("transfer_config") if "OPTIONS" in settings.STORAGES["blobs"] else None,
+            Config=options.get("transfer_config"),
         )
         storage.delete(source)
     else:

@@ -6,6 +6,7 @@ Queues (``tracker.celery``): ``rollup_series`` on ``ingest``, ``process_blob`` a
 """
 
 import logging
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -16,7 +17,7 @@ from . import cleanup, exports, processing, rollups, usage
 logger = logging.getLogger(__name__)
 
 # Transient failures (lost connection, lock timeout, store hiccup) are retried with backoff.
-RETRY = {
+RETRY: dict[str, Any] = {
     "acks_late": True,
     "autoretry_for": (OperationalError, InterfaceError, DatabaseError, ConnectionError, TimeoutError),
     "retry_backoff": 2,

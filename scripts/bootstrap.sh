@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create the virtualenv and install the server, the client and the test tools.
+# Create the virtualenv and install the server, the client, the test tools and the
+# pinned linters/type checkers (requirements-dev.txt).
 # Idempotent; installs python3-venv first on a bare Debian.
 set -euo pipefail
 PYTHON="${1:-python3}"
@@ -20,4 +21,6 @@ fi
 if [[ -f client/pyproject.toml ]]; then
   "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e './client[test]'
 fi
+# last, so its exact pins win over the client's looser test ranges (mypy)
+"$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r requirements-dev.txt
 echo "bootstrap: $VENV ready ($("$VENV/bin/python" --version))"

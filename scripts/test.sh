@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite: Django checks, server tests on SQLite and on PostgreSQL +
+# The whole suite: import contracts, ruff, mypy, Django checks, server tests on SQLite and on PostgreSQL +
 # TimescaleDB, then the client's tests against a live server. Expects
 # `scripts/services.sh up` to have run (it writes var/services.env).
 set -uo pipefail
@@ -11,11 +11,30 @@ export RUNSTORE_TIMESCALEDB=required  # the PostgreSQL run must exercise the hyp
 mkdir -p var/test-reports && rm -f var/test-reports/*.xml
 status=0
 
+failed_checks=()
 step() { echo; echo "=== $* ==="; }
+check_failed() { status=1; failed_checks+=("$1"); }
+
+# Static checks first: each is its own step and fails the suite (set -e is off on purpose so every
+# step runs and the summary still prints). Tools are pinned in requirements-dev.txt.
+step "import contracts (lint-imports)"
+.venv/bin/lint-imports --no-cache || check_failed "lint-imports"
+
+step "ruff check"
+.venv/bin/ruff check . || check_failed "ruff check"
+
+step "ruff format --check"
+.venv/bin/ruff format --check . || check_failed "ruff format --check"
+
+step "mypy: server (django-stubs, pyproject.toml [tool.mypy])"
+RUNSTORE_TIMESCALEDB=auto .venv/bin/mypy || check_failed "mypy server"
+
+step "mypy: client (--strict, client/pyproject.toml [tool.mypy])"
+(cd client && ../.venv/bin/mypy --strict --cache-dir ../var/mypy-cache-client) || check_failed "mypy client"
 
 step "django checks"
-RUNSTORE_TIMESCALEDB=auto $PY manage.py check --fail-level WARNING || status=1
-RUNSTORE_TIMESCALEDB=auto $PY manage.py makemigrations --check --dry-run || status=1
+RUNSTORE_TIMESCALEDB=auto $PY manage.py check --fail-level WARNING || check_failed "manage.py check"
+RUNSTORE_TIMESCALEDB=auto $PY manage.py makemigrations --check --dry-run || check_failed "makemigrations --check"
 
 step "server tests on SQLite"
 RUNSTORE_TIMESCALEDB=auto DATABASE_URL="sqlite:///$PWD/var/test-sqlite.db" RUNSTORE_TEST_SQLITE_NAME="$PWD/var/test-sqlite-tests.db" \
@@ -32,6 +51,7 @@ if [[ -d client/tests ]]; then
 fi
 
 step "summary"
+for name in "${failed_checks[@]}"; do echo "check failed: $name"; done
 $PY - <<'PYEOF'
 import glob
 import xml.etree.ElementTree as ET

@@ -8,6 +8,7 @@ that needs no server.
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -171,6 +172,7 @@ def _transfer_config():
     return TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunk, max_concurrency=4)
 
 
+_blob_storage: dict[str, Any]
 if RUNSTORE_STORAGE == "s3":
     _blob_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",

@@ -159,7 +159,7 @@ class FieldValueSerializer(serializers.Serializer):
 
 class RunAttributesSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="the run's human id")
-    fields = FieldValueSerializer(many=True)
+    fields = FieldValueSerializer(many=True)  # type: ignore[assignment]  # the JSON key; DRF's metaclass takes it off the class
 
 
 class SeriesBucketsSerializer(serializers.Serializer):
@@ -279,7 +279,7 @@ class ExportListSerializer(serializers.Serializer):
 class RunRowSerializer(RunSerializer):
     """A run of a query page: with ``columns``, ``fields`` holds each chosen column's value."""
 
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # the JSON key, as above
         child=serializers.JSONField(allow_null=True), required=False,
         help_text="column spec (e.g. 'eval/acc', 'train/loss:last') → value; only when columns were chosen",
     )
@@ -331,7 +331,7 @@ class FieldTypeSerializer(serializers.Serializer):
 
 
 class RunFieldsSerializer(serializers.Serializer):
-    fields = FieldTypeSerializer(many=True)
+    fields = FieldTypeSerializer(many=True)  # type: ignore[assignment]  # the JSON key, as above
 
 
 # "from" is a Python keyword, so the suggestions' schema is written out.

@@ -108,7 +108,7 @@ def query_budget(using: str = DEFAULT_DB_ALIAS):
         yield
         return
     fired = False
-    connection._runstore_query_budget = True
+    connection._runstore_query_budget = True  # type: ignore[attr-defined]  # a flag of ours on Django's wrapper
     try:
         if connection.vendor == "sqlite":
             connection.ensure_connection()
@@ -144,4 +144,4 @@ def query_budget(using: str = DEFAULT_DB_ALIAS):
             raise QueryTimeout(limit) from None
         raise QueryDatabaseError(exc) from None
     finally:
-        connection._runstore_query_budget = False
+        connection._runstore_query_budget = False  # type: ignore[attr-defined]

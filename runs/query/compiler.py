@@ -174,7 +174,6 @@ class Compiler:
         values = value if op == "in" else (value,)
         kinds = {_value_type(v) for v in values}
         if aggregate:
-            column = AGGREGATE_COLUMNS.get(aggregate)
             if base == "string_series" and aggregate == "last":
                 return self._string_condition(node, "string_value", Q_type(base))
             if aggregate == "avg":
@@ -183,7 +182,7 @@ class Compiler:
                 return self._numeric(Q_type(base) & Q(finite_count__gt=0), "avg", op, values, annotate=True)
             if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                 return None
-            return self._numeric(Q_type(base), column, op, values)
+            return self._numeric(Q_type(base), AGGREGATE_COLUMNS[aggregate], op, values)
         if base in NUMERIC:
             if kinds != {"number"} or op in ("contains", "matches", "starts_with"):
                 return None
@@ -211,7 +210,7 @@ class Compiler:
             return Q_type(base) & Q(json_value__has_member=value)
         return None
 
-    def _numeric(self, base: Q, column: str, op: str, values, annotate=False) -> Q:
+    def _numeric(self, base: Q, column: str, op: str, values, annotate=False) -> Q | None:
         position = getattr(self, "_value_start", 0)
         if column in _INT_COLUMNS:
             values = _int_operands(op, values, position)

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from django.db.models import Avg, Count, F, FilteredRelation, FloatField, Max, Min, Q, Value
+from django.db.models import Aggregate, Avg, Count, F, FilteredRelation, FloatField, Max, Min, Q, Value
 from django.db.models.functions import Cast, Coalesce
 
 from projects.permissions import require_in_project
@@ -257,7 +257,7 @@ class RunQuery:
                 raise QueryError(f"aggregates need numeric fields; {spec!r} is {'/'.join(sorted(types))}", 0)
             queryset, name = self._value_expression(queryset, spec)
             metrics[spec] = name
-        annotations = {"n": Count("pk")}
+        annotations: dict[str, Aggregate] = {"n": Count("pk")}
         for spec, name in metrics.items():
             annotations[f"{name}_avg"] = Avg(name)
             annotations[f"{name}_min"] = Min(name)
@@ -281,7 +281,7 @@ class RunQuery:
 
 # sys fields that are NOT NULL run columns
 _NOT_NULL_SYS_COLUMNS = {
-    path: column for path, column in {"sys/id": "number", **SYS_RUN_COLUMNS}.items() if not Run._meta.get_field(column).null
+    path: column for path, column in {"sys/id": "number", **SYS_RUN_COLUMNS}.items() if not getattr(Run._meta.get_field(column), "null", False)
 }
 
 # field types (in the project) and series aggregate -> the attribute column an index orders

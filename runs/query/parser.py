@@ -19,6 +19,7 @@ character position (0-based) and what was expected there.
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 AGGREGATES = ("last", "min", "max", "avg", "count")
 KEYWORDS = {"and", "or", "not", "exists", "in", "contains", "matches", "starts", "with", "true", "false"}
@@ -37,7 +38,7 @@ class QuerySyntaxError(ValueError):
 class Token:
     kind: str  # path, string, number, op, lparen, rparen, comma, keyword, end
     text: str
-    value: object
+    value: Any  # str for paths and strings, float for numbers, bool/None for keywords
     start: int
     end: int
 
@@ -57,7 +58,7 @@ class Path:
 class Comparison:
     path: Path
     op: str  # = != < <= > >= contains starts_with matches in
-    value: object  # a literal, or a tuple for "in"
+    value: Any  # a literal, or a tuple for "in"
     value_start: int
 
 
