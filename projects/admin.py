@@ -15,6 +15,13 @@ from .models import (
 )
 
 
+def _become(obj, created) -> None:
+    """Make the admin's unsaved ``obj`` the row a service created, so inlines attach to it."""
+    obj.__dict__.update({k: v for k, v in created.__dict__.items() if k != "_state"})
+    obj._state.adding = False
+    obj._state.db = created._state.db
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -35,6 +42,11 @@ class WorkspaceAdmin(GuardedModelAdmin):
     @admin.display(description="storage used", ordering="_storage")
     def storage_used(self, obj):
         return filesizeformat(obj._storage or 0)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        _become(obj, services.create_workspace(request.user, obj.slug, obj.name))
 
     def save_formset(self, request, form, formset, change):
         # Roles become object permissions through the service, never by hand.
@@ -81,6 +93,21 @@ class ProjectAdmin(GuardedModelAdmin):
     inlines = [ProjectUsageInline]
     search_fields = ("slug", "key", "workspace__slug")
     list_filter = ("workspace",)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is None and "key" in form.base_fields:
+            form.base_fields["key"].required = False  # create_project derives one from the slug
+            form.base_fields["key"].help_text = "Leave empty to derive one from the slug."
+        return form
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        created = services.create_project(
+            request.user, obj.workspace, obj.slug, key=obj.key or None, description=obj.description
+        )
+        _become(obj, created)
 
     @admin.display(description="storage used", ordering="usage__total_bytes")
     def storage_used(self, obj):

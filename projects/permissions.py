@@ -13,13 +13,18 @@ Roles (``projects.models.Role``) are bundles of these actions; see
 :data:`ROLE_ACTIONS`. Superusers may do everything.
 
 Views answer 404 for what the user cannot see and 403 for what they can see
-but may not change: :func:`get_visible_or_404` and :func:`require`.
+but may not change: :func:`get_visible_or_404` and :func:`require`. Both are
+Django's own exceptions (``Http404``, ``PermissionDenied``), which the UI
+renders as pages and the API (``tracker.api.errors``) as JSON errors.
+
+Objects a user keeps for themselves inside a project and may share with it
+(saved views of the run table) follow :func:`scope_owned`/:func:`require_owned`.
 """
 
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
-from rest_framework.exceptions import PermissionDenied
 
 ACTIONS = ("view", "write", "manage")
 ROLE_ACTIONS = {
@@ -96,12 +101,17 @@ def visible_project_ids(user, action: str = "view"):
     return scope_projects(Project.objects.all(), user, action).values("pk")
 
 
-def scope_by_project(queryset, user, action: str = "view", field: str = "project"):
-    """Scope any model that belongs to a project (runs, attributes, files) by its project."""
+def scope_by_project(queryset, user, action: str = "view", field: str = "project", *, deferred: bool = False):
+    """Scope any model that belongs to a project (runs, attributes, files) by its project.
+
+    With ``deferred``, a signed-in caller's queryset is left unfiltered because every object taken
+    from it is checked by :func:`require_on_project` (one query) before use: the batch endpoint's
+    look-up by key then carries no permission subquery. Anonymous callers still get nothing.
+    """
     _check_action(action)
     if _is_anonymous(user):
         return queryset.none()
-    if user.is_superuser:
+    if user.is_superuser or deferred:
         return queryset
     return queryset.filter(Q(**{f"{field}__in": visible_project_ids(user, action)}))
 
@@ -208,3 +218,34 @@ def get_visible_or_404(queryset, user, **lookup):
     if obj is None:
         raise Http404(f"No {queryset.model._meta.verbose_name} matches the given query.")
     return obj
+
+
+def scope_owned(queryset, user, action: str = "view", *, project_field="project", owner_field="owner", shared_field="shared"):
+    """Objects kept by one user inside a project and shareable with it (saved views).
+
+    ``view``: the owner's own and the shared ones, in projects ``user`` may view. ``write`` and
+    ``manage`` (change, delete): the owner's own only; sharing is decided by :func:`require_may_share`.
+    """
+    _check_action(action)
+    if _is_anonymous(user):
+        return queryset.none()
+    mine = Q(**{owner_field: user})
+    visible = mine | Q(**{shared_field: True}) if action == "view" else mine
+    return scope_by_project(queryset.filter(visible), user, "view", field=project_field)
+
+
+def require_owned(user, action: str, *, owner_id, shared: bool, project, noun: str = "object") -> None:
+    """The rule of :func:`scope_owned` for one object: 404 unless ``user`` may see it (its owner, or
+    shared in a project they may view), 403 when they may see it but ``action`` needs its owner."""
+    _check_action(action)
+    mine = not _is_anonymous(user) and owner_id == user.pk
+    if not (mine or shared) or not can(user, "view", project):
+        raise Http404(f"No {noun} matches the given query.")
+    if action != "view" and not mine:
+        raise PermissionDenied(f"Only its owner may change or delete this {noun}.")
+
+
+def require_may_share(user, project) -> None:
+    """Sharing something with a project is a change others will see: it needs ``write`` there (contributor)."""
+    if not can(user, "write", project):
+        raise PermissionDenied("Sharing with the project needs the right to write there (contributor).")

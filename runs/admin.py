@@ -1,7 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
 from . import series as series_store
+from . import services
 from .models import (
     Attribute,
     AttributeType,
@@ -31,13 +32,40 @@ class AttributeInline(admin.TabularInline):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
+    """Runs change through ``runs.services`` as everywhere else: an edit is ``update_run`` (a final
+    state sets ``finished_at``), a delete moves the run to the trash, and "purge now" removes it."""
+
     list_display = ("__str__", "name", "project", "owner", "state", "created_at", "deleted_at")
     list_filter = ("state", "project")
     list_select_related = ("project", "project__workspace", "owner")
     search_fields = ("name", "custom_run_id", "project__key")
-    readonly_fields = ("uuid", "number", "created_at")
-    raw_id_fields = ("project", "owner")
+    fields = ("uuid", "project", "number", "name", "description", "state", "owner", "custom_run_id",
+              "created_at", "modified_at", "ping_at", "finished_at", "deleted_at")
+    editable = ("name", "description", "state")
+    readonly_fields = ("uuid", "project", "number", "owner", "custom_run_id", "created_at", "modified_at", "ping_at",
+                       "finished_at", "deleted_at")
     inlines = [AttributeInline]
+    actions = ["purge_now"]
+
+    def has_add_permission(self, request):
+        return False  # runs are made by clients through the API (services.create_run)
+
+    def save_model(self, request, obj, form, change):
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in self.editable}
+        if changes:
+            services.update_run(request.user, obj, **changes)
+
+    def delete_model(self, request, obj):
+        services.delete_run(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for run in queryset.select_related("project"):
+            services.delete_run(request.user, run)
+
+    @admin.action(description="Purge now (remove the runs and their data; no undo)")
+    def purge_now(self, request, queryset):
+        purged = sum(services.purge_run(request.user, run) for run in queryset.select_related("project"))
+        self.message_user(request, f"Purged {purged} run(s).", messages.SUCCESS)
 
 
 @admin.register(Attribute)

@@ -1,10 +1,10 @@
-class RunRefConverter:
-    """A run in a URL: its UUID, or ``workspace/project/KEY-N``."""
+from .refs import HUMAN_ID_PATTERN, SLUG_PATTERN, UUID_PATTERN
 
-    regex = (
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-        r"|[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Z][A-Z0-9]{1,9}-[0-9]{1,18}"
-    )
+
+class RunRefConverter:
+    """A run in a URL: its UUID, or ``workspace/project/KEY-N`` (read by ``runs.refs.parse_run_ref``)."""
+
+    regex = f"{UUID_PATTERN}|{SLUG_PATTERN}/{SLUG_PATTERN}/{HUMAN_ID_PATTERN}"
 
     def to_python(self, value):
         return value

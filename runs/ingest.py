@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from . import rollups
 from . import series as series_store
-from .errors import BatchError
+from .errors import ApiError, BatchError
 from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, Upload
 from .paths import RUN_COLUMN_PATHS, PathError, file_name_error, is_writable, relpath_error, validate_path
 
@@ -639,8 +639,24 @@ def _claim_batch(cursor, run: Run, stream: str, seq: int, op_count: int, now) ->
     return cursor.fetchone() is not None
 
 
+def parse_envelope(body) -> tuple[str, int, object]:
+    """A batch body's ``stream``, ``seq`` and (still unchecked) ``ops``; a 400 naming what is wrong."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid", "the body must be an object with stream, seq and ops")
+    stream, seq = body.get("stream"), body.get("seq")
+    if not isinstance(stream, str) or not 1 <= len(stream) <= 64:
+        raise ApiError(400, "invalid", "stream: must be a string of 1-64 characters", field="stream")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        raise ApiError(400, "invalid", "seq: must be an integer from 0 to 2**63-1", field="seq")
+    if "ops" not in body:
+        raise ApiError(400, "invalid", "ops: is required", field="ops")
+    return stream, seq, body["ops"]
+
+
 def apply_batch(run: Run, *, stream: str, seq: int, raw_ops) -> dict:
-    """Validate and apply one batch to ``run`` atomically; idempotent per ``(stream, seq)``."""
+    """Validate and apply one batch to ``run`` atomically; idempotent per ``(stream, seq)``.
+
+    The engine under ``runs.services.apply_batch``, which checks the caller's rights first."""
     ops = parse_ops(raw_ops)
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from projects.models import Project
 
-from .querysets import AttributeQuerySet, RunQuerySet
+from .querysets import AttributeQuerySet, ExportQuerySet, RunQuerySet, SavedViewQuerySet
 
 
 class RunState(models.TextChoices):
@@ -254,6 +254,8 @@ class SavedView(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    objects = SavedViewQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["project", "owner", "name"], name="saved_view_name_unique")]
@@ -372,6 +374,8 @@ class Export(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExportQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

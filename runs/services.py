@@ -2,25 +2,43 @@
 
 import mimetypes
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from rest_framework.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.http import Http404
 from django.utils import timezone
 
 from projects import permissions
 from projects.models import Project
 
+from . import exports, ingest, processing, storage
 from .errors import ApiError
-from .ingest import apply_batch, record_fields
-from .models import Attribute, AttributeType, Blob, Run, RunState, SavedView, Upload
+from .ingest import record_fields
+from .models import Attribute, AttributeType, Blob, Export, PendingUpload, Run, RunState, SavedView, Upload
 from .paths import safe_file_name
-from . import processing
 from .storage import save_blob
 
-__all__ = ["apply_batch", "create_run", "update_run", "delete_run", "restore_run", "store_upload", "ping_run"]
+__all__ = [
+    "apply_batch", "create_run", "update_run", "tag_runs", "delete_run", "restore_run", "purge_run", "ping_run", "store_upload",
+    "start_direct_upload", "complete_upload", "request_export", "save_view", "delete_view",
+]
 
 FINAL_STATES = {RunState.FINISHED, RunState.FAILED, RunState.ABORTED}
+
+
+def apply_batch(user, run: Run, *, stream: str, seq: int, raw_ops) -> dict:
+    """Apply one batch of operations to ``run`` as ``user`` (see :func:`apply_batch_body`)."""
+    return apply_batch_body(user, run, {"stream": stream, "seq": seq, "ops": raw_ops})
+
+
+def apply_batch_body(user, run: Run, body, *, ref: str | None = None) -> dict:
+    """Apply the batch endpoint's ``body`` to ``run``: 404 unless ``user`` may view its project, 403
+    unless they may write there (one query, ``require_on_project``: this runs for every batch), and
+    only then is the body read, so a caller without access learns nothing from a malformed one."""
+    permissions.require_on_project(user, "write", run.project_id, not_found=f"run {ref!r} not found" if ref else "run not found")
+    stream, seq, raw_ops = ingest.parse_envelope(body)
+    return ingest.apply_batch(run, stream=stream, seq=seq, raw_ops=raw_ops)
 
 
 def _allocate_number(project: Project) -> int:
@@ -60,7 +78,24 @@ def create_run(user, project: Project, *, name="", description="", tags=(), cust
 
 
 def update_run(user, run: Run, **changes) -> Run:
+    """Change a run's name, description, state (a final state sets ``finished_at``) or tags."""
     permissions.require(user, "write", run.project)
+    return _change_run(run, **changes)
+
+
+def tag_runs(user, project: Project, runs, *, add=(), remove=()) -> list[Run]:
+    """Add and remove tags on runs of ``project`` (the run table's bulk action); one permission check
+    for all of them, runs of other projects are left alone."""
+    permissions.require(user, "write", project)
+    runs = [run for run in runs if run.project_id == project.pk]
+    current = {a.run_id: a.json_value for a in Attribute.objects.filter(run__in=runs, path="sys/tags")}
+    for run in runs:
+        tags = (set(current.get(run.pk) or []) | set(add)) - set(remove)
+        _change_run(run, tags=sorted(tags))
+    return runs
+
+
+def _change_run(run: Run, **changes) -> Run:
     now = timezone.now()
     fields = ["modified_at"]
     for name in ("name", "description"):
@@ -126,14 +161,109 @@ def store_upload(user, run: Run, uploaded) -> Blob:
     name, mime = upload_name(uploaded), upload_mime_type(uploaded)
     blob = Blob(sha256=sha256, size=uploaded.size, mime_type=mime)
     save_blob(blob.storage_key, uploaded)
+    return _record_upload(run, sha256=sha256, size=uploaded.size, name=name, mime=mime)
+
+
+def _record_upload(run: Run, *, sha256: str, size: int, name: str, mime: str, pending=None) -> Blob:
+    """The rows of stored content uploaded to ``run`` (its bytes already at the blob's key), and its
+    processing queued when the blob is new or was processed for another project's upload only."""
     with transaction.atomic():
-        blob, created = Blob.objects.get_or_create(sha256=sha256, defaults={"size": uploaded.size, "mime_type": mime})
+        blob, created = Blob.objects.get_or_create(sha256=sha256, defaults={"size": size, "mime_type": mime})
         upload, created_upload = Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
         if not created_upload and (upload.name, upload.mime_type) != (name, mime):
             Upload.objects.filter(pk=upload.pk).update(name=name, mime_type=mime)  # the latest upload names it
+        if pending is not None:
+            pending.delete()
         if created or processing.processed_before_upload(blob.pk, run.project_id):
             processing.enqueue(blob.sha256)  # bytes another project uploaded are processed again for this one
     return blob
+
+
+def start_direct_upload(user, run: Run, *, sha256: str, size: int, name: str = "", mime_type: str = "") -> tuple[dict, bool]:
+    """Start an upload straight to the S3 store; returns (the answer, whether an upload was started).
+
+    Content this project already uploaded needs no upload (it is recorded for ``run`` at once);
+    whether another project holds the same bytes is never revealed. Otherwise a pending upload gets
+    one presigned PUT, or presigned parts above RUNSTORE_MULTIPART_THRESHOLD."""
+    permissions.require(user, "write", run.project)
+    if not storage.is_s3():
+        raise ApiError(409, "direct_upload_unavailable", "blob storage is a local folder: POST the file to uploads", field="storage")
+    blob = Blob.objects.filter(pk=sha256, size=size).first()
+    if blob is not None and Upload.objects.filter(run__project_id=run.project_id, blob=blob).exists():
+        mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
+        return {"exists": True, "sha256": blob.sha256, "size": size, "name": name, "mime_type": mime}, False
+    pending = PendingUpload(run=run, sha256=sha256, size=size, name=name, mime_type=mime_type)
+    pending.staging_key = f"staging/{pending.id}"
+    body = {"exists": False, "upload_id": str(pending.id), "expires_in": storage.url_expiry()}
+    if size > settings.RUNSTORE_MULTIPART_THRESHOLD:
+        upload_id, part_size, urls = storage.start_multipart(pending.staging_key, size)
+        pending.multipart_id = upload_id
+        body.update({"method": "PUT", "part_size": part_size, "parts": [{"part_number": i + 1, "url": u} for i, u in enumerate(urls)]})
+    else:
+        body.update({"method": "PUT", "url": storage.presigned_put(pending.staging_key)})
+    pending.save()
+    return body, True
+
+
+def complete_upload(user, run: Run, upload_id, *, parts=None) -> dict:
+    """Finish a direct upload of ``run``: the object is read back (streamed), its SHA-256 and size
+    checked, and moved to its content address; returns what the caller sent (never what a shared
+    blob row says, which another project may have made)."""
+    permissions.require(user, "write", run.project)
+    pending = PendingUpload.objects.filter(pk=upload_id, run=run).first()
+    if pending is None:
+        raise Http404("no such upload in progress")
+    if pending.multipart_id:
+        if not parts:
+            raise ApiError(400, "invalid", "parts: the part numbers and ETags are required", field="parts")
+        try:
+            storage.complete_multipart(pending.staging_key, pending.multipart_id, parts)
+        except Exception as exc:
+            raise ApiError(400, "upload_incomplete", f"the store refused to complete the upload: {exc}", field="parts")
+    try:
+        digest, size, head = storage.hash_blob(pending.staging_key)
+    except Exception:
+        raise ApiError(409, "upload_incomplete", "nothing was uploaded to the URL yet", field="upload_id")
+    if digest != pending.sha256 or size != pending.size:
+        storage.delete_key(pending.staging_key)
+        pending.delete()
+        raise ApiError(
+            400, "hash_mismatch", f"uploaded content hashes to {digest} ({size} bytes), not {pending.sha256} ({pending.size} bytes)",
+            field="sha256",
+        )
+    if size > settings.RUNSTORE_MAX_UPLOAD_BYTES:
+        storage.delete_key(pending.staging_key)
+        pending.delete()
+        raise ApiError(
+            413, "upload_too_large", f"size: {size} bytes is above the upload limit of {settings.RUNSTORE_MAX_UPLOAD_BYTES} bytes",
+            field="size", limit=settings.RUNSTORE_MAX_UPLOAD_BYTES,
+        )
+    mime = pending.mime_type or processing.sniff(head, pending.name)
+    storage.move(pending.staging_key, Blob(sha256=digest, size=size, mime_type=mime).storage_key)
+    _record_upload(run, sha256=digest, size=size, name=pending.name, mime=mime, pending=pending)
+    return {"sha256": digest, "size": size, "name": pending.name, "mime_type": mime}
+
+
+def request_export(user, project: Project, run: Run | None = None) -> Export:
+    """Queue a ZIP export of ``project`` (or of one of its runs); the task builds it after commit."""
+    permissions.require(user, "view", project)
+    if run is not None and run.project_id != project.pk:
+        raise ValueError("the run is not in the exported project")
+    with transaction.atomic():
+        export = Export.objects.create(project=project, run=run, requested_by=user)
+        exports.enqueue(export)
+    return export
+
+
+def purge_run(user, run: Run) -> bool:
+    """Remove a run and everything only it holds now, instead of after RUNSTORE_TRASH_DAYS in the
+    trash: for those who manage its project (the admin's "purge now"). It passes through the trash."""
+    permissions.require(user, "manage", run.project)
+    from . import cleanup
+
+    Run.objects.filter(pk=run.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    return cleanup.purge_run(run.pk)
 
 
 def restore_run(user, run: Run) -> None:
@@ -147,7 +277,7 @@ def save_view(user, project: Project, *, name: str, shared: bool, columns: list,
     needs the right to write there (contributor), like any change others will see."""
     permissions.require(user, "view", project)
     if shared:
-        permissions.require(user, "write", project)
+        permissions.require_may_share(user, project)
     view, _ = SavedView.objects.update_or_create(
         project=project, owner=user, name=name,
         defaults={"shared": shared, "columns": columns, "query": query, "sort": sort, "group_by": group_by},
@@ -155,8 +285,9 @@ def save_view(user, project: Project, *, name: str, shared: bool, columns: list,
     return view
 
 
-def delete_view(user, view) -> None:
+def delete_view(user, view: SavedView) -> None:
     """Only a view's owner may delete it (a shared view is others' to read, not to remove)."""
-    if view.owner_id != user.pk:
-        raise PermissionDenied("Only its owner may delete a view.")
+    permissions.require_owned(
+        user, "manage", owner_id=view.owner_id, shared=view.shared, project=view.project, noun="saved view"
+    )
     view.delete()

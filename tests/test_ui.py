@@ -93,7 +93,7 @@ def test_fifty_columns_of_a_hundred_rows_render_in_a_bounded_number_of_queries(
     paths = [f"metrics/m{i:02d}" for i in range(44)]
     for index in range(100):
         run, _ = services.create_run(owner, project, name=f"r{index}")
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": p, "value": index + i / 100} for i, p in enumerate(paths)])
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": p, "value": index + i / 100} for i, p in enumerate(paths)])
     columns = "&".join(f"c={p}" for p in ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/tags", *paths])
     with django_assert_max_num_queries(14):
         response = logged_in.get(f"/w/acme/vision/?per=100&sort=-metrics/m03&{columns}")
@@ -107,7 +107,7 @@ def test_fifty_columns_of_a_hundred_rows_render_in_a_bounded_number_of_queries(
 def test_sort_by_attribute_path_and_sys_columns(logged_in, project, owner):
     for lr in (0.3, 0.1, 0.2):
         run, _ = services.create_run(owner, project, name=f"lr-{lr}")
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": "parameters/lr", "value": lr}])
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": "parameters/lr", "value": lr}])
     services.create_run(owner, project, name="no-lr")
     html = logged_in.get("/w/acme/vision/?c=sys/name&c=parameters/lr&sort=parameters/lr").content.decode()
     order = [html.index(f">{name}<") for name in ("lr-0.1", "lr-0.2", "lr-0.3", "no-lr")]
@@ -246,7 +246,7 @@ def test_compare_view_charts_diff_and_values(logged_in, project, owner, django_a
     runs = []
     for index in range(3):
         run, _ = services.create_run(owner, project, name=f"c{index}")
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
             {"op": "assign", "path": "parameters", "value": {"lr": 0.1 * (index + 1), "seed": 7}},
             {"op": "append", "path": "train/loss", "values": [1.0, 0.5]},
         ])
@@ -345,7 +345,7 @@ def test_admin_lists_every_model(client, db):
 def swept(project, owner):
     for index, (optimizer, lr) in enumerate([("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.001)]):
         run, _ = services.create_run(owner, project, name=f"{optimizer}-{index}")
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
             {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr}},
             {"op": "assign", "path": "eval/acc", "value": 0.5 + index / 10},
         ])
@@ -417,7 +417,7 @@ def many_runs(project, owner):
     runs = []
     for index in range(70):
         run, _ = services.create_run(owner, project, name=f"m{index}")
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
             {"op": "assign", "path": "parameters", "value": {"optimizer": "adam" if index < 60 else "sgd", "lr": (index * 37) % 70 / 100}},
         ])
         runs.append(run)
@@ -493,7 +493,7 @@ def track(run, field, files: dict[str, bytes], location="file:///data/train"):
     """What the client's ``track_files`` records for a directory of ``files``."""
     entries = [(name, hashlib.sha256(content).hexdigest(), len(content)) for name, content in sorted(files.items())]
     overall = hashlib.sha256("".join(f"{r}\0{s}\0{n}\n" for r, s, n in entries).encode()).hexdigest()
-    services.apply_batch(run, stream="track", seq=0, raw_ops=[
+    services.apply_batch(run.owner, run, stream="track", seq=0, raw_ops=[
         {"op": "assign", "path": field, "value": {"hash": overall, "size": sum(e[2] for e in entries), "file_count": len(entries), "location": location}},
         {"op": "assign", "path": f"{field}/files", "value": [f"{r}:{s}:{n}" for r, s, n in entries], "type": "string_set"},
     ])
@@ -579,7 +579,7 @@ def test_lineage_of_uploaded_files_by_blob_in_a_bounded_number_of_queries(
     ops[model].append({"op": "upload_set", "path": "samples", "files": samples})
     ops[partial].append({"op": "upload_set", "path": "subset", "files": subset})
     for run, run_ops in ops.items():
-        services.apply_batch(run, stream="files", seq=0, raw_ops=run_ops)
+        services.apply_batch(run.owner, run, stream="files", seq=0, raw_ops=run_ops)
     client = ui_for(viewer)
     with django_assert_max_num_queries(12):
         fragment = lineage(client, model).content.decode()

@@ -30,15 +30,3 @@ def int_param(
         raise ParameterError(name, f"must be an integer from {minimum} to {maximum}, got {value}")
     return value
 
-
-def parse_run_number(ref: str, key: str, param: str | None = None) -> int | None:
-    """The number of a human run id ``KEY-N`` of the project with ``key``; None when it is not one.
-    With ``param``, a number too large for any run is a 400 naming that parameter."""
-    prefix, _, number = ref.strip().rpartition("-")
-    if prefix != key or not number.isdigit():
-        return None
-    if len(number) > 18:
-        if param:
-            raise ParameterError(param, f"{ref.strip()[:40]!r} has a run number beyond 64 bits")
-        return None
-    return int(number)

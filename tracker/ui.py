@@ -15,10 +15,23 @@ def template_for(request, template: str, partial: str | None = None) -> str:
 
 @method_decorator(vary_on_headers("HX-Request"), name="dispatch")
 class ScopedUIViewMixin(LoginRequiredMixin):
-    """UI views must scope what they show through ``scoped_queryset()`` (the permission module)."""
+    """The base of every UI view that shows or changes data: it declares what the user may reach.
+
+    ``scoped_queryset()`` (built with ``.for_user()``, the permission module) is evaluated at
+    dispatch, before any handler runs, so a scope that raises (404 for an invisible project) stops
+    every method, and a view that declares none fails instead of showing unscoped data.
+    ``get_queryset()`` returns that scope.
+    """
 
     def scoped_queryset(self):
         raise ImproperlyConfigured(f"{type(self).__name__} must define scoped_queryset() using .for_user()")
 
+    def dispatch(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return self.handle_no_permission()
+        self._scope = self.scoped_queryset()
+        return super().dispatch(request, *args, **kwargs)
+
     def get_queryset(self):
-        return self.scoped_queryset()
+        scope = getattr(self, "_scope", None)
+        return scope.all() if scope is not None else self.scoped_queryset()

@@ -1,24 +1,15 @@
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
 
 from projects.models import Project
-from tracker.params import INT64_MAX, int_param, parse_run_number
+from tracker.params import INT64_MAX, int_param
 from tracker.ui import ScopedUIViewMixin
 
 from ..models import Run
+from ..refs import parse_run_ref
 
 COMPARE_MAX_RUNS = 50
 MAX_PAGE = 10**9  # beyond any table; keeps page * size inside 64 bits
-
-
-def _writes(user, action, obj):
-    """Run a domain write; turn the service layer's permission error into the UI's 403."""
-    try:
-        return action()
-    except ApiPermissionDenied as exc:
-        raise PermissionDenied(str(exc.detail))
 
 
 class ProjectScopedMixin(ScopedUIViewMixin):
@@ -36,24 +27,25 @@ class ProjectScopedMixin(ScopedUIViewMixin):
 
     def get_run(self, run_id: str) -> Run:
         project = self.get_project()
-        number = parse_run_number(run_id, project.key)
-        if number is None:
+        ref = parse_run_ref(run_id, project=project)
+        if ref is None or ref.number is None:
             raise Http404("no such run")
-        run = get_object_or_404(self.get_queryset(), number=number)
+        run = get_object_or_404(self.get_queryset(), number=ref.number)
         run.project = project
         return run
 
-    def runs_by_ids(self, ids: list[str], limit: int = COMPARE_MAX_RUNS, param: str = "runs") -> list[Run]:
+    def runs_by_ids(self, ids: list[str], limit: int = COMPARE_MAX_RUNS, param: str = "runs", queryset=None) -> list[Run]:
         """Visible runs of this project by human id (``VIS-3``), in the given order, at most ``limit``;
-        ids of other projects are skipped, a run number beyond 64 bits is a 400 naming ``param``."""
+        ids of other projects are skipped, a run number beyond 64 bits is a 400 naming ``param``.
+        ``queryset``: where to look instead of the view's scope (the trash)."""
         project = self.get_project()
         numbers = []
-        for ref in ids:
-            number = parse_run_number(ref, project.key, param)
-            if number is not None and number not in numbers:
-                numbers.append(number)
+        for raw in ids:
+            ref = parse_run_ref(raw, project=project, param=param)
+            if ref is not None and ref.number is not None and ref.number not in numbers:
+                numbers.append(ref.number)
         numbers = numbers[:limit]
-        found = {r.number: r for r in self.get_queryset().filter(number__in=numbers)}
+        found = {r.number: r for r in (self.get_queryset() if queryset is None else queryset).filter(number__in=numbers)}
         runs = [found[n] for n in numbers if n in found]
         for run in runs:
             run.project = project

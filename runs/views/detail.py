@@ -18,7 +18,7 @@ from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
 from ..models import Attribute, AttributeType, FileEntry, StringPoint
-from .base import MAX_PAGE, ProjectScopedMixin, _int_param, _writes
+from .base import MAX_PAGE, ProjectScopedMixin, _int_param
 
 CHARTS_PER_PAGE = 24
 FIELDS_PER_NAMESPACE = 200
@@ -149,7 +149,7 @@ class RunEditView(ProjectScopedMixin, View):
         if not form.is_valid():
             return HttpResponse(form.errors.as_text(), status=400)
         changes = {k: v for k, v in form.cleaned_data.items() if k in request.POST}
-        _writes(request.user, lambda: services.update_run(request.user, run, **changes), run)
+        services.update_run(request.user, run, **changes)
         if not request.htmx:
             return redirect("runs:run_detail", workspace, project, run_id)
         context = {"run": run, "project": self.get_project(), "can_write": True, **header_context(run)}

@@ -3,14 +3,13 @@ import json
 from urllib.parse import quote_plus, urlencode
 
 from django.contrib import messages
-from django.db.models import Q
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 from django_htmx.http import HttpResponseClientRedirect
-from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
 
 from projects import permissions
 from tracker.params import int_param
@@ -18,10 +17,10 @@ from tracker.ui import template_for
 
 from .. import services, table
 from ..forms import BulkActionForm, SavedViewForm
-from ..models import Attribute, Run, SavedView
+from ..models import Run, SavedView
 from ..query import QueryError, QuerySyntaxError, QueryTimeout, RunQuery, query_budget
 from ..query.budget import retry_after_seconds
-from .base import MAX_PAGE, ProjectScopedMixin, _int_param, _writes
+from .base import MAX_PAGE, ProjectScopedMixin, _int_param
 
 LIVE_MAX_ROWS = 100  # running rows one poll of the run table refreshes (those on screen first)
 GROUPS_SHOWN = 25
@@ -89,7 +88,7 @@ class RunListView(ProjectScopedMixin, View):
     template_name = "runs/run_list.html"
 
     def saved_views(self):
-        return SavedView.objects.filter(project=self.get_project()).filter(Q(owner=self.request.user) | Q(shared=True)).select_related("owner")
+        return SavedView.objects.for_user(self.request.user, "view").filter(project=self.get_project()).select_related("owner")
 
     def state(self, params) -> TableState:
         saved = None
@@ -116,7 +115,7 @@ class RunListView(ProjectScopedMixin, View):
             error = {"message": exc.message, "position": exc.position, "expected": getattr(exc, "expected", None)}
             if exc.position is not None and state.query:
                 error["marked"] = state.query + "\n" + " " * min(exc.position, len(state.query)) + "^"
-        except ApiPermissionDenied:
+        except PermissionDenied:
             raise Http404("no such project")
         try:
             # the filter (or a column/sort spec) was bad: show the error over the unfiltered table
@@ -324,29 +323,26 @@ class RunListView(ProjectScopedMixin, View):
         user = request.user
         project_obj = self.get_project()
         if action in ("delete", "restore", "tag", "untag"):
-            _writes(user, lambda: permissions.require(user, "write", project_obj), project_obj)
+            permissions.require(user, "write", project_obj)
         undo = []
         if action == "delete":
             for run in runs:
-                _writes(user, lambda run=run: services.delete_run(user, run), run)
+                services.delete_run(user, run)
             undo = [r.human_id for r in runs]
             message = f"Moved {len(runs)} run(s) to the trash."
         elif action == "restore":
-            deleted = Run.objects.filter(project=project_obj, deleted_at__isnull=False)
-            numbers = [int(i.rpartition("-")[2]) for i in form.cleaned_data["runs"] if i.rpartition("-")[2].isdigit()]
-            restored = list(deleted.filter(number__in=numbers))
+            trashed = Run.objects.for_user(user, "view", trashed=True).filter(project=project_obj)
+            ids = form.cleaned_data["runs"]
+            restored = self.runs_by_ids(ids, limit=len(ids), queryset=trashed)
             for run in restored:
-                _writes(user, lambda run=run: services.restore_run(user, run), run)
+                services.restore_run(user, run)
             message = f"Restored {len(restored)} run(s)."
         else:
             tag = form.cleaned_data["tag"]
             if not tag:
                 return HttpResponse("a tag is required", status=400)
-            tag_rows = {a.run_id: a.json_value for a in Attribute.objects.filter(run__in=runs, path="sys/tags")}
-            for run in runs:
-                tags = set(tag_rows.get(run.pk) or [])
-                tags = tags | {tag} if action == "tag" else tags - {tag}
-                _writes(user, lambda run=run, tags=tags: services.update_run(user, run, tags=sorted(tags)), run)
+            add, remove = ([tag], []) if action == "tag" else ([], [tag])
+            services.tag_runs(user, project_obj, runs, add=add, remove=remove)
             message = f"{'Tagged' if action == 'tag' else 'Untagged'} {len(runs)} run(s) “{tag}”."
         if not request.htmx:
             messages.success(request, message)
@@ -358,19 +354,17 @@ class RunListView(ProjectScopedMixin, View):
 
 
 class TrashView(ProjectScopedMixin, View):
+    """The project's runs in the trash, newest deletion first."""
+
+    def scoped_queryset(self):
+        return Run.objects.for_user(self.request.user, "view", trashed=True).filter(project=self.get_project())
+
     def get(self, request, workspace, project):
         project_obj = self.get_project()
-        deleted = (
-            scoped_deleted(request.user, project_obj).select_related("owner").order_by("-deleted_at")[:200]
-        )
+        deleted = self.get_queryset().select_related("owner").order_by("-deleted_at")[:200]
         for run in deleted:
             run.project = project_obj
         return TemplateResponse(request, "runs/trash.html", {"project": project_obj, "runs": deleted})
-
-
-def scoped_deleted(user, project):
-    """Soft-deleted runs of a project the user may view (the trash)."""
-    return permissions.scope_by_project(Run.objects.filter(project=project, deleted_at__isnull=False), user, "view")
 
 
 class ColumnChooserView(ProjectScopedMixin, View):
@@ -394,8 +388,8 @@ class SavedViewView(ProjectScopedMixin, View):
         project_obj = self.get_project()
         if request.POST.get("delete"):
             view_id = int_param(request.POST, "delete", minimum=1)
-            view = get_object_or_404(SavedView.objects.filter(project=project_obj).filter(Q(owner=request.user) | Q(shared=True)), pk=view_id)
-            _writes(request.user, lambda: services.delete_view(request.user, view), view)
+            view = get_object_or_404(SavedView.objects.for_user(request.user, "view").filter(project=project_obj), pk=view_id)
+            services.delete_view(request.user, view)
             target = reverse("runs:run_list", args=[workspace, project])
         else:
             form = SavedViewForm(request.POST)
@@ -404,10 +398,10 @@ class SavedViewView(ProjectScopedMixin, View):
             data = form.cleaned_data
             widths = data["widths"]
             columns = [{"path": p, "width": widths.get(p)} for p in table.parse_columns(data["c"])]
-            view = _writes(request.user, lambda: services.save_view(
+            view = services.save_view(
                 request.user, project_obj, name=data["name"], shared=data["shared"], columns=columns,
                 query=data["q"], sort=data["sort"], group_by=data["group"],
-            ), project_obj)
+            )
             target = reverse("runs:run_list", args=[workspace, project]) + f"?view={view.pk}"
         if request.htmx:
             return HttpResponseClientRedirect(target)

@@ -32,7 +32,7 @@ def world(django_user_model):
     sweep = [("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.001), ("adamw", 0.003)]
     for index, (optimizer, lr) in enumerate(sweep):
         run, _ = services.create_run(owner, project, name=f"{optimizer}-lr{lr}", tags=["sweep"] if index % 2 else [])
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
             {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr, "seed": 7}},
             {"op": "assign", "path": "eval/acc", "value": 0.6 + index / 20},
             {"op": "append", "path": "train/loss", "values": [math.exp(-s / (300 + 50 * index)) + (0.3 if s % 97 == 0 else 0) for s in range(3000)]},
@@ -42,7 +42,7 @@ def world(django_user_model):
             services.update_run(owner, run, state="finished")
         if index >= 3:
             # the last two runs tracked the same data set (what the client's track_files records)
-            services.apply_batch(run, stream="track", seq=0, raw_ops=[
+            services.apply_batch(run.owner, run, stream="track", seq=0, raw_ops=[
                 {"op": "assign", "path": "data/train", "value": {"hash": "ab12" * 16, "size": 52_428_800, "file_count": 1200, "location": "file:///data/imagenet-subset"}},
             ])
     return project
@@ -205,7 +205,7 @@ def test_run_table_scrolls_into_more_rows_and_groups_load_more(page, live_server
     project = project_services.create_project(owner, workspace, "vision", key="VIS")
     for index in range(60):
         run, _ = services.create_run(owner, project, name=f"r{index:02d}")
-        services.apply_batch(run, stream="s", seq=0, raw_ops=[
+        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
             {"op": "assign", "path": "parameters", "value": {"optimizer": "adam" if index < 45 else "sgd", "lr": index / 100}},
         ])
     login(page, live_server)

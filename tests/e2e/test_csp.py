@@ -37,6 +37,7 @@ def world(django_user_model):
     for index, lr in enumerate((0.1, 0.01)):
         run, _ = services.create_run(owner, project, name=f"lr{lr}")
         services.apply_batch(
+            owner,
             run,
             stream="s",
             seq=0,

@@ -42,7 +42,7 @@ def run_with_reports(django_user_model, settings, tmp_path):
         blob = services.store_upload(owner, run, upload)
         processing.process_blob(blob.sha256)
         ops.append({"op": "upload", "path": path, "sha256": blob.sha256, "name": name})
-    services.apply_batch(run, stream="s", seq=0, raw_ops=ops)
+    services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=ops)
     return run
 
 

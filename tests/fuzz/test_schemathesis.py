@@ -61,7 +61,7 @@ def _seed(owner):
         {"op": "upload", "path": "image", "sha256": dot, "name": "dot.png"},
         {"op": "upload_set", "path": "data", "files": [{"relpath": "x/notes.txt", "sha256": notes}]},
     ]
-    run_services.apply_batch(run, stream="seed", seq=0, raw_ops=ops)
+    run_services.apply_batch(run.owner, run, stream="seed", seq=0, raw_ops=ops)
     export = Export.objects.create(project=project, run=run, requested_by=owner)
     doomed, _ = run_services.create_run(owner, project, name="to delete")
     return workspace, project, run, export, doomed

@@ -1,7 +1,6 @@
 """What the run endpoints share: the run look-up by reference, query parameters and the query engine's answers."""
 
 import json
-import uuid as uuid_module
 
 from django.db.models import Prefetch
 from django.http import Http404
@@ -22,6 +21,7 @@ from ...query import (
     query_budget,
 )
 from ...query.budget import retry_after_seconds
+from ...refs import parse_run_ref
 from ..serializers import (
     FileQuerySerializer,
 )
@@ -44,16 +44,8 @@ class RunScopedView(ScopedGenericAPIView):
 
     def get_run(self) -> Run:
         ref = self.kwargs["run_ref"]
-        queryset = self.get_queryset()
-        if "/" in ref:
-            workspace, project, human = ref.split("/")
-            key, number = human.rsplit("-", 1)
-            queryset = queryset.filter(
-                project__workspace__slug=workspace, project__slug=project, project__key=key, number=int(number)
-            )
-        else:
-            queryset = queryset.filter(uuid=uuid_module.UUID(ref))
-        run = queryset.first()
+        parsed = parse_run_ref(ref)
+        run = self.get_queryset().filter(parsed.q()).first() if parsed else None
         if run is None:
             raise Http404(f"run {ref!r} not found")
         return run

@@ -1,22 +1,20 @@
 """Exports of projects and runs to ZIP archives."""
 
-import uuid as uuid_module
 
-from django.db import transaction
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from projects.permissions import scope_by_project
 from projects.services import resolve_project
 from tracker.api.views import ScopedGenericAPIView
 
-from ... import exports, storage
+from ... import services, storage
 from ...downloads import ranged_response
 from ...errors import ApiError
 from ...models import Export, Run
+from ...refs import parse_run_ref
 from ..serializers import (
     ExportListSerializer,
     ExportSerializer,
@@ -43,7 +41,7 @@ def export_json(request, export: Export) -> dict:
 
 class ExportScopedView(ScopedGenericAPIView):
     def scoped_queryset(self):
-        return scope_by_project(Export.objects.select_related("project", "project__workspace", "run"), self.request.user, "view")
+        return Export.objects.for_user(self.request.user, "view").select_related("project", "project__workspace", "run")
 
     def get_export(self, export_id) -> Export:
         export = self.get_queryset().filter(pk=export_id).first()
@@ -63,17 +61,12 @@ class ExportListView(ExportScopedView):
         run = None
         if data.validated_data.get("run"):
             ref = data.validated_data["run"]
+            parsed = parse_run_ref(ref, project=project, param="run")
             runs = Run.objects.for_user(request.user, "view").filter(project=project)
-            try:
-                run = runs.filter(uuid=uuid_module.UUID(ref)).first()
-            except ValueError:
-                key, _, number = ref.rsplit("/", 1)[-1].rpartition("-")
-                run = runs.filter(number=int(number)).first() if number.isdigit() and key == project.key else None
+            run = runs.filter(parsed.q()).first() if parsed else None
             if run is None:
                 raise ApiError(404, "not_found", f"run {ref!r} not found in {project.full_name}", field="run")
-        with transaction.atomic():
-            export = Export.objects.create(project=project, run=run, requested_by=request.user)
-            exports.enqueue(export)
+        export = services.request_export(request.user, project, run)
         export = self.get_export(export.pk)
         return Response(export_json(request, export), status=status.HTTP_202_ACCEPTED)
 

@@ -4,8 +4,6 @@ URLs, processing results and previews."""
 import mimetypes
 
 from django.conf import settings
-from django.db import transaction
-from django.http import Http404
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -14,19 +12,14 @@ from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from projects.permissions import require
-
 from ... import processing, services, storage
 from ...downloads import ranged_response
 from ...errors import ApiError
 from ...models import (
     AttributeType,
-    Blob,
     BlobInfo,
     BlobPreview,
     FileEntry,
-    PendingUpload,
-    Upload,
 )
 from ...paths import file_name_error, safe_file_name, safe_relpath
 from ...storage import open_blob
@@ -210,33 +203,10 @@ class DirectUploadView(RunScopedView):
     @extend_schema(request=DirectUploadSerializer, responses={200: DirectUploadStartSerializer, 201: DirectUploadStartSerializer})
     def post(self, request, run_ref):
         run = self.get_run()
-        require(request.user, "write", run.project)
         data = DirectUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        values = data.validated_data
-        if not storage.is_s3():
-            raise ApiError(409, "direct_upload_unavailable", "blob storage is a local folder: POST the file to uploads", field="storage")
-
-        # Only content this project already uploaded counts as existing: whether another project
-        # holds the same bytes is never revealed, and the answer is what this caller sent.
-        blob = Blob.objects.filter(pk=values["sha256"], size=values["size"]).first()
-        if blob is not None and Upload.objects.filter(run__project_id=run.project_id, blob=blob).exists():
-            mime = _mime_type(values)
-            Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": values["name"], "mime_type": mime})
-            return Response({"exists": True, "sha256": blob.sha256, "size": values["size"], "name": values["name"], "mime_type": mime})
-        pending = PendingUpload(
-            run=run, sha256=values["sha256"], size=values["size"], name=values["name"], mime_type=values["mime_type"],
-        )
-        pending.staging_key = f"staging/{pending.id}"
-        body = {"exists": False, "upload_id": str(pending.id), "expires_in": storage.url_expiry()}
-        if values["size"] > settings.RUNSTORE_MULTIPART_THRESHOLD:
-            upload_id, part_size, urls = storage.start_multipart(pending.staging_key, values["size"])
-            pending.multipart_id = upload_id
-            body.update({"method": "PUT", "part_size": part_size, "parts": [{"part_number": i + 1, "url": u} for i, u in enumerate(urls)]})
-        else:
-            body.update({"method": "PUT", "url": storage.presigned_put(pending.staging_key)})
-        pending.save()
-        return Response(body, status=status.HTTP_201_CREATED)
+        body, started = services.start_direct_upload(request.user, run, **data.validated_data)
+        return Response(body, status=status.HTTP_201_CREATED if started else status.HTTP_200_OK)
 
 
 class CompletePartSerializer(serializers.Serializer):
@@ -255,47 +225,7 @@ class DirectUploadCompleteView(RunScopedView):
     @extend_schema(request=CompleteUploadSerializer, responses={201: UploadResultSerializer})
     def post(self, request, run_ref, upload_id):
         run = self.get_run()
-        require(request.user, "write", run.project)
-        pending = PendingUpload.objects.filter(pk=upload_id, run=run).first()
-        if pending is None:
-            raise Http404("no such upload in progress")
         data = CompleteUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if pending.multipart_id:
-            parts = data.validated_data.get("parts")
-            if not parts:
-                raise ApiError(400, "invalid", "parts: the part numbers and ETags are required", field="parts")
-            try:
-                storage.complete_multipart(pending.staging_key, pending.multipart_id, parts)
-            except Exception as exc:
-                raise ApiError(400, "upload_incomplete", f"the store refused to complete the upload: {exc}", field="parts")
-        try:
-            digest, size, head = storage.hash_blob(pending.staging_key)
-        except Exception:
-            raise ApiError(409, "upload_incomplete", "nothing was uploaded to the URL yet", field="upload_id")
-        if digest != pending.sha256 or size != pending.size:
-            storage.delete_key(pending.staging_key)
-            pending.delete()
-            raise ApiError(
-                400, "hash_mismatch", f"uploaded content hashes to {digest} ({size} bytes), not {pending.sha256} ({pending.size} bytes)",
-                field="sha256",
-            )
-        if size > settings.RUNSTORE_MAX_UPLOAD_BYTES:
-            storage.delete_key(pending.staging_key)
-            pending.delete()
-            raise ApiError(
-                413, "upload_too_large", f"size: {size} bytes is above the upload limit of {settings.RUNSTORE_MAX_UPLOAD_BYTES} bytes",
-                field="size", limit=settings.RUNSTORE_MAX_UPLOAD_BYTES,
-            )
-        mime = pending.mime_type or processing.sniff(head, pending.name)
-        blob = Blob(sha256=digest, size=size, mime_type=mime)
-        storage.move(pending.staging_key, blob.storage_key)
-        with transaction.atomic():
-            blob, created = Blob.objects.get_or_create(sha256=digest, defaults={"size": size, "mime_type": mime})
-            Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": pending.name, "mime_type": mime})
-            pending.delete()
-            if created or processing.processed_before_upload(blob.pk, run.project_id):
-                processing.enqueue(blob.sha256)  # bytes another project uploaded are processed again for this one
-        # What this caller sent, never what the shared blob row says (another project may have made it).
-        body = {"sha256": digest, "size": size, "name": pending.name, "mime_type": mime}
+        body = services.complete_upload(request.user, run, upload_id, parts=data.validated_data.get("parts"))
         return Response(body, status=status.HTTP_201_CREATED)

@@ -9,7 +9,6 @@ from tracker.api.views import ScopedGenericAPIView
 
 from ... import services
 from ...attributes import run_fields
-from ...errors import ApiError
 from ...models import Attribute, Run
 from ..serializers import (
     BatchResultSerializer,
@@ -157,34 +156,15 @@ class RunPingView(RunScopedView):
 
 class RunBatchView(RunScopedView):
     """One ingestion batch. Called for every batch a client sends, so the run is found by key and
-    the caller's rights on its project are checked in one more query (404 unless visible, 403
-    unless writable) instead of a scoped look-up plus a second permission query."""
+    the service checks the caller's rights on its project in one more query (404 unless visible,
+    403 unless writable) instead of a scoped look-up plus a second permission query."""
 
     def scoped_queryset(self):
-        # Scoped by get_run() right after the look-up: see require_on_project.
-        return Run.objects.filter(deleted_at__isnull=True)
-
-    def get_run(self) -> Run:
-        run = super().get_run()
-        services.permissions.require_on_project(
-            self.request.user, "write", run.project_id, not_found=f"run {self.kwargs['run_ref']!r} not found"
-        )
-        return run
+        return Run.objects.for_user(self.request.user, "write", deferred=True)
 
     @extend_schema(request=BatchSerializer, responses=BatchResultSerializer)
     def post(self, request, run_ref):
-        run = self.get_run()
-        body = request.data
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid", "the body must be an object with stream, seq and ops")
-        stream, seq = body.get("stream"), body.get("seq")
-        if not isinstance(stream, str) or not 1 <= len(stream) <= 64:
-            raise ApiError(400, "invalid", "stream: must be a string of 1-64 characters", field="stream")
-        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
-            raise ApiError(400, "invalid", "seq: must be an integer from 0 to 2**63-1", field="seq")
-        if "ops" not in body:
-            raise ApiError(400, "invalid", "ops: is required", field="ops")
-        result = services.apply_batch(run, stream=stream, seq=seq, raw_ops=body["ops"])
+        result = services.apply_batch_body(request.user, self.get_run(), request.data, ref=run_ref)
         return Response(result)
 
 

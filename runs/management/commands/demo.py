@@ -108,7 +108,7 @@ class Command(BaseCommand):
                 {"op": "append", "path": "stdout", "kind": "string", "values": [f"epoch {e}: loss={loss[min(e * 50, steps - 1)]:.4f}" for e in range(steps // 50)]},
                 {"op": "upload", "path": "config", "sha256": blob.sha256, "name": "config.yaml"},
             ]
-            services.apply_batch(run, stream="demo", seq=0, raw_ops=ops)
+            services.apply_batch(owner, run, stream="demo", seq=0, raw_ops=ops)
             state = RunState.RUNNING if index >= count - 2 else rng.choice([RunState.FINISHED] * 5 + [RunState.FAILED])
             if state != RunState.RUNNING:
                 services.update_run(owner, run, state=state)

@@ -1,0 +1,178 @@
+"""One write path and one gate: services own every domain write and check the caller themselves,
+the permission module decides every access, and no route ships without a declared rule."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.test import Client, RequestFactory
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.views import View
+
+from projects.models import Membership, Project, Workspace
+from runs import services
+from runs.models import Export, Run, SavedView
+from tracker.api.views import ScopedQuerysetMixin
+from tracker.ui import ScopedUIViewMixin
+
+from .conftest import batch, run_url
+
+# Routes anyone may reach, or that the framework guards itself (the admin checks is_staff).
+PUBLIC_ROUTES = {"healthz", "readyz", "schema", "api-docs", "accounts:login", "accounts:logout"}
+PUBLIC_NAMESPACES = {"admin"}
+
+
+def _routes(resolver=None, namespace=""):
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from _routes(entry, inner)
+        elif isinstance(entry, URLPattern):
+            yield f"{namespace}{entry.name or entry.pattern}", entry.callback
+
+
+def _declares_rule(callback) -> bool:
+    cls = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    if cls is None:
+        return False
+    for base in (ScopedQuerysetMixin, ScopedUIViewMixin):
+        if issubclass(cls, base) and cls.scoped_queryset is not base.scoped_queryset:
+            return True
+    return False
+
+
+def test_every_route_declares_a_permission_rule_or_is_listed_public():
+    unscoped = [
+        name for name, callback in _routes()
+        if name not in PUBLIC_ROUTES and name.split(":", 1)[0] not in PUBLIC_NAMESPACES and not _declares_rule(callback)
+    ]
+    assert unscoped == []
+
+
+def test_a_ui_view_that_declares_no_scope_fails_at_dispatch(owner):
+    class Unscoped(ScopedUIViewMixin, View):
+        def get(self, request):
+            return None
+
+    request = RequestFactory().get("/")
+    request.user = owner
+    with pytest.raises(Exception, match="must define scoped_queryset"):
+        Unscoped.as_view()(request)
+
+
+def test_stranger_posting_a_malformed_form_to_an_invisible_project_gets_404(stranger, project):
+    client = Client(raise_request_exception=False)
+    client.force_login(stranger)
+    assert client.post("/w/acme/vision/", {"action": "nonsense"}).status_code == 404
+    assert client.post("/w/acme/vision/views", {"delete": "abc"}).status_code == 404
+
+
+def test_stranger_posting_a_malformed_batch_gets_404_not_400(api, stranger, run):
+    response = api(stranger).post(run_url(run, "batch"), {"stream": ""}, format="json")
+    assert response.status_code == 404
+
+
+def test_viewer_posting_a_batch_gets_403_and_contributor_200(api, viewer, contributor, run):
+    assert batch(api(viewer), run, [{"op": "assign", "path": "a", "value": 1}]).status_code == 403
+    assert batch(api(contributor), run, [{"op": "assign", "path": "a", "value": 1}]).status_code == 200
+
+
+def test_batch_service_checks_the_caller_itself(viewer, stranger, run):
+    ops = [{"op": "assign", "path": "a", "value": 1}]
+    with pytest.raises(Http404):
+        services.apply_batch(stranger, run, stream="s", seq=0, raw_ops=ops)
+    with pytest.raises(PermissionDenied):
+        services.apply_batch(viewer, run, stream="s", seq=0, raw_ops=ops)
+
+
+def test_bulk_tagging_service_refuses_a_viewer(viewer, project, run):
+    with pytest.raises(PermissionDenied):
+        services.tag_runs(viewer, project, [run], add=["x"])
+
+
+def test_export_service_refuses_a_stranger(stranger, project):
+    with pytest.raises(PermissionDenied):
+        services.request_export(stranger, project)
+    assert not Export.objects.exists()
+
+
+def test_export_of_a_run_number_beyond_64_bits_is_a_400_naming_run(owner_api, project):
+    response = owner_api.post("/api/v1/exports/", {"project": "acme/vision", "run": "VIS-" + "9" * 30}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "run"
+
+
+def test_export_names_a_run_of_another_project_as_not_found(owner, owner_api, workspace, run):
+    from projects import services as project_services
+
+    project_services.create_project(owner, workspace, "audio", key="VIS2")
+    response = owner_api.post("/api/v1/exports/", {"project": "acme/audio", "run": f"acme/vision/{run.human_id}"}, format="json")
+    assert response.status_code == 404
+
+
+def test_saved_view_rules_others_shared_view_is_readable_not_deletable(owner, contributor, viewer, stranger, project):
+    view = services.save_view(contributor, project, name="team", shared=True, columns=[], query="", sort="", group_by="")
+    mine = services.save_view(viewer, project, name="mine", shared=False, columns=[], query="", sort="", group_by="")
+    assert set(SavedView.objects.for_user(owner).values_list("name", flat=True)) == {"team"}
+    assert set(SavedView.objects.for_user(viewer).values_list("name", flat=True)) == {"team", "mine"}
+    assert not SavedView.objects.for_user(stranger).exists()
+    with pytest.raises(PermissionDenied):
+        services.delete_view(owner, view)
+    with pytest.raises(Http404):
+        services.delete_view(owner, mine)
+    with pytest.raises(PermissionDenied):
+        services.save_view(viewer, project, name="share", shared=True, columns=[], query="", sort="", group_by="")
+    services.delete_view(contributor, view)
+    assert not SavedView.objects.filter(name="team").exists()
+
+
+@pytest.fixture
+def root_client(db):
+    root = User.objects.create_superuser("root", "root@example.org", "pw")
+    client = Client()
+    client.force_login(root)
+    return client, root
+
+
+def test_admin_delete_of_a_run_moves_it_to_the_trash(root_client, run):
+    client, _ = root_client
+    response = client.post(f"/admin/runs/run/{run.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert Run.objects.get(pk=run.pk).deleted_at is not None
+
+
+def test_admin_purge_now_removes_the_run(root_client, run):
+    client, _ = root_client
+    response = client.post("/admin/runs/run/", {"action": "purge_now", "_selected_action": [run.pk]})
+    assert response.status_code == 302
+    assert not Run.objects.filter(pk=run.pk).exists()
+
+
+def test_admin_state_change_sets_finished_at(root_client, run):
+    client, _ = root_client
+    response = client.post(
+        f"/admin/runs/run/{run.pk}/change/",
+        {"name": run.name, "description": "", "state": "finished",
+         "attributes-TOTAL_FORMS": "0", "attributes-INITIAL_FORMS": "0"},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    run.refresh_from_db()
+    assert run.state == "finished" and run.finished_at is not None
+
+
+def test_admin_created_workspace_and_project_get_their_owner_and_key(root_client):
+    client, root = root_client
+    response = client.post(
+        "/admin/projects/workspace/add/",
+        {"slug": "lab", "name": "Lab", "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    workspace = Workspace.objects.get(slug="lab")
+    assert Membership.objects.filter(workspace=workspace, user=root, role="owner").exists()
+    response = client.post(
+        "/admin/projects/project/add/",
+        {"workspace": workspace.pk, "slug": "speech", "key": "", "description": "", "run_counter": "0",
+         "usage-TOTAL_FORMS": "0", "usage-INITIAL_FORMS": "0"},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    assert Project.objects.get(workspace=workspace, slug="speech").key == "SPE"
