@@ -197,7 +197,7 @@ class RunstoreServer:
         )
         return out.stdout
 
-    def __enter__(self) -> "RunstoreServer":
+    def __enter__(self) -> RunstoreServer:
         if self.db == "postgres":
             pg_recreate(PG_BENCH_DB)
         self.manage("migrate", "--noinput")

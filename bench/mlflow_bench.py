@@ -28,8 +28,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (PG_HOST, PG_MAINTENANCE_DB, PG_PASSWORD, PG_PORT, PG_USER, free_port, log, median,  # noqa: E402
-                    save_result, stop_process, wait_http)
+from common import (  # noqa: E402
+    PG_HOST,
+    PG_MAINTENANCE_DB,
+    PG_PASSWORD,
+    PG_PORT,
+    PG_USER,
+    free_port,
+    log,
+    median,
+    save_result,
+    stop_process,
+    wait_http,
+)
 
 MLFLOW_DB = "mlflow_bench"
 BIN = Path(sys.executable).parent
@@ -101,7 +112,7 @@ def bench_backend(backend: str, points: int, batch: int, workers: int, settle: f
         start = time.perf_counter()
         for i in range(0, points, batch):
             metrics = [Metric("train/loss", v, int(ts * 1000), s)
-                       for s, ts, v in zip(steps[i:i + batch], timestamps[i:i + batch], values[i:i + batch])]
+                       for s, ts, v in zip(steps[i:i + batch], timestamps[i:i + batch], values[i:i + batch], strict=True)]
             t = time.perf_counter()
             client.log_batch(run_id, metrics=metrics)
             latencies.append(time.perf_counter() - t)

@@ -40,7 +40,14 @@ def _run_count(store_uri: str, experiment_id) -> int:
 
 def fill(store_uri: str, count: int) -> str:
     import sqlalchemy as sa
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlExperiment,
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from sqlalchemy.orm import Session
 

@@ -38,8 +38,8 @@ def inner(args) -> None:
     import msgpack
     from django.db import connection
     from django.test import Client
-
     from ingest import make_points
+
     from runs.ingest import parse_ops
 
     token = os.environ["BENCH_TOKEN"]
@@ -93,7 +93,7 @@ def inner(args) -> None:
         with connection.cursor() as cur:
             with cur.cursor.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "int8", "float8", "float8"])
-                for row in zip([attr.pk] * args.batch, *chunk[1:]):
+                for row in zip([attr.pk] * args.batch, *chunk[1:], strict=False):
                     copy.write_row(row)
 
     for _ in range(args.copy_repeats):

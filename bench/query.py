@@ -290,7 +290,7 @@ def measure_http(db: str, repeat: int) -> dict:
         for name, params in cases.items():
             params = {"project": "bench/query", "limit": 50, **params}
 
-            def call():
+            def call(params=params):
                 response = session.get(f"{base}/api/v1/runs/", params=params, timeout=60)
                 response.raise_for_status()
                 return response.json()

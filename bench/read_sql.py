@@ -43,9 +43,9 @@ import django  # noqa: E402
 
 django.setup()
 
+from common import median, save_result  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from common import median, save_result  # noqa: E402
 from runs.models import Attribute  # noqa: E402
 from runs.series import downsample  # noqa: E402
 
@@ -93,8 +93,8 @@ def timed(fn, repeats):
 def same(rows_a, rows_b) -> bool:
     if len(rows_a) != len(rows_b):
         return False
-    for a, b in zip(rows_a, rows_b):
-        for x, y in zip(a, b):
+    for a, b in zip(rows_a, rows_b, strict=True):
+        for x, y in zip(a, b, strict=True):
             if isinstance(x, float) or isinstance(y, float):
                 if not math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12):
                     return False
@@ -115,7 +115,7 @@ def main() -> None:
     out = {"vendor": connection.vendor}
     plans = {}
     for name, kwargs in (("full", {}), ("zoom", {"from_step": zoom_from, "to_step": zoom_to})):
-        call = lambda: downsample(attr.pk, attr.first_step, attr.last_step, 1000, **kwargs)  # noqa: E731
+        call = lambda kwargs=kwargs: downsample(attr.pk, attr.first_step, attr.last_step, 1000, **kwargs)  # noqa: E731
         ms, data = timed(call, repeats)
         out[name] = {"median_ms": ms, "buckets": len(data["steps"]), "bucket_width": data["bucket_width"]}
         captured.clear()
@@ -150,7 +150,7 @@ def main() -> None:
             except TypeError:
                 d = downsample(attr.pk, attr.first_step, attr.last_step, 1000, **kwargs)
             reference[key] = list(zip([(s - d["from_step"]) // d["bucket_width"] for s in d["steps"]], d["first_steps"],
-                                      d["last_steps"], d["counts"], d["min"], d["max"], d["avg"], d["last"]))
+                                      d["last_steps"], d["counts"], d["min"], d["max"], d["avg"], d["last"], strict=True))
 
         def query(sql, params, settings=()):
             def run():

@@ -48,7 +48,6 @@ def setup_database(pg_url: str) -> str:
 
 def drop_database(pg_url: str) -> None:
     import psycopg
-
     from django.db import connections
 
     connections.close_all()
@@ -166,7 +165,7 @@ def bench_lag(points: int, rate: int, batch: int = 20_000) -> dict:
     thread = threading.Thread(target=roller)
     thread.start()
     lags, t_start = [], time.perf_counter()
-    for i, start in enumerate(range(0, points, batch)):
+    for start in range(0, points, batch):
         due = t_start + start / rate
         if time.perf_counter() < due:
             time.sleep(due - time.perf_counter())

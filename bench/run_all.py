@@ -30,11 +30,11 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DIR, REPO, log, save_result  # noqa: E402
+from common import BENCH_DIR, REPO, save_result  # noqa: E402
 
 MLFLOW_PYTHON = BENCH_DIR / ".venv-mlflow" / "bin" / "python"
 
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
 
     started = time.monotonic()
     meta = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
         "load_before": loadavg(),
     }

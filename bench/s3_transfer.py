@@ -244,7 +244,7 @@ def main():
             with RssSampler(server.pid) as rss_proxied:
                 p = proxied(session, base, run, path, size, sha)
             path.unlink()
-            mbs = lambda seconds: mb / seconds if seconds else float("inf")  # noqa: E731
+            mbs = lambda seconds, mb=mb: mb / seconds if seconds else float("inf")  # noqa: E731
             results[label] = {
                 "size_mb": mb,
                 "direct": {"put_mb_s": mbs(d["put_s"]), "verify_mb_s": mbs(d["verify_s"]), "get_mb_s": mbs(d["get_s"]),

@@ -69,7 +69,7 @@ def _series(archive, prefix, attr: Attribute) -> None:
         after, first = None, True
         while True:
             page = series_store.read_points(attr.pk, table, after_step=after, limit=POINT_PAGE)
-            for step, ts, value in zip(page["steps"], page["timestamps"], page["values"]):
+            for step, ts, value in zip(page["steps"], page["timestamps"], page["values"], strict=True):
                 out.write((b"" if first else b",") + json.dumps([step, ts, _clean(value)]).encode())
                 first = False
             after = page["next_after_step"]

@@ -50,6 +50,10 @@ def chunk_points() -> int:
     return settings.RUNSTORE_ROLLUP_CHUNK_POINTS
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def width(level: int) -> int:
     return BASE * FACTOR**level
 
@@ -230,7 +234,7 @@ def plan(lo: int, hi: int, buckets: int):
         if w > wanted:
             continue
         origin = lo // w * w
-        bucket_width = w * -(-(-(-(hi + 1 - origin) // buckets)) // w)
+        bucket_width = w * _ceil_div(_ceil_div(hi + 1 - origin, buckets), w)
         if bucket_width <= MAX_WIDTH_STRETCH * wanted:
             return level, origin, bucket_width
     return None

@@ -32,7 +32,7 @@ _COPY_TRAILER = b"\xff\xff"
 
 def _rows(chunks):
     for series_id, steps, timestamps, values in chunks:
-        yield from zip([series_id] * len(values), steps, timestamps, values)
+        yield from zip([series_id] * len(values), steps, timestamps, values, strict=True)
 
 
 def _column(items, dtype):

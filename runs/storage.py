@@ -10,8 +10,7 @@ process through presigned URLs.
 import hashlib
 import io
 import os
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -249,4 +248,4 @@ def list_keys(prefix: str):
             path = os.path.join(folder, name)
             stat = os.stat(path)
             key = os.path.relpath(path, storage.location).replace(os.sep, "/")
-            yield key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=dt_timezone.utc)
+            yield key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=UTC)

@@ -26,7 +26,7 @@ def runs(project, owner, contributor, owner_api):
         ("r5", owner, {"notes": "it's \"quoted\"; DROP TABLE runs_run; --"}, [], ["best"]),
     ]
     made = {}
-    for index, (name, user, fields, losses, tags) in enumerate(specs):
+    for name, user, fields, losses, tags in specs:
         run, _ = services.create_run(user, project, name=name, tags=tags)
         ops = [{"op": "assign", "path": p, "value": v} for p, v in fields.items()]
         if losses:

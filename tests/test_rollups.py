@@ -94,7 +94,7 @@ def test_rolled_up_buckets_match_brute_force(run, values, max_gap, seed, rolled_
     if cut < len(values):
         append(run, "s", steps[cut:], values[cut:], seq=seed + 1)
     attr.refresh_from_db()
-    points = list(zip(steps, values))
+    points = list(zip(steps, values, strict=True))
     lo = steps[0] + int((steps[-1] - steps[0]) * min(window))
     hi = steps[0] + int((steps[-1] - steps[0]) * max(window))
     # Ranges too narrow for any level are read raw (tests/test_series.py checks those).
@@ -119,7 +119,7 @@ def test_every_stored_bucket_matches_its_raw_points(run):
         w = rollups.width(row.level)
         assert (row.bucket + 1) * w <= rolled  # only final buckets are stored
         i, j = bisect.bisect_left(steps, row.bucket * w), bisect.bisect_left(steps, (row.bucket + 1) * w)
-        inside = list(zip(steps[i:j], values[i:j]))
+        inside = list(zip(steps[i:j], values[i:j], strict=True))
         comparable = [v for _, v in inside if not math.isnan(v)]
         finite_values = [v for _, v in inside if math.isfinite(v)]
         assert row.count == len(inside) and row.finite_count == len(finite_values)

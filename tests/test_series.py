@@ -57,7 +57,7 @@ def test_buckets_match_a_brute_force_computation(run, data, gaps, buckets, windo
     for gap in gaps[: len(data)]:
         step += gap
         steps.append(step)
-    points = list(zip(steps, data))
+    points = list(zip(steps, data, strict=True))
     attr = Attribute.objects.create(run=run, project=run.project, path="s", type="float_series", first_step=steps[0], last_step=steps[-1], count=len(data))
     series_store.delete_points([attr.pk])
     series_store.insert_float_points([(attr.pk, steps, [0.0] * len(steps), data)])

@@ -7,8 +7,7 @@ parameters; no SQL is built from user text.
 """
 
 import math
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import F, Q, TextField, Value
 from django.db.models.functions import StrIndex, Substr
@@ -65,13 +64,13 @@ def parse_datetime(value, position: int) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value) or abs(value) > 253402300799:
             raise QueryError("timestamp out of range", position)
-        return datetime.fromtimestamp(value, tz=dt_timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise QueryError(f"{value!r} is not a date or datetime (use ISO 8601, e.g. \"2026-01-31\")", position) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt_timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise QueryError("a datetime is compared with an ISO 8601 string or unix seconds", position)
 
 

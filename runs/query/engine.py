@@ -219,7 +219,7 @@ class RunQuery:
             system = {f["path"]: f["value"] for f in sys_fields(run)} if any(p.name in SYS_COLUMNS for p in specs) else {}
             attributes = by_run.get(run.pk, {})
             values = {}
-            for spec, path in zip(self.columns, specs):
+            for spec, path in zip(self.columns, specs, strict=True):
                 if path.name in SYS_COLUMNS:
                     values[spec] = system.get(path.name)
                     continue
@@ -258,7 +258,7 @@ class RunQuery:
             queryset, name = self._value_expression(queryset, spec)
             metrics[spec] = name
         annotations: dict[str, Aggregate] = {"n": Count("pk")}
-        for spec, name in metrics.items():
+        for name in metrics.values():
             annotations[f"{name}_avg"] = Avg(name)
             annotations[f"{name}_min"] = Min(name)
             annotations[f"{name}_max"] = Max(name)
