@@ -53,14 +53,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def manage(self, *args: str) -> str:
-        for attempt in range(3):
-            result = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
-            if result.returncode == 0:
-                return result.stdout
-            if attempt == 2:
-                raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-            time.sleep(20)  # the server code may be mid-edit by someone else
-        raise AssertionError("unreachable")
+        result = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
 
     def setup(self, user: str = "alice") -> None:
         self.manage("migrate", "--noinput")
