@@ -10,4 +10,4 @@ class RunRefConverter:
         return value
 
     def to_url(self, value):
-        return value
+        return str(value)

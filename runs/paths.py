@@ -92,6 +92,12 @@ def safe_file_name(name: str, fallback: str = "file") -> str:
     return base or _safe_segment(fallback)
 
 
+def entry_file_name(entry, path: str) -> str:
+    """The name a file of field ``path`` is served under: its own name, else its relpath's last part,
+    else the field's last path segment; always a plain base name (:func:`safe_file_name`)."""
+    return safe_file_name(entry.name or entry.relpath, fallback=path.rsplit("/", 1)[-1])
+
+
 def safe_relpath(relpath: str) -> str:
     """A normalised relative POSIX path for ``relpath`` (for paths stored before the rules): empty and
     '.' segments dropped, '..' becomes '__', control characters and '\\' become '_'."""

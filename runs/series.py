@@ -218,3 +218,18 @@ def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
         "avg": [_float(r[6]) for r in rows],
         "last": [_float(r[7]) for r in rows],
     }
+
+
+def step_times(series_id: int, steps: list[int]) -> list[float | None]:
+    """The wall-clock time of each of ``steps`` of a float series (None for a step it lacks)."""
+    found: dict[int, float] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(steps), 900):
+            chunk = steps[start : start + 900]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"SELECT step, timestamp FROM {FLOAT_TABLE} WHERE series_id = %s AND step IN ({marks})",
+                [series_id, *chunk],
+            )
+            found.update(cursor.fetchall())
+    return [found.get(s) for s in steps]

@@ -7,15 +7,13 @@ from django.http import Http404, JsonResponse
 from django.template.response import TemplateResponse
 from django.views import View
 
-from tracker.params import int_param
 from tracker.ui import template_for
 
 from .. import table
 from ..attributes import attribute_value, sys_fields
 from ..models import Attribute, AttributeType
-from .base import MAX_PAGE, ProjectScopedMixin
+from .base import ProjectScopedMixin, chart_page
 
-CHARTS_PER_PAGE = 24
 RUN_COLORS = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
 ]
@@ -56,20 +54,13 @@ class CompareView(ProjectScopedMixin, View):
         return TemplateResponse(request, template_for(request, self.template_name, name), context)
 
     def chart_page(self, runs):
-        page = int_param(self.request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
         query = self.request.GET.get("chart_q", "").strip()
         paths = Attribute.objects.filter(run__in=runs, type=AttributeType.FLOAT_SERIES)
         if query:
             paths = paths.filter(path__icontains=query)
         paths = paths.values_list("path", flat=True).distinct().order_by("path")
-        start = (page - 1) * CHARTS_PER_PAGE
-        rows = list(paths[start : start + CHARTS_PER_PAGE + 1])
-        return {
-            "chart_paths": rows[:CHARTS_PER_PAGE],
-            "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None,
-            "chart_count": paths.count() if page == 1 else None,
-            "chart_q": query,
-        }
+        page, context = chart_page(self.request, paths)
+        return {**context, "chart_count": paths.count() if page == 1 else None, "chart_q": query}
 
     def diff(self, runs, per_page=100):
         """Every field of the runs side by side, only rows that differ by default, one page of rows."""

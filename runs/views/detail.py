@@ -9,7 +9,6 @@ from django.views import View
 from django.views.generic import DetailView
 
 from projects import permissions
-from tracker.params import int_param
 from tracker.ui import template_for
 
 from .. import series as series_store
@@ -18,9 +17,8 @@ from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
 from ..models import Attribute, AttributeType, FileEntry, StringPoint
-from .base import MAX_PAGE, ProjectScopedMixin, _int_param
+from .base import ProjectScopedMixin, _int_param, chart_page
 
-CHARTS_PER_PAGE = 24
 FIELDS_PER_NAMESPACE = 200
 LOG_LINES = 500
 
@@ -97,17 +95,11 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         return context
 
     def chart_page(self, run):
-        page = int_param(self.request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
         monitoring = self.request.GET.get("group") == "monitoring"
         attrs = Attribute.objects.filter(run=run, type=AttributeType.FLOAT_SERIES)
         attrs = attrs.filter(path__startswith="monitoring/") if monitoring else attrs.exclude(path__startswith="monitoring/")
-        start = (page - 1) * CHARTS_PER_PAGE
-        rows = list(attrs.order_by("path").values_list("path", "count")[start : start + CHARTS_PER_PAGE + 1])
-        return {
-            "chart_paths": rows[:CHARTS_PER_PAGE],
-            "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None,
-            "chart_group": "monitoring" if monitoring else "",
-        }
+        _, context = chart_page(self.request, attrs.order_by("path").values_list("path", "count"))
+        return {**context, "chart_group": "monitoring" if monitoring else ""}
 
     def namespace_fields(self, run, ns: str, query: str = ""):
         if ns == "sys":
@@ -224,25 +216,9 @@ class ChartDataView(ProjectScopedMixin, View):
             if envelope:
                 item["min"], item["max"] = _clean(data["min"]), _clean(data["max"])
             if with_time and data["last_steps"]:
-                item["times"] = _step_times(attr.pk, data["last_steps"])
+                item["times"] = series_store.step_times(attr.pk, data["last_steps"])
             out.append(item)
         return JsonResponse({"path": path, "runs": out})
-
-
-def _step_times(series_id: int, steps: list[int]) -> list[float | None]:
-    from django.db import connection
-
-    found: dict[int, float] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(steps), 900):
-            chunk = steps[start : start + 900]
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                f"SELECT step, timestamp FROM {series_store.FLOAT_TABLE} WHERE series_id = %s AND step IN ({marks})",
-                [series_id, *chunk],
-            )
-            found.update(cursor.fetchall())
-    return [found.get(s) for s in steps]
 
 
 class RunLogView(ProjectScopedMixin, View):

@@ -13,7 +13,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from ..downloads import ranged_response
 from ..models import Attribute, AttributeType, FileEntry
-from ..paths import safe_file_name
+from ..paths import entry_file_name
 from ..storage import open_blob
 from .base import ProjectScopedMixin, _int_param
 
@@ -45,7 +45,7 @@ def _file_entry(run, request) -> FileEntry:
 
 
 def _entry_name(entry) -> str:
-    return safe_file_name(entry.name or entry.relpath, fallback=entry.attribute.path.rsplit("/", 1)[-1])
+    return entry_file_name(entry, entry.attribute.path)
 
 
 # Files served inline: the sandbox makes an HTML report a unique opaque origin (its scripts cannot
@@ -104,7 +104,7 @@ class RunFilePreviewView(ProjectScopedMixin, View):
         context = {
             "run": run, "project": self.get_project(), "entry": entry, "name": name, "kind": kind,
             "raw_url": f"{base}raw?{urlencode(query)}",
-            "download_url": f"/api/v1/runs/{run.uuid}/files/download?{urlencode(query)}",
+            "download_url": reverse("run-file-download", kwargs={"run_ref": str(run.uuid)}) + f"?{urlencode(query)}",
         }
         from .. import processing
         from ..models import BlobInfo, BlobPreview
@@ -119,7 +119,7 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             # (runs.processing) and served by the API (HTML sandboxed)
             preview = "html" if kind == "notebook" else "poster"
             if visible and BlobPreview.objects.filter(blob=entry.blob, kind=preview).exists():
-                url = f"/api/v1/runs/{run.uuid}/files/preview?{urlencode({**query, 'kind': preview})}"
+                url = reverse("run-file-preview", kwargs={"run_ref": str(run.uuid)}) + f"?{urlencode({**query, 'kind': preview})}"
                 context["notebook_url" if kind == "notebook" else "poster_url"] = url
         elif kind == "csv":
             context["csv_rows"], context["csv_more"] = _csv_rows(entry, delimiter="\t" if name.lower().endswith(".tsv") else ",")

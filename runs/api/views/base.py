@@ -162,18 +162,3 @@ def _group_key(raw):
 
 
 MAX_OFFSET = 2**62
-
-
-def _int_param(params, name, default, minimum=0, maximum=None):
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        if isinstance(raw, (bool, float)):
-            raise ValueError
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ApiError(400, "invalid", f"{name}: must be an integer", field=name) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        raise ApiError(400, "invalid", f"{name}: must be between {minimum} and {maximum}", field=name)
-    return value

@@ -21,7 +21,7 @@ from ...models import (
     BlobPreview,
     FileEntry,
 )
-from ...paths import file_name_error, safe_file_name, safe_relpath
+from ...paths import entry_file_name, file_name_error, safe_file_name, safe_relpath
 from ...storage import open_blob
 from ..serializers import (
     DirectUploadStartSerializer,
@@ -93,7 +93,7 @@ class FileDownloadView(RunScopedView):
         run, attr, entry = self.get_file_entry()
         return ranged_response(
             request, open_blob(entry.blob.storage_key), size=entry.size, content_type=entry.mime_type,
-            filename=safe_file_name(entry.name or entry.relpath, fallback=attr.path.rsplit("/", 1)[-1]),
+            filename=entry_file_name(entry, attr.path),
         )
 
 
@@ -106,7 +106,7 @@ class FileEntryView(RunScopedView):
 
     @staticmethod
     def filename(attr, entry) -> str:
-        return safe_file_name(entry.name or entry.relpath, fallback=attr.path.rsplit("/", 1)[-1])
+        return entry_file_name(entry, attr.path)
 
 
 class FileUrlView(FileEntryView):

@@ -4,6 +4,7 @@ from rest_framework.response import Response
 
 from projects.services import resolve_project
 from tracker.api.views import ScopedGenericAPIView
+from tracker.params import int_param
 
 from ...errors import ApiError
 from ...models import Run
@@ -21,7 +22,7 @@ from ..serializers import (
     RunGroupsSerializer,
     RunSuggestRequestSerializer,
 )
-from .base import _int_param, _query_answer, _query_error, _query_params, _run_query
+from .base import _query_answer, _query_error, _query_params, _run_query
 
 
 class _ProjectQueryView(ScopedGenericAPIView):
@@ -55,7 +56,7 @@ class RunGroupsView(_ProjectQueryView):
         project = self.project(params)
         if not parse_list(params.get("group_by")):
             raise ApiError(400, "invalid", "group_by: required", field="group_by")
-        limit = _int_param(params, "limit", 100, 1, 1000)
+        limit = int_param(params, "limit", 100, minimum=1, maximum=1000)
 
         def fetch():
             engine = _run_query(self.request.user, params, project)
@@ -84,7 +85,7 @@ class RunSuggestView(_ProjectQueryView):
         text = params.get("text", "") or ""
         if len(text) > 10_000:
             raise ApiError(400, "invalid", "text: longer than 10000 characters", field="text")
-        cursor = _int_param(params, "cursor", len(text), 0, len(text))
+        cursor = int_param(params, "cursor", len(text), minimum=0, maximum=len(text))
         return Response(_query_answer(lambda: suggest(project, text, cursor), field="text"))
 
 
@@ -101,6 +102,6 @@ class RunFieldsView(_ProjectQueryView):
 
     def answer(self, params):
         project = self.project(params)
-        limit = _int_param(params, "limit", 200, 1, 5000)
+        limit = int_param(params, "limit", 200, minimum=1, maximum=5000)
         search = params.get("search", "") or ""
         return Response({"fields": _query_answer(lambda: project_fields(project, search, limit), field="search")})

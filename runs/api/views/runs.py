@@ -6,6 +6,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from projects.services import resolve_project
 from tracker.api.views import ScopedGenericAPIView
+from tracker.params import int_param
 
 from ... import services
 from ...attributes import run_fields
@@ -24,7 +25,6 @@ from .base import (
     MAX_OFFSET,
     RunPagination,
     RunScopedView,
-    _int_param,
     _query_answer,
     _query_params,
     _run_query,
@@ -80,8 +80,8 @@ class RunListView(ScopedGenericAPIView):
 def run_query_page(request, params):
     """One page of the query engine's runs (``GET /runs/?project=`` and ``POST /runs/query``)."""
     project = resolve_project(request.user, params.get("project"))
-    limit = _int_param(params, "limit", 50, 1, 1000)
-    offset = _int_param(params, "offset", 0, 0, MAX_OFFSET)
+    limit = int_param(params, "limit", 50, minimum=1, maximum=1000)
+    offset = int_param(params, "offset", 0, minimum=0, maximum=MAX_OFFSET)
     state = params.get("state")
 
     def fetch():
