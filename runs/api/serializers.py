@@ -1,6 +1,11 @@
+from django.conf import settings
 from rest_framework import serializers
 
+from ..errors import ApiError
 from ..models import ExportState, Run, RunState
+from ..paths import file_name_error
+
+SHA256_CHARS = set("0123456789abcdef")
 
 MAX_TAGS = 1000
 
@@ -353,3 +358,39 @@ SUGGESTIONS_SCHEMA = {
         "error": {"type": "string", "description": "with context 'error': why the text before the cursor does not parse"},
     },
 }
+
+
+class DirectUploadSerializer(serializers.Serializer):
+    sha256 = serializers.CharField(min_length=64, max_length=64)
+    size = serializers.IntegerField(min_value=0)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    mime_type = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+    def validate_sha256(self, value):
+        if not set(value) <= SHA256_CHARS:
+            raise serializers.ValidationError("must be 64 lower-case hex characters")
+        return value
+
+    def validate_name(self, value):
+        reason = file_name_error(value) if value else None
+        if reason:
+            raise serializers.ValidationError(reason)
+        return value
+
+    def validate_size(self, value):
+        limit = settings.RUNSTORE_MAX_UPLOAD_BYTES
+        if value > limit:
+            raise ApiError(413, "upload_too_large", f"size: {value} bytes is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)", field="size", limit=limit)
+        return value
+
+class CompletePartSerializer(serializers.Serializer):
+    part_number = serializers.IntegerField(min_value=1, max_value=10_000)
+    etag = serializers.CharField(max_length=200)
+
+
+class CompleteUploadSerializer(serializers.Serializer):
+    parts = CompletePartSerializer(many=True, required=False)
+
+class ExportRequestSerializer(serializers.Serializer):
+    project = serializers.CharField(max_length=201)
+    run = serializers.CharField(max_length=300, required=False)

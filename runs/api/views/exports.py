@@ -4,7 +4,7 @@
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.response import Response
 
 from projects.services import resolve_project
@@ -17,13 +17,9 @@ from ...models import Export, Run
 from ...refs import parse_run_ref
 from ..serializers import (
     ExportListSerializer,
+    ExportRequestSerializer,
     ExportSerializer,
 )
-
-
-class ExportRequestSerializer(serializers.Serializer):
-    project = serializers.CharField(max_length=201)
-    run = serializers.CharField(max_length=300, required=False)
 
 
 def export_json(request, export: Export) -> dict:

@@ -1,14 +1,12 @@
 """File endpoints: uploads (through Runstore or straight to S3), file lists and downloads, presigned
 URLs, processing results and previews."""
 
-import mimetypes
 
-from django.conf import settings
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -21,9 +19,11 @@ from ...models import (
     BlobPreview,
     FileEntry,
 )
-from ...paths import entry_file_name, file_name_error, safe_file_name, safe_relpath
+from ...paths import entry_file_name, safe_file_name, safe_relpath
 from ...storage import open_blob
 from ..serializers import (
+    CompleteUploadSerializer,
+    DirectUploadSerializer,
     DirectUploadStartSerializer,
     FileInfoSerializer,
     FileListSerializer,
@@ -33,7 +33,6 @@ from ..serializers import (
 )
 from .base import RunScopedView
 
-SHA256_CHARS = set("0123456789abcdef")
 # HTML previews (notebooks, highlighted source) run no script, load nothing from elsewhere, and are
 # framed by Runstore's own pages only (the run page's sandboxed iframe).
 PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'"
@@ -168,34 +167,6 @@ class FilePreviewView(FileEntryView):
         )
 
 
-class DirectUploadSerializer(serializers.Serializer):
-    sha256 = serializers.CharField(min_length=64, max_length=64)
-    size = serializers.IntegerField(min_value=0)
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    mime_type = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-
-    def validate_sha256(self, value):
-        if not set(value) <= SHA256_CHARS:
-            raise serializers.ValidationError("must be 64 lower-case hex characters")
-        return value
-
-    def validate_name(self, value):
-        reason = file_name_error(value) if value else None
-        if reason:
-            raise serializers.ValidationError(reason)
-        return value
-
-    def validate_size(self, value):
-        limit = settings.RUNSTORE_MAX_UPLOAD_BYTES
-        if value > limit:
-            raise ApiError(413, "upload_too_large", f"size: {value} bytes is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)", field="size", limit=limit)
-        return value
-
-
-def _mime_type(values) -> str:
-    return values["mime_type"] or mimetypes.guess_type(values["name"])[0] or "application/octet-stream"
-
-
 class DirectUploadView(RunScopedView):
     """Start an upload that goes straight to the S3 store: one presigned PUT, or presigned parts above
     RUNSTORE_MULTIPART_THRESHOLD. Content this project already holds needs no upload."""
@@ -207,15 +178,6 @@ class DirectUploadView(RunScopedView):
         data.is_valid(raise_exception=True)
         body, started = services.start_direct_upload(request.user, run, **data.validated_data)
         return Response(body, status=status.HTTP_201_CREATED if started else status.HTTP_200_OK)
-
-
-class CompletePartSerializer(serializers.Serializer):
-    part_number = serializers.IntegerField(min_value=1, max_value=10_000)
-    etag = serializers.CharField(max_length=200)
-
-
-class CompleteUploadSerializer(serializers.Serializer):
-    parts = CompletePartSerializer(many=True, required=False)
 
 
 class DirectUploadCompleteView(RunScopedView):
