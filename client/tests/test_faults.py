@@ -10,18 +10,28 @@ from pathlib import Path
 
 import pytest
 import requests
+import runstore
 from faultproxy import FaultProxy
 
-import runstore
-
-QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
-         "capture_source": False, "capture_environment": False, "flush_period": 0.1}
+QUIET = {
+    "capture_stdout": False,
+    "capture_stderr": False,
+    "capture_hardware_metrics": False,
+    "capture_source": False,
+    "capture_environment": False,
+    "flush_period": 0.1,
+}
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 
 
 def api_get(server, endpoint, **params):
-    response = requests.get(f"{server.url}/api/v1/{endpoint}", params=params, headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+    response = requests.get(
+        f"{server.url}/api/v1/{endpoint}",
+        params=params,
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    )
     response.raise_for_status()
     return response.json()
 
@@ -73,9 +83,9 @@ def test_server_unreachable_at_start_creates_the_run_later(server, monkeypatch):
         assert not run.wait(1)
         proxy.down = False
         assert run.wait(90)
-    assert run["sys/name"].fetch() == "late"
-    assert run["x"].fetch() == 99
-    run.stop()
+        assert run["sys/name"].fetch() == "late"
+        assert run["x"].fetch() == 99
+        run.stop()
 
 
 @pytest.mark.faults
@@ -92,7 +102,7 @@ def test_429_and_500_are_retried_and_retry_after_is_honoured(server, project, st
     assert [s for _t, s in batches[:3]] == [status] * 3
     assert any(s == 200 for _t, s in batches)
     if status == 429:
-        gaps = [b[0] - a[0] for a, b in zip(batches, batches[1:4])]
+        gaps = [b[0] - a[0] for a, b in zip(batches, batches[1:4], strict=False)]
         assert all(gap >= 0.9 for gap in gaps), gaps
     assert len(series(server, uuid, "loss")["values"]) == 500
 
@@ -201,7 +211,7 @@ CHILD = textwrap.dedent("""
     for i in range(20000):
         run["train/loss"].append(float(i))
     run.flush()
-    print(run._info["id"], flush=True)
+    print(run["sys/id"].fetch(), flush=True)
     time.sleep(600)
 """)
 
@@ -210,7 +220,9 @@ def killed_child(tmp_path, server, proxy_url, home):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "RUNSTORE_HOME": str(home)}
-    child = subprocess.Popen([PYTHON, str(script), proxy_url, server.token, "alice/killed"], stdout=subprocess.PIPE, env=env, text=True)
+    child = subprocess.Popen(
+        [PYTHON, str(script), proxy_url, server.token, "alice/killed"], stdout=subprocess.PIPE, env=env, text=True
+    )
     run_id = child.stdout.readline().strip()
     os.kill(child.pid, signal.SIGKILL)
     child.wait(10)
@@ -224,15 +236,25 @@ def test_sigkill_after_flush_then_runstore_sync_delivers_everything_once(tmp_pat
         run_id = killed_child(tmp_path, server, proxy.url, isolated_home)
     assert run_id
     env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_API_TOKEN": server.token}
-    status = subprocess.run([PYTHON, "-m", "runstore.cli", "status"], env=env, capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [PYTHON, "-m", "runstore.cli", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert "pending" in status.stdout and "20002" not in status.stdout
-    result = subprocess.run([PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "synced" in result.stdout
     ref = f"alice/killed/{run_id}"
     assert series(server, ref, "train/loss")["values"] == [float(i) for i in range(20000)]
     assert fields(server, ref)["parameters/lr"] == 0.1
-    again = subprocess.run([PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"], env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert "nothing to sync" in again.stdout
 
 
@@ -240,7 +262,9 @@ def test_sigkill_after_flush_then_runstore_sync_delivers_everything_once(tmp_pat
 def test_sigkill_then_resume_with_id_delivers_the_rest_and_continues_steps(tmp_path, server, isolated_home):
     with FaultProxy(server.url, fail_batches=10**9) as proxy:
         run_id = killed_child(tmp_path, server, proxy.url, isolated_home)
-    with runstore.init_run(project="alice/killed", with_id=run_id, api_token=server.token, url=server.url, **QUIET) as run:
+    with runstore.init_run(
+        project="alice/killed", with_id=run_id, api_token=server.token, url=server.url, **QUIET
+    ) as run:
         run["train/loss"].append(-1.0)
         assert run.wait(60)
         assert run["train/loss"].fetch_values()["step"].iloc[-1] == 20000
@@ -255,7 +279,7 @@ CTRL_C_CHILD = textwrap.dedent("""
                             capture_hardware_metrics=False, capture_source=False, capture_environment=False)
     for i in range(5000):
         run["loss"].append(float(i))
-    print(run._info["id"], flush=True)
+    print(run["sys/id"].fetch(), flush=True)
     run.stop()
     print("stopped", flush=True)
 """)
@@ -267,8 +291,13 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
     script.write_text(CTRL_C_CHILD)
     env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_MAX_BACKOFF": "2"}
     with FaultProxy(server.url) as proxy:
-        child = subprocess.Popen([PYTHON, str(script), proxy.url, server.token], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [PYTHON, str(script), proxy.url, server.token],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             run_id = child.stdout.readline().strip()
             proxy.down = True
@@ -286,7 +315,13 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
     assert "stopped" in out, err
     assert "runstore sync" in err
     env["RUNSTORE_API_TOKEN"] = server.token
-    result = subprocess.run([PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [PYTHON, "-m", "runstore.cli", "--url", server.url, "sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     values = series(server, f"alice/ctrlc/{run_id}", "loss")["values"]
     assert values == [float(i) for i in range(5000)]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import runstore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +90,8 @@ def test_resume_with_id_continues_series_steps(connect, project, server):
 
 def test_same_custom_run_id_from_many_processes_is_one_run(server, project, tmp_path):
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys, runstore
         rank = sys.argv[1]
         with runstore.init_run(capture_hardware_metrics=False, capture_source=False, capture_environment=False,
@@ -99,13 +99,24 @@ def test_same_custom_run_id_from_many_processes_is_one_run(server, project, tmp_
             run[f"workers/{rank}/loss"].extend([0.1, 0.2])
             run.wait()
             print(run["sys/id"].fetch())
-    """))
-    env = {**os.environ, "RUNSTORE_URL": server.url, "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_PROJECT": project,
-           "RUNSTORE_CUSTOM_RUN_ID": "ddp-42"}
-    workers = [subprocess.Popen([PYTHON, str(script), str(rank)], env=env, stdout=subprocess.PIPE, text=True) for rank in range(2)]
+    """)
+    )
+    env = {
+        **os.environ,
+        "RUNSTORE_URL": server.url,
+        "RUNSTORE_API_TOKEN": server.token,
+        "RUNSTORE_PROJECT": project,
+        "RUNSTORE_CUSTOM_RUN_ID": "ddp-42",
+    }
+    workers = [
+        subprocess.Popen([PYTHON, str(script), str(rank)], env=env, stdout=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]
     ids = {w.communicate(timeout=120)[0].strip() for w in workers}
     assert len(ids) == 1
-    read = runstore.init_run(project=project, with_id=ids.pop(), mode="read-only", api_token=server.token, url=server.url)
+    read = runstore.init_run(
+        project=project, with_id=ids.pop(), mode="read-only", api_token=server.token, url=server.url
+    )
     assert set(read["workers"].fetch()) == {"0", "1"}
 
 
@@ -115,14 +126,18 @@ def test_fetch_runs_table(connect, server, project):
             run["eval/acc"] = acc
             run["train/loss"].append(1 - acc)
     proj = runstore.init_project(project, api_token=server.token, url=server.url)
-    table = proj.fetch_runs_table(columns=["sys/id", "sys/name", "eval/acc", "train/loss"], sort_by="eval/acc", ascending=False, limit=2)
+    table = proj.fetch_runs_table(
+        columns=["sys/id", "sys/name", "eval/acc", "train/loss"], sort_by="eval/acc", ascending=False, limit=2
+    )
     frame = table.to_pandas()
     assert list(frame.columns) == ["sys/id", "sys/name", "eval/acc", "train/loss"]
     assert list(frame["eval/acc"]) == [0.95, 0.93]
     assert frame["train/loss"].iloc[0] == pytest.approx(0.05)
     newest = proj.fetch_runs_table(limit=1).to_rows()
     assert newest[0]["sys/name"] == "r2"
-    good = proj.fetch_runs_table(query="eval/acc > 0.92", columns=["sys/name", "eval/acc"], sort_by="eval/acc", ascending=True)
+    good = proj.fetch_runs_table(
+        query="eval/acc > 0.92", columns=["sys/name", "eval/acc"], sort_by="eval/acc", ascending=True
+    )
     assert [r["sys/name"] for r in good.to_rows()] == ["r2", "r1"]
     with pytest.raises(runstore.RunstoreError):
         proj.fetch_runs_table(query="eval/acc > ")
@@ -137,7 +152,9 @@ def test_capture_records_source_environment_monitoring_and_output(server, projec
 
     time.sleep(1.0)
     run.stop()
-    read = runstore.init_run(project=project, with_id=run._info["id"], mode="read-only", api_token=server.token, url=server.url)
+    read = runstore.init_run(
+        project=project, with_id=run._info["id"], mode="read-only", api_token=server.token, url=server.url
+    )
     values = read.fetch()
     assert values["environment"]["python_version"].count(".") == 2
     assert values["sys"]["hostname"]
@@ -151,13 +168,15 @@ def test_capture_records_source_environment_monitoring_and_output(server, projec
 
 def test_uncaught_exception_marks_the_run_failed(server, project, tmp_path):
     script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import runstore
         run = runstore.init_run(capture_hardware_metrics=False)
-        print(run._info["id"], flush=True)
+        print(run["sys/id"].fetch(), flush=True)
         run["x"] = 1
         raise RuntimeError("diverged at epoch 3")
-    """))
+    """)
+    )
     env = {**os.environ, "RUNSTORE_URL": server.url, "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_PROJECT": project}
     result = subprocess.run([PYTHON, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert "diverged" in result.stderr
@@ -188,12 +207,26 @@ def cli(capsys, *args):
 
 def test_offline_runs_are_uploaded_by_runstore_sync_exactly_once(server, project, isolated_home, monkeypatch, capsys):
     for i in range(2):
-        run = runstore.init_run(project=project, mode="offline", name=f"off{i}", capture_hardware_metrics=False, capture_stdout=False, capture_stderr=False)
+        run = runstore.init_run(
+            project=project,
+            mode="offline",
+            name=f"off{i}",
+            capture_hardware_metrics=False,
+            capture_stdout=False,
+            capture_stderr=False,
+        )
         run["parameters"] = {"i": i}
         run["loss"].extend([0.3, 0.2, 0.1])
         run.stop()
-    env = {**os.environ, "RUNSTORE_HOME": str(isolated_home), "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
-    status = subprocess.run([PYTHON, "-m", "runstore.cli", "status"], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "RUNSTORE_HOME": str(isolated_home),
+        "RUNSTORE_API_TOKEN": server.token,
+        "RUNSTORE_URL": server.url,
+    }
+    status = subprocess.run(
+        [PYTHON, "-m", "runstore.cli", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert "2 queues" in status.stdout
     monkeypatch.setenv("RUNSTORE_API_TOKEN", server.token)
     monkeypatch.setenv("RUNSTORE_URL", server.url)
@@ -210,7 +243,9 @@ def test_offline_runs_are_uploaded_by_runstore_sync_exactly_once(server, project
     proj = runstore.init_project(project, api_token=server.token, url=server.url)
     rows = proj.fetch_runs_table(columns=["sys/name", "loss", "parameters/i", "sys/state"]).to_rows()
     assert sorted((r["sys/name"], r["loss"], r["parameters/i"], r["sys/state"]) for r in rows) == [
-        ("off0", 0.1, 0, "finished"), ("off1", 0.1, 1, "finished")]
+        ("off0", 0.1, 0, "finished"),
+        ("off1", 0.1, 1, "finished"),
+    ]
 
 
 def test_cli_download(connect, server, project, tmp_path, monkeypatch, capsys):
@@ -246,14 +281,24 @@ def test_a_forked_child_logs_through_its_own_workers(connect):
     run.stop()
 
 
-def test_offline_resume_with_id_continues_the_server_steps(connect, server, project, isolated_home, monkeypatch, capsys):
+def test_offline_resume_with_id_continues_the_server_steps(
+    connect, server, project, isolated_home, monkeypatch, capsys
+):
     run = connect()
     run["loss"].extend([1.0, 2.0, 3.0])
     run["notes"].append("first")
     run_id = run["sys/id"].fetch()
     run.stop()
-    offline = runstore.init_run(project=project, with_id=run_id, mode="offline", capture_hardware_metrics=False,
-                                capture_stdout=False, capture_stderr=False, capture_source=False, capture_environment=False)
+    offline = runstore.init_run(
+        project=project,
+        with_id=run_id,
+        mode="offline",
+        capture_hardware_metrics=False,
+        capture_stdout=False,
+        capture_stderr=False,
+        capture_source=False,
+        capture_environment=False,
+    )
     offline["loss"].extend([4.0, 5.0])
     offline["notes"].append("second")
     offline["new"].append(7.0)
@@ -289,7 +334,10 @@ def test_cli_runs_ls_sends_a_query_longer_than_8_kb(connect, server, project):
     env = {**os.environ, "RUNSTORE_API_TOKEN": server.token, "RUNSTORE_URL": server.url}
     result = subprocess.run(
         [PYTHON, "-m", "runstore.cli", "runs", "ls", "--project", project, "--query", f"eval/acc > 0.5 or ({names})"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "only" in result.stdout

@@ -18,6 +18,7 @@ from ._internal.values import (
     join,
     to_list,
 )
+from ._internal.writer import point_bytes
 from .file import File
 
 if TYPE_CHECKING:
@@ -35,7 +36,14 @@ class Handler:
     def __init__(self, run: Run, path: str):
         self._run = run
         self._path = path
-        self._writable = not path.startswith("sys/") or path in {"sys/name", "sys/description", "sys/tags", "sys/failure", "sys/hostname", "sys/group_tags"}
+        self._writable = not path.startswith("sys/") or path in {
+            "sys/name",
+            "sys/description",
+            "sys/tags",
+            "sys/failure",
+            "sys/hostname",
+            "sys/group_tags",
+        }
 
     def __repr__(self) -> str:
         return f"<Handler {self._path!r} of {self._run!r}>"
@@ -70,7 +78,7 @@ class Handler:
                 items.append((None, "file", path, converted))
             else:
                 items.append((None, "assign", path, kind, converted))
-        put = self._run._put
+        put = self._run._put_op
         for item in items:
             put(item)
         if wait:
@@ -90,7 +98,12 @@ class Handler:
             self._check_writable()
         if step is not None:
             step = check_step(self._path, step)
-        self._run._put((self._path, value, step, _now() if timestamp is None else check_timestamp(self._path, timestamp)))
+        item = (self._path, value, step, _now() if timestamp is None else check_timestamp(self._path, timestamp))
+        t = type(value)
+        if t is float or t is int:
+            self._run._put(item)
+        else:  # strings and images count against the in-memory queue's byte bound
+            self._run._put_sized(item, point_bytes(value))
         if wait:
             self._run.wait()
 
@@ -104,7 +117,7 @@ class Handler:
             step_list = [check_step(self._path, s) for s in to_list(self._path, steps, "steps")]
             if len(step_list) != n:
                 raise ValueError(f"{self._path}: {len(step_list)} steps for {n} values")
-            if any(b <= a for a, b in zip(step_list, step_list[1:])):
+            if any(b <= a for a, b in zip(step_list, step_list[1:], strict=False)):
                 raise ValueError(f"{self._path}: steps must increase strictly")
         now = _now()
         ts_list: list[float] = [now] * n
@@ -113,9 +126,14 @@ class Handler:
             if len(ts_list) != n:
                 raise ValueError(f"{self._path}: {len(ts_list)} timestamps for {n} values")
         put = self._run._put
+        put_sized = self._run._put_sized
         path = self._path
-        for value, step, ts in zip(items, step_list, ts_list):
-            put((path, value, step, ts))
+        for value, step, ts in zip(items, step_list, ts_list, strict=True):
+            t = type(value)
+            if t is float or t is int:
+                put((path, value, step, ts))
+            else:
+                put_sized((path, value, step, ts), point_bytes(value))
         if wait:
             self._run.wait()
 
@@ -134,24 +152,26 @@ class Handler:
         bad = [v for v in items if not isinstance(v, str)]
         if bad:
             raise TypeError(f"{self._path}: a string set holds str, not {type(bad[0]).__name__}")
-        self._run._put((None, op, self._path, [clean_string(v)[:1024] for v in items]))
+        self._run._put_op((None, op, self._path, [clean_string(v)[:1024] for v in items]))
         if wait:
             self._run.wait()
 
     def delete(self, *, wait: bool = False) -> None:
         check_path(self._path, write=True)
-        self._run._put((None, "delete", self._path))
+        self._run._put_op((None, "delete", self._path))
         if wait:
             self._run.wait()
 
     def upload(self, value: str | os.PathLike[str] | File | Any, *, wait: bool = False) -> None:
         """Upload one file: a path, a ``File``, or an image-like object (stored as PNG)."""
         self._check_writable()
-        self._run._put((None, "file", self._path, _as_file(self._path, value)))
+        self._run._put_op((None, "file", self._path, _as_file(self._path, value)))
         if wait:
             self._run.wait()
 
-    def upload_files(self, value: str | os.PathLike[str] | list[Any], *, replace: bool = False, wait: bool = False) -> None:
+    def upload_files(
+        self, value: str | os.PathLike[str] | list[Any], *, replace: bool = False, wait: bool = False
+    ) -> None:
         """A file set: every file under a directory (relative paths kept), a glob or a list of paths."""
         self._check_writable()
         files: list[tuple[str, File]] = []
@@ -167,7 +187,7 @@ class Handler:
                 if not matches:
                     raise FileNotFoundError(f"{self._path}: no file matches {str(source)!r}")
                 files += [(p.as_posix(), File(p)) for p in matches]
-        self._run._put((None, "upload_set", self._path, files, replace))
+        self._run._put_op((None, "upload_set", self._path, files, replace))
         if wait:
             self._run.wait()
 
@@ -181,13 +201,18 @@ class Handler:
         root = Path(path).resolve()
         if not root.exists():
             raise FileNotFoundError(f"{self._path}: {str(path)!r} does not exist")
-        self._run._put((None, "track", self._path, root))
+        self._run._put_op((None, "track", self._path, root))
         if wait:
             self._run.wait()
 
     # -- reads ------------------------------------------------------------------
     def fetch(self) -> Any:
-        """The field's value (a series gives its last value; a namespace gives a nested dict)."""
+        """The field's value (a series gives its last value; a namespace gives a nested dict).
+
+        ``sys/id`` of a live run is known as soon as the server created the run; while the server has
+        not answered it waits at most ``RUNSTORE_FETCH_TIMEOUT`` seconds, then raises ``NetworkError``."""
+        if self._path == "sys/id":
+            return self._run._run_id()
         return self._run._reader().fetch(self._path)
 
     def fetch_last(self) -> Any:
@@ -241,6 +266,6 @@ def _as_file(path: str, value: Any) -> File:
     converted = append_value(path, value)
     if isinstance(converted, File):
         return converted
-    raise TypeError(f"cannot upload {type(value).__name__} to {path!r}; give a path, bytes, a runstore.File or an image")
-
-
+    raise TypeError(
+        f"cannot upload {type(value).__name__} to {path!r}; give a path, bytes, a runstore.File or an image"
+    )

@@ -11,7 +11,7 @@ from ._internal import warn
 from ._internal.api import Api, decode
 from ._internal.queue import QueueDir
 from ._internal.sender import Sender
-from .config import MODES, env_float, make_api, new_queue_dir, queues_root, run_ref
+from .config import MODES, Settings, env_float, make_api, new_queue_dir, queues_root, run_ref
 from .exceptions import ApiError, ConfigurationError, NetworkError
 from .lifecycle import register
 from .run import Run
@@ -81,8 +81,14 @@ def init_run(
     capture_environment: bool = True,
     flush_period: float = 1.0,
     monitoring_namespace: str = "monitoring",
+    stall_timeout: float | None = None,
 ) -> Run:
-    """Start (or resume, with ``with_id``) a run; see the README for every option and environment variable."""
+    """Start (or resume, with ``with_id``) a run; see the README for every option and environment variable.
+
+    In async mode a new run is not waited for: its identity is made here (a ``custom_run_id``) and
+    the sender creates it on the server when the server first answers, exactly once. ``stall_timeout``
+    (``RUNSTORE_STALL_TIMEOUT``, 30 s): at exit, how long to wait for the server without any progress
+    before leaving the rest on disk for ``runstore sync``."""
     mode = mode or os.environ.get("RUNSTORE_MODE") or "async"
     if mode not in MODES:
         raise ConfigurationError(f"mode={mode!r}; expected one of {', '.join(MODES)}")
@@ -95,6 +101,7 @@ def init_run(
         raise ConfigurationError(f"project={project!r}; expected 'workspace/project'")
     if not isinstance(flush_period, (int, float)) or flush_period <= 0:
         raise ConfigurationError("flush_period must be a positive number of seconds")
+    settings = Settings.from_env(stall_timeout=stall_timeout)
     meta: dict[str, Any]
     info: dict[str, Any] = {}
     create: dict[str, Any] = {"project": project, "name": name or "", "description": description or "", "tags": tags}
@@ -102,7 +109,7 @@ def init_run(
         create["custom_run_id"] = custom_run_id
 
     if mode == "debug":
-        run = Run(mode="debug", info={"id": "DEBUG-0", "project": project})
+        run = Run(mode="debug", info={"id": "DEBUG-0", "project": project}, settings=settings)
     elif mode == "read-only":
         if not with_id:
             raise ConfigurationError("mode='read-only' needs with_id= (a run id such as 'VIS-12')")
@@ -130,18 +137,30 @@ def init_run(
             qdir=new_queue_dir(meta),
             flush_period=flush_period,
             server_steps=bool(with_id),
+            settings=settings,
         )
     else:
         api = make_api(url, api_token)
         stream = uuid_module.uuid4().hex
         meta = {"url": api.url, "stream": stream, "project": project, "mode": mode, "created": time.time()}
         last_steps: dict[str, int] = {}
+        server_steps = False
         if with_id:
             info = api.call("GET", f"runs/{run_ref(with_id, project)}/")
             sync_leftovers(api, info["uuid"])
             last_steps = last_steps_of(api, info["uuid"])
             if info.get("state") != "running":
                 api.call("PATCH", f"runs/{info['uuid']}/", body={"state": "running"})
+        elif mode == "async":
+            if not project:
+                raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
+            # Nothing waits for the server: the sender creates the run when it first answers. The
+            # custom_run_id makes that creation idempotent (a retry gets the same run back).
+            create.setdefault("custom_run_id", str(uuid_module.uuid4()))
+            meta["create"] = create
+            # A given custom_run_id may name a run other processes already logged to: its series'
+            # last steps are unknown here, so automatic steps are left to the server.
+            server_steps = bool(custom_run_id)
         else:
             if not project:
                 raise ConfigurationError("no project: pass project='workspace/project' or set RUNSTORE_PROJECT")
@@ -161,7 +180,14 @@ def init_run(
         if info:
             meta["run_uuid"], meta["run_id"] = info["uuid"], info["id"]
         run = Run(
-            mode=mode, info=info, api=api, qdir=new_queue_dir(meta), last_steps=last_steps, flush_period=flush_period
+            mode=mode,
+            info=info,
+            api=api,
+            qdir=new_queue_dir(meta),
+            last_steps=last_steps,
+            flush_period=flush_period,
+            server_steps=server_steps,
+            settings=settings,
         )
     register(run)
     if mode != "read-only":

@@ -20,9 +20,9 @@ from ._internal.queue import QueueDir
 from ._internal.reader import DebugStore, Reader
 from ._internal.sender import Sender, SenderThread
 from ._internal.values import check_path
-from ._internal.writer import Stats, Writer
-from .config import env_float, env_int, new_queue_dir
-from .exceptions import ReadOnlyError, RunstoreError
+from ._internal.writer import Stats, Writer, item_bytes
+from .config import Settings, new_queue_dir, sync_command
+from .exceptions import NetworkError, ReadOnlyError, RunstoreError
 from .handler import Handler
 from .lifecycle import unregister
 
@@ -40,10 +40,13 @@ class Run:
         last_steps: dict[str, int] | None = None,
         flush_period: float = 1.0,
         server_steps: bool = False,
+        settings: Settings | None = None,
     ):
         self._mode = mode
+        self._settings = settings or Settings.from_env()
         self._server_steps = server_steps
         self._put: Callable[[tuple[Any, ...]], None]
+        self._put_sized: Callable[[tuple[Any, ...], int], None] = self._put_unsized
         self._info = dict(info or {})
         self._api = api
         self._handlers: dict[str, Handler] = {}
@@ -57,7 +60,7 @@ class Run:
         self._tees: list[tuple[str, Any]] = []
         self._monitor: capture.Monitor | None = None
         self._flush_period = flush_period
-        self._sync_timeout = env_float("RUNSTORE_SYNC_TIMEOUT", 60.0)
+        self._sync_timeout = self._settings.sync_timeout
         self._last_steps = last_steps or {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -72,31 +75,72 @@ class Run:
     # -- plumbing ---------------------------------------------------------------
     def _start_workers(self) -> None:
         assert self._qdir is not None
+        settings = self._settings
         self._writer = Writer(
-            self._qdir, self._stats, flush_period=self._flush_period,
-            max_bytes=env_int("RUNSTORE_MAX_QUEUE_BYTES", 1 << 30), last_steps=self._last_steps,
+            self._qdir,
+            self._stats,
+            flush_period=self._flush_period,
+            max_bytes=settings.max_queue_bytes,
+            last_steps=self._last_steps,
             server_steps=self._server_steps,
+            max_items=settings.max_memory_items,
+            max_memory_bytes=settings.max_memory_bytes,
         )
         self._queue = self._writer.queue
         self._writer.start()
         if self._mode in ("async", "sync") and self._api is not None:
             sender = Sender(self._qdir, Api(self._api.url, self._api.token), self._stats)
+            sender.on_run = self._on_run_created
             self._sender = SenderThread(sender)
             self._writer.on_written = self._sender.wake.set
             self._sender.start()
         if self._mode == "sync":
             self._put = self._put_sync
+            self._put_sized = self._put_sync_sized
         else:
-            self._put = self._queue.append
+            self._put = self._writer.put
+            self._put_sized = self._writer.put_sized
+
+    def _put_unsized(self, item: tuple[Any, ...], size: int) -> None:
+        self._put(item)
+
+    def _put_op(self, item: tuple[Any, ...]) -> None:
+        """A non-point operation: bounded by the bytes it holds too."""
+        self._put_sized(item, item_bytes(item))
+
+    def _put_control(self, item: tuple[Any, ...]) -> None:
+        """A state change: never dropped for a full in-memory queue."""
+        if self._writer is None or self._put == self._put_restart or self._put == self._put_stopped:
+            self._put(item)
+        else:
+            self._writer.queue.append(item)
+
+    def _on_run_created(self, run: dict[str, Any], existed: bool) -> None:
+        """The sender created (or found, for a shared ``custom_run_id``) the run on the server."""
+        self._info.update(run)
+        if existed and self._api is not None:
+            # Another process of this run may have left operations queued on this machine: send them first.
+            from .init import sync_leftovers
+
+            sync_leftovers(self._api, str(run["uuid"]))
 
     def _put_sync(self, item: tuple[Any, ...]) -> None:
-        self._queue.append(item)
+        self._put_sync_sized(item, 0)
+
+    def _put_sync_sized(self, item: tuple[Any, ...], size: int) -> None:
+        assert self._writer is not None
+        self._writer.put_sized(item, size)
         if not self.wait(self._sync_timeout):
-            warn(f"runstore: sync mode: the server did not acknowledge within {self._sync_timeout:.0f}s "
-                 "(RUNSTORE_SYNC_TIMEOUT); continuing, the operation stays queued", once_key=f"sync-timeout:{id(self)}")
+            warn(
+                f"runstore: sync mode: the server did not acknowledge within {self._sync_timeout:.0f}s "
+                "(RUNSTORE_SYNC_TIMEOUT); continuing, the operation stays queued",
+                once_key=f"sync-timeout:{id(self)}",
+            )
 
     def _read_only(self, item: tuple[Any, ...]) -> None:
-        raise ReadOnlyError("this run was opened with mode='read-only'; open it with mode='async' (and with_id=) to write")
+        raise ReadOnlyError(
+            "this run was opened with mode='read-only'; open it with mode='async' (and with_id=) to write"
+        )
 
     def _put_stopped(self, item: tuple[Any, ...]) -> None:
         warn("runstore: the run is stopped; writes to it are ignored", once_key=f"stopped:{id(self)}")
@@ -107,6 +151,7 @@ class Run:
             return
         self._pid = os.getpid()
         self._put = self._put_restart
+        self._put_sized = self._put_unsized
 
     def _put_restart(self, item: tuple[Any, ...]) -> None:
         with self._lock:
@@ -116,6 +161,7 @@ class Run:
                 except Exception as exc:  # noqa: BLE001
                     bug(exc, "restarting the workers after fork")
                     self._put = self._put_stopped
+                    self._put_sized = self._put_unsized
                     return
         self._put(item)
 
@@ -134,14 +180,40 @@ class Run:
             return self._debug
         if self._api is None:
             raise RunstoreError("an offline run cannot be read; run `runstore sync` and open it with mode='read-only'")
+        timeout = self._settings.fetch_timeout
         if self._mode != "read-only" and not self._stopped:
-            self.wait(timeout=60)
+            self.wait(timeout=timeout)
         ref = self._info.get("uuid")
         if not ref and self._sender is not None:
             ref = self._sender.sender.run_uuid
         if not ref:
-            raise RunstoreError("the run is not created on the server yet (the server was unreachable)")
+            raise self._not_created(timeout)
         return Reader(self._api, str(ref))
+
+    def _run_id(self) -> str:
+        """``sys/id``: known once the server created the run; waits for that at most ``RUNSTORE_FETCH_TIMEOUT``."""
+        if self._info.get("id") or self._sender is None:
+            return str(self._info["id"]) if self._info.get("id") else str(self._reader().fetch("sys/id"))
+        timeout = self._settings.fetch_timeout
+        end = time.monotonic() + timeout
+        while not self._info.get("id"):
+            if self._sender.failed or not self._sender.alive() or time.monotonic() >= end:
+                raise self._not_created(timeout)
+            time.sleep(0.05)
+        return str(self._info["id"])
+
+    def _not_created(self, timeout: float) -> NetworkError:
+        assert self._api is not None
+        if self._sender is not None and self._sender.failed:
+            reason = self._sender.failed
+        else:
+            reason = (
+                f"the last attempt failed with: {self._stats.last_error}" if self._stats.last_error else "no answer yet"
+            )
+        return NetworkError(
+            f"the run is not created on the server yet: {self._api.url} has not answered within {timeout:g}s "
+            f"(RUNSTORE_FETCH_TIMEOUT); {reason}. Logging goes on; the run is created when the server answers."
+        )
 
     # -- fields -----------------------------------------------------------------
     def __getitem__(self, path: str) -> Handler:
@@ -220,6 +292,7 @@ class Run:
             "errors": self._stats.errors,
             "last_error": self._stats.last_error,
             "dropped_operations": self._stats.dropped_ops,
+            "dropped_in_memory": self._stats.dropped_memory_ops,
             "rejected_operations": self._stats.rejected_ops,
             "pending_operations": pending,
             "queue_dir": str(self._qdir.path) if self._qdir is not None else None,
@@ -238,7 +311,7 @@ class Run:
         text = exc if isinstance(exc, str) else "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         try:
             self["sys/failure"] = text
-            self._put((None, "ctl", {"t": "state", "state": "failed"}))
+            self._put_control((None, "ctl", {"t": "state", "state": "failed"}))
             self._info["state"] = "failed"
         except Exception as error:  # noqa: BLE001
             bug(error, "marking the run failed")
@@ -246,13 +319,15 @@ class Run:
     def _mark(self, state: str) -> None:
         if self._mode == "read-only" or self._stopped or self._info.get("state") in ("failed", "aborted"):
             return
-        self._put((None, "ctl", {"t": "state", "state": state}))
+        self._put_control((None, "ctl", {"t": "state", "state": state}))
         self._info["state"] = state
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the run: flush, send what is queued (at most ``timeout`` seconds; default
-        ``RUNSTORE_STOP_TIMEOUT`` or 300), stop the workers. Ctrl-C twice abandons the wait;
-        what is left stays on disk for ``runstore sync``."""
+        """Finish the run: flush, send what is queued, stop the workers. The wait for the server lasts
+        while it makes progress: it ends after ``stall_timeout`` (``RUNSTORE_STALL_TIMEOUT``, 30 s)
+        without an acknowledgement, and after ``timeout`` (``RUNSTORE_STOP_TIMEOUT``, 300 s) in all.
+        Ctrl-C twice abandons the wait. What is left stays on disk; a warning gives the number of
+        operations and the ``runstore sync`` command that sends them."""
         with self._lock:
             if self._stopped:
                 return
@@ -262,13 +337,15 @@ class Run:
         if self._writer is None or os.getpid() != self._pid or self._put == self._put_restart:
             # Read-only/debug runs, and a forked child that never wrote: nothing of ours to deliver.
             self._put = self._put_stopped if self._mode != "read-only" else self._read_only
+            self._put_sized = self._put_unsized
             return
         if self._info.get("state") not in ("failed", "aborted"):
             self._queue.append((None, "ctl", {"t": "state", "state": "finished"}))
         if timeout is None:
-            timeout = env_float("RUNSTORE_STOP_TIMEOUT", 300.0)
+            timeout = self._settings.stop_timeout
         self._put = self._put_stopped
-        delivered = False
+        self._put_sized = self._put_unsized
+        delivered: bool | str = False
         try:
             delivered = self._drain(timeout)
         finally:
@@ -276,17 +353,25 @@ class Run:
                 self._sender.stop(5)
             self._writer.close(10)
             assert self._qdir is not None
-            if delivered and self._sender is not None and self._sender.sender.finished():
+            if delivered is True and self._sender is not None and self._sender.sender.finished():
                 self._sender.sender.remove_queue()
             else:
                 self._qdir.unlock()
                 left = self._qdir.path
+                pending = max(0, self._stats.written_ops - self._stats.acked_ops)
                 if self._mode == "offline":
-                    warn(f"runstore: offline run saved in {left}; upload it with `runstore sync`")
+                    warn(
+                        f"runstore: offline run saved in {left} ({pending} operations); upload it with: {sync_command(left)}"
+                    )
                 else:
-                    warn(f"runstore: not everything reached the server; the rest is kept in {left}; upload it with `runstore sync`")
+                    why = f" ({delivered})" if isinstance(delivered, str) else ""
+                    warn(
+                        f"runstore: {pending} operations did not reach the server{why}; they are kept in {left}; "
+                        f"send them later with: {sync_command(left)}"
+                    )
 
-    def _drain(self, timeout: float) -> bool:
+    def _drain(self, timeout: float) -> bool | str:
+        """True when everything is acknowledged; else False or why the wait ended."""
         assert self._writer is not None
         if not self._writer.alive():
             return False
@@ -296,19 +381,24 @@ class Run:
         if self._sender is None:
             return False
         end = time.monotonic() + timeout
+        stall = self._settings.stall_timeout
+        started = time.monotonic()
         progress: Progress | None = None
         interrupted = 0
         start_ops = self._stats.acked_ops
         try:
             while True:
                 try:
-                    remaining = end - time.monotonic()
+                    now = time.monotonic()
+                    remaining = end - now
                     if remaining <= 0:
-                        return False
+                        return f"gave up after {timeout:g}s, RUNSTORE_STOP_TIMEOUT"
+                    if now - max(started, self._stats.progress_at) >= stall:
+                        return f"no acknowledgement for {stall:g}s, stall_timeout / RUNSTORE_STALL_TIMEOUT; last error: {self._stats.last_error}"
                     if self._sender.wait_for(position, min(remaining, 0.5)):
                         return True
                     if self._sender.failed:
-                        return False
+                        return self._sender.failed
                     pending = max(0, self._stats.written_ops - self._stats.acked_ops)
                     if progress is None and pending > 1000:
                         progress = Progress("runstore: sending", total=pending)
@@ -318,7 +408,9 @@ class Run:
                     interrupted += 1
                     try:
                         if interrupted < 2:
-                            sys.stderr.write("\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n")
+                            sys.stderr.write(
+                                "\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n"
+                            )
                             sys.stderr.flush()
                             continue
                     except KeyboardInterrupt:
@@ -332,7 +424,9 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if isinstance(exc, KeyboardInterrupt):
             self._mark("aborted")
         elif exc is not None and not isinstance(exc, (SystemExit, GeneratorExit)):
@@ -340,7 +434,9 @@ class Run:
         self.stop()
 
     # -- capture ----------------------------------------------------------------
-    def _start_capture(self, *, stdout: bool, stderr: bool, hardware: bool, source: bool, environment: bool, namespace: str) -> None:
+    def _start_capture(
+        self, *, stdout: bool, stderr: bool, hardware: bool, source: bool, environment: bool, namespace: str
+    ) -> None:
         if stdout:
             tee = capture.StreamTee(sys.stdout, self, f"{namespace}/stdout")
             sys.stdout = tee
@@ -350,9 +446,10 @@ class Run:
             sys.stderr = tee
             self._tees.append(("stderr", tee))
         if hardware:
-            self._monitor = capture.Monitor(self, env_float("RUNSTORE_MONITORING_INTERVAL", 5.0), namespace)
+            self._monitor = capture.Monitor(self, self._settings.monitoring_interval, namespace)
             self._monitor.start()
         if source or environment:
+
             def collect() -> None:
                 for enabled, function in ((source, capture.source_code), (environment, capture.environment)):
                     if enabled:

@@ -63,7 +63,7 @@ class MultipartFile:
     """A ``multipart/form-data`` body (fields ``sha256`` and ``file``) read from disk piece by piece,
     so uploading a big file does not load it into memory."""
 
-    def __init__(self, path: Path, ctl: dict[str, Any]):
+    def __init__(self, path: Path, ctl: dict[str, Any], on_read: Callable[[], None] | None = None):
         boundary = uuid_module.uuid4().hex
         self.content_type = f"multipart/form-data; boundary={boundary}"
         name = str(ctl.get("name") or "file").replace('"', "_").replace("\r", "_").replace("\n", "_")
@@ -72,11 +72,12 @@ class MultipartFile:
             f'--{boundary}\r\nContent-Disposition: form-data; name="sha256"\r\n\r\n{ctl["sha256"]}\r\n'
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
             f"Content-Type: {mime}\r\n\r\n"
-        ).encode("utf-8")
+        ).encode()
         self.tail = f"\r\n--{boundary}--\r\n".encode()
         self.file = open(path, "rb")  # noqa: SIM115 - closed by __exit__
         self.size = os.fstat(self.file.fileno()).st_size
         self._stage = 0
+        self._on_read = on_read
 
     def __len__(self) -> int:
         return len(self.head) + self.size + len(self.tail)
@@ -88,6 +89,8 @@ class MultipartFile:
         if self._stage == 1:
             chunk = self.file.read(n if n and n > 0 else 1 << 20)
             if chunk:
+                if self._on_read is not None:
+                    self._on_read()  # the previous chunk went out: the server is taking the upload
                 return chunk
             self._stage = 2
         if self._stage == 2:
@@ -117,6 +120,9 @@ class Sender:
         self.stats = stats or Stats()
         self.stop_event = stop or threading.Event()
         self.on_progress = on_progress
+        # Called (from the sending thread) once the server created or found the run: (run, existed).
+        self.on_run: Callable[[dict[str, Any], bool], None] | None = None
+        self.last_status = 0
         self.meta = qdir.read_meta()
         self.ack = qdir.read_ack()
         self.stream: str = self.meta["stream"]
@@ -139,18 +145,29 @@ class Sender:
         uuid = self.run_uuid
         if uuid:
             return uuid
-        while True:
+        for attempt in range(3):
             try:
                 if self.meta.get("run_ref"):
                     run = self._call("GET", f"runs/{self.meta['run_ref']}/")
                 else:
+                    # Idempotent: the create body carries a custom_run_id, so a retry after a lost
+                    # answer (or another process of the same run) gets the same run back (200).
                     run = self._call("POST", "runs/", body=self.meta["create"])
                 break
             except ApiError as exc:
+                # Processes starting together race to create the project: the loser sees "already exists".
+                if exc.status == 400 and "already exists" in exc.message and attempt < 2:
+                    if self.stop_event.wait(0.2):
+                        raise Abandoned() from exc
+                    continue
                 raise FatalSendError(f"cannot create or find the run of {self.qdir.path}: {exc}") from exc
+        existed = bool(self.meta.get("run_ref")) or self.last_status == 200
         self.meta["run_uuid"] = run["uuid"]
         self.meta["run_id"] = run["id"]
         self.qdir.write_meta(self.meta)
+        self.stats.progress_at = time.monotonic()
+        if self.on_run is not None:
+            self.on_run(run, existed)
         return str(run["uuid"])
 
     def _call(self, method: str, path: str, *, body_factory: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
@@ -165,17 +182,23 @@ class Sender:
                 else:
                     with body_factory() as body:
                         response = self.api.send(
-                            method, path, data=body,
-                            headers={"Content-Type": body.content_type, "Content-Length": str(len(body))}, **kwargs,
+                            method,
+                            path,
+                            data=body,
+                            headers={"Content-Type": body.content_type, "Content-Length": str(len(body))},
+                            **kwargs,
                         )
                 self._attempt = 0
+                self.last_status = response.status_code
                 return decode(response)
             except RetryableError as exc:
                 delay = exc.retry_after if exc.retry_after is not None else backoff(self._attempt)
                 self._attempt += 1
                 self.stats.error(str(exc))
-                warn(f"runstore: {exc}; retrying in {delay:.1f}s (operations stay queued on disk)",
-                     once_key=f"retry:{self.qdir.path}:{exc.status}")
+                warn(
+                    f"runstore: {exc}; retrying in {delay:.1f}s (operations stay queued on disk)",
+                    once_key=f"retry:{self.qdir.path}:{exc.status}",
+                )
                 if self.stop_event.wait(delay):
                     raise Abandoned() from exc
 
@@ -199,7 +222,9 @@ class Sender:
                 if not ops:
                     control = (msgpack.unpackb(payload, raw=False), record_end)
                 break
-            if ops and (len(ops) >= MAX_BATCH_OPS or points + n > MAX_BATCH_POINTS or size + len(payload) > MAX_BATCH_BYTES):
+            if ops and (
+                len(ops) >= MAX_BATCH_OPS or points + n > MAX_BATCH_POINTS or size + len(payload) > MAX_BATCH_BYTES
+            ):
                 break
             ops.append(payload)
             points += n
@@ -222,7 +247,9 @@ class Sender:
             # A sealed segment is complete: move on and delete it.
             sealed = self.qdir.segment_path(segment)
             if sealed.exists() and sealed.stat().st_size > offset:
-                warn(f"runstore: {self.qdir.segment_path(segment)} has a damaged record at byte {offset}; skipping the rest of it")
+                warn(
+                    f"runstore: {self.qdir.segment_path(segment)} has a damaged record at byte {offset}; skipping the rest of it"
+                )
             self._advance(later[0], 0, seq=int(self.ack["seq"]), ops=0)
             try:
                 self.qdir.segment_path(segment).unlink()
@@ -245,6 +272,7 @@ class Sender:
         self.ack = {"seq": seq, "segment": segment, "offset": offset, "inflight": None}
         self.qdir.write_ack(self.ack)
         self.stats.acked_ops += ops
+        self.stats.progress_at = time.monotonic()
         if self.on_progress is not None:
             self.on_progress()
 
@@ -266,7 +294,9 @@ class Sender:
                 # No operation named (e.g. the body is too large): nothing in it can be applied.
                 self.stats.rejected_ops += len(keep)
                 self.stats.error(str(exc))
-                warn(f"runstore: the server rejected a batch of {len(keep)} operations: {exc.message} ({exc.code}); they are dropped")
+                warn(
+                    f"runstore: the server rejected a batch of {len(keep)} operations: {exc.message} ({exc.code}); they are dropped"
+                )
                 return
 
     def _rejected(self, exc: ApiError, payload: bytes) -> None:
@@ -280,7 +310,9 @@ class Sender:
         key = f"{exc.code}:{exc.details.get('path')}"
         if key not in self._reported:
             self._reported.add(key)
-            warn(f"runstore: the server rejected {what}: {exc.message} ({exc.status} {exc.code}); it is dropped, the rest is kept")
+            warn(
+                f"runstore: the server rejected {what}: {exc.message} ({exc.status} {exc.code}); it is dropped, the rest is kept"
+            )
 
     def _control(self, uuid: str, ctl: dict[str, Any]) -> None:
         kind = ctl.get("t")
@@ -310,12 +342,17 @@ class Sender:
         if not path.is_file():
             raise FileNotFoundError(path)
         try:
-            self._call("POST", f"runs/{uuid}/uploads", body_factory=lambda: MultipartFile(path, ctl))
+            self._call("POST", f"runs/{uuid}/uploads", body_factory=lambda: MultipartFile(path, ctl, self._uploading))
         except ApiError as exc:
             if exc.status in (401, 403, 404):
                 raise FatalSendError(str(exc)) from exc
             self.stats.error(str(exc))
-            warn(f"runstore: upload of {ctl.get('name') or path} refused: {exc.message}; the operation using it will be dropped")
+            warn(
+                f"runstore: upload of {ctl.get('name') or path} refused: {exc.message}; the operation using it will be dropped"
+            )
+
+    def _uploading(self) -> None:
+        self.stats.progress_at = time.monotonic()
 
     def ping(self) -> None:
         uuid = self.run_uuid
@@ -389,7 +426,9 @@ class SenderThread:
             except FatalSendError as exc:
                 self.failed = str(exc)
                 self.sender.stats.error(str(exc))
-                warn(f"runstore: {exc}; sending stopped, the operations stay in {self.sender.qdir.path} for `runstore sync`")
+                warn(
+                    f"runstore: {exc}; sending stopped, the operations stay in {self.sender.qdir.path} for `runstore sync`"
+                )
                 self._progress()
                 return
             except Exception as exc:  # noqa: BLE001 - never let the worker die silently

@@ -12,11 +12,21 @@ Queue items:
 * ``(path, value, step | None, timestamp)``: a series point;
 * ``(None, kind, ...)``: every other operation, a flush marker, or a
   control record (upload a file, change the run state).
+
+The in-memory queue is bounded by items and by the bytes of strings and
+file contents it holds; when full, new operations are dropped and counted
+(one warning), as sentry-python's transport does. Hashing and copying
+files (uploads from a path, file sets, ``track_files``) run on a separate
+worker thread: while a file is prepared, points of other series keep
+flowing to disk; operations that could depend on the file (every other
+non-point operation, points of the same field, flush markers) wait behind
+it, in order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue as queue_module
 import threading
 import time
 import uuid
@@ -64,9 +74,12 @@ class Stats:
         self.errors = 0
         self.dropped_ops = 0
         self.rejected_ops = 0
+        self.dropped_memory_ops = 0  # of dropped_ops: refused because the in-memory queue was full
         self.written_ops = 0
         self.acked_ops = 0
         self.last_error: str | None = None
+        # When the sender last made progress (an acknowledgement, a created run, upload bytes sent).
+        self.progress_at = time.monotonic()
 
     def error(self, message: str) -> None:
         self.errors += 1
@@ -80,6 +93,86 @@ class FlushMarker:
         self.event = threading.Event()
         self.position: tuple[int, int] | None = None
         self.sync = sync
+
+
+def point_bytes(value: Any) -> int:
+    """What a point's value holds in memory beyond the fixed cost of the item (strings, file contents)."""
+    if type(value) is str:
+        return len(value)
+    if isinstance(value, File):
+        return len(value.content) if value.content is not None else 0
+    return 0
+
+
+def item_bytes(item: tuple[Any, ...]) -> int:
+    """The same for a non-point operation; the writer subtracts exactly this when it takes the item."""
+    kind = item[1]
+    if kind == "assign":
+        value = item[4]
+        if type(value) is str:
+            return len(value)
+        if isinstance(value, list):
+            return sum(len(v) for v in value if type(v) is str)
+        return 0
+    if kind == "file":
+        return point_bytes(item[3])
+    if kind in ("add_tags", "remove_tags"):
+        return sum(len(v) for v in item[3])
+    if kind == "upload_set":
+        return 256 * len(item[3])
+    return 0
+
+
+class FileJob:
+    """Hashing/copying for one operation, done by the ``FileWorker``; the writer writes the result."""
+
+    __slots__ = ("item", "work", "done", "result")
+
+    def __init__(self, item: tuple[Any, ...], work: Callable[[], Any]):
+        self.item = item
+        self.work = work
+        self.done = threading.Event()
+        self.result: Any = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.work()
+        except Exception as exc:  # noqa: BLE001 - handed to the writer, which reports it
+            self.result = exc
+        finally:
+            self.done.set()
+
+
+class FileWorker:
+    """One daemon thread that hashes and copies files, started on demand and ending when idle."""
+
+    IDLE_SECONDS = 2.0
+
+    def __init__(self, on_done: Callable[[], None]):
+        self.on_done = on_done
+        self._jobs: queue_module.SimpleQueue[FileJob] = queue_module.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: FileJob) -> None:
+        self._jobs.put(job)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="runstore-files", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE_SECONDS)
+            except queue_module.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            job.run()
+            self.on_done()
 
 
 def sha256_file(path: Path, copy_to: Path | None = None) -> tuple[str, int]:
@@ -110,6 +203,8 @@ class Writer:
         last_steps: dict[str, int] | None = None,
         on_written: Callable[[], None] | None = None,
         server_steps: bool = False,
+        max_items: int = 1_000_000,
+        max_memory_bytes: int = 256 << 20,
     ):
         self.qdir = qdir
         self.stats = stats
@@ -134,6 +229,55 @@ class Writer:
         self._full = False
         self._full_at = 0
         self._bad_steps: set[str] = set()
+        # The in-memory queue's bounds. ``memory_in`` is added to by the callers' threads (without a
+        # lock: an approximation), ``memory_out`` only by this thread.
+        self.max_items = max(1, int(max_items))
+        self.max_memory_bytes = max(1, int(max_memory_bytes))
+        self.memory_in = 0
+        self.memory_out = 0
+        self._memory_warned = False
+        # Items waiting behind a file being hashed/copied (FileJob first), in order.
+        self._held: deque[Any] = deque()
+        self._held_paths: set[str] = set()
+        self._files = FileWorker(self._wake.set)
+        self.put = self._make_put()
+
+    # -- the callers' side ---------------------------------------------------
+    def _make_put(self) -> Callable[[tuple[Any, ...]], None]:
+        """The hot path: a length check and a deque append (no lock)."""
+        queue = self.queue
+        append = queue.append
+        limit = self.max_items
+        refuse = self._refuse
+
+        def put(item: tuple[Any, ...]) -> None:
+            if len(queue) < limit:
+                append(item)
+            else:
+                refuse()
+
+        return put
+
+    def put_sized(self, item: tuple[Any, ...], size: int) -> None:
+        """Put an item holding ``size`` bytes of strings or file contents (bounded by ``max_memory_bytes``)."""
+        used = self.memory_in - self.memory_out
+        if len(self.queue) < self.max_items and (used <= 0 or used + size <= self.max_memory_bytes):
+            self.memory_in += size
+            self.queue.append(item)
+        else:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.stats.dropped_ops += 1
+        self.stats.dropped_memory_ops += 1
+        if not self._memory_warned:
+            self._memory_warned = True
+            self.stats.error("in-memory queue full")
+            warn(
+                f"runstore: the in-memory queue is full ({self.max_items} operations or {self.max_memory_bytes} bytes, "
+                "RUNSTORE_MAX_MEMORY_ITEMS / RUNSTORE_MAX_MEMORY_BYTES) while the writer catches up; new operations "
+                "are dropped and counted in run.status()['dropped_operations'] (this is the only warning)"
+            )
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -182,7 +326,7 @@ class Writer:
             except Exception as exc:  # noqa: BLE001 - never let the worker die
                 self.stats.error(repr(exc))
                 bug(exc, "writing the disk queue")
-            if self._closing and not self.queue:
+            if self._closing and not self.queue and not self._held:
                 try:
                     self.cycle()
                 except Exception as exc:  # noqa: BLE001
@@ -202,6 +346,11 @@ class Writer:
                 bug(exc, "encoding operations")
                 markers += [item[2] for item in items if item[0] is None and item[1] == "flush"]
             self._write_out()
+        if self._held:
+            self._release(markers)
+            self._write_out()
+        elif not queue:
+            self.memory_out = self.memory_in  # nothing queued: forget the counters' drift
         now = time.monotonic()
         if self._dirty and (markers or now - self._last_sync >= self.flush_period):
             self._sync()
@@ -261,7 +410,9 @@ class Writer:
             return False
         if self._full and kind == KIND_OP:
             self._full = False
-            warn(f"runstore: the disk queue {self.qdir.path} has room again; {self.stats.dropped_ops} operations were dropped")
+            warn(
+                f"runstore: the disk queue {self.qdir.path} has room again; {self.stats.dropped_ops} operations were dropped"
+            )
         self._out.append(encode_record(kind, points, payload))
         self._out_bytes += size
         return True
@@ -298,7 +449,10 @@ class Writer:
         except OSError as exc:
             self.stats.dropped_ops += count
             self.stats.error(str(exc))
-            warn(f"runstore: cannot write the disk queue in {self.qdir.path}: {exc}; {count} records dropped", once_key=f"write:{self.qdir.path}:{exc.errno}")
+            warn(
+                f"runstore: cannot write the disk queue in {self.qdir.path}: {exc}; {count} records dropped",
+                once_key=f"write:{self.qdir.path}:{exc.errno}",
+            )
             return
         self._disk_bytes += len(data)
         self._dirty = True
@@ -307,6 +461,10 @@ class Writer:
     # -- encoding -------------------------------------------------------------
     def _encode(self, items: list[tuple[Any, ...]], markers: list[FlushMarker]) -> None:
         """Points between two other operations become one ``append`` per series (order kept per series)."""
+        if self._held:
+            items = self._hold(items)
+            if not items:
+                return
         paths = list(map(itemgetter(0), items))
         # Common case first: only points. ``count`` of the first path compares by identity (the
         # handler's own string), ``set`` hashes once per point; searching for ``None`` compares
@@ -338,7 +496,83 @@ class Writer:
                     except Exception as exc:  # noqa: BLE001 - one bad op must not stop the others
                         self.stats.error(repr(exc))
                         bug(exc, f"queueing {item[1]} of {item[2] if len(item) > 2 else ''!r}")
+                    if self._held:
+                        # A file is being prepared: what follows waits behind it, except other series' points.
+                        rest = self._hold(items[end + 1 :])
+                        if rest:
+                            self._encode_points(rest, list(map(itemgetter(0), rest)))
+                        return
             start = end + 1
+
+    # -- waiting behind files being prepared ----------------------------------
+    def _blocked(self, path: str) -> bool:
+        held = self._held_paths
+        if path in held:
+            return True
+        cut = path.rfind("/")
+        while cut > 0:
+            if path[:cut] in held:
+                return True
+            cut = path.rfind("/", 0, cut)
+        return False
+
+    def _hold(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """While a file is prepared: keep back every item but points of fields no held operation
+        touches; return the points that may be written now."""
+        passing = []
+        held = self._held
+        paths = self._held_paths
+        blocked: dict[str, bool] = {}
+        for item in items:
+            path = item[0]
+            if path is not None:
+                stop = blocked.get(path)
+                if stop is None:
+                    stop = blocked[path] = self._blocked(path)
+                if not stop:
+                    passing.append(item)
+                    continue
+            elif item[1] != "flush" and len(item) > 2 and isinstance(item[2], str):
+                paths.add(item[2])
+                blocked.clear()
+            if len(held) >= self.max_items and not (path is None and item[1] in ("flush", "ctl")):
+                self.memory_out += point_bytes(item[1]) if path is not None else item_bytes(item)
+                self._refuse()
+                continue
+            held.append(item)
+        return passing
+
+    def _release(self, markers: list[FlushMarker]) -> None:
+        """Write what waited, in order, up to the first file still being prepared."""
+        held = self._held
+        while held:
+            first = held[0]
+            if isinstance(first, FileJob):
+                if not first.done.is_set():
+                    return
+                held.popleft()
+                try:
+                    self._finish(first)
+                except Exception as exc:  # noqa: BLE001
+                    self.stats.error(repr(exc))
+                    bug(exc, f"queueing the prepared file of {first.item[2]!r}")
+                continue
+            if first[0] is not None:
+                points = []
+                while held and not isinstance(held[0], FileJob) and held[0][0] is not None:
+                    points.append(held.popleft())
+                self._encode_points(points, list(map(itemgetter(0), points)))
+                continue
+            held.popleft()
+            if first[1] == "flush":
+                markers.append(first[2])
+                continue
+            try:
+                self._special(first)
+            except Exception as exc:  # noqa: BLE001
+                self.stats.error(repr(exc))
+                bug(exc, f"queueing {first[1]} of {first[2] if len(first) > 2 else ''!r}")
+        self._held_paths.clear()
 
     def _encode_points(self, items: list[tuple[Any, ...]], paths: list[str], single: bool | None = None) -> None:
         """The fast path, in C-level loops: a series of numbers with automatic steps.
@@ -371,7 +605,7 @@ class Writer:
                 last[path] = first + len(vals) - 1
                 self._emit({path: ["float", vals, list(range(first, first + len(vals))), tss]})
             else:
-                self._encode_slow([(path, v, s, t) for v, s, t in zip(vals, sts, tss)])
+                self._encode_slow([(path, v, s, t) for v, s, t in zip(vals, sts, tss, strict=True)])
 
     def _encode_slow(self, items: list[tuple[Any, ...]]) -> None:
         groups: dict[str, list[Any]] = {}
@@ -380,6 +614,8 @@ class Writer:
             path, value, step, timestamp = item
             t = type(value)
             kind = "float" if (t is float or t is int) else ("string" if t is str else "file")
+            if kind != "float":
+                self.memory_out += point_bytes(value)
             group = groups.get(path)
             if group is None or group[0] != kind:
                 if group is not None:
@@ -420,7 +656,9 @@ class Writer:
         if path not in self._bad_steps:
             self._bad_steps.add(path)
             self.stats.error(f"step {step} not after {previous} in {path}")
-            warn(f"runstore: {path}: step {step} is not after the last step {previous}; the point is dropped (steps must increase)")
+            warn(
+                f"runstore: {path}: step {step} is not after the last step {previous}; the point is dropped (steps must increase)"
+            )
 
     def _emit(self, groups: dict[str, list[Any]]) -> None:
         for path, (kind, values, steps, timestamps) in groups.items():
@@ -434,19 +672,55 @@ class Writer:
                 continue
             for start in range(0, len(values), POINTS_PER_OP):
                 end = start + POINTS_PER_OP
-                op = {"op": "append", "path": path, "kind": kind, "values": values[start:end],
-                      "timestamps": timestamps[start:end]}
+                op = {
+                    "op": "append",
+                    "path": path,
+                    "kind": kind,
+                    "values": values[start:end],
+                    "timestamps": timestamps[start:end],
+                }
                 if steps is not None:
                     op["steps"] = steps[start:end]
                 self._op(op, len(op["values"]))
 
+    def _start_job(self, item: tuple[Any, ...], work: Callable[[], Any]) -> None:
+        job = FileJob(item, work)
+        # First in line: called with nothing held, or by _release after taking this item off the front.
+        self._held.appendleft(job)
+        self._held_paths.add(item[2])
+        self._files.submit(job)
+
+    def _finish(self, job: FileJob) -> None:
+        """Write the records of an operation whose files are prepared."""
+        item, result = job.item, job.result
+        if isinstance(result, Exception):
+            self.stats.error(repr(result))
+            bug(result, f"preparing the files of {item[2]!r}")
+            return
+        kind = item[1]
+        if kind == "file":
+            ref = self._emit_file(result)
+            if ref is not None:
+                self._op({"op": "upload", "path": item[2], **ref})
+        elif kind == "upload_set":
+            self._upload_set_ops(
+                item[2], [(relpath, self._emit_file(prepared)) for relpath, prepared in result], item[4]
+            )
+        elif kind == "track":
+            self._track_ops(item[2], item[3], result)
+
     def _special(self, item: tuple[Any, ...]) -> None:
         kind = item[1]
+        self.memory_out += item_bytes(item)
         if kind == "assign":
             _, _, path, type_, value = item
             self._op({"op": "assign", "path": path, "value": value, "type": type_})
         elif kind == "file":
-            ref = self._file(item[3])
+            file = item[3]
+            if file.content is None:
+                self._start_job(item, lambda: self._prepare_file(file))
+                return
+            ref = self._file(file)
             if ref is not None:
                 self._op({"op": "upload", "path": item[2], **ref})
         elif kind in ("add_tags", "remove_tags"):
@@ -457,25 +731,38 @@ class Writer:
             for key in [k for k in self.last_steps if k == path or k.startswith(path + "/")]:
                 del self.last_steps[key]
         elif kind == "upload_set":
-            _, _, path, files, replace = item
-            refs = []
-            for relpath, file in files:
-                ref = self._file(file)
-                if ref is not None:
-                    refs.append({"relpath": relpath, "sha256": ref["sha256"], **({"mime_type": ref["mime_type"]} if ref.get("mime_type") else {})})
-            for start in range(0, max(1, len(refs)), 5000):
-                chunk = refs[start:start + 5000]
-                if chunk or replace:
-                    self._op({"op": "upload_set", "path": path, "files": chunk, "replace": bool(replace and start == 0)})
+            files = item[3]
+            self._start_job(item, lambda: [(relpath, self._prepare_file(file)) for relpath, file in files])
         elif kind == "track":
-            self._track(item[2], item[3])
+            root = item[3]
+            self._start_job(item, lambda: self._hash_tree(root))
         elif kind == "ctl":
             self._ctl(item[2])
         else:
             raise ValueError(f"unknown queue item {kind!r}")
 
+    def _upload_set_ops(self, path: str, prepared: list[tuple[str, dict[str, Any] | None]], replace: bool) -> None:
+        refs = []
+        for relpath, ref in prepared:
+            if ref is not None:
+                refs.append(
+                    {
+                        "relpath": relpath,
+                        "sha256": ref["sha256"],
+                        **({"mime_type": ref["mime_type"]} if ref.get("mime_type") else {}),
+                    }
+                )
+        for start in range(0, max(1, len(refs)), 5000):
+            chunk = refs[start : start + 5000]
+            if chunk or replace:
+                self._op({"op": "upload_set", "path": path, "files": chunk, "replace": bool(replace and start == 0)})
+
     def _file(self, file: File) -> dict[str, Any] | None:
         """Put a file into the queue directory; write its upload control record; return its reference."""
+        return self._emit_file(self._prepare_file(file))
+
+    def _prepare_file(self, file: File) -> dict[str, Any] | None:
+        """Copy (or only hash) a file into the queue directory; any thread. None when it cannot be read."""
         name = f"{uuid.uuid4().hex}"
         target = self.qdir.files / name
         try:
@@ -504,17 +791,26 @@ class Writer:
             self.stats.error(str(exc))
             warn(f"runstore: cannot queue the file {file!r}: {exc}; it is dropped")
             return None
-        self._disk_bytes += size if delete else 0
         ref: dict[str, Any] = {"sha256": sha256}
         if file.name:
             ref["name"] = file.name[:255]
         if file.mime_type:
             ref["mime_type"] = file.mime_type
-        self._ctl({"t": "upload", "file": source, "delete": delete, "size": size, **ref})
+        return {"source": source, "delete": delete, "size": size, "ref": ref}
+
+    def _emit_file(self, prepared: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Write the upload control record of a prepared file; return its reference (this thread)."""
+        if prepared is None:
+            return None
+        self._disk_bytes += prepared["size"] if prepared["delete"] else 0
+        ref: dict[str, Any] = prepared["ref"]
+        self._ctl(
+            {"t": "upload", "file": prepared["source"], "delete": prepared["delete"], "size": prepared["size"], **ref}
+        )
         return ref
 
-    def _track(self, path: str, root: Path) -> None:
-        """An artifact version: every file's relative path, size and SHA-256, and one hash over them all."""
+    def _hash_tree(self, root: Path) -> list[tuple[str, str, int]]:
+        """Every file's relative path, SHA-256 and size (any thread)."""
         entries = []
         base = root if root.is_dir() else root.parent
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
@@ -525,6 +821,10 @@ class Writer:
                 warn(f"runstore: track_files: cannot read {file}: {exc}")
                 continue
             entries.append((file.relative_to(base).as_posix(), sha256, size))
+        return entries
+
+    def _track_ops(self, path: str, root: Path, entries: list[tuple[str, str, int]]) -> None:
+        """An artifact version: every file's relative path, size and SHA-256, and one hash over them all."""
         overall = hashlib.sha256()
         for relpath, sha256, size in entries:
             overall.update(f"{relpath}\0{sha256}\0{size}\n".encode())
@@ -543,4 +843,3 @@ class Writer:
 def copy_tree_files(root: Path) -> list[tuple[str, File]]:
     files = sorted(p for p in root.rglob("*") if p.is_file())
     return [(p.relative_to(root).as_posix(), File(p)) for p in files]
-
