@@ -3,6 +3,7 @@
 import math
 
 from .models import Attribute, AttributeType, Run, RunState
+from .sysfields import SYS_FIELDS
 
 
 def _float(value):
@@ -42,21 +43,22 @@ def attribute_value(attr: Attribute):
 
 def sys_fields(run: Run) -> list[dict]:
     """The server-owned ``sys/`` fields, derived from the run row."""
-    rows = [
-        ("sys/id", "string", run.human_id),
-        ("sys/name", "string", run.name),
-        ("sys/description", "string", run.description),
-        ("sys/owner", "string", run.owner.username if run.owner else None),
-        ("sys/state", "string", run.state),
-        ("sys/failed", "bool", run.state == RunState.FAILED),
-        ("sys/creation_time", "datetime", run.created_at.isoformat()),
-        ("sys/modification_time", "datetime", run.modified_at.isoformat()),
-        ("sys/ping_time", "datetime", run.ping_at.isoformat()),
-        ("sys/running_time", "float", run.running_time),
-        ("sys/project", "string", run.project.full_name),
-    ]
+    values = {
+        "sys/id": run.human_id,
+        "sys/name": run.name,
+        "sys/description": run.description,
+        "sys/owner": run.owner.username if run.owner else None,
+        "sys/state": run.state,
+        "sys/failed": run.state == RunState.FAILED,
+        "sys/creation_time": run.created_at.isoformat(),
+        "sys/modification_time": run.modified_at.isoformat(),
+        "sys/ping_time": run.ping_at.isoformat(),
+        "sys/running_time": run.running_time,
+        "sys/project": run.project.full_name,
+    }
     if run.custom_run_id:
-        rows.append(("sys/custom_run_id", "string", run.custom_run_id))
+        values["sys/custom_run_id"] = run.custom_run_id
+    rows = [(f.path, f.type, values[f.path]) for f in SYS_FIELDS if f.path in values]
     return [{"path": p, "type": t, "value": v} for p, t, v in rows]
 
 

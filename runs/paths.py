@@ -2,13 +2,16 @@
 
 import unicodedata
 
+from . import sysfields
+
 MAX_PATH_LENGTH = 512
 MAX_SEGMENT_LENGTH = 128
 MAX_DEPTH = 32
 
 # sys/* fields the client may write; the rest of sys/ is owned by the server.
-WRITABLE_SYS_PATHS = {"sys/name", "sys/description", "sys/tags", "sys/failure", "sys/hostname", "sys/group_tags"}
-RUN_COLUMN_PATHS = {"sys/name": "name", "sys/description": "description"}
+WRITABLE_SYS_PATHS = sysfields.WRITABLE_PATHS
+# writable sys fields that are run columns (a batch sets the column)
+RUN_COLUMN_PATHS = {f.path: f.column for f in sysfields.SYS_FIELDS if f.writable and f.column}
 
 
 class PathError(ValueError):

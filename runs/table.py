@@ -17,25 +17,14 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeData, mark_safe
 from django.utils.timesince import timesince
 
+from . import sysfields
 from .models import Attribute, AttributeType, Run, RunState
+from .sysfields import DEFAULT_COLUMNS, MAX_COLUMNS
 
-DEFAULT_COLUMNS = ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/running_time", "sys/tags"]
-MAX_COLUMNS = 100
 PAGE_SIZES = (25, 50, 100)
 
 # sys/ columns read from the run row: (title, ORM field to sort on or None)
-SYS_COLUMNS = {
-    "sys/id": ("Id", "number"),
-    "sys/name": ("Name", "name"),
-    "sys/owner": ("Owner", "owner__username"),
-    "sys/state": ("State", "state"),
-    "sys/creation_time": ("Created", "created_at"),
-    "sys/modification_time": ("Modified", "modified_at"),
-    "sys/ping_time": ("Last ping", "ping_at"),
-    "sys/running_time": ("Running time", "sys/running_time"),
-    "sys/description": ("Description", "description"),
-    "sys/tags": ("Tags", None),
-}
+SYS_COLUMNS = sysfields.TABLE_COLUMNS
 
 
 

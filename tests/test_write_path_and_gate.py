@@ -176,3 +176,11 @@ def test_admin_created_workspace_and_project_get_their_owner_and_key(root_client
     )
     assert response.status_code == 302, response.content[:2000]
     assert Project.objects.get(workspace=workspace, slug="speech").key == "SPE"
+
+
+def test_sys_fields_have_one_type_in_the_field_list_and_the_attributes(owner_api, run):
+    listed = {f["path"]: f["type"] for f in owner_api.get("/api/v1/runs/fields", {"project": "acme/vision"}).json()["fields"]}
+    read = {f["path"]: f["type"] for f in owner_api.get(run_url(run, "attributes")).json()["fields"]}
+    shared = [p for p in read if p.startswith("sys/") and p in listed]
+    assert "sys/id" in shared
+    assert {p: listed[p] for p in shared} == {p: read[p] for p in shared}

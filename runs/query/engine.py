@@ -19,6 +19,7 @@ from projects.permissions import require_in_project
 
 from ..attributes import attribute_value, sys_fields
 from ..models import Attribute, Run
+from ..sysfields import DEFAULT_COLUMNS, MAX_COLUMNS
 from . import parser as ast
 from .compiler import Compiler, QueryError
 from .compiler import paths_of as compiler_paths
@@ -33,10 +34,8 @@ from .fields import (
 )
 
 MAX_LIMIT = 1000
-MAX_COLUMNS = 200
 MAX_SORT = 5
 MAX_GROUP_BY = 3
-DEFAULT_COLUMNS = ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/running_time", "sys/tags"]
 
 
 def parse_path_spec(spec: str, position: int = 0) -> ast.Path:
@@ -235,8 +234,6 @@ class RunQuery:
             types = self.types.get(path.name, set())
             if path.aggregate:
                 types = {SERIES_AGGREGATE_TYPES.get(t, {}).get(path.aggregate) for t in types} - {None}
-            if path.name == "sys/id":
-                types = {"string"}
             out.append({"path": spec, "type": "/".join(sorted(types)) or None})
         return out
 

@@ -3,22 +3,11 @@
 from django.db.models import Case, DurationField, ExpressionWrapper, F, Value, When
 from django.db.models.functions import Coalesce, Now
 
+from .. import sysfields
 from ..models import ProjectField, RunState
 
-# sys fields stored as run columns: path -> (type, ORM expression or column name)
-SYS_COLUMNS = {
-    "sys/id": "int",  # compared by run number: sys/id = "VIS-12"
-    "sys/name": "string",
-    "sys/description": "string",
-    "sys/owner": "string",
-    "sys/state": "string",
-    "sys/failed": "bool",
-    "sys/creation_time": "datetime",
-    "sys/modification_time": "datetime",
-    "sys/ping_time": "datetime",
-    "sys/running_time": "float",
-    "sys/custom_run_id": "string",
-}
+# sys fields of the query language: path -> type (runs.sysfields)
+SYS_COLUMNS = sysfields.QUERY_TYPES
 NUMERIC = {"int", "float"}
 # the attribute column holding a series aggregate (``avg`` is sum_value / finite_count)
 AGGREGATE_COLUMNS = {"last": "float_value", "min": "min_value", "max": "max_value", "count": "count"}
@@ -31,11 +20,7 @@ SERIES_AGGREGATE_TYPES = {
 
 
 # sys fields that are run columns as they are
-SYS_RUN_COLUMNS = {
-    "sys/name": "name", "sys/description": "description", "sys/state": "state",
-    "sys/creation_time": "created_at", "sys/modification_time": "modified_at",
-    "sys/ping_time": "ping_at", "sys/custom_run_id": "custom_run_id",
-}
+SYS_RUN_COLUMNS = sysfields.RUN_COLUMNS
 
 
 def sys_expression(path: str):
