@@ -36,7 +36,11 @@ class ProjectListView(ScopedUIViewMixin, ListView):
         self.workspace = get_object_or_404(
             Workspace.objects.for_user(self.request.user, "view"), slug=self.kwargs["workspace"]
         )
-        return activity.annotate(Project.objects.for_user(self.request.user, "view").filter(workspace=self.workspace))
+        return activity.annotate(
+            Project.objects.for_user(self.request.user, "view")
+            .filter(workspace=self.workspace)
+            .select_related("workspace")
+        )
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -17,6 +17,8 @@ from projects import services as project_services
 from projects.models import Role
 from runs import services as run_services
 
+pytest.register_assert_rewrite("tests.roles")  # the role matrix's failures show the statuses by role
+
 
 def make_user(username):
     return User.objects.create_user(username=username, password="pw-" + username)
@@ -59,6 +61,12 @@ def project(workspace, owner):
 def run(project, owner):
     created, _ = run_services.create_run(owner, project, name="baseline", tags=["base"])
     return created
+
+
+@pytest.fixture
+def world(owner, contributor, viewer, stranger, run):
+    """Each role's user by name (``anonymous``: None) and the ``run`` they are checked against."""
+    return {"owner": owner, "contributor": contributor, "viewer": viewer, "stranger": stranger, "anonymous": None, "run": run}
 
 
 def client_for(user):

@@ -73,7 +73,7 @@ def check_read(attr, points, buckets, lo, hi):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
-    values=st.lists(values_with_specials, min_size=2, max_size=800),
+    values=st.lists(values_with_specials, min_size=100, max_size=800),
     max_gap=st.sampled_from([1, 3, 40, 300]),
     seed=st.integers(0, 2**32),
     rolled_fraction=st.floats(0, 1),
@@ -97,11 +97,13 @@ def test_rolled_up_buckets_match_brute_force(run, values, max_gap, seed, rolled_
     points = list(zip(steps, values, strict=True))
     lo = steps[0] + int((steps[-1] - steps[0]) * min(window))
     hi = steps[0] + int((steps[-1] - steps[0]) * max(window))
-    # Ranges too narrow for any level are read raw (tests/test_series.py checks those).
+    # At least two base buckets per requested bucket: the whole series is always read through the
+    # roll-ups (check_read fails if plan() sends it raw). A window too narrow for any level is read
+    # raw (tests/test_series.py checks those), so it is compared only when planned.
+    buckets = max(1, min(buckets, (steps[-1] - steps[0] + 1) // (2 * rollups.BASE)))
+    check_read(attr, points, buckets, steps[0], steps[-1])
     if rollups.plan(lo, hi, buckets) is not None:
         check_read(attr, points, buckets, lo, hi)
-    if rollups.plan(steps[0], steps[-1], buckets) is not None:
-        check_read(attr, points, buckets, steps[0], steps[-1])
     series_store.delete_points([attr.pk])
 
 

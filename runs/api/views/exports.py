@@ -37,7 +37,7 @@ def export_json(request, export: Export) -> dict:
 
 class ExportScopedView(ScopedGenericAPIView):
     def scoped_queryset(self):
-        return Export.objects.for_user(self.request.user, "view").select_related("project", "project__workspace", "run")
+        return Export.objects.for_user(self.request.user, "view").select_related("project", "project__workspace", "run", "run__project")
 
     def get_export(self, export_id) -> Export:
         export = self.get_queryset().filter(pk=export_id).first()

@@ -1,0 +1,60 @@
+"""Lists answer in a bounded number of queries however many rows they show (no N+1)."""
+
+import pytest
+from django.test import Client
+
+from projects import services as project_services
+from runs import services as run_services
+
+from .conftest import make_user
+
+MANY = 8  # an N+1 would add at least this many queries to a bound set a query or two above the count
+
+
+@pytest.fixture
+def crowded(owner, contributor, workspace, project):
+    """Many workspaces, projects with runs and members, and exports, all visible to ``owner``."""
+    for i in range(MANY):
+        ws = project_services.create_workspace(owner, f"team{i}", f"Team {i}")
+        project_services.set_membership(ws, contributor, project_services.Role.CONTRIBUTOR)
+        extra = project_services.create_project(owner, workspace, f"p{i}", key=f"PX{i}")
+        run_services.create_run(owner, extra, name=f"r{i}")
+        project_services.set_membership(workspace, make_user(f"member{i}"), project_services.Role.VIEWER)
+    return workspace
+
+
+def _browser(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("url", ["/", "/w/acme/"])
+def test_workspace_and_project_pages_have_bounded_queries(crowded, owner, url, django_assert_max_num_queries):
+    client = _browser(owner)
+    with django_assert_max_num_queries(6):
+        response = client.get(url)
+    assert response.status_code == 200 and f"p{MANY - 1}".encode() in response.content
+
+
+@pytest.mark.parametrize("url", ["/api/v1/workspaces/", "/api/v1/workspaces/acme/projects/"])
+def test_workspace_and_project_lists_have_bounded_queries(crowded, owner_api, url, django_assert_max_num_queries):
+    with django_assert_max_num_queries(5):
+        response = owner_api.get(url)
+    assert response.status_code == 200 and len(response.json()) > MANY
+
+
+def test_export_list_has_bounded_queries(owner_api, owner, project, django_assert_max_num_queries):
+    for i in range(MANY):
+        run, _ = run_services.create_run(owner, project, name=f"e{i}")
+        assert (
+            owner_api.post(
+                "/api/v1/exports/", {"project": "acme/vision", "run": run.human_id}, format="json"
+            ).status_code
+            == 202
+        )
+    with django_assert_max_num_queries(5):
+        response = owner_api.get("/api/v1/exports/", {"project": "acme/vision"})
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["results"] if isinstance(body, dict) else body) == MANY
