@@ -83,7 +83,7 @@ class ProjectUsageInline(admin.StackedInline):
     )
     fields = readonly_fields
     max_num = 0
-    verbose_name_plural = "storage used (bytes; recomputed every minute by projects.tasks.refresh_usage)"
+    verbose_name_plural = "storage used (bytes; recomputed every minute by runs.tasks.refresh_usage)"
 
 
 @admin.register(Project)
@@ -126,7 +126,7 @@ for model in (
 
 @admin.register(ProjectUsage)
 class ProjectUsageAdmin(admin.ModelAdmin):
-    """Bytes per project, kept exact by projects.tasks (read-only here)."""
+    """Bytes per project, kept exact by runs/usage.py (read-only here)."""
 
     list_select_related = ("project", "project__workspace")
 
