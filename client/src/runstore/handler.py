@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .run import Run
 
 _FAST = frozenset((float, int, str))
+_NUMBERS = frozenset((float, int))
 _now = time.time
 
 
@@ -86,24 +87,25 @@ class Handler:
 
     def append(self, value: Any, step: Any = None, timestamp: Any = None, *, wait: bool = False) -> None:
         """Add a point to a series; the step defaults to the last step + 1 (0 first)."""
-        if type(value) not in _FAST:
+        sized = type(value) not in _NUMBERS  # strings and images count against the in-memory byte bound
+        if sized:
             if type(value) is dict:
                 for key, sub in value.items():
                     self[str(key)].append(sub, step=step, timestamp=timestamp)
                 if wait:
                     self._run.wait()
                 return
-            value = append_value(self._path, value)
+            if type(value) is not str:
+                value = append_value(self._path, value)
         if not self._writable:
             self._check_writable()
         if step is not None:
             step = check_step(self._path, step)
         item = (self._path, value, step, _now() if timestamp is None else check_timestamp(self._path, timestamp))
-        t = type(value)
-        if t is float or t is int:
-            self._run._put(item)
-        else:  # strings and images count against the in-memory queue's byte bound
+        if sized:
             self._run._put_sized(item, point_bytes(value))
+        else:
+            self._run._put(item)
         if wait:
             self._run.wait()
 

@@ -98,8 +98,17 @@ class Run:
             self._put = self._put_sync
             self._put_sized = self._put_sync_sized
         else:
-            self._put = self._writer.put
+            self._put = self._writer.current_put()
             self._put_sized = self._writer.put_sized
+            self._writer.on_put_changed = self._switch_put
+
+    def _switch_put(self, put: Callable[[tuple[Any, ...]], None]) -> None:
+        """From the writer's watchdog: the bare append while the in-memory queue is short, else the bounded put."""
+        with self._lock:
+            writer = self._writer
+            current = self._put
+            if not self._stopped and writer is not None and (current == writer.put or current == writer.queue.append):
+                self._put = put
 
     def _put_unsized(self, item: tuple[Any, ...], size: int) -> None:
         self._put(item)

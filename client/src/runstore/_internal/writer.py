@@ -47,6 +47,7 @@ from .values import clean_string
 POINTS_PER_OP = 50_000
 DRAIN_ITEMS = 100_000
 POLL_SECONDS = 0.05
+WATCH_SECONDS = 0.01
 COPY_LIMIT = 64 * 1024 * 1024
 NUMBER_TYPES = frozenset((float, int))
 
@@ -241,10 +242,14 @@ class Writer:
         self._held_paths: set[str] = set()
         self._files = FileWorker(self._wake.set)
         self.put = self._make_put()
+        # The callers use the bare ``queue.append`` (C, no checks) while the queue is short; a
+        # watchdog switches them to ``put`` (checks the bound) from half the bound on, and back.
+        self.on_put_changed: Callable[[Callable[[tuple[Any, ...]], None]], None] | None = None
+        self._checking = False
 
     # -- the callers' side ---------------------------------------------------
     def _make_put(self) -> Callable[[tuple[Any, ...]], None]:
-        """The hot path: a length check and a deque append (no lock)."""
+        """The bounded put: a length check and a deque append (no lock)."""
         queue = self.queue
         append = queue.append
         limit = self.max_items
@@ -291,6 +296,29 @@ class Writer:
         self._disk_bytes = self._measure()
         self._thread = threading.Thread(target=self._loop, name="runstore-writer", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watch, name="runstore-watch", daemon=True).start()
+
+    def current_put(self) -> Callable[[tuple[Any, ...]], None]:
+        """What callers should use now: the bare append while the queue is short, else the bounded put."""
+        return self.put if self._checking else self.queue.append
+
+    def _watch(self) -> None:
+        """Every 10 ms: switch the callers to the bounded put from half the bound on (even while
+        the writer thread is blocked in a slow disk write), back to the bare append below a quarter."""
+        queue = self.queue
+        high, low = self.max_items // 2, self.max_items // 4
+        while self.alive() or self._thread is None:
+            time.sleep(WATCH_SECONDS)
+            length = len(queue)
+            checking = length >= high if not self._checking else length > low
+            if checking != self._checking:
+                self._checking = checking
+                callback = self.on_put_changed
+                if callback is not None:
+                    try:
+                        callback(self.current_put())
+                    except Exception as exc:  # noqa: BLE001 - the watchdog must not die
+                        bug(exc, "switching the in-memory queue's put")
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
