@@ -162,7 +162,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "rshome"
     monkeypatch.setenv("RUNSTORE_HOME", str(home))
     monkeypatch.setenv("RUNSTORE_MAX_BACKOFF", "2")
-    for name in ("RUNSTORE_API_TOKEN", "RUNSTORE_URL", "RUNSTORE_PROJECT", "RUNSTORE_MODE", "RUNSTORE_CUSTOM_RUN_ID", "RUNSTORE_MAX_QUEUE_BYTES"):
+    for name in ("RUNSTORE_API_TOKEN", "RUNSTORE_URL", "RUNSTORE_PROJECT", "RUNSTORE_MODE", "RUNSTORE_CUSTOM_RUN_ID", "RUNSTORE_MAX_QUEUE_BYTES",
+                 "RUNSTORE_MAX_MEMORY_ITEMS", "RUNSTORE_MAX_MEMORY_BYTES", "RUNSTORE_STALL_TIMEOUT", "RUNSTORE_FETCH_TIMEOUT",
+                 "RUNSTORE_STOP_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     return home
 
