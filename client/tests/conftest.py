@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 import runstore
 import runstore._internal as internal
 from runstore import lifecycle

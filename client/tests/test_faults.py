@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import runstore
 from faultproxy import FaultProxy
+
+import runstore
 
 QUIET = {
     "capture_stdout": False,

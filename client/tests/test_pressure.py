@@ -13,6 +13,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import requests
+
 import runstore
 from runstore._internal.queue import KIND_CTL, QueueDir, read_records
 

@@ -1,6 +1,3 @@
-import runstore
-
-
 def test_async_run_logs_and_reads_back(connect):
     run = connect(name="smoke", tags=["baseline"])
     run["parameters"] = {"lr": 0.01, "optimizer": {"name": "adam", "betas": [0.9, 0.999]}}

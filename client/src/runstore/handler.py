@@ -225,7 +225,8 @@ class Handler:
         return self._run._reader().fetch_values(self._path, include_timestamp=include_timestamp, limit=limit)
 
     def fetch_files_list(self) -> list[dict[str, Any]]:
-        return self._run._reader().files(self._path)
+        files: list[dict[str, Any]] = self._run._reader().files(self._path)
+        return files
 
     def download(self, destination: str | os.PathLike[str] | None = None, *, step: int | None = None) -> Path:
         """Download a file (into ``destination``), a file set (into the directory ``destination``)
@@ -233,7 +234,8 @@ class Handler:
 
         Nothing is written outside ``destination``: a file whose stored name would climb out of it is
         skipped (or saved under a plain name) and counted in ``run.status()["errors"]``."""
-        return self._run._reader().download(self._path, destination, step=step, on_refused=self._run._stats.error)
+        target: Path = self._run._reader().download(self._path, destination, step=step, on_refused=self._run._stats.error)
+        return target
 
     def exists(self) -> bool:
         return self._run.exists(self._path)
@@ -264,6 +266,7 @@ def _as_file(path: str, value: Any) -> File:
         return File(content=bytes(value), name=path.rsplit("/", 1)[-1])
     kind, converted = assign_value(path, value)
     if kind == "file":
+        assert isinstance(converted, File)
         return converted
     converted = append_value(path, value)
     if isinstance(converted, File):

@@ -131,7 +131,7 @@ class QueueDir:
             if number < ack["segment"]:
                 continue
             start = ack["offset"] if number == ack["segment"] else 0
-            for kind, n, _payload, _end in read_records(self.segment_path(number), start):
+            for _kind, n, _payload, _end in read_records(self.segment_path(number), start):
                 records += 1
                 points += n
         return records, points

@@ -56,7 +56,8 @@ def _array_header(n: int) -> bytes:
 def batch_body(stream: str, seq: int, ops: list[bytes]) -> bytes:
     """``{"stream", "seq", "ops": [...]}`` in MessagePack, reusing each operation's stored bytes."""
     head = b"\x83" + msgpack.packb("stream") + msgpack.packb(stream) + msgpack.packb("seq") + msgpack.packb(seq)
-    return head + msgpack.packb("ops") + _array_header(len(ops)) + b"".join(ops)
+    body: bytes = head + msgpack.packb("ops") + _array_header(len(ops)) + b"".join(ops)
+    return body
 
 
 class MultipartFile:

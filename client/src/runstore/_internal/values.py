@@ -185,7 +185,7 @@ def check_step(path: str, step: Any) -> int:
         step = int(step)
     if not 0 <= step < INT64:
         raise ValueError(f"step of {path!r} must be between 0 and 2**63-1, got {step}")
-    return step
+    return int(step)
 
 
 def check_timestamp(path: str, timestamp: Any) -> float:
