@@ -85,7 +85,7 @@ class AttributeAdmin(admin.ModelAdmin):
         table = series_store.FLOAT_TABLE if obj.type == AttributeType.FLOAT_SERIES else series_store.STRING_TABLE
         start = max((obj.last_step or 0) - 20, 0) if newest else None
         data = series_store.read_points(obj.pk, table, from_step=start, limit=20)
-        rows = zip(data["steps"], data["values"])
+        rows = zip(data["steps"], data["values"], strict=True)
         return format_html_join("", "<div>step {}: {}</div>", rows)
 
     @admin.display(description="first 20 points")

@@ -26,7 +26,7 @@ import mimetypes
 import operator
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -110,15 +110,15 @@ def _parse_datetime(value, index, path):
     if _is_number(value):
         if not math.isfinite(value) or abs(value) > 253402300799:
             raise _fail(index, path, "value", "timestamp out of range")
-        return datetime.fromtimestamp(value, tz=dt_timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise _fail(index, path, "value", f"not an ISO 8601 datetime: {value[:40]!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt_timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     raise _fail(index, path, "value", f"expected an ISO 8601 string or unix seconds, got {_describe(value)}")
 
 
@@ -500,7 +500,7 @@ class _Batch:
             self.points.setdefault(id(attr), []).append((steps, timestamps, op.values))
         else:
             entries = self.files.setdefault(id(attr), [])
-            for step, ts, ref in zip(steps, timestamps, op.values):
+            for step, ts, ref in zip(steps, timestamps, op.values, strict=True):
                 entries.append(self._entry(op, ref, step=step, timestamp=ts))
             attr.json_value = {"last": op.values[-1]["name"] or op.values[-1]["sha256"]}
 

@@ -69,7 +69,7 @@ def _int_param(request, name, default=None, lo=None, hi=None):
 def chart_page(request, paths) -> tuple[int, dict]:
     """The page of charts ``chart_page`` asks for: its number and the context of one page of
     ``paths`` (an ordered queryset of chart paths), with the next page's number when there is one."""
-    page = int_param(request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE)
+    page = int_param(request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE) or 1
     start = (page - 1) * CHARTS_PER_PAGE
     rows = list(paths[start : start + CHARTS_PER_PAGE + 1])
     return page, {"chart_paths": rows[:CHARTS_PER_PAGE], "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None}
