@@ -90,7 +90,9 @@ def timed(loop: Callable[[int, int], None], calls: int, chunk: int) -> dict:
     total = time.perf_counter_ns() - start_all
     done = len(means) * chunk
     return {
-        "calls": done, "chunk": chunk, "loop_s": total / 1e9,
+        "calls": done,
+        "chunk": chunk,
+        "loop_s": total / 1e9,
         "median_us": statistics.median(means) / 1000,
         "p90_us": sorted(means)[int(len(means) * 0.9)] / 1000,
         "mean_us": total / done / 1000,
@@ -122,13 +124,24 @@ def emit(result: dict) -> None:
 def run_runstore(args: argparse.Namespace) -> None:
     import runstore
 
-    capture_off = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
-                   "capture_source": False, "capture_environment": False}
+    capture_off = {
+        "capture_stdout": False,
+        "capture_stderr": False,
+        "capture_hardware_metrics": False,
+        "capture_source": False,
+        "capture_environment": False,
+    }
     with tempfile.TemporaryDirectory() as home:
         os.environ["RUNSTORE_HOME"] = home
         if args.mode == "async":
-            run = runstore.init_run(project="bench/compare", api_token=args.token, url=args.url, mode="async",
-                                    name="client-compare", **capture_off)
+            run = runstore.init_run(
+                project="bench/compare",
+                api_token=args.token,
+                url=args.url,
+                mode="async",
+                name="client-compare",
+                **capture_off,
+            )
         else:
             run = runstore.init_run(project="bench/compare", mode="offline", **capture_off)
         run["loss"]  # noqa: B018 - the handler exists before timing, as after a first call
@@ -152,7 +165,15 @@ def run_runstore(args: argparse.Namespace) -> None:
         run.stop()
     import importlib.metadata
 
-    emit({**result, "tool": "runstore", "mode": args.mode, "version": importlib.metadata.version("runstore"), "errors": errors})
+    emit(
+        {
+            **result,
+            "tool": "runstore",
+            "mode": args.mode,
+            "version": importlib.metadata.version("runstore"),
+            "errors": errors,
+        }
+    )
 
 
 def run_mlflow(args: argparse.Namespace) -> None:
@@ -165,9 +186,24 @@ def run_mlflow(args: argparse.Namespace) -> None:
     # The GenAI job runner starts ~7 processes that import all of MLflow; no part in metric logging.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
-         "--default-artifact-root", str(tmp / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(tmp / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     try:
         wait_http(url + "/health", timeout=300, proc=proc)
@@ -178,6 +214,7 @@ def run_mlflow(args: argparse.Namespace) -> None:
         for mode in ("sync", "async", "async+buf"):
             with mlflow.start_run():
                 if mode == "sync":
+
                     def loop(start: int, n: int) -> None:
                         for i in range(start, start + n):
                             log_metric("loss", VALUE, step=i)
@@ -198,8 +235,15 @@ def run_mlflow(args: argparse.Namespace) -> None:
                     mlflow.flush_async_logging()
                     result["durable"] = {"flush_async_logging() (acknowledged by the server)": time.perf_counter() - t}
             result["ok"] = True
-            emit({**result, "tool": "mlflow", "mode": mode, "version": mlflow.__version__,
-                  "note": "tracking server, SQLite store"})
+            emit(
+                {
+                    **result,
+                    "tool": "mlflow",
+                    "mode": mode,
+                    "version": mlflow.__version__,
+                    "note": "tracking server, SQLite store",
+                }
+            )
     finally:
         stop_process(proc)
         logf.close()
@@ -214,8 +258,14 @@ def run_wandb(args: argparse.Namespace) -> None:
     import wandb
 
     try:
-        run = wandb.init(project="client-compare", mode="offline", dir=str(tmp), settings=wandb.Settings(
-            console="off", save_code=False, disable_git=True, x_disable_stats=True, x_disable_machine_info=True))
+        run = wandb.init(
+            project="client-compare",
+            mode="offline",
+            dir=str(tmp),
+            settings=wandb.Settings(
+                console="off", save_code=False, disable_git=True, x_disable_stats=True, x_disable_machine_info=True
+            ),
+        )
         run_log = run.log
 
         def loop(start: int, n: int) -> None:
@@ -238,8 +288,13 @@ def run_aim(args: argparse.Namespace) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="compare-aim-"))
     try:
-        run = aim.Run(repo=str(tmp), experiment="client-compare", system_tracking_interval=None,
-                      log_system_params=False, capture_terminal_logs=False)
+        run = aim.Run(
+            repo=str(tmp),
+            experiment="client-compare",
+            system_tracking_interval=None,
+            log_system_params=False,
+            capture_terminal_logs=False,
+        )
         track = run.track
 
         def loop(start: int, n: int) -> None:
@@ -318,13 +373,21 @@ def measure(args: argparse.Namespace) -> dict:
     }
     results: list[dict] = []
     skipped: dict[str, str] = {}
-    common = ["--calls", str(args.calls), "--budget", str(args.budget), "--mlflow-async-calls", str(args.mlflow_async_calls)]
+    common = [
+        "--calls",
+        str(args.calls),
+        "--budget",
+        str(args.budget),
+        "--mlflow-async-calls",
+        str(args.mlflow_async_calls),
+    ]
     for tool in args.tools:
         if tool == "runstore":
             from common import RunstoreServer, resolve_source
 
-            with RunstoreServer("sqlite", workers=args.server_workers, threads=2, source=resolve_source(args.source),
-                                celery=False) as server:
+            with RunstoreServer(
+                "sqlite", workers=args.server_workers, threads=2, source=resolve_source(args.source), celery=False
+            ) as server:
                 meta["runstore_server"] = f"{server.source}, SQLite, gunicorn -w {args.server_workers} --threads 2"
                 for mode in ("async", "offline"):
                     log(f"[runstore/{mode}] {args.calls:,} calls")
@@ -363,8 +426,10 @@ def table(data: dict) -> str:
     for r in results:
         ratio = f"{r['median_us'] / ref['median_us']:,.1f}" if ref else "-"
         durable = "; ".join(f"{k}: {v:.2f} s" for k, v in r.get("durable", {}).items())
-        lines.append(f"{r['tool']:9s} {r['mode']:11s} {r['version']:>8s} {r['calls']:>10,d} {r['median_us']:10.3f} "
-                     f"{r['p90_us']:9.3f} {r['mean_us']:9.3f} {r['cpu_median_us']:8.3f} {ratio:>10s}  {durable}")
+        lines.append(
+            f"{r['tool']:9s} {r['mode']:11s} {r['version']:>8s} {r['calls']:>10,d} {r['median_us']:10.3f} "
+            f"{r['p90_us']:9.3f} {r['mean_us']:9.3f} {r['cpu_median_us']:8.3f} {ratio:>10s}  {durable}"
+        )
     for tool, why in data["skipped"].items():
         lines.append(f"{tool:9s} not measured: {why}")
     lines += [

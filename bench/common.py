@@ -117,12 +117,16 @@ def source_tree(source: str, into: Path) -> tuple[Path, str]:
     default measures the last commit; returns (directory, description).
     """
     if source == "worktree":
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         return REPO, f"worktree at {head}{' + uncommitted changes' if dirty else ''}"
-    commit = subprocess.run(["git", "rev-parse", "--short", source], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", source], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
     into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.Popen(["git", "archive", commit], cwd=REPO, stdout=subprocess.PIPE)
     subprocess.run(["tar", "-x", "-C", str(into)], stdin=archive.stdout, check=True)
@@ -140,8 +144,9 @@ def resolve_source(source: str | None) -> str:
     source = source or source_default()
     if source == "worktree":
         return source
-    return subprocess.run(["git", "rev-parse", "--short", source], cwd=REPO, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "--short", source], cwd=REPO, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 class RunstoreServer:
@@ -156,8 +161,15 @@ class RunstoreServer:
     leaves it out.
     """
 
-    def __init__(self, db: str, workers: int = 2, threads: int = 2, keep: bool = False,
-                 source: str | None = None, celery: bool | None = None):
+    def __init__(
+        self,
+        db: str,
+        workers: int = 2,
+        threads: int = 2,
+        keep: bool = False,
+        source: str | None = None,
+        celery: bool | None = None,
+    ):
         if db not in ("postgres", "sqlite"):
             raise ValueError(db)
         self.db, self.workers, self.threads, self.keep = db, workers, threads, keep
@@ -183,16 +195,24 @@ class RunstoreServer:
 
     def manage(self, *args: str, capture: bool = True) -> str:
         out = subprocess.run(
-            [PYTHON, "manage.py", *args], cwd=self.src, env=self.env, check=True, text=True,
-            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE,
+            [PYTHON, "manage.py", *args],
+            cwd=self.src,
+            env=self.env,
+            check=True,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE,
         )
         return out.stdout
 
     def python(self, script: str, *args: str) -> str:
         """Run a bench script with Django set up against this server's database."""
         out = subprocess.run(
-            [PYTHON, str(BENCH_DIR / script), *args], cwd=self.src, env={**self.env, "BENCH_SRC": str(self.src)},
-            check=True, text=True,
+            [PYTHON, str(BENCH_DIR / script), *args],
+            cwd=self.src,
+            env={**self.env, "BENCH_SRC": str(self.src)},
+            check=True,
+            text=True,
             stdout=subprocess.PIPE,
         )
         return out.stdout
@@ -201,20 +221,57 @@ class RunstoreServer:
         if self.db == "postgres":
             pg_recreate(PG_BENCH_DB)
         self.manage("migrate", "--noinput")
-        self.manage("shell", "-c", "from django.contrib.auth.models import User; User.objects.create_user('bench', password='x')")
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; User.objects.create_user('bench', password='x')",
+        )
         self.token = self.manage("createtoken", "bench").strip().splitlines()[-1].strip()
         self.log = open(self.tmp / "gunicorn.log", "w")
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "tracker.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-             "-w", str(self.workers), "--threads", str(self.threads), "--timeout", "300",
-             "--log-level", "warning"],
-            cwd=self.src, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "tracker.wsgi:application",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+                "--timeout",
+                "300",
+                "--log-level",
+                "warning",
+            ],
+            cwd=self.src,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if self.celery:
             self.celery_proc = subprocess.Popen(
-                [PYTHON, "-m", "celery", "-A", "tracker", "worker", "-c", "1", "--loglevel", "warning",
-                 "--logfile", str(self.tmp / "celery.log")],
-                cwd=self.src, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    PYTHON,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tracker",
+                    "worker",
+                    "-c",
+                    "1",
+                    "--loglevel",
+                    "warning",
+                    "--logfile",
+                    str(self.tmp / "celery.log"),
+                ],
+                cwd=self.src,
+                env=self.env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_http(self.url + "/healthz", proc=self.proc)
         return self
@@ -274,10 +331,13 @@ class RunstoreServer:
             with pg_connect(PG_BENCH_DB) as conn:
                 conn.execute("VACUUM ANALYZE runs_floatpoint")
                 count = conn.execute("SELECT count(*) FROM runs_floatpoint").fetchone()[0]
-                hyper = conn.execute(
-                    "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'runs_floatpoint'"
-                ).fetchone() if conn.execute(
-                    "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone() else None
+                hyper = (
+                    conn.execute(
+                        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'runs_floatpoint'"
+                    ).fetchone()
+                    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+                    else None
+                )
                 if hyper:
                     size = conn.execute("SELECT hypertable_size('runs_floatpoint')").fetchone()[0]
                     how = "hypertable_size('runs_floatpoint')"
@@ -294,22 +354,36 @@ class RunstoreServer:
         conn = sqlite3.connect(self.sqlite_path)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            names = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE tbl_name = 'runs_floatpoint' AND type IN ('table', 'index')")]
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE tbl_name = 'runs_floatpoint' AND type IN ('table', 'index')"
+                )
+            ]
             marks = ",".join("?" * len(names))
             size = conn.execute(f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({marks})", names).fetchone()[0]
             count = conn.execute("SELECT count(*) FROM runs_floatpoint").fetchone()[0]
             extra = {}
             for table in ("runs_seriesrollup",):
-                names = [r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE tbl_name = ? AND type IN ('table', 'index')", [table])]
+                names = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE tbl_name = ? AND type IN ('table', 'index')", [table]
+                    )
+                ]
                 if names:
                     extra[table] = conn.execute(
-                        f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({','.join('?' * len(names))})", names).fetchone()[0]
+                        f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({','.join('?' * len(names))})", names
+                    ).fetchone()[0]
         finally:
             conn.close()
-        return {"bytes": size, "points": count, "how": "dbstat over runs_floatpoint and its indexes", "hypertable": False,
-                "other_tables_bytes": extra}
+        return {
+            "bytes": size,
+            "points": count,
+            "how": "dbstat over runs_floatpoint and its indexes",
+            "hypertable": False,
+            "other_tables_bytes": extra,
+        }
 
 
 def save_result(name: str, data: dict) -> Path:

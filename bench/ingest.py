@@ -43,8 +43,9 @@ def make_points(n: int, seed: int = 1):
     return steps, timestamps, values
 
 
-def send_series(server: RunstoreServer, run_uuid: str, steps, timestamps, values, batch: int, path="train/loss",
-                after_batch=None):
+def send_series(
+    server: RunstoreServer, run_uuid: str, steps, timestamps, values, batch: int, path="train/loss", after_batch=None
+):
     """Send all points sequentially; return (wall seconds, per-batch latencies).
 
     ``after_batch(last_step)`` is called after each acknowledged batch (outside the latency timing)."""
@@ -55,11 +56,21 @@ def send_series(server: RunstoreServer, run_uuid: str, steps, timestamps, values
     latencies = []
     start = time.perf_counter()
     for seq, i in enumerate(range(0, len(values), batch)):
-        body = msgpack.packb({
-            "stream": stream, "seq": seq,
-            "ops": [{"op": "append", "path": path, "values": values[i:i + batch],
-                     "steps": steps[i:i + batch], "timestamps": timestamps[i:i + batch]}],
-        })
+        body = msgpack.packb(
+            {
+                "stream": stream,
+                "seq": seq,
+                "ops": [
+                    {
+                        "op": "append",
+                        "path": path,
+                        "values": values[i : i + batch],
+                        "steps": steps[i : i + batch],
+                        "timestamps": timestamps[i : i + batch],
+                    }
+                ],
+            }
+        )
         t = time.perf_counter()
         r = session.post(url, data=body, headers=headers)
         latencies.append(time.perf_counter() - t)
@@ -98,7 +109,8 @@ class RollupLag:
             ).fetchone()
             self.series_id = row[0]
         row = self.conn.execute(
-            f"SELECT rolled_until FROM runs_rollupcursor WHERE series_id = {self.mark}", [self.series_id]).fetchone()
+            f"SELECT rolled_until FROM runs_rollupcursor WHERE series_id = {self.mark}", [self.series_id]
+        ).fetchone()
         return row[0] if row else 0
 
     def __call__(self, last_step: int) -> None:
@@ -113,12 +125,26 @@ class RollupLag:
         return time.perf_counter() - since
 
     def summary(self, caught_up: float) -> dict:
-        return {"median_points": median(self.samples), "max_points": max(self.samples),
-                "caught_up_after_s": caught_up, "samples": len(self.samples)}
+        return {
+            "median_points": median(self.samples),
+            "max_points": max(self.samples),
+            "caught_up_after_s": caught_up,
+            "samples": len(self.samples),
+        }
 
 
-def bench_db(db: str, points: int, batch: int, workers: int, threads: int, senders: int, with_read: bool,
-             read_repeats: int, source: str | None = None, celery: bool | None = None) -> dict:
+def bench_db(
+    db: str,
+    points: int,
+    batch: int,
+    workers: int,
+    threads: int,
+    senders: int,
+    with_read: bool,
+    read_repeats: int,
+    source: str | None = None,
+    celery: bool | None = None,
+) -> dict:
     steps, timestamps, values = make_points(points)
     with RunstoreServer(db, workers=workers, threads=threads, source=source, celery=celery) as server:
         log(f"[{db}] server code: {server.source}; celery worker: {'yes' if server.celery else 'no'}")
@@ -158,12 +184,16 @@ def bench_db(db: str, points: int, batch: int, workers: int, threads: int, sende
             "rollup_lag": lag.summary(caught_up) if lag else None,
             "run_uuid": run_uuid,
         }
-        log(f"[{db}] {points / wall:,.0f} points/s, median batch {median(lat) * 1000:.1f} ms, "
-            f"{storage_bytes_per_point:.1f} B/point ({storage['how']})")
+        log(
+            f"[{db}] {points / wall:,.0f} points/s, median batch {median(lat) * 1000:.1f} ms, "
+            f"{storage_bytes_per_point:.1f} B/point ({storage['how']})"
+        )
         if lag:
             r = result["rollup_lag"]
-            log(f"[{db}] roll-up lag behind the acknowledged points: median {r['median_points']:,.0f}, "
-                f"max {r['max_points']:,} points; rolled up {r['caught_up_after_s']:.1f} s after the last batch")
+            log(
+                f"[{db}] roll-up lag behind the acknowledged points: median {r['median_points']:,.0f}, "
+                f"max {r['max_points']:,} points; rolled up {r['caught_up_after_s']:.1f} s after the last batch"
+            )
 
         if with_read:
             from read import bench_read
@@ -177,7 +207,9 @@ def bench_db(db: str, points: int, batch: int, workers: int, threads: int, sende
 
             def worker(k):
                 lo = k * share
-                out[k] = send_series(server, runs[k], steps[:share], timestamps[lo:lo + share], values[lo:lo + share], batch)
+                out[k] = send_series(
+                    server, runs[k], steps[:share], timestamps[lo : lo + share], values[lo : lo + share], batch
+                )
 
             log(f"[{db}] sending {share * senders:,} points from {senders} concurrent clients, one run each")
             threads_ = [threading.Thread(target=worker, args=(k,)) for k in range(senders)]
@@ -195,8 +227,10 @@ def bench_db(db: str, points: int, batch: int, workers: int, threads: int, sende
                 "points_per_s": share * senders / wall_c,
                 "batch_latency_median_ms": median(all_lat) * 1000,
             }
-            log(f"[{db}] {senders} senders: {share * senders / wall_c:,.0f} points/s aggregate, "
-                f"median batch {median(all_lat) * 1000:.1f} ms")
+            log(
+                f"[{db}] {senders} senders: {share * senders / wall_c:,.0f} points/s aggregate, "
+                f"median batch {median(all_lat) * 1000:.1f} ms"
+            )
         session.close()
     return result
 
@@ -211,23 +245,46 @@ def main(argv=None) -> dict:
     p.add_argument("--senders", type=int, default=1, help="also run a phase with this many concurrent clients")
     p.add_argument("--with-read", action="store_true", help="run the read benchmark on the ingested run")
     p.add_argument("--read-repeats", type=int, default=20)
-    p.add_argument("--source", default=None, help="git revision to export and run (default HEAD, or $BENCH_SOURCE), or 'worktree'")
-    p.add_argument("--no-celery", dest="celery", action="store_const", const=False, default=None,
-                   help="no Celery worker even when the code has background tasks")
+    p.add_argument(
+        "--source", default=None, help="git revision to export and run (default HEAD, or $BENCH_SOURCE), or 'worktree'"
+    )
+    p.add_argument(
+        "--no-celery",
+        dest="celery",
+        action="store_const",
+        const=False,
+        default=None,
+        help="no Celery worker even when the code has background tasks",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     args = p.parse_args(argv)
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
     args.source = resolve_source(args.source)  # one revision for every database
-    results = {db: bench_db(db, args.points, args.batch, args.workers, args.threads, args.senders,
-                            args.with_read, args.read_repeats, args.source, args.celery) for db in dbs}
+    results = {
+        db: bench_db(
+            db,
+            args.points,
+            args.batch,
+            args.workers,
+            args.threads,
+            args.senders,
+            args.with_read,
+            args.read_repeats,
+            args.source,
+            args.celery,
+        )
+        for db in dbs
+    }
     save_result(f"ingest-w{args.workers}t{args.threads}", results)
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     else:
         for db, r in results.items():
             s = r["sequential"]
-            print(f"{db:9s} {s['points_per_s']:>10,.0f} points/s  median batch {s['batch_latency_median_ms']:7.1f} ms  "
-                  f"{r['storage']['bytes_per_point']:6.1f} B/point  ({r['server']})")
+            print(
+                f"{db:9s} {s['points_per_s']:>10,.0f} points/s  median batch {s['batch_latency_median_ms']:7.1f} ms  "
+                f"{r['storage']['bytes_per_point']:6.1f} B/point  ({r['server']})"
+            )
             if "concurrent" in r:
                 c = r["concurrent"]
                 print(f"{'':9s} {c['points_per_s']:>10,.0f} points/s with {c['senders']} concurrent senders")

@@ -93,9 +93,24 @@ def bench_backend(backend: str, points: int, batch: int, workers: int, settle: f
     # logging and would steal the 2 cores from the measurement: off.
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", store, "--default-artifact-root", str(tmp / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            store,
+            "--default-artifact-root",
+            str(tmp / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     try:
         wait_http(url + "/health", timeout=180, proc=proc)
@@ -111,8 +126,10 @@ def bench_backend(backend: str, points: int, batch: int, workers: int, settle: f
         latencies = []
         start = time.perf_counter()
         for i in range(0, points, batch):
-            metrics = [Metric("train/loss", v, int(ts * 1000), s)
-                       for s, ts, v in zip(steps[i:i + batch], timestamps[i:i + batch], values[i:i + batch], strict=True)]
+            metrics = [
+                Metric("train/loss", v, int(ts * 1000), s)
+                for s, ts, v in zip(steps[i : i + batch], timestamps[i : i + batch], values[i : i + batch], strict=True)
+            ]
             t = time.perf_counter()
             client.log_batch(run_id, metrics=metrics)
             latencies.append(time.perf_counter() - t)
@@ -135,9 +152,15 @@ def bench_backend(backend: str, points: int, batch: int, workers: int, settle: f
 
         conn = sqlite3.connect(db_file)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE tbl_name = 'metrics' AND type IN ('table', 'index')")]
-        size = conn.execute(f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({','.join('?' * len(names))})", names).fetchone()[0]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE tbl_name = 'metrics' AND type IN ('table', 'index')"
+            )
+        ]
+        size = conn.execute(
+            f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({','.join('?' * len(names))})", names
+        ).fetchone()[0]
         rows = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
         how = f"dbstat over {', '.join(names)}"
         conn.close()
@@ -145,13 +168,20 @@ def bench_backend(backend: str, points: int, batch: int, workers: int, settle: f
     import mlflow
 
     result = {
-        "backend": backend, "mlflow": mlflow.__version__, "server": f"mlflow server --workers {workers} (uvicorn)",
-        "points": points, "batch": batch, "wall_s": wall, "points_per_s": points / wall,
+        "backend": backend,
+        "mlflow": mlflow.__version__,
+        "server": f"mlflow server --workers {workers} (uvicorn)",
+        "points": points,
+        "batch": batch,
+        "wall_s": wall,
+        "points_per_s": points / wall,
         "batch_latency_median_ms": median(latencies) * 1000,
         "storage": {"bytes": size, "rows": rows, "bytes_per_point": size / rows, "how": how},
     }
-    log(f"[mlflow/{backend}] {points / wall:,.0f} points/s, median batch {median(latencies) * 1000:.1f} ms, "
-        f"{size / rows:.1f} B/point ({how})")
+    log(
+        f"[mlflow/{backend}] {points / wall:,.0f} points/s, median batch {median(latencies) * 1000:.1f} ms, "
+        f"{size / rows:.1f} B/point ({how})"
+    )
     return result
 
 
@@ -170,8 +200,10 @@ def main(argv=None) -> dict:
         print(json.dumps(results, indent=2))
     else:
         for b, r in results.items():
-            print(f"mlflow/{b:8s} {r['points_per_s']:>10,.0f} points/s  median batch {r['batch_latency_median_ms']:7.1f} ms  "
-                  f"{r['storage']['bytes_per_point']:6.1f} B/point  ({r['points']:,} points)")
+            print(
+                f"mlflow/{b:8s} {r['points_per_s']:>10,.0f} points/s  median batch {r['batch_latency_median_ms']:7.1f} ms  "
+                f"{r['storage']['bytes_per_point']:6.1f} B/point  ({r['points']:,} points)"
+            )
     return results
 
 

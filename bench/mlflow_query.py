@@ -35,7 +35,9 @@ def _run_count(store_uri: str, experiment_id) -> int:
     import sqlalchemy as sa
 
     with sa.create_engine(store_uri).connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM runs WHERE experiment_id = :e"), {"e": int(experiment_id)}).scalar()
+        return conn.execute(
+            sa.text("SELECT count(*) FROM runs WHERE experiment_id = :e"), {"e": int(experiment_id)}
+        ).scalar()
 
 
 def fill(store_uri: str, count: int) -> str:
@@ -74,20 +76,38 @@ def fill(store_uri: str, count: int) -> str:
             run_uuid = uuid.uuid4().hex
             owner = f"user{rng.randrange(20):02d}"
             start_time = now_ms - 300_000 * (count - i)
-            runs.append(dict(run_uuid=run_uuid, name=f"run-{i}", source_type="LOCAL", source_name="", entry_point_name="",
-                             user_id=owner, status="FINISHED", start_time=start_time, end_time=start_time + 1000,
-                             source_version="", lifecycle_stage="active", artifact_uri="", experiment_id=int(experiment_id)))
+            runs.append(
+                dict(
+                    run_uuid=run_uuid,
+                    name=f"run-{i}",
+                    source_type="LOCAL",
+                    source_name="",
+                    entry_point_name="",
+                    user_id=owner,
+                    status="FINISHED",
+                    start_time=start_time,
+                    end_time=start_time + 1000,
+                    source_version="",
+                    lifecycle_stage="active",
+                    artifact_uri="",
+                    experiment_id=int(experiment_id),
+                )
+            )
             for path, type_, value in fields_for(rng, i + 1):
                 key = path.replace("/", "_")
                 if type_ == "float" and not path.startswith("parameters/"):
-                    metrics.append(dict(key=key, value=value, timestamp=start_time, step=0, is_nan=False, run_uuid=run_uuid))
+                    metrics.append(
+                        dict(key=key, value=value, timestamp=start_time, step=0, is_nan=False, run_uuid=run_uuid)
+                    )
                 else:
                     params.append(dict(key=key, value=str(value), run_uuid=run_uuid))
             tags.append(dict(key="mlflow.user", value=owner, run_uuid=run_uuid))
             for series in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
                 start_value, decay = 0.5 + rng.random() * 2, rng.uniform(0.95, 1.0)
                 last = start_value * decay**99
-                metrics.append(dict(key=series, value=last, timestamp=start_time, step=99, is_nan=False, run_uuid=run_uuid))
+                metrics.append(
+                    dict(key=series, value=last, timestamp=start_time, step=99, is_nan=False, run_uuid=run_uuid)
+                )
         with Session(engine) as session:
             session.bulk_insert_mappings(SqlRun, runs)
             session.bulk_insert_mappings(SqlParam, params)
@@ -111,9 +131,24 @@ def main():
     log_file = open("/tmp/mlflow-query-server.log", "w")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", args.store, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--default-artifact-root", "/tmp/mlflow-query-artifacts"],
-        stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            args.store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--default-artifact-root",
+            "/tmp/mlflow-query-artifacts",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     try:
         import urllib.request
@@ -132,8 +167,10 @@ def main():
         time.sleep(5)  # let the workers finish importing
         client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
         cases = {
-            "sentence": dict(filter_string="params.data_train_name = 'Y' and params.data_train_version = 'X' and metrics.eval_acc > 0.93",
-                             order_by=["attributes.start_time DESC"]),
+            "sentence": dict(
+                filter_string="params.data_train_name = 'Y' and params.data_train_version = 'X' and metrics.eval_acc > 0.93",
+                order_by=["attributes.start_time DESC"],
+            ),
             "series_filter": dict(filter_string="metrics.train_loss < 0.2", order_by=["metrics.eval_acc DESC"]),
         }
         out = {}

@@ -81,7 +81,8 @@ def run_variant(conn, name, hyper, default_idx, series_idx, async_commit, bufs, 
     if hyper:
         conn.execute(
             f"SELECT create_hypertable('{table}', by_range('step', 1000000::bigint), create_default_indexes => %s)",
-            [default_idx])
+            [default_idx],
+        )
     lat = []
     start = time.perf_counter()
     for buf in bufs:
@@ -103,8 +104,13 @@ def run_variant(conn, name, hyper, default_idx, series_idx, async_commit, bufs, 
         t = time.perf_counter()
         conn.execute(q, params).fetchall()
         times.append(time.perf_counter() - t)
-    return {"variant": name, "rows_per_s": points / wall, "commit_median_ms": median(lat) * 1000,
-            "bytes_per_row": size / points, "downsample_ms": median(times) * 1000}
+    return {
+        "variant": name,
+        "rows_per_s": points / wall,
+        "commit_median_ms": median(lat) * 1000,
+        "bytes_per_row": size / points,
+        "downsample_ms": median(times) * 1000,
+    }
 
 
 def main(argv=None) -> list:
@@ -123,16 +129,20 @@ def main(argv=None) -> list:
                 if args.only and v[0] not in args.only:
                     continue
                 r = run_variant(conn, *v, bufs, args.points, f"fp_variant_{i}")
-                log(f"{r['variant']:28s} {r['rows_per_s']:>10,.0f} rows/s  commit {r['commit_median_ms']:6.1f} ms  "
-                    f"{r['bytes_per_row']:6.1f} B/row  downsample {r['downsample_ms']:6.1f} ms")
+                log(
+                    f"{r['variant']:28s} {r['rows_per_s']:>10,.0f} rows/s  commit {r['commit_median_ms']:6.1f} ms  "
+                    f"{r['bytes_per_row']:6.1f} B/row  downsample {r['downsample_ms']:6.1f} ms"
+                )
                 results.append(r)
                 conn.execute(f"DROP TABLE fp_variant_{i}")
     finally:
         pg_drop(PG_BENCH_DB)
     print(f"{'variant':28s} {'rows/s':>10s} {'commit ms':>9s} {'B/row':>6s} {'downsample ms':>13s}")
     for r in results:
-        print(f"{r['variant']:28s} {r['rows_per_s']:>10,.0f} {r['commit_median_ms']:9.1f} {r['bytes_per_row']:6.1f} "
-              f"{r['downsample_ms']:13.1f}")
+        print(
+            f"{r['variant']:28s} {r['rows_per_s']:>10,.0f} {r['commit_median_ms']:9.1f} {r['bytes_per_row']:6.1f} "
+            f"{r['downsample_ms']:13.1f}"
+        )
     return results
 
 

@@ -49,9 +49,23 @@ def inner(args) -> None:
     steps, timestamps, values = make_points(n + args.batch)
     bodies = []
     for seq, i in enumerate(range(0, n + args.batch, args.batch)):
-        bodies.append(msgpack.packb({"stream": "p", "seq": seq, "ops": [{
-            "op": "append", "path": "train/loss", "values": values[i:i + args.batch],
-            "steps": steps[i:i + args.batch], "timestamps": timestamps[i:i + args.batch]}]}))
+        bodies.append(
+            msgpack.packb(
+                {
+                    "stream": "p",
+                    "seq": seq,
+                    "ops": [
+                        {
+                            "op": "append",
+                            "path": "train/loss",
+                            "values": values[i : i + args.batch],
+                            "steps": steps[i : i + args.batch],
+                            "timestamps": timestamps[i : i + args.batch],
+                        }
+                    ],
+                }
+            )
+        )
 
     url = f"/api/v1/runs/{run}/batch"
 
@@ -74,9 +88,11 @@ def inner(args) -> None:
         t = time.perf_counter()
         post(body)
         request.append(time.perf_counter() - t)
-    print(f"per batch of {args.batch:,} points (medians): msgpack decode {median(decode) * 1e3:.1f} ms, "
-          f"parse_ops {median(parse) * 1e3:.1f} ms, whole request in-process {median(request) * 1e3:.1f} ms "
-          f"({args.batch / median(request):,.0f} points/s)")
+    print(
+        f"per batch of {args.batch:,} points (medians): msgpack decode {median(decode) * 1e3:.1f} ms, "
+        f"parse_ops {median(parse) * 1e3:.1f} ms, whole request in-process {median(request) * 1e3:.1f} ms "
+        f"({args.batch / median(request):,.0f} points/s)"
+    )
 
     # The COPY alone, without validation or the view: the same rows straight into the table,
     # through runs.series.insert_float_points and through psycopg's write_row loop, alternating.
@@ -91,14 +107,16 @@ def inner(args) -> None:
 
     def write_rows(chunk):
         with connection.cursor() as cur:
-            with cur.cursor.copy("COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+            with cur.cursor.copy(
+                "COPY runs_floatpoint (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
                 copy.set_types(["int8", "int8", "float8", "float8"])
                 for row in zip([attr.pk] * args.batch, *chunk[1:], strict=False):
                     copy.write_row(row)
 
     for _ in range(args.copy_repeats):
         for how, times in ((series_store.insert_float_points, copy_t), (write_rows, per_row_t)):
-            chunk = (attr.pk, list(range(lo, lo + args.batch)), timestamps[:args.batch], values[:args.batch])
+            chunk = (attr.pk, list(range(lo, lo + args.batch)), timestamps[: args.batch], values[: args.batch])
             lo += args.batch
             t = time.perf_counter()
             with transaction.atomic():
@@ -107,9 +125,11 @@ def inner(args) -> None:
             if connection.vendor != "postgresql":
                 break
     if connection.vendor == "postgresql":
-        print(f"COPY+COMMIT of {args.batch:,} rows (medians of {args.copy_repeats}, alternating): "
-              f"runs.series.insert_float_points {median(copy_t) * 1e3:.1f} ms; "
-              f"psycopg write_row loop {median(per_row_t) * 1e3:.1f} ms")
+        print(
+            f"COPY+COMMIT of {args.batch:,} rows (medians of {args.copy_repeats}, alternating): "
+            f"runs.series.insert_float_points {median(copy_t) * 1e3:.1f} ms; "
+            f"psycopg write_row loop {median(per_row_t) * 1e3:.1f} ms"
+        )
 
     prof = cProfile.Profile()
     prof.enable()
@@ -121,7 +141,7 @@ def inner(args) -> None:
         pstats.Stats(prof, stream=s).strip_dirs().sort_stats(key).print_stats(args.top)
         text = s.getvalue()
         print(f"\n--- profile of {len(bodies) - half} batches, by {key} ---")
-        print(text[text.find("ncalls") - 3:] if "ncalls" in text else text)
+        print(text[text.find("ncalls") - 3 :] if "ncalls" in text else text)
 
 
 def main() -> None:
@@ -140,9 +160,26 @@ def main() -> None:
         env = {**server.env, "BENCH_TOKEN": server.token, "BENCH_SRC": str(server.src), "PYTHONPATH": str(server.src)}
         log(f"[{args.db}] server code: {server.source}")
         log(f"[{args.db}] profiling {args.batches} batches of {args.batch:,} points in-process")
-        subprocess.run([PYTHON, __file__, "--inner", "--db", args.db, "--batches", str(args.batches),
-                        "--batch", str(args.batch), "--top", str(args.top),
-                        "--copy-repeats", str(args.copy_repeats)], cwd=server.src, env=env, check=True)
+        subprocess.run(
+            [
+                PYTHON,
+                __file__,
+                "--inner",
+                "--db",
+                args.db,
+                "--batches",
+                str(args.batches),
+                "--batch",
+                str(args.batch),
+                "--top",
+                str(args.top),
+                "--copy-repeats",
+                str(args.copy_repeats),
+            ],
+            cwd=server.src,
+            env=env,
+            check=True,
+        )
 
 
 if __name__ == "__main__":

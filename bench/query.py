@@ -116,7 +116,9 @@ def generate(db: str, count: int) -> None:
 
     owner = User.objects.filter(username="bench").first() or User.objects.create_user("bench")
     workspace = Workspace.objects.filter(slug="bench").first() or project_services.create_workspace(owner, "bench")
-    project = Project.objects.filter(workspace=workspace, slug="query").first() or project_services.create_project(owner, workspace, "query", key="QRY")
+    project = Project.objects.filter(workspace=workspace, slug="query").first() or project_services.create_project(
+        owner, workspace, "query", key="QRY"
+    )
     have = Run.objects.filter(project=project).count()
     if have == count:
         print(f"[{db}] reusing {count} runs", file=sys.stderr)
@@ -132,31 +134,107 @@ def generate(db: str, count: int) -> None:
     started = time.monotonic()
     now = timezone.now()
     chunk = 2000
-    attr_columns = ("run_id", "project_id", "path", "type", "int_value", "float_value", "string_value", "json_value",
-                    "count", "first_step", "last_step", "min_value", "max_value", "sum_value", "finite_count", "updated_at")
+    attr_columns = (
+        "run_id",
+        "project_id",
+        "path",
+        "type",
+        "int_value",
+        "float_value",
+        "string_value",
+        "json_value",
+        "count",
+        "first_step",
+        "last_step",
+        "min_value",
+        "max_value",
+        "sum_value",
+        "finite_count",
+        "updated_at",
+    )
     for start in range(0, count, chunk):
         with transaction.atomic():
             runs = [
-                Run(project=project, number=i + 1, name=f"run-{i}", owner=users[rng.randrange(20)],
+                Run(
+                    project=project,
+                    number=i + 1,
+                    name=f"run-{i}",
+                    owner=users[rng.randrange(20)],
                     state=rng.choice(["finished"] * 8 + ["failed", "running"]),
                     created_at=now - timezone.timedelta(minutes=5 * (count - i)),
-                    modified_at=now, ping_at=now)
+                    modified_at=now,
+                    ping_at=now,
+                )
                 for i in range(start, min(count, start + chunk))
             ]
             Run.objects.bulk_create(runs)
             rows = []
             for run in runs:
                 for path, type_, value in fields_for(rng, run.number):
-                    rows.append((run.pk, project.pk, path, type_, value if type_ == "int" else None,
-                                 value if type_ == "float" else None, value if type_ == "string" else None, None,
-                                 0, None, None, None, None, None, 0, now))
+                    rows.append(
+                        (
+                            run.pk,
+                            project.pk,
+                            path,
+                            type_,
+                            value if type_ == "int" else None,
+                            value if type_ == "float" else None,
+                            value if type_ == "string" else None,
+                            None,
+                            0,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            0,
+                            now,
+                        )
+                    )
                 tags = rng.sample(["best", "baseline", "sweep", "ablation", "final", "debug"], k=rng.randint(0, 2))
-                rows.append((run.pk, project.pk, "sys/tags", "string_set", None, None, None, _json(tags), 0, None, None, None, None, None, 0, now))
+                rows.append(
+                    (
+                        run.pk,
+                        project.pk,
+                        "sys/tags",
+                        "string_set",
+                        None,
+                        None,
+                        None,
+                        _json(tags),
+                        0,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        0,
+                        now,
+                    )
+                )
                 for series in SERIES:
                     start_value, decay = 0.5 + rng.random() * 2, rng.uniform(0.95, 1.0)
-                    values = [start_value * (decay ** s) + rng.random() * 0.01 for s in range(POINTS)]
-                    rows.append((run.pk, project.pk, series, "float_series", None, values[-1], None, None, POINTS, 0, POINTS - 1,
-                                 min(values), max(values), sum(values), POINTS, now))
+                    values = [start_value * (decay**s) + rng.random() * 0.01 for s in range(POINTS)]
+                    rows.append(
+                        (
+                            run.pk,
+                            project.pk,
+                            series,
+                            "float_series",
+                            None,
+                            values[-1],
+                            None,
+                            None,
+                            POINTS,
+                            0,
+                            POINTS - 1,
+                            min(values),
+                            max(values),
+                            sum(values),
+                            POINTS,
+                            now,
+                        )
+                    )
             _insert(connection, "runs_attribute", attr_columns, rows)
         print(f"[{db}] {min(count, start + chunk)}/{count} runs ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     Project.objects.filter(pk=project.pk).update(run_counter=count)
@@ -233,12 +311,25 @@ def measure(db: str, repeat: int) -> dict:
     sentence = 'data/train/name = "Y" and data/train/version = "X" and eval/acc > 0.93'
 
     def the_sentence():
-        q = RunQuery(user, project, query=sentence, sort=["-sys/creation_time"], group_by=["sys/owner"], aggregates=["eval/acc"],
-                     columns=["sys/id", "sys/owner", "eval/acc", "data/train/version"])
+        q = RunQuery(
+            user,
+            project,
+            query=sentence,
+            sort=["-sys/creation_time"],
+            group_by=["sys/owner"],
+            aggregates=["eval/acc"],
+            columns=["sys/id", "sys/owner", "eval/acc", "data/train/version"],
+        )
         return q.groups(), q.page(50), q.count()
 
     def series_filter():
-        q = RunQuery(user, project, query="train/loss:last < 0.2", sort=["-eval/acc"], columns=["sys/id", "eval/acc", "train/loss:last"])
+        q = RunQuery(
+            user,
+            project,
+            query="train/loss:last < 0.2",
+            sort=["-eval/acc"],
+            columns=["sys/id", "eval/acc", "train/loss:last"],
+        )
         return q.page(50), q.count()
 
     results = {}
@@ -269,7 +360,10 @@ def measure_http(db: str, repeat: int) -> dict:
         port = sock.getsockname()[1]
     server = subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "gunicorn"), "tracker.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2"],
-        cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         session = requests.Session()
@@ -282,9 +376,16 @@ def measure_http(db: str, repeat: int) -> dict:
             except requests.RequestException:
                 time.sleep(0.5)
         cases = {
-            "sentence": {"query": 'data/train/name = "Y" and data/train/version = "X" and eval/acc > 0.93',
-                         "sort": "-sys/creation_time", "columns": "sys/id,sys/owner,eval/acc"},
-            "series_filter": {"query": "train/loss:last < 0.2", "sort": "-eval/acc", "columns": "sys/id,eval/acc,train/loss:last"},
+            "sentence": {
+                "query": 'data/train/name = "Y" and data/train/version = "X" and eval/acc > 0.93',
+                "sort": "-sys/creation_time",
+                "columns": "sys/id,sys/owner,eval/acc",
+            },
+            "series_filter": {
+                "query": "train/loss:last < 0.2",
+                "sort": "-eval/acc",
+                "columns": "sys/id,eval/acc,train/loss:last",
+            },
         }
         out = {}
         for name, params in cases.items():
@@ -322,8 +423,19 @@ def measure_mlflow(db: str, count: int, repeat: int) -> dict | None:
     else:
         store = f"sqlite:///{RESULTS / 'mlflow-query.db'}"
     done = subprocess.run(
-        [str(python), str(REPO / "bench" / "mlflow_query.py"), "--store", store, "--runs", str(count), "--repeat", str(repeat)],
-        capture_output=True, text=True, check=True,
+        [
+            str(python),
+            str(REPO / "bench" / "mlflow_query.py"),
+            "--store",
+            store,
+            "--runs",
+            str(count),
+            "--repeat",
+            str(repeat),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -350,7 +462,12 @@ def main():
     count = args.runs or SIZES[args.db]
     generate(args.db, count)
     results = measure(args.db, args.repeat)
-    targets = {"sentence": 150 if args.db == "postgres" else 300, "series_filter": 300, "suggest_path": 50, "suggest_values": 50}
+    targets = {
+        "sentence": 150 if args.db == "postgres" else 300,
+        "series_filter": 300,
+        "suggest_path": 50,
+        "suggest_values": 50,
+    }
     print(f"\nquery engine, {args.db}, {count} runs x ~50 fields, median of {args.repeat} (server-side, in process)")
     for name, (ms, detail) in results.items():
         target = targets[name]

@@ -43,8 +43,13 @@ def http_series(server: RunstoreServer, run_uuid: str, repeats: int, **params) -
             times.append(elapsed)
         body = r.json()
     session.close()
-    return {"median_ms": median(times) * 1000, "min_ms": min(times) * 1000, "buckets": len(body["steps"]),
-            "bucket_width": body["bucket_width"], "response_bytes": len(r.content)}
+    return {
+        "median_ms": median(times) * 1000,
+        "min_ms": min(times) * 1000,
+        "buckets": len(body["steps"]),
+        "bucket_width": body["bucket_width"],
+        "response_bytes": len(r.content),
+    }
 
 
 def bench_read(server: RunstoreServer, run_uuid: str, repeats: int = 20, points: int | None = None) -> dict:
@@ -57,24 +62,34 @@ def bench_read(server: RunstoreServer, run_uuid: str, repeats: int = 20, points:
         with pg_connect(PG_BENCH_DB) as conn:
             conn.execute("VACUUM ANALYZE runs_floatpoint")
     session = server.session()
-    attrs = session.get(f"{server.url}/api/v1/runs/{run_uuid}/attributes", headers={"Accept": "application/json"}).json()
+    attrs = session.get(
+        f"{server.url}/api/v1/runs/{run_uuid}/attributes", headers={"Accept": "application/json"}
+    ).json()
     session.close()
     summary = next(f["value"] for f in attrs["fields"] if f["path"] == "train/loss")
     first, last = summary["first_step"], summary["last_step"]
     n = last - first + 1
     zoom_lo = first + n // 2
     zoom = {"from_step": zoom_lo, "to_step": zoom_lo + n // 100 - 1}
-    out = {"series_points": summary["count"], "zoom": zoom, "source": server.source,
-           "background_tasks_drained_after_s": waited}
+    out = {
+        "series_points": summary["count"],
+        "zoom": zoom,
+        "source": server.source,
+        "background_tasks_drained_after_s": waited,
+    }
     out["http_full"] = http_series(server, run_uuid, repeats)
     out["http_zoom"] = http_series(server, run_uuid, repeats, **zoom)
     sql = json.loads(server.python("read_sql.py", run_uuid, str(repeats), str(zoom["from_step"]), str(zoom["to_step"])))
     out["sql"] = sql
-    log(f"[{server.db}] downsample 1,000 buckets of {summary['count']:,} points: HTTP {out['http_full']['median_ms']:.1f} ms, "
+    log(
+        f"[{server.db}] downsample 1,000 buckets of {summary['count']:,} points: HTTP {out['http_full']['median_ms']:.1f} ms, "
         f"SQL {sql['full']['median_ms']:.1f} ms; 1% zoom: HTTP {out['http_zoom']['median_ms']:.1f} ms, "
-        f"SQL {sql['zoom']['median_ms']:.1f} ms")
+        f"SQL {sql['zoom']['median_ms']:.1f} ms"
+    )
     for name, c in sql.get("candidates", {}).items():
-        log(f"[{server.db}]   candidate {name}: full {c['full_ms']:.1f} ms, zoom {c['zoom_ms']:.1f} ms, same result: {c['same']}")
+        log(
+            f"[{server.db}]   candidate {name}: full {c['full_ms']:.1f} ms, zoom {c['zoom_ms']:.1f} ms, same result: {c['same']}"
+        )
     return out
 
 
@@ -84,7 +99,9 @@ def main(argv=None) -> dict:
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--source", default=None, help="git revision to export and run (default HEAD, or $BENCH_SOURCE), or 'worktree'")
+    p.add_argument(
+        "--source", default=None, help="git revision to export and run (default HEAD, or $BENCH_SOURCE), or 'worktree'"
+    )
     p.add_argument("--no-celery", dest="celery", action="store_const", const=False, default=None)
     args = p.parse_args(argv)
     from ingest import make_points, send_series
@@ -92,7 +109,7 @@ def main(argv=None) -> dict:
     results = {}
     args.source = resolve_source(args.source)
     steps, timestamps, values = make_points(args.points)
-    for db in (["postgres", "sqlite"] if args.db == "both" else [args.db]):
+    for db in ["postgres", "sqlite"] if args.db == "both" else [args.db]:
         with RunstoreServer(db, source=args.source, celery=args.celery) as server:
             log(f"[{db}] server code: {server.source}; celery worker: {'yes' if server.celery else 'no'}")
             session = server.session()
@@ -103,8 +120,10 @@ def main(argv=None) -> dict:
             results[db] = bench_read(server, run_uuid, args.repeats)
     save_result("read", results)
     for db, r in results.items():
-        print(f"{db:9s} full: HTTP {r['http_full']['median_ms']:7.1f} ms  SQL {r['sql']['full']['median_ms']:7.1f} ms   "
-              f"1% zoom: HTTP {r['http_zoom']['median_ms']:7.1f} ms  SQL {r['sql']['zoom']['median_ms']:7.1f} ms")
+        print(
+            f"{db:9s} full: HTTP {r['http_full']['median_ms']:7.1f} ms  SQL {r['sql']['full']['median_ms']:7.1f} ms   "
+            f"1% zoom: HTTP {r['http_zoom']['median_ms']:7.1f} ms  SQL {r['sql']['zoom']['median_ms']:7.1f} ms"
+        )
     return results
 
 

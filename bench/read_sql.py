@@ -49,8 +49,10 @@ from django.db import connection, transaction  # noqa: E402
 from runs.models import Attribute  # noqa: E402
 from runs.series import downsample  # noqa: E402
 
-AGG = ("min(value) FILTER (WHERE value <> 'NaN'::float8), max(value) FILTER (WHERE value <> 'NaN'::float8), "
-       "avg(value) FILTER (WHERE value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8)")
+AGG = (
+    "min(value) FILTER (WHERE value <> 'NaN'::float8), max(value) FILTER (WHERE value <> 'NaN'::float8), "
+    "avg(value) FILTER (WHERE value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8)"
+)
 SUBQUERY_LAST = f"""
     WITH b AS (
         SELECT (step - %(lo)s) / %(w)s AS bucket, min(step) AS s0, max(step) AS s1, count(*) AS n, {AGG}
@@ -132,7 +134,11 @@ def main() -> None:
         out[name]["queries"] = len(queries)
         if connection.vendor == "postgresql":
             out[name]["explain_execution_ms"] = sum(
-                float(line.split(":")[1].split()[0]) for t in texts for line in t.splitlines() if line.startswith("Execution Time"))
+                float(line.split(":")[1].split()[0])
+                for t in texts
+                for line in t.splitlines()
+                if line.startswith("Execution Time")
+            )
     save_result(f"explain-{connection.vendor}", plans)
 
     if connection.vendor == "postgresql":
@@ -149,8 +155,19 @@ def main() -> None:
                 d = downsample(attr.pk, attr.first_step, attr.last_step, 1000, raw_read_points=2**62, **kwargs)
             except TypeError:
                 d = downsample(attr.pk, attr.first_step, attr.last_step, 1000, **kwargs)
-            reference[key] = list(zip([(s - d["from_step"]) // d["bucket_width"] for s in d["steps"]], d["first_steps"],
-                                      d["last_steps"], d["counts"], d["min"], d["max"], d["avg"], d["last"], strict=True))
+            reference[key] = list(
+                zip(
+                    [(s - d["from_step"]) // d["bucket_width"] for s in d["steps"]],
+                    d["first_steps"],
+                    d["last_steps"],
+                    d["counts"],
+                    d["min"],
+                    d["max"],
+                    d["avg"],
+                    d["last"],
+                    strict=True,
+                )
+            )
 
         def query(sql, params, settings=()):
             def run():
@@ -159,6 +176,7 @@ def main() -> None:
                         cur.execute(s)
                     cur.execute(sql, params)
                     return cur.fetchall()
+
             return run
 
         cands = {}
@@ -166,9 +184,13 @@ def main() -> None:
         for name, settings in (("subquery_last", ()), ("subquery_last+jit_off+work_mem", tuned)):
             fms, frows = timed(query(SUBQUERY_LAST, full, settings), min(repeats, 5))
             zms, zrows = timed(query(SUBQUERY_LAST, zoom, settings), min(repeats, 5))
-            cands[name] = {"full_ms": fms, "zoom_ms": zms,
-                           "same": same(frows, reference["full"]) and same(zrows, reference["zoom"]),
-                           "same_full": same(frows, reference["full"]), "same_zoom": same(zrows, reference["zoom"])}
+            cands[name] = {
+                "full_ms": fms,
+                "zoom_ms": zms,
+                "same": same(frows, reference["full"]) and same(zrows, reference["zoom"]),
+                "same_full": same(frows, reference["full"]),
+                "same_zoom": same(zrows, reference["zoom"]),
+            }
         with connection.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS bench_rollup")
             cur.execute(ROLLUP_DDL)
@@ -178,10 +200,14 @@ def main() -> None:
             cur.execute("ANALYZE bench_rollup")
         if width % 1000 == 0 and lo % 1000 == 0:
             fms, frows = timed(query(ROLLUP_QUERY, full, ("SET LOCAL jit = off",)), repeats)
-            cands["rollup_1000"] = {"full_ms": fms, "zoom_ms": cands["subquery_last+jit_off+work_mem"]["zoom_ms"],
-                                    "same": same(frows, reference["full"]), "same_full": same(frows, reference["full"]),
-                                    "build_ms": build_ms,
-                                    "note": "zoom window answered from raw points (subquery_last)"}
+            cands["rollup_1000"] = {
+                "full_ms": fms,
+                "zoom_ms": cands["subquery_last+jit_off+work_mem"]["zoom_ms"],
+                "same": same(frows, reference["full"]),
+                "same_full": same(frows, reference["full"]),
+                "build_ms": build_ms,
+                "note": "zoom window answered from raw points (subquery_last)",
+            }
         out["candidates"] = cands
     print(json.dumps(out))
 

@@ -38,8 +38,15 @@ def setup_database(pg_url: str) -> str:
     import psycopg
 
     parts = urlsplit(pg_url)
-    admin = urlunsplit((parts.scheme.replace("postgres", "postgresql", 1) if parts.scheme == "postgres" else parts.scheme,
-                        parts.netloc, parts.path, "", ""))
+    admin = urlunsplit(
+        (
+            parts.scheme.replace("postgres", "postgresql", 1) if parts.scheme == "postgres" else parts.scheme,
+            parts.netloc,
+            parts.path,
+            "",
+            "",
+        )
+    )
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
@@ -65,11 +72,20 @@ def make_series(path: str):
     from runs.models import Attribute, AttributeType
 
     user = User.objects.filter(username="bench").first() or User.objects.create_user("bench", password="bench-pw")
-    workspace = user.personal_workspace if hasattr(user, "personal_workspace") else project_services.create_workspace(user, "bench")
-    project = workspace.projects.filter(slug="rollups").first() or project_services.create_project(user, workspace, "rollups", key="RB")
+    workspace = (
+        user.personal_workspace
+        if hasattr(user, "personal_workspace")
+        else project_services.create_workspace(user, "bench")
+    )
+    project = workspace.projects.filter(slug="rollups").first() or project_services.create_project(
+        user, workspace, "rollups", key="RB"
+    )
     run, _ = run_services.create_run(user, project, name=path)
-    return Attribute.objects.create(run=run, project_id=project.pk, path=path, type=AttributeType.FLOAT_SERIES) \
-        if "project" in {f.name for f in Attribute._meta.fields} else Attribute.objects.create(run=run, path=path, type=AttributeType.FLOAT_SERIES)
+    return (
+        Attribute.objects.create(run=run, project_id=project.pk, path=path, type=AttributeType.FLOAT_SERIES)
+        if "project" in {f.name for f in Attribute._meta.fields}
+        else Attribute.objects.create(run=run, path=path, type=AttributeType.FLOAT_SERIES)
+    )
 
 
 def write(attr_id: int, start: int, n: int) -> None:
@@ -124,19 +140,37 @@ def bench_reads(points: int) -> dict:
     attr = Attribute.objects.get(pk=attr.pk)
     zoom_lo = points // 2
     zoom_hi = zoom_lo + points // 100 - 1
-    out = {"points": points, "load_points_per_s": points / load_s, "rollup_s": rollup_s,
-           "rollup_points_per_s": points / rollup_s}
+    out = {
+        "points": points,
+        "load_points_per_s": points / load_s,
+        "rollup_s": rollup_s,
+        "rollup_points_per_s": points / rollup_s,
+    }
     for name, lo, hi in (("whole", None, None), ("zoom_1pct", zoom_lo, zoom_hi)):
         data = series_store.downsample(attr.pk, attr.first_step, attr.last_step, 1000, lo, hi)
-        ms = median_ms(lambda lo=lo, hi=hi: series_store.downsample(attr.pk, attr.first_step, attr.last_step, 1000, lo, hi))
+        ms = median_ms(
+            lambda lo=lo, hi=hi: series_store.downsample(attr.pk, attr.first_step, attr.last_step, 1000, lo, hi)
+        )
         plan = rollups.plan(lo if lo is not None else attr.first_step, hi if hi is not None else attr.last_step, 1000)
         level = plan[0] if plan else None
-        raw_ms = median_ms(lambda lo=lo, hi=hi: series_store._downsample_raw(
-            attr.pk, lo if lo is not None else attr.first_step, hi if hi is not None else attr.last_step, 1000), repeat=3)
-        out[name] = {"median_ms": ms, "buckets": len(data["steps"]), "bucket_width": data["bucket_width"],
-                     "level_width": rollups.width(level) if plan else None, "raw_scan_median_ms": raw_ms, "points": sum(data["counts"])}
-        log(f"read {name:9s}: {ms:6.1f} ms median ({len(data['steps'])} buckets of {data['bucket_width']:,} steps, "
-            f"level width {rollups.width(level) if plan else 'raw'}); raw-point scan for comparison {raw_ms:,.0f} ms")
+        raw_ms = median_ms(
+            lambda lo=lo, hi=hi: series_store._downsample_raw(
+                attr.pk, lo if lo is not None else attr.first_step, hi if hi is not None else attr.last_step, 1000
+            ),
+            repeat=3,
+        )
+        out[name] = {
+            "median_ms": ms,
+            "buckets": len(data["steps"]),
+            "bucket_width": data["bucket_width"],
+            "level_width": rollups.width(level) if plan else None,
+            "raw_scan_median_ms": raw_ms,
+            "points": sum(data["counts"]),
+        }
+        log(
+            f"read {name:9s}: {ms:6.1f} ms median ({len(data['steps'])} buckets of {data['bucket_width']:,} steps, "
+            f"level width {rollups.width(level) if plan else 'raw'}); raw-point scan for comparison {raw_ms:,.0f} ms"
+        )
     return out
 
 
@@ -180,13 +214,21 @@ def bench_lag(points: int, rate: int, batch: int = 20_000) -> dict:
     thread.join()
     catch_up_s = time.perf_counter() - t_end
     achieved = points / ingest_s
-    out = {"points": points, "target_points_per_s": rate, "achieved_points_per_s": achieved,
-           "lag_points_max": max(lags), "lag_points_median": statistics.median(lags),
-           "lag_seconds_max": max(lags) / achieved, "catch_up_after_ingest_s": catch_up_s,
-           "rollup_passes": len(rolls)}
-    log(f"ingest {achieved:,.0f} points/s (target {rate:,}) with roll-ups alongside: lag median "
+    out = {
+        "points": points,
+        "target_points_per_s": rate,
+        "achieved_points_per_s": achieved,
+        "lag_points_max": max(lags),
+        "lag_points_median": statistics.median(lags),
+        "lag_seconds_max": max(lags) / achieved,
+        "catch_up_after_ingest_s": catch_up_s,
+        "rollup_passes": len(rolls),
+    }
+    log(
+        f"ingest {achieved:,.0f} points/s (target {rate:,}) with roll-ups alongside: lag median "
         f"{statistics.median(lags):,.0f} points, max {max(lags):,} points (~{max(lags) / achieved:.2f} s of ingest); "
-        f"caught up {catch_up_s:.2f} s after ingest stopped")
+        f"caught up {catch_up_s:.2f} s after ingest stopped"
+    )
     return out
 
 

@@ -78,9 +78,21 @@ def main(argv=None) -> None:
 
     args.source = resolve_source(args.source)
 
-    ingest_args = ["--db", "both", "--points", str(args.points), "--senders", str(args.senders),
-                   "--workers", str(args.workers), "--threads", str(args.threads), "--with-read",
-                   "--read-repeats", str(args.repeats)]
+    ingest_args = [
+        "--db",
+        "both",
+        "--points",
+        str(args.points),
+        "--senders",
+        str(args.senders),
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--with-read",
+        "--read-repeats",
+        str(args.repeats),
+    ]
     ingest_args += ["--source", args.source]
     with contextlib.redirect_stdout(sys.stderr):
         runstore = ingest.main(ingest_args)
@@ -90,9 +102,22 @@ def main(argv=None) -> None:
     if args.mlflow:
         if not MLFLOW_PYTHON.exists():
             raise SystemExit("bench/.venv-mlflow is missing: run bench/run_all.sh (it creates it)")
-        out = subprocess.run([str(MLFLOW_PYTHON), str(BENCH_DIR / "mlflow_bench.py"), "--points", str(args.mlflow_points),
-                              "--backend", "both", "--json"], cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
-        mlflow = json.loads(out.stdout[out.stdout.index("{"):])
+        out = subprocess.run(
+            [
+                str(MLFLOW_PYTHON),
+                str(BENCH_DIR / "mlflow_bench.py"),
+                "--points",
+                str(args.mlflow_points),
+                "--backend",
+                "both",
+                "--json",
+            ],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        mlflow = json.loads(out.stdout[out.stdout.index("{") :])
         meta["load_after_mlflow"] = loadavg()
 
     client = {}
@@ -108,31 +133,42 @@ def main(argv=None) -> None:
         import pg_variants
 
         with contextlib.redirect_stdout(sys.stderr):
-            variants = pg_variants.main(["--points", str(args.variant_points), "--only=" + ",".join(pg_variants.DEFAULT_SET)])
+            variants = pg_variants.main(
+                ["--points", str(args.variant_points), "--only=" + ",".join(pg_variants.DEFAULT_SET)]
+            )
     meta["load_after"] = loadavg()
     meta["total_s"] = time.monotonic() - started
-    save_result("run_all", {"meta": meta, "runstore": runstore, "mlflow": mlflow, "client": client,
-                            "pg_variants": variants})
+    save_result(
+        "run_all", {"meta": meta, "runstore": runstore, "mlflow": mlflow, "client": client, "pg_variants": variants}
+    )
 
     # --- summary ---------------------------------------------------------------
     print()
-    print(f"Runstore benchmark, {meta['date']}, {meta['machine']}, load avg {meta['load_before']} -> {meta['load_after']}")
+    print(
+        f"Runstore benchmark, {meta['date']}, {meta['machine']}, load avg {meta['load_before']} -> {meta['load_after']}"
+    )
     src = next(iter(runstore.values()))
     print(f"server code: {src['source']}; {src['server']}; {args.points:,} points in batches of {src['batch']:,}")
     print()
-    head = f"{'':22s} {'points/s':>10s} {'@median':>10s} {'batch ms':>9s} {'B/point':>8s} {f'{args.senders} senders':>11s}"
+    head = (
+        f"{'':22s} {'points/s':>10s} {'@median':>10s} {'batch ms':>9s} {'B/point':>8s} {f'{args.senders} senders':>11s}"
+    )
     print("INGEST (sequential client; points/s = points / wall time; @median = batch size / median batch latency)")
     print(head)
     for db, r in runstore.items():
         s, c = r["sequential"], r.get("concurrent", {})
         label = "runstore/" + ("postgres+tsdb" if r["timescaledb"] else db)
-        print(f"{label:22s} {fmt_rate(s['points_per_s']):>10s} {fmt_rate(s['points_per_s_at_median_batch']):>10s} "
-              f"{fmt_ms(s['batch_latency_median_ms']):>9s} {r['storage']['bytes_per_point']:8.1f} "
-              f"{fmt_rate(c.get('points_per_s')):>11s}")
+        print(
+            f"{label:22s} {fmt_rate(s['points_per_s']):>10s} {fmt_rate(s['points_per_s_at_median_batch']):>10s} "
+            f"{fmt_ms(s['batch_latency_median_ms']):>9s} {r['storage']['bytes_per_point']:8.1f} "
+            f"{fmt_rate(c.get('points_per_s')):>11s}"
+        )
     for b, r in mlflow.items():
-        print(f"{'mlflow/' + b:22s} {fmt_rate(r['points_per_s']):>10s} {fmt_rate(r['batch'] / (r['batch_latency_median_ms'] / 1000)):>10s} "
-              f"{fmt_ms(r['batch_latency_median_ms']):>9s} {r['storage']['bytes_per_point']:8.1f} {'-':>11s}"
-              f"   ({r['points']:,} points, batches of {r['batch']:,})")
+        print(
+            f"{'mlflow/' + b:22s} {fmt_rate(r['points_per_s']):>10s} {fmt_rate(r['batch'] / (r['batch_latency_median_ms'] / 1000)):>10s} "
+            f"{fmt_ms(r['batch_latency_median_ms']):>9s} {r['storage']['bytes_per_point']:8.1f} {'-':>11s}"
+            f"   ({r['points']:,} points, batches of {r['batch']:,})"
+        )
     pairs = [("postgres", "postgres"), ("sqlite", "sqlite")]
     for rs, ml in pairs:
         if rs in runstore and ml in mlflow:
@@ -147,14 +183,18 @@ def main(argv=None) -> None:
         if not rd:
             continue
         label = "runstore/" + ("postgres+tsdb" if r["timescaledb"] else db)
-        print(f"{label:22s} {fmt_ms(rd['http_full']['median_ms']):>10s} {fmt_ms(rd['sql']['full']['median_ms']):>10s} "
-              f"{fmt_ms(rd['http_zoom']['median_ms']):>10s} {fmt_ms(rd['sql']['zoom']['median_ms']):>10s}"
-              f"   full: {rd['http_full']['buckets']} buckets of {rd['http_full']['bucket_width']} steps, "
-              f"{rd['http_full']['response_bytes']:,} B JSON; background tasks drained {r['background_tasks_drained_after_s']:.0f} s "
-              f"after the last batch")
+        print(
+            f"{label:22s} {fmt_ms(rd['http_full']['median_ms']):>10s} {fmt_ms(rd['sql']['full']['median_ms']):>10s} "
+            f"{fmt_ms(rd['http_zoom']['median_ms']):>10s} {fmt_ms(rd['sql']['zoom']['median_ms']):>10s}"
+            f"   full: {rd['http_full']['buckets']} buckets of {rd['http_full']['bucket_width']} steps, "
+            f"{rd['http_full']['response_bytes']:,} B JSON; background tasks drained {r['background_tasks_drained_after_s']:.0f} s "
+            f"after the last batch"
+        )
         for name, c in rd["sql"].get("candidates", {}).items():
-            print(f"  {'SQL candidate ' + name:40s} full {fmt_ms(c['full_ms']):>8s}  1% {fmt_ms(c['zoom_ms']):>8s}"
-                  f"  same buckets: {c['same']}")
+            print(
+                f"  {'SQL candidate ' + name:40s} full {fmt_ms(c['full_ms']):>8s}  1% {fmt_ms(c['zoom_ms']):>8s}"
+                f"  same buckets: {c['same']}"
+            )
     if client:
         print()
         print("CLIENT: " + client_compare.table(client))
@@ -163,17 +203,23 @@ def main(argv=None) -> None:
         print(f"DATABASE ALONE: COPY of {args.variant_points:,} rows in transactions of 10,000 (no Django, no HTTP)")
         print(f"{'variant':28s} {'rows/s':>10s} {'commit ms':>9s} {'B/row':>6s}")
         for v in variants:
-            print(f"{v['variant']:28s} {v['rows_per_s']:>10,.0f} {v['commit_median_ms']:9.1f} {v['bytes_per_row']:6.1f}")
+            print(
+                f"{v['variant']:28s} {v['rows_per_s']:>10,.0f} {v['commit_median_ms']:9.1f} {v['bytes_per_row']:6.1f}"
+            )
     print()
     pg = runstore.get("postgres")
     if pg:
         rate = pg["sequential"]["points_per_s"]
-        print(f"target ingest >= 200,000 points/s on PostgreSQL: {'met' if rate >= 200_000 else 'NOT met'} ({rate:,.0f})")
+        print(
+            f"target ingest >= 200,000 points/s on PostgreSQL: {'met' if rate >= 200_000 else 'NOT met'} ({rate:,.0f})"
+        )
         if pg.get("read"):
             ms = pg["read"]["sql"]["full"]["median_ms"]
             http = pg["read"]["http_full"]["median_ms"]
-            print(f"target downsample < 100 ms on PostgreSQL+TimescaleDB: SQL {'met' if ms < 100 else 'NOT met'} ({ms:,.1f} ms), "
-                  f"HTTP {'met' if http < 100 else 'NOT met'} ({http:,.1f} ms)")
+            print(
+                f"target downsample < 100 ms on PostgreSQL+TimescaleDB: SQL {'met' if ms < 100 else 'NOT met'} ({ms:,.1f} ms), "
+                f"HTTP {'met' if http < 100 else 'NOT met'} ({http:,.1f} ms)"
+            )
     print(f"total time {meta['total_s'] / 60:.1f} min; results in bench/results/run_all.json")
 
 

@@ -129,14 +129,22 @@ def setup(env):
         "print(ApiToken.issue(u, name='bench')[1], r.uuid)\n"
     )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     return out[-2], out[-1]
 
 
 def direct(session, base, run, path, size, sha):
     t0 = time.perf_counter()
-    started = session.post(f"{base}/runs/{run}/uploads/direct", json={"sha256": sha, "size": size, "name": path.name}).json()
+    started = session.post(
+        f"{base}/runs/{run}/uploads/direct", json={"sha256": sha, "size": size, "name": path.name}
+    ).json()
     parts = []
     if "parts" in started:
         for part in started["parts"]:
@@ -148,11 +156,19 @@ def direct(session, base, run, path, size, sha):
     else:
         requests.put(started["url"], data=_Body(path, 0, size), timeout=600).raise_for_status()
     t1 = time.perf_counter()
-    done = session.post(f"{base}/runs/{run}/uploads/direct/{started['upload_id']}/complete", json={"parts": parts} if parts else {})
+    done = session.post(
+        f"{base}/runs/{run}/uploads/direct/{started['upload_id']}/complete", json={"parts": parts} if parts else {}
+    )
     done.raise_for_status()
     t2 = time.perf_counter()
-    session.post(f"{base}/runs/{run}/batch", json={"stream": uuid.uuid4().hex, "seq": 0, "ops": [
-        {"op": "upload", "path": f"direct/{path.name}", "sha256": sha}]}).raise_for_status()
+    session.post(
+        f"{base}/runs/{run}/batch",
+        json={
+            "stream": uuid.uuid4().hex,
+            "seq": 0,
+            "ops": [{"op": "upload", "path": f"direct/{path.name}", "sha256": sha}],
+        },
+    ).raise_for_status()
     link = session.get(f"{base}/runs/{run}/files/url", params={"path": f"direct/{path.name}"}).json()
     t3 = time.perf_counter()
     got = _download(requests.get(link["url"], stream=True, timeout=600))
@@ -172,8 +188,10 @@ def _download(response):
 
 def proxied(session, base, run, path, size, sha):
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
 
     class Body:
@@ -186,14 +204,28 @@ def proxied(session, base, run, path, size, sha):
             yield tail
 
     t0 = time.perf_counter()
-    answer = session.post(f"{base}/runs/{run}/uploads", data=Body(),
-                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=1200)
+    answer = session.post(
+        f"{base}/runs/{run}/uploads",
+        data=Body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=1200,
+    )
     answer.raise_for_status()
     t1 = time.perf_counter()
-    session.post(f"{base}/runs/{run}/batch", json={"stream": uuid.uuid4().hex, "seq": 0, "ops": [
-        {"op": "upload", "path": f"proxied/{path.name}", "sha256": sha}]}).raise_for_status()
+    session.post(
+        f"{base}/runs/{run}/batch",
+        json={
+            "stream": uuid.uuid4().hex,
+            "seq": 0,
+            "ops": [{"op": "upload", "path": f"proxied/{path.name}", "sha256": sha}],
+        },
+    ).raise_for_status()
     t2 = time.perf_counter()
-    got = _download(session.get(f"{base}/runs/{run}/files/download", params={"path": f"proxied/{path.name}"}, stream=True, timeout=1200))
+    got = _download(
+        session.get(
+            f"{base}/runs/{run}/files/download", params={"path": f"proxied/{path.name}"}, stream=True, timeout=1200
+        )
+    )
     t3 = time.perf_counter()
     assert got == (sha, size), "proxied download differs"
     return {"upload_s": t1 - t0, "download_s": t3 - t2}
@@ -204,23 +236,48 @@ def main():
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--small-mb", type=int, default=50)
     args = parser.parse_args()
-    for name in ("RUNSTORE_TEST_S3_ENDPOINT", "RUNSTORE_TEST_S3_BUCKET", "RUNSTORE_TEST_S3_ACCESS_KEY", "RUNSTORE_TEST_S3_SECRET_KEY"):
+    for name in (
+        "RUNSTORE_TEST_S3_ENDPOINT",
+        "RUNSTORE_TEST_S3_BUCKET",
+        "RUNSTORE_TEST_S3_ACCESS_KEY",
+        "RUNSTORE_TEST_S3_SECRET_KEY",
+    ):
         if not os.environ.get(name):
             sys.exit(f"{name} is not set: source var/services.env (make services starts SeaweedFS)")
     scratch = Path(tempfile.mkdtemp(prefix="rs-s3bench-"))
     env = {
-        **os.environ, "RUNSTORE_VAR_DIR": str(scratch / "var"), "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
-        "RUNSTORE_STORAGE": "s3", "RUNSTORE_S3_ENDPOINT_URL": os.environ["RUNSTORE_TEST_S3_ENDPOINT"],
-        "RUNSTORE_S3_BUCKET": os.environ["RUNSTORE_TEST_S3_BUCKET"], "RUNSTORE_S3_ACCESS_KEY": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"],
-        "RUNSTORE_S3_SECRET_KEY": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"], "RUNSTORE_UPLOAD_TEMP_DIR": str(scratch),
-        "RUNSTORE_TIMESCALEDB": "off", "LOG_LEVEL": "WARNING", "CELERY_TASK_ALWAYS_EAGER": "0",
+        **os.environ,
+        "RUNSTORE_VAR_DIR": str(scratch / "var"),
+        "DATABASE_URL": f"sqlite:///{scratch / 'db.sqlite3'}",
+        "RUNSTORE_STORAGE": "s3",
+        "RUNSTORE_S3_ENDPOINT_URL": os.environ["RUNSTORE_TEST_S3_ENDPOINT"],
+        "RUNSTORE_S3_BUCKET": os.environ["RUNSTORE_TEST_S3_BUCKET"],
+        "RUNSTORE_S3_ACCESS_KEY": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"],
+        "RUNSTORE_S3_SECRET_KEY": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"],
+        "RUNSTORE_UPLOAD_TEMP_DIR": str(scratch),
+        "RUNSTORE_TIMESCALEDB": "off",
+        "LOG_LEVEL": "WARNING",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
     }
     token, run = setup(env)
     port = free_port()
     server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "tracker.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "2", "--timeout", "1200", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "tracker.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "2",
+            "--timeout",
+            "1200",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}/api/v1"
     session = requests.Session()
@@ -247,16 +304,27 @@ def main():
             mbs = lambda seconds, mb=mb: mb / seconds if seconds else float("inf")  # noqa: E731
             results[label] = {
                 "size_mb": mb,
-                "direct": {"put_mb_s": mbs(d["put_s"]), "verify_mb_s": mbs(d["verify_s"]), "get_mb_s": mbs(d["get_s"]),
-                           "web_peak_rss_mb": rss_direct.peak / 2**20},
-                "proxied": {"upload_mb_s": mbs(p["upload_s"]), "download_mb_s": mbs(p["download_s"]),
-                            "web_peak_rss_mb": rss_proxied.peak / 2**20},
+                "direct": {
+                    "put_mb_s": mbs(d["put_s"]),
+                    "verify_mb_s": mbs(d["verify_s"]),
+                    "get_mb_s": mbs(d["get_s"]),
+                    "web_peak_rss_mb": rss_direct.peak / 2**20,
+                },
+                "proxied": {
+                    "upload_mb_s": mbs(p["upload_s"]),
+                    "download_mb_s": mbs(p["download_s"]),
+                    "web_peak_rss_mb": rss_proxied.peak / 2**20,
+                },
             }
             r = results[label]
-            log(f"{mb:5d} MB direct : PUT to S3 {r['direct']['put_mb_s']:6.1f} MB/s, server verify {r['direct']['verify_mb_s']:6.1f} MB/s, "
-                f"GET presigned {r['direct']['get_mb_s']:6.1f} MB/s; web process peak RSS {r['direct']['web_peak_rss_mb']:.0f} MB")
-            log(f"{mb:5d} MB proxied: upload {r['proxied']['upload_mb_s']:6.1f} MB/s, download {r['proxied']['download_mb_s']:6.1f} MB/s; "
-                f"web process peak RSS {r['proxied']['web_peak_rss_mb']:.0f} MB")
+            log(
+                f"{mb:5d} MB direct : PUT to S3 {r['direct']['put_mb_s']:6.1f} MB/s, server verify {r['direct']['verify_mb_s']:6.1f} MB/s, "
+                f"GET presigned {r['direct']['get_mb_s']:6.1f} MB/s; web process peak RSS {r['direct']['web_peak_rss_mb']:.0f} MB"
+            )
+            log(
+                f"{mb:5d} MB proxied: upload {r['proxied']['upload_mb_s']:6.1f} MB/s, download {r['proxied']['download_mb_s']:6.1f} MB/s; "
+                f"web process peak RSS {r['proxied']['web_peak_rss_mb']:.0f} MB"
+            )
     finally:
         server.terminate()
         server.wait(30)

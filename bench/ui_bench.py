@@ -39,9 +39,26 @@ CHROMIUM = os.environ.get("RUNSTORE_TEST_CHROMIUM") or "/usr/bin/chromium"
 PASSWORD = "bench-password"
 PG_UI_DB = "runstore_bench_ui"  # its own scratch database: other benchmarks recreate runstore_bench
 TABLE_COLUMNS = [
-    "sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/running_time", "sys/tags",
-    "parameters/lr", "parameters/batch_size", "parameters/optimizer", "parameters/dropout", "parameters/layers",
-    "data/version", "eval/acc", "eval/loss", "eval/f1", "train/loss", "train/acc", "sys/hostname", "sys/description",
+    "sys/id",
+    "sys/name",
+    "sys/owner",
+    "sys/state",
+    "sys/creation_time",
+    "sys/running_time",
+    "sys/tags",
+    "parameters/lr",
+    "parameters/batch_size",
+    "parameters/optimizer",
+    "parameters/dropout",
+    "parameters/layers",
+    "data/version",
+    "eval/acc",
+    "eval/loss",
+    "eval/f1",
+    "train/loss",
+    "train/acc",
+    "sys/hostname",
+    "sys/description",
 ]
 
 
@@ -67,9 +84,17 @@ def generate(runs: int, points: int) -> None:
 
     def make_runs(project, count, prefix, state="finished"):
         objs = [
-            Run(project=project, number=i + 1, name=f"{prefix}-{i}", owner=owner, state=state,
-                created_at=now - timezone.timedelta(seconds=(count - i) * 30), modified_at=now, ping_at=now,
-                finished_at=now if state == "finished" else None)
+            Run(
+                project=project,
+                number=i + 1,
+                name=f"{prefix}-{i}",
+                owner=owner,
+                state=state,
+                created_at=now - timezone.timedelta(seconds=(count - i) * 30),
+                modified_at=now,
+                ping_at=now,
+                finished_at=now if state == "finished" else None,
+            )
             for i in range(count)
         ]
         Run.objects.bulk_create(objs, batch_size=5000)
@@ -81,15 +106,24 @@ def generate(runs: int, points: int) -> None:
     big = project_services.create_project(owner, workspace, "big", key="BIG")
     make_runs(big, runs, "run")
     fields = [
-        ("parameters/lr", "float"), ("parameters/batch_size", "int"), ("parameters/optimizer", "string"),
-        ("parameters/dropout", "float"), ("parameters/layers", "int"), ("data/version", "string"),
-        ("eval/acc", "float"), ("eval/loss", "float"), ("eval/f1", "float"), ("train/loss", "float_series"),
-        ("train/acc", "float_series"), ("sys/tags", "string_set"), ("sys/hostname", "string"),
+        ("parameters/lr", "float"),
+        ("parameters/batch_size", "int"),
+        ("parameters/optimizer", "string"),
+        ("parameters/dropout", "float"),
+        ("parameters/layers", "int"),
+        ("data/version", "string"),
+        ("eval/acc", "float"),
+        ("eval/loss", "float"),
+        ("eval/f1", "float"),
+        ("train/loss", "float_series"),
+        ("train/acc", "float_series"),
+        ("sys/tags", "string_set"),
+        ("sys/hostname", "string"),
     ]
     # one INSERT ... SELECT per field, computed from the run id: seconds, not minutes, for 1.3M rows
     x = "((r.id * 7919) % 1000) / 1000.0"
     pg = connection.vendor == "postgresql"
-    tags = "'[\"sweep\", \"big\"]'" + ("::jsonb" if pg else "")
+    tags = '\'["sweep", "big"]\'' + ("::jsonb" if pg else "")
     exprs = {
         "parameters/lr": {"float_value": "1.0 / (10 + r.id % 1000)"},
         "parameters/batch_size": {"int_value": "16 * (1 + r.id % 5)"},
@@ -100,8 +134,26 @@ def generate(runs: int, points: int) -> None:
         "eval/acc": {"float_value": f"0.5 + {x} / 2"},
         "eval/loss": {"float_value": f"1 - {x} / 2"},
         "eval/f1": {"float_value": f"0.4 + {x} / 2"},
-        "train/loss": {"float_value": f"1 - {x} / 2", "count": "1000", "first_step": "0", "last_step": "999", "min_value": "0.1", "max_value": "2.3", "sum_value": "500.0", "finite_count": "1000"},
-        "train/acc": {"float_value": x, "count": "1000", "first_step": "0", "last_step": "999", "min_value": "0.0", "max_value": "0.99", "sum_value": "600.0", "finite_count": "1000"},
+        "train/loss": {
+            "float_value": f"1 - {x} / 2",
+            "count": "1000",
+            "first_step": "0",
+            "last_step": "999",
+            "min_value": "0.1",
+            "max_value": "2.3",
+            "sum_value": "500.0",
+            "finite_count": "1000",
+        },
+        "train/acc": {
+            "float_value": x,
+            "count": "1000",
+            "first_step": "0",
+            "last_step": "999",
+            "min_value": "0.0",
+            "max_value": "0.99",
+            "sum_value": "600.0",
+            "finite_count": "1000",
+        },
         "sys/tags": {"json_value": tags},
         "sys/hostname": {"string_value": "'gpu-' || (r.id % 16)" if not pg else "'gpu-' || (r.id % 16)::text"},
     }
@@ -136,7 +188,14 @@ def generate(runs: int, points: int) -> None:
             else:
                 cursor.execute(sql, [count - 1, series_id])
         Attribute.objects.filter(pk=series_id).update(
-            count=count, first_step=0, last_step=count - 1, float_value=0.1, min_value=0.0, max_value=1.5, sum_value=count * 0.3, finite_count=count,
+            count=count,
+            first_step=0,
+            last_step=count - 1,
+            float_value=0.1,
+            min_value=0.0,
+            max_value=1.5,
+            sum_value=count * 0.3,
+            finite_count=count,
         )
         rollups.roll_up(series_id)
 
@@ -150,11 +209,22 @@ def generate(runs: int, points: int) -> None:
         for i in range(2000):
             path = f"config/group{i // 100:02d}/param{i % 100:02d}"
             # a third of the fields differ between runs
-            attrs.append(Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float", float_value=float(i if i % 3 else i + n), updated_at=now))
+            attrs.append(
+                Attribute(
+                    run_id=run_id,
+                    project_id=cmp_project.pk,
+                    path=path,
+                    type="float",
+                    float_value=float(i if i % 3 else i + n),
+                    updated_at=now,
+                )
+            )
             catalogue.add((path, "float"))
         for s in range(50):
             path = f"metrics/series{s:02d}"
-            attrs.append(Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float_series", updated_at=now))
+            attrs.append(
+                Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float_series", updated_at=now)
+            )
             catalogue.add((path, "float_series"))
         Attribute.objects.bulk_create(attrs, batch_size=5000)
         for series_id in Attribute.objects.filter(run_id=run_id, type="float_series").values_list("pk", flat=True):
@@ -167,7 +237,9 @@ def generate(runs: int, points: int) -> None:
     started = time.monotonic()
     one = project_services.create_project(owner, workspace, "one", key="ONE")
     (one_id,) = make_runs(one, 1, "long")
-    series = Attribute.objects.create(run_id=one_id, project_id=one.pk, path="train/loss", type="float_series", updated_at=now)
+    series = Attribute.objects.create(
+        run_id=one_id, project_id=one.pk, path="train/loss", type="float_series", updated_at=now
+    )
     record_fields(one.pk, [("train/loss", "float_series")])
     fill_points(series.pk, 1_000_000)
     log(f"one: 1,000,000 points in {time.monotonic() - started:.0f} s")
@@ -216,10 +288,18 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
     columns = "&".join(f"c={c}" for c in TABLE_COLUMNS)
     table_url = f"{base}/w/lab/big/?{columns}"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--enable-precise-memory-info",
-        ])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--enable-precise-memory-info",
+            ],
+        )
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         page, session = login(context, base)
 
@@ -228,16 +308,21 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
         results["load_average_1m"] = os.getloadavg()[0]
 
         if "table" in pages:
+
             def fifty_rows(response):
                 assert response.status_code == 200 and response.text.count('<tr id="row-') == 50, response.status_code
 
             results["table_server_ms"] = round(median(timed_gets(session, table_url, 7, fifty_rows)), 1)
-            results["table_sorted_by_attribute_server_ms"] = round(median(timed_gets(session, table_url + "&sort=-eval/acc", 3)), 1)
+            results["table_sorted_by_attribute_server_ms"] = round(
+                median(timed_gets(session, table_url + "&sort=-eval/acc", 3)), 1
+            )
             results["table_page_2_server_ms"] = round(median(timed_gets(session, table_url + "&page=2", 3)), 1)
             fcps = []
             for _ in range(3):
                 page.goto(table_url)
-                page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
+                page.wait_for_function(
+                    "performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000
+                )
                 fcps.append(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"))
             results["table_fcp_ms"] = round(median(fcps), 1)
 
@@ -250,7 +335,9 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
             page.wait_for_selector("figure.chart[data-drawn]", timeout=60_000)
             results["compare_first_chart_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0", timeout=10_000)
-            results["compare_fcp_ms"] = round(page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"), 1)
+            results["compare_fcp_ms"] = round(
+                page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime"), 1
+            )
             t0 = time.perf_counter()
             for _ in range(200):
                 page.mouse.wheel(0, 600)
@@ -259,7 +346,9 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
                 drawn = page.locator("figure.chart[data-drawn]").count()
                 if total >= 50 and drawn >= 50:
                     break
-            page.wait_for_function("document.querySelectorAll('figure.chart[data-drawn]').length >= 50", timeout=120_000)
+            page.wait_for_function(
+                "document.querySelectorAll('figure.chart[data-drawn]').length >= 50", timeout=120_000
+            )
             results["compare_all_50_charts_drawn_s"] = round(time.perf_counter() - t0, 1)
             long_tasks = page.evaluate("window.__longTasks")
             results["compare_longest_task_ms"] = round(max(long_tasks or [0]), 1)
@@ -279,7 +368,9 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
             for _ in range(repeat):
                 page = context.new_page()
                 sizes = []
-                page.on("response", lambda r, sizes=sizes: sizes.append(len(r.body())) if "chart-data" in r.url else None)
+                page.on(
+                    "response", lambda r, sizes=sizes: sizes.append(len(r.body())) if "chart-data" in r.url else None
+                )
                 t0 = time.perf_counter()
                 page.goto(f"{base}/w/lab/one/runs/ONE-1/")
                 page.wait_for_selector('figure.chart[data-path="train/loss"][data-drawn]', timeout=60_000)
@@ -299,8 +390,20 @@ def serve(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
 
     port = free_port()
     server = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "gunicorn"), "tracker.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--threads", "4", "--log-level", "warning"],
-        cwd=tree, env=env,
+        [
+            str(REPO / ".venv" / "bin" / "gunicorn"),
+            "tracker.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+        ],
+        cwd=tree,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(150):
@@ -339,10 +442,17 @@ def main() -> None:
     parser.add_argument("--pages", default="table,compare,run", help="which of table,compare,run to measure")
     parser.add_argument("--repeat", type=int, default=5, help="run-page loads per round (median)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of measurements (medians over them)")
-    parser.add_argument("--baseline", metavar="GIT_REF_OR_DIR",
-                        help="also serve the code of this commit (git archive) or source directory on the same data, rounds interleaved, for before/after")
-    parser.add_argument("--current", metavar="DIR", default=str(REPO),
-                        help="serve the code in this source directory as the current version (default: this checkout)")
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF_OR_DIR",
+        help="also serve the code of this commit (git archive) or source directory on the same data, rounds interleaved, for before/after",
+    )
+    parser.add_argument(
+        "--current",
+        metavar="DIR",
+        default=str(REPO),
+        help="serve the code in this source directory as the current version (default: this checkout)",
+    )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -352,7 +462,12 @@ def main() -> None:
 
     var = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="runstore-ui-bench-"))
     var.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RUNSTORE_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "tracker.settings", "RUNSTORE_TIMESCALEDB": "auto"}
+    env = {
+        **os.environ,
+        "RUNSTORE_VAR_DIR": str(var),
+        "DJANGO_SETTINGS_MODULE": "tracker.settings",
+        "RUNSTORE_TIMESCALEDB": "auto",
+    }
     if args.db == "postgres":
         from bench.common import pg_recreate, pg_url
 
@@ -364,12 +479,20 @@ def main() -> None:
     if not (var / "generated").exists():
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
         log("generating data…")
-        subprocess.run([PYTHON, __file__, "--generate", "--runs", str(args.runs), "--points", str(args.points)], cwd=REPO, env=env, check=True)
+        subprocess.run(
+            [PYTHON, __file__, "--generate", "--runs", str(args.runs), "--points", str(args.points)],
+            cwd=REPO,
+            env=env,
+            check=True,
+        )
         (var / "generated").write_text(json.dumps({"runs": args.runs, "points_per_series": args.points}))
     trees = {"current": Path(args.current)}
     if args.baseline:
         baseline = Path(args.baseline)
-        trees = {"baseline": baseline if baseline.is_dir() else export_tree(args.baseline), "current": Path(args.current)}
+        trees = {
+            "baseline": baseline if baseline.is_dir() else export_tree(args.baseline),
+            "current": Path(args.current),
+        }
     servers = {}
     try:
         for name, tree in trees.items():
@@ -377,7 +500,7 @@ def main() -> None:
         rounds: dict[str, list[dict]] = {name: [] for name in trees}
         for index in range(args.rounds):
             # alternate which server goes first: the second of a pair meets the first one's leftovers
-            for name in (list(trees) if index % 2 == 0 else list(trees)[::-1]):
+            for name in list(trees) if index % 2 == 0 else list(trees)[::-1]:
                 log(f"round {index + 1}/{args.rounds}: {name}")
                 rounds[name].append(measure(servers[name][1], pages, args.repeat))
     finally:
@@ -388,13 +511,19 @@ def main() -> None:
         generated = json.loads((var / "generated").read_text())
     except ValueError:
         generated = {"runs": args.runs, "points_per_series": args.points}
-    meta = {"db": args.db, **generated, "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+    meta = {
+        "db": args.db,
+        **generated,
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    }
     if args.baseline:
         results = {**meta, "baseline_ref": args.baseline, **{name: summarise(r) for name, r in rounds.items()}}
         results["ratios_current_over_baseline"] = {
             key: round(results["current"][key] / results["baseline"][key], 2)
             for key in results["current"]
-            if key.endswith("_ms") and isinstance(results["current"][key], (int, float)) and results["baseline"].get(key)
+            if key.endswith("_ms")
+            and isinstance(results["current"][key], (int, float))
+            and results["baseline"].get(key)
         }
     else:
         results = {**meta, **summarise(rounds["current"])}

@@ -28,8 +28,11 @@ import time
 import runstore
 
 CAPTURE_OFF = {
-    "capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
-    "capture_source": False, "capture_environment": False,
+    "capture_stdout": False,
+    "capture_stderr": False,
+    "capture_hardware_metrics": False,
+    "capture_source": False,
+    "capture_environment": False,
 }
 
 
@@ -71,7 +74,9 @@ def hot_path(calls: int, chunk: int, server: list[str] | None) -> None:
         if server:
             # async mode: the writer and the sender threads run (and compete for the GIL) meanwhile
             url, token, project = server
-            run = runstore.init_run(project=project, api_token=token, url=url, mode="async", name="bench-hot", **CAPTURE_OFF)
+            run = runstore.init_run(
+                project=project, api_token=token, url=url, mode="async", name="bench-hot", **CAPTURE_OFF
+            )
         else:
             # same calling-thread code as async (a deque append); only the sender thread is absent
             run = runstore.init_run(project="bench/hot", mode="offline", **CAPTURE_OFF)
@@ -96,18 +101,22 @@ def hot_path(calls: int, chunk: int, server: list[str] | None) -> None:
         run.flush()
         flush_s = time.perf_counter() - flush_start
         run.stop()
-        print(f"append, {run.mode} mode, {calls:,} calls: median {statistics.median(means) / 1000:.3f} µs/call "
-              f"(p90 of chunk means {sorted(means)[int(len(means) * 0.9)] / 1000:.3f} µs; "
-              f"mean over the whole loop {loop_ns / (len(means) * chunk) / 1000:.3f} µs; "
-              f"calling thread's own CPU time: median {statistics.median(cpu_means) / 1000:.3f} µs/call, "
-              f"all threads' CPU time: median {statistics.median(process_means) / 1000:.3f} µs/call); "
-              f"flush to disk afterwards: {flush_s:.2f} s; peak RSS {peak_rss_mib():.0f} MiB")
+        print(
+            f"append, {run.mode} mode, {calls:,} calls: median {statistics.median(means) / 1000:.3f} µs/call "
+            f"(p90 of chunk means {sorted(means)[int(len(means) * 0.9)] / 1000:.3f} µs; "
+            f"mean over the whole loop {loop_ns / (len(means) * chunk) / 1000:.3f} µs; "
+            f"calling thread's own CPU time: median {statistics.median(cpu_means) / 1000:.3f} µs/call, "
+            f"all threads' CPU time: median {statistics.median(process_means) / 1000:.3f} µs/call); "
+            f"flush to disk afterwards: {flush_s:.2f} s; peak RSS {peak_rss_mib():.0f} MiB"
+        )
 
 
 def e2e(url: str, token: str, project: str, points: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["RUNSTORE_HOME"] = home
-        run = runstore.init_run(project=project, api_token=token, url=url, mode="async", name="bench-e2e", **CAPTURE_OFF)
+        run = runstore.init_run(
+            project=project, api_token=token, url=url, mode="async", name="bench-e2e", **CAPTURE_OFF
+        )
         with RssSampler() as rss:
             start = time.perf_counter()
             for i in range(points):
@@ -117,9 +126,11 @@ def e2e(url: str, token: str, project: str, points: int) -> None:
             total = time.perf_counter() - start
         run.stop()
         status = run.status()
-        print(f"e2e: {points:,} points appended in {appended:.2f} s, all acknowledged ({ok}) after {total:.2f} s: "
-              f"{points / total:,.0f} points/s; peak RSS during the run {rss.peak / 2**20:.0f} MiB "
-              f"(process peak {peak_rss_mib():.0f} MiB); errors {status['errors']}")
+        print(
+            f"e2e: {points:,} points appended in {appended:.2f} s, all acknowledged ({ok}) after {total:.2f} s: "
+            f"{points / total:,.0f} points/s; peak RSS during the run {rss.peak / 2**20:.0f} MiB "
+            f"(process peak {peak_rss_mib():.0f} MiB); errors {status['errors']}"
+        )
 
 
 def main() -> None:
@@ -127,7 +138,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=10_000)
     parser.add_argument("--e2e", nargs=3, metavar=("URL", "TOKEN", "PROJECT"))
-    parser.add_argument("--server", nargs=3, metavar=("URL", "TOKEN", "PROJECT"), help="hot path in async mode against a server")
+    parser.add_argument(
+        "--server", nargs=3, metavar=("URL", "TOKEN", "PROJECT"), help="hot path in async mode against a server"
+    )
     args = parser.parse_args()
     if args.e2e:
         e2e(*args.e2e, points=args.calls)

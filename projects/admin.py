@@ -79,7 +79,14 @@ class ProjectUsageInline(admin.StackedInline):
     model = ProjectUsage
     can_delete = False
     readonly_fields = (
-        "total_bytes", "series_bytes", "blob_bytes", "preview_bytes", "float_points", "string_points", "blob_count", "computed_at",
+        "total_bytes",
+        "series_bytes",
+        "blob_bytes",
+        "preview_bytes",
+        "float_points",
+        "string_points",
+        "blob_count",
+        "computed_at",
     )
     fields = readonly_fields
     max_num = 0
@@ -121,7 +128,9 @@ for model in (
     ProjectUserObjectPermission,
     ProjectGroupObjectPermission,
 ):
-    admin.site.register(model, list_display=("content_object", "permission", getattr(model, "user", None) and "user" or "group"))
+    admin.site.register(
+        model, list_display=("content_object", "permission", getattr(model, "user", None) and "user" or "group")
+    )
 
 
 @admin.register(ProjectUsage)

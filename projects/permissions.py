@@ -159,7 +159,8 @@ def project_actions(user, project_id: int) -> frozenset[str]:
         cursor.execute(_project_actions_sql(), {"user": user.pk, "project": project_id})
         held = {(scope, name) for scope, name in cursor.fetchall()}
     return frozenset(
-        action for action in ACTIONS
+        action
+        for action in ACTIONS
         if ("workspace", codename(action, "workspace")) in held or ("project", codename(action, "project")) in held
     )
 
@@ -220,7 +221,9 @@ def get_visible_or_404(queryset, user, **lookup):
     return obj
 
 
-def scope_owned(queryset, user, action: str = "view", *, project_field="project", owner_field="owner", shared_field="shared"):
+def scope_owned(
+    queryset, user, action: str = "view", *, project_field="project", owner_field="owner", shared_field="shared"
+):
     """Objects kept by one user inside a project and shareable with it (saved views).
 
     ``view``: the owner's own and the shared ones, in projects ``user`` may view. ``write`` and

@@ -150,7 +150,9 @@ def resolve_project(user, full_name: str, *, create: bool = False) -> Project:
                 return create_project(user, workspace, project_slug)
             except ValidationError:
                 # A concurrent request created it between our look-up and our insert.
-                existing = Project.objects.select_related("workspace").filter(workspace=workspace, slug=project_slug).first()
+                existing = (
+                    Project.objects.select_related("workspace").filter(workspace=workspace, slug=project_slug).first()
+                )
                 if existing is None:
                     raise
                 return existing

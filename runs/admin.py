@@ -24,7 +24,17 @@ from .models import (
 class AttributeInline(admin.TabularInline):
     model = Attribute
     extra = 0
-    fields = ("path", "type", "int_value", "float_value", "bool_value", "string_value", "datetime_value", "json_value", "count")
+    fields = (
+        "path",
+        "type",
+        "int_value",
+        "float_value",
+        "bool_value",
+        "string_value",
+        "datetime_value",
+        "json_value",
+        "count",
+    )
     readonly_fields = fields
     show_change_link = True
     max_num = 0
@@ -39,11 +49,34 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ("state", "project")
     list_select_related = ("project", "project__workspace", "owner")
     search_fields = ("name", "custom_run_id", "project__key")
-    fields = ("uuid", "project", "number", "name", "description", "state", "owner", "custom_run_id",
-              "created_at", "modified_at", "ping_at", "finished_at", "deleted_at")
+    fields = (
+        "uuid",
+        "project",
+        "number",
+        "name",
+        "description",
+        "state",
+        "owner",
+        "custom_run_id",
+        "created_at",
+        "modified_at",
+        "ping_at",
+        "finished_at",
+        "deleted_at",
+    )
     editable = ("name", "description", "state")
-    readonly_fields = ("uuid", "project", "number", "owner", "custom_run_id", "created_at", "modified_at", "ping_at",
-                       "finished_at", "deleted_at")
+    readonly_fields = (
+        "uuid",
+        "project",
+        "number",
+        "owner",
+        "custom_run_id",
+        "created_at",
+        "modified_at",
+        "ping_at",
+        "finished_at",
+        "deleted_at",
+    )
     inlines = [AttributeInline]
     actions = ["purge_now"]
 

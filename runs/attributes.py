@@ -35,9 +35,19 @@ def attribute_value(attr: Attribute):
             "avg": (attr.sum_value / attr.finite_count) if attr.finite_count else None,
         }
     if t == AttributeType.STRING_SERIES:
-        return {"last": attr.string_value, "count": attr.count, "first_step": attr.first_step, "last_step": attr.last_step}
+        return {
+            "last": attr.string_value,
+            "count": attr.count,
+            "first_step": attr.first_step,
+            "last_step": attr.last_step,
+        }
     if t == AttributeType.FILE_SERIES:
-        return {"count": attr.count, "first_step": attr.first_step, "last_step": attr.last_step, **(attr.json_value or {})}
+        return {
+            "count": attr.count,
+            "first_step": attr.first_step,
+            "last_step": attr.last_step,
+            **(attr.json_value or {}),
+        }
     return attr.json_value  # file, file_set: {name, size} / {files, size}
 
 
@@ -67,4 +77,3 @@ def run_fields(run: Run, attributes) -> list[dict]:
     fields += [{"path": a.path, "type": a.type, "value": attribute_value(a)} for a in attributes]
     fields.sort(key=lambda f: f["path"])
     return fields
-

@@ -23,7 +23,9 @@ def _chunks(fileobj, start: int, length: int):
         fileobj.close()
 
 
-def ranged_response(request, fileobj, *, size: int, content_type: str, filename: str, inline: bool = False, csp: str | None = None):
+def ranged_response(
+    request, fileobj, *, size: int, content_type: str, filename: str, inline: bool = False, csp: str | None = None
+):
     start, end, status = 0, size - 1, 200
     header = request.headers.get("Range", "").strip()
     if header:

@@ -94,11 +94,19 @@ def _files(archive, prefix, attr: Attribute) -> None:
 def _run(archive, run: Run) -> dict:
     prefix = f"runs/{run.human_id}"
     attributes = list(Attribute.objects.filter(run=run).order_by("path"))
-    _dump(archive, _entry(archive, prefix, "run.json"), {
-        "id": run.human_id, "uuid": str(run.uuid), "name": run.name, "description": run.description,
-        "state": run.state, "owner": run.owner.username if run.owner else None,
-        "fields": run_fields(run, attributes),
-    })
+    _dump(
+        archive,
+        _entry(archive, prefix, "run.json"),
+        {
+            "id": run.human_id,
+            "uuid": str(run.uuid),
+            "name": run.name,
+            "description": run.description,
+            "state": run.state,
+            "owner": run.owner.username if run.owner else None,
+            "fields": run_fields(run, attributes),
+        },
+    )
     for attr in attributes:
         if attr.type in (AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES):
             _series(archive, prefix, attr)
@@ -114,7 +122,9 @@ def build(export_id) -> str:
     if export.state == ExportState.DONE:
         return export.state
     live = Run.objects.filter(deleted_at__isnull=True).select_related("project", "project__workspace", "owner")
-    runs = list(live.filter(pk=export.run_id) if export.run_id else live.filter(project=export.project).order_by("number"))
+    runs = list(
+        live.filter(pk=export.run_id) if export.run_id else live.filter(project=export.project).order_by("number")
+    )
     Export.objects.filter(pk=export.pk).update(state=ExportState.RUNNING, total=len(runs), progress=0, error="")
     key = f"exports/{export.pk}.zip"
     fd, path = tempfile.mkstemp(suffix=".zip")
@@ -125,16 +135,24 @@ def build(export_id) -> str:
             for run in runs:
                 listed.append(_run(archive, run))
                 Export.objects.filter(pk=export.pk).update(progress=F("progress") + 1)
-            _dump(archive, _entry(archive, "manifest.json"), {
-                "format": FORMAT_VERSION, "project": export.project.full_name, "exported_at": timezone.now().isoformat(),
-                "runs": listed,
-            })
+            _dump(
+                archive,
+                _entry(archive, "manifest.json"),
+                {
+                    "format": FORMAT_VERSION,
+                    "project": export.project.full_name,
+                    "exported_at": timezone.now().isoformat(),
+                    "runs": listed,
+                },
+            )
         size = os.path.getsize(path)
         with open(path, "rb") as stream:
             storage.delete_key(key)
             storage.blob_storage().save(key, stream)
     except Exception as exc:
-        Export.objects.filter(pk=export.pk).update(state=ExportState.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        Export.objects.filter(pk=export.pk).update(
+            state=ExportState.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
         raise
     finally:
         os.unlink(path)

@@ -19,7 +19,9 @@ class MultipleValueWidget(forms.Widget):
 
 
 class BulkActionForm(forms.Form):
-    action = forms.ChoiceField(choices=[("tag", "tag"), ("untag", "untag"), ("delete", "delete"), ("restore", "restore")])
+    action = forms.ChoiceField(
+        choices=[("tag", "tag"), ("untag", "untag"), ("delete", "delete"), ("restore", "restore")]
+    )
     runs = RunIdsField(widget=MultipleValueWidget)
     tag = forms.CharField(max_length=200, required=False, strip=True)
 

@@ -40,10 +40,21 @@ from .paths import RUN_COLUMN_PATHS, PathError, file_name_error, is_writable, re
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TIMESTAMP = 253402300800  # 10000-01-01, unix seconds
-SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
-                  "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}
+SPECIAL_FLOATS = {
+    "nan": math.nan,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "-inf": -math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-infinity": -math.inf,
+}
 SCALAR_TYPES = {"int", "float", "bool", "string", "datetime", "string_set"}
-APPEND_KINDS = {"float": AttributeType.FLOAT_SERIES, "string": AttributeType.STRING_SERIES, "file": AttributeType.FILE_SERIES}
+APPEND_KINDS = {
+    "float": AttributeType.FLOAT_SERIES,
+    "string": AttributeType.STRING_SERIES,
+    "file": AttributeType.FILE_SERIES,
+}
 OPS = {"assign", "append", "add_tags", "remove_tags", "delete", "upload", "upload_set"}
 MAX_TAG_LENGTH = 1024
 MAX_SET_SIZE = 10_000
@@ -83,7 +94,9 @@ def _to_float(value, index, path, field_name):
         return float(value)
     if isinstance(value, str) and value.strip().lower() in SPECIAL_FLOATS:
         return SPECIAL_FLOATS[value.strip().lower()]
-    raise _fail(index, path, field_name, f"expected a number (or 'NaN', 'Infinity', '-Infinity'), got {_describe(value)}")
+    raise _fail(
+        index, path, field_name, f"expected a number (or 'NaN', 'Infinity', '-Infinity'), got {_describe(value)}"
+    )
 
 
 def _describe(value) -> str:
@@ -147,7 +160,12 @@ def _scalar(index, path, value, declared):
         elif isinstance(value, datetime):
             kind = "datetime"
         else:
-            raise _fail(index, path, "value", f"cannot store {_describe(value)}; send a number, bool, string, list of strings or set 'type'")
+            raise _fail(
+                index,
+                path,
+                "value",
+                f"cannot store {_describe(value)}; send a number, bool, string, list of strings or set 'type'",
+            )
     if kind == "bool":
         if not isinstance(value, bool):
             raise _fail(index, path, "value", f"type bool needs true or false, got {_describe(value)}")
@@ -183,9 +201,12 @@ def _flatten(prefix: str, value: dict, out: list, index: int, limit: int):
         else:
             if len(out) >= limit:
                 raise BatchError(
-                    413, "batch_too_large",
+                    413,
+                    "batch_too_large",
                     f"a batch writes at most {settings.RUNSTORE_MAX_BATCH_OPS} fields (a dict counts each of its leaves)",
-                    op_index=index, path=prefix, field="value",
+                    op_index=index,
+                    path=prefix,
+                    field="value",
                 )
             out.append((path, sub))
 
@@ -194,7 +215,9 @@ def _path(raw, index):
     try:
         return validate_path(raw, write=True)
     except PathError as exc:
-        raise _fail(index, raw if isinstance(raw, str) else None, "path", f"invalid path: {exc}", code="invalid_path") from None
+        raise _fail(
+            index, raw if isinstance(raw, str) else None, "path", f"invalid path: {exc}", code="invalid_path"
+        ) from None
 
 
 def parse_ops(raw_ops) -> list[Op]:
@@ -202,7 +225,12 @@ def parse_ops(raw_ops) -> list[Op]:
     if not isinstance(raw_ops, list):
         raise BatchError(400, "invalid", f"'ops' must be a list, got {_describe(raw_ops)}", field="ops")
     if len(raw_ops) > settings.RUNSTORE_MAX_BATCH_OPS:
-        raise BatchError(413, "batch_too_large", f"a batch holds at most {settings.RUNSTORE_MAX_BATCH_OPS} operations, got {len(raw_ops)}", field="ops")
+        raise BatchError(
+            413,
+            "batch_too_large",
+            f"a batch holds at most {settings.RUNSTORE_MAX_BATCH_OPS} operations, got {len(raw_ops)}",
+            field="ops",
+        )
     ops: list[Op] = []
     total_points = 0
     for index, raw in enumerate(raw_ops):
@@ -210,20 +238,40 @@ def parse_ops(raw_ops) -> list[Op]:
             raise _fail(index, None, None, f"an operation must be an object, got {_describe(raw)}")
         kind = raw.get("op")
         if kind not in OPS:
-            raise _fail(index, None, "op", f"unknown operation {kind!r}; expected one of {', '.join(sorted(OPS))}", code="unknown_op")
+            raise _fail(
+                index,
+                None,
+                "op",
+                f"unknown operation {kind!r}; expected one of {', '.join(sorted(OPS))}",
+                code="unknown_op",
+            )
         path = _path(raw.get("path"), index)
         if not is_writable(path):
-            raise _fail(index, path, "path", "is read-only (sys/ fields other than name, description, tags, failure and hostname are set by the server)", code="read_only")
+            raise _fail(
+                index,
+                path,
+                "path",
+                "is read-only (sys/ fields other than name, description, tags, failure and hostname are set by the server)",
+                code="read_only",
+            )
         if kind == "assign":
             if "value" not in raw:
                 raise _fail(index, path, "value", "is required")
             declared = raw.get("type")
             if declared is not None and declared not in SCALAR_TYPES:
-                raise _fail(index, path, "type", f"unknown type {declared!r}; expected one of {', '.join(sorted(SCALAR_TYPES))}")
+                raise _fail(
+                    index, path, "type", f"unknown type {declared!r}; expected one of {', '.join(sorted(SCALAR_TYPES))}"
+                )
             if isinstance(raw["value"], dict):
                 leaves: list = []
                 # the other operations of the batch count against the same limit
-                _flatten(path, raw["value"], leaves, index, settings.RUNSTORE_MAX_BATCH_OPS - len(raw_ops) - len(ops) + index + 1)
+                _flatten(
+                    path,
+                    raw["value"],
+                    leaves,
+                    index,
+                    settings.RUNSTORE_MAX_BATCH_OPS - len(raw_ops) - len(ops) + index + 1,
+                )
                 for leaf_path, leaf_value in leaves:
                     leaf_path = _path(leaf_path, index)
                     if not is_writable(leaf_path):
@@ -241,7 +289,14 @@ def parse_ops(raw_ops) -> list[Op]:
             op = _parse_append(index, path, raw)
             total_points += len(op.values)
             if total_points > settings.RUNSTORE_MAX_BATCH_POINTS:
-                raise BatchError(413, "batch_too_large", f"a batch holds at most {settings.RUNSTORE_MAX_BATCH_POINTS} series points", op_index=index, path=path, field="values")
+                raise BatchError(
+                    413,
+                    "batch_too_large",
+                    f"a batch holds at most {settings.RUNSTORE_MAX_BATCH_POINTS} series points",
+                    op_index=index,
+                    path=path,
+                    field="values",
+                )
             ops.append(op)
         elif kind in ("add_tags", "remove_tags"):
             if path in RUN_COLUMN_PATHS:
@@ -268,7 +323,9 @@ def parse_ops(raw_ops) -> list[Op]:
                 _check_string(relpath, index, path, f"files[{i}].relpath", 1024)
                 reason = relpath_error(relpath)
                 if reason:
-                    raise _fail(index, path, f"files[{i}].relpath", f"{reason}: {relpath[:80]!r}", code="invalid_file_name")
+                    raise _fail(
+                        index, path, f"files[{i}].relpath", f"{reason}: {relpath[:80]!r}", code="invalid_file_name"
+                    )
                 entries.append(_file_ref(index, path, item, relpath, prefix=f"files[{i}]."))
             replace = raw.get("replace", False)
             if not isinstance(replace, bool):
@@ -285,7 +342,9 @@ def _file_ref(index, path, raw, relpath, prefix=""):
     if name is not None:
         _check_string(name, index, path, f"{prefix}name", 255)
         # The name becomes a file name on whoever downloads the file: a plain base name only.
-        reason = file_name_error(name) or ("must not be empty (leave it out to use the field's name)" if not name else None)
+        reason = file_name_error(name) or (
+            "must not be empty (leave it out to use the field's name)" if not name else None
+        )
         if reason:
             raise _fail(index, path, f"{prefix}name", f"{reason}: {name[:80]!r}", code="invalid_file_name")
     name = name or ""
@@ -304,7 +363,10 @@ def _parse_append(index, path, raw) -> Op:
         raise _fail(index, path, "values", "must be a non-empty list")
     if kind == "float":
         if not _all_type(values, float):
-            values = [_to_float(v, index, path, f"values[{i}]") if not isinstance(v, float) else v for i, v in enumerate(values)]
+            values = [
+                _to_float(v, index, path, f"values[{i}]") if not isinstance(v, float) else v
+                for i, v in enumerate(values)
+            ]
     elif kind == "string":
         values = [_check_string(v, index, path, f"values[{i}]") for i, v in enumerate(values)]
     else:
@@ -381,17 +443,23 @@ def _fsum(values: list) -> float:
 
 def _conflict(op: Op, stored: str, sent: str) -> BatchError:
     return BatchError(
-        409, "type_conflict", f"field is stored as {stored}, cannot write {sent}",
-        op_index=op.index, path=op.path, field="value", stored_type=stored, sent_type=sent,
+        409,
+        "type_conflict",
+        f"field is stored as {stored}, cannot write {sent}",
+        op_index=op.index,
+        path=op.path,
+        field="value",
+        stored_type=stored,
+        sent_type=sent,
     )
 
 
 class _Batch:
     def __init__(self, run: Run, paths: set[str], now):
         self.run = run
-        self.fields: dict[str, Attribute] = {
-            a.path: a for a in Attribute.objects.filter(run=run, path__in=paths)
-        } if paths else {}
+        self.fields: dict[str, Attribute] = (
+            {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths)} if paths else {}
+        )
         self.deleted_ids: set[int] = set()
         self.dirty: dict[int, Attribute] = {}
         self.points: dict[int, list] = {}  # id(attribute) -> rows
@@ -469,8 +537,13 @@ class _Batch:
             steps = op.steps
             if attr.last_step is not None and steps[0] <= attr.last_step:
                 raise BatchError(
-                    409, "step_order", f"step {steps[0]} is not after the series' last step {attr.last_step}",
-                    op_index=op.index, path=op.path, field="steps[0]", last_step=attr.last_step,
+                    409,
+                    "step_order",
+                    f"step {steps[0]} is not after the series' last step {attr.last_step}",
+                    op_index=op.index,
+                    path=op.path,
+                    field="steps[0]",
+                    last_step=attr.last_step,
                 )
         timestamps = op.timestamps or [time.time()] * n
         self.previous_last_step.setdefault(id(attr), attr.last_step)
@@ -508,14 +581,24 @@ class _Batch:
         blob = self.blobs.get(ref["sha256"])
         if blob is None:
             raise BatchError(
-                400, "unknown_blob", f"blob {ref['sha256']} was not uploaded to this project; upload it first",
-                op_index=op.index, path=op.path, field="sha256",
+                400,
+                "unknown_blob",
+                f"blob {ref['sha256']} was not uploaded to this project; upload it first",
+                op_index=op.index,
+                path=op.path,
+                field="sha256",
             )
         return FileEntry(
-            relpath=ref["relpath"], step=step, blob=blob, name=ref["name"],
-            mime_type=ref["mime_type"] or self.upload_mimes.get(blob.sha256)
-            or mimetypes.guess_type(ref["name"])[0] or "application/octet-stream",
-            size=blob.size, timestamp=timestamp,
+            relpath=ref["relpath"],
+            step=step,
+            blob=blob,
+            name=ref["name"],
+            mime_type=ref["mime_type"]
+            or self.upload_mimes.get(blob.sha256)
+            or mimetypes.guess_type(ref["name"])[0]
+            or "application/octet-stream",
+            size=blob.size,
+            timestamp=timestamp,
         )
 
     def _op_upload(self, op: Op):
@@ -547,7 +630,9 @@ class _Batch:
         # A file's default MIME type is what this project's uploader said, not the shared blob's
         # (which may come from another project's upload of the same bytes).
         uploads = Upload.objects.filter(run__project_id=self.run.project_id, blob_id__in=wanted).exclude(mime_type="")
-        for blob_id, mime, _ in sorted(uploads.values_list("blob_id", "mime_type", "run_id"), key=lambda u: u[2] == self.run.pk):
+        for blob_id, mime, _ in sorted(
+            uploads.values_list("blob_id", "mime_type", "run_id"), key=lambda u: u[2] == self.run.pk
+        ):
             self.upload_mimes[blob_id] = mime
 
     def flush(self) -> None:
@@ -579,7 +664,8 @@ class _Batch:
             series_store.insert_float_points(float_rows)
             rollups.schedule_after_commit(
                 (a.pk, self.previous_last_step.get(id(a)), a.last_step)
-                for key, a in by_key.items() if key in self.points and a.type == AttributeType.FLOAT_SERIES
+                for key, a in by_key.items()
+                if key in self.points and a.type == AttributeType.FLOAT_SERIES
             )
         if string_rows:
             series_store.insert_string_points(string_rows)
@@ -607,9 +693,12 @@ class _Batch:
         stored = Attribute.objects.filter(run=self.run).count() if adding <= cap else 0
         if stored + adding > cap:
             raise BatchError(
-                409, "too_many_fields",
+                409,
+                "too_many_fields",
                 f"ops: run {self.run.human_id} would hold {stored + adding} fields; at most {cap} (RUNSTORE_MAX_FIELDS_PER_RUN)",
-                field="ops", stored_fields=stored, max_fields=cap,
+                field="ops",
+                stored_fields=stored,
+                max_fields=cap,
             )
 
     def _refresh_file_set_summaries(self, changed):
@@ -622,8 +711,21 @@ class _Batch:
 
 
 _UPDATE_FIELDS = [
-    "type", "int_value", "float_value", "bool_value", "string_value", "datetime_value", "json_value",
-    "count", "first_step", "last_step", "min_value", "max_value", "sum_value", "finite_count", "updated_at",
+    "type",
+    "int_value",
+    "float_value",
+    "bool_value",
+    "string_value",
+    "datetime_value",
+    "json_value",
+    "count",
+    "first_step",
+    "last_step",
+    "min_value",
+    "max_value",
+    "sum_value",
+    "finite_count",
+    "updated_at",
 ]
 
 

@@ -77,12 +77,16 @@ def tracked(attributes, run) -> list[Artifact]:
         type_, digest, _ = values.get("hash", (None, None, None))
         if type_ != AttributeType.STRING or not digest or len(digest) >= STRING_INDEX_CHARS:
             continue
-        out.append(Artifact(
-            path=name, kind="tracked", version=digest,
-            size=values.get("size", (None, None, None))[2],
-            file_count=values.get("file_count", (None, None, None))[2],
-            location=values.get("location", (None, "", None))[1] or "",
-        ))
+        out.append(
+            Artifact(
+                path=name,
+                kind="tracked",
+                version=digest,
+                size=values.get("size", (None, None, None))[2],
+                file_count=values.get("file_count", (None, None, None))[2],
+                location=values.get("location", (None, "", None))[1] or "",
+            )
+        )
     return out[:MAX_ARTIFACTS]
 
 
@@ -97,24 +101,34 @@ def uploaded(attributes, run) -> list[Artifact]:
     out = []
     for row in rows:
         single = row["first"] == row["last"]
-        out.append(Artifact(
-            path=row["attribute__path"], kind="uploaded", version=row["first"] if single else "",
-            size=row["size"], file_count=row["n"], attribute_id=row["attribute_id"],
-        ))
+        out.append(
+            Artifact(
+                path=row["attribute__path"],
+                kind="uploaded",
+                version=row["first"] if single else "",
+                size=row["size"],
+                file_count=row["n"],
+                attribute_id=row["attribute_id"],
+            )
+        )
     return out
 
 
 def _run_link(row: dict, prefix: str, key: str) -> dict:
     return {
-        "pk": row[f"{prefix}run_id"], "id": f"{key}-{row[f'{prefix}run__number']}",
-        "name": row[f"{prefix}run__name"], "state": row[f"{prefix}run__state"],
+        "pk": row[f"{prefix}run_id"],
+        "id": f"{key}-{row[f'{prefix}run__number']}",
+        "name": row[f"{prefix}run__name"],
+        "state": row[f"{prefix}run__state"],
     }
 
 
 def _same_hash(attributes, project, run, by_hash: dict[str, Artifact]) -> None:
     """Other runs whose ``*/hash`` (any field name: a data set may be tracked under another one) is the same."""
     hash_paths = list(
-        ProjectField.objects.filter(project=project, type=AttributeType.STRING, path__endswith="/hash").values_list("path", flat=True)[:500]
+        ProjectField.objects.filter(project=project, type=AttributeType.STRING, path__endswith="/hash").values_list(
+            "path", flat=True
+        )[:500]
     )
     rows = (
         attributes.filter(path__in=hash_paths, type=AttributeType.STRING, string_prefix__in=list(by_hash))
@@ -136,8 +150,14 @@ def _same_blobs(entries, run, files: list[Artifact], key: str) -> None:
             blob__entries__attribute_id__in=list(by_attribute),
         )
         .exclude(attribute__run=run)
-        .values("blob__entries__attribute_id", "attribute__path", "attribute__run_id", "attribute__run__number",
-                "attribute__run__name", "attribute__run__state")
+        .values(
+            "blob__entries__attribute_id",
+            "attribute__path",
+            "attribute__run_id",
+            "attribute__run__number",
+            "attribute__run__name",
+            "attribute__run__state",
+        )
         .annotate(shared=Count("blob_id", distinct=True))
         .order_by("-attribute__run_id", "attribute__path")[:MAX_MATCHES]
     )

@@ -222,8 +222,12 @@ class FileEntry(models.Model):
     class Meta:
         ordering = ["attribute_id", "step", "relpath"]
         constraints = [
-            models.UniqueConstraint(fields=["attribute", "relpath"], condition=models.Q(step__isnull=True), name="file_relpath_unique"),
-            models.UniqueConstraint(fields=["attribute", "step"], condition=models.Q(step__isnull=False), name="file_step_unique"),
+            models.UniqueConstraint(
+                fields=["attribute", "relpath"], condition=models.Q(step__isnull=True), name="file_relpath_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["attribute", "step"], condition=models.Q(step__isnull=False), name="file_step_unique"
+            ),
         ]
 
 

@@ -52,10 +52,22 @@ SIGNATURES = [
 ]
 # ISO base media files that are not videos; any other brand is MP4 ("qt  " is QuickTime).
 FTYP_BRANDS = {
-    b"qt  ": "video/quicktime", b"M4A ": "audio/mp4", b"M4B ": "audio/mp4",
-    b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif",
+    b"qt  ": "video/quicktime",
+    b"M4A ": "audio/mp4",
+    b"M4B ": "audio/mp4",
+    b"avif": "image/avif",
+    b"avis": "image/avif",
+    b"heic": "image/heic",
+    b"heix": "image/heic",
+    b"mif1": "image/heif",
 }
-SOURCE_TYPES = {"application/json", "application/x-yaml", "application/xml", "application/javascript", "application/toml"}
+SOURCE_TYPES = {
+    "application/json",
+    "application/x-yaml",
+    "application/xml",
+    "application/javascript",
+    "application/toml",
+}
 
 
 class PreviewRefused(ValueError):
@@ -116,7 +128,9 @@ def _store(blob: Blob, kind: str, data: bytes, mime: str) -> None:
     key = storage.preview_key(blob.sha256, kind)
     storage.save_bytes(key, data)
     BlobPreview.objects.update_or_create(
-        blob=blob, kind=kind, defaults={"storage_key": key, "mime_type": mime, "size": len(data), "created_at": timezone.now()}
+        blob=blob,
+        kind=kind,
+        defaults={"storage_key": key, "mime_type": mime, "size": len(data), "created_at": timezone.now()},
     )
 
 
@@ -139,7 +153,9 @@ def _thumbnail(blob: Blob, meta: dict) -> None:
             raise PreviewRefused(f"image over the preview limit of {limit:,} pixels ({exc})") from None
         meta.update({"width": image.width, "height": image.height, "format": image.format, "mode": image.mode})
         if image.width * image.height > limit:
-            raise PreviewRefused(f"image of {image.width}x{image.height} pixels is over the preview limit of {limit:,} pixels")
+            raise PreviewRefused(
+                f"image of {image.width}x{image.height} pixels is over the preview limit of {limit:,} pixels"
+            )
         # JPEG decodes at a reduced scale (draft); other formats are reduced in integer steps before resampling.
         image.draft("RGB", (settings.RUNSTORE_THUMBNAIL_SIZE * 2,) * 2)
         image.thumbnail((settings.RUNSTORE_THUMBNAIL_SIZE,) * 2, reducing_gap=2.0)
@@ -170,7 +186,9 @@ def _check_notebook_bounds(raw: bytes, meta: dict) -> None:
     output_bytes = sum(len(json.dumps(cell.get("outputs") or [])) for cell in cells if isinstance(cell, dict))
     max_bytes = settings.RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES
     if output_bytes > max_bytes:
-        raise PreviewRefused(f"notebook outputs of {output_bytes:,} bytes are over the preview limit of {max_bytes:,} bytes")
+        raise PreviewRefused(
+            f"notebook outputs of {output_bytes:,} bytes are over the preview limit of {max_bytes:,} bytes"
+        )
 
 
 def _notebook_html(blob: Blob, meta: dict) -> None:
@@ -214,13 +232,18 @@ def _video(blob: Blob, meta: dict) -> None:
     import av
 
     try:
-        with storage.open_blob(blob.storage_key) as stream, av.open(stream, mode="r", options=dict(FFMPEG_OPTIONS)) as container:
+        with (
+            storage.open_blob(blob.storage_key) as stream,
+            av.open(stream, mode="r", options=dict(FFMPEG_OPTIONS)) as container,
+        ):
             video = _video_metadata(container, meta)
             if video is None:
                 return
             limit = settings.RUNSTORE_PREVIEW_MAX_PIXELS
             if (video.width or 0) * (video.height or 0) > limit:
-                raise PreviewRefused(f"video frames of {video.width}x{video.height} pixels are over the preview limit of {limit:,} pixels")
+                raise PreviewRefused(
+                    f"video frames of {video.width}x{video.height} pixels are over the preview limit of {limit:,} pixels"
+                )
             frame = _poster_frame(container, video, meta.get("duration_seconds"))
             image, rotation = frame.to_image(), frame.rotation
     except av.FFmpegError as exc:  # FFmpeg's message without the "[Errno …]" and "'<none>'" around it
@@ -324,7 +347,9 @@ def process_blob(sha256: str, *, inline_previews: bool = True) -> str:
             raise
     if digest != blob.sha256 or size != blob.size:
         info.state = BlobState.CORRUPT
-        info.error = "stored object is missing" if digest is None else f"stored content hashes to {digest} ({size} bytes)"
+        info.error = (
+            "stored object is missing" if digest is None else f"stored content hashes to {digest} ({size} bytes)"
+        )
         info.processed_at = timezone.now()
         info.save()
         logger.error("blob %s: %s", blob.sha256, info.error)
@@ -371,7 +396,10 @@ def make_preview(sha256: str) -> str:
     if failure:
         logger.warning("blob %s: no preview: %s", sha256, failure)
     BlobInfo.objects.filter(blob_id=sha256).update(
-        metadata=meta, preview_error=failure, error=f"preview failed: {failure}" if failure else "", processed_at=timezone.now()
+        metadata=meta,
+        preview_error=failure,
+        error=f"preview failed: {failure}" if failure else "",
+        processed_at=timezone.now(),
     )
     return "failed" if failure else "ready"
 
@@ -413,7 +441,9 @@ def processed_for(blob_id: str, project_id: int) -> bool:
     type, metadata, previews) would tell this project that another one holds the same bytes, so
     until processing has run again for its own upload the project sees the blob as pending.
     """
-    first = Upload.objects.filter(blob_id=blob_id, run__project_id=project_id).aggregate(first=Min("created_at"))["first"]
+    first = Upload.objects.filter(blob_id=blob_id, run__project_id=project_id).aggregate(first=Min("created_at"))[
+        "first"
+    ]
     processed = BlobInfo.objects.filter(blob_id=blob_id).values_list("processed_at", flat=True).first()
     return processed is not None and (first is None or processed >= first)
 

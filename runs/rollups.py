@@ -155,7 +155,9 @@ def roll_up(series_id: int) -> int:
     RUNSTORE_ROLLUP_CHUNK_POINTS points, one transaction each.
     """
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {CURSOR_TABLE} SET queued = %s WHERE series_id = %s AND queued = %s", [False, series_id, True])
+        cursor.execute(
+            f"UPDATE {CURSOR_TABLE} SET queued = %s WHERE series_id = %s AND queued = %s", [False, series_id, True]
+        )
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""

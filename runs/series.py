@@ -22,10 +22,19 @@ NAN = math.nan
 
 # One row of PostgreSQL's binary COPY format for (series_id int8, step int8, timestamp float8,
 # value float8): a field count, then a length and a big-endian value per field.
-_COPY_ROW = np.dtype([
-    ("fields", ">i2"), ("series_len", ">i4"), ("series_id", ">i8"), ("step_len", ">i4"), ("step", ">i8"),
-    ("timestamp_len", ">i4"), ("timestamp", ">f8"), ("value_len", ">i4"), ("value", ">f8"),
-])
+_COPY_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("series_len", ">i4"),
+        ("series_id", ">i8"),
+        ("step_len", ">i4"),
+        ("step", ">i8"),
+        ("timestamp_len", ">i4"),
+        ("timestamp", ">f8"),
+        ("value_len", ">i4"),
+        ("value", ">f8"),
+    ]
+)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no header extension
 _COPY_TRAILER = b"\xff\xff"
 
@@ -62,7 +71,9 @@ def _insert(table: str, chunks, write_copy) -> None:
     """COPY on PostgreSQL (``write_copy(copy, chunks)`` fills it), ``executemany`` on SQLite."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)") as copy:
+            with cursor.cursor.copy(
+                f"COPY {table} (series_id, step, timestamp, value) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
                 write_copy(copy, chunks)
         else:
             cursor.executemany(
@@ -141,7 +152,13 @@ def read_points(series_id: int, table: str, *, after_step=None, from_step=None, 
 
 
 def downsample(
-    series_id: int, first_step: int, last_step: int, buckets: int, from_step=None, to_step=None, *,
+    series_id: int,
+    first_step: int,
+    last_step: int,
+    buckets: int,
+    from_step=None,
+    to_step=None,
+    *,
     raw_read_points: int = RAW_READ_POINTS,
 ) -> dict:
     """Cut ``[from_step, to_step]`` into at most ``buckets`` equal step ranges; aggregate each.
@@ -159,7 +176,9 @@ def downsample(
     """
     lo = first_step if from_step is None else max(from_step, first_step)
     hi = last_step if to_step is None else min(to_step, last_step)
-    empty: dict[str, list] = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")}
+    empty: dict[str, list] = {
+        k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")
+    }
     if lo is None or hi is None or lo > hi:
         return {**empty, "bucket_width": None, "from_step": lo, "to_step": hi}
     if hi - lo + 1 > raw_read_points:
@@ -185,10 +204,7 @@ def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
         )
     else:
         # SQLite stores NaN as NULL, which its aggregates skip already.
-        agg = (
-            "min(value), max(value), "
-            "avg(CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END)"
-        )
+        agg = "min(value), max(value), avg(CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END)"
     # The last value of each bucket by a primary-key look-up per bucket: the planner cannot
     # estimate the number of groups, and a join picks a hash join over the whole series.
     sql = f"""

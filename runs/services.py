@@ -20,8 +20,20 @@ from .paths import safe_file_name
 from .storage import save_blob
 
 __all__ = [
-    "apply_batch", "create_run", "update_run", "tag_runs", "delete_run", "restore_run", "purge_run", "ping_run", "store_upload",
-    "start_direct_upload", "complete_upload", "request_export", "save_view", "delete_view",
+    "apply_batch",
+    "create_run",
+    "update_run",
+    "tag_runs",
+    "delete_run",
+    "restore_run",
+    "purge_run",
+    "ping_run",
+    "store_upload",
+    "start_direct_upload",
+    "complete_upload",
+    "request_export",
+    "save_view",
+    "delete_view",
 ]
 
 FINAL_STATES = {RunState.FINISHED, RunState.FAILED, RunState.ABORTED}
@@ -36,7 +48,9 @@ def apply_batch_body(user, run: Run, body, *, ref: str | None = None) -> dict:
     """Apply the batch endpoint's ``body`` to ``run``: 404 unless ``user`` may view its project, 403
     unless they may write there (one query, ``require_on_project``: this runs for every batch), and
     only then is the body read, so a caller without access learns nothing from a malformed one."""
-    permissions.require_on_project(user, "write", run.project_id, not_found=f"run {ref!r} not found" if ref else "run not found")
+    permissions.require_on_project(
+        user, "write", run.project_id, not_found=f"run {ref!r} not found" if ref else "run not found"
+    )
     stream, seq, raw_ops = ingest.parse_envelope(body)
     return ingest.apply_batch(run, stream=stream, seq=seq, raw_ops=raw_ops)
 
@@ -60,12 +74,23 @@ def create_run(user, project: Project, *, name="", description="", tags=(), cust
             number = _allocate_number(project)
             now = timezone.now()
             run = Run.objects.create(
-                project=project, number=number, name=name, description=description, owner=user,
-                custom_run_id=custom_run_id or None, created_at=now, modified_at=now, ping_at=now,
+                project=project,
+                number=number,
+                name=name,
+                description=description,
+                owner=user,
+                custom_run_id=custom_run_id or None,
+                created_at=now,
+                modified_at=now,
+                ping_at=now,
             )
             if tags:
                 Attribute.objects.create(
-                    run=run, project=project, path="sys/tags", type=AttributeType.STRING_SET, json_value=sorted(set(tags))
+                    run=run,
+                    project=project,
+                    path="sys/tags",
+                    type=AttributeType.STRING_SET,
+                    json_value=sorted(set(tags)),
                 )
                 record_fields(project.pk, [("sys/tags", AttributeType.STRING_SET)])
     except IntegrityError:
@@ -112,11 +137,18 @@ def _change_run(run: Run, **changes) -> Run:
         run.save(update_fields=fields)
         if "tags" in changes:
             Attribute.objects.update_or_create(
-                run=run, path="sys/tags",
-                defaults={"type": AttributeType.STRING_SET, "json_value": sorted(set(changes["tags"])), "updated_at": now},
+                run=run,
+                path="sys/tags",
+                defaults={
+                    "type": AttributeType.STRING_SET,
+                    "json_value": sorted(set(changes["tags"])),
+                    "updated_at": now,
+                },
                 create_defaults={
-                    "project_id": run.project_id, "type": AttributeType.STRING_SET,
-                    "json_value": sorted(set(changes["tags"])), "updated_at": now,
+                    "project_id": run.project_id,
+                    "type": AttributeType.STRING_SET,
+                    "json_value": sorted(set(changes["tags"])),
+                    "updated_at": now,
                 },
             )
             record_fields(run.project_id, [("sys/tags", AttributeType.STRING_SET)])
@@ -169,7 +201,9 @@ def _record_upload(run: Run, *, sha256: str, size: int, name: str, mime: str, pe
     processing queued when the blob is new or was processed for another project's upload only."""
     with transaction.atomic():
         blob, created = Blob.objects.get_or_create(sha256=sha256, defaults={"size": size, "mime_type": mime})
-        upload, created_upload = Upload.objects.get_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
+        upload, created_upload = Upload.objects.get_or_create(
+            run=run, blob=blob, defaults={"name": name, "mime_type": mime}
+        )
         if not created_upload and (upload.name, upload.mime_type) != (name, mime):
             Upload.objects.filter(pk=upload.pk).update(name=name, mime_type=mime)  # the latest upload names it
         if pending is not None:
@@ -179,7 +213,9 @@ def _record_upload(run: Run, *, sha256: str, size: int, name: str, mime: str, pe
     return blob
 
 
-def start_direct_upload(user, run: Run, *, sha256: str, size: int, name: str = "", mime_type: str = "") -> tuple[dict, bool]:
+def start_direct_upload(
+    user, run: Run, *, sha256: str, size: int, name: str = "", mime_type: str = ""
+) -> tuple[dict, bool]:
     """Start an upload straight to the S3 store; returns (the answer, whether an upload was started).
 
     Content this project already uploaded needs no upload (it is recorded for ``run`` at once);
@@ -187,7 +223,12 @@ def start_direct_upload(user, run: Run, *, sha256: str, size: int, name: str = "
     one presigned PUT, or presigned parts above RUNSTORE_MULTIPART_THRESHOLD."""
     permissions.require(user, "write", run.project)
     if not storage.is_s3():
-        raise ApiError(409, "direct_upload_unavailable", "blob storage is a local folder: POST the file to uploads", field="storage")
+        raise ApiError(
+            409,
+            "direct_upload_unavailable",
+            "blob storage is a local folder: POST the file to uploads",
+            field="storage",
+        )
     blob = Blob.objects.filter(pk=sha256, size=size).first()
     if blob is not None and Upload.objects.filter(run__project_id=run.project_id, blob=blob).exists():
         mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -199,7 +240,13 @@ def start_direct_upload(user, run: Run, *, sha256: str, size: int, name: str = "
     if size > settings.RUNSTORE_MULTIPART_THRESHOLD:
         upload_id, part_size, urls = storage.start_multipart(pending.staging_key, size)
         pending.multipart_id = upload_id
-        body.update({"method": "PUT", "part_size": part_size, "parts": [{"part_number": i + 1, "url": u} for i, u in enumerate(urls)]})
+        body.update(
+            {
+                "method": "PUT",
+                "part_size": part_size,
+                "parts": [{"part_number": i + 1, "url": u} for i, u in enumerate(urls)],
+            }
+        )
     else:
         body.update({"method": "PUT", "url": storage.presigned_put(pending.staging_key)})
     pending.save()
@@ -229,15 +276,20 @@ def complete_upload(user, run: Run, upload_id, *, parts=None) -> dict:
         storage.delete_key(pending.staging_key)
         pending.delete()
         raise ApiError(
-            400, "hash_mismatch", f"uploaded content hashes to {digest} ({size} bytes), not {pending.sha256} ({pending.size} bytes)",
+            400,
+            "hash_mismatch",
+            f"uploaded content hashes to {digest} ({size} bytes), not {pending.sha256} ({pending.size} bytes)",
             field="sha256",
         )
     if size > settings.RUNSTORE_MAX_UPLOAD_BYTES:
         storage.delete_key(pending.staging_key)
         pending.delete()
         raise ApiError(
-            413, "upload_too_large", f"size: {size} bytes is above the upload limit of {settings.RUNSTORE_MAX_UPLOAD_BYTES} bytes",
-            field="size", limit=settings.RUNSTORE_MAX_UPLOAD_BYTES,
+            413,
+            "upload_too_large",
+            f"size: {size} bytes is above the upload limit of {settings.RUNSTORE_MAX_UPLOAD_BYTES} bytes",
+            field="size",
+            limit=settings.RUNSTORE_MAX_UPLOAD_BYTES,
         )
     mime = pending.mime_type or processing.sniff(head, pending.name)
     storage.move(pending.staging_key, Blob(sha256=digest, size=size, mime_type=mime).storage_key)
@@ -279,7 +331,9 @@ def save_view(user, project: Project, *, name: str, shared: bool, columns: list,
     if shared:
         permissions.require_may_share(user, project)
     view, _ = SavedView.objects.update_or_create(
-        project=project, owner=user, name=name,
+        project=project,
+        owner=user,
+        name=name,
         defaults={"shared": shared, "columns": columns, "query": query, "sort": sort, "group_by": group_by},
     )
     return view

@@ -200,7 +200,9 @@ def start_multipart(key: str, size: int) -> tuple[str, int, list[str]]:
 def complete_multipart(key: str, upload_id: str, parts: list[dict]) -> None:
     storage = blob_storage()
     _client(storage).complete_multipart_upload(
-        Bucket=storage.bucket_name, Key=_key(storage, key), UploadId=upload_id,
+        Bucket=storage.bucket_name,
+        Key=_key(storage, key),
+        UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in parts]},
     )
 
@@ -222,7 +224,9 @@ def move(source: str, target: str) -> None:
     if is_s3(storage):
         options: dict[str, Any] = settings.STORAGES["blobs"].get("OPTIONS", {})
         _client(storage).copy(
-            {"Bucket": storage.bucket_name, "Key": _key(storage, source)}, storage.bucket_name, _key(storage, target),
+            {"Bucket": storage.bucket_name, "Key": _key(storage, source)},
+            storage.bucket_name,
+            _key(storage, target),
             Config=options.get("transfer_config"),
         )
         storage.delete(source)

@@ -27,7 +27,6 @@ PAGE_SIZES = (25, 50, 100)
 SYS_COLUMNS = sysfields.TABLE_COLUMNS
 
 
-
 @dataclass
 class Column:
     path: str
@@ -137,15 +136,21 @@ def attribute_cell(attr, aggregate: str | None = None):
         if aggregate == "count":
             return number_format(attr.count), ""
         if t == AttributeType.FLOAT_SERIES:
-            value = {"last": attr.float_value, "min": attr.min_value, "max": attr.max_value,
-                     "avg": (attr.sum_value / attr.finite_count) if attr.finite_count else None}[aggregate]
+            value = {
+                "last": attr.float_value,
+                "min": attr.min_value,
+                "max": attr.max_value,
+                "avg": (attr.sum_value / attr.finite_count) if attr.finite_count else None,
+            }[aggregate]
             return _fmt_float(math.nan if value is None else value), f"{aggregate} of {attr.count} points"
     if t == AttributeType.INT:
         return number_format(attr.int_value), ""
     if t == AttributeType.FLOAT:
         return _fmt_float(attr.float_value if attr.float_value is not None else math.nan), repr(attr.float_value)
     if t == AttributeType.FLOAT_SERIES:
-        return _fmt_float(attr.float_value if attr.float_value is not None else math.nan), f"last of {attr.count} points"
+        return _fmt_float(
+            attr.float_value if attr.float_value is not None else math.nan
+        ), f"last of {attr.count} points"
     if t == AttributeType.BOOL:
         return ("true" if attr.bool_value else "false"), ""
     if t in (AttributeType.STRING, AttributeType.STRING_SERIES):
@@ -190,8 +195,20 @@ def sys_cell(run: Run, path: str, tags, run_url: str):
 
 
 CELL_FIELDS = (
-    "run_id", "path", "type", "int_value", "float_value", "bool_value", "string_value", "datetime_value", "json_value",
-    "count", "min_value", "max_value", "sum_value", "finite_count",
+    "run_id",
+    "path",
+    "type",
+    "int_value",
+    "float_value",
+    "bool_value",
+    "string_value",
+    "datetime_value",
+    "json_value",
+    "count",
+    "min_value",
+    "max_value",
+    "sum_value",
+    "finite_count",
 )
 
 
@@ -215,7 +232,7 @@ def row_html(row: dict, oob: bool = False, selected: bool = False) -> str:
     return mark_safe(
         f'<tr id="row-{run.pk}" {swap}data-url="{html.escape(row["url"])}" tabindex="-1"{running}>'
         f'<td class="sel"><input type="checkbox" name="runs" value="{run_id}" aria-label="Select {run_id}"{checked}></td>'
-        f'{row["cells_html"]}</tr>'
+        f"{row['cells_html']}</tr>"
     )
 
 
@@ -244,7 +261,12 @@ def build_rows(runs: list[Run], columns: list[Column], project) -> list[dict]:
                 name, aggregate = specs[column.path]
                 text, title = attribute_cell(values.get(name), aggregate)
             cells.append(_cell_html(text, title, column.numeric))
-        row = {"run": run, "cells_html": mark_safe("".join(cells)), "url": url, "running": run.state == RunState.RUNNING}
+        row = {
+            "run": run,
+            "cells_html": mark_safe("".join(cells)),
+            "url": url,
+            "running": run.state == RunState.RUNNING,
+        }
         row["html"] = row_html(row)
         rows.append(row)
     return rows
@@ -267,6 +289,15 @@ def group_by_namespace(paths: list[str]) -> list[tuple[str, list[str]]]:
 
 
 __all__ = [
-    "DEFAULT_COLUMNS", "PAGE_SIZES", "SYS_COLUMNS", "Column", "build_columns", "build_rows",
-    "group_by_namespace", "parse_columns", "parse_sort", "sample_paths", "split_spec",
+    "DEFAULT_COLUMNS",
+    "PAGE_SIZES",
+    "SYS_COLUMNS",
+    "Column",
+    "build_columns",
+    "build_rows",
+    "group_by_namespace",
+    "parse_columns",
+    "parse_sort",
+    "sample_paths",
+    "split_spec",
 ]

@@ -63,7 +63,9 @@ def _log_once(sender, connection, **kwargs):
     elif settings.RUNSTORE_TIMESCALEDB == "required":
         logger.error("RUNSTORE_TIMESCALEDB=required but runs_floatpoint is not a hypertable yet; run migrate")
     else:
-        logger.info("TimescaleDB not in use (RUNSTORE_TIMESCALEDB=%s): plain PostgreSQL tables", settings.RUNSTORE_TIMESCALEDB)
+        logger.info(
+            "TimescaleDB not in use (RUNSTORE_TIMESCALEDB=%s): plain PostgreSQL tables", settings.RUNSTORE_TIMESCALEDB
+        )
 
 
 connection_created.connect(_log_once)
@@ -80,7 +82,9 @@ def create_hypertable(schema_editor) -> None:
     with schema_editor.connection.cursor() as cursor:
         if not extension_available(cursor):
             if mode == "required":
-                raise ImproperlyConfigured("RUNSTORE_TIMESCALEDB=required but the timescaledb extension is not installed")
+                raise ImproperlyConfigured(
+                    "RUNSTORE_TIMESCALEDB=required but the timescaledb extension is not installed"
+                )
             logger.info("TimescaleDB is not available on this server: runs_floatpoint stays an ordinary table")
             return
         cursor.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")

@@ -12,8 +12,11 @@ MULTIPART_OVERHEAD = 64 * 1024
 def _too_large(what: str) -> ApiError:
     limit = settings.RUNSTORE_MAX_UPLOAD_BYTES
     return ApiError(
-        413, "upload_too_large", f"file: {what} is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)",
-        field="file", limit=limit,
+        413,
+        "upload_too_large",
+        f"file: {what} is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)",
+        field="file",
+        limit=limit,
     )
 
 

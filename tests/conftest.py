@@ -66,7 +66,14 @@ def run(project, owner):
 @pytest.fixture
 def world(owner, contributor, viewer, stranger, run):
     """Each role's user by name (``anonymous``: None) and the ``run`` they are checked against."""
-    return {"owner": owner, "contributor": contributor, "viewer": viewer, "stranger": stranger, "anonymous": None, "run": run}
+    return {
+        "owner": owner,
+        "contributor": contributor,
+        "viewer": viewer,
+        "stranger": stranger,
+        "anonymous": None,
+        "run": run,
+    }
 
 
 def client_for(user):
@@ -106,20 +113,33 @@ def s3_blob_storage(settings, **options):
     endpoint = os.environ.get("RUNSTORE_TEST_S3_ENDPOINT")
     if not endpoint:
         pytest.skip("RUNSTORE_TEST_S3_ENDPOINT not set (make test starts SeaweedFS)")
-    settings.STORAGES = {**settings.STORAGES, "blobs": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": os.environ["RUNSTORE_TEST_S3_BUCKET"], "endpoint_url": endpoint,
-        "access_key": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"], "secret_key": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"],
-        "region_name": "us-east-1", "addressing_style": "path", "signature_version": "s3v4",
-        "location": f"test-{uuid.uuid4().hex}", **options,
-    }}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": os.environ["RUNSTORE_TEST_S3_BUCKET"],
+                "endpoint_url": endpoint,
+                "access_key": os.environ["RUNSTORE_TEST_S3_ACCESS_KEY"],
+                "secret_key": os.environ["RUNSTORE_TEST_S3_SECRET_KEY"],
+                "region_name": "us-east-1",
+                "addressing_style": "path",
+                "signature_version": "s3v4",
+                "location": f"test-{uuid.uuid4().hex}",
+                **options,
+            },
+        },
+    }
 
 
 @pytest.fixture(params=["local", "s3"])
 def blob_store(request, settings, tmp_path):
     """Every file test runs on the local folder and on the S3 store (SeaweedFS) when it is up."""
     if request.param == "local":
-        settings.STORAGES = {**settings.STORAGES, "blobs": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}}}
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "blobs": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+        }
         return "local"
     s3_blob_storage(settings)
     return "s3"

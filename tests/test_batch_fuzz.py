@@ -16,13 +16,24 @@ paths = st.one_of(
     st.none(),
 )
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
     st.sampled_from(["NaN", "Infinity", "-Infinity", "2026-01-01T00:00:00", "x" * 10]),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=5), inner, max_size=4)), max_leaves=10)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    max_leaves=10,
+)
 ops = st.fixed_dictionaries(
-    {"op": st.sampled_from(["assign", "append", "add_tags", "remove_tags", "delete", "upload", "upload_set", "nope", 3])},
+    {
+        "op": st.sampled_from(
+            ["assign", "append", "add_tags", "remove_tags", "delete", "upload", "upload_set", "nope", 3]
+        )
+    },
     optional={
         "path": paths,
         "value": values,
@@ -37,7 +48,13 @@ ops = st.fixed_dictionaries(
     },
 )
 bodies = st.one_of(
-    st.fixed_dictionaries({"stream": st.sampled_from(["s", "", "x" * 70, 5]), "seq": st.one_of(st.integers(), st.booleans(), st.text(max_size=3)), "ops": st.lists(ops, max_size=6)}),
+    st.fixed_dictionaries(
+        {
+            "stream": st.sampled_from(["s", "", "x" * 70, 5]),
+            "seq": st.one_of(st.integers(), st.booleans(), st.text(max_size=3)),
+            "ops": st.lists(ops, max_size=6),
+        }
+    ),
     values,
 )
 
@@ -45,11 +62,16 @@ bodies = st.one_of(
 def snapshot(run):
     return (
         list(Attribute.objects.filter(run=run).order_by("path").values_list("path", "type", "json_value", "int_value")),
-        FloatPoint.objects.count(), StringPoint.objects.count(), FileEntry.objects.count(), RunBatch.objects.count(),
+        FloatPoint.objects.count(),
+        StringPoint.objects.count(),
+        FileEntry.objects.count(),
+        RunBatch.objects.count(),
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(body=bodies)
 def test_random_batches_get_2xx_or_a_4xx_json_error(owner_api, run, body):
     before = snapshot(run)

@@ -19,8 +19,13 @@ from .test_files import upload
 @pytest.fixture(autouse=True)
 def private_blob_folder(settings, tmp_path):
     """Blobs of these tests never land in (or get cleaned out of) the developer's var/blobs."""
-    settings.STORAGES = {**settings.STORAGES, "blobs": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "blobs")}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "blobs")},
+        },
+    }
 
 
 def point_count(series_id):
@@ -41,11 +46,15 @@ def test_deleted_run_waits_in_the_trash_then_is_purged(owner, owner_api, run, pr
     own = upload(owner_api, run, "own.bin", b"only this run").json()["sha256"]
     shared = upload(owner_api, run, "shared.bin", b"both runs").json()["sha256"]
     upload(owner_api, other, "shared.bin", b"both runs")
-    batch(owner_api, run, [
-        {"op": "append", "path": "loss", "values": [1.0] * 100},
-        {"op": "upload", "path": "model", "sha256": own},
-        {"op": "upload", "path": "shared", "sha256": shared},
-    ])
+    batch(
+        owner_api,
+        run,
+        [
+            {"op": "append", "path": "loss", "values": [1.0] * 100},
+            {"op": "upload", "path": "model", "sha256": own},
+            {"op": "upload", "path": "shared", "sha256": shared},
+        ],
+    )
     loss = Attribute.objects.get(run=run, path="loss")
     rollups.roll_up(loss.pk)
     own_key, shared_key = Blob.objects.get(pk=own).storage_key, Blob.objects.get(pk=shared).storage_key
@@ -103,10 +112,14 @@ def test_upload_saved_before_a_failed_transaction_is_cleaned_up(owner, run, blob
 
 def test_a_client_that_disconnects_mid_upload_leaves_nothing(owner_api, run, blob_store, settings):
     boundary = "XyZ"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     body = head + b"A" * 50_000  # no closing boundary: the connection dropped
-    response = owner_api.generic("POST", run_url(run, "uploads"), body, content_type=f"multipart/form-data; boundary={boundary}")
+    response = owner_api.generic(
+        "POST", run_url(run, "uploads"), body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
     assert response.status_code == 400
     settings.RUNSTORE_ORPHAN_GRACE_SECONDS = 0
     cleanup.clean_orphans(now=later(1))
@@ -143,5 +156,7 @@ def test_referenced_files_survive_clean_up(owner_api, run, settings, blob_store)
     batch(owner_api, run, [{"op": "upload", "path": "f", "sha256": sha}])
     settings.RUNSTORE_ORPHAN_GRACE_SECONDS = 0
     cleanup.clean_orphans(now=later(1))
-    assert FileEntry.objects.filter(blob_id=sha).exists() and storages["blobs"].exists(Blob.objects.get(pk=sha).storage_key)
+    assert FileEntry.objects.filter(blob_id=sha).exists() and storages["blobs"].exists(
+        Blob.objects.get(pk=sha).storage_key
+    )
     assert io.BytesIO(b"".join(storage.iter_blob(Blob.objects.get(pk=sha).storage_key))).read() == b"keep me"

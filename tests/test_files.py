@@ -16,7 +16,9 @@ def upload(client, run, name, content, **extra):
 
 def download(client, run, **params):
     response = client.get(run_url(run, "files/download"), params, **params.pop("headers", {}))
-    return response, b"".join(response.streaming_content) if hasattr(response, "streaming_content") else response.content
+    return response, b"".join(response.streaming_content) if hasattr(
+        response, "streaming_content"
+    ) else response.content
 
 
 def test_upload_attach_and_download_a_file(owner_api, run, blob_store):
@@ -26,7 +28,12 @@ def test_upload_attach_and_download_a_file(owner_api, run, blob_store):
     sha = response.json()["sha256"]
     assert sha == hashlib.sha256(content).hexdigest() and response.json()["size"] == len(content)
     assert storages["blobs"].exists(Blob.objects.get(pk=sha).storage_key)
-    assert batch(owner_api, run, [{"op": "upload", "path": "model/weights", "sha256": sha, "name": "model.pt"}]).status_code == 200
+    assert (
+        batch(
+            owner_api, run, [{"op": "upload", "path": "model/weights", "sha256": sha, "name": "model.pt"}]
+        ).status_code
+        == 200
+    )
     listing = owner_api.get(run_url(run, "files"), {"path": "model/weights"}).json()
     assert listing["files"][0]["name"] == "model.pt" and listing["files"][0]["size"] == len(content)
     response, body = download(owner_api, run, path="model/weights")
@@ -57,8 +64,17 @@ def test_file_set_and_file_series(owner_api, run, blob_store):
     a = upload(owner_api, run, "a.bin", b"A").json()["sha256"]
     b = upload(owner_api, run, "b.bin", b"BB").json()["sha256"]
     ops = [
-        {"op": "upload_set", "path": "ckpt", "files": [{"relpath": "x/a.bin", "sha256": a}, {"relpath": "b.bin", "sha256": b}]},
-        {"op": "append", "path": "samples", "kind": "file", "values": [{"sha256": a, "name": "s0.png"}, {"sha256": b, "name": "s1.png"}]},
+        {
+            "op": "upload_set",
+            "path": "ckpt",
+            "files": [{"relpath": "x/a.bin", "sha256": a}, {"relpath": "b.bin", "sha256": b}],
+        },
+        {
+            "op": "append",
+            "path": "samples",
+            "kind": "file",
+            "values": [{"sha256": a, "name": "s0.png"}, {"sha256": b, "name": "s1.png"}],
+        },
     ]
     assert batch(owner_api, run, ops).status_code == 200
     files = owner_api.get(run_url(run, "files"), {"path": "ckpt"}).json()["files"]

@@ -19,7 +19,11 @@ def fields(client, run):
 
 def test_assign_infers_types_and_flattens_dicts(owner_api, run):
     ops = [
-        {"op": "assign", "path": "parameters", "value": {"lr": 0.01, "layers": 4, "opt": {"name": "adam", "nesterov": False}}},
+        {
+            "op": "assign",
+            "path": "parameters",
+            "value": {"lr": 0.01, "layers": 4, "opt": {"name": "adam", "nesterov": False}},
+        },
         {"op": "assign", "path": "data/tags", "value": ["b", "a", "b"]},
         {"op": "assign", "path": "started", "value": "2026-01-02T03:04:05Z", "type": "datetime"},
     ]
@@ -55,7 +59,9 @@ def test_series_append_round_trips_nan_and_infinity_in_json_and_msgpack(owner_ap
     assert raw["values"] == [1.5, "NaN", "Infinity", "-Infinity", -2.0]
     packed = owner_api.get(run_url(run, "series/points"), {"path": "train/loss"}, HTTP_ACCEPT="application/msgpack")
     unpacked = msgpack.unpackb(packed.content)
-    assert math.isnan(unpacked["values"][1]) and unpacked["values"][2] == math.inf and unpacked["values"][3] == -math.inf
+    assert (
+        math.isnan(unpacked["values"][1]) and unpacked["values"][2] == math.inf and unpacked["values"][3] == -math.inf
+    )
     summary = fields(owner_api, run)["train/loss"]["value"]
     assert summary["count"] == 5 and summary["min"] == "-Infinity" and summary["max"] == "Infinity"
     assert summary["last"] == -2.0 and summary["avg"] == pytest.approx(-0.25)
@@ -69,7 +75,10 @@ def test_json_nan_strings_and_literals_are_accepted(owner_api, run):
 
 
 def test_steps_continue_and_must_increase(owner_api, run):
-    assert batch(owner_api, run, [{"op": "append", "path": "acc", "values": [0.1, 0.2], "steps": [5, 9]}]).status_code == 200
+    assert (
+        batch(owner_api, run, [{"op": "append", "path": "acc", "values": [0.1, 0.2], "steps": [5, 9]}]).status_code
+        == 200
+    )
     assert batch(owner_api, run, [{"op": "append", "path": "acc", "values": [0.3]}], seq=2).status_code == 200
     assert owner_api.get(run_url(run, "series/points"), {"path": "acc"}).json()["steps"] == [5, 9, 10]
     response = batch(owner_api, run, [{"op": "append", "path": "acc", "values": [0.4], "steps": [10]}], seq=3)
@@ -132,7 +141,10 @@ def test_delete_series_then_reuse_path_with_another_type(owner_api, run):
 
 
 def test_sys_name_and_description_update_the_run(owner_api, run):
-    ops = [{"op": "assign", "path": "sys/name", "value": "renamed"}, {"op": "assign", "path": "sys/description", "value": "d"}]
+    ops = [
+        {"op": "assign", "path": "sys/name", "value": "renamed"},
+        {"op": "assign", "path": "sys/description", "value": "d"},
+    ]
     assert batch(owner_api, run, ops).status_code == 200
     body = owner_api.get(run_url(run)).json()
     assert body["name"] == "renamed" and body["description"] == "d"
@@ -243,8 +255,14 @@ def test_integral_float_steps_and_integer_timestamps_are_accepted(owner_api, run
     ops = [{"op": "append", "path": "loss", "values": [1, 2.5], "steps": [3.0, 4], "timestamps": [10, 11.5]}]
     assert batch(owner_api, run, ops, fmt="msgpack").status_code == 200
     points = owner_api.get(run_url(run, "series/points"), {"path": "loss"}).json()
-    assert points == {"path": "loss", "type": "float_series", "steps": [3, 4], "timestamps": [10.0, 11.5],
-                      "values": [1.0, 2.5], "next_after_step": None}
+    assert points == {
+        "path": "loss",
+        "type": "float_series",
+        "steps": [3, 4],
+        "timestamps": [10.0, 11.5],
+        "values": [1.0, 2.5],
+        "next_after_step": None,
+    }
 
 
 def test_summary_of_a_series_over_several_batches(owner_api, run):

@@ -14,16 +14,67 @@ from .conftest import batch
 def runs(project, owner, contributor, owner_api):
     """Six runs with mixed fields; returns {name: run}."""
     specs = [
-        ("r0", owner, {"data/train/name": "Y", "data/train/version": "X", "eval/acc": 0.95, "parameters/lr": 0.01,
-                       "parameters/optimizer/name": "adam", "parameters/batch_size": 32, "notes": "baseline one"}, [0.5, 0.15], ["best"]),
-        ("r1", owner, {"data/train/name": "Y", "data/train/version": "X", "eval/acc": 0.91, "parameters/lr": 0.0005,
-                       "parameters/optimizer/name": "sgd", "parameters/batch_size": 64, "notes": "second"}, [0.4, 0.3], []),
-        ("r2", contributor, {"data/train/name": "Y", "data/train/version": "Z", "eval/acc": 0.97, "parameters/lr": 0.001,
-                             "parameters/optimizer/name": "sgd", "parameters/batch_size": 128}, [0.09, 0.19], ["best", "x"]),
-        ("r3", contributor, {"data/train/name": "Y", "data/train/version": "X", "eval/acc": 0.94, "parameters/lr": 0.1,
-                             "parameters/optimizer/name": "adam", "parameters/batch_size": 16, "notes": "Baseline two"}, [0.3, 0.25], []),
+        (
+            "r0",
+            owner,
+            {
+                "data/train/name": "Y",
+                "data/train/version": "X",
+                "eval/acc": 0.95,
+                "parameters/lr": 0.01,
+                "parameters/optimizer/name": "adam",
+                "parameters/batch_size": 32,
+                "notes": "baseline one",
+            },
+            [0.5, 0.15],
+            ["best"],
+        ),
+        (
+            "r1",
+            owner,
+            {
+                "data/train/name": "Y",
+                "data/train/version": "X",
+                "eval/acc": 0.91,
+                "parameters/lr": 0.0005,
+                "parameters/optimizer/name": "sgd",
+                "parameters/batch_size": 64,
+                "notes": "second",
+            },
+            [0.4, 0.3],
+            [],
+        ),
+        (
+            "r2",
+            contributor,
+            {
+                "data/train/name": "Y",
+                "data/train/version": "Z",
+                "eval/acc": 0.97,
+                "parameters/lr": 0.001,
+                "parameters/optimizer/name": "sgd",
+                "parameters/batch_size": 128,
+            },
+            [0.09, 0.19],
+            ["best", "x"],
+        ),
+        (
+            "r3",
+            contributor,
+            {
+                "data/train/name": "Y",
+                "data/train/version": "X",
+                "eval/acc": 0.94,
+                "parameters/lr": 0.1,
+                "parameters/optimizer/name": "adam",
+                "parameters/batch_size": 16,
+                "notes": "Baseline two",
+            },
+            [0.3, 0.25],
+            [],
+        ),
         ("r4", owner, {"eval/acc": 1, "parameters/batch_size": 64}, [], []),  # an int accuracy: compares numerically
-        ("r5", owner, {"notes": "it's \"quoted\"; DROP TABLE runs_run; --"}, [], ["best"]),
+        ("r5", owner, {"notes": 'it\'s "quoted"; DROP TABLE runs_run; --'}, [], ["best"]),
     ]
     made = {}
     for name, user, fields, losses, tags in specs:
@@ -124,9 +175,11 @@ def test_paging_by_one_field_matches_the_full_order(owner_api, owner, project, w
         run, _ = services.create_run(owner, project, name=f"p{index}")
         ops = [{"op": "assign", "path": "other", "value": index}]
         if score is not None:
-            ops += [{"op": "assign", "path": "metrics/score", "value": score},
-                    {"op": "assign", "path": "steps", "value": int(score * 8)},
-                    {"op": "append", "path": "curve", "values": [1.0, score]}]
+            ops += [
+                {"op": "assign", "path": "metrics/score", "value": score},
+                {"op": "assign", "path": "steps", "value": int(score * 8)},
+                {"op": "append", "path": "curve", "values": [1.0, score]},
+            ]
         batch(owner_api, run, ops)
         made.append((run, score))
     gone, _ = services.create_run(owner, project, name="deleted")
@@ -138,15 +191,23 @@ def test_paging_by_one_field_matches_the_full_order(owner_api, owner, project, w
 
     descending = sort.startswith("-")
     key = (lambda s: s * 8 // 1) if sort.lstrip("-") == "steps" else (lambda s: s)
-    having = sorted(((key(s), r.pk, r.name) for r, s in made if s is not None), reverse=True) if descending else \
-        sorted(((key(s), -r.pk, r.name) for r, s in made if s is not None))
+    having = (
+        sorted(((key(s), r.pk, r.name) for r, s in made if s is not None), reverse=True)
+        if descending
+        else sorted(((key(s), -r.pk, r.name) for r, s in made if s is not None))
+    )
     lacking = sorted(((r.pk, r.name) for r, s in made if s is None), reverse=True)
     expected = [n for *_, n in having] + [n for _, n in lacking]
     assert names(owner_api, sort=sort, limit=100) == expected
     for limit in (1, 2, 3, 4):
         for offset in range(len(expected) + 2):
-            assert names(owner_api, sort=sort, limit=limit, offset=offset) == expected[offset : offset + limit], (limit, offset)
-    response = owner_api.get("/api/v1/runs/", {"project": "acme/vision", "sort": sort, "limit": 2, "query": "other >= 3"})
+            assert names(owner_api, sort=sort, limit=limit, offset=offset) == expected[offset : offset + limit], (
+                limit,
+                offset,
+            )
+    response = owner_api.get(
+        "/api/v1/runs/", {"project": "acme/vision", "sort": sort, "limit": 2, "query": "other >= 3"}
+    )
     body = response.json()
     assert body["count"] == 6
     assert [r["name"] for r in body["results"]] == [n for n in expected if int(n[1:]) >= 3][:2]
@@ -154,27 +215,46 @@ def test_paging_by_one_field_matches_the_full_order(owner_api, owner, project, w
 
 def test_columns_come_back_typed(owner_api, runs, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
-        response = owner_api.get("/api/v1/runs/", {
-            "project": "acme/vision", "columns": "sys/id,eval/acc,train/loss:last,data/train/version,sys/tags",
-            "sort": "sys/name", "limit": 2,
-        })
+        response = owner_api.get(
+            "/api/v1/runs/",
+            {
+                "project": "acme/vision",
+                "columns": "sys/id,eval/acc,train/loss:last,data/train/version,sys/tags",
+                "sort": "sys/name",
+                "limit": 2,
+            },
+        )
     body = response.json()
     assert body["count"] == 6 and body["next"] and body["previous"] is None
     assert body["columns"] == [
-        {"path": "sys/id", "type": "string"}, {"path": "eval/acc", "type": "float/int"},
-        {"path": "train/loss:last", "type": "float"}, {"path": "data/train/version", "type": "string"},
+        {"path": "sys/id", "type": "string"},
+        {"path": "eval/acc", "type": "float/int"},
+        {"path": "train/loss:last", "type": "float"},
+        {"path": "data/train/version", "type": "string"},
         {"path": "sys/tags", "type": "string_set"},
     ]
     first = body["results"][0]["fields"]
-    assert first == {"sys/id": "VIS-1", "eval/acc": 0.95, "train/loss:last": 0.15, "data/train/version": "X", "sys/tags": ["best"]}
+    assert first == {
+        "sys/id": "VIS-1",
+        "eval/acc": 0.95,
+        "train/loss:last": 0.15,
+        "data/train/version": "X",
+        "sys/tags": ["best"],
+    }
     second_page = owner_api.get(body["next"]).json()
     assert [r["name"] for r in second_page["results"]] == ["r2", "r3"]
 
 
 def test_group_by_owner_with_aggregates(owner_api, runs):
-    response = owner_api.get("/api/v1/runs/groups", {
-        "project": "acme/vision", "query": "exists eval/acc", "group_by": "sys/owner", "aggregates": "eval/acc",
-    })
+    response = owner_api.get(
+        "/api/v1/runs/groups",
+        {
+            "project": "acme/vision",
+            "query": "exists eval/acc",
+            "group_by": "sys/owner",
+            "aggregates": "eval/acc",
+        },
+    )
     assert response.status_code == 200, response.content
     groups = {tuple(g["key"]): g for g in response.json()["groups"]}
     assert groups[("contributor",)]["count"] == 2 and groups[("owner",)]["count"] == 3
@@ -185,7 +265,9 @@ def test_group_by_owner_with_aggregates(owner_api, runs):
 
 
 def test_group_by_attribute_puts_missing_in_a_null_group(owner_api, runs):
-    groups = owner_api.get("/api/v1/runs/groups", {"project": "acme/vision", "group_by": "parameters/optimizer/name"}).json()["groups"]
+    groups = owner_api.get(
+        "/api/v1/runs/groups", {"project": "acme/vision", "group_by": "parameters/optimizer/name"}
+    ).json()["groups"]
     assert [(g["key"], g["count"]) for g in groups] == [(["adam"], 2), (["sgd"], 2), ([None], 2)]
     assert set(names(owner_api, group_by="parameters/optimizer/name", group="[null]")) == {"r4", "r5"}
 
@@ -214,7 +296,7 @@ def test_suggestions_offer_paths_operators_and_values(owner_api, runs):
     assert [(i["label"], i["detail"]) for i in counted] == [("adam", "2 runs"), ("sgd", "2 runs")]
     tags = suggest("sys/tags contains ")
     assert tags["items"][0]["label"] == "best" and tags["items"][0]["detail"] == "3 runs"
-    after = suggest('eval/acc > 0.9 a')
+    after = suggest("eval/acc > 0.9 a")
     assert after["context"] in ("connective", "path")
     owners = suggest('sys/owner = "c')
     assert [i["label"] for i in owners["items"]] == ["contributor"]
@@ -227,7 +309,11 @@ def test_long_strings_compare_whole_and_are_not_offered_cut_short(owner_api, pro
     base = "x" * 200
     for index, tail in enumerate(["", "a", "b"]):
         run, _ = services.create_run(owner, project, name=f"long{index}")
-        batch(owner_api, run, [{"op": "assign", "path": "notes", "value": base + tail}, {"op": "assign", "path": "short", "value": "v"}])
+        batch(
+            owner_api,
+            run,
+            [{"op": "assign", "path": "notes", "value": base + tail}, {"op": "assign", "path": "short", "value": "v"}],
+        )
     assert names(owner_api, query=f'notes = "{base}a"') == ["long1"]
     assert names(owner_api, query=f'notes = "{base}"') == ["long0"]
     assert sorted(names(owner_api, query=f'notes != "{base}b"')) == ["long0", "long1"]
@@ -252,15 +338,55 @@ def test_stranger_queries_see_nothing(api, stranger, runs):
     assert own.status_code == 404
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(text=st.one_of(
-    st.text(max_size=60),
-    st.lists(st.sampled_from([
-        "eval/acc", "notes", "sys/tags", "train/loss:last", "sys/owner", "sys/id", "sys/failed", "and", "or", "not",
-        "exists", "(", ")", "=", "!=", "<", ">=", "in", "contains", "matches", "starts with", '"x"', "'y'", "1", "-2.5e3",
-        "true", ",", "`a b`", "'; DROP TABLE runs_run; --", "\\", ":", "sys/creation_time", '"2026-01-01"', '"VIS-1"',
-    ]), max_size=12).map(" ".join),
-))
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    text=st.one_of(
+        st.text(max_size=60),
+        st.lists(
+            st.sampled_from(
+                [
+                    "eval/acc",
+                    "notes",
+                    "sys/tags",
+                    "train/loss:last",
+                    "sys/owner",
+                    "sys/id",
+                    "sys/failed",
+                    "and",
+                    "or",
+                    "not",
+                    "exists",
+                    "(",
+                    ")",
+                    "=",
+                    "!=",
+                    "<",
+                    ">=",
+                    "in",
+                    "contains",
+                    "matches",
+                    "starts with",
+                    '"x"',
+                    "'y'",
+                    "1",
+                    "-2.5e3",
+                    "true",
+                    ",",
+                    "`a b`",
+                    "'; DROP TABLE runs_run; --",
+                    "\\",
+                    ":",
+                    "sys/creation_time",
+                    '"2026-01-01"',
+                    '"VIS-1"',
+                ]
+            ),
+            max_size=12,
+        ).map(" ".join),
+    )
+)
 def test_random_queries_never_500(owner_api, runs, text):
     response = owner_api.get("/api/v1/runs/", {"project": "acme/vision", "query": text, "columns": "eval/acc"})
     assert response.status_code in (200, 400), (text, response.content)

@@ -29,16 +29,18 @@ def brute_force(points, lo, hi, origin, width):
         rows = groups[key]
         comparable = [v for _, v in rows if not math.isnan(v)]
         finite_values = [v for _, v in rows if math.isfinite(v)]
-        out.append({
-            "step": max(lo, origin + key * width),
-            "min": min(comparable) if comparable else math.nan,
-            "max": max(comparable) if comparable else math.nan,
-            "avg": math.fsum(finite_values) / len(finite_values) if finite_values else math.nan,
-            "last": rows[-1][1],
-            "count": len(rows),
-            "first_step": rows[0][0],
-            "last_step": rows[-1][0],
-        })
+        out.append(
+            {
+                "step": max(lo, origin + key * width),
+                "min": min(comparable) if comparable else math.nan,
+                "max": max(comparable) if comparable else math.nan,
+                "avg": math.fsum(finite_values) / len(finite_values) if finite_values else math.nan,
+                "last": rows[-1][1],
+                "count": len(rows),
+                "first_step": rows[0][0],
+                "last_step": rows[-1][0],
+            }
+        )
     return out
 
 
@@ -51,7 +53,12 @@ def same(a, b):
 
 
 def append(run, path, steps, values, seq):
-    apply_batch(run, stream=uuid.uuid4().hex, seq=seq, raw_ops=[{"op": "append", "path": path, "steps": steps, "values": values}])
+    apply_batch(
+        run,
+        stream=uuid.uuid4().hex,
+        seq=seq,
+        raw_ops=[{"op": "append", "path": path, "steps": steps, "values": values}],
+    )
 
 
 def check_read(attr, points, buckets, lo, hi):
@@ -71,7 +78,9 @@ def check_read(attr, points, buckets, lo, hi):
     return got
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     values=st.lists(values_with_specials, min_size=100, max_size=800),
     max_gap=st.sampled_from([1, 3, 40, 300]),
@@ -110,7 +119,9 @@ def test_rolled_up_buckets_match_brute_force(run, values, max_gap, seed, rolled_
 def test_every_stored_bucket_matches_its_raw_points(run):
     rng = random.Random(7)
     steps = sorted(rng.sample(range(0, 300_000), 8_000))
-    values = [rng.uniform(-1e6, 1e6) if rng.random() > 0.05 else rng.choice([math.nan, math.inf, -math.inf]) for _ in steps]
+    values = [
+        rng.uniform(-1e6, 1e6) if rng.random() > 0.05 else rng.choice([math.nan, math.inf, -math.inf]) for _ in steps
+    ]
     append(run, "loss", steps, values, seq=1)
     attr = Attribute.objects.get(run=run, path="loss")
     rolled = rollups.roll_up(attr.pk)
@@ -153,8 +164,13 @@ def test_chunked_roll_up_equals_one_pass(run, settings):
     rollups.roll_up(a.pk)
     settings.RUNSTORE_ROLLUP_CHUNK_POINTS = 77
     rollups.roll_up(b.pk)
-    rows = lambda attr: list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list(  # noqa: E731
-        "level", "bucket", "min_value", "max_value", "count", "first_step", "last_step", "last_value"))
+    rows = lambda attr: list(
+        SeriesRollup.objects.filter(series=attr)
+        .order_by("level", "bucket")
+        .values_list(  # noqa: E731
+            "level", "bucket", "min_value", "max_value", "count", "first_step", "last_step", "last_value"
+        )
+    )
     assert rows(a) == rows(b) and len(rows(a)) > 300
 
 

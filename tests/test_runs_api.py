@@ -81,7 +81,11 @@ def test_bad_run_creation_names_the_field(owner_api, project, body, field):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_get_distinct_numbers(settings, tmp_path):
-    if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:") or "memory" in str(connection.settings_dict["NAME"]):
+    if (
+        connection.vendor == "sqlite"
+        and connection.settings_dict["NAME"] in ("", ":memory:")
+        or "memory" in str(connection.settings_dict["NAME"])
+    ):
         pytest.skip("needs a file or server database shared between threads")
     from django.contrib.auth.models import User
 

@@ -23,16 +23,18 @@ def brute_force(points, lo, hi, buckets):
         rows = groups[bucket]
         comparable = [v for _, v in rows if not math.isnan(v)]
         finite_values = [v for _, v in rows if math.isfinite(v)]
-        result.append({
-            "step": lo + bucket * width,
-            "min": min(comparable) if comparable else math.nan,
-            "max": max(comparable) if comparable else math.nan,
-            "avg": sum(finite_values) / len(finite_values) if finite_values else math.nan,
-            "last": rows[-1][1],
-            "count": len(rows),
-            "first_step": rows[0][0],
-            "last_step": rows[-1][0],
-        })
+        result.append(
+            {
+                "step": lo + bucket * width,
+                "min": min(comparable) if comparable else math.nan,
+                "max": max(comparable) if comparable else math.nan,
+                "avg": sum(finite_values) / len(finite_values) if finite_values else math.nan,
+                "last": rows[-1][1],
+                "count": len(rows),
+                "first_step": rows[0][0],
+                "last_step": rows[-1][0],
+            }
+        )
     return result
 
 
@@ -58,7 +60,15 @@ def test_buckets_match_a_brute_force_computation(run, data, gaps, buckets, windo
         step += gap
         steps.append(step)
     points = list(zip(steps, data, strict=True))
-    attr = Attribute.objects.create(run=run, project=run.project, path="s", type="float_series", first_step=steps[0], last_step=steps[-1], count=len(data))
+    attr = Attribute.objects.create(
+        run=run,
+        project=run.project,
+        path="s",
+        type="float_series",
+        first_step=steps[0],
+        last_step=steps[-1],
+        count=len(data),
+    )
     series_store.delete_points([attr.pk])
     series_store.insert_float_points([(attr.pk, steps, [0.0] * len(steps), data)])
     lo = steps[0] + int((steps[-1] - steps[0]) * min(window))
@@ -81,7 +91,9 @@ def test_downsample_endpoint_and_zoom(owner_api, run):
     whole = owner_api.get(run_url(run, "series"), {"path": "loss", "buckets": 100}).json()
     assert len(whole["steps"]) == 100 and whole["bucket_width"] == 100 and whole["count"] == 10_000
     assert whole["min"][0] == 0.0 and whole["max"][0] == 99.0 and whole["last"][0] == 99.0
-    zoom = owner_api.get(run_url(run, "series"), {"path": "loss", "buckets": 10, "from_step": 5000, "to_step": 5099}).json()
+    zoom = owner_api.get(
+        run_url(run, "series"), {"path": "loss", "buckets": 10, "from_step": 5000, "to_step": 5099}
+    ).json()
     assert zoom["steps"][0] == 5000 and zoom["bucket_width"] == 10 and sum(zoom["counts"]) == 100
     bad = owner_api.get(run_url(run, "series"), {"path": "loss", "buckets": 0})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "buckets"

@@ -27,9 +27,7 @@ def test_postgres_has_timescaledb_and_makes_a_hypertable():
         conn.execute("SET client_min_messages = warning")
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         conn.commit()
-        (version,) = conn.execute(
-            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
-        ).fetchone()
+        (version,) = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         assert version
 
         # TimescaleDB refuses temporary and unlogged tables, so use a plain
@@ -37,9 +35,7 @@ def test_postgres_has_timescaledb_and_makes_a_hypertable():
         try:
             conn.execute(f"CREATE TABLE {table} (step bigint NOT NULL, value double precision)")
             conn.execute(f"SELECT create_hypertable('{table}', by_range('step', 100000))")
-            conn.execute(
-                f"INSERT INTO {table} SELECT g, g FROM generate_series(0, 299999, 1000) AS g"
-            )
+            conn.execute(f"INSERT INTO {table} SELECT g, g FROM generate_series(0, 299999, 1000) AS g")
             (chunks,) = conn.execute(f"SELECT count(*) FROM show_chunks('{table}')").fetchone()
             assert chunks == 3
         finally:

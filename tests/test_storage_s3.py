@@ -20,13 +20,21 @@ def s3(settings):
 
 
 def start(client, run, content, name="data.bin"):
-    return client.post(run_url(run, "uploads/direct"), {
-        "sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "name": name,
-    }, format="json")
+    return client.post(
+        run_url(run, "uploads/direct"),
+        {
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "size": len(content),
+            "name": name,
+        },
+        format="json",
+    )
 
 
 def complete(client, run, upload_id, parts=None):
-    return client.post(run_url(run, f"uploads/direct/{upload_id}/complete"), {"parts": parts} if parts else {}, format="json")
+    return client.post(
+        run_url(run, f"uploads/direct/{upload_id}/complete"), {"parts": parts} if parts else {}, format="json"
+    )
 
 
 def test_direct_upload_then_presigned_download(owner_api, run, s3):
@@ -39,7 +47,10 @@ def test_direct_upload_then_presigned_download(owner_api, run, s3):
     sha = done.json()["sha256"]
     assert s3.exists(Blob.objects.get(pk=sha).storage_key) and not PendingUpload.objects.exists()
     assert list(storage.list_keys("staging")) == []
-    assert batch(owner_api, run, [{"op": "upload", "path": "model", "sha256": sha, "name": "weights.pt"}]).status_code == 200
+    assert (
+        batch(owner_api, run, [{"op": "upload", "path": "model", "sha256": sha, "name": "weights.pt"}]).status_code
+        == 200
+    )
     link = owner_api.get(run_url(run, "files/url"), {"path": "model"}).json()
     assert link["direct"] and link["expires_in"] == 120
     fetched = requests.get(link["url"], timeout=30)

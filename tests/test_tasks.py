@@ -22,8 +22,13 @@ from .test_files import upload
 @pytest.fixture(autouse=True)
 def private_blob_folder(settings, tmp_path):
     """Blobs of these tests never land in (or get cleaned out of) the developer's var/blobs."""
-    settings.STORAGES = {**settings.STORAGES, "blobs": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "blobs")}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "blobs")},
+        },
+    }
 
 
 def png_bytes(size=(640, 480), color=(200, 30, 30)):
@@ -34,17 +39,33 @@ def png_bytes(size=(640, 480), color=(200, 30, 30)):
     return out.getvalue()
 
 
-NOTEBOOK = json.dumps({
-    "cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Training notes"]},
-              {"cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [], "source": ["print('hello runstore')"]}],
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}).encode()
+NOTEBOOK = json.dumps(
+    {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": ["# Training notes"]},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "execution_count": 1,
+                "outputs": [],
+                "source": ["print('hello runstore')"],
+            },
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+).encode()
 
 
 def attach(client, run, name, content, path):
     sha = upload(client, run, name, content).json()["sha256"]
-    assert batch(client, run, [{"op": "upload", "path": path, "sha256": sha, "name": name}], seq=hash(path) % 10**6).status_code == 200
+    assert (
+        batch(
+            client, run, [{"op": "upload", "path": path, "sha256": sha, "name": name}], seq=hash(path) % 10**6
+        ).status_code
+        == 200
+    )
     return sha
 
 
@@ -54,7 +75,9 @@ def test_image_gets_a_thumbnail_next_to_it(owner_api, run, blob_store):
     info = BlobInfo.objects.get(blob_id=sha)
     assert info.detected_mime_type == "image/png" and info.metadata["width"] == 640 and info.metadata["verified"]
     preview = BlobPreview.objects.get(blob_id=sha, kind="thumbnail")
-    assert preview.storage_key == storage.preview_key(sha, "thumbnail") and storages["blobs"].exists(preview.storage_key)
+    assert preview.storage_key == storage.preview_key(sha, "thumbnail") and storages["blobs"].exists(
+        preview.storage_key
+    )
     response = owner_api.get(run_url(run, "files/preview"), {"path": "images/sample", "kind": "thumbnail"})
     from PIL import Image
 
@@ -73,7 +96,9 @@ def test_notebook_and_source_render_to_sandboxed_html(owner_api, run, blob_store
     text = b"".join(html.streaming_content).decode()
     assert "Training notes" in text and "hello runstore" in text
     assert html["Content-Security-Policy"].startswith("sandbox") and html["Content-Type"] == "text/html"
-    code = b"".join(owner_api.get(run_url(run, "files/preview"), {"path": "source/train", "kind": "html"}).streaming_content).decode()
+    code = b"".join(
+        owner_api.get(run_url(run, "files/preview"), {"path": "source/train", "kind": "html"}).streaming_content
+    ).decode()
     assert '<span class="k">def</span>' in code
     assert BlobInfo.objects.get(blob_id=src).metadata["language"] == "Python"
 
@@ -134,10 +159,14 @@ def test_previews_follow_run_visibility(api, run, owner_api, who, status, reques
 
 def test_usage_is_exact_and_counts_nothing_twice(owner, owner_api, run, project):
     other, _ = run_services.create_run(owner, project)
-    batch(owner_api, run, [
-        {"op": "append", "path": "loss", "values": [0.5] * 100},
-        {"op": "append", "path": "log", "kind": "string", "values": ["abc", "héllo"]},
-    ])
+    batch(
+        owner_api,
+        run,
+        [
+            {"op": "append", "path": "loss", "values": [0.5] * 100},
+            {"op": "append", "path": "log", "kind": "string", "values": ["abc", "héllo"]},
+        ],
+    )
     run_services.store_upload(owner, run, _hashed("a.bin", b"x" * 1000))
     run_services.store_upload(owner, other, _hashed("a.bin", b"x" * 1000))  # shared: counted once
     run_services.store_upload(owner, other, _hashed("b.bin", b"y" * 10))
@@ -192,12 +221,18 @@ def _run_exports(monkeypatch):
     monkeypatch.setattr(tasks.build_export, "delay", lambda export_id: exports.build(export_id))
 
 
-def test_project_export_holds_fields_series_and_files(owner_api, run, monkeypatch, blob_store, django_capture_on_commit_callbacks):
+def test_project_export_holds_fields_series_and_files(
+    owner_api, run, monkeypatch, blob_store, django_capture_on_commit_callbacks
+):
     _run_exports(monkeypatch)
-    batch(owner_api, run, [
-        {"op": "assign", "path": "parameters/lr", "value": 0.1},
-        {"op": "append", "path": "loss", "values": [3.0, "NaN", 1.0]},
-    ])
+    batch(
+        owner_api,
+        run,
+        [
+            {"op": "assign", "path": "parameters/lr", "value": 0.1},
+            {"op": "append", "path": "loss", "values": [3.0, "NaN", 1.0]},
+        ],
+    )
     attach(owner_api, run, "model.pt", b"weights", "model")
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_api.post("/api/v1/exports/", {"project": "acme/vision"}, format="json")
@@ -224,13 +259,23 @@ def test_building_an_export_twice_gives_one_archive(owner, run, project):
     assert export.state == "done" and export.progress == 1 and storages["blobs"].exists(export.storage_key)
 
 
-@pytest.mark.parametrize("who,create,read", [
-    ("owner", 202, 200), ("contributor", 202, 200), ("viewer", 202, 200), ("stranger", 404, 404), (None, 401, 401),
-])
+@pytest.mark.parametrize(
+    "who,create,read",
+    [
+        ("owner", 202, 200),
+        ("contributor", 202, 200),
+        ("viewer", 202, 200),
+        ("stranger", 404, 404),
+        (None, 401, 401),
+    ],
+)
 def test_exports_follow_project_visibility(api, owner, run, project, who, create, read, request, monkeypatch):
     _run_exports(monkeypatch)
     client = api(request.getfixturevalue(who) if who else None)
-    assert client.post("/api/v1/exports/", {"project": "acme/vision", "run": str(run.uuid)}, format="json").status_code == create
+    assert (
+        client.post("/api/v1/exports/", {"project": "acme/vision", "run": str(run.uuid)}, format="json").status_code
+        == create
+    )
     export = Export.objects.create(project=project, requested_by=owner)
     exports.build(export.pk)
     assert client.get(f"/api/v1/exports/{export.pk}/").status_code == read

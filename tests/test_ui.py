@@ -41,14 +41,25 @@ def rich_run(run, owner, owner_api):
     }
     ops = [
         {"op": "assign", "path": "parameters", "value": {"lr": 0.01, "batch_size": 64, "optimizer": "adam"}},
-        {"op": "assign", "path": "source_code/git", "value": {"commit": "a" * 40, "remote_url": "git@github.com:acme/vision.git"}},
+        {
+            "op": "assign",
+            "path": "source_code/git",
+            "value": {"commit": "a" * 40, "remote_url": "git@github.com:acme/vision.git"},
+        },
         {"op": "append", "path": "train/loss", "values": [1.0 / (i + 1) for i in range(500)]},
         {"op": "append", "path": "monitoring/cpu", "values": [10.0, 20.0, 30.0]},
         {"op": "append", "path": "stdout", "kind": "string", "values": [f"epoch {i} done" for i in range(30)]},
     ]
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 32
     image = upload(owner, run, "sample.png", png, "image/png")
-    ops.append({"op": "append", "path": "images/samples", "kind": "file", "values": [{"sha256": image.sha256, "name": "s.png", "mime_type": "image/png"}] * 3})
+    ops.append(
+        {
+            "op": "append",
+            "path": "images/samples",
+            "kind": "file",
+            "values": [{"sha256": image.sha256, "name": "s.png", "mime_type": "image/png"}] * 3,
+        }
+    )
     for path, (name, content, mime) in files.items():
         blob = upload(owner, run, name, content, mime)
         ops.append({"op": "upload", "path": f"files/{path}", "sha256": blob.sha256, "name": name, "mime_type": mime})
@@ -93,13 +104,21 @@ def test_fifty_columns_of_a_hundred_rows_render_in_a_bounded_number_of_queries(
     paths = [f"metrics/m{i:02d}" for i in range(44)]
     for index in range(100):
         run, _ = services.create_run(owner, project, name=f"r{index}")
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": p, "value": index + i / 100} for i, p in enumerate(paths)])
-    columns = "&".join(f"c={p}" for p in ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/tags", *paths])
+        services.apply_batch(
+            run.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[{"op": "assign", "path": p, "value": index + i / 100} for i, p in enumerate(paths)],
+        )
+    columns = "&".join(
+        f"c={p}" for p in ["sys/id", "sys/name", "sys/owner", "sys/state", "sys/creation_time", "sys/tags", *paths]
+    )
     with django_assert_max_num_queries(14):
         response = logged_in.get(f"/w/acme/vision/?per=100&sort=-metrics/m03&{columns}")
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.count("<tr id=\"row-") == 100
+    assert html.count('<tr id="row-') == 100
     assert "metrics/m43" in html and "99.43" in html
     assert html.index(">r99<") < html.index(">r0<")  # sorted by metrics/m03, descending
 
@@ -107,7 +126,9 @@ def test_fifty_columns_of_a_hundred_rows_render_in_a_bounded_number_of_queries(
 def test_sort_by_attribute_path_and_sys_columns(logged_in, project, owner):
     for lr in (0.3, 0.1, 0.2):
         run, _ = services.create_run(owner, project, name=f"lr-{lr}")
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": "parameters/lr", "value": lr}])
+        services.apply_batch(
+            run.owner, run, stream="s", seq=0, raw_ops=[{"op": "assign", "path": "parameters/lr", "value": lr}]
+        )
     services.create_run(owner, project, name="no-lr")
     html = logged_in.get("/w/acme/vision/?c=sys/name&c=parameters/lr&sort=parameters/lr").content.decode()
     order = [html.index(f">{name}<") for name in ("lr-0.1", "lr-0.2", "lr-0.3", "no-lr")]
@@ -130,10 +151,15 @@ def test_column_chooser_lists_paths_by_namespace(logged_in, rich_run):
 
 def test_saved_views_are_private_or_shared(ui_for, rich_run, owner, contributor):
     client = ui_for(owner)
-    response = client.post("/w/acme/vision/views", {"name": "lr view", "c": ["sys/id", "parameters/lr"], "sort": "-parameters/lr", "widths": "parameters/lr=180"})
+    response = client.post(
+        "/w/acme/vision/views",
+        {"name": "lr view", "c": ["sys/id", "parameters/lr"], "sort": "-parameters/lr", "widths": "parameters/lr=180"},
+    )
     assert response.status_code == 302
     view = SavedView.objects.get(name="lr view")
-    assert view.columns == [{"path": "sys/id", "width": None}, {"path": "parameters/lr", "width": 180}] and not view.shared
+    assert (
+        view.columns == [{"path": "sys/id", "width": None}, {"path": "parameters/lr", "width": 180}] and not view.shared
+    )
     html = client.get(f"/w/acme/vision/?view={view.pk}").content.decode()
     assert "0.01" in html and 'data-width="180"' in html and "lr view" in html
     other = ui_for(contributor)
@@ -170,7 +196,9 @@ def test_live_rows_of_running_runs(logged_in, run):
     # the poller sends the page's running rows (app.js reads them from the table)
     assert 'id="live-poll"' in html and 'hx-trigger="every 5s"' in html
     assert f'id="row-{run.pk}" data-url' in html and 'class="running"' in html
-    fragment = logged_in.get(f"/w/acme/vision/?live={run.human_id}&runs={run.human_id}", HTTP_HX_REQUEST="true").content.decode()
+    fragment = logged_in.get(
+        f"/w/acme/vision/?live={run.human_id}&runs={run.human_id}", HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert f'id="row-{run.pk}" hx-swap-oob="true"' in fragment and "checked" in fragment
     services.update_run(run.owner, run, state="finished")
     fragment = logged_in.get(f"/w/acme/vision/?live={run.human_id}", HTTP_HX_REQUEST="true").content.decode()
@@ -184,12 +212,19 @@ def test_run_page_has_header_charts_logs_files_and_lazy_attribute_tree(logged_in
     html = logged_in.get(page(rich_run)).content.decode()
     assert "baseline" in html and "running" in html
     assert "https://github.com/acme/vision/commit/" + "a" * 40 in html
-    assert 'data-path="train/loss"' in html and "monitoring/cpu" not in html.split('id="monitoring"')[0].split('id="charts"')[1]
+    assert (
+        'data-path="train/loss"' in html
+        and "monitoring/cpu" not in html.split('id="monitoring"')[0].split('id="charts"')[1]
+    )
     assert "stdout" in html and "report.html" in html and "metrics.csv" in html
     assert "parameters" in html and "fragment=namespace&ns=parameters" in html
-    fragment = logged_in.get(page(rich_run, "?fragment=namespace&ns=parameters"), HTTP_HX_REQUEST="true").content.decode()
+    fragment = logged_in.get(
+        page(rich_run, "?fragment=namespace&ns=parameters"), HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "lr" in fragment and "0.01" in fragment and "<html" not in fragment
-    monitoring = logged_in.get(page(rich_run, "?fragment=charts&group=monitoring"), HTTP_HX_REQUEST="true").content.decode()
+    monitoring = logged_in.get(
+        page(rich_run, "?fragment=charts&group=monitoring"), HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert 'data-path="monitoring/cpu"' in monitoring and "train/loss" not in monitoring
 
 
@@ -202,9 +237,13 @@ def test_chart_data_is_downsampled_with_envelope(logged_in, rich_run):
     data = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&buckets=50").json()
     series = data["runs"][0]
     assert len(series["steps"]) == 50 and series["max"][0] == 1.0 and series["min"][0] < series["max"][0]
-    zoomed = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&buckets=50&from_step=100&to_step=149&x=time").json()["runs"][0]
+    zoomed = logged_in.get(
+        f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&buckets=50&from_step=100&to_step=149&x=time"
+    ).json()["runs"][0]
     assert zoomed["steps"][0] == 100 and len(zoomed["steps"]) == 50 and len(zoomed["times"]) == 50
-    live = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&from_step=600").json()["runs"][0]
+    live = logged_in.get(f"/w/acme/vision/chart-data?runs={rich_run.human_id}&path=train/loss&from_step=600").json()[
+        "runs"
+    ][0]
     assert live["steps"] == [] and live["last_step"] == 499
 
 
@@ -232,7 +271,9 @@ def test_file_previews(logged_in, rich_run):
 
 
 def test_edit_run_header(logged_in, rich_run):
-    response = logged_in.post(page(rich_run, "edit"), {"name": "renamed", "description": "notes", "tags": "a, b"}, HTTP_HX_REQUEST="true")
+    response = logged_in.post(
+        page(rich_run, "edit"), {"name": "renamed", "description": "notes", "tags": "a, b"}, HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert response.status_code == 200 and "renamed" in html and ">a<" in html and "<html" not in html
     rich_run.refresh_from_db()
@@ -246,10 +287,16 @@ def test_compare_view_charts_diff_and_values(logged_in, project, owner, django_a
     runs = []
     for index in range(3):
         run, _ = services.create_run(owner, project, name=f"c{index}")
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
-            {"op": "assign", "path": "parameters", "value": {"lr": 0.1 * (index + 1), "seed": 7}},
-            {"op": "append", "path": "train/loss", "values": [1.0, 0.5]},
-        ])
+        services.apply_batch(
+            run.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[
+                {"op": "assign", "path": "parameters", "value": {"lr": 0.1 * (index + 1), "seed": 7}},
+                {"op": "append", "path": "train/loss", "values": [1.0, 0.5]},
+            ],
+        )
         runs.append(run)
     ids = ",".join(r.human_id for r in runs)
     with django_assert_max_num_queries(12):
@@ -259,10 +306,14 @@ def test_compare_view_charts_diff_and_values(logged_in, project, owner, django_a
     assert "parameters/lr" in diff and "parameters/seed" not in diff
     plots = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=plots", HTTP_HX_REQUEST="true").content.decode()
     assert '<option value="parameters/lr" selected>' in plots and "parallel" in plots
-    every = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=diff&all=1", HTTP_HX_REQUEST="true").content.decode()
+    every = logged_in.get(
+        f"/w/acme/vision/compare?runs={ids}&fragment=diff&all=1", HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "parameters/seed" in every and "<html" not in every
     data = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=values&p=parameters/lr&p=missing").json()
-    assert [r["values"][0] for r in data["runs"]] == pytest.approx([0.1, 0.2, 0.3]) and data["runs"][0]["values"][1] is None
+    assert [r["values"][0] for r in data["runs"]] == pytest.approx([0.1, 0.2, 0.3]) and data["runs"][0]["values"][
+        1
+    ] is None
     chart = logged_in.get(f"/w/acme/vision/chart-data?runs={ids}&path=train/loss&envelope=0").json()
     assert [r["id"] for r in chart["runs"]] == [r.human_id for r in runs] and "min" not in chart["runs"][0]
 
@@ -287,10 +338,18 @@ def test_unknown_run_is_404(logged_in, project):
 def all_pages(run):
     rid = run.human_id
     return [
-        "/w/acme/", "/w/acme/vision/", "/w/acme/vision/columns?path_q=", "/w/acme/vision/trash",
-        f"/w/acme/vision/compare?runs={rid}", f"/w/acme/vision/chart-data?runs={rid}&path=train/loss",
-        page(run), page(run, "?fragment=namespace&ns=parameters"), page(run, "log?path=stdout"),
-        page(run, "preview?path=files/table"), page(run, "raw?path=files/table"), f"/w/acme/vision/?live={rid}",
+        "/w/acme/",
+        "/w/acme/vision/",
+        "/w/acme/vision/columns?path_q=",
+        "/w/acme/vision/trash",
+        f"/w/acme/vision/compare?runs={rid}",
+        f"/w/acme/vision/chart-data?runs={rid}&path=train/loss",
+        page(run),
+        page(run, "?fragment=namespace&ns=parameters"),
+        page(run, "log?path=stdout"),
+        page(run, "preview?path=files/table"),
+        page(run, "raw?path=files/table"),
+        f"/w/acme/vision/?live={rid}",
     ]
 
 
@@ -321,7 +380,9 @@ def test_viewer_reads_but_gets_403_on_writes(ui_for, rich_run, viewer):
     assert "Edit name" not in html
     assert client.post(page(rich_run, "edit"), {"name": "x"}).status_code == 403
     for action in ("tag", "delete", "restore"):
-        assert client.post("/w/acme/vision/", {"action": action, "tag": "t", "runs": rich_run.human_id}).status_code == 403
+        assert (
+            client.post("/w/acme/vision/", {"action": action, "tag": "t", "runs": rich_run.human_id}).status_code == 403
+        )
     rich_run.refresh_from_db()
     assert rich_run.name == "baseline" and rich_run.deleted_at is None
     # a viewer may keep private views of a project they can read
@@ -333,8 +394,16 @@ def test_admin_lists_every_model(client, db):
 
     admin = User.objects.create_superuser("root", "r@x.org", "pw")
     client.force_login(admin)
-    for url in ("/admin/runs/run/", "/admin/runs/attribute/", "/admin/runs/blob/", "/admin/projects/workspace/",
-                "/admin/projects/project/", "/admin/projects/membership/", "/admin/accounts/apitoken/", "/admin/runs/runbatch/"):
+    for url in (
+        "/admin/runs/run/",
+        "/admin/runs/attribute/",
+        "/admin/runs/blob/",
+        "/admin/projects/workspace/",
+        "/admin/projects/project/",
+        "/admin/projects/membership/",
+        "/admin/accounts/apitoken/",
+        "/admin/runs/runbatch/",
+    ):
         assert client.get(url).status_code == 200, url
 
 
@@ -345,16 +414,26 @@ def test_admin_lists_every_model(client, db):
 def swept(project, owner):
     for index, (optimizer, lr) in enumerate([("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.001)]):
         run, _ = services.create_run(owner, project, name=f"{optimizer}-{index}")
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
-            {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr}},
-            {"op": "assign", "path": "eval/acc", "value": 0.5 + index / 10},
-        ])
+        services.apply_batch(
+            run.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[
+                {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr}},
+                {"op": "assign", "path": "eval/acc", "value": 0.5 + index / 10},
+            ],
+        )
 
 
 def test_filter_keeps_the_query_in_the_url_and_shows_errors_inline(logged_in, swept):
-    html = logged_in.get("/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05'}).content.decode()
+    html = logged_in.get(
+        "/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05'}
+    ).content.decode()
     assert ">adam-1<" in html and ">adam-0<" not in html and ">sgd-3<" not in html
-    count = logged_in.get("/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05', "fragment": "count"}).content.decode()
+    count = logged_in.get(
+        "/w/acme/vision/", {"q": 'parameters/optimizer = "adam" and parameters/lr < 0.05', "fragment": "count"}
+    ).content.decode()
     assert "<strong>1</strong> runs match" in count
     html = logged_in.get("/w/acme/vision/", {"q": "parameters/lr >"}, HTTP_HX_REQUEST="true").content.decode()
     assert 'id="query-error"' in html and "at character 15" in html and 'aria-invalid="true"' in html
@@ -363,7 +442,9 @@ def test_filter_keeps_the_query_in_the_url_and_shows_errors_inline(logged_in, sw
 
 
 def test_group_by_with_counts_and_aggregates(logged_in, swept):
-    html = logged_in.get("/w/acme/vision/", {"group": "parameters/optimizer", "c": ["sys/name", "eval/acc"]}).content.decode()
+    html = logged_in.get(
+        "/w/acme/vision/", {"group": "parameters/optimizer", "c": ["sys/name", "eval/acc"]}
+    ).content.decode()
     assert html.count('class="group-head"') == 2
     assert "<strong>adam</strong> <small>2 runs · eval/acc avg 0.55" in html
     assert html.index(">adam-1<") < html.index("<strong>sgd</strong>") < html.index(">sgd-3<")
@@ -381,7 +462,12 @@ def test_image_gallery_and_notebook_preview(logged_in, rich_run):
     html = logged_in.get(page(rich_run)).content.decode()
     assert "gallery?path=images/samples" in html or "gallery?path=images%2Fsamples" in html
     gallery = logged_in.get(page(rich_run, "gallery?path=images/samples"), HTTP_HX_REQUEST="true").content.decode()
-    assert "3 images" in gallery and 'type="range"' in gallery and "raw?path=images/samples&amp;step=2" in gallery and "application/json" in gallery
+    assert (
+        "3 images" in gallery
+        and 'type="range"' in gallery
+        and "raw?path=images/samples&amp;step=2" in gallery
+        and "application/json" in gallery
+    )
     image = logged_in.get(page(rich_run, "raw?path=images/samples&step=1"))
     assert image["Content-Type"] == "image/png" and b"".join(image.streaming_content).startswith(b"\x89PNG")
     notebook = FileEntry.objects.get(attribute__run=rich_run, attribute__path="files/notebook")
@@ -389,7 +475,10 @@ def test_image_gallery_and_notebook_preview(logged_in, rich_run):
     assert processing.process_blob(notebook.blob_id) == "ready"  # what the media worker does
     assert BlobPreview.objects.filter(blob=notebook.blob, kind="html").exists()
     html = logged_in.get(page(rich_run, "preview?path=files/notebook")).content.decode()
-    assert f"/api/v1/runs/{rich_run.uuid}/files/preview?path=files%2Fnotebook&amp;kind=html" in html and 'sandbox=""' in html
+    assert (
+        f"/api/v1/runs/{rich_run.uuid}/files/preview?path=files%2Fnotebook&amp;kind=html" in html
+        and 'sandbox=""' in html
+    )
 
 
 # ---- paging: infinite scroll and "load more" inside groups -------------------------------
@@ -417,9 +506,19 @@ def many_runs(project, owner):
     runs = []
     for index in range(70):
         run, _ = services.create_run(owner, project, name=f"m{index}")
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
-            {"op": "assign", "path": "parameters", "value": {"optimizer": "adam" if index < 60 else "sgd", "lr": (index * 37) % 70 / 100}},
-        ])
+        services.apply_batch(
+            run.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[
+                {
+                    "op": "assign",
+                    "path": "parameters",
+                    "value": {"optimizer": "adam" if index < 60 else "sgd", "lr": (index * 37) % 70 / 100},
+                },
+            ],
+        )
         runs.append(run)
     return runs
 
@@ -449,7 +548,9 @@ def test_a_page_link_reproduces_that_page(logged_in, many_runs):
 
 
 def test_expanded_group_loads_more_of_its_runs(logged_in, many_runs, django_assert_max_num_queries):
-    html = logged_in.get("/w/acme/vision/", {"group": "parameters/optimizer", "sort": "-parameters/lr", "per": "25"}).content.decode()
+    html = logged_in.get(
+        "/w/acme/vision/", {"group": "parameters/optimizer", "sort": "-parameters/lr", "per": "25"}
+    ).content.decode()
     adam, sgd = html.split("<strong>sgd</strong>")
     assert "60 runs" in adam and len(rows_of(adam)) == 20 and "40 more in this group" in adam
     assert len(rows_of(sgd)) == 10 and "more in this group" not in sgd
@@ -471,7 +572,7 @@ def test_group_rows_fragment_rejects_a_bad_key(logged_in, many_runs):
     base = "/w/acme/vision/?group=parameters/optimizer&fragment=group"
     assert logged_in.get(base + "&gk=notjson").status_code == 400
     assert logged_in.get(base + '&gk=["adam","x"]').status_code == 400
-    assert logged_in.get("/w/acme/vision/?fragment=group&gk=[\"adam\"]").status_code == 400
+    assert logged_in.get('/w/acme/vision/?fragment=group&gk=["adam"]').status_code == 400
     assert rows_of(logged_in.get(base + '&gk=["nope"]').content.decode()) == []
 
 
@@ -493,10 +594,30 @@ def track(run, field, files: dict[str, bytes], location="file:///data/train"):
     """What the client's ``track_files`` records for a directory of ``files``."""
     entries = [(name, hashlib.sha256(content).hexdigest(), len(content)) for name, content in sorted(files.items())]
     overall = hashlib.sha256("".join(f"{r}\0{s}\0{n}\n" for r, s, n in entries).encode()).hexdigest()
-    services.apply_batch(run.owner, run, stream="track", seq=0, raw_ops=[
-        {"op": "assign", "path": field, "value": {"hash": overall, "size": sum(e[2] for e in entries), "file_count": len(entries), "location": location}},
-        {"op": "assign", "path": f"{field}/files", "value": [f"{r}:{s}:{n}" for r, s, n in entries], "type": "string_set"},
-    ])
+    services.apply_batch(
+        run.owner,
+        run,
+        stream="track",
+        seq=0,
+        raw_ops=[
+            {
+                "op": "assign",
+                "path": field,
+                "value": {
+                    "hash": overall,
+                    "size": sum(e[2] for e in entries),
+                    "file_count": len(entries),
+                    "location": location,
+                },
+            },
+            {
+                "op": "assign",
+                "path": f"{field}/files",
+                "value": [f"{r}:{s}:{n}" for r, s, n in entries],
+                "type": "string_set",
+            },
+        ],
+    )
     return overall
 
 
@@ -547,7 +668,11 @@ def test_lineage_never_shows_runs_of_projects_the_viewer_cannot_read(ui_for, lin
         fragment = lineage(ui_for(user), lineage_world["first"]).content.decode()
         assert "SEC-" not in fragment and "hidden" not in fragment
     # the stranger reads their own project: acme's runs with the same data are not theirs to see
-    fragment = ui_for(stranger).get(f"/w/secret/vision/runs/{hidden.human_id}/?fragment=lineage", HTTP_HX_REQUEST="true").content.decode()
+    fragment = (
+        ui_for(stranger)
+        .get(f"/w/secret/vision/runs/{hidden.human_id}/?fragment=lineage", HTTP_HX_REQUEST="true")
+        .content.decode()
+    )
     assert "data/train" in fragment and "VIS-" not in fragment and "no other run" in fragment
 
 
@@ -583,7 +708,15 @@ def test_lineage_of_uploaded_files_by_blob_in_a_bounded_number_of_queries(
     client = ui_for(viewer)
     with django_assert_max_num_queries(12):
         fragment = lineage(client, model).content.decode()
-    weights_row, samples_row = fragment.split("model/weights")[1].split("<th scope=\"row\">samples")
-    assert f">{user.human_id}</a>" in weights_row and "as inputs/model" in weights_row and weights.sha256[:12] in weights_row
-    assert f">{partial.human_id}</a>" in samples_row and "3 of 40 files" in samples_row and user.human_id not in samples_row
+    weights_row, samples_row = fragment.split("model/weights")[1].split('<th scope="row">samples')
+    assert (
+        f">{user.human_id}</a>" in weights_row
+        and "as inputs/model" in weights_row
+        and weights.sha256[:12] in weights_row
+    )
+    assert (
+        f">{partial.human_id}</a>" in samples_row
+        and "3 of 40 files" in samples_row
+        and user.human_id not in samples_row
+    )
     assert f">{model.human_id}</a>" in lineage(client, user).content.decode()

@@ -59,11 +59,14 @@ def near(color, expected, tolerance=24):
     return all(abs(a - b) <= tolerance for a, b in zip(color, expected, strict=True))
 
 
-@pytest.mark.parametrize("name,fmt,codec,size,mime,poster_size", [
-    ("clip.mp4", "mp4", "libx264", (64, 48), "video/mp4", (64, 48)),
-    ("clip.webm", "webm", "libvpx-vp9", (640, 360), "video/webm", (512, 288)),
-    ("clip.mov", "mov", "mpeg4", (64, 48), "video/quicktime", (64, 48)),
-])
+@pytest.mark.parametrize(
+    "name,fmt,codec,size,mime,poster_size",
+    [
+        ("clip.mp4", "mp4", "libx264", (64, 48), "video/mp4", (64, 48)),
+        ("clip.webm", "webm", "libvpx-vp9", (640, 360), "video/webm", (512, 288)),
+        ("clip.mov", "mov", "mpeg4", (64, 48), "video/quicktime", (64, 48)),
+    ],
+)
 def test_video_gets_a_poster_and_its_metadata(owner_api, run, blob_store, name, fmt, codec, size, mime, poster_size):
     sha = attach(owner_api, run, name, encode(fmt, codec, size), "media/clip")
     before = owner_api.get(run_url(run, "files/preview"), {"path": "media/clip", "kind": "poster"})
@@ -136,10 +139,13 @@ def test_a_cut_off_video_keeps_what_could_be_read(owner_api, run, blob_store):
     assert info.error.startswith("preview failed:") and not BlobPreview.objects.filter(blob_id=sha).exists()
 
 
-@pytest.mark.parametrize("content", [
-    b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01" + b"\xff" * 4000,  # an EBML (WebM) header, then rubbish
-    b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(4000),  # an MP4 type box and nothing else
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01" + b"\xff" * 4000,  # an EBML (WebM) header, then rubbish
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(4000),  # an MP4 type box and nothing else
+    ],
+)
 def test_a_corrupt_video_records_an_error_without_raising(owner_api, run, blob_store, content):
     sha = attach(owner_api, run, "broken.video", content, "media/broken")
     assert processing.process_blob(sha) == BlobState.READY

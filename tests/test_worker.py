@@ -50,9 +50,29 @@ class Worker:
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(ROOT / ".venv/bin/celery"), "-A", "tracker", "worker", "-Q", "ingest,media,maintenance", "-c", "1",
-                 "-P", "prefork", "-n", name, "--without-gossip", "--without-mingle", "-l", "INFO"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(ROOT / ".venv/bin/celery"),
+                    "-A",
+                    "tracker",
+                    "worker",
+                    "-Q",
+                    "ingest,media,maintenance",
+                    "-c",
+                    "1",
+                    "-P",
+                    "prefork",
+                    "-n",
+                    name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-l",
+                    "INFO",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while b" ready." not in Path(self.log).read_bytes():
@@ -81,12 +101,21 @@ def worker_env(tmp_path, settings):
     broker = _redis_url()
     redis.Redis.from_url(broker).flushdb()
     blob_dir = tmp_path / "blobs"
-    settings.STORAGES = {**settings.STORAGES, "blobs": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(blob_dir)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(blob_dir)}},
+    }
     env = {
-        **os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker,
-        "CELERY_VISIBILITY_TIMEOUT": "2", "RUNSTORE_BLOB_DIR": str(blob_dir), "RUNSTORE_STORAGE": "local",
-        "RUNSTORE_ROLLUP_CHUNK_POINTS": "100", "RUNSTORE_TIMESCALEDB": "auto", "RUNSTORE_VAR_DIR": str(tmp_path / "var"),
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": broker,
+        "CELERY_VISIBILITY_TIMEOUT": "2",
+        "RUNSTORE_BLOB_DIR": str(blob_dir),
+        "RUNSTORE_STORAGE": "local",
+        "RUNSTORE_ROLLUP_CHUNK_POINTS": "100",
+        "RUNSTORE_TIMESCALEDB": "auto",
+        "RUNSTORE_VAR_DIR": str(tmp_path / "var"),
     }
     return env
 
@@ -129,7 +158,12 @@ def test_roll_up_killed_mid_task_is_finished_by_the_redelivery(run, worker, sett
 
     n = 100_000
     for seq, path in enumerate(["a", "b"]):
-        apply_batch(run, stream="w", seq=seq, raw_ops=[{"op": "append", "path": path, "values": [float(i % 97) for i in range(n)]}])
+        apply_batch(
+            run,
+            stream="w",
+            seq=seq,
+            raw_ops=[{"op": "append", "path": path, "values": [float(i % 97) for i in range(n)]}],
+        )
     a, b = Attribute.objects.get(run=run, path="a"), Attribute.objects.get(run=run, path="b")
     target = rollups.closed_until(n - 1)
 
@@ -146,9 +180,22 @@ def test_roll_up_killed_mid_task_is_finished_by_the_redelivery(run, worker, sett
     rollups.roll_up(b.pk)  # the same series, rolled up in one go, in this process
 
     def rows(attr):
-        return list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list(
-            "level", "bucket", "min_value", "max_value", "sum_value", "finite_count", "count", "first_step", "last_step",
-            "last_value"))
+        return list(
+            SeriesRollup.objects.filter(series=attr)
+            .order_by("level", "bucket")
+            .values_list(
+                "level",
+                "bucket",
+                "min_value",
+                "max_value",
+                "sum_value",
+                "finite_count",
+                "count",
+                "first_step",
+                "last_step",
+                "last_value",
+            )
+        )
 
     assert rows(a) == rows(b)
     assert sum(SeriesRollup.objects.filter(series=a, level=0).values_list("count", flat=True)) == target
@@ -159,10 +206,15 @@ def test_tasks_delivered_twice_count_nothing_twice(owner, run, project, worker):
 
     from runs import services, tasks
 
-    apply_batch(run, stream="w", seq=1, raw_ops=[
-        {"op": "append", "path": "loss", "values": [1.0] * 1000},
-        {"op": "append", "path": "log", "kind": "string", "values": ["a", "bb"]},
-    ])
+    apply_batch(
+        run,
+        stream="w",
+        seq=1,
+        raw_ops=[
+            {"op": "append", "path": "loss", "values": [1.0] * 1000},
+            {"op": "append", "path": "log", "kind": "string", "values": ["a", "bb"]},
+        ],
+    )
     content = b"\x89PNG\r\n\x1a\n" + b"not really an image"
     upload = SimpleUploadedFile("x.png", content)
     import hashlib

@@ -43,7 +43,8 @@ def _declares_rule(callback) -> bool:
 
 def test_every_route_declares_a_permission_rule_or_is_listed_public():
     unscoped = [
-        name for name, callback in _routes()
+        name
+        for name, callback in _routes()
         if name not in PUBLIC_ROUTES and name.split(":", 1)[0] not in PUBLIC_NAMESPACES and not _declares_rule(callback)
     ]
     assert unscoped == []
@@ -106,12 +107,16 @@ def test_export_names_a_run_of_another_project_as_not_found(owner, owner_api, wo
     from projects import services as project_services
 
     project_services.create_project(owner, workspace, "audio", key="VIS2")
-    response = owner_api.post("/api/v1/exports/", {"project": "acme/audio", "run": f"acme/vision/{run.human_id}"}, format="json")
+    response = owner_api.post(
+        "/api/v1/exports/", {"project": "acme/audio", "run": f"acme/vision/{run.human_id}"}, format="json"
+    )
     assert response.status_code == 404
 
 
 def test_saved_view_rules_others_shared_view_is_readable_not_deletable(owner, contributor, viewer, stranger, project):
-    view = services.save_view(contributor, project, name="team", shared=True, columns=[], query="", sort="", group_by="")
+    view = services.save_view(
+        contributor, project, name="team", shared=True, columns=[], query="", sort="", group_by=""
+    )
     mine = services.save_view(viewer, project, name="mine", shared=False, columns=[], query="", sort="", group_by="")
     assert set(SavedView.objects.for_user(owner).values_list("name", flat=True)) == {"team"}
     assert set(SavedView.objects.for_user(viewer).values_list("name", flat=True)) == {"team", "mine"}
@@ -152,8 +157,13 @@ def test_admin_state_change_sets_finished_at(root_client, run):
     client, _ = root_client
     response = client.post(
         f"/admin/runs/run/{run.pk}/change/",
-        {"name": run.name, "description": "", "state": "finished",
-         "attributes-TOTAL_FORMS": "0", "attributes-INITIAL_FORMS": "0"},
+        {
+            "name": run.name,
+            "description": "",
+            "state": "finished",
+            "attributes-TOTAL_FORMS": "0",
+            "attributes-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302, response.content[:2000]
     run.refresh_from_db()
@@ -171,15 +181,24 @@ def test_admin_created_workspace_and_project_get_their_owner_and_key(root_client
     assert Membership.objects.filter(workspace=workspace, user=root, role="owner").exists()
     response = client.post(
         "/admin/projects/project/add/",
-        {"workspace": workspace.pk, "slug": "speech", "key": "", "description": "", "run_counter": "0",
-         "usage-TOTAL_FORMS": "0", "usage-INITIAL_FORMS": "0"},
+        {
+            "workspace": workspace.pk,
+            "slug": "speech",
+            "key": "",
+            "description": "",
+            "run_counter": "0",
+            "usage-TOTAL_FORMS": "0",
+            "usage-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302, response.content[:2000]
     assert Project.objects.get(workspace=workspace, slug="speech").key == "SPE"
 
 
 def test_sys_fields_have_one_type_in_the_field_list_and_the_attributes(owner_api, run):
-    listed = {f["path"]: f["type"] for f in owner_api.get("/api/v1/runs/fields", {"project": "acme/vision"}).json()["fields"]}
+    listed = {
+        f["path"]: f["type"] for f in owner_api.get("/api/v1/runs/fields", {"project": "acme/vision"}).json()["fields"]
+    }
     read = {f["path"]: f["type"] for f in owner_api.get(run_url(run, "attributes")).json()["fields"]}
     shared = [p for p in read if p.startswith("sys/") and p in listed]
     assert "sys/id" in shared

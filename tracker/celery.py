@@ -26,7 +26,9 @@ app = Celery("tracker")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # One direct exchange per queue: a message goes to exactly one queue.
 app.conf.task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
-app.conf.update(task_default_queue="maintenance", task_default_exchange="maintenance", task_default_routing_key="maintenance")
+app.conf.update(
+    task_default_queue="maintenance", task_default_exchange="maintenance", task_default_routing_key="maintenance"
+)
 app.conf.task_routes = {
     "runs.tasks.rollup_series": {"queue": "ingest"},
     "runs.tasks.process_blob": {"queue": "media"},

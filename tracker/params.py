@@ -29,4 +29,3 @@ def int_param(
     if not minimum <= value <= maximum:
         raise ParameterError(name, f"must be an integer from {minimum} to {maximum}, got {value}")
     return value
-

@@ -295,7 +295,9 @@ RUNSTORE_PREVIEW_MAX_BYTES = env_int("RUNSTORE_PREVIEW_MAX_BYTES", 20 * 1024 * 1
 # Uploads are untrusted: bounds on what one preview may cost a media worker (over one: a recorded preview failure).
 RUNSTORE_PREVIEW_MAX_PIXELS = env_int("RUNSTORE_PREVIEW_MAX_PIXELS", 50_000_000, minimum=1)  # image / video frame
 RUNSTORE_PREVIEW_MAX_CELLS = env_int("RUNSTORE_PREVIEW_MAX_CELLS", 2000, minimum=1)  # notebook cells
-RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES = env_int("RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=0)  # notebook outputs
+RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES = env_int(
+    "RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, minimum=0
+)  # notebook outputs
 RUNSTORE_MEDIA_SOFT_TIME_LIMIT = env_int("RUNSTORE_MEDIA_SOFT_TIME_LIMIT", 60, minimum=1)  # seconds, preview tasks
 if RUNSTORE_MEDIA_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured(

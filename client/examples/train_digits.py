@@ -1,6 +1,6 @@
 """Train a small numpy MLP on scikit-learn's bundled digits (CPU, seconds) and log it with runstore.
 
-    RUNSTORE_URL=http://localhost:8000 RUNSTORE_API_TOKEN=... python train_digits.py --project alice/digits
+RUNSTORE_URL=http://localhost:8000 RUNSTORE_API_TOKEN=... python train_digits.py --project alice/digits
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def train(project: str, epochs: int = 15, hidden: int = 64, lr: float = 0.1, batch_size: int = 64, seed: int = 0, **run_options) -> str:
+def train(
+    project: str,
+    epochs: int = 15,
+    hidden: int = 64,
+    lr: float = 0.1,
+    batch_size: int = 64,
+    seed: int = 0,
+    **run_options,
+) -> str:
     digits = load_digits()
     x = digits.data / 16.0
     y = digits.target
@@ -35,8 +43,14 @@ def train(project: str, epochs: int = 15, hidden: int = 64, lr: float = 0.1, bat
     b2 = np.zeros(10)
 
     with runstore.init_run(project=project, name="digits-mlp", tags=["example", "numpy"], **run_options) as run:
-        run["parameters"] = {"epochs": epochs, "hidden": hidden, "lr": lr, "batch_size": batch_size, "seed": seed,
-                             "optimizer": {"name": "sgd", "momentum": 0.0}}
+        run["parameters"] = {
+            "epochs": epochs,
+            "hidden": hidden,
+            "lr": lr,
+            "batch_size": batch_size,
+            "seed": seed,
+            "optimizer": {"name": "sgd", "momentum": 0.0},
+        }
         run["data/version"] = "sklearn-digits"
         with tempfile.TemporaryDirectory() as tmp:
             np.save(Path(tmp) / "x_train.npy", x_train)
@@ -48,7 +62,7 @@ def train(project: str, epochs: int = 15, hidden: int = 64, lr: float = 0.1, bat
         for epoch in range(epochs):
             order = rng.permutation(len(x_train))
             for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 xb, yb = x_train[idx], y_train[idx]
                 h = np.maximum(0, xb @ w1 + b1)
                 p = softmax(h @ w2 + b2)

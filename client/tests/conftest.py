@@ -54,7 +54,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
+        )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
@@ -62,18 +64,41 @@ class Server:
     def setup(self, user: str = "alice") -> None:
         self.manage("migrate", "--noinput")
         # One Django start instead of two: create the user, then run `createtoken` in the same process.
-        out = self.manage("shell", "-c", (
-            "from django.contrib.auth.models import User; from django.core.management import call_command; "
-            f"User.objects.create_user({user!r}, password='pw'); call_command('createtoken', {user!r})"
-        ))
+        out = self.manage(
+            "shell",
+            "-c",
+            (
+                "from django.contrib.auth.models import User; from django.core.management import call_command; "
+                f"User.objects.create_user({user!r}, password='pw'); call_command('createtoken', {user!r})"
+            ),
+        )
         self.token = out.strip().splitlines()[-1].strip()
 
     def start(self) -> None:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the subprocess owns it
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "tracker.wsgi:application", "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
-             "--graceful-timeout", "2", "--timeout", "120", "--preload"],
-            cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True,
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "tracker.wsgi:application",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                "2",
+                "--threads",
+                "4",
+                "--graceful-timeout",
+                "2",
+                "--timeout",
+                "120",
+                "--preload",
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + 60
@@ -148,9 +173,15 @@ def connect(server: Server, project: str):
 
     def make(**kwargs):
         options = {
-            "project": project, "api_token": server.token, "url": server.url,
-            "capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
-            "capture_source": False, "capture_environment": False, "flush_period": 0.1,
+            "project": project,
+            "api_token": server.token,
+            "url": server.url,
+            "capture_stdout": False,
+            "capture_stderr": False,
+            "capture_hardware_metrics": False,
+            "capture_source": False,
+            "capture_environment": False,
+            "flush_period": 0.1,
         }
         options.update(kwargs)
         return runstore.init_run(**options)
@@ -163,9 +194,19 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "rshome"
     monkeypatch.setenv("RUNSTORE_HOME", str(home))
     monkeypatch.setenv("RUNSTORE_MAX_BACKOFF", "2")
-    for name in ("RUNSTORE_API_TOKEN", "RUNSTORE_URL", "RUNSTORE_PROJECT", "RUNSTORE_MODE", "RUNSTORE_CUSTOM_RUN_ID", "RUNSTORE_MAX_QUEUE_BYTES",
-                 "RUNSTORE_MAX_MEMORY_ITEMS", "RUNSTORE_MAX_MEMORY_BYTES", "RUNSTORE_STALL_TIMEOUT", "RUNSTORE_FETCH_TIMEOUT",
-                 "RUNSTORE_STOP_TIMEOUT"):
+    for name in (
+        "RUNSTORE_API_TOKEN",
+        "RUNSTORE_URL",
+        "RUNSTORE_PROJECT",
+        "RUNSTORE_MODE",
+        "RUNSTORE_CUSTOM_RUN_ID",
+        "RUNSTORE_MAX_QUEUE_BYTES",
+        "RUNSTORE_MAX_MEMORY_ITEMS",
+        "RUNSTORE_MAX_MEMORY_BYTES",
+        "RUNSTORE_STALL_TIMEOUT",
+        "RUNSTORE_FETCH_TIMEOUT",
+        "RUNSTORE_STOP_TIMEOUT",
+    ):
         monkeypatch.delenv(name, raising=False)
     return home
 

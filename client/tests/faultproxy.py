@@ -15,8 +15,16 @@ class FaultProxy:
     (429 carries ``Retry-After``); ``down`` answers every request with 503; ``rewrite`` changes
     response bodies (a hostile or broken server)."""
 
-    def __init__(self, target: str, *, status: int = 500, fail_batches: int = 0, retry_after: float | None = None,
-                 fail_suffix: str = "/batch", rewrite: Callable[[str, bytes], bytes] | None = None):
+    def __init__(
+        self,
+        target: str,
+        *,
+        status: int = 500,
+        fail_batches: int = 0,
+        retry_after: float | None = None,
+        fail_suffix: str = "/batch",
+        rewrite: Callable[[str, bytes], bytes] | None = None,
+    ):
         self.target = urlsplit(target)
         self.status = status
         self.fail_batches = fail_batches

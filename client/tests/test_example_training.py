@@ -12,8 +12,16 @@ def test_training_a_digits_mlp_logs_everything(server, project, tmp_path):
     spec = importlib.util.spec_from_file_location("train_digits", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    run_id = module.train(project, epochs=8, api_token=server.token, url=server.url, flush_period=0.2,
-                          capture_hardware_metrics=False, capture_stdout=False, capture_stderr=False)
+    run_id = module.train(
+        project,
+        epochs=8,
+        api_token=server.token,
+        url=server.url,
+        flush_period=0.2,
+        capture_hardware_metrics=False,
+        capture_stdout=False,
+        capture_stderr=False,
+    )
     run = runstore.init_run(project=project, with_id=run_id, mode="read-only", api_token=server.token, url=server.url)
     assert run["eval/final_acc"].fetch() > 0.9
     acc = run["eval/acc"].fetch_values()

@@ -18,7 +18,15 @@ def describe() -> str:
         lines.append(f"{name}{inspect.signature(getattr(runstore, name))}")
     for cls in (runstore.Run, runstore.Handler, runstore.Project, runstore.Table, runstore.File):
         for attr, member in sorted(vars(cls).items()):
-            if attr.startswith("_") and attr not in ("__init__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__enter__", "__exit__"):
+            if attr.startswith("_") and attr not in (
+                "__init__",
+                "__getitem__",
+                "__setitem__",
+                "__delitem__",
+                "__contains__",
+                "__enter__",
+                "__exit__",
+            ):
                 continue
             if attr == "__init__" and cls is not runstore.File:
                 continue  # runs, handlers, projects and tables are made by the library, not by users

@@ -11,11 +11,19 @@ from runstore._internal.queue import KIND_OP, QueueDir, SegmentWriter, encode_re
 from runstore._internal.sender import Sender
 from runstore._internal.writer import Stats, Writer
 
-QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
-         "capture_source": False, "capture_environment": False, "flush_period": 0.1}
+QUIET = {
+    "capture_stdout": False,
+    "capture_stderr": False,
+    "capture_hardware_metrics": False,
+    "capture_source": False,
+    "capture_environment": False,
+    "flush_period": 0.1,
+}
+
 
 def record(i: int) -> bytes:
     return encode_record(KIND_OP, 1, msgpack.packb({"op": "assign", "path": f"f/{i}", "value": i}))
+
 
 def test_records_round_trip_and_a_torn_tail_is_ignored(tmp_path):
     qdir = QueueDir(tmp_path)
@@ -28,6 +36,7 @@ def test_records_round_trip_and_a_torn_tail_is_ignored(tmp_path):
     got = [msgpack.unpackb(p)["value"] for _k, _n, p, _e in read_records(path, 0)]
     assert got == [1, 2]
 
+
 def test_a_corrupted_record_stops_the_reader(tmp_path):
     qdir = QueueDir(tmp_path)
     writer = SegmentWriter(qdir)
@@ -37,6 +46,7 @@ def test_a_corrupted_record_stops_the_reader(tmp_path):
     data[-2] ^= 0xFF
     path.write_bytes(bytes(data))
     assert len(list(read_records(path, 0))) == 1
+
 
 def test_every_writer_opens_a_new_segment_and_rotates(tmp_path, monkeypatch):
     qdir = QueueDir(tmp_path)
@@ -51,6 +61,7 @@ def test_every_writer_opens_a_new_segment_and_rotates(tmp_path, monkeypatch):
     second.close()
     assert len(qdir.segments()) >= 4
 
+
 def encoded_ops(tmp_path, items: list[tuple], last_steps: dict | None = None) -> list[dict]:
     """What the writer puts on disk for these queue items (one drain, no threads)."""
     qdir = QueueDir(tmp_path / "q")
@@ -59,32 +70,65 @@ def encoded_ops(tmp_path, items: list[tuple], last_steps: dict | None = None) ->
     writer.segment = SegmentWriter(qdir)
     writer.queue.extend(items)
     writer.cycle()
-    return [msgpack.unpackb(p) for kind, _n, p, _e in read_records(qdir.segment_path(writer.segment.number), 0) if kind == KIND_OP]
+    return [
+        msgpack.unpackb(p)
+        for kind, _n, p, _e in read_records(qdir.segment_path(writer.segment.number), 0)
+        if kind == KIND_OP
+    ]
+
 
 def test_writer_coalesces_one_series_into_one_append_with_automatic_steps(tmp_path):
     ops = encoded_ops(tmp_path, [("a", 0.5, None, 10.0), ("a", 1, None, 11.0), ("a", 2.5, None, 12.0)], {"a": 6})
-    assert ops == [{"op": "append", "path": "a", "kind": "float", "values": [0.5, 1, 2.5],
-                    "timestamps": [10.0, 11.0, 12.0], "steps": [7, 8, 9]}]
+    assert ops == [
+        {
+            "op": "append",
+            "path": "a",
+            "kind": "float",
+            "values": [0.5, 1, 2.5],
+            "timestamps": [10.0, 11.0, 12.0],
+            "steps": [7, 8, 9],
+        }
+    ]
+
 
 def test_writer_keeps_the_order_per_series_and_around_other_operations(tmp_path):
-    items = [("a", 1.0, None, 1.0), ("b", "x", None, 2.0), ("a", 2.0, None, 3.0),
-             (None, "assign", "p", "float", 0.1), ("a", 3.0, 5, 4.0), ("b", 2 ** 70, None, 5.0)]
+    items = [
+        ("a", 1.0, None, 1.0),
+        ("b", "x", None, 2.0),
+        ("a", 2.0, None, 3.0),
+        (None, "assign", "p", "float", 0.1),
+        ("a", 3.0, 5, 4.0),
+        ("b", 2**70, None, 5.0),
+    ]
     ops = encoded_ops(tmp_path, items)
     summary = [(op["op"], op["path"], op.get("kind"), op.get("values", op.get("value")), op.get("steps")) for op in ops]
     assert sorted(summary[:2]) == [("append", "a", "float", [1.0, 2.0], [0, 1]), ("append", "b", "string", ["x"], [0])]
-    assert summary[2:] == [("assign", "p", None, 0.1, None), ("append", "a", "float", [3.0], [5]),
-                           ("append", "b", "float", [float(2 ** 70)], [1])]
+    assert summary[2:] == [
+        ("assign", "p", None, 0.1, None),
+        ("append", "a", "float", [3.0], [5]),
+        ("append", "b", "float", [float(2**70)], [1]),
+    ]
+
 
 def test_writer_sends_strings_mixed_into_a_float_drain_on_the_slow_path(tmp_path):
     ops = encoded_ops(tmp_path, [("a", 1.0, None, 1.0), ("a", "oops", None, 2.0), ("a", 3.0, None, 3.0)])
     assert [(op["kind"], op["values"], op["steps"]) for op in ops] == [
-        ("float", [1.0], [0]), ("string", ["oops"], [1]), ("float", [3.0], [2])]
+        ("float", [1.0], [0]),
+        ("string", ["oops"], [1]),
+        ("float", [3.0], [2]),
+    ]
+
 
 def points_of(server, run_uuid: str, path: str) -> list:
-    response = requests.get(f"{server.url}/api/v1/runs/{run_uuid}/series/points", params={"path": path, "limit": 100000},
-                            headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+    response = requests.get(
+        f"{server.url}/api/v1/runs/{run_uuid}/series/points",
+        params={"path": path, "limit": 100000},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    )
     response.raise_for_status()
     return response.json()["values"]
+
 
 def offline_run(project: str, n: int) -> QueueDir:
     run = runstore.init_run(project=project, mode="offline", name="offline", **QUIET)
@@ -94,6 +138,7 @@ def offline_run(project: str, n: int) -> QueueDir:
     qdir = run._qdir
     run.stop()
     return qdir
+
 
 def test_sender_resends_a_batch_in_flight_after_a_crash_exactly_once(server, project, monkeypatch):
     qdir = offline_run(project, 1000)
@@ -117,6 +162,7 @@ def test_sender_resends_a_batch_in_flight_after_a_crash_exactly_once(server, pro
     assert again.stats.rejected_ops == 0
     values = points_of(server, again.run_uuid, "train/loss")
     assert values == [float(i) for i in range(1000)]
+
 
 def test_sender_reads_segments_incrementally_and_deletes_acknowledged_ones(server, project, monkeypatch):
     monkeypatch.setattr(queue_module, "SEGMENT_BYTES", 4096)

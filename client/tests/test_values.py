@@ -9,8 +9,13 @@ import pytest
 
 import runstore
 
-QUIET = {"capture_stdout": False, "capture_stderr": False, "capture_hardware_metrics": False,
-         "capture_source": False, "capture_environment": False}
+QUIET = {
+    "capture_stdout": False,
+    "capture_stderr": False,
+    "capture_hardware_metrics": False,
+    "capture_source": False,
+    "capture_environment": False,
+}
 
 
 @pytest.fixture()
@@ -23,7 +28,9 @@ def debug_run():
 def test_dict_assign_creates_a_namespace(debug_run):
     debug_run["parameters"] = {"lr": 0.01, "optimizer": {"name": "adam", "betas": [0.9, 0.999]}, "use_bn": True}
     assert debug_run["parameters"].fetch() == {
-        "lr": 0.01, "optimizer": {"name": "adam", "betas": "[0.9, 0.999]"}, "use_bn": True,
+        "lr": 0.01,
+        "optimizer": {"name": "adam", "betas": "[0.9, 0.999]"},
+        "use_bn": True,
     }
     assert debug_run["parameters/optimizer/name"].fetch() == "adam"
 

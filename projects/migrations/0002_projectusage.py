@@ -5,24 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProjectUsage',
+            name="ProjectUsage",
             fields=[
-                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='usage', serialize=False, to='projects.project')),
-                ('float_points', models.BigIntegerField(default=0)),
-                ('string_points', models.BigIntegerField(default=0)),
-                ('series_bytes', models.BigIntegerField(default=0)),
-                ('blob_count', models.BigIntegerField(default=0)),
-                ('blob_bytes', models.BigIntegerField(default=0)),
-                ('preview_bytes', models.BigIntegerField(default=0)),
-                ('total_bytes', models.BigIntegerField(default=0)),
-                ('computed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "project",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="usage",
+                        serialize=False,
+                        to="projects.project",
+                    ),
+                ),
+                ("float_points", models.BigIntegerField(default=0)),
+                ("string_points", models.BigIntegerField(default=0)),
+                ("series_bytes", models.BigIntegerField(default=0)),
+                ("blob_count", models.BigIntegerField(default=0)),
+                ("blob_bytes", models.BigIntegerField(default=0)),
+                ("preview_bytes", models.BigIntegerField(default=0)),
+                ("total_bytes", models.BigIntegerField(default=0)),
+                ("computed_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
     ]

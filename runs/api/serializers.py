@@ -24,8 +24,20 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = Run
         fields = [
-            "id", "uuid", "project", "name", "description", "owner", "state", "tags", "custom_run_id",
-            "creation_time", "modification_time", "ping_time", "finish_time", "running_time",
+            "id",
+            "uuid",
+            "project",
+            "name",
+            "description",
+            "owner",
+            "state",
+            "tags",
+            "custom_run_id",
+            "creation_time",
+            "modification_time",
+            "ping_time",
+            "finish_time",
+            "running_time",
         ]
         read_only_fields = fields
 
@@ -106,16 +118,25 @@ class RunQueryRequestSerializer(serializers.Serializer):
 
     project = serializers.CharField(max_length=300, help_text="'workspace/project'")
     query = serializers.CharField(
-        max_length=10_000, required=False, allow_blank=True, trim_whitespace=False, help_text="filter in the query language"
+        max_length=10_000,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="filter in the query language",
     )
     sort = serializers.ListField(
-        child=serializers.CharField(max_length=1024), max_length=5, required=False,
+        child=serializers.CharField(max_length=1024),
+        max_length=5,
+        required=False,
         help_text="fields, '-' for descending (default ['-sys/creation_time'])",
     )
     columns = serializers.ListField(child=serializers.CharField(max_length=1024), max_length=200, required=False)
     group_by = serializers.ListField(child=serializers.CharField(max_length=1024), max_length=3, required=False)
     group = serializers.ListField(
-        child=serializers.JSONField(allow_null=True), max_length=3, required=False, allow_null=True,
+        child=serializers.JSONField(allow_null=True),
+        max_length=3,
+        required=False,
+        allow_null=True,
         help_text="the key of one group (one value per group_by field): list that group's runs",
     )
     state = serializers.ChoiceField(choices=["running", "finished", "failed", "aborted"], required=False)
@@ -188,7 +209,9 @@ class SeriesPointsSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["float_series", "string_series"])
     steps = serializers.ListField(child=serializers.IntegerField())
     timestamps = serializers.ListField(child=serializers.FloatField())
-    values = serializers.ListField(child=serializers.JSONField(), help_text="floats (NaN/±Infinity as strings) or strings")
+    values = serializers.ListField(
+        child=serializers.JSONField(), help_text="floats (NaN/±Infinity as strings) or strings"
+    )
     next_after_step = serializers.IntegerField(allow_null=True, help_text="pass as after_step for the next page")
 
 
@@ -285,7 +308,8 @@ class RunRowSerializer(RunSerializer):
     """A run of a query page: with ``columns``, ``fields`` holds each chosen column's value."""
 
     fields = serializers.DictField(  # type: ignore[assignment]  # the JSON key, as above
-        child=serializers.JSONField(allow_null=True), required=False,
+        child=serializers.JSONField(allow_null=True),
+        required=False,
         help_text="column spec (e.g. 'eval/acc', 'train/loss:last') → value; only when columns were chosen",
     )
 
@@ -295,7 +319,9 @@ class RunRowSerializer(RunSerializer):
 
 class ColumnTypeSerializer(serializers.Serializer):
     path = serializers.CharField()
-    type = serializers.CharField(allow_null=True, help_text="the field's type(s) in the project, '/'-joined; null if unknown")
+    type = serializers.CharField(
+        allow_null=True, help_text="the field's type(s) in the project, '/'-joined; null if unknown"
+    )
 
 
 class RunPageSerializer(serializers.Serializer):
@@ -307,7 +333,9 @@ class RunPageSerializer(serializers.Serializer):
     next = serializers.CharField(allow_null=True)
     previous = serializers.CharField(allow_null=True)
     query = serializers.CharField(required=False, allow_blank=True, help_text="with project: the normalised query")
-    columns = ColumnTypeSerializer(many=True, required=False, help_text="with project: the chosen columns and their types")
+    columns = ColumnTypeSerializer(
+        many=True, required=False, help_text="with project: the chosen columns and their types"
+    )
     warnings = serializers.ListField(child=serializers.CharField(), required=False)
     results = RunRowSerializer(many=True)
 
@@ -355,7 +383,10 @@ SUGGESTIONS_SCHEMA = {
                 "properties": {"label": {"type": "string"}, "insert": {"type": "string"}, "detail": {"type": "string"}},
             },
         },
-        "error": {"type": "string", "description": "with context 'error': why the text before the cursor does not parse"},
+        "error": {
+            "type": "string",
+            "description": "with context 'error': why the text before the cursor does not parse",
+        },
     },
 }
 
@@ -380,8 +411,15 @@ class DirectUploadSerializer(serializers.Serializer):
     def validate_size(self, value):
         limit = settings.RUNSTORE_MAX_UPLOAD_BYTES
         if value > limit:
-            raise ApiError(413, "upload_too_large", f"size: {value} bytes is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)", field="size", limit=limit)
+            raise ApiError(
+                413,
+                "upload_too_large",
+                f"size: {value} bytes is above the upload limit of {limit} bytes (RUNSTORE_MAX_UPLOAD_BYTES)",
+                field="size",
+                limit=limit,
+            )
         return value
+
 
 class CompletePartSerializer(serializers.Serializer):
     part_number = serializers.IntegerField(min_value=1, max_value=10_000)
@@ -390,6 +428,7 @@ class CompletePartSerializer(serializers.Serializer):
 
 class CompleteUploadSerializer(serializers.Serializer):
     parts = CompletePartSerializer(many=True, required=False)
+
 
 class ExportRequestSerializer(serializers.Serializer):
     project = serializers.CharField(max_length=201)

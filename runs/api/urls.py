@@ -24,7 +24,11 @@ urlpatterns = [
     path("runs/<runref:run_ref>/files/info", files.FileInfoView.as_view(), name="run-file-info"),
     path("runs/<runref:run_ref>/files/preview", files.FilePreviewView.as_view(), name="run-file-preview"),
     path("runs/<runref:run_ref>/uploads/direct", files.DirectUploadView.as_view(), name="run-direct-upload"),
-    path("runs/<runref:run_ref>/uploads/direct/<uuid:upload_id>/complete", files.DirectUploadCompleteView.as_view(), name="run-direct-upload-complete"),
+    path(
+        "runs/<runref:run_ref>/uploads/direct/<uuid:upload_id>/complete",
+        files.DirectUploadCompleteView.as_view(),
+        name="run-direct-upload-complete",
+    ),
     path("exports/", exports.ExportListView.as_view(), name="export-list"),
     path("exports/<uuid:export_id>/", exports.ExportDetailView.as_view(), name="export-detail"),
     path("exports/<uuid:export_id>/download", exports.ExportDownloadView.as_view(), name="export-download"),

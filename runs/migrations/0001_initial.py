@@ -9,169 +9,279 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Attribute',
+            name="Attribute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('path', models.CharField(max_length=512)),
-                ('type', models.CharField(choices=[('int', 'Int'), ('float', 'Float'), ('bool', 'Bool'), ('string', 'String'), ('datetime', 'Datetime'), ('string_set', 'String Set'), ('file', 'File'), ('file_set', 'File Set'), ('float_series', 'Float Series'), ('string_series', 'String Series'), ('file_series', 'File Series')], max_length=16)),
-                ('int_value', models.BigIntegerField(blank=True, null=True)),
-                ('float_value', models.FloatField(blank=True, null=True)),
-                ('bool_value', models.BooleanField(blank=True, null=True)),
-                ('string_value', models.TextField(blank=True, null=True)),
-                ('datetime_value', models.DateTimeField(blank=True, null=True)),
-                ('json_value', models.JSONField(blank=True, null=True)),
-                ('count', models.BigIntegerField(default=0)),
-                ('first_step', models.BigIntegerField(blank=True, null=True)),
-                ('last_step', models.BigIntegerField(blank=True, null=True)),
-                ('min_value', models.FloatField(blank=True, null=True)),
-                ('max_value', models.FloatField(blank=True, null=True)),
-                ('sum_value', models.FloatField(blank=True, null=True)),
-                ('finite_count', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("path", models.CharField(max_length=512)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("int", "Int"),
+                            ("float", "Float"),
+                            ("bool", "Bool"),
+                            ("string", "String"),
+                            ("datetime", "Datetime"),
+                            ("string_set", "String Set"),
+                            ("file", "File"),
+                            ("file_set", "File Set"),
+                            ("float_series", "Float Series"),
+                            ("string_series", "String Series"),
+                            ("file_series", "File Series"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("int_value", models.BigIntegerField(blank=True, null=True)),
+                ("float_value", models.FloatField(blank=True, null=True)),
+                ("bool_value", models.BooleanField(blank=True, null=True)),
+                ("string_value", models.TextField(blank=True, null=True)),
+                ("datetime_value", models.DateTimeField(blank=True, null=True)),
+                ("json_value", models.JSONField(blank=True, null=True)),
+                ("count", models.BigIntegerField(default=0)),
+                ("first_step", models.BigIntegerField(blank=True, null=True)),
+                ("last_step", models.BigIntegerField(blank=True, null=True)),
+                ("min_value", models.FloatField(blank=True, null=True)),
+                ("max_value", models.FloatField(blank=True, null=True)),
+                ("sum_value", models.FloatField(blank=True, null=True)),
+                ("finite_count", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='Blob',
+            name="Blob",
             fields=[
-                ('sha256', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('size', models.BigIntegerField()),
-                ('mime_type', models.CharField(default='application/octet-stream', max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("sha256", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("size", models.BigIntegerField()),
+                ("mime_type", models.CharField(default="application/octet-stream", max_length=200)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
             ],
         ),
         migrations.CreateModel(
-            name='FloatPoint',
+            name="FloatPoint",
             fields=[
-                ('pk', models.CompositePrimaryKey('series_id', 'step', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('step', models.BigIntegerField()),
-                ('timestamp', models.FloatField()),
-                ('value', models.FloatField(null=True)),
-                ('series', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='runs.attribute')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "series_id", "step", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("step", models.BigIntegerField()),
+                ("timestamp", models.FloatField()),
+                ("value", models.FloatField(null=True)),
+                (
+                    "series",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="runs.attribute",
+                    ),
+                ),
             ],
             options={
-                'managed': True,
+                "managed": True,
             },
         ),
         migrations.CreateModel(
-            name='Run',
+            name="Run",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uuid', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('number', models.PositiveBigIntegerField(editable=False)),
-                ('name', models.CharField(blank=True, max_length=250)),
-                ('description', models.TextField(blank=True)),
-                ('state', models.CharField(choices=[('running', 'Running'), ('finished', 'Finished'), ('failed', 'Failed'), ('aborted', 'Aborted')], default='running', max_length=10)),
-                ('custom_run_id', models.CharField(blank=True, max_length=128, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('modified_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ping_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('owner', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='projects.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("uuid", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("number", models.PositiveBigIntegerField(editable=False)),
+                ("name", models.CharField(blank=True, max_length=250)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("finished", "Finished"),
+                            ("failed", "Failed"),
+                            ("aborted", "Aborted"),
+                        ],
+                        default="running",
+                        max_length=10,
+                    ),
+                ),
+                ("custom_run_id", models.CharField(blank=True, max_length=128, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("modified_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ping_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='attribute',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attributes', to='runs.run'),
+            model_name="attribute",
+            name="run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="attributes", to="runs.run"
+            ),
         ),
         migrations.CreateModel(
-            name='RunBatch',
+            name="RunBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stream', models.CharField(max_length=64)),
-                ('seq', models.BigIntegerField()),
-                ('op_count', models.PositiveIntegerField()),
-                ('applied_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='batches', to='runs.run')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("stream", models.CharField(max_length=64)),
+                ("seq", models.BigIntegerField()),
+                ("op_count", models.PositiveIntegerField()),
+                ("applied_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="batches", to="runs.run"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='StringPoint',
+            name="StringPoint",
             fields=[
-                ('pk', models.CompositePrimaryKey('series_id', 'step', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('step', models.BigIntegerField()),
-                ('timestamp', models.FloatField()),
-                ('value', models.TextField()),
-                ('series', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='runs.attribute')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "series_id", "step", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("step", models.BigIntegerField()),
+                ("timestamp", models.FloatField()),
+                ("value", models.TextField()),
+                (
+                    "series",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="runs.attribute",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Upload',
+            name="Upload",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='uploads', to='runs.blob')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='uploads', to='runs.run')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="uploads", to="runs.blob"
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="uploads", to="runs.run"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='FileEntry',
+            name="FileEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('relpath', models.CharField(blank=True, max_length=1024)),
-                ('step', models.BigIntegerField(blank=True, null=True)),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('mime_type', models.CharField(default='application/octet-stream', max_length=200)),
-                ('size', models.BigIntegerField()),
-                ('timestamp', models.FloatField(blank=True, null=True)),
-                ('attribute', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='files', to='runs.attribute')),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='runs.blob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("relpath", models.CharField(blank=True, max_length=1024)),
+                ("step", models.BigIntegerField(blank=True, null=True)),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("mime_type", models.CharField(default="application/octet-stream", max_length=200)),
+                ("size", models.BigIntegerField()),
+                ("timestamp", models.FloatField(blank=True, null=True)),
+                (
+                    "attribute",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="files", to="runs.attribute"
+                    ),
+                ),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="entries", to="runs.blob"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['attribute_id', 'step', 'relpath'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('step__isnull', True)), fields=('attribute', 'relpath'), name='file_relpath_unique'), models.UniqueConstraint(condition=models.Q(('step__isnull', False)), fields=('attribute', 'step'), name='file_step_unique')],
+                "ordering": ["attribute_id", "step", "relpath"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("step__isnull", True)),
+                        fields=("attribute", "relpath"),
+                        name="file_relpath_unique",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("step__isnull", False)),
+                        fields=("attribute", "step"),
+                        name="file_step_unique",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='run',
-            index=models.Index(fields=['project', '-created_at'], name='run_project_created'),
+            model_name="run",
+            index=models.Index(fields=["project", "-created_at"], name="run_project_created"),
         ),
         migrations.AddConstraint(
-            model_name='run',
-            constraint=models.UniqueConstraint(fields=('project', 'number'), name='run_number_unique'),
+            model_name="run",
+            constraint=models.UniqueConstraint(fields=("project", "number"), name="run_number_unique"),
         ),
         migrations.AddConstraint(
-            model_name='run',
-            constraint=models.UniqueConstraint(condition=models.Q(('custom_run_id__isnull', False)), fields=('project', 'custom_run_id'), name='run_custom_id_unique'),
+            model_name="run",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("custom_run_id__isnull", False)),
+                fields=("project", "custom_run_id"),
+                name="run_custom_id_unique",
+            ),
         ),
         migrations.AddIndex(
-            model_name='attribute',
-            index=models.Index(fields=['path', 'float_value'], name='attr_path_float'),
+            model_name="attribute",
+            index=models.Index(fields=["path", "float_value"], name="attr_path_float"),
         ),
         migrations.AddIndex(
-            model_name='attribute',
-            index=models.Index(fields=['path', 'int_value'], name='attr_path_int'),
+            model_name="attribute",
+            index=models.Index(fields=["path", "int_value"], name="attr_path_int"),
         ),
         migrations.AddIndex(
-            model_name='attribute',
-            index=models.Index(fields=['path', 'datetime_value'], name='attr_path_datetime'),
+            model_name="attribute",
+            index=models.Index(fields=["path", "datetime_value"], name="attr_path_datetime"),
         ),
         migrations.AddConstraint(
-            model_name='attribute',
-            constraint=models.UniqueConstraint(fields=('run', 'path'), name='attribute_run_path_unique'),
+            model_name="attribute",
+            constraint=models.UniqueConstraint(fields=("run", "path"), name="attribute_run_path_unique"),
         ),
         migrations.AddConstraint(
-            model_name='runbatch',
-            constraint=models.UniqueConstraint(fields=('run', 'stream', 'seq'), name='batch_key_unique'),
+            model_name="runbatch",
+            constraint=models.UniqueConstraint(fields=("run", "stream", "seq"), name="batch_key_unique"),
         ),
         migrations.AddConstraint(
-            model_name='upload',
-            constraint=models.UniqueConstraint(fields=('run', 'blob'), name='upload_run_blob_unique'),
+            model_name="upload",
+            constraint=models.UniqueConstraint(fields=("run", "blob"), name="upload_run_blob_unique"),
         ),
     ]

@@ -34,7 +34,11 @@ class Migration(migrations.Migration):
             model_name="attribute",
             name="project",
             field=models.ForeignKey(
-                db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name="+", to="projects.project"
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="projects.project",
             ),
         ),
         migrations.RunPython(fill_project, migrations.RunPython.noop),
@@ -60,7 +64,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="attribute",
             index=models.Index(
-                models.F("project"), models.F("path"), django.db.models.functions.text.Left("string_value", 200), models.F("run"),
+                models.F("project"),
+                models.F("path"),
+                django.db.models.functions.text.Left("string_value", 200),
+                models.F("run"),
                 name="attr_project_path_string",
             ),
         ),
@@ -69,12 +76,37 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("path", models.CharField(max_length=512)),
-                ("type", models.CharField(choices=[("int", "Int"), ("float", "Float"), ("bool", "Bool"), ("string", "String"), ("datetime", "Datetime"), ("string_set", "String Set"), ("file", "File"), ("file_set", "File Set"), ("float_series", "Float Series"), ("string_series", "String Series"), ("file_series", "File Series")], max_length=16)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("int", "Int"),
+                            ("float", "Float"),
+                            ("bool", "Bool"),
+                            ("string", "String"),
+                            ("datetime", "Datetime"),
+                            ("string_set", "String Set"),
+                            ("file", "File"),
+                            ("file_set", "File Set"),
+                            ("float_series", "Float Series"),
+                            ("string_series", "String Series"),
+                            ("file_series", "File Series"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
                 ("first_seen", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ("project", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="fields", to="projects.project")),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="fields", to="projects.project"
+                    ),
+                ),
             ],
             options={
-                "constraints": [models.UniqueConstraint(fields=("project", "path", "type"), name="project_field_unique")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("project", "path", "type"), name="project_field_unique")
+                ],
             },
         ),
         migrations.RunPython(fill_catalog, migrations.RunPython.noop),

@@ -9,97 +9,179 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0002_projectusage'),
-        ('runs', '0004_attribute_project'),
+        ("projects", "0002_projectusage"),
+        ("runs", "0004_attribute_project"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BlobInfo',
+            name="BlobInfo",
             fields=[
-                ('blob', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='info', serialize=False, to='runs.blob')),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('ready', 'Ready'), ('corrupt', 'Corrupt'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('detected_mime_type', models.CharField(blank=True, max_length=200)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "blob",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="info",
+                        serialize=False,
+                        to="runs.blob",
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("ready", "Ready"),
+                            ("corrupt", "Corrupt"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("detected_mime_type", models.CharField(blank=True, max_length=200)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='RollupCursor',
+            name="RollupCursor",
             fields=[
-                ('series', models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, primary_key=True, related_name='+', serialize=False, to='runs.attribute')),
-                ('rolled_until', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "series",
+                    models.OneToOneField(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="runs.attribute",
+                    ),
+                ),
+                ("rolled_until", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='Export',
+            name="Export",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('progress', models.PositiveIntegerField(default=0)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('storage_key', models.CharField(blank=True, max_length=300)),
-                ('size', models.BigIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='exports', to='projects.project')),
-                ('requested_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='exports', to='runs.run')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("queued", "Queued"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("progress", models.PositiveIntegerField(default=0)),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("storage_key", models.CharField(blank=True, max_length=300)),
+                ("size", models.BigIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="exports", to="projects.project"
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="exports",
+                        to="runs.run",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='PendingUpload',
+            name="PendingUpload",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('staging_key', models.CharField(max_length=300)),
-                ('sha256', models.CharField(max_length=64)),
-                ('size', models.BigIntegerField()),
-                ('name', models.CharField(blank=True, max_length=255)),
-                ('mime_type', models.CharField(blank=True, max_length=200)),
-                ('multipart_id', models.CharField(blank=True, max_length=1024)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pending_uploads', to='runs.run')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("staging_key", models.CharField(max_length=300)),
+                ("sha256", models.CharField(max_length=64)),
+                ("size", models.BigIntegerField()),
+                ("name", models.CharField(blank=True, max_length=255)),
+                ("mime_type", models.CharField(blank=True, max_length=200)),
+                ("multipart_id", models.CharField(blank=True, max_length=1024)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="pending_uploads", to="runs.run"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SeriesRollup',
+            name="SeriesRollup",
             fields=[
-                ('pk', models.CompositePrimaryKey('series_id', 'level', 'bucket', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('level', models.SmallIntegerField()),
-                ('bucket', models.BigIntegerField()),
-                ('min_value', models.FloatField(null=True)),
-                ('max_value', models.FloatField(null=True)),
-                ('sum_value', models.FloatField(null=True)),
-                ('finite_count', models.BigIntegerField()),
-                ('count', models.BigIntegerField()),
-                ('first_step', models.BigIntegerField()),
-                ('last_step', models.BigIntegerField()),
-                ('last_value', models.FloatField(null=True)),
-                ('series', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='runs.attribute')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "series_id", "level", "bucket", blank=True, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("level", models.SmallIntegerField()),
+                ("bucket", models.BigIntegerField()),
+                ("min_value", models.FloatField(null=True)),
+                ("max_value", models.FloatField(null=True)),
+                ("sum_value", models.FloatField(null=True)),
+                ("finite_count", models.BigIntegerField()),
+                ("count", models.BigIntegerField()),
+                ("first_step", models.BigIntegerField()),
+                ("last_step", models.BigIntegerField()),
+                ("last_value", models.FloatField(null=True)),
+                (
+                    "series",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="runs.attribute",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='BlobPreview',
+            name="BlobPreview",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=20)),
-                ('storage_key', models.CharField(max_length=300)),
-                ('mime_type', models.CharField(max_length=200)),
-                ('size', models.BigIntegerField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('blob', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='previews', to='runs.blob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(max_length=20)),
+                ("storage_key", models.CharField(max_length=300)),
+                ("mime_type", models.CharField(max_length=200)),
+                ("size", models.BigIntegerField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "blob",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="previews", to="runs.blob"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('blob', 'kind'), name='blob_preview_kind_unique')],
+                "constraints": [models.UniqueConstraint(fields=("blob", "kind"), name="blob_preview_kind_unique")],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0005_rollups_blob_processing_exports'),
+        ("runs", "0005_rollups_blob_processing_exports"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='rollupcursor',
-            name='queued',
+            model_name="rollupcursor",
+            name="queued",
             field=models.BooleanField(default=False),
         ),
     ]

@@ -11,26 +11,43 @@ def drop_timescale_step_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0006_rollupcursor_queued'),
+        ("runs", "0006_rollupcursor_queued"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='floatpoint',
-            name='series',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='runs.attribute'),
+            model_name="floatpoint",
+            name="series",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="runs.attribute",
+            ),
         ),
         migrations.AlterField(
-            model_name='seriesrollup',
-            name='series',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='runs.attribute'),
+            model_name="seriesrollup",
+            name="series",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="runs.attribute",
+            ),
         ),
         migrations.AlterField(
-            model_name='stringpoint',
-            name='series',
-            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='runs.attribute'),
+            model_name="stringpoint",
+            name="series",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="runs.attribute",
+            ),
         ),
         migrations.RunPython(drop_timescale_step_index, migrations.RunPython.noop),
     ]

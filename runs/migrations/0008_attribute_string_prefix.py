@@ -5,24 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0002_projectusage'),
-        ('runs', '0007_point_indexes'),
+        ("projects", "0002_projectusage"),
+        ("runs", "0007_point_indexes"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='attribute',
-            name='attr_project_path_string',
+            model_name="attribute",
+            name="attr_project_path_string",
         ),
         migrations.AddField(
-            model_name='attribute',
-            name='string_prefix',
-            field=models.GeneratedField(db_persist=True, expression=django.db.models.functions.text.Left('string_value', 200), output_field=models.TextField()),
+            model_name="attribute",
+            name="string_prefix",
+            field=models.GeneratedField(
+                db_persist=True,
+                expression=django.db.models.functions.text.Left("string_value", 200),
+                output_field=models.TextField(),
+            ),
         ),
         migrations.AddIndex(
-            model_name='attribute',
-            index=models.Index(fields=['project', 'path', 'string_prefix', 'run'], name='attr_project_path_prefix'),
+            model_name="attribute",
+            index=models.Index(fields=["project", "path", "string_prefix", "run"], name="attr_project_path_prefix"),
         ),
     ]

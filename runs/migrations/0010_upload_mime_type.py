@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0009_attribute_path_prefix_statistics'),
+        ("runs", "0009_attribute_path_prefix_statistics"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='upload',
-            name='mime_type',
+            model_name="upload",
+            name="mime_type",
             field=models.CharField(blank=True, max_length=200),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0010_upload_mime_type'),
+        ("runs", "0010_upload_mime_type"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='blobinfo',
-            name='preview_error',
+            model_name="blobinfo",
+            name="preview_error",
             field=models.TextField(blank=True),
         ),
     ]

@@ -69,7 +69,9 @@ def parse_datetime(value, position: int) -> datetime:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise QueryError(f"{value!r} is not a date or datetime (use ISO 8601, e.g. \"2026-01-31\")", position) from None
+            raise QueryError(
+                f'{value!r} is not a date or datetime (use ISO 8601, e.g. "2026-01-31")', position
+            ) from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise QueryError("a datetime is compared with an ISO 8601 string or unix seconds", position)
 
@@ -91,7 +93,9 @@ class Compiler:
             return Q()
         paths = _paths(tree, set())
         known = self._known_types
-        self.types = {p: known[p] for p in paths if p in known} if known is not None else project_types(self.project, paths)
+        self.types = (
+            {p: known[p] for p in paths if p in known} if known is not None else project_types(self.project, paths)
+        )
         return self._node(tree)
 
     def _node(self, node) -> Q:
@@ -130,7 +134,10 @@ class Compiler:
         if path.aggregate:
             series = [t for t in types if t in SERIES_AGGREGATE_TYPES]
             if not series:
-                raise QueryError(f"{path.name!r} is a {'/'.join(sorted(types))} field, not a series; drop ':{path.aggregate}'", path.start)
+                raise QueryError(
+                    f"{path.name!r} is a {'/'.join(sorted(types))} field, not a series; drop ':{path.aggregate}'",
+                    path.start,
+                )
             resolved = {SERIES_AGGREGATE_TYPES[t].get(path.aggregate) for t in series} - {None}
             if not resolved:
                 raise QueryError(f"':{path.aggregate}' does not apply to a {series[0]}", path.start)
@@ -263,12 +270,14 @@ class Compiler:
                 if isinstance(v, str):
                     key, _, number = v.rpartition("-")
                     if key != self.project.key or not number.isdigit():
-                        raise QueryError(f"{v!r} is not a run id of this project (like {self.project.key}-12)", node.value_start)
+                        raise QueryError(
+                            f"{v!r} is not a run id of this project (like {self.project.key}-12)", node.value_start
+                        )
                     numbers.append(int(number))
                 elif isinstance(v, int) and not isinstance(v, bool):
                     numbers.append(v)
                 else:
-                    raise QueryError("sys/id is compared with a run id like \"VIS-12\"", node.value_start)
+                    raise QueryError('sys/id is compared with a run id like "VIS-12"', node.value_start)
                 if not 0 <= numbers[-1] <= INT_MAX:
                     raise _out_of_range(numbers[-1], node.value_start, f"a run number (0..{INT_MAX})")
             return _column_q("number", op, numbers)
@@ -293,7 +302,7 @@ class Compiler:
                 raise QueryError(f"{path} is a datetime", node.value_start)
             return _column_q(column, op, [parse_datetime(v, node.value_start) for v in values])
         if kinds != {"string"}:
-            raise QueryError(f"{path} is a string; compare it with a \"string\"", node.value_start)
+            raise QueryError(f'{path} is a string; compare it with a "string"', node.value_start)
         if op == "contains":
             return _contains(column, value)
         if op == "starts_with":

@@ -79,7 +79,10 @@ class RunQuery:
         if self.group is not None:
             self.group = _group_key(self.group, self.group_by)
         tree = ast.parse(self.query or "")
-        named = [parse_path_spec(p).name for p in [*self.columns, *self.group_by, *self.aggregates, *[s.lstrip("-+") for s in self.sort]]]
+        named = [
+            parse_path_spec(p).name
+            for p in [*self.columns, *self.group_by, *self.aggregates, *[s.lstrip("-+") for s in self.sort]]
+        ]
         # one catalogue look-up for the filter's paths and the columns, sort and group fields
         self.types = project_types(self.project, {*named, *compiler_paths(tree)})
         self.compiler = Compiler(self.project, types=self.types)
@@ -129,8 +132,15 @@ class RunQuery:
             if types == {"float"}:
                 return F(f"{relation}__float_value")
             return Coalesce(Cast(F(f"{relation}__int_value"), FloatField()), F(f"{relation}__float_value"))
-        for kind, column in (("float_series", "float_value"), ("string", "string_value"), ("string_series", "string_value"),
-                             ("bool", "bool_value"), ("datetime", "datetime_value"), ("float", "float_value"), ("int", "int_value")):
+        for kind, column in (
+            ("float_series", "float_value"),
+            ("string", "string_value"),
+            ("string_series", "string_value"),
+            ("bool", "bool_value"),
+            ("datetime", "datetime_value"),
+            ("float", "float_value"),
+            ("int", "int_value"),
+        ):
             if kind in types:
                 return F(f"{relation}__{column}")
         return Value(None, output_field=FloatField())
@@ -151,7 +161,9 @@ class RunQuery:
             try:
                 queryset = queryset.filter(**{f"{name}__isnull": True} if value is None else {name: value})
             except (TypeError, ValueError, OverflowError) as exc:
-                raise QueryError(f"group: {value!r} does not fit the field {spec!r} ({exc})", 0, field="group") from None
+                raise QueryError(
+                    f"group: {value!r} does not fit the field {spec!r} ({exc})", 0, field="group"
+                ) from None
         return queryset
 
     def ordered(self):
@@ -189,12 +201,16 @@ class RunQuery:
         column = _INDEXED_COLUMN.get((frozenset(self.types.get(path.name, ())), path.aggregate))
         if column is None:
             return None
-        relation = FilteredRelation("attributes", condition=Q(attributes__path=path.name, attributes__project=self.project))
+        relation = FilteredRelation(
+            "attributes", condition=Q(attributes__path=path.name, attributes__project=self.project)
+        )
         value = f"s__{column}"
         present = queryset.annotate(s=relation).filter(**{f"{value}__isnull": False})
         # "value DESC, id DESC" is the index read backwards; ascending reads it forwards
         present = present.order_by(F(value).desc() if descending else F(value).asc(), "-id")
-        having = Attribute.objects.filter(project=self.project, path=path.name, **{f"{column}__isnull": False}).values("run_id")
+        having = Attribute.objects.filter(project=self.project, path=path.name, **{f"{column}__isnull": False}).values(
+            "run_id"
+        )
         missing = queryset.exclude(pk__in=having).order_by("-id")
         return OrderedRuns(present, missing, queryset)
 
@@ -215,7 +231,9 @@ class RunQuery:
                 by_run.setdefault(attr.run_id, {})[attr.path] = attr
         rows = []
         for run in runs:
-            system = {f["path"]: f["value"] for f in sys_fields(run)} if any(p.name in SYS_COLUMNS for p in specs) else {}
+            system = (
+                {f["path"]: f["value"] for f in sys_fields(run)} if any(p.name in SYS_COLUMNS for p in specs) else {}
+            )
             attributes = by_run.get(run.pk, {})
             values = {}
             for spec, path in zip(self.columns, specs, strict=True):
@@ -259,26 +277,36 @@ class RunQuery:
             annotations[f"{name}_avg"] = Avg(name)
             annotations[f"{name}_min"] = Min(name)
             annotations[f"{name}_max"] = Max(name)
-        rows = queryset.order_by().values(*keys).annotate(**annotations).order_by(*[F(k).asc(nulls_last=True) for k in keys])
+        rows = (
+            queryset.order_by()
+            .values(*keys)
+            .annotate(**annotations)
+            .order_by(*[F(k).asc(nulls_last=True) for k in keys])
+        )
         limit = max(1, min(limit, MAX_LIMIT))
         rows = list(rows[: limit + 1])
         if len(rows) <= limit:
             self._total = sum(row["n"] for row in rows)
         result = []
         for row in rows[:limit]:
-            result.append({
-                "key": [_plain(row[k]) for k in keys],
-                "count": row["n"],
-                "aggregates": {
-                    spec: {s: _finite(row[f"{name}_{s}"]) for s in ("avg", "min", "max")} for spec, name in metrics.items()
-                },
-            })
+            result.append(
+                {
+                    "key": [_plain(row[k]) for k in keys],
+                    "count": row["n"],
+                    "aggregates": {
+                        spec: {s: _finite(row[f"{name}_{s}"]) for s in ("avg", "min", "max")}
+                        for spec, name in metrics.items()
+                    },
+                }
+            )
         return result
 
 
 # sys fields that are NOT NULL run columns
 _NOT_NULL_SYS_COLUMNS = {
-    path: column for path, column in {"sys/id": "number", **SYS_RUN_COLUMNS}.items() if not getattr(Run._meta.get_field(column), "null", False)
+    path: column
+    for path, column in {"sys/id": "number", **SYS_RUN_COLUMNS}.items()
+    if not getattr(Run._meta.get_field(column), "null", False)
 }
 
 # field types (in the project) and series aggregate -> the attribute column an index orders
@@ -303,7 +331,9 @@ class OrderedRuns:
         self.present, self.missing, self.everything = present, missing, everything
 
     def _apply(self, method, *args, **kwargs):
-        return OrderedRuns(*(getattr(qs, method)(*args, **kwargs) for qs in (self.present, self.missing, self.everything)))
+        return OrderedRuns(
+            *(getattr(qs, method)(*args, **kwargs) for qs in (self.present, self.missing, self.everything))
+        )
 
     def filter(self, *args, **kwargs):
         return self._apply("filter", *args, **kwargs)

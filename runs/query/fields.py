@@ -54,4 +54,3 @@ def project_fields(project, search: str = "", limit: int = 200) -> list[dict]:
         queryset = queryset.filter(path__icontains=search)
     rows += [{"path": p, "type": t} for p, t in queryset.values_list("path", "type")[:limit]]
     return rows[:limit]
-

@@ -94,7 +94,9 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no d
 def tokenize(text: str) -> list[Token]:
     bad = _UNSTORABLE.search(text)
     if bad:
-        raise QuerySyntaxError(f"the query contains the character {bad.group()!r}, which no field can hold", bad.start())
+        raise QuerySyntaxError(
+            f"the query contains the character {bad.group()!r}, which no field can hold", bad.start()
+        )
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -143,7 +145,7 @@ def tokenize(text: str) -> list[Token]:
             i = j + 1
             continue
         number = _NUMBER.match(text, i)
-        if number and (c.isdigit() or c in "+-." ):
+        if number and (c.isdigit() or c in "+-."):
             raw = number.group()
             if len(raw) > 400:
                 raise QuerySyntaxError("number has too many digits (at most 400)", i)

@@ -49,15 +49,37 @@ def suggest(project, text: str, cursor: int | None = None) -> dict:
     previous = tokens[-1] if tokens else None
     start = partial.start if partial else cursor
     prefix = partial.value if partial else ""
-    if previous is None or previous.kind in ("lparen",) or (previous.kind == "keyword" and previous.value in ("and", "or", "not", "exists")):
+    if (
+        previous is None
+        or previous.kind in ("lparen",)
+        or (previous.kind == "keyword" and previous.value in ("and", "or", "not", "exists"))
+    ):
         return _paths(project, prefix, start, cursor)
     if previous.kind == "path" and (len(tokens) < 2 or tokens[-2].kind != "colon"):
         return _operators(project, previous.value, prefix, start, cursor)
     if previous.kind == "path":  # after an aggregate: comparison operators
-        return _items("operator", start, cursor, [{"label": o, "insert": o, "detail": "operator"} for o in ["<", "<=", ">", ">=", "=", "!="] if o.startswith(prefix)])
-    if previous.kind == "op" or (previous.kind == "keyword" and previous.value in ("contains", "matches", "with", "in")) or previous.kind in ("comma",):
+        return _items(
+            "operator",
+            start,
+            cursor,
+            [
+                {"label": o, "insert": o, "detail": "operator"}
+                for o in ["<", "<=", ">", ">=", "=", "!="]
+                if o.startswith(prefix)
+            ],
+        )
+    if (
+        previous.kind == "op"
+        or (previous.kind == "keyword" and previous.value in ("contains", "matches", "with", "in"))
+        or previous.kind in ("comma",)
+    ):
         return _values(project, _last_path(tokens), prefix, start, cursor)
-    return _items("connective", start, cursor, [{"label": c, "insert": c, "detail": "keyword"} for c in CONNECTIVES if c.startswith(prefix.lower())])
+    return _items(
+        "connective",
+        start,
+        cursor,
+        [{"label": c, "insert": c, "detail": "keyword"} for c in CONNECTIVES if c.startswith(prefix.lower())],
+    )
 
 
 def _last_path(tokens) -> str | None:
@@ -78,13 +100,19 @@ def _paths(project, prefix: str, start: int, end: int) -> dict:
     if prefix:
         starts = list(queryset.filter(path__startswith=prefix).order_by("path").values_list("path", "type")[:MAX_ITEMS])
         seen = {p for p, _ in starts}
-        rest = [r for r in queryset.filter(path__icontains=prefix).order_by("path").values_list("path", "type")[:MAX_ITEMS] if r[0] not in seen]
+        rest = [
+            r
+            for r in queryset.filter(path__icontains=prefix).order_by("path").values_list("path", "type")[:MAX_ITEMS]
+            if r[0] not in seen
+        ]
         rows = starts + rest
     else:
         rows = list(queryset.order_by("path").values_list("path", "type")[:MAX_ITEMS])
     items += [{"label": p, "insert": p if _plain_path(p) else f"`{p}`", "detail": t} for p, t in rows]
     items.sort(key=lambda i: (not i["label"].lower().startswith(lowered), i["label"]))
-    items += [{"label": k, "insert": k, "detail": "keyword"} for k in ("not", "exists") if k.startswith(lowered) and prefix]
+    items += [
+        {"label": k, "insert": k, "detail": "keyword"} for k in ("not", "exists") if k.startswith(lowered) and prefix
+    ]
     return _items("path", start, end, items)
 
 
@@ -99,7 +127,11 @@ def _operators(project, path: str, prefix: str, start: int, end: int) -> dict:
         operators += [o for o in OPERATORS_BY_TYPE.get(t, []) if o not in operators]
     if not types:
         operators = ["="]
-    items = [{"label": o, "insert": o, "detail": "/".join(sorted(types)) or "unknown field"} for o in operators if o.startswith(prefix.lower())]
+    items = [
+        {"label": o, "insert": o, "detail": "/".join(sorted(types)) or "unknown field"}
+        for o in operators
+        if o.startswith(prefix.lower())
+    ]
     return _items("operator", start, end, items)
 
 
@@ -108,10 +140,20 @@ def _values(project, path: str | None, prefix: str, start: int, end: int) -> dic
         return _items("value", start, end, [])
     if path in SYS_COLUMNS:
         if path == "sys/failed":
-            return _items("value", start, end, [{"label": v, "insert": v, "detail": "bool"} for v in ("true", "false") if v.startswith(prefix)])
+            return _items(
+                "value",
+                start,
+                end,
+                [{"label": v, "insert": v, "detail": "bool"} for v in ("true", "false") if v.startswith(prefix)],
+            )
         if path in ("sys/state",):
             states = ["running", "finished", "failed", "aborted"]
-            return _items("value", start, end, [{"label": s, "insert": f'"{s}"', "detail": "string"} for s in states if s.startswith(prefix)])
+            return _items(
+                "value",
+                start,
+                end,
+                [{"label": s, "insert": f'"{s}"', "detail": "string"} for s in states if s.startswith(prefix)],
+            )
         if path == "sys/owner":
             from django.db.models import F
 
@@ -119,15 +161,25 @@ def _values(project, path: str | None, prefix: str, start: int, end: int) -> dic
 
             rows = (
                 Run.objects.filter(project=project, deleted_at__isnull=True, owner__username__startswith=prefix)
-                .values(username=F("owner__username")).annotate(n=Count("id")).order_by("-n")[:MAX_ITEMS]
+                .values(username=F("owner__username"))
+                .annotate(n=Count("id"))
+                .order_by("-n")[:MAX_ITEMS]
             )
-            return _items("value", start, end, [
-                {"label": r["username"], "insert": _quote(r["username"]), "detail": f"{r['n']} runs"} for r in rows
-            ])
+            return _items(
+                "value",
+                start,
+                end,
+                [{"label": r["username"], "insert": _quote(r["username"]), "detail": f"{r['n']} runs"} for r in rows],
+            )
         return _items("value", start, end, [])
     types = project_types(project, [path]).get(path, set())
     if "bool" in types:
-        return _items("value", start, end, [{"label": v, "insert": v, "detail": "bool"} for v in ("true", "false") if v.startswith(prefix)])
+        return _items(
+            "value",
+            start,
+            end,
+            [{"label": v, "insert": v, "detail": "bool"} for v in ("true", "false") if v.startswith(prefix)],
+        )
     if "string" in types or "string_set" in types:
         if "string_set" in types:
             return _items("value", start, end, _set_values(project, path, prefix))
@@ -136,11 +188,21 @@ def _values(project, path: str | None, prefix: str, start: int, end: int) -> dic
         rows = Attribute.objects.filter(project=project, path=path, string_prefix__isnull=False)
         if prefix:
             rows = rows.filter(string_prefix__startswith=prefix)
-        rows = rows.values("string_prefix").annotate(n=Count("string_prefix")).order_by("-n", "string_prefix")[: MAX_ITEMS * 2]
+        rows = (
+            rows.values("string_prefix")
+            .annotate(n=Count("string_prefix"))
+            .order_by("-n", "string_prefix")[: MAX_ITEMS * 2]
+        )
         values = [r for r in rows if len(r["string_prefix"]) < STRING_INDEX_CHARS][:MAX_ITEMS]
-        return _items("value", start, end, [
-            {"label": r["string_prefix"], "insert": _quote(r["string_prefix"]), "detail": f"{r['n']} runs"} for r in values
-        ])
+        return _items(
+            "value",
+            start,
+            end,
+            [
+                {"label": r["string_prefix"], "insert": _quote(r["string_prefix"]), "detail": f"{r['n']} runs"}
+                for r in values
+            ],
+        )
     return _items("value", start, end, [])
 
 
@@ -148,7 +210,9 @@ def _set_values(project, path, prefix):
     from collections import Counter
 
     counts: Counter = Counter()
-    for values in Attribute.objects.filter(project=project, path=path, type="string_set").values_list("json_value", flat=True)[:20_000]:
+    for values in Attribute.objects.filter(project=project, path=path, type="string_set").values_list(
+        "json_value", flat=True
+    )[:20_000]:
         counts.update(v for v in values or [] if v.startswith(prefix))
     return [{"label": v, "insert": _quote(v), "detail": f"{n} runs"} for v, n in counts.most_common(MAX_ITEMS)]
 

@@ -24,7 +24,9 @@ class ProjectScopedMixin(ScopedUIViewMixin):
         return self._project
 
     def scoped_queryset(self):
-        return Run.objects.for_user(self.request.user, "view").filter(project=self.get_project()).select_related("owner")
+        return (
+            Run.objects.for_user(self.request.user, "view").filter(project=self.get_project()).select_related("owner")
+        )
 
     def get_run(self, run_id: str) -> Run:
         project = self.get_project()
@@ -35,7 +37,9 @@ class ProjectScopedMixin(ScopedUIViewMixin):
         run.project = project
         return run
 
-    def runs_by_ids(self, ids: list[str], limit: int = COMPARE_MAX_RUNS, param: str = "runs", queryset=None) -> list[Run]:
+    def runs_by_ids(
+        self, ids: list[str], limit: int = COMPARE_MAX_RUNS, param: str = "runs", queryset=None
+    ) -> list[Run]:
         """Visible runs of this project by human id (``VIS-3``), in the given order, at most ``limit``;
         ids of other projects are skipped, a run number beyond 64 bits is a 400 naming ``param``.
         ``queryset``: where to look instead of the view's scope (the trash)."""
@@ -46,12 +50,13 @@ class ProjectScopedMixin(ScopedUIViewMixin):
             if ref is not None and ref.number is not None and ref.number not in numbers:
                 numbers.append(ref.number)
         numbers = numbers[:limit]
-        found = {r.number: r for r in (self.get_queryset() if queryset is None else queryset).filter(number__in=numbers)}
+        found = {
+            r.number: r for r in (self.get_queryset() if queryset is None else queryset).filter(number__in=numbers)
+        }
         runs = [found[n] for n in numbers if n in found]
         for run in runs:
             run.project = project
         return runs
-
 
 
 def _int_param(request, name, default=None, lo=None, hi=None):
@@ -72,4 +77,7 @@ def chart_page(request, paths) -> tuple[int, dict]:
     page = int_param(request.GET, "chart_page", 1, minimum=1, maximum=MAX_PAGE) or 1
     start = (page - 1) * CHARTS_PER_PAGE
     rows = list(paths[start : start + CHARTS_PER_PAGE + 1])
-    return page, {"chart_paths": rows[:CHARTS_PER_PAGE], "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None}
+    return page, {
+        "chart_paths": rows[:CHARTS_PER_PAGE],
+        "next_chart_page": page + 1 if len(rows) > CHARTS_PER_PAGE else None,
+    }

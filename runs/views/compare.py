@@ -15,7 +15,16 @@ from ..models import Attribute, AttributeType
 from .base import ProjectScopedMixin, chart_page
 
 RUN_COLORS = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
 ]
 
 
@@ -43,10 +52,15 @@ class CompareView(ProjectScopedMixin, View):
         elif fragment == "plots":
             numeric = self.numeric_paths(runs)
             params = [p for p in numeric if p.startswith(("parameters/", "params/", "config/"))][:4] or numeric[:3]
-            metrics = [p for p in numeric if p.startswith(("eval/", "metrics/", "val/", "test/"))] or [p for p in numeric if p not in params]
+            metrics = [p for p in numeric if p.startswith(("eval/", "metrics/", "val/", "test/"))] or [
+                p for p in numeric if p not in params
+            ]
             context.update(
-                numeric_paths=numeric, default_params=params, default_metric=metrics[0] if metrics else "",
-                default_x=params[0] if params else "", default_y=metrics[0] if metrics else "",
+                numeric_paths=numeric,
+                default_params=params,
+                default_metric=metrics[0] if metrics else "",
+                default_x=params[0] if params else "",
+                default_y=metrics[0] if metrics else "",
             )
         else:
             context.update(self.chart_page(runs))
@@ -102,14 +116,21 @@ class CompareView(ProjectScopedMixin, View):
             "only_diff": only_diff,
             "diff_q": query,
             "diff_toggle_url": "?" + urlencode({**base, "all": "" if not only_diff else "1"}),
-            "diff_prev_url": "?" + urlencode({**base, "diff_page": page.previous_page_number()}) if page.has_previous() else "",
+            "diff_prev_url": "?" + urlencode({**base, "diff_page": page.previous_page_number()})
+            if page.has_previous()
+            else "",
             "diff_next_url": "?" + urlencode({**base, "diff_page": page.next_page_number()}) if page.has_next() else "",
         }
 
     def numeric_paths(self, runs):
         return list(
-            Attribute.objects.filter(run__in=runs, type__in=[AttributeType.INT, AttributeType.FLOAT, AttributeType.FLOAT_SERIES, AttributeType.BOOL])
-            .values_list("path", flat=True).distinct().order_by("path")[:2000]
+            Attribute.objects.filter(
+                run__in=runs,
+                type__in=[AttributeType.INT, AttributeType.FLOAT, AttributeType.FLOAT_SERIES, AttributeType.BOOL],
+            )
+            .values_list("path", flat=True)
+            .distinct()
+            .order_by("path")[:2000]
         )
 
     def values(self, runs):
@@ -125,7 +146,11 @@ class CompareView(ProjectScopedMixin, View):
             if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
                 value = None
             by_run[attr.run_id][attr.path] = value if isinstance(value, (int, float)) else None
-        return JsonResponse({
-            "paths": paths,
-            "runs": [{"id": r.human_id, "color": r.color, "values": [by_run[r.pk].get(p) for p in paths]} for r in runs],
-        })
+        return JsonResponse(
+            {
+                "paths": paths,
+                "runs": [
+                    {"id": r.human_id, "color": r.color, "values": [by_run[r.pk].get(p) for p in paths]} for r in runs
+                ],
+            }
+        )

@@ -40,7 +40,9 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         run = self.object
         fragment = self.request.GET.get("fragment")
         query = self.request.GET.get("q", "").strip()
-        context.update(project=self.get_project(), query=query, can_write=permissions.can(self.request.user, "write", run.project))
+        context.update(
+            project=self.get_project(), query=query, can_write=permissions.can(self.request.user, "write", run.project)
+        )
         context.update(header_context(run))
         if fragment == "header" and self.request.htmx:
             return context
@@ -84,7 +86,9 @@ class RunDetailView(ProjectScopedMixin, DetailView):
             monitoring_count=monitoring_count,
             string_series=types.get(AttributeType.STRING_SERIES, [])[:50],
             image_series=types.get(AttributeType.FILE_SERIES, [])[:20],
-            file_fields=self.file_fields(run, types.get(AttributeType.FILE, []) + types.get(AttributeType.FILE_SET, [])),
+            file_fields=self.file_fields(
+                run, types.get(AttributeType.FILE, []) + types.get(AttributeType.FILE_SET, [])
+            ),
             source=self.prefixed_values(run, "source_code/"),
             environment=self.prefixed_values(run, "environment/", limit=40),
         )
@@ -97,7 +101,11 @@ class RunDetailView(ProjectScopedMixin, DetailView):
     def chart_page(self, run):
         monitoring = self.request.GET.get("group") == "monitoring"
         attrs = Attribute.objects.filter(run=run, type=AttributeType.FLOAT_SERIES)
-        attrs = attrs.filter(path__startswith="monitoring/") if monitoring else attrs.exclude(path__startswith="monitoring/")
+        attrs = (
+            attrs.filter(path__startswith="monitoring/")
+            if monitoring
+            else attrs.exclude(path__startswith="monitoring/")
+        )
         _, context = chart_page(self.request, attrs.order_by("path").values_list("path", "count"))
         return {**context, "chart_group": "monitoring" if monitoring else ""}
 
@@ -119,16 +127,30 @@ class RunDetailView(ProjectScopedMixin, DetailView):
 
     def file_fields(self, run, paths):
         paths = paths[:50]
-        entries = FileEntry.objects.filter(attribute__run=run, attribute__path__in=paths).select_related("attribute").order_by("attribute__path", "relpath")[:200]
+        entries = (
+            FileEntry.objects.filter(attribute__run=run, attribute__path__in=paths)
+            .select_related("attribute")
+            .order_by("attribute__path", "relpath")[:200]
+        )
         out = []
         for entry in entries:
-            out.append({"path": entry.attribute.path, "relpath": entry.relpath, "name": entry.name or entry.relpath or entry.attribute.path, "size": entry.size, "mime_type": entry.mime_type})
+            out.append(
+                {
+                    "path": entry.attribute.path,
+                    "relpath": entry.relpath,
+                    "name": entry.name or entry.relpath or entry.attribute.path,
+                    "size": entry.size,
+                    "mime_type": entry.mime_type,
+                }
+            )
         return out
 
     def prefixed_values(self, run, prefix, limit=20):
         return [
             {"path": a.path, "type": a.type, "value": attribute_value(a)}
-            for a in Attribute.objects.filter(run=run, path__startswith=prefix).exclude(type__in=[AttributeType.FLOAT_SERIES, AttributeType.FILE_SERIES]).order_by("path")[:limit]
+            for a in Attribute.objects.filter(run=run, path__startswith=prefix)
+            .exclude(type__in=[AttributeType.FLOAT_SERIES, AttributeType.FILE_SERIES])
+            .order_by("path")[:limit]
         ]
 
 
@@ -159,7 +181,12 @@ def header_context(run) -> dict:
         if path == "sys/tags":
             tags = json_value or []
     commit = rows.get("source_code/git/commit")
-    return {"tags": tags, "duration": table.format_duration(run.running_time), "commit": commit, "commit_url": commit_url(rows.get("source_code/git/remote_url"), commit)}
+    return {
+        "tags": tags,
+        "duration": table.format_duration(run.running_time),
+        "commit": commit,
+        "commit_url": commit_url(rows.get("source_code/git/remote_url"), commit),
+    }
 
 
 def commit_url(remote: str | None, commit: str | None) -> str | None:
@@ -180,7 +207,6 @@ def _clean(values):
     return [None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v for v in values]
 
 
-
 class ChartDataView(ProjectScopedMixin, View):
     """Downsampled float series of one or more runs for a chart: min/max envelope, mean, last per bucket.
 
@@ -196,7 +222,9 @@ class ChartDataView(ProjectScopedMixin, View):
         to_step = _int_param(request, "to_step")
         with_time = request.GET.get("x") == "time"
         envelope = request.GET.get("envelope") != "0"
-        attrs = {a.run_id: a for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES)}
+        attrs = {
+            a.run_id: a for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES)
+        }
         out = []
         for run in runs:
             attr = attrs.get(run.pk)
@@ -226,7 +254,9 @@ class RunLogView(ProjectScopedMixin, View):
 
     def get(self, request, workspace, project, run_id):
         run = self.get_run(run_id)
-        attr = Attribute.objects.filter(run=run, path=request.GET.get("path", ""), type=AttributeType.STRING_SERIES).first()
+        attr = Attribute.objects.filter(
+            run=run, path=request.GET.get("path", ""), type=AttributeType.STRING_SERIES
+        ).first()
         if attr is None:
             raise Http404("no such string series")
         points = StringPoint.objects.filter(series=attr)
@@ -234,7 +264,14 @@ class RunLogView(ProjectScopedMixin, View):
         if query:
             points = points.filter(value__icontains=query)
         lines = list(points.order_by("-step").values_list("step", "value")[:LOG_LINES])[::-1]
-        context = {"run": run, "project": self.get_project(), "attr": attr, "lines": lines, "log_q": query, "truncated": attr.count > len(lines) and not query}
+        context = {
+            "run": run,
+            "project": self.get_project(),
+            "attr": attr,
+            "lines": lines,
+            "log_q": query,
+            "truncated": attr.count > len(lines) and not query,
+        }
         return TemplateResponse(request, "runs/run_detail.html#log", context)
 
 
@@ -244,6 +281,8 @@ class RunGalleryView(ProjectScopedMixin, View):
     def get(self, request, workspace, project, run_id):
         run = self.get_run(run_id)
         attr = get_object_or_404(Attribute, run=run, path=request.GET.get("path", ""), type=AttributeType.FILE_SERIES)
-        steps = list(FileEntry.objects.filter(attribute=attr).order_by("-step").values_list("step", flat=True)[:2000])[::-1]
+        steps = list(FileEntry.objects.filter(attribute=attr).order_by("-step").values_list("step", flat=True)[:2000])[
+            ::-1
+        ]
         context = {"run": run, "project": self.get_project(), "attr": attr, "steps": steps, "steps_json": steps}
         return TemplateResponse(request, "runs/run_detail.html#gallery", context)

@@ -21,15 +21,41 @@ PREVIEW_TEXT_BYTES = 512 * 1024
 CSV_PREVIEW_ROWS = 50
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml", "image/bmp"}
 CODE_EXTENSIONS = {
-    ".py", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".sh", ".txt", ".md", ".js", ".ts", ".c", ".h", ".cpp",
-    ".rs", ".go", ".java", ".sql", ".r", ".jl", ".log", ".xml", ".css", ".rst", ".diff", ".patch",
+    ".py",
+    ".yaml",
+    ".yml",
+    ".json",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".sh",
+    ".txt",
+    ".md",
+    ".js",
+    ".ts",
+    ".c",
+    ".h",
+    ".cpp",
+    ".rs",
+    ".go",
+    ".java",
+    ".sql",
+    ".r",
+    ".jl",
+    ".log",
+    ".xml",
+    ".css",
+    ".rst",
+    ".diff",
+    ".patch",
 }
-
 
 
 def _file_entry(run, request) -> FileEntry:
     attr = get_object_or_404(
-        Attribute, run=run, path=request.GET.get("path", ""),
+        Attribute,
+        run=run,
+        path=request.GET.get("path", ""),
         type__in=[AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES],
     )
     entries = FileEntry.objects.filter(attribute=attr).select_related("blob")
@@ -64,8 +90,13 @@ class RunFileRawView(ProjectScopedMixin, View):
         if content_type == "application/octet-stream":
             content_type = mimetypes.guess_type(_entry_name(entry))[0] or content_type
         return ranged_response(
-            request, open_blob(entry.blob.storage_key), size=entry.size, content_type=content_type,
-            filename=_entry_name(entry), inline=True, csp=RAW_FILE_CSP,
+            request,
+            open_blob(entry.blob.storage_key),
+            size=entry.size,
+            content_type=content_type,
+            filename=_entry_name(entry),
+            inline=True,
+            csp=RAW_FILE_CSP,
         )
 
 
@@ -82,7 +113,9 @@ def _preview_kind(name: str, mime: str, size: int) -> str:
         return "notebook"
     if ext in (".csv", ".tsv") or mime == "text/csv":
         return "csv"
-    if size <= PREVIEW_TEXT_BYTES and (ext in CODE_EXTENSIONS or mime.startswith("text/") or mime in ("application/json", "application/x-yaml")):
+    if size <= PREVIEW_TEXT_BYTES and (
+        ext in CODE_EXTENSIONS or mime.startswith("text/") or mime in ("application/json", "application/x-yaml")
+    ):
         return "code"
     return "none"
 
@@ -102,7 +135,11 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             query["step"] = entry.step
         base = reverse("runs:run_detail", args=[workspace, project, run_id])
         context = {
-            "run": run, "project": self.get_project(), "entry": entry, "name": name, "kind": kind,
+            "run": run,
+            "project": self.get_project(),
+            "entry": entry,
+            "name": name,
+            "kind": kind,
             "raw_url": f"{base}raw?{urlencode(query)}",
             "download_url": reverse("run-file-download", kwargs={"run_ref": str(run.uuid)}) + f"?{urlencode(query)}",
         }
@@ -110,7 +147,11 @@ class RunFilePreviewView(ProjectScopedMixin, View):
         from ..models import BlobInfo, BlobPreview
 
         visible = processing.processed_for(entry.blob_id, run.project_id)  # nothing learnt from other projects' uploads
-        failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first() if visible else None
+        failure = (
+            BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first()
+            if visible
+            else None
+        )
         if failure and kind in ("image", "notebook", "video"):
             # processing refused the file or could not read it (runs.processing): it is offered for download only
             context["preview_error"] = failure
@@ -119,10 +160,15 @@ class RunFilePreviewView(ProjectScopedMixin, View):
             # (runs.processing) and served by the API (HTML sandboxed)
             preview = "html" if kind == "notebook" else "poster"
             if visible and BlobPreview.objects.filter(blob=entry.blob, kind=preview).exists():
-                url = reverse("run-file-preview", kwargs={"run_ref": str(run.uuid)}) + f"?{urlencode({**query, 'kind': preview})}"
+                url = (
+                    reverse("run-file-preview", kwargs={"run_ref": str(run.uuid)})
+                    + f"?{urlencode({**query, 'kind': preview})}"
+                )
                 context["notebook_url" if kind == "notebook" else "poster_url"] = url
         elif kind == "csv":
-            context["csv_rows"], context["csv_more"] = _csv_rows(entry, delimiter="\t" if name.lower().endswith(".tsv") else ",")
+            context["csv_rows"], context["csv_more"] = _csv_rows(
+                entry, delimiter="\t" if name.lower().endswith(".tsv") else ","
+            )
         elif kind == "code":
             context["code_html"] = _highlight(entry, name)
         return TemplateResponse(request, "runs/run_detail.html#preview", context)

@@ -68,7 +68,13 @@ class TableState:
         self.first_page = params.get("first", "")
 
     def params(self, **override) -> list[tuple[str, str]]:
-        values = {"c": self.paths, "sort": self.sort_param, "q": self.query, "group": self.group_by, "per": str(self.per_page)}
+        values = {
+            "c": self.paths,
+            "sort": self.sort_param,
+            "q": self.query,
+            "group": self.group_by,
+            "per": str(self.per_page),
+        }
         values.update(override)
         out = []
         for key, value in values.items():
@@ -88,7 +94,11 @@ class RunListView(ProjectScopedMixin, View):
     template_name = "runs/run_list.html"
 
     def saved_views(self):
-        return SavedView.objects.for_user(self.request.user, "view").filter(project=self.get_project()).select_related("owner")
+        return (
+            SavedView.objects.for_user(self.request.user, "view")
+            .filter(project=self.get_project())
+            .select_related("owner")
+        )
 
     def state(self, params) -> TableState:
         saved = None
@@ -105,8 +115,16 @@ class RunListView(ProjectScopedMixin, View):
         group_by = [state.group_by] if state.group_by else []
         aggregates = []
         try:
-            rq = RunQuery(self.request.user, project, query=state.query, sort=sort, columns=state.paths, group_by=group_by)
-            numeric = [c["path"] for c in rq.column_types() if c["path"] not in table.SYS_COLUMNS and c["type"] and set(c["type"].split("/")) <= {"int", "float", "float_series"}]
+            rq = RunQuery(
+                self.request.user, project, query=state.query, sort=sort, columns=state.paths, group_by=group_by
+            )
+            numeric = [
+                c["path"]
+                for c in rq.column_types()
+                if c["path"] not in table.SYS_COLUMNS
+                and c["type"]
+                and set(c["type"].split("/")) <= {"int", "float", "float_series"}
+            ]
             aggregates = numeric[:4]
             if group_by and aggregates:
                 rq.aggregates = aggregates
@@ -202,7 +220,9 @@ class RunListView(ProjectScopedMixin, View):
             # infinite scroll: the row after the last one loads the next page when it scrolls into view
             "more_rows_url": f"{next_url}&first={first_page}&fragment=rows" if next_url else "",
             "per_page_urls": [(n, state.url(per=str(n))) for n in table.PAGE_SIZES],
-            "suggest_url": reverse("run-suggest") + "?" + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
+            "suggest_url": reverse("run-suggest")
+            + "?"
+            + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
             "can_write": permissions.can(self.request.user, "write", project),
         }
 
@@ -220,13 +240,21 @@ class RunListView(ProjectScopedMixin, View):
             value = group["key"][0]
             aggs = [
                 f"{path} avg {table.fmt_number(a['avg'])} (min {table.fmt_number(a['min'])}, max {table.fmt_number(a['max'])})"
-                for path, a in group["aggregates"].items() if a["avg"] is not None
+                for path, a in group["aggregates"].items()
+                if a["avg"] is not None
             ]
-            out.append({
-                "value": value, "count": group["count"], "aggregates": aggs, "rows": rows[start : start + len(runs)],
-                "more": group["count"] - len(runs),
-                "more_url": group_more_url(state, group["key"], len(runs), group["count"]) if group["count"] > len(runs) else "",
-            })
+            out.append(
+                {
+                    "value": value,
+                    "count": group["count"],
+                    "aggregates": aggs,
+                    "rows": rows[start : start + len(runs)],
+                    "more": group["count"] - len(runs),
+                    "more_url": group_more_url(state, group["key"], len(runs), group["count"])
+                    if group["count"] > len(runs)
+                    else "",
+                }
+            )
             start += len(runs)
         return out
 
@@ -239,7 +267,11 @@ class RunListView(ProjectScopedMixin, View):
             key = json.loads(request.GET.get("gk", ""))
         except ValueError:
             key = None
-        if not isinstance(key, list) or len(key) != 1 or not all(v is None or isinstance(v, (str, int, float, bool)) for v in key):
+        if (
+            not isinstance(key, list)
+            or len(key) != 1
+            or not all(v is None or isinstance(v, (str, int, float, bool)) for v in key)
+        ):
             return HttpResponse("gk must be the group's key: a JSON list of one value", status=400)
         offset = _int_param(request, "goff", 0, 0)
         total = _int_param(request, "gn", 0, 0)
@@ -297,7 +329,9 @@ class RunListView(ProjectScopedMixin, View):
         if query_error:
             with query_budget():
                 total = RunQuery(request.user, self.get_project(), columns=["sys/id"]).count()
-        return TemplateResponse(request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error})
+        return TemplateResponse(
+            request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error}
+        )
 
     def live_rows(self, request, state: TableState):
         """Fresh rows of the given (running) runs, swapped in out of band by the table's poller."""
@@ -388,7 +422,9 @@ class SavedViewView(ProjectScopedMixin, View):
         project_obj = self.get_project()
         if request.POST.get("delete"):
             view_id = int_param(request.POST, "delete", minimum=1)
-            view = get_object_or_404(SavedView.objects.for_user(request.user, "view").filter(project=project_obj), pk=view_id)
+            view = get_object_or_404(
+                SavedView.objects.for_user(request.user, "view").filter(project=project_obj), pk=view_id
+            )
             services.delete_view(request.user, view)
             target = reverse("runs:run_list", args=[workspace, project])
         else:
@@ -399,8 +435,14 @@ class SavedViewView(ProjectScopedMixin, View):
             widths = data["widths"]
             columns = [{"path": p, "width": widths.get(p)} for p in table.parse_columns(data["c"])]
             view = services.save_view(
-                request.user, project_obj, name=data["name"], shared=data["shared"], columns=columns,
-                query=data["q"], sort=data["sort"], group_by=data["group"],
+                request.user,
+                project_obj,
+                name=data["name"],
+                shared=data["shared"],
+                columns=columns,
+                query=data["q"],
+                sort=data["sort"],
+                group_by=data["group"],
             )
             target = reverse("runs:run_list", args=[workspace, project]) + f"?view={view.pk}"
         if request.htmx:

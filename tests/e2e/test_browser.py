@@ -32,19 +32,44 @@ def world(django_user_model):
     sweep = [("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.001), ("adamw", 0.003)]
     for index, (optimizer, lr) in enumerate(sweep):
         run, _ = services.create_run(owner, project, name=f"{optimizer}-lr{lr}", tags=["sweep"] if index % 2 else [])
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
-            {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr, "seed": 7}},
-            {"op": "assign", "path": "eval/acc", "value": 0.6 + index / 20},
-            {"op": "append", "path": "train/loss", "values": [math.exp(-s / (300 + 50 * index)) + (0.3 if s % 97 == 0 else 0) for s in range(3000)]},
-            {"op": "append", "path": "train/acc", "values": [1 - math.exp(-s / 400) for s in range(3000)]},
-        ])
+        services.apply_batch(
+            run.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[
+                {"op": "assign", "path": "parameters", "value": {"optimizer": optimizer, "lr": lr, "seed": 7}},
+                {"op": "assign", "path": "eval/acc", "value": 0.6 + index / 20},
+                {
+                    "op": "append",
+                    "path": "train/loss",
+                    "values": [math.exp(-s / (300 + 50 * index)) + (0.3 if s % 97 == 0 else 0) for s in range(3000)],
+                },
+                {"op": "append", "path": "train/acc", "values": [1 - math.exp(-s / 400) for s in range(3000)]},
+            ],
+        )
         if index < 4:
             services.update_run(owner, run, state="finished")
         if index >= 3:
             # the last two runs tracked the same data set (what the client's track_files records)
-            services.apply_batch(run.owner, run, stream="track", seq=0, raw_ops=[
-                {"op": "assign", "path": "data/train", "value": {"hash": "ab12" * 16, "size": 52_428_800, "file_count": 1200, "location": "file:///data/imagenet-subset"}},
-            ])
+            services.apply_batch(
+                run.owner,
+                run,
+                stream="track",
+                seq=0,
+                raw_ops=[
+                    {
+                        "op": "assign",
+                        "path": "data/train",
+                        "value": {
+                            "hash": "ab12" * 16,
+                            "size": 52_428_800,
+                            "file_count": 1200,
+                            "location": "file:///data/imagenet-subset",
+                        },
+                    },
+                ],
+            )
     return project
 
 
@@ -205,9 +230,19 @@ def test_run_table_scrolls_into_more_rows_and_groups_load_more(page, live_server
     project = project_services.create_project(owner, workspace, "vision", key="VIS")
     for index in range(60):
         run, _ = services.create_run(owner, project, name=f"r{index:02d}")
-        services.apply_batch(run.owner, run, stream="s", seq=0, raw_ops=[
-            {"op": "assign", "path": "parameters", "value": {"optimizer": "adam" if index < 45 else "sgd", "lr": index / 100}},
-        ])
+        services.apply_batch(
+            run.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[
+                {
+                    "op": "assign",
+                    "path": "parameters",
+                    "value": {"optimizer": "adam" if index < 45 else "sgd", "lr": index / 100},
+                },
+            ],
+        )
     login(page, live_server)
     page.goto(f"{live_server.url}/w/acme/vision/?per=25&c=sys/id&c=sys/name&c=parameters/lr&sort=-parameters/lr")
     expect(body_rows(page).first).to_contain_text("r59")
@@ -233,7 +268,9 @@ def test_run_table_scrolls_into_more_rows_and_groups_load_more(page, live_server
     expect(page.locator(f"#row-{late.pk}")).to_be_visible()
 
     # grouped: an expanded group loads its next runs in the table's order
-    page.goto(f"{live_server.url}/w/acme/vision/?per=25&c=sys/id&c=sys/name&c=parameters/lr&sort=-parameters/lr&group=parameters/optimizer")
+    page.goto(
+        f"{live_server.url}/w/acme/vision/?per=25&c=sys/id&c=sys/name&c=parameters/lr&sort=-parameters/lr&group=parameters/optimizer"
+    )
     adam = page.locator("tbody.group").first
     expect(adam.locator("tr.group-head")).to_contain_text("45 runs")
     expect(adam.locator("tr[data-url]")).to_have_count(20)

@@ -1,9 +1,9 @@
 """runstore: the Python client of Runstore, a self-hosted ML experiment tracker.
 
-    import runstore
-    with runstore.init_run(project="acme/vision") as run:
-        run["parameters"] = {"lr": 0.01}
-        run["train/loss"].append(0.42)
+import runstore
+with runstore.init_run(project="acme/vision") as run:
+    run["parameters"] = {"lr": 0.01}
+    run["train/loss"].append(0.42)
 """
 
 from .exceptions import (

@@ -42,7 +42,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 raise RunstoreError("no server URL: pass --url or set RUNSTORE_URL")
             sender = Sender(qdir, Api(url, token(args.api_token)))
             records, points = qdir.pending()
-            label = meta.get("run_id") or meta.get("run_ref") or (meta.get("create") or {}).get("name") or qdir.path.name
+            label = (
+                meta.get("run_id") or meta.get("run_ref") or (meta.get("create") or {}).get("name") or qdir.path.name
+            )
             progress = Progress(f"{label}", total=max(1, records), force=not args.quiet and sys.stderr.isatty())
             done = 0
 

@@ -97,7 +97,11 @@ def image_png(image: Any) -> bytes:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise TypeError(f"an image array must be H×W, H×W×3 or H×W×4, got shape {array.shape}")
     if array.dtype != np.uint8:
-        array = np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255.0 if array.dtype.kind == "f" else np.clip(array, 0, 255)
+        array = (
+            np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255.0
+            if array.dtype.kind == "f"
+            else np.clip(array, 0, 255)
+        )
         array = array.astype(np.uint8)
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()

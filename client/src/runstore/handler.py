@@ -234,7 +234,9 @@ class Handler:
 
         Nothing is written outside ``destination``: a file whose stored name would climb out of it is
         skipped (or saved under a plain name) and counted in ``run.status()["errors"]``."""
-        target: Path = self._run._reader().download(self._path, destination, step=step, on_refused=self._run._stats.error)
+        target: Path = self._run._reader().download(
+            self._path, destination, step=step, on_refused=self._run._stats.error
+        )
         return target
 
     def exists(self) -> bool:

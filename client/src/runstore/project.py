@@ -59,7 +59,12 @@ class Project:
         return dict(self._api.call("GET", f"workspaces/{workspace}/projects/{slug}/"))
 
     def _runs(
-        self, query: str | None, state: str | None, limit: int | None, sort: str | None = None, columns: list[str] | None = None
+        self,
+        query: str | None,
+        state: str | None,
+        limit: int | None,
+        sort: str | None = None,
+        columns: list[str] | None = None,
     ) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
         """Pages of the server's query engine: (run, {column: type}) pairs."""
         offset, page_size, seen = 0, 200 if limit is None else max(1, min(limit, 1000)), 0

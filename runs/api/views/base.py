@@ -60,8 +60,12 @@ class RunScopedView(ScopedGenericAPIView):
             raise Http404(f"run {run.human_id} has no field {path!r}")
         if types and attr.type not in types:
             raise ApiError(
-                409, "wrong_type", f"field {path!r} is a {attr.type}, not a {' or '.join(sorted(types))}",
-                field="path", path=path, stored_type=attr.type,
+                409,
+                "wrong_type",
+                f"field {path!r} is a {attr.type}, not a {' or '.join(sorted(types))}",
+                field="path",
+                path=path,
+                stored_type=attr.type,
             )
         return attr
 
@@ -69,7 +73,9 @@ class RunScopedView(ScopedGenericAPIView):
         """The file a request names: ``path``, plus ``relpath`` for a file set or ``step`` for a file series."""
         query = self.query(FileQuerySerializer)
         run = self.get_run()
-        attr = self.get_attribute(run, query["path"], {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES})
+        attr = self.get_attribute(
+            run, query["path"], {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES}
+        )
         entries = FileEntry.objects.filter(attribute=attr).select_related("blob")
         if attr.type == AttributeType.FILE_SET:
             if not query.get("relpath"):
@@ -98,7 +104,11 @@ class RunScopedView(ScopedGenericAPIView):
 
 def _query_error(exc, field="query"):
     return ApiError(
-        400, "invalid_query", str(exc), field=getattr(exc, "field", None) or field, position=exc.position,
+        400,
+        "invalid_query",
+        str(exc),
+        field=getattr(exc, "field", None) or field,
+        position=exc.position,
         expected=getattr(exc, "expected", None),
     )
 
@@ -113,7 +123,11 @@ def _query_answer(fn, field="query"):
         raise _query_error(exc, field) from None
     except QueryTimeout as exc:
         raise ApiError(
-            503, "query_timeout", exc.message, field="query", timeout_ms=exc.budget_ms,
+            503,
+            "query_timeout",
+            exc.message,
+            field="query",
+            timeout_ms=exc.budget_ms,
             headers={"Retry-After": str(retry_after_seconds())},
         ) from None
 
@@ -136,7 +150,8 @@ def _query_params(request, serializer_class=None):
 
 def _run_query(user, params, project, **extra) -> RunQuery:
     return RunQuery(
-        user, project,
+        user,
+        project,
         query=params.get("query", "") or "",
         sort=parse_list(params.get("sort")) or ["-sys/creation_time"],
         columns=parse_list(params.get("columns")),
@@ -155,7 +170,9 @@ def _group_key(raw):
     try:
         value = json.loads(raw)
     except (json.JSONDecodeError, ValueError):
-        raise ApiError(400, "invalid", "group: must be a JSON list with one value per group_by field", field="group") from None
+        raise ApiError(
+            400, "invalid", "group: must be a JSON list with one value per group_by field", field="group"
+        ) from None
     if not isinstance(value, list):
         raise ApiError(400, "invalid", "group: must be a JSON list", field="group")
     return value

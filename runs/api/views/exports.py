@@ -1,6 +1,5 @@
 """Exports of projects and runs to ZIP archives."""
 
-
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -24,10 +23,16 @@ from ..serializers import (
 
 def export_json(request, export: Export) -> dict:
     body = {
-        "id": str(export.pk), "project": export.project.full_name,
-        "run": export.run.human_id if export.run_id else None, "state": export.state,
-        "progress": export.progress, "total": export.total, "size": export.size or None,
-        "error": export.error or None, "created_at": export.created_at, "finished_at": export.finished_at,
+        "id": str(export.pk),
+        "project": export.project.full_name,
+        "run": export.run.human_id if export.run_id else None,
+        "state": export.state,
+        "progress": export.progress,
+        "total": export.total,
+        "size": export.size or None,
+        "error": export.error or None,
+        "created_at": export.created_at,
+        "finished_at": export.finished_at,
         "download_url": None,
     }
     if export.state == "done":
@@ -37,7 +42,9 @@ def export_json(request, export: Export) -> dict:
 
 class ExportScopedView(ScopedGenericAPIView):
     def scoped_queryset(self):
-        return Export.objects.for_user(self.request.user, "view").select_related("project", "project__workspace", "run", "run__project")
+        return Export.objects.for_user(self.request.user, "view").select_related(
+            "project", "project__workspace", "run", "run__project"
+        )
 
     def get_export(self, export_id) -> Export:
         export = self.get_queryset().filter(pk=export_id).first()
@@ -67,7 +74,9 @@ class ExportListView(ExportScopedView):
         return Response(export_json(request, export), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("project", str, required=True)], responses=ExportListSerializer, operation_id="exports_list"
+        parameters=[OpenApiParameter("project", str, required=True)],
+        responses=ExportListSerializer,
+        operation_id="exports_list",
     )
     def get(self, request):
         project = resolve_project(request.user, request.query_params.get("project") or "")
@@ -91,5 +100,13 @@ class ExportDownloadView(ExportScopedView):
         if storage.is_s3() and request.query_params.get("redirect") == "1":
             from django.http import HttpResponseRedirect
 
-            return HttpResponseRedirect(storage.presigned_get(export.storage_key, filename=name, content_type="application/zip"))
-        return ranged_response(request, storage.open_blob(export.storage_key), size=export.size, content_type="application/zip", filename=name)
+            return HttpResponseRedirect(
+                storage.presigned_get(export.storage_key, filename=name, content_type="application/zip")
+            )
+        return ranged_response(
+            request,
+            storage.open_blob(export.storage_key),
+            size=export.size,
+            content_type="application/zip",
+            filename=name,
+        )

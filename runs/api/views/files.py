@@ -1,7 +1,6 @@
 """File endpoints: uploads (through Runstore or straight to S3), file lists and downloads, presigned
 URLs, processing results and previews."""
 
-
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -35,8 +34,9 @@ from .base import RunScopedView
 
 # HTML previews (notebooks, highlighted source) run no script, load nothing from elsewhere, and are
 # framed by Runstore's own pages only (the run page's sandboxed iframe).
-PREVIEW_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'"
-
+PREVIEW_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; frame-ancestors 'self'"
+)
 
 
 class UploadView(RunScopedView):
@@ -45,7 +45,12 @@ class UploadView(RunScopedView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "sha256": {"type": "string"}}}},
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}, "sha256": {"type": "string"}},
+            }
+        },
         responses={201: UploadResultSerializer},
     )
     def post(self, request, run_ref):
@@ -59,7 +64,12 @@ class UploadView(RunScopedView):
             uploaded.expected_sha256 = expected
         blob = services.store_upload(request.user, run, uploaded)
         # What this caller sent, never what the shared blob row says (another project may have made it).
-        body = {"sha256": blob.sha256, "size": uploaded.size, "name": services.upload_name(uploaded), "mime_type": services.upload_mime_type(uploaded)}
+        body = {
+            "sha256": blob.sha256,
+            "size": uploaded.size,
+            "name": services.upload_name(uploaded),
+            "mime_type": services.upload_mime_type(uploaded),
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -70,18 +80,24 @@ class FileListView(RunScopedView):
         run = self.get_run()
         attr = self.get_attribute(run, path, {AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES})
         entries = FileEntry.objects.filter(attribute=attr).order_by("step", "relpath")[:10_000]
-        return Response({
-            "path": attr.path,
-            "type": attr.type,
-            "files": [
-                # Names and relpaths are safe to write into a folder, also those stored before the rules.
-                {
-                    "relpath": safe_relpath(e.relpath), "step": e.step, "name": safe_file_name(e.name, fallback=""),
-                    "size": e.size, "sha256": e.blob_id, "mime_type": e.mime_type,
-                }
-                for e in entries
-            ],
-        })
+        return Response(
+            {
+                "path": attr.path,
+                "type": attr.type,
+                "files": [
+                    # Names and relpaths are safe to write into a folder, also those stored before the rules.
+                    {
+                        "relpath": safe_relpath(e.relpath),
+                        "step": e.step,
+                        "name": safe_file_name(e.name, fallback=""),
+                        "size": e.size,
+                        "sha256": e.blob_id,
+                        "mime_type": e.mime_type,
+                    }
+                    for e in entries
+                ],
+            }
+        )
 
 
 class FileDownloadView(RunScopedView):
@@ -91,10 +107,12 @@ class FileDownloadView(RunScopedView):
     def get(self, request, run_ref):
         run, attr, entry = self.get_file_entry()
         return ranged_response(
-            request, open_blob(entry.blob.storage_key), size=entry.size, content_type=entry.mime_type,
+            request,
+            open_blob(entry.blob.storage_key),
+            size=entry.size,
+            content_type=entry.mime_type,
             filename=entry_file_name(entry, attr.path),
         )
-
 
 
 class FileEntryView(RunScopedView):
@@ -115,10 +133,14 @@ class FileUrlView(FileEntryView):
     def get(self, request, run_ref):
         run, attr, entry = self.get_entry()
         if storage.is_s3():
-            url = storage.presigned_get(entry.blob.storage_key, filename=self.filename(attr, entry), content_type=entry.mime_type)
+            url = storage.presigned_get(
+                entry.blob.storage_key, filename=self.filename(attr, entry), content_type=entry.mime_type
+            )
             return Response({"url": url, "expires_in": storage.url_expiry(), "direct": True, "size": entry.size})
         url = request.build_absolute_uri(reverse("run-file-download", kwargs={"run_ref": run_ref}))
-        return Response({"url": f"{url}?{request.GET.urlencode()}", "expires_in": None, "direct": False, "size": entry.size})
+        return Response(
+            {"url": f"{url}?{request.GET.urlencode()}", "expires_in": None, "direct": False, "size": entry.size}
+        )
 
 
 class FileInfoView(FileEntryView):
@@ -127,10 +149,15 @@ class FileInfoView(FileEntryView):
     @extend_schema(parameters=[FileQuerySerializer], responses=FileInfoSerializer)
     def get(self, request, run_ref):
         run, attr, entry = self.get_entry()
-        return Response({
-            "path": attr.path, "sha256": entry.blob_id, "size": entry.size, "mime_type": entry.mime_type,
-            "processing": processing.blob_summary(entry.blob, run.project_id),
-        })
+        return Response(
+            {
+                "path": attr.path,
+                "sha256": entry.blob_id,
+                "size": entry.size,
+                "mime_type": entry.mime_type,
+                "processing": processing.blob_summary(entry.blob, run.project_id),
+            }
+        )
 
 
 # Preview kinds made by runs.processing, and the file extension each is served with.
@@ -158,12 +185,22 @@ class FilePreviewView(FileEntryView):
         if preview is None:
             failure = BlobInfo.objects.filter(blob_id=entry.blob_id).values_list("preview_error", flat=True).first()
             if failure:
-                raise ApiError(404, "preview_failed", f"preview failed: {failure} (the file itself can be downloaded)", field="kind")
+                raise ApiError(
+                    404,
+                    "preview_failed",
+                    f"preview failed: {failure} (the file itself can be downloaded)",
+                    field="kind",
+                )
             raise ApiError(404, "preview_not_ready", f"no {kind} preview for this file (yet)", field="kind")
         name = f"{self.filename(attr, entry)}.{PREVIEW_KINDS[kind]}"
         return ranged_response(
-            request, storage.open_blob(preview.storage_key), size=preview.size, content_type=preview.mime_type,
-            filename=name, inline=True, csp=PREVIEW_CSP,
+            request,
+            storage.open_blob(preview.storage_key),
+            size=preview.size,
+            content_type=preview.mime_type,
+            filename=name,
+            inline=True,
+            csp=PREVIEW_CSP,
         )
 
 
@@ -171,7 +208,9 @@ class DirectUploadView(RunScopedView):
     """Start an upload that goes straight to the S3 store: one presigned PUT, or presigned parts above
     RUNSTORE_MULTIPART_THRESHOLD. Content this project already holds needs no upload."""
 
-    @extend_schema(request=DirectUploadSerializer, responses={200: DirectUploadStartSerializer, 201: DirectUploadStartSerializer})
+    @extend_schema(
+        request=DirectUploadSerializer, responses={200: DirectUploadStartSerializer, 201: DirectUploadStartSerializer}
+    )
     def post(self, request, run_ref):
         run = self.get_run()
         data = DirectUploadSerializer(data=request.data)

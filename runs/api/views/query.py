@@ -1,4 +1,3 @@
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
@@ -40,11 +39,16 @@ class _ProjectQueryView(ScopedGenericAPIView):
 class RunGroupsView(_ProjectQueryView):
     """Groups of runs by one or more fields, with counts and aggregates (GET, or POST with a JSON body)."""
 
-    @extend_schema(parameters=[
-        OpenApiParameter("project", str, required=True), OpenApiParameter("query", str),
-        OpenApiParameter("group_by", str, required=True), OpenApiParameter("aggregates", str),
-        OpenApiParameter("limit", int),
-    ], responses=RunGroupsSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", str, required=True),
+            OpenApiParameter("query", str),
+            OpenApiParameter("group_by", str, required=True),
+            OpenApiParameter("aggregates", str),
+            OpenApiParameter("limit", int),
+        ],
+        responses=RunGroupsSerializer,
+    )
     def get(self, request):
         return self.answer(request.query_params)
 
@@ -72,11 +76,20 @@ class RunGroupsView(_ProjectQueryView):
 class RunSuggestView(_ProjectQueryView):
     """What the query editor can offer at the cursor: paths, operators or values (GET, or POST with a JSON body)."""
 
-    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("text", str), OpenApiParameter("cursor", int)], responses={200: SUGGESTIONS_SCHEMA})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", str, required=True),
+            OpenApiParameter("text", str),
+            OpenApiParameter("cursor", int),
+        ],
+        responses={200: SUGGESTIONS_SCHEMA},
+    )
     def get(self, request):
         return self.answer(request.query_params)
 
-    @extend_schema(request=RunSuggestRequestSerializer, responses={200: SUGGESTIONS_SCHEMA}, operation_id="runs_suggest_query")
+    @extend_schema(
+        request=RunSuggestRequestSerializer, responses={200: SUGGESTIONS_SCHEMA}, operation_id="runs_suggest_query"
+    )
     def post(self, request):
         return self.answer(_query_params(request, RunSuggestRequestSerializer))
 
@@ -92,7 +105,14 @@ class RunSuggestView(_ProjectQueryView):
 class RunFieldsView(_ProjectQueryView):
     """The project's field paths with their types (sys fields first), for column pickers (GET, or POST with a JSON body)."""
 
-    @extend_schema(parameters=[OpenApiParameter("project", str, required=True), OpenApiParameter("search", str), OpenApiParameter("limit", int)], responses=RunFieldsSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project", str, required=True),
+            OpenApiParameter("search", str),
+            OpenApiParameter("limit", int),
+        ],
+        responses=RunFieldsSerializer,
+    )
     def get(self, request):
         return self.answer(request.query_params)
 

@@ -1,4 +1,3 @@
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -49,8 +48,12 @@ class RunListView(ScopedGenericAPIView):
         parameters=[
             OpenApiParameter("project", str, description="'workspace/project'; enables query, sort and columns"),
             OpenApiParameter("query", str, description="filter in the query language (README)"),
-            OpenApiParameter("sort", str, description="comma-separated fields, '-' for descending (default -sys/creation_time)"),
-            OpenApiParameter("columns", str, description="comma-separated fields (or a JSON list) returned in 'fields'"),
+            OpenApiParameter(
+                "sort", str, description="comma-separated fields, '-' for descending (default -sys/creation_time)"
+            ),
+            OpenApiParameter(
+                "columns", str, description="comma-separated fields (or a JSON list) returned in 'fields'"
+            ),
             OpenApiParameter("group_by", str, description="with 'group': list the runs of one group"),
             OpenApiParameter("group", str, description="JSON list: the group key"),
             OpenApiParameter("state", str, enum=["running", "finished", "failed", "aborted"]),
@@ -89,7 +92,11 @@ def run_query_page(request, params):
         queryset = engine.ordered()
         if state:
             queryset = queryset.filter(state=state)
-        runs = list(queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[offset : offset + limit])
+        runs = list(
+            queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[
+                offset : offset + limit
+            ]
+        )
         count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
         rows = engine.rows(runs) if engine.columns else None
         return engine, runs, count, rows
@@ -103,15 +110,17 @@ def run_query_page(request, params):
     base = request.build_absolute_uri()
     if request.method == "POST":
         base = replace_query_param(base, "limit", limit)
-    return Response({
-        "count": count,
-        "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
-        "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
-        "query": engine.query,
-        "columns": engine.column_types() if engine.columns else [],
-        "warnings": engine.warnings,
-        "results": results,
-    })
+    return Response(
+        {
+            "count": count,
+            "next": replace_query_param(base, "offset", offset + limit) if offset + limit < count else None,
+            "previous": replace_query_param(base, "offset", max(0, offset - limit)) if offset else None,
+            "query": engine.query,
+            "columns": engine.column_types() if engine.columns else [],
+            "warnings": engine.warnings,
+            "results": results,
+        }
+    )
 
 
 class RunQueryView(ScopedGenericAPIView):
@@ -124,8 +133,6 @@ class RunQueryView(ScopedGenericAPIView):
     @extend_schema(request=RunQueryRequestSerializer, responses=RunPageSerializer, operation_id="runs_query")
     def post(self, request):
         return run_query_page(request, _query_params(request, RunQueryRequestSerializer))
-
-
 
 
 class RunDetailView(RunScopedView):
@@ -169,7 +176,10 @@ class RunBatchView(RunScopedView):
 
 
 class RunAttributesView(RunScopedView):
-    @extend_schema(parameters=[OpenApiParameter("prefix", str, description="only paths under this namespace")], responses=RunAttributesSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("prefix", str, description="only paths under this namespace")],
+        responses=RunAttributesSerializer,
+    )
     def get(self, request, run_ref):
         run = self.get_run()
         attributes = Attribute.objects.filter(run=run)

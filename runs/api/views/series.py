@@ -1,4 +1,3 @@
-
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
@@ -37,7 +36,11 @@ class SeriesPointsView(RunScopedView):
         attr = self.get_attribute(run, query["path"], {AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES})
         table = series_store.FLOAT_TABLE if attr.type == AttributeType.FLOAT_SERIES else series_store.STRING_TABLE
         data = series_store.read_points(
-            attr.pk, table, after_step=query.get("after_step"), from_step=query.get("from_step"),
-            to_step=query.get("to_step"), limit=query["limit"],
+            attr.pk,
+            table,
+            after_step=query.get("after_step"),
+            from_step=query.get("from_step"),
+            to_step=query.get("to_step"),
+            limit=query["limit"],
         )
         return Response({"path": attr.path, "type": attr.type, **data})

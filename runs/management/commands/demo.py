@@ -28,7 +28,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, url, runs, **options):
         admin, password = self._admin()
-        workspace = Workspace.objects.filter(slug="demo").first() or project_services.create_workspace(admin, "demo", "Demo")
+        workspace = Workspace.objects.filter(slug="demo").first() or project_services.create_workspace(
+            admin, "demo", "Demo"
+        )
         people = [admin] + [self._member(workspace, name) for name in ("alice", "bob", "carol")]
         vision = self._project(admin, workspace, "vision", "VIS")
         if not vision.runs.exists():
@@ -64,7 +66,9 @@ class Command(BaseCommand):
         return admin, password
 
     def _member(self, workspace, username):
-        user = User.objects.filter(username=username).first() or User.objects.create_user(username, password=secrets.token_urlsafe(12))
+        user = User.objects.filter(username=username).first() or User.objects.create_user(
+            username, password=secrets.token_urlsafe(12)
+        )
         project_services.set_membership(workspace, user, Role.CONTRIBUTOR)
         return user
 
@@ -95,17 +99,33 @@ class Command(BaseCommand):
             now = time.time() - (count - index) * 3600
             blob = self._upload(owner, run, "config.yaml", config)
             ops = [
-                {"op": "assign", "path": "parameters", "value": {
-                    "lr": lr, "batch_size": batch_size, "epochs": steps // 50, "seed": index,
-                    "optimizer": {"name": optimizer, "momentum": 0.9 if optimizer == "sgd" else 0.0},
-                }},
-                {"op": "assign", "path": "data/train", "value": {"name": "imagenet-subset", "version": dataset_version}},
+                {
+                    "op": "assign",
+                    "path": "parameters",
+                    "value": {
+                        "lr": lr,
+                        "batch_size": batch_size,
+                        "epochs": steps // 50,
+                        "seed": index,
+                        "optimizer": {"name": optimizer, "momentum": 0.9 if optimizer == "sgd" else 0.0},
+                    },
+                },
+                {
+                    "op": "assign",
+                    "path": "data/train",
+                    "value": {"name": "imagenet-subset", "version": dataset_version},
+                },
                 {"op": "assign", "path": "eval/acc", "value": round(acc[-1], 4)},
                 {"op": "assign", "path": "sys/hostname", "value": f"gpu-node-{index % 4}"},
                 {"op": "append", "path": "train/loss", "values": loss, "timestamps": [now + s for s in range(steps)]},
                 {"op": "append", "path": "train/acc", "values": acc, "timestamps": [now + s for s in range(steps)]},
                 {"op": "append", "path": "val/loss", "values": [loss[s] * 1.1 for s in val_steps], "steps": val_steps},
-                {"op": "append", "path": "stdout", "kind": "string", "values": [f"epoch {e}: loss={loss[min(e * 50, steps - 1)]:.4f}" for e in range(steps // 50)]},
+                {
+                    "op": "append",
+                    "path": "stdout",
+                    "kind": "string",
+                    "values": [f"epoch {e}: loss={loss[min(e * 50, steps - 1)]:.4f}" for e in range(steps // 50)],
+                },
                 {"op": "upload", "path": "config", "sha256": blob.sha256, "name": "config.yaml"},
             ]
             services.apply_batch(owner, run, stream="demo", seq=0, raw_ops=ops)

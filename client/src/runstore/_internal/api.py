@@ -71,11 +71,13 @@ class Api:
     def session(self) -> requests.Session:
         if self._session is None or self._pid != os.getpid():
             session = requests.Session()
-            session.headers.update({
-                "Authorization": f"Bearer {self.token}",
-                "Accept": MSGPACK,
-                "User-Agent": "runstore-python/0.1",
-            })
+            session.headers.update(
+                {
+                    "Authorization": f"Bearer {self.token}",
+                    "Accept": MSGPACK,
+                    "User-Agent": "runstore-python/0.1",
+                }
+            )
             session.trust_env = False
             self._session, self._pid = session, os.getpid()
         return self._session
@@ -111,8 +113,14 @@ class Api:
             headers["Content-Type"] = MSGPACK
         try:
             response = self.session.request(
-                method, url, params=params, data=content if content is not None else data, files=files,
-                headers=headers, stream=stream, timeout=(min(10.0, timeout or self.timeout), timeout or self.timeout),
+                method,
+                url,
+                params=params,
+                data=content if content is not None else data,
+                files=files,
+                headers=headers,
+                stream=stream,
+                timeout=(min(10.0, timeout or self.timeout), timeout or self.timeout),
             )
         except requests.RequestException as exc:
             raise RetryableError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc

@@ -34,7 +34,10 @@ def source_code(run: Run) -> None:
     """``source_code/``: git commit, branch, remote, dirty flag, diff (file), entry point and command line."""
     entry = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
     cwd = entry.parent if entry is not None and entry.exists() else Path.cwd()
-    fields: dict[str, Any] = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]), "working_dir": str(Path.cwd())}
+    fields: dict[str, Any] = {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "working_dir": str(Path.cwd()),
+    }
     if entry is not None:
         fields["entrypoint"] = str(entry)
     root = _git(["rev-parse", "--show-toplevel"], cwd)
@@ -68,15 +71,17 @@ def environment(run: Run) -> None:
     from importlib import metadata
 
     hostname = socket.gethostname()
-    run["environment"].assign({
-        "python_version": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "executable": sys.executable,
-        "platform": platform.platform(),
-        "hostname": hostname,
-        "cpu_count": os.cpu_count() or 0,
-        "pid": os.getpid(),
-    })
+    run["environment"].assign(
+        {
+            "python_version": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "executable": sys.executable,
+            "platform": platform.platform(),
+            "hostname": hostname,
+            "cpu_count": os.cpu_count() or 0,
+            "pid": os.getpid(),
+        }
+    )
     run["sys/hostname"] = hostname
     packages = sorted(
         {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata and d.metadata["Name"]},

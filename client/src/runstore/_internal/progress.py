@@ -15,7 +15,11 @@ class Progress:
         self.start = time.monotonic()
         self._last = 0.0
         stream = sys.__stderr__
-        self.enabled = force if force is not None else bool(stream and stream.isatty()) or os.environ.get("RUNSTORE_PROGRESS") == "1"
+        self.enabled = (
+            force
+            if force is not None
+            else bool(stream and stream.isatty()) or os.environ.get("RUNSTORE_PROGRESS") == "1"
+        )
 
     def update(self, done: int, total: int | None = None) -> None:
         self.done = done

@@ -104,7 +104,7 @@ class QueueDir:
         for name in names:
             if name.startswith(SEGMENT_PREFIX) and name.endswith(".log"):
                 try:
-                    numbers.append(int(name[len(SEGMENT_PREFIX):-4]))
+                    numbers.append(int(name[len(SEGMENT_PREFIX) : -4]))
                 except ValueError:
                     continue
         return sorted(numbers)

@@ -142,7 +142,9 @@ class Reader:
         data = self.points(path, limit)
         frame = pandas.DataFrame({"step": data["step"], "value": data["value"]})
         if include_timestamp:
-            frame["timestamp"] = pandas.to_datetime(pandas.Series(data["timestamp"], dtype="float64"), unit="s", utc=True)
+            frame["timestamp"] = pandas.to_datetime(
+                pandas.Series(data["timestamp"], dtype="float64"), unit="s", utc=True
+            )
         return frame
 
     def files(self, path: str) -> list[dict[str, Any]]:
@@ -199,7 +201,9 @@ class Reader:
 
     def _download_one(self, path: str, target: Path, params: dict[str, Any]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
-        response = self.api.call_raw("GET", f"runs/{self.ref}/files/download", params={"path": path, **params}, stream=True)
+        response = self.api.call_raw(
+            "GET", f"runs/{self.ref}/files/download", params={"path": path, **params}, stream=True
+        )
         tmp = target.with_name(f".{target.name}.part")
         size = int(response.headers.get("Content-Length") or 0)
         progress = Progress(f"downloading {target.name}", total=size) if size > 16 * 1024 * 1024 else None
@@ -237,7 +241,9 @@ class DebugStore:
         kind = item[1]
         if kind == "assign":
             value = item[4]
-            self.fields[item[2]] = set(value) if item[3] == "string_set" else _to_datetime(value) if item[3] == "datetime" else value
+            self.fields[item[2]] = (
+                set(value) if item[3] == "string_set" else _to_datetime(value) if item[3] == "datetime" else value
+            )
         elif kind == "file":
             self.fields[item[2]] = item[3]
         elif kind == "add_tags":
@@ -261,7 +267,7 @@ class DebugStore:
             if path and not key.startswith(path + "/"):
                 continue
             node = out
-            parts = key[len(path) + 1 if path else 0:].split("/")
+            parts = key[len(path) + 1 if path else 0 :].split("/")
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
             node[parts[-1]] = value
@@ -281,7 +287,9 @@ class DebugStore:
         steps, values, timestamps = self.series.get(path, ([], [], []))
         frame = pandas.DataFrame({"step": steps[:limit], "value": values[:limit]})
         if include_timestamp:
-            frame["timestamp"] = pandas.to_datetime(pandas.Series(timestamps[:limit], dtype="float64"), unit="s", utc=True)
+            frame["timestamp"] = pandas.to_datetime(
+                pandas.Series(timestamps[:limit], dtype="float64"), unit="s", utc=True
+            )
         return frame
 
     def files(self, path: str) -> list[dict[str, Any]]:
@@ -289,5 +297,3 @@ class DebugStore:
 
     def download(self, path: str, destination: Any, *, step: int | None = None, on_refused: Any = None) -> Path:
         raise NotFoundError(404, "not_found", "a debug run stores no files")
-
-

@@ -39,7 +39,9 @@ def check_path(path: Any, *, write: bool = False) -> str:
         if not segment:
             raise ValueError(f"invalid field path {path!r}: empty segment (leading, trailing or double '/')")
         if segment != segment.strip() or len(segment) > 128:
-            raise ValueError(f"invalid field path {path!r}: a segment starts/ends with white space or is over 128 characters")
+            raise ValueError(
+                f"invalid field path {path!r}: a segment starts/ends with white space or is over 128 characters"
+            )
         for char in segment:
             if unicodedata.category(char) in ("Cc", "Cs", "Cn"):
                 raise ValueError(f"invalid field path {path!r}: control character {char!r}")
@@ -115,7 +117,9 @@ def assign_value(path: str, value: Any) -> tuple[str, Any]:
         if hasattr(value, "to_pydatetime"):  # Timestamp
             return "datetime", to_datetime(value.to_pydatetime())
         if hasattr(value, "to_csv"):
-            return "file", File(content=value.to_csv().encode("utf-8"), name=f"{path.rsplit('/', 1)[-1]}.csv", mime_type="text/csv")
+            return "file", File(
+                content=value.to_csv().encode("utf-8"), name=f"{path.rsplit('/', 1)[-1]}.csv", mime_type="text/csv"
+            )
     if module.startswith("numpy") and hasattr(value, "tolist"):
         if value.dtype.kind == "M":  # datetime64
             return assign_value(path, value.astype("datetime64[us]").item())
@@ -124,15 +128,23 @@ def assign_value(path: str, value: Any) -> tuple[str, Any]:
 
             buffer = io.BytesIO()
             np.save(buffer, value)
-            return "file", File(content=buffer.getvalue(), name=f"{path.rsplit('/', 1)[-1]}.npy", mime_type="application/octet-stream")
+            return "file", File(
+                content=buffer.getvalue(), name=f"{path.rsplit('/', 1)[-1]}.npy", mime_type="application/octet-stream"
+            )
         value = value.tolist()
-    if isinstance(value, (set, frozenset)) or (isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value)):
+    if isinstance(value, (set, frozenset)) or (
+        isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value)
+    ):
         if all(isinstance(v, str) for v in value):
             return "string_set", sorted({clean_string(v)[:1024] for v in value})
     if isinstance(value, (list, tuple, set, frozenset)):
         # Like hyper-parameter lists in other trackers: stored as their text.
-        return "string", clean_string(repr([_plain(v) for v in value]) if not isinstance(value, tuple) else repr(tuple(_plain(v) for v in value)))
-    raise TypeError(f"cannot assign {type(value).__module__}.{type(value).__qualname__} to {path!r}; accepted: {ASSIGN_TYPES}")
+        return "string", clean_string(
+            repr([_plain(v) for v in value]) if not isinstance(value, tuple) else repr(tuple(_plain(v) for v in value))
+        )
+    raise TypeError(
+        f"cannot assign {type(value).__module__}.{type(value).__qualname__} to {path!r}; accepted: {ASSIGN_TYPES}"
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -172,7 +184,9 @@ def append_value(path: str, value: Any) -> Any:
         return File.as_image(value)
     if isinstance(scalar, PurePath):
         return str(scalar)
-    raise TypeError(f"cannot append {type(value).__module__}.{type(value).__qualname__} to series {path!r}; accepted: {APPEND_TYPES}")
+    raise TypeError(
+        f"cannot append {type(value).__module__}.{type(value).__qualname__} to series {path!r}; accepted: {APPEND_TYPES}"
+    )
 
 
 def check_step(path: str, step: Any) -> int:
