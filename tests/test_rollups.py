@@ -164,13 +164,11 @@ def test_chunked_roll_up_equals_one_pass(run, settings):
     rollups.roll_up(a.pk)
     settings.RUNSTORE_ROLLUP_CHUNK_POINTS = 77
     rollups.roll_up(b.pk)
-    rows = lambda attr: list(
-        SeriesRollup.objects.filter(series=attr)
-        .order_by("level", "bucket")
-        .values_list(  # noqa: E731
-            "level", "bucket", "min_value", "max_value", "count", "first_step", "last_step", "last_value"
-        )
-    )
+
+    def rows(attr):
+        columns = ("level", "bucket", "min_value", "max_value", "count", "first_step", "last_step", "last_value")
+        return list(SeriesRollup.objects.filter(series=attr).order_by("level", "bucket").values_list(*columns))
+
     assert rows(a) == rows(b) and len(rows(a)) > 300
 
 
