@@ -1,8 +1,10 @@
 """What each member of the permission world may see and do, through the API and the UI."""
 
+import hashlib
 import itertools
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from projects import services as project_services
 from projects.models import Project
@@ -70,12 +72,32 @@ def test_lists_show_strangers_nothing_of_the_workspace(world):
     assert responses["stranger"].json()["count"] == 0 and responses["contributor"].json()["count"] == 1
 
 
+@pytest.fixture
+def run_with_data(world, owner, settings, tmp_path):
+    """``world``'s run holding the series ``train/loss`` and ``x`` and the file ``f``."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path)}},
+    }
+    content = b"weights"
+    uploaded = SimpleUploadedFile("f.bin", content)
+    uploaded.sha256 = hashlib.sha256(content).hexdigest()
+    blob = run_services.store_upload(owner, world["run"], uploaded)
+    ops = [
+        {"op": "append", "path": "train/loss", "values": [0.5, 0.25]},
+        {"op": "append", "path": "x", "values": [1.0]},
+        {"op": "upload", "path": "f", "sha256": blob.sha256, "name": "f.bin"},
+    ]
+    run_services.apply_batch(owner, world["run"], stream="s", seq=0, raw_ops=ops)
+    return world["run"]
+
+
 @pytest.mark.parametrize(
     "suffix", ["series?path=train/loss", "series/points?path=x", "files?path=f", "files/download?path=f"]
 )
-def test_stranger_gets_not_found_from_every_run_read(world, api, suffix):
-    response = api(world["stranger"]).get(run_url(world["run"], suffix))
-    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+def test_members_read_what_a_run_holds_stranger_gets_not_found(world, run_with_data, suffix):
+    responses = role_matrix(world, lambda client: client.get(run_url(run_with_data, suffix)), READ)
+    assert responses["stranger"].json()["error"]["code"] == "not_found"
 
 
 def test_a_run_in_a_new_project_creates_it_for_writers_only(world):
@@ -88,7 +110,7 @@ def test_a_run_in_a_new_project_creates_it_for_writers_only(world):
     assert made == {"new-contributor", "new-owner"}
 
 
-def test_project_level_grant_shows_only_that_project(world, api, stranger, workspace, owner):
+def test_project_level_grant_shows_only_that_project(world, stranger, workspace, owner):
     project_services.create_project(owner, workspace, "secret", key="SEC")
     from guardian.shortcuts import assign_perm
 
@@ -96,15 +118,18 @@ def test_project_level_grant_shows_only_that_project(world, api, stranger, works
     role_matrix(world, lambda client: client.get(run_url(world["run"])), {**READ, "stranger": 200})
     # the other project exists and members see it; the grant does not reach it
     role_matrix(world, lambda client: client.get("/api/v1/runs/", {"project": "acme/secret"}), READ)
-    listed = api(stranger).get("/api/v1/workspaces/acme/projects/").json()
-    assert [p["slug"] for p in listed] == ["vision"]
+    members = {"owner", "contributor", "viewer"}
+    responses = role_matrix(
+        world, lambda client: client.get("/api/v1/workspaces/acme/projects/"), {**READ, "stranger": 200}
+    )
+    listed = {role: sorted(p["slug"] for p in responses[role].json()) for role in members | {"stranger"}}
+    assert listed == {**dict.fromkeys(members, ["secret", "vision"]), "stranger": ["vision"]}
 
 
-def test_removed_member_loses_access(world, api, workspace, contributor):
-    client = api(contributor)
-    assert client.get(run_url(world["run"])).status_code == 200
+def test_removed_member_loses_access(world, workspace, contributor):
+    role_matrix(world, lambda client: client.get(run_url(world["run"])), READ)
     project_services.remove_membership(workspace, contributor)
-    assert client.get(run_url(world["run"])).status_code == 404
+    role_matrix(world, lambda client: client.get(run_url(world["run"])), {**READ, "contributor": 404})
 
 
 UI_PAGE = {"owner": 200, "contributor": 200, "viewer": 200, "stranger": 404, "anonymous": 302}
