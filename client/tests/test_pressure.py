@@ -93,6 +93,48 @@ def test_points_keep_reaching_the_disk_queue_while_a_big_file_is_hashed(tmp_path
     assert steps == list(range(appended))
 
 
+def test_points_keep_reaching_the_disk_queue_while_a_big_file_appended_to_a_file_series_is_hashed(tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: hashing it takes a second or more, writing it takes nothing
+    run = runstore.init_run(project="alice/big", mode="offline", **QUIET)
+    queue_dir = run.status()["queue_dir"]
+    run["model/snapshots"].append(runstore.File(big))
+    started = time.monotonic()
+    appended = 0
+    on_disk: list[tuple[str, dict]] = []
+    while time.monotonic() - started < 30:
+        run["train/loss"].append(float(appended))
+        appended += 1
+        on_disk = records_on_disk(queue_dir)
+        if any(kind == "op" and rec.get("path") == "train/loss" for kind, rec in on_disk):
+            break
+        time.sleep(0.01)
+    seen_after = time.monotonic() - started
+    # The points reached the disk queue while the file was still being hashed: its upload is not written yet.
+    assert any(kind == "op" and rec.get("path") == "train/loss" for kind, rec in on_disk), "no point reached the disk"
+    assert not any(kind == "ctl" and rec.get("t") == "upload" for kind, rec in on_disk), (
+        f"the points waited for the hash ({seen_after:.2f}s)"
+    )
+    assert seen_after < 1.0
+    # These wait behind the file, in order: the next point of the same series, then an assignment.
+    run["model/snapshots"].append(runstore.File.from_content(b"small", name="small.bin"))
+    run["eval/acc"] = 0.5
+    run.stop()
+    records = records_on_disk(queue_dir)
+    uploads = [rec for kind, rec in records if kind == "ctl" and rec.get("t") == "upload"]
+    assert [(u["size"], u["name"]) for u in uploads] == [(1 << 30, "big.bin"), (5, "small.bin")]
+    assert uploads[0]["file"] == str(big)
+    ops = [rec for kind, rec in records if kind == "op"]
+    others = [op for op in ops if op["path"] != "train/loss"]
+    assert others[-1]["path"] == "eval/acc" and all(op["path"] == "model/snapshots" for op in others[:-1])
+    points = [(s, v["name"], v["sha256"]) for op in others[:-1] for s, v in zip(op["steps"], op["values"], strict=True)]
+    assert points == [(0, "big.bin", uploads[0]["sha256"]), (1, "small.bin", uploads[1]["sha256"])]
+    steps = [s for op in ops if op["path"] == "train/loss" for s in op["steps"]]
+    assert steps == list(range(appended))
+    assert run.status()["errors"] == 0
+
+
 @pytest.mark.faults
 def test_a_full_in_memory_queue_drops_and_counts_with_one_warning(connect, server, monkeypatch, caplog):
     monkeypatch.setenv("RUNSTORE_MAX_MEMORY_ITEMS", "1000")

@@ -45,6 +45,36 @@ def test_files_file_sets_images_and_artifacts(connect, tmp_path):
     assert run.status()["errors"] == 0
 
 
+def test_a_file_series_of_files_from_paths_stores_each_step_in_order(connect, tmp_path):
+    epochs = []
+    for i in range(3):
+        path = tmp_path / f"epoch{i}.txt"
+        path.write_bytes(f"epoch {i}\n".encode() * (i + 1))
+        epochs.append(path)
+    run = connect()
+    for i, path in enumerate(epochs):
+        run["checkpoints"].append(runstore.File(path), step=i * 10)
+        run["train/loss"].append(1.0 / (i + 1))
+    run["checkpoints"].append(runstore.File.from_content(b"last", name="last.txt"))  # step 21, after the files
+    run["summary"] = "done"
+    assert run.wait(60)
+    assert [(f["step"], f["name"]) for f in run["checkpoints"].fetch_files_list()] == [
+        (0, "epoch0.txt"),
+        (10, "epoch1.txt"),
+        (20, "epoch2.txt"),
+        (21, "last.txt"),
+    ]
+    for i, path in enumerate(epochs):
+        assert run["checkpoints"].download(str(tmp_path / "out" / str(i)) + "/", step=i * 10).read_bytes() == (
+            path.read_bytes()
+        )
+    assert run["checkpoints"].download(str(tmp_path / "last.txt")).read_bytes() == b"last"
+    assert run["train/loss"].fetch_values()["value"].tolist() == [1.0, 0.5, 1.0 / 3]
+    assert run["summary"].fetch() == "done"
+    run.stop()
+    assert run.status()["errors"] == 0
+
+
 def test_sync_mode_acknowledges_every_call(connect):
     run = connect(mode="sync")
     run["x"] = 1

@@ -16,11 +16,11 @@ Queue items:
 The in-memory queue is bounded by items and by the bytes of strings and
 file contents it holds; when full, new operations are dropped and counted
 (one warning), as sentry-python's transport does. Hashing and copying
-files (uploads from a path, file sets, ``track_files``) run on a separate
-worker thread: while a file is prepared, points of other series keep
-flowing to disk; operations that could depend on the file (every other
-non-point operation, points of the same field, flush markers) wait behind
-it, in order.
+files (uploads from a path, file sets, ``track_files``, files from a path
+appended to a file series) run on a separate worker thread: while a file is
+prepared, points of other series keep flowing to disk; operations that could
+depend on the file (every other non-point operation, points of the same
+field, flush markers) wait behind it, in order.
 """
 
 from __future__ import annotations
@@ -134,6 +134,10 @@ class FileJob:
         self.work = work
         self.done = threading.Event()
         self.result: Any = None
+
+    def label(self) -> Any:
+        """The field: a series point is ``(path, file, step, timestamp)``, another operation ``(None, kind, path, ...)``."""
+        return self.item[0] if self.item[0] is not None else self.item[2]
 
     def run(self) -> None:
         try:
@@ -514,6 +518,12 @@ class Writer:
                 end = len(items)
             if end > start:
                 self._encode_points(items[start:end], paths[start:end])
+                if self._held:
+                    # A file appended to a series is being prepared: the same as below.
+                    rest = self._hold(items[end:])
+                    if rest:
+                        self._encode_points(rest, list(map(itemgetter(0), rest)))
+                    return
             if end < len(items):
                 item = items[end]
                 if item[1] == "flush":
@@ -583,7 +593,7 @@ class Writer:
                     self._finish(first)
                 except Exception as exc:  # noqa: BLE001
                     self.stats.error(repr(exc))
-                    bug(exc, f"queueing the prepared file of {first.item[2]!r}")
+                    bug(exc, f"queueing the prepared file of {first.label()!r}")
                 continue
             if first[0] is not None:
                 points = []
@@ -616,6 +626,7 @@ class Writer:
             order = sorted(range(len(items)), key=paths.__getitem__)
             groups = [(path, list(indexes)) for path, indexes in groupby(order, key=paths.__getitem__)]
         last = self.last_steps
+        waiting: list[Any] = []
         for path, indexes in groups:
             if len(indexes) == len(items):
                 vals, sts, tss = values, steps, stamps
@@ -633,12 +644,18 @@ class Writer:
                 last[path] = first + len(vals) - 1
                 self._emit({path: ["float", vals, list(range(first, first + len(vals))), tss]})
             else:
-                self._encode_slow([(path, v, s, t) for v, s, t in zip(vals, sts, tss, strict=True)])
+                waiting += self._encode_slow([(path, v, s, t) for v, s, t in zip(vals, sts, tss, strict=True)])
+        if waiting:
+            # Files appended to series are being prepared: each job, then the later points of its
+            # series, go first in line (before anything already waiting, which may depend on them).
+            self._held.extendleft(reversed(waiting))
 
-    def _encode_slow(self, items: list[tuple[Any, ...]]) -> None:
+    def _encode_slow(self, items: list[tuple[Any, ...]]) -> list[Any]:
+        """Any values, explicit steps. A file from a path is prepared on the file thread: returns
+        its job and the points after it, which wait behind it (empty when none was started)."""
         groups: dict[str, list[Any]] = {}
         last = self.last_steps
-        for item in items:
+        for index, item in enumerate(items):
             path, value, step, timestamp = item
             t = type(value)
             kind = "float" if (t is float or t is int) else ("string" if t is str else "file")
@@ -651,6 +668,8 @@ class Writer:
                 group = groups[path] = [kind, [], [], []]
             previous = last.get(path, -1)
             if step is None and self.server_steps and path not in last:
+                if kind == "file" and value.content is None:
+                    return self._start_point_job(groups, item, None, items[index + 1 :])
                 value = self._point_value(kind, value)
                 if value is not None:
                     if group[1]:
@@ -664,6 +683,8 @@ class Writer:
                 self._bad_step(path, step, previous)
                 continue
             last[path] = step
+            if kind == "file" and value.content is None:
+                return self._start_point_job(groups, item, step, items[index + 1 :])
             value = self._point_value(kind, value)
             if value is None:
                 continue
@@ -671,6 +692,19 @@ class Writer:
             group[2].append(step)
             group[3].append(timestamp)
         self._emit(groups)
+        return []
+
+    def _start_point_job(
+        self, groups: dict[str, list[Any]], item: tuple[Any, ...], step: int | None, rest: list[tuple[Any, ...]]
+    ) -> list[Any]:
+        """Write the points before a file from a path, have the file thread prepare it; the caller
+        puts the returned job and ``rest`` first in line."""
+        self._emit(groups)
+        path, file, _step, timestamp = item
+        job = FileJob((path, file, step, timestamp), lambda: self._prepare_file(file))
+        self._held_paths.add(path)
+        self._files.submit(job)
+        return [job, *rest]
 
     def _point_value(self, kind: str, value: Any) -> Any:
         if kind == "string":
@@ -723,7 +757,13 @@ class Writer:
         item, result = job.item, job.result
         if isinstance(result, Exception):
             self.stats.error(repr(result))
-            bug(result, f"preparing the files of {item[2]!r}")
+            bug(result, f"preparing the files of {job.label()!r}")
+            return
+        if item[0] is not None:
+            path, _file, step, timestamp = item  # a file series' point, its step assigned when it was taken
+            ref = self._emit_file(result)
+            if ref is not None:
+                self._emit({path: ["file", [ref], None if step is None else [step], [timestamp]]})
             return
         kind = item[1]
         if kind == "file":
