@@ -4,9 +4,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs import services
-from runs.models import Run, SavedView
+from runs.models import Attribute, Run, SavedView
 
 from .conftest import batch
+from .roles import role_matrix
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def test_column_chooser_lists_paths_by_namespace(logged_in, rich_run):
     assert "c=sys%2Fid&amp;c=parameters%2Flr" in html
 
 
-def test_saved_views_are_private_or_shared(ui_for, rich_run, owner, contributor):
+def test_saved_views_are_private_or_shared(world, ui_for, rich_run, owner, contributor):
     client = ui_for(owner)
     response = client.post(
         "/w/acme/vision/views",
@@ -162,15 +163,27 @@ def test_saved_views_are_private_or_shared(ui_for, rich_run, owner, contributor)
     )
     html = client.get(f"/w/acme/vision/?view={view.pk}").content.decode()
     assert "0.01" in html and 'data-width="180"' in html and "lr view" in html
-    other = ui_for(contributor)
-    assert "lr view" not in other.get("/w/acme/vision/").content.decode()
+
+    def lists_it(response):
+        return "lr view" in response.content.decode()
+
+    def hides_it(response):
+        return not lists_it(response)
+
+    hidden = {"contributor": hides_it, "viewer": hides_it, "stranger": hides_it}
+    role_matrix(world, get("/w/acme/vision/"), UI_PAGE, ui=True, check={**hidden, "owner": lists_it})
     client = ui_for(owner)
     client.post("/w/acme/vision/views", {"name": "lr view", "shared": "1", "c": ["sys/id"]})
-    other = ui_for(contributor)
-    assert "lr view" in other.get("/w/acme/vision/").content.decode()
-    assert other.post("/w/acme/vision/views", {"delete": view.pk}).status_code == 403
-    client = ui_for(owner)
-    client.post("/w/acme/vision/views", {"delete": view.pk})
+    shown = dict.fromkeys(["owner", "contributor", "viewer"], lists_it)
+    role_matrix(world, get("/w/acme/vision/"), UI_PAGE, ui=True, check={**shown, "stranger": hides_it})
+    kept = dict.fromkeys(["stranger", "viewer", "contributor"], lambda _: SavedView.objects.filter(pk=view.pk).exists())
+    role_matrix(
+        world,
+        post("/w/acme/vision/views", {"delete": view.pk}),
+        {**UI_WRITE, "contributor": 403},
+        ui=True,
+        check=kept,
+    )
     assert not SavedView.objects.exists()
 
 
@@ -353,40 +366,79 @@ def all_pages(run):
     ]
 
 
-def test_stranger_gets_404_on_every_page_and_fragment(ui_for, rich_run, stranger):
-    client = ui_for(stranger)
+UI_PAGE = {"owner": 200, "contributor": 200, "viewer": 200, "stranger": 404, "anonymous": 302}
+UI_WRITE = {"owner": 302, "contributor": 302, "viewer": 403, "stranger": 404, "anonymous": 302}
+
+
+def get(url, **headers):
+    return lambda client: client.get(url, **headers)
+
+
+def post(url, data):
+    return lambda client: client.post(url, data)
+
+
+def test_every_page_and_fragment_answers_each_role(world, rich_run):
     for url in all_pages(rich_run):
-        assert client.get(url).status_code == 404, url
-        assert client.get(url, HTTP_HX_REQUEST="true").status_code == 404, url
-    assert client.post(page(rich_run, "edit"), {"name": "x"}).status_code == 404
-    assert client.post("/w/acme/vision/", {"action": "delete", "runs": rich_run.human_id}).status_code == 404
-    assert client.post("/w/acme/vision/views", {"name": "v"}).status_code == 404
+        role_matrix(world, get(url), UI_PAGE, ui=True)
+        role_matrix(world, get(url, HTTP_HX_REQUEST="true"), UI_PAGE, ui=True)
 
 
-def test_anonymous_is_sent_to_login(client, rich_run):
-    for url in all_pages(rich_run):
-        response = client.get(url)
-        assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+def test_only_writers_are_offered_the_edit(world, rich_run):
+    offered = {role: lambda response: "Edit name" in response.content.decode() for role in ("contributor", "owner")}
+    role_matrix(
+        world,
+        get(page(rich_run)),
+        UI_PAGE,
+        ui=True,
+        check={**offered, "viewer": lambda response: "Edit name" not in response.content.decode()},
+    )
 
 
-def test_viewer_reads_but_gets_403_on_writes(ui_for, rich_run, viewer):
-    client = ui_for(viewer)
-    for url in all_pages(rich_run):
-        response = client.get(url)
-        if response.streaming:
-            b"".join(response.streaming_content)  # a streamed file closes its blob once read
-        assert response.status_code == 200, url
-    html = client.get(page(rich_run)).content.decode()
-    assert "Edit name" not in html
-    assert client.post(page(rich_run, "edit"), {"name": "x"}).status_code == 403
+def test_writers_edit_and_act_in_bulk_viewers_get_403(world, rich_run):
+    def current():
+        return Run.objects.get(pk=rich_run.pk)
+
+    def tags():
+        return Attribute.objects.get(run=rich_run, path="sys/tags").json_value
+
+    role_matrix(
+        world,
+        post(page(rich_run, "edit"), {"name": "x"}),
+        UI_WRITE,
+        ui=True,
+        check={"viewer": lambda _: current().name == "baseline", "contributor": lambda _: current().name == "x"},
+    )
+    refused = {
+        "tag": lambda _: "t" not in tags(),
+        "delete": lambda _: current().deleted_at is None,
+        "restore": lambda _: current().deleted_at is not None,
+    }
+    done = {
+        "tag": lambda _: "t" in tags(),
+        "delete": lambda _: current().deleted_at is not None,
+        "restore": lambda _: current().deleted_at is None,
+    }
     for action in ("tag", "delete", "restore"):
-        assert (
-            client.post("/w/acme/vision/", {"action": action, "tag": "t", "runs": rich_run.human_id}).status_code == 403
+        role_matrix(
+            world,
+            post("/w/acme/vision/", {"action": action, "tag": "t", "runs": rich_run.human_id}),
+            UI_WRITE,
+            ui=True,
+            check={"viewer": refused[action], "contributor": done[action]},
         )
-    rich_run.refresh_from_db()
-    assert rich_run.name == "baseline" and rich_run.deleted_at is None
-    # a viewer may keep private views of a project they can read
-    assert client.post("/w/acme/vision/views", {"name": "mine", "c": ["sys/id"]}).status_code == 302
+
+
+def test_members_keep_private_saved_views_strangers_get_404(world, project):
+    role_matrix(
+        world,
+        post("/w/acme/vision/views", {"name": "mine", "c": ["sys/id"]}),
+        {**UI_WRITE, "viewer": 302},
+        ui=True,
+        check={"stranger": lambda _: not SavedView.objects.exists()},
+    )
+    owners = SavedView.objects.values_list("owner__username", "shared")
+    assert sorted(owners) == [("contributor", False), ("owner", False), ("viewer", False)]
 
 
 def test_admin_lists_every_model(client, db):
@@ -576,15 +628,20 @@ def test_group_rows_fragment_rejects_a_bad_key(logged_in, many_runs):
     assert rows_of(logged_in.get(base + '&gk=["nope"]').content.decode()) == []
 
 
-def test_stranger_sees_no_rows_of_a_page_or_group(ui_for, many_runs, stranger, viewer):
+def test_stranger_sees_no_rows_of_a_page_or_group(world, many_runs):
     urls = [
         "/w/acme/vision/?page=2&first=1&fragment=rows",
         '/w/acme/vision/?group=parameters/optimizer&fragment=group&gk=["adam"]&goff=20&gn=60',
     ]
+    rows = dict.fromkeys(["owner", "contributor", "viewer"], lambda r: len(rows_of(r.content.decode())) >= 20)
     for url in urls:
-        response = ui_for(stranger).get(url, HTTP_HX_REQUEST="true")
-        assert response.status_code == 404 and not rows_of(response.content.decode()), url
-        assert len(rows_of(ui_for(viewer).get(url, HTTP_HX_REQUEST="true").content.decode())) >= 20, url
+        role_matrix(
+            world,
+            get(url, HTTP_HX_REQUEST="true"),
+            UI_PAGE,
+            ui=True,
+            check={**rows, "stranger": lambda r: not rows_of(r.content.decode())},
+        )
 
 
 # ---- lineage -------------------------------------------------------------------------------
@@ -662,11 +719,20 @@ def test_runs_tracking_the_same_directory_see_each_other(ui_for, lineage_world, 
     assert "no other run" in lineage(client, other).content.decode()
 
 
-def test_lineage_never_shows_runs_of_projects_the_viewer_cannot_read(ui_for, lineage_world, owner, stranger):
+def test_lineage_never_shows_runs_of_projects_the_viewer_cannot_read(world, ui_for, lineage_world, stranger):
     hidden = lineage_world["hidden"]
-    for user in (owner,):
-        fragment = lineage(ui_for(user), lineage_world["first"]).content.decode()
-        assert "SEC-" not in fragment and "hidden" not in fragment
+
+    def shows_no_hidden_run(response):
+        fragment = response.content.decode()
+        return "data/train" in fragment and "SEC-" not in fragment and "hidden" not in fragment
+
+    role_matrix(
+        world,
+        lambda client: lineage(client, lineage_world["first"]),
+        UI_PAGE,
+        ui=True,
+        check=dict.fromkeys(["owner", "contributor", "viewer"], shows_no_hidden_run),
+    )
     # the stranger reads their own project: acme's runs with the same data are not theirs to see
     fragment = (
         ui_for(stranger)
@@ -676,9 +742,14 @@ def test_lineage_never_shows_runs_of_projects_the_viewer_cannot_read(ui_for, lin
     assert "data/train" in fragment and "VIS-" not in fragment and "no other run" in fragment
 
 
-def test_stranger_gets_404_on_lineage(ui_for, lineage_world, stranger):
-    response = lineage(ui_for(stranger), lineage_world["first"])
-    assert response.status_code == 404 and b"data/train" not in response.content
+def test_stranger_gets_404_on_lineage(world, lineage_world):
+    role_matrix(
+        world,
+        lambda client: lineage(client, lineage_world["first"]),
+        UI_PAGE,
+        ui=True,
+        check={"stranger": lambda response: b"data/train" not in response.content},
+    )
 
 
 def test_lineage_of_uploaded_files_by_blob_in_a_bounded_number_of_queries(
