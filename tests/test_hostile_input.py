@@ -11,6 +11,7 @@ from django.test import Client
 from runs.models import Attribute, RunBatch, SavedView
 
 from .conftest import batch, run_url
+from .roles import role_matrix
 
 HUGE = "1" + "0" * 25  # 10**25: beyond every 64-bit column
 
@@ -204,23 +205,46 @@ def test_deleting_a_saved_view_by_a_malformed_id_is_a_400(web_for, owner, projec
 # --- permissions -------------------------------------------------------------------------------------
 
 
-def test_viewer_cannot_create_a_shared_saved_view(web_for, viewer, project):
-    response = web_for(viewer).post("/w/acme/vision/views", {"name": "mine", "shared": "1", "c": ["sys/id"]})
-    assert response.status_code == 403
-    assert not SavedView.objects.exists()
+UI_WRITE = {"owner": 302, "contributor": 302, "viewer": 403, "stranger": 404, "anonymous": 302}
 
 
-def test_viewer_may_keep_a_private_saved_view_and_contributor_may_share(web_for, viewer, contributor, project):
-    assert web_for(viewer).post("/w/acme/vision/views", {"name": "mine", "c": ["sys/id"]}).status_code == 302
-    assert (
-        web_for(contributor).post("/w/acme/vision/views", {"name": "team", "shared": "1", "c": ["sys/id"]}).status_code
-        == 302
+def test_only_writers_may_share_a_saved_view(world):
+    role_matrix(
+        world,
+        lambda client: client.post("/w/acme/vision/views", {"name": "team", "shared": "1", "c": ["sys/id"]}),
+        UI_WRITE,
+        ui=True,
+        check={"viewer": lambda _: not SavedView.objects.exists()},
     )
-    assert sorted(SavedView.objects.values_list("name", "shared")) == [("mine", False), ("team", True)]
+    assert sorted(SavedView.objects.values_list("owner__username", "shared")) == [
+        ("contributor", True),
+        ("owner", True),
+    ]
 
 
-def test_invisible_workspace_project_list_is_a_404(api, stranger, owner, project):
-    assert api(stranger).get("/api/v1/workspaces/acme/projects/").status_code == 404
-    assert api(stranger).get("/api/v1/workspaces/nope/projects/").status_code == 404
-    listed = api(owner).get("/api/v1/workspaces/acme/projects/")
-    assert listed.status_code == 200 and [p["slug"] for p in listed.json()] == ["vision"]
+def test_every_member_may_keep_a_private_saved_view(world):
+    role_matrix(
+        world,
+        lambda client: client.post("/w/acme/vision/views", {"name": "mine", "c": ["sys/id"]}),
+        {**UI_WRITE, "viewer": 302},
+        ui=True,
+    )
+    assert sorted(SavedView.objects.values_list("owner__username", "shared")) == [
+        ("contributor", False),
+        ("owner", False),
+        ("viewer", False),
+    ]
+
+
+def test_invisible_workspace_project_list_is_a_404(world):
+    role_matrix(
+        world,
+        lambda client: client.get("/api/v1/workspaces/nope/projects/"),
+        {"owner": 404, "contributor": 404, "viewer": 404, "stranger": 404, "anonymous": 401},
+    )
+    responses = role_matrix(
+        world,
+        lambda client: client.get("/api/v1/workspaces/acme/projects/"),
+        {"owner": 200, "contributor": 200, "viewer": 200, "stranger": 404, "anonymous": 401},
+    )
+    assert [p["slug"] for p in responses["owner"].json()] == ["vision"]
