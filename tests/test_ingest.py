@@ -1,3 +1,4 @@
+import itertools
 import math
 import threading
 
@@ -9,6 +10,7 @@ from django.db import connection
 from runs.models import Attribute, FloatPoint, RunBatch
 
 from .conftest import batch, run_url
+from .roles import role_matrix
 
 
 def fields(client, run):
@@ -281,16 +283,33 @@ def test_a_sum_beyond_the_float_range_is_not_a_server_error(owner_api, run):
     assert fields(owner_api, run)["big"]["value"]["max"] == 1.7e308
 
 
-def test_batch_endpoint_answers_each_role(api, run, contributor, viewer, stranger):
+def test_batch_endpoint_answers_each_role(world, run):
     ops = [{"op": "assign", "path": "x", "value": 1}]
-    assert batch(api(contributor), run, ops).status_code == 200
-    refused = batch(api(viewer), run, ops, seq=2)
-    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
-    hidden = batch(api(stranger), run, ops, seq=3)
-    assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
-    by_uuid = api(stranger).post(f"/api/v1/runs/{run.uuid}/batch", {"stream": "s", "seq": 4, "ops": ops}, format="json")
-    assert by_uuid.status_code == 404
-    assert RunBatch.objects.filter(run=run).count() == 1
+    seqs = itertools.count(1)
+    expected = {"owner": 200, "contributor": 200, "viewer": 403, "stranger": 404, "anonymous": 401}
+    codes = {"anonymous": "not_authenticated", "stranger": "not_found", "viewer": "permission_denied"}
+
+    def send(url):
+        return lambda client: client.post(url, {"stream": "s", "seq": next(seqs), "ops": ops}, format="json")
+
+    def batches():
+        return RunBatch.objects.filter(run=run).count()
+
+    by_path = role_matrix(
+        world,
+        send(run_url(run, "batch")),
+        expected,
+        check=dict.fromkeys(["stranger", "viewer"], lambda _: batches() == 0),
+    )
+    by_uuid = role_matrix(
+        world,
+        send(f"/api/v1/runs/{run.uuid}/batch"),
+        expected,
+        check=dict.fromkeys(["stranger", "viewer"], lambda _: batches() == 2),
+    )
+    for responses in (by_path, by_uuid):
+        assert {role: responses[role].json()["error"]["code"] for role in codes} == codes
+    assert batches() == 4  # the contributor's and the owner's, by path and by id
 
 
 def test_project_actions_agree_with_the_policy(db, run, owner, contributor, viewer, stranger):

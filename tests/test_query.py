@@ -8,6 +8,7 @@ from runs import services
 from runs.query import QuerySyntaxError, parse
 
 from .conftest import batch
+from .roles import role_matrix
 
 
 @pytest.fixture
@@ -329,13 +330,19 @@ def test_fields_listing(owner_api, runs):
     assert all("train" in f["path"] for f in fields)
 
 
-def test_stranger_queries_see_nothing(api, stranger, runs):
-    client = api(stranger)
-    for url in ("/api/v1/runs/", "/api/v1/runs/groups", "/api/v1/runs/suggest", "/api/v1/runs/fields"):
-        response = client.get(url, {"project": "acme/vision", "query": "exists eval/acc", "group_by": "sys/owner"})
-        assert response.status_code == 404, url
-    own = client.get("/api/v1/runs/", {"project": "stranger/none"})
-    assert own.status_code == 404
+QUERY = {"owner": 200, "contributor": 200, "viewer": 200, "stranger": 404, "anonymous": 401}
+
+
+@pytest.mark.parametrize("url", ["/api/v1/runs/", "/api/v1/runs/groups", "/api/v1/runs/suggest", "/api/v1/runs/fields"])
+def test_stranger_queries_see_nothing(world, runs, url):
+    params = {"project": "acme/vision", "query": "exists eval/acc", "group_by": "sys/owner"}
+    responses = role_matrix(world, lambda client: client.get(url, params), QUERY)
+    assert responses["stranger"].json()["error"]["code"] == "not_found"
+
+
+def test_a_project_that_does_not_exist_is_a_404_for_everyone(world):
+    missing = {**QUERY, "owner": 404, "contributor": 404, "viewer": 404}
+    role_matrix(world, lambda client: client.get("/api/v1/runs/", {"project": "stranger/none"}), missing)
 
 
 @settings(
