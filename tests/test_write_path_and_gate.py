@@ -1,6 +1,8 @@
 """One write path and one gate: services own every domain write and check the caller themselves,
 the permission module decides every access, and no route ships without a declared rule."""
 
+import itertools
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -11,11 +13,12 @@ from django.views import View
 
 from projects.models import Membership, Project, Workspace
 from runs import services
-from runs.models import Export, Run, SavedView
+from runs.models import Attribute, Export, Run, SavedView
 from tracker.api.views import ScopedQuerysetMixin
 from tracker.ui import ScopedUIViewMixin
 
 from .conftest import batch, run_url
+from .roles import ROLES, role_matrix, service_matrix
 
 # Routes anyone may reach, or that the framework guards itself (the admin checks is_staff).
 PUBLIC_ROUTES = {"healthz", "readyz", "schema", "api-docs", "accounts:login", "accounts:logout"}
@@ -61,40 +64,60 @@ def test_a_ui_view_that_declares_no_scope_fails_at_dispatch(owner):
         Unscoped.as_view()(request)
 
 
-def test_stranger_posting_a_malformed_form_to_an_invisible_project_gets_404(stranger, project):
-    client = Client(raise_request_exception=False)
-    client.force_login(stranger)
-    assert client.post("/w/acme/vision/", {"action": "nonsense"}).status_code == 404
-    assert client.post("/w/acme/vision/views", {"delete": "abc"}).status_code == 404
+WRITE = {"owner": 200, "contributor": 200, "viewer": 403, "stranger": 404, "anonymous": 401}
+# what services raise: they check the caller themselves, whatever view called them
+WRITE_SERVICE = {
+    "owner": None,
+    "contributor": None,
+    "viewer": PermissionDenied,
+    "stranger": PermissionDenied,
+    "anonymous": PermissionDenied,
+}
+VIEW_SERVICE = {**WRITE_SERVICE, "viewer": None}
 
 
-def test_stranger_posting_a_malformed_batch_gets_404_not_400(api, stranger, run):
-    response = api(stranger).post(run_url(run, "batch"), {"stream": ""}, format="json")
-    assert response.status_code == 404
+def test_stranger_posting_a_malformed_form_to_an_invisible_project_gets_404(world, project):
+    malformed = {"owner": 400, "contributor": 400, "viewer": 400, "stranger": 404, "anonymous": 302}
+    role_matrix(world, lambda client: client.post("/w/acme/vision/", {"action": "nonsense"}), malformed, ui=True)
+    role_matrix(world, lambda client: client.post("/w/acme/vision/views", {"delete": "abc"}), malformed, ui=True)
 
 
-def test_viewer_posting_a_batch_gets_403_and_contributor_200(api, viewer, contributor, run):
-    assert batch(api(viewer), run, [{"op": "assign", "path": "a", "value": 1}]).status_code == 403
-    assert batch(api(contributor), run, [{"op": "assign", "path": "a", "value": 1}]).status_code == 200
+def test_stranger_posting_a_malformed_batch_gets_404_not_400(world, run):
+    role_matrix(
+        world,
+        lambda client: client.post(run_url(run, "batch"), {"stream": ""}, format="json"),
+        {**WRITE, "owner": 400, "contributor": 400},
+    )
 
 
-def test_batch_service_checks_the_caller_itself(viewer, stranger, run):
+def test_viewer_posting_a_batch_gets_403_and_contributor_200(world, run):
+    seqs = itertools.count()
+    role_matrix(
+        world, lambda client: batch(client, run, [{"op": "assign", "path": "a", "value": 1}], seq=next(seqs)), WRITE
+    )
+
+
+def test_batch_service_checks_the_caller_itself(world, run):
     ops = [{"op": "assign", "path": "a", "value": 1}]
-    with pytest.raises(Http404):
-        services.apply_batch(stranger, run, stream="s", seq=0, raw_ops=ops)
-    with pytest.raises(PermissionDenied):
-        services.apply_batch(viewer, run, stream="s", seq=0, raw_ops=ops)
+    seqs = itertools.count()
+    service_matrix(
+        world,
+        lambda user: services.apply_batch(user, run, stream="s", seq=next(seqs), raw_ops=ops),
+        {**WRITE_SERVICE, "stranger": Http404, "anonymous": Http404},
+    )
+    assert Attribute.objects.filter(run=run, path="a").exists()
 
 
-def test_bulk_tagging_service_refuses_a_viewer(viewer, project, run):
-    with pytest.raises(PermissionDenied):
-        services.tag_runs(viewer, project, [run], add=["x"])
+def test_bulk_tagging_service_refuses_a_viewer(world, project, run):
+    service_matrix(
+        world, lambda user: services.tag_runs(user, project, [run], add=[user.username or "anon"]), WRITE_SERVICE
+    )
+    assert Attribute.objects.get(run=run, path="sys/tags").json_value == ["base", "contributor", "owner"]
 
 
-def test_export_service_refuses_a_stranger(stranger, project):
-    with pytest.raises(PermissionDenied):
-        services.request_export(stranger, project)
-    assert not Export.objects.exists()
+def test_export_service_refuses_a_stranger(world, project):
+    service_matrix(world, lambda user: services.request_export(user, project), VIEW_SERVICE)
+    assert sorted(Export.objects.values_list("requested_by__username", flat=True)) == ["contributor", "owner", "viewer"]
 
 
 def test_export_of_a_run_number_beyond_64_bits_is_a_400_naming_run(owner_api, project):
@@ -113,21 +136,30 @@ def test_export_names_a_run_of_another_project_as_not_found(owner, owner_api, wo
     assert response.status_code == 404
 
 
-def test_saved_view_rules_others_shared_view_is_readable_not_deletable(owner, contributor, viewer, stranger, project):
-    view = services.save_view(
-        contributor, project, name="team", shared=True, columns=[], query="", sort="", group_by=""
+def test_saved_view_rules_others_shared_view_is_readable_not_deletable(world, contributor, viewer, project):
+    def save(user, name, shared):
+        return services.save_view(user, project, name=name, shared=shared, columns=[], query="", sort="", group_by="")
+
+    save(contributor, "team", True)
+    save(viewer, "mine", False)
+    readable = {role: set(SavedView.objects.for_user(world[role]).values_list("name", flat=True)) for role in ROLES}
+    members = {"owner": {"team"}, "contributor": {"team"}, "viewer": {"team", "mine"}}
+    assert readable == {**members, "stranger": set(), "anonymous": set()}
+    # only its owner deletes a view; another's private view is not even there for them
+    service_matrix(
+        world,
+        lambda user: services.delete_view(user, save(contributor, "team", True)),
+        {**WRITE_SERVICE, "stranger": Http404, "anonymous": Http404, "owner": PermissionDenied},
     )
-    mine = services.save_view(viewer, project, name="mine", shared=False, columns=[], query="", sort="", group_by="")
-    assert set(SavedView.objects.for_user(owner).values_list("name", flat=True)) == {"team"}
-    assert set(SavedView.objects.for_user(viewer).values_list("name", flat=True)) == {"team", "mine"}
-    assert not SavedView.objects.for_user(stranger).exists()
-    with pytest.raises(PermissionDenied):
-        services.delete_view(owner, view)
-    with pytest.raises(Http404):
-        services.delete_view(owner, mine)
-    with pytest.raises(PermissionDenied):
-        services.save_view(viewer, project, name="share", shared=True, columns=[], query="", sort="", group_by="")
-    services.delete_view(contributor, view)
+    service_matrix(
+        world,
+        lambda user: services.delete_view(user, save(viewer, "mine", False)),
+        {"owner": Http404, "contributor": Http404, "viewer": None, "stranger": Http404, "anonymous": Http404},
+    )
+    # sharing needs the right to write there
+    service_matrix(world, lambda user: save(user, "share", True), WRITE_SERVICE)
+    service_matrix(world, lambda user: save(user, "private", False), VIEW_SERVICE)
+    services.delete_view(contributor, save(contributor, "team", True))
     assert not SavedView.objects.filter(name="team").exists()
 
 
