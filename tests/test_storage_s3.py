@@ -11,6 +11,7 @@ from runs import storage
 from runs.models import Blob, PendingUpload, Upload
 
 from .conftest import batch, run_url, s3_blob_storage
+from .roles import ROLES, role_matrix
 
 
 @pytest.fixture
@@ -112,10 +113,15 @@ def test_direct_uploads_need_s3(owner_api, run):
     assert response.status_code == 409 and response.json()["error"]["field"] == "storage"
 
 
-@pytest.mark.parametrize("who,status", [("contributor", 201), ("viewer", 403), ("stranger", 404), (None, 401)])
-def test_who_may_upload_directly(api, run, s3, who, status, request):
-    client = api(request.getfixturevalue(who) if who else None)
-    assert start(client, run, b"abc").status_code == status
+def test_who_may_upload_directly(world, run, s3):
+    names = iter(f"{role}.bin" for role in ROLES)
+    role_matrix(
+        world,
+        lambda client: start(client, run, b"abc", name=next(names)),
+        {"owner": 201, "contributor": 201, "viewer": 403, "stranger": 404, "anonymous": 401},
+        check={role: lambda _: not PendingUpload.objects.exists() for role in ("stranger", "viewer")},
+    )
+    assert PendingUpload.objects.count() == 2
 
 
 def test_ranged_reads_stream_from_s3(s3):
