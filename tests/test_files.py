@@ -4,7 +4,8 @@ from django.core.files.storage import storages
 
 from runs.models import Blob
 
-from .conftest import batch, run_url
+from .conftest import batch, client_for, run_url
+from .roles import role_matrix
 
 
 def upload(client, run, name, content, **extra):
@@ -46,6 +47,20 @@ def test_upload_attach_and_download_a_file(owner_api, run, blob_store):
     assert body == content[-5:]
     response, _ = download(owner_api, run, path="model/weights", headers={"HTTP_RANGE": f"bytes={len(content)}-"})
     assert response.status_code == 416
+
+
+def test_writers_upload_members_download_a_file(world, run, blob_store):
+    write = {"owner": 201, "contributor": 201, "viewer": 403, "stranger": 404, "anonymous": 401}
+    uploads = role_matrix(
+        world,
+        lambda client: upload(client, run, "model.pt", b"weights"),
+        write,
+        check=dict.fromkeys(["stranger", "viewer"], lambda _: not Blob.objects.exists()),
+    )
+    sha = uploads["owner"].json()["sha256"]
+    assert batch(client_for(world["owner"]), run, [{"op": "upload", "path": "model", "sha256": sha}]).status_code == 200
+    read = {**write, "owner": 200, "contributor": 200, "viewer": 200}
+    role_matrix(world, lambda client: client.get(run_url(run, "files/download"), {"path": "model"}), read)
 
 
 def test_identical_content_is_stored_once(owner_api, run, blob_store):
