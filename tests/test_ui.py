@@ -150,7 +150,7 @@ def test_column_chooser_lists_paths_by_namespace(logged_in, rich_run):
     assert "c=sys%2Fid&amp;c=parameters%2Flr" in html
 
 
-def test_saved_views_are_private_or_shared(world, ui_for, rich_run, owner, contributor):
+def test_saved_views_are_private_or_shared(world, ui_for, rich_run, owner):
     client = ui_for(owner)
     response = client.post(
         "/w/acme/vision/views",
