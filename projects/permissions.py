@@ -208,9 +208,14 @@ def require_on_project(user, action: str, project_id: int, not_found: str = "No 
 
 
 def require(user, action: str, obj) -> None:
-    """Raise 403 when ``user`` can see ``obj`` but may not perform ``action`` on it."""
-    if not can(user, action, obj):
-        raise PermissionDenied(f"You may not {action} this {type(obj).__name__.lower()}.")
+    """Raise 404 when ``user`` cannot see ``obj`` (invisible is not found), 403 when they can see it
+    but may not perform ``action`` on it. Allowed callers pay one query; refused ones one more."""
+    if can(user, action, obj):
+        return
+    name = type(obj).__name__.lower()
+    if action != "view" and can(user, "view", obj):
+        raise PermissionDenied(f"You may not {action} this {name}.")
+    raise Http404(f"No such {name}.")
 
 
 def get_visible_or_404(queryset, user, **lookup):
