@@ -37,7 +37,7 @@ def run_with_reports(django_user_model, settings, tmp_path):
         ("files/report", "report.html", b"<html><body><h1>Report shown in its frame</h1></body></html>"),
         ("files/notebook", "analysis.ipynb", NOTEBOOK),
     ]:
-        upload = SimpleUploadedFile(name, content)
+        upload = SimpleUploadedFile(name, content, content_type="text/html" if name.endswith(".html") else "")
         upload.sha256 = hashlib.sha256(content).hexdigest()
         blob = services.store_upload(owner, run, upload)
         processing.process_blob(blob.sha256)
@@ -62,7 +62,9 @@ def test_html_report_and_notebook_render_inside_their_sandboxed_frames(page, liv
             link.click()
         frame = page.locator(f"#preview-{index} iframe")
         expect(frame).to_have_attribute("sandbox", "")
-        expect(page.frame_locator(f"#preview-{index} iframe").get_by_text(text)).to_be_visible(timeout=5000)
+        # rendered, not shown as source: the text is a heading inside the frame
+        heading = page.frame_locator(f"#preview-{index} iframe").get_by_role("heading", name=text)
+        expect(heading).to_be_visible(timeout=5000)
         page.wait_for_load_state("networkidle")  # the frame's layout settles before the next click
     screenshot(page, "run-page-framed-previews")
     assert refused == []
