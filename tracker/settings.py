@@ -283,6 +283,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     **globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}),
     # Redis: a message not acknowledged within this time is delivered again (acks_late).
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1),
+    # Redis: the lock a worker takes while it puts overdue messages back. A worker killed while
+    # holding it would block every redelivery for kombu's default 300 s, longer than a short
+    # visibility timeout: it never outlives the visibility timeout.
+    "unacked_mutex_expire": min(300, env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)),
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(_celery_dir / "beat-schedule")
 
