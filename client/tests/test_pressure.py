@@ -58,13 +58,9 @@ def attributes(server, ref):
     return {f["path"]: f["value"] for f in response.json()["fields"]}
 
 
-def test_points_keep_reaching_the_disk_queue_while_a_big_file_is_hashed(tmp_path):
-    big = tmp_path / "big.bin"
-    with open(big, "wb") as f:
-        f.truncate(1 << 30)  # sparse: hashing it takes a second or more, writing it takes nothing
-    run = runstore.init_run(project="alice/big", mode="offline", **QUIET)
-    queue_dir = run.status()["queue_dir"]
-    run["model/weights"].upload(big)
+def assert_points_reach_disk_while_hashing(run, queue_dir) -> int:
+    """Append points until one reaches the disk queue; it must while a big file is still being
+    hashed (its upload is not written yet), within a second. Returns how many were appended."""
     started = time.monotonic()
     appended = 0
     on_disk: list[tuple[str, dict]] = []
@@ -76,12 +72,22 @@ def test_points_keep_reaching_the_disk_queue_while_a_big_file_is_hashed(tmp_path
             break
         time.sleep(0.01)
     seen_after = time.monotonic() - started
-    # The points reached the disk queue while the file was still being hashed: its upload is not written yet.
     assert any(kind == "op" and rec.get("path") == "train/loss" for kind, rec in on_disk), "no point reached the disk"
     assert not any(kind == "ctl" and rec.get("t") == "upload" for kind, rec in on_disk), (
         f"the points waited for the hash ({seen_after:.2f}s)"
     )
     assert seen_after < 1.0
+    return appended
+
+
+def test_points_keep_reaching_the_disk_queue_while_a_big_file_is_hashed(tmp_path):
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: hashing it takes a second or more, writing it takes nothing
+    run = runstore.init_run(project="alice/big", mode="offline", **QUIET)
+    queue_dir = run.status()["queue_dir"]
+    run["model/weights"].upload(big)
+    appended = assert_points_reach_disk_while_hashing(run, queue_dir)
     run["eval/acc"] = 0.5  # waits behind the file, in order
     run.stop()
     records = records_on_disk(queue_dir)
@@ -100,23 +106,7 @@ def test_points_keep_reaching_the_disk_queue_while_a_big_file_appended_to_a_file
     run = runstore.init_run(project="alice/big", mode="offline", **QUIET)
     queue_dir = run.status()["queue_dir"]
     run["model/snapshots"].append(runstore.File(big))
-    started = time.monotonic()
-    appended = 0
-    on_disk: list[tuple[str, dict]] = []
-    while time.monotonic() - started < 30:
-        run["train/loss"].append(float(appended))
-        appended += 1
-        on_disk = records_on_disk(queue_dir)
-        if any(kind == "op" and rec.get("path") == "train/loss" for kind, rec in on_disk):
-            break
-        time.sleep(0.01)
-    seen_after = time.monotonic() - started
-    # The points reached the disk queue while the file was still being hashed: its upload is not written yet.
-    assert any(kind == "op" and rec.get("path") == "train/loss" for kind, rec in on_disk), "no point reached the disk"
-    assert not any(kind == "ctl" and rec.get("t") == "upload" for kind, rec in on_disk), (
-        f"the points waited for the hash ({seen_after:.2f}s)"
-    )
-    assert seen_after < 1.0
+    appended = assert_points_reach_disk_while_hashing(run, queue_dir)
     # These wait behind the file, in order: the next point of the same series, then an assignment.
     run["model/snapshots"].append(runstore.File.from_content(b"small", name="small.bin"))
     run["eval/acc"] = 0.5
