@@ -1,19 +1,123 @@
+from django import forms
 from django.contrib import admin, messages
+from django.db.models import Q
+from django.utils import timezone
 
-from .models import ApiToken
+from . import services
+from .models import TOKEN_PREFIX, ApiToken
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "revoked"
+    parameter_name = "revoked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "revoked"), ("no", "not revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(revoked_at__isnull=True)
+        return queryset
+
+
+class ExpiredFilter(admin.SimpleListFilter):
+    title = "expired"
+    parameter_name = "expired"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "expired"), ("no", "not expired"), ("never", "never expires")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "yes":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "no":
+            return queryset.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        if self.value() == "never":
+            return queryset.filter(expires_at__isnull=True)
+        return queryset
+
+
+class ApiTokenForm(forms.ModelForm):
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if value is not None and "expires_at" in self.changed_data and value <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return value
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("user", "name", "lookup", "created_at", "last_used_at", "expires_at", "revoked_at")
-    list_filter = ("revoked_at",)
-    search_fields = ("user__username", "name", "lookup")
-    readonly_fields = ("lookup", "created_at", "last_used_at")
-    fields = ("user", "name", "lookup", "created_at", "last_used_at", "expires_at", "revoked_at")
+    """Tokens: the new secret is shown once, in a message after "Save"; only its prefix after that."""
+
+    form = ApiTokenForm
+    list_display = (
+        "prefix",
+        "user",
+        "name",
+        "scope",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "last_used_ip",
+        "revoked",
+    )
+    list_select_related = ("user",)
+    list_filter = ("scope", RevokedFilter, ExpiredFilter)
+    search_fields = ("user__username", "user__email", "name", "lookup")
+    actions = ["revoke_selected"]
+    readonly_fields = ("prefix", "created_at", "last_used_at", "last_used_ip", "revoked_at")
+    add_fields = ("user", "name", "scope", "expires_at")
+    change_fields = (
+        "prefix",
+        "user",
+        "name",
+        "scope",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "last_used_ip",
+        "revoked_at",
+    )
+    raw_id_fields = ("user",)
+
+    @admin.display(boolean=True, ordering="revoked_at")
+    def revoked(self, obj):
+        return obj.revoked_at is not None
+
+    @admin.display(description="prefix", ordering="lookup")
+    def prefix(self, obj):
+        return obj.prefix
+
+    def get_fields(self, request, obj=None):
+        return self.change_fields if obj else self.add_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # a token keeps its owner and rights; issue a new one for others
+        return (*self.readonly_fields, "user", "scope")
+
+    def get_search_results(self, request, queryset, search_term):
+        # the prefix as shown (rs_<lookup>) finds its token
+        term = search_term.strip()
+        if term.startswith(f"{TOKEN_PREFIX}_"):
+            search_term = term.removeprefix(f"{TOKEN_PREFIX}_").split("_", 1)[0]
+        return super().get_search_results(request, queryset, search_term)
 
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        token, raw = ApiToken.issue(obj.user, name=obj.name, expires_at=obj.expires_at)
+        token, raw = services.issue_token(
+            obj.user, name=obj.name, scope=obj.scope, expires_at=obj.expires_at, by=request.user
+        )
         obj.pk = token.pk
+        obj.lookup = token.lookup
         messages.warning(request, f"New API token (copy it now, it is not shown again): {raw}")
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        revoked = sum(services.revoke_token(token, by=request.user) for token in queryset.select_related("user"))
+        self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)

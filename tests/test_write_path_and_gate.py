@@ -21,7 +21,21 @@ from .conftest import batch, run_url
 from .roles import ROLES, role_matrix, service_matrix
 
 # Routes anyone may reach, or that the framework guards itself (the admin checks is_staff).
-PUBLIC_ROUTES = {"healthz", "readyz", "schema", "api-docs", "accounts:login", "accounts:logout"}
+PUBLIC_ROUTES = {
+    "healthz",
+    "readyz",
+    "schema",
+    "api-docs",
+    "accounts:login",
+    "accounts:logout",
+    # Django's own password views: the change views require a login, the reset views are for anyone
+    "accounts:password_change",
+    "accounts:password_change_done",
+    "accounts:password_reset",
+    "accounts:password_reset_done",
+    "accounts:password_reset_confirm",
+    "accounts:password_reset_complete",
+}
 PUBLIC_NAMESPACES = {"admin"}
 
 

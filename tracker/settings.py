@@ -5,15 +5,17 @@ Runstore runs embedded: SQLite and blobs under ``var/``, and a Celery broker
 that needs no server.
 """
 
+import ipaddress
 import logging
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_choice, env_int, env_list, env_str
+from .env import env_bool, env_choice, env_float, env_int, env_limit, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("RUNSTORE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -51,12 +53,14 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "csp",
+    "axes",
     "accounts",
     "projects",
     "runs",
 ]
 
 MIDDLEWARE = [
+    "tracker.context.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tracker.csp.CSPMiddleware",
@@ -67,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # last: turns a locked-out login into the lockout page (status 429)
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tracker.urls"
@@ -116,6 +122,8 @@ RUNSTORE_QUERY_TIMEOUT_MS = env_int("RUNSTORE_QUERY_TIMEOUT_MS", 5000, minimum=0
 
 # --- auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # first: refuses a password login while its account or address is locked out
+    "accounts.authentication.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -128,6 +136,35 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+
+# Failed UI logins (django-axes): after this many failures for one account, or from one
+# address, further logins for it are refused (even with the right password) for the cool-off.
+AXES_FAILURE_LIMIT = env_int("RUNSTORE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("RUNSTORE_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account and per address
+AXES_CLIENT_IP_CALLABLE = "tracker.context.client_address"  # honours RUNSTORE_TRUSTED_PROXIES
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"  # a page with status 429 and Retry-After
+AXES_RESET_ON_SUCCESS = False  # a success would also clear the address's count, which an attacker controls
+AXES_DISABLE_ACCESS_LOG = True  # successful logins go to the audit log, not a second table
+AXES_VERBOSE = False
+
+# Addresses (or networks, CIDR) of reverse proxies whose X-Forwarded-For is believed; the
+# client's address is then the nearest one of that header that is not such a proxy.
+RUNSTORE_TRUSTED_PROXIES = env_list("RUNSTORE_TRUSTED_PROXIES", [])
+for _proxy in RUNSTORE_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"RUNSTORE_TRUSTED_PROXIES: {_proxy!r} is not an IP address or network") from None
+
+# --- mail (password reset) --------------------------------------------------
+EMAIL_BACKEND = env_str("RUNSTORE_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("RUNSTORE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("RUNSTORE_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("RUNSTORE_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = env_str("RUNSTORE_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("RUNSTORE_EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("RUNSTORE_EMAIL_FROM", "runstore@localhost")
 
 # --- security headers and cookies -------------------------------------------
 # Off by default so `make run` works over plain HTTP; the README's "Production
@@ -206,6 +243,19 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file, hashed
 FILE_UPLOAD_TEMP_DIR = env_str("RUNSTORE_UPLOAD_TEMP_DIR") or None
 # The largest file one upload may hold (multipart POST or direct upload to S3); above it: 413.
 RUNSTORE_MAX_UPLOAD_BYTES = env_int("RUNSTORE_MAX_UPLOAD_BYTES", 5 * 1024**3, minimum=1)
+
+# --- Quotas (projects/quotas.py, projects/throttling.py) ---------------------
+# Installation-wide defaults; a workspace's own quota (admin) overrides each one.
+# Request rates are token buckets per API token (and per workspace when set).
+RUNSTORE_QUOTA_REQUESTS_PER_SECOND = env_float("RUNSTORE_QUOTA_REQUESTS_PER_SECOND", 100.0, minimum=0.001)
+RUNSTORE_QUOTA_BURST = env_int("RUNSTORE_QUOTA_BURST", 200, minimum=1)
+RUNSTORE_QUOTA_WORKSPACE_REQUESTS_PER_SECOND = env_limit("RUNSTORE_QUOTA_WORKSPACE_REQUESTS_PER_SECOND")
+RUNSTORE_QUOTA_STORAGE_BYTES = env_limit("RUNSTORE_QUOTA_STORAGE_BYTES")
+RUNSTORE_QUOTA_RUNS_PER_PROJECT = env_limit("RUNSTORE_QUOTA_RUNS_PER_PROJECT")
+RUNSTORE_QUOTA_PROJECTS = env_limit("RUNSTORE_QUOTA_PROJECTS")
+RUNSTORE_QUOTA_UPLOAD_BYTES = env_limit("RUNSTORE_QUOTA_UPLOAD_BYTES")
+# Audit entries older than this many days are deleted daily (0: kept for ever).
+RUNSTORE_AUDIT_RETENTION_DAYS = env_int("RUNSTORE_AUDIT_RETENTION_DAYS", 365, minimum=0)
 
 # --- Content-Security-Policy (django-csp) ------------------------------------
 # Our pages load scripts and styles from our own origin only: no inline script,
