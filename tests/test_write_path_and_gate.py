@@ -193,8 +193,9 @@ def test_admin_delete_of_a_run_moves_it_to_the_trash(root_client, run):
     assert Run.objects.get(pk=run.pk).deleted_at is not None
 
 
-def test_admin_purge_now_removes_the_run(root_client, run):
+def test_admin_purge_now_removes_a_run_in_the_trash(root_client, run):
     client, _ = root_client
+    client.post("/admin/runs/run/", {"action": "move_to_trash", "_selected_action": [run.pk]})
     response = client.post("/admin/runs/run/", {"action": "purge_now", "_selected_action": [run.pk]})
     assert response.status_code == 302
     assert not Run.objects.filter(pk=run.pk).exists()
