@@ -20,6 +20,8 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from projects import permissions
+
 from . import series as series_store
 from . import services
 from .models import (
@@ -62,6 +64,16 @@ class ChangeList(BaseChangeList):
 
 
 class RunsModelAdmin(admin.ModelAdmin):
+    """Staff who are not superusers see only rows of projects they may view (the one permission module)."""
+
+    project_field: str | None = None  # the path from the row to its project; None: not scoped
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.project_field is None:
+            return queryset
+        return permissions.scope_by_project(queryset, request.user, "view", field=self.project_field)
+
     def get_changelist(self, request, **kwargs):
         return ChangeList
 
@@ -117,6 +129,7 @@ class RunAdmin(RunsModelAdmin):
     state sets ``finished_at``), delete and "move to trash" put runs in the trash (``delete_run``),
     "restore" takes them out, and "purge" removes runs already in the trash (``purge_run``)."""
 
+    project_field = "project"
     list_display = (
         "human_id",
         "project",
@@ -174,7 +187,7 @@ class RunAdmin(RunsModelAdmin):
     def human_id(self, obj):
         return obj.human_id
 
-    @admin.display(description="in trash since", ordering="deleted_at")
+    @admin.display(description="in trash since")
     def in_trash(self, obj):
         return obj.deleted_at or "—"
 
@@ -272,6 +285,7 @@ class RunAdmin(RunsModelAdmin):
 class AttributeAdmin(LargeTableAdmin):
     """Series points are shown here (the point tables have composite keys, which the admin cannot list)."""
 
+    project_field = "project"
     list_display = ("path", "type", "run", "count", "updated_at")
     list_filter = ("type",)
     list_select_related = ("run", "run__project")
@@ -311,12 +325,14 @@ class BlobAdmin(LargeTableAdmin):
 
 @admin.register(Upload)
 class UploadAdmin(LargeTableAdmin):
+    project_field = "run__project"
     list_display = ("run", "blob", "name", "mime_type", "created_at")
     list_select_related = ("run", "run__project")
 
 
 @admin.register(FileEntry)
 class FileEntryAdmin(LargeTableAdmin):
+    project_field = "attribute__project"
     list_display = ("attribute", "relpath", "step", "name", "human_size", "mime_type")
     exclude = ("size",)
     readonly_fields = ("human_size",)
@@ -328,12 +344,14 @@ class FileEntryAdmin(LargeTableAdmin):
 
 @admin.register(RunBatch)
 class RunBatchAdmin(LargeTableAdmin):
+    project_field = "run__project"
     list_display = ("run", "stream", "seq", "op_count", "applied_at")
     list_select_related = ("run", "run__project")
 
 
 @admin.register(ProjectField)
 class ProjectFieldAdmin(LargeTableAdmin):
+    project_field = "project"
     list_display = ("path", "type", "project", "first_seen")
     list_filter = ("type",)
     list_select_related = ("project", "project__workspace")
@@ -345,6 +363,7 @@ class SavedViewAdmin(ReadOnlyAdmin):
     """Saved views are their owners' to change (in the UI); an operator may only remove one,
     which touches nothing else."""
 
+    project_field = "project"
     list_display = ("name", "project", "owner", "shared", "updated_at")
     list_filter = ("shared",)
     list_select_related = ("project", "project__workspace", "owner")
@@ -358,6 +377,7 @@ class SavedViewAdmin(ReadOnlyAdmin):
 class RollupCursorAdmin(LargeTableAdmin):
     """Roll-up progress per series (the roll-up rows themselves have composite keys, which the admin cannot list)."""
 
+    project_field = "series__project"
     list_display = ("series", "rolled_until", "queued", "updated_at")
     list_filter = ("queued",)
 
@@ -384,6 +404,7 @@ class BlobPreviewAdmin(LargeTableAdmin):
 class PendingUploadAdmin(ReadOnlyAdmin):
     """Direct uploads in progress; ``cleanup.clean_orphans`` sweeps the abandoned ones with their staged objects."""
 
+    project_field = "run__project"
     list_display = ("id", "run", "name", "human_size", "created_at")
     list_select_related = ("run", "run__project")
     exclude = ("size",)
@@ -399,6 +420,7 @@ class PendingUploadAdmin(ReadOnlyAdmin):
 class ExportAdmin(ReadOnlyAdmin):
     """Export archives; ``cleanup.clean_orphans`` removes them with their stored objects after a week."""
 
+    project_field = "project"
     list_display = ("id", "project", "run", "requested_by", "state", "human_size", "created_at")
     list_filter = ("state",)
     list_select_related = ("project", "project__workspace", "run", "run__project", "requested_by")

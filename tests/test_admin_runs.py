@@ -291,3 +291,23 @@ def test_runs_changelist_makes_the_same_number_of_queries_for_many_runs(
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = root_client.get(changelist(Run))
     assert len(response.context["cl"].result_list) == 42
+
+
+def test_staff_who_are_not_superusers_see_only_runs_of_projects_they_may_view(viewer, run, owner):
+    from django.contrib.auth.models import Permission
+
+    viewer.is_staff = True
+    viewer.save()
+    viewer.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="runs", codename__startswith="view_")
+    )
+    elsewhere = project_services.create_project(owner, project_services.create_workspace(owner, "beta", "B"), "nlp")
+    hidden, _ = run_services.create_run(owner, elsewhere, name="hidden")
+    client = Client()
+    client.force_login(viewer)
+
+    listed = client.get(changelist(Run)).context["cl"].result_list
+    assert [r.pk for r in listed] == [run.pk]
+    fields = client.get(changelist(Attribute)).context["cl"].result_list
+    assert {a.run_id for a in fields} == {run.pk}
+    assert client.get(change_url(hidden)).status_code == 302  # the admin's "does not exist"
