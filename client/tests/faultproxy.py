@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,8 +13,9 @@ from urllib.parse import urlsplit
 
 class FaultProxy:
     """Forwards to ``target``. ``fail_batches`` answers the next N batch requests with ``status``
-    (429 carries ``Retry-After``); ``down`` answers every request with 503; ``rewrite`` changes
-    response bodies (a hostile or broken server)."""
+    (429 and 503 carry ``Retry-After``; ``error`` replaces the body's error object, ``headers`` are
+    added, as a server's quotas answer); ``down`` answers every request with 503; ``rewrite``
+    changes response bodies (a hostile or broken server)."""
 
     def __init__(
         self,
@@ -24,6 +26,8 @@ class FaultProxy:
         retry_after: float | None = None,
         fail_suffix: str = "/batch",
         rewrite: Callable[[str, bytes], bytes] | None = None,
+        error: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
     ):
         self.target = urlsplit(target)
         self.status = status
@@ -32,6 +36,8 @@ class FaultProxy:
         self.down = False
         self.fail_suffix = fail_suffix
         self.rewrite = rewrite  # (request path, response body) -> the body the client gets
+        self.error = error
+        self.headers = dict(headers or {})
         self.log: list[tuple[float, str, int]] = []
         self.lock = threading.Lock()
         proxy = self
@@ -47,17 +53,24 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 with proxy.lock:
                     inject = None
-                    if proxy.down:
+                    outage = proxy.down
+                    if outage:
                         inject = 503
                     elif proxy.fail_batches > 0 and self.path.split("?")[0].endswith(proxy.fail_suffix):
                         proxy.fail_batches -= 1
                         inject = proxy.status
                 if inject is not None:
                     proxy.log.append((time.monotonic(), self.path, inject))
-                    payload = b'{"error": {"status": %d, "code": "injected", "message": "injected fault"}}' % inject
+                    error = {"status": inject, "code": "injected", "message": "injected fault"}
+                    if proxy.error is not None and not outage:
+                        error = {"status": inject, **proxy.error}
+                    payload = json.dumps({"error": error}).encode()
                     self.send_response(inject)
-                    if inject == 429 and proxy.retry_after is not None:
+                    if inject in (429, 503) and proxy.retry_after is not None:
                         self.send_header("Retry-After", str(proxy.retry_after))
+                    if not outage:
+                        for key, value in proxy.headers.items():
+                            self.send_header(key, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from ._internal.api import Api
 from ._internal.progress import Progress
 from ._internal.queue import QueueDir
-from ._internal.sender import Abandoned, FatalSendError, Sender
+from ._internal.sender import Abandoned, FatalSendError, QuotaBlocked, Sender, describe_block
 from .config import home, queues_root, run_ref, token
 from .exceptions import RunstoreError
 
@@ -40,7 +42,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             url = args.url or meta.get("url") or os.environ.get("RUNSTORE_URL")
             if not url:
                 raise RunstoreError("no server URL: pass --url or set RUNSTORE_URL")
-            sender = Sender(qdir, Api(url, token(args.api_token)))
+            sender = Sender(qdir, Api(url, token(args.api_token)), wait_on_quota=False)
             records, points = qdir.pending()
             label = (
                 meta.get("run_id") or meta.get("run_ref") or (meta.get("create") or {}).get("name") or qdir.path.name
@@ -59,6 +61,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
             run_id = sender.meta.get("run_id") or sender.run_uuid
             sender.remove_queue()
             print(f"{qdir.path.name}: synced {records} records ({points} points) to run {run_id}")
+        except QuotaBlocked as exc:
+            failures += 1
+            print(
+                f"{qdir.path.name}: not synced: {exc}; the operations stay queued "
+                "(run `runstore sync` again once the quota is raised)",
+                file=sys.stderr,
+            )
         except (FatalSendError, RunstoreError, OSError, ValueError) as exc:
             failures += 1
             print(f"{qdir.path.name}: not synced: {exc}", file=sys.stderr)
@@ -81,10 +90,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         size = qdir.disk_bytes()
         total_bytes += size
         run = meta.get("run_id") or meta.get("run_ref") or "(not created)"
-        state = "active" if qdir.is_locked() else "pending"
+        active = qdir.is_locked()
+        state = "active" if active else "pending"
         print(f"{qdir.path.name:<34} {str(run)[:24]:<24} {state:<8} {records:>8} {points:>10} {_size(size):>10}")
+        blocked = qdir.read_blocked()
+        if blocked is not None and (blocked.get("kind") == "quota" or float(blocked.get("until") or 0) > time.time()):
+            print(f"    {_block_line(blocked, active)}")
     print(f"{len(queues)} queues, {_size(total_bytes)} on disk in {queues_root(root)}")
     return 0
+
+
+def _block_line(blocked: dict[str, Any], active: bool) -> str:
+    """What holds a queue back, as ``runstore status`` shows it under the queue's row."""
+    line = describe_block(blocked)
+    if blocked.get("kind") != "quota":
+        return line
+    since = blocked.get("since")
+    if isinstance(since, (int, float)):
+        line += f" (since {dt.datetime.fromtimestamp(since):%Y-%m-%d %H:%M:%S})"
+    retry_at = blocked.get("retry_at")
+    if active and isinstance(retry_at, (int, float)):
+        line += f"; next retry in {max(0, retry_at - time.time()):.0f} s"
+    elif not active:
+        line += "; `runstore sync` sends it once the quota is raised"
+    return line
 
 
 def _size(n: float) -> str:

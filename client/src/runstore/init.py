@@ -8,9 +8,9 @@ import uuid as uuid_module
 from typing import Any
 
 from ._internal import warn
-from ._internal.api import Api, decode
+from ._internal.api import Api, decode, is_quota_error
 from ._internal.queue import QueueDir
-from ._internal.sender import Sender
+from ._internal.sender import Sender, describe_block, quota_block
 from .config import MODES, Settings, env_float, make_api, new_queue_dir, queues_root, run_ref
 from .exceptions import ApiError, ConfigurationError, NetworkError
 from .lifecycle import register
@@ -41,7 +41,8 @@ def sync_leftovers(api: Api, run_uuid: str) -> None:
         if meta.get("run_uuid") != run_uuid or not qdir.try_lock():
             continue
         try:
-            sender = Sender(qdir, Api(api.url, api.token))
+            # A quota that refuses what is left is reported, not waited for: the new run starts at once.
+            sender = Sender(qdir, Api(api.url, api.token), wait_on_quota=False)
             if sender.drain(deadline=time.monotonic() + 120):
                 sender.remove_queue()
                 warn(f"runstore: delivered operations left queued in {path}", level=20)
@@ -145,6 +146,7 @@ def init_run(
         meta = {"url": api.url, "stream": stream, "project": project, "mode": mode, "created": time.time()}
         last_steps: dict[str, int] = {}
         server_steps = False
+        refused: dict[str, Any] | None = None  # the quota that refused to create the run
         if with_id:
             info = api.call("GET", f"runs/{run_ref(with_id, project)}/")
             sync_leftovers(api, info["uuid"])
@@ -177,6 +179,21 @@ def init_run(
                 )
                 create.setdefault("custom_run_id", f"deferred-{uuid_module.uuid4().hex}")
                 meta["create"] = create
+            except ApiError as exc:
+                if not is_quota_error(exc):
+                    raise
+                # The workspace's run or project quota is full: as for an unreachable server, training
+                # goes on, logging to disk; the sender creates the run once the quota is raised. The
+                # sender's own warning for this quota (same key) is not repeated.
+                blocked = quota_block(exc)
+                warn(
+                    f"runstore: the server refuses to create the run: {exc.message} ({describe_block(blocked)}); "
+                    "logging to disk, the run is created once the quota is raised",
+                    once_key=f"quota:{stream}:{blocked['quota']}",
+                )
+                create.setdefault("custom_run_id", f"deferred-{uuid_module.uuid4().hex}")
+                meta["create"] = create
+                refused = blocked
         if info:
             meta["run_uuid"], meta["run_id"] = info["uuid"], info["id"]
         run = Run(
@@ -189,6 +206,9 @@ def init_run(
             server_steps=server_steps,
             settings=settings,
         )
+        if refused is not None and run._stats.blocked is None:
+            # Known before the sender's first attempt: sync-mode calls do not wait for acknowledgements.
+            run._stats.blocked = refused
     register(run)
     if mode != "read-only":
         run._start_capture(

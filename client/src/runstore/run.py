@@ -18,7 +18,7 @@ from ._internal.api import Api
 from ._internal.progress import Progress
 from ._internal.queue import QueueDir
 from ._internal.reader import DebugStore, Reader
-from ._internal.sender import Sender, SenderThread
+from ._internal.sender import Sender, SenderThread, describe_block
 from ._internal.values import check_path
 from ._internal.writer import Stats, Writer, item_bytes
 from .config import Settings, new_queue_dir, sync_command
@@ -139,12 +139,22 @@ class Run:
     def _put_sync_sized(self, item: tuple[Any, ...], size: int) -> None:
         assert self._writer is not None
         self._writer.put_sized(item, size)
-        if not self.wait(self._sync_timeout):
-            warn(
-                f"runstore: sync mode: the server did not acknowledge within {self._sync_timeout:.0f}s "
-                "(RUNSTORE_SYNC_TIMEOUT); continuing, the operation stays queued",
-                once_key=f"sync-timeout:{id(self)}",
-            )
+        end = time.monotonic() + self._sync_timeout
+        while True:
+            if self._quota_blocked() is not None:
+                return  # nothing is acknowledged until the quota is raised: waiting would only stall training
+            # In slices of a second, so that a quota found meanwhile ends the wait.
+            slice_end = min(end, time.monotonic() + 1.0)
+            if self.wait(max(0.0, slice_end - time.monotonic())):
+                return
+            now = time.monotonic()
+            if now >= end or now < slice_end - 0.05:  # timed out, or the wait ended early (sending stopped)
+                break
+        warn(
+            f"runstore: sync mode: the server did not acknowledge within {self._sync_timeout:.0f}s "
+            "(RUNSTORE_SYNC_TIMEOUT); continuing, the operation stays queued",
+            once_key=f"sync-timeout:{id(self)}",
+        )
 
     def _read_only(self, item: tuple[Any, ...]) -> None:
         raise ReadOnlyError(
@@ -293,9 +303,25 @@ class Run:
         remaining = None if end is None else max(0.0, end - time.monotonic())
         return self._sender.wait_for(position, remaining)
 
+    def _quota_blocked(self) -> dict[str, Any] | None:
+        blocked = self._stats.blocked
+        return blocked if blocked is not None and blocked.get("kind") == "quota" else None
+
+    def _rate_limited(self) -> dict[str, Any] | None:
+        blocked = self._stats.blocked
+        if blocked is None or blocked.get("kind") != "rate_limited" or float(blocked["until"]) <= time.time():
+            return None
+        return blocked
+
     def status(self) -> dict[str, Any]:
-        """Counters: errors, dropped and rejected operations, operations written and acknowledged."""
+        """Counters: errors, dropped and rejected operations, operations written and acknowledged; and
+        what holds sending back at the server: ``quota`` (a storage or count quota of the workspace:
+        workspace, quota, used, limit, message, since), ``rate_limited`` (retry_in seconds and the
+        server's RateLimit-* values) and ``blocked`` (either, as one line)."""
         pending = max(0, self._stats.written_ops - self._stats.acked_ops)
+        quota = self._quota_blocked()
+        throttled = self._rate_limited()
+        now = time.time()
         return {
             "mode": self._mode,
             "errors": self._stats.errors,
@@ -306,6 +332,16 @@ class Run:
             "pending_operations": pending,
             "queue_dir": str(self._qdir.path) if self._qdir is not None else None,
             "sending_failed": self._sender.failed if self._sender is not None else None,
+            "blocked": describe_block(quota or throttled or {}, now=now) if (quota or throttled) else None,
+            "quota": {k: quota.get(k) for k in ("workspace", "quota", "used", "limit", "message", "since")}
+            if quota
+            else None,
+            "rate_limited": {
+                "retry_in": max(0.0, float(throttled["until"]) - now),
+                **{k: throttled.get(k) for k in ("limit", "remaining", "reset")},
+            }
+            if throttled
+            else None,
         }
 
     @property
@@ -392,6 +428,8 @@ class Run:
         end = time.monotonic() + timeout
         stall = self._settings.stall_timeout
         started = time.monotonic()
+        # A quota may have been raised since the last (slow) retry: try again now rather than later.
+        self._sender.sender.retry_now.set()
         progress: Progress | None = None
         interrupted = 0
         start_ops = self._stats.acked_ops
@@ -402,7 +440,17 @@ class Run:
                     remaining = end - now
                     if remaining <= 0:
                         return f"gave up after {timeout:g}s, RUNSTORE_STOP_TIMEOUT"
+                    throttled = self._rate_limited()
+                    if throttled is not None:
+                        # Waiting as the server told (Retry-After) is not a stall.
+                        started = max(started, now + float(throttled["until"]) - time.time())
                     if now - max(started, self._stats.progress_at) >= stall:
+                        quota = self._quota_blocked()
+                        if quota is not None:
+                            return (
+                                f"{describe_block(quota)}: {quota.get('message')}; raise the quota "
+                                f"(no acknowledgement for {stall:g}s, stall_timeout / RUNSTORE_STALL_TIMEOUT)"
+                            )
                         return f"no acknowledgement for {stall:g}s, stall_timeout / RUNSTORE_STALL_TIMEOUT; last error: {self._stats.last_error}"
                     if self._sender.wait_for(position, min(remaining, 0.5)):
                         return True

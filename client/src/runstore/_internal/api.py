@@ -16,13 +16,57 @@ MSGPACK = "application/msgpack"
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 
 
-class RetryableError(Exception):
-    """A failure worth retrying: network error, 5xx, 408 or 429 (with its ``Retry-After``)."""
+QUOTA_EXCEEDED = "quota_exceeded"
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
-    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+
+class RetryableError(Exception):
+    """A failure worth retrying: network error, 5xx, 408 or 429 (with its ``Retry-After`` and, for a
+    429, the ``RateLimit-*`` headers in ``rate_limit``)."""
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+        rate_limit: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+        self.rate_limit = rate_limit or {}
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+def retry_delay(retry_after: float | None, attempt: int) -> float:
+    """How long to wait before retrying: the server's ``Retry-After`` (at most
+    ``RUNSTORE_MAX_RETRY_AFTER`` seconds, default 60) plus up to 10 % of jitter, so that many
+    clients told the same time do not come back together; else the jittered ``backoff``."""
+    if retry_after is None:
+        return backoff(attempt)
+    told = min(retry_after, _env_seconds("RUNSTORE_MAX_RETRY_AFTER", 60.0))
+    return told + random.uniform(0, 0.1 * told + 0.05)  # noqa: S311 - jitter, not crypto
+
+
+def quota_delay(attempt: int) -> float:
+    """The slow retry of a request refused by a storage or count quota: ``RUNSTORE_QUOTA_RETRY``
+    seconds (30) first, doubling up to ``RUNSTORE_QUOTA_MAX_RETRY`` (300), with 10 % of jitter."""
+    first = _env_seconds("RUNSTORE_QUOTA_RETRY", 30.0)
+    cap = max(first, _env_seconds("RUNSTORE_QUOTA_MAX_RETRY", 300.0))
+    return float(min(cap, first * (2 ** min(attempt, 16))) * random.uniform(0.9, 1.1))  # noqa: S311
+
+
+def is_quota_error(exc: ApiError) -> bool:
+    """A 403 for a storage, count or upload quota: the request becomes possible once the quota is
+    raised (or usage falls), unlike a 403 for a missing permission."""
+    return exc.status == 403 and exc.code == QUOTA_EXCEEDED
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float | None = None) -> float:
@@ -127,7 +171,10 @@ class Api:
         if response.status_code in RETRY_STATUSES:
             message = f"{method} {url}: HTTP {response.status_code}"
             response.close()
-            raise RetryableError(message, _retry_after(response.headers.get("Retry-After")), response.status_code)
+            rate_limit = {k: response.headers[k] for k in RATE_LIMIT_HEADERS if k in response.headers}
+            raise RetryableError(
+                message, _retry_after(response.headers.get("Retry-After")), response.status_code, rate_limit
+            )
         if response.status_code >= 400:
             raise error_from(response)
         return response
@@ -143,7 +190,7 @@ class Api:
             try:
                 return self.send(method, path, **kwargs)
             except RetryableError as exc:
-                wait = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+                wait = retry_delay(exc.retry_after, attempt)
                 if time.monotonic() + wait > end:
                     raise NetworkError(f"{exc} (gave up after {deadline:.0f}s)") from exc
                 time.sleep(wait)

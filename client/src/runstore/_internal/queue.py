@@ -12,6 +12,8 @@ A queue directory holds:
   ``seq`` and the batch in flight (its seq and byte range), so that a batch
   is re-sent after a crash with the same seq and the same operations:
   the server applies ``(stream, seq)`` once;
+* ``blocked.json`` why the server holds the queue back, while it does (a storage
+  or count quota, or rate limiting), for ``runstore status``;
 * ``files/``      copies of files waiting to be uploaded;
 * ``lock``        flock-ed by the process writing or sending this queue.
 
@@ -93,6 +95,24 @@ class QueueDir:
 
     def write_ack(self, ack: dict[str, Any], *, fsync: bool = False) -> None:
         write_json_atomic(self.path / "ack.json", ack, fsync=fsync)
+
+    def read_blocked(self) -> dict[str, Any] | None:
+        """What holds this queue back at the server (see ``sender.describe_block``), or None."""
+        try:
+            with open(self.path / "blocked.json") as f:
+                value = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return dict(value) if isinstance(value, dict) else None
+
+    def write_blocked(self, blocked: dict[str, Any] | None) -> None:
+        if blocked is None:
+            try:
+                (self.path / "blocked.json").unlink()
+            except FileNotFoundError:
+                pass
+        else:
+            write_json_atomic(self.path / "blocked.json", blocked)
 
     # -- segments -----------------------------------------------------------
     def segments(self) -> list[int]:

@@ -8,11 +8,20 @@ with the same seq, so the server's ``(stream, seq)`` check makes delivery
 exactly once. A batch the server rejects names the bad operation
 (``op_index``): that operation is dropped (and reported once) and the
 rest is re-sent. Network errors, 5xx, 408 and 429 are retried forever with
-jittered exponential backoff, honouring ``Retry-After``.
+jittered exponential backoff, honouring ``Retry-After`` (capped, with jitter).
+
+A 403 ``quota_exceeded`` (a workspace's storage, run, project or upload
+quota) is not a rejection: the request becomes possible once an admin raises
+the quota. The operations stay queued on disk, one warning per quota names
+it, and the same request is retried slowly (30 s, doubling up to 5 min) until
+it passes; ``Stats.blocked`` and the queue's ``blocked.json`` say why the
+queue is held back (``run.status()``, ``runstore status``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 import shutil
 import struct
@@ -27,7 +36,7 @@ import msgpack
 
 from ..exceptions import ApiError
 from . import bug, warn
-from .api import Api, RetryableError, backoff
+from .api import Api, RetryableError, is_quota_error, quota_delay, retry_delay
 from .queue import KIND_CTL, QueueDir, read_records
 from .writer import Stats
 
@@ -43,6 +52,58 @@ class Abandoned(Exception):
 
 class FatalSendError(Exception):
     """The server refuses this run (401/403/404): sending stops; the queue stays on disk."""
+
+
+class QuotaBlocked(Exception):
+    """A quota of the run's workspace refuses what is queued (only raised by a sender made with
+    ``wait_on_quota=False``, e.g. ``runstore sync``); the queue stays on disk."""
+
+    def __init__(self, blocked: dict[str, Any]):
+        super().__init__(describe_block(blocked))
+        self.blocked = blocked
+
+
+def size_or_count(quota: str, value: Any) -> str:
+    """``used``/``limit`` of a quota as people read them: bytes in KiB/MiB/GiB, counts as they are."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    if not quota.endswith("_bytes"):
+        return str(value)
+    n = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(value)
+
+
+def describe_block(blocked: dict[str, Any], *, now: float | None = None) -> str:
+    """One line saying what holds a queue back: ``blocked by quota storage_bytes in workspace acme:
+    used 1.2 GiB of 1.0 GiB`` or ``rate limited by the server: retrying in 3 s``."""
+    now = time.time() if now is None else now
+    if blocked.get("kind") == "rate_limited":
+        wait = max(0.0, float(blocked.get("until") or now) - now)
+        limit = f" (limit {blocked['limit']} requests)" if blocked.get("limit") else ""
+        return f"rate limited by the server{limit}: retrying in {wait:.0f} s"
+    quota = str(blocked.get("quota") or "unknown")
+    return (
+        f"blocked by quota {quota} in workspace {blocked.get('workspace') or '?'}: "
+        f"used {size_or_count(quota, blocked.get('used'))} of {size_or_count(quota, blocked.get('limit'))}"
+    )
+
+
+def quota_block(exc: ApiError) -> dict[str, Any]:
+    """``Stats.blocked`` for a 403 ``quota_exceeded``, from the details of the server's answer."""
+    details = exc.details
+    return {
+        "kind": "quota",
+        "workspace": details.get("workspace"),
+        "quota": details.get("quota"),
+        "used": details.get("used"),
+        "limit": details.get("limit"),
+        "message": exc.message,
+        "since": time.time(),
+    }
 
 
 def _array_header(n: int) -> bytes:
@@ -115,8 +176,13 @@ class Sender:
         *,
         stop: threading.Event | None = None,
         on_progress: Callable[[], None] | None = None,
+        wait_on_quota: bool = True,
     ):
         self.qdir = qdir
+        # A live run waits (slowly) for a quota to be raised; ``runstore sync`` reports and moves on.
+        self.wait_on_quota = wait_on_quota
+        # Set to retry a request held back by a quota now rather than at its next slow retry (at stop()).
+        self.retry_now = threading.Event()
         self.api = api
         self.stats = stats or Stats()
         self.stop_event = stop or threading.Event()
@@ -129,6 +195,7 @@ class Sender:
         self.stream: str = self.meta["stream"]
         self.acked_points = 0
         self._attempt = 0
+        self._quota_attempt = 0
         self._reported: set[str] = set()
 
     @property
@@ -191,17 +258,90 @@ class Sender:
                         )
                 self._attempt = 0
                 self.last_status = response.status_code
+                if self.stats.blocked is not None:
+                    self._unblocked()
                 return decode(response)
             except RetryableError as exc:
-                delay = exc.retry_after if exc.retry_after is not None else backoff(self._attempt)
+                delay = retry_delay(exc.retry_after, self._attempt)
                 self._attempt += 1
                 self.stats.error(str(exc))
+                if exc.status == 429:
+                    self._set_blocked(
+                        {
+                            "kind": "rate_limited",
+                            "until": time.time() + delay,
+                            "limit": exc.rate_limit.get("RateLimit-Limit"),
+                            "remaining": exc.rate_limit.get("RateLimit-Remaining"),
+                            "reset": exc.rate_limit.get("RateLimit-Reset"),
+                        }
+                    )
                 warn(
                     f"runstore: {exc}; retrying in {delay:.1f}s (operations stay queued on disk)",
                     once_key=f"retry:{self.qdir.path}:{exc.status}",
                 )
-                if self.stop_event.wait(delay):
-                    raise Abandoned() from exc
+                self._pause(delay)
+            except ApiError as exc:
+                if not is_quota_error(exc):
+                    raise
+                self._quota_exceeded(exc)
+
+    def _pause(self, delay: float, *, interruptible: bool = False) -> None:
+        """Wait ``delay`` seconds; Abandoned when the sender is stopped meanwhile. ``interruptible``:
+        ``retry_now`` ends the wait early."""
+        end = time.monotonic() + delay
+        while True:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            if self.stop_event.wait(min(remaining, 0.25) if interruptible else remaining):
+                raise Abandoned()
+            if interruptible and self.retry_now.is_set():
+                self.retry_now.clear()
+                return
+
+    def _quota_exceeded(self, exc: ApiError) -> None:
+        """A quota of the workspace refuses the request: keep it queued, warn once per quota, retry slowly."""
+        blocked = quota_block(exc)
+        previous = self.stats.blocked
+        if previous is not None and previous.get("kind") == "quota" and previous.get("quota") == blocked["quota"]:
+            blocked["since"] = previous["since"]
+        if not self.wait_on_quota:
+            self._set_blocked(blocked)
+            raise QuotaBlocked(blocked) from exc
+        delay = quota_delay(self._quota_attempt)
+        self._quota_attempt += 1
+        blocked["retry_at"] = time.time() + delay
+        self._set_blocked(blocked)
+        self.stats.error(f"{exc.message} ({describe_block(blocked)})")
+        warn(
+            f"runstore: the server refuses more data for this run: {exc.message} ({describe_block(blocked)}). "
+            f"Nothing is lost: the operations stay queued on disk in {self.qdir.path} and are retried every "
+            "few minutes, and training goes on; once the quota is raised (or usage falls) they are sent.",
+            once_key=f"quota:{self.stream}:{blocked['quota']}",
+        )
+        self._pause(delay, interruptible=True)
+
+    def _set_blocked(self, blocked: dict[str, Any]) -> None:
+        self.stats.blocked = blocked
+        try:
+            self.qdir.write_blocked(blocked)
+        except OSError:
+            pass  # only ``runstore status`` reads it
+
+    def _unblocked(self) -> None:
+        blocked, self.stats.blocked = self.stats.blocked, None
+        self._quota_attempt = 0
+        try:
+            self.qdir.write_blocked(None)
+        except OSError:
+            pass
+        if blocked is not None and blocked.get("kind") == "quota":
+            since = dt.datetime.fromtimestamp(float(blocked["since"])).strftime("%H:%M:%S")
+            warn(
+                f"runstore: the server accepts this run's data again (it was {describe_block(blocked)} "
+                f"since {since}); sending the queued operations",
+                level=logging.INFO,
+            )
 
     # -- one step of work -----------------------------------------------------
     def step(self) -> bool:

@@ -81,6 +81,9 @@ class Stats:
         self.last_error: str | None = None
         # When the sender last made progress (an acknowledgement, a created run, upload bytes sent).
         self.progress_at = time.monotonic()
+        # What holds sending back at the server, while it does (``sender.describe_block``): a storage or
+        # count quota (``kind`` "quota") or rate limiting (``kind`` "rate_limited"); times are epoch seconds.
+        self.blocked: dict[str, Any] | None = None
 
     def error(self, message: str) -> None:
         self.errors += 1
