@@ -18,6 +18,8 @@ from accounts.models import ApiToken
 from accounts.signals import token_issued, token_refused, token_revoked
 from tracker import context
 
+from .test_security_headers import inline_code
+
 LOGIN = "/accounts/login/"
 API = "/api/v1/workspaces/"
 
@@ -184,6 +186,18 @@ def test_password_reset_mails_a_link_that_sets_a_new_password_once(client, owner
 
     used = Client().get(link, follow=True)
     assert "not valid" in used.content.decode()
+
+
+def test_password_and_lockout_pages_need_no_inline_script_or_style(client, owner):
+    pages = {"reset": client.get("/accounts/password/reset/"), "locked out": None}
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        pages["locked out"] = client.post(LOGIN, {"username": "owner", "password": "wrong"})
+    client.force_login(owner)
+    pages["change"] = client.get("/accounts/password/change/")
+    for name, response in pages.items():
+        assert response.status_code in (200, 429), name
+        assert inline_code(response.content.decode()) == [], name
+        assert "script-src 'self'" in response["Content-Security-Policy"], name
 
 
 def test_password_reset_for_an_unknown_address_sends_nothing_and_says_the_same(client, owner, mailoutbox):
