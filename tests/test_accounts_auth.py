@@ -1,14 +1,17 @@
 """Authentication: throttled UI logins, password change and reset, API tokens (scope, expiry,
 revocation, last use, secrets kept out of logs and admin) and the per-request context."""
 
+import importlib
 import logging
 import re
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -237,6 +240,25 @@ def test_tokens_made_the_old_way_keep_every_right(owner):
     token, _ = ApiToken.issue(owner, name="test")
     assert token.scope == "admin"
     assert ApiToken._meta.get_field("scope").default == "write"
+
+
+def test_the_migration_gives_tokens_made_before_scopes_the_admin_scope(owner):
+    migration = importlib.import_module("accounts.migrations.0003_existing_tokens_keep_admin_scope")
+    before, _ = ApiToken.issue(owner, name="old", scope="write")  # as 0002 left every existing token
+    migration.existing_tokens_admin(django_apps, None)
+    before.refresh_from_db()
+    assert before.scope == "admin"
+
+
+def test_createtoken_issues_through_the_service_with_scope_and_expiry(owner, received, capsys):
+    call_command("createtoken", "owner", "--name", "ci", "--scope", "read", "--expires-in-days", "7")
+    raw = capsys.readouterr().out.strip()
+    token = ApiToken.find(raw)
+    assert token.scope == "read" and token.name == "ci"
+    assert timedelta(days=6) < token.expires_at - timezone.now() <= timedelta(days=7)
+    assert [(name, kwargs) for name, kwargs, _ in received] == [("issued", {"token": token, "by": None})]
+    with pytest.raises(CommandError, match="expires-in-days"):
+        call_command("createtoken", "owner", "--expires-in-days", "0")
 
 
 def test_an_expired_token_gets_401_and_is_announced_as_refused(owner, received):
