@@ -111,7 +111,7 @@ def generate(db: str, count: int) -> None:
     from django.utils import timezone
 
     from projects import services as project_services
-    from projects.models import Project, Role, Workspace
+    from projects.models import Project, ProjectRole, Workspace
     from runs.models import Run
 
     owner = User.objects.filter(username="bench").first() or User.objects.create_user("bench")
@@ -128,7 +128,7 @@ def generate(db: str, count: int) -> None:
     users = []
     for i in range(20):
         user = User.objects.filter(username=f"user{i:02d}").first() or User.objects.create_user(f"user{i:02d}")
-        project_services.set_membership(workspace, user, Role.CONTRIBUTOR)
+        project_services.set_project_role(project, user, ProjectRole.CONTRIBUTOR)
         users.append(user)
     rng = random.Random(7)
     started = time.monotonic()

@@ -1,16 +1,34 @@
 """The one permission policy of Runstore.
 
 Every queryset that reaches a user (API, UI, admin, query engine) is scoped
-here. Rights are django-guardian object permissions held on a workspace (they
-cover all its projects) or on a single project, directly or through a group.
-Three actions exist:
+here, and every yes/no decision is taken here. Rights are django-guardian
+object permissions, held directly or through a team (a Django group), on a
+workspace or on a single project.
 
-* ``view``   read a workspace/project and everything logged in it
-* ``write``  create runs and log to them; create projects in a workspace
-* ``manage`` change members and settings
+Project actions (:data:`PROJECT_ACTIONS`):
 
-Roles (``projects.models.Role``) are bundles of these actions; see
-:data:`ROLE_ACTIONS`. Superusers may do everything.
+* ``view``    read the project and everything logged in it (files included)
+* ``export``  bulk exports of runs and files
+* ``write``   create runs and log to them
+* ``delete``  move runs to the trash, restore and purge them
+* ``manage``  members, roles and settings of the project
+
+Workspace actions (:data:`WORKSPACE_ACTIONS`): ``view`` (a member: sees the
+workspace, its members and its workspace-readable projects), ``write``
+(create projects), ``manage`` (members, teams, custom roles, service
+accounts). Workspace owners and admins also hold every project action on
+every project of the workspace (``all_projects_*`` permissions on the
+workspace). A project is private to its members unless its visibility is
+``workspace``: then every workspace member may view it.
+
+An explicit deny on a project (``deny_*`` permissions, from a custom role
+granted as a denial) wins over any allow, also one inherited from a
+workspace role; a denied ``view`` denies everything. Superusers may do
+everything.
+
+API tokens narrow this further (:func:`token_limits`): a token's scope caps the
+actions (``read`` → view, export; ``write`` → + write, delete; ``admin`` →
+everything), and a token bound to a workspace reaches nothing outside it.
 
 Views answer 404 for what the user cannot see and 403 for what they can see
 but may not change: :func:`get_visible_or_404` and :func:`require`. Both are
@@ -21,38 +39,104 @@ Objects a user keeps for themselves inside a project and may share with it
 (saved views of the run table) follow :func:`scope_owned`/:func:`require_owned`.
 """
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
 
-ACTIONS = ("view", "write", "manage")
-ROLE_ACTIONS = {
-    "viewer": ("view",),
-    "contributor": ("view", "write"),
-    "owner": ("view", "write", "manage"),
+PROJECT_ACTIONS = ("view", "export", "write", "delete", "manage")
+WORKSPACE_ACTIONS = ("view", "write", "manage")
+ACTIONS = PROJECT_ACTIONS
+
+# What each built-in role holds. Workspace roles: actions on the workspace itself, and the project
+# actions they hold on every project of the workspace.
+PROJECT_ROLES = {
+    "viewer": ("view", "export"),
+    "contributor": ("view", "export", "write", "delete"),
+    "owner": PROJECT_ACTIONS,
+}
+WORKSPACE_ROLES = {
+    "member": {"workspace": ("view", "write"), "projects": ()},
+    "admin": {"workspace": WORKSPACE_ACTIONS, "projects": PROJECT_ACTIONS},
+    "owner": {"workspace": WORKSPACE_ACTIONS, "projects": PROJECT_ACTIONS},
+}
+TOKEN_SCOPES = {
+    "read": frozenset({"view", "export"}),
+    "write": frozenset({"view", "export", "write", "delete"}),
+    "admin": frozenset(PROJECT_ACTIONS) | frozenset(WORKSPACE_ACTIONS),
+}
+
+_PROJECT_CODENAMES = {
+    "view": "view_project",
+    "export": "export_project",
+    "write": "write_project",
+    "delete": "delete_runs_project",
+    "manage": "manage_project",
 }
 
 
-def _check_action(action: str) -> None:
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
+def _check_action(action: str, allowed=PROJECT_ACTIONS) -> None:
+    if action not in allowed:
+        raise ValueError(f"unknown action {action!r}; expected one of {allowed}")
+
+
+def project_codename(action: str) -> str:
+    """The guardian codename on a Project that allows ``action``."""
+    _check_action(action)
+    return _PROJECT_CODENAMES[action]
+
+
+def deny_codename(action: str) -> str:
+    """The guardian codename on a Project that denies ``action``."""
+    _check_action(action)
+    return f"deny_{action}_project"
+
+
+def workspace_codename(action: str) -> str:
+    """The guardian codename on a Workspace for the workspace action ``action``."""
+    _check_action(action, WORKSPACE_ACTIONS)
+    return f"{action}_workspace"
+
+
+def all_projects_codename(action: str) -> str:
+    """The guardian codename on a Workspace that allows ``action`` on every project in it."""
+    _check_action(action)
+    return f"all_projects_{action}"
 
 
 def codename(action: str, model_name: str) -> str:
-    _check_action(action)
-    return f"{action}_{model_name}"
+    return workspace_codename(action) if model_name == "workspace" else project_codename(action)
 
 
-def _holds(perm_model, user, action: str, model_name: str, outer: str = "pk"):
-    """An Exists() over a direct-FK guardian table: user (or a group of theirs) holds the perm."""
+@dataclass(frozen=True)
+class TokenLimits:
+    actions: frozenset[str]
+    workspace_id: int | None
+
+
+def token_limits(user) -> TokenLimits | None:
+    """What the API token ``user`` authenticated with allows (``None``: no token, a session)."""
+    token = getattr(user, "api_token", None)
+    if token is None:
+        return None
+    binding = getattr(token, "_workspace_binding_id", False)
+    if binding is False:
+        from .models import TokenWorkspace
+
+        binding = TokenWorkspace.objects.filter(token=token).values_list("workspace_id", flat=True).first()
+        token._workspace_binding_id = binding
+    return TokenLimits(TOKEN_SCOPES.get(getattr(token, "scope", "admin"), frozenset()), binding)
+
+
+def _holds(perm_model, user, codename_: str, outer: str = "pk"):
+    """An Exists() over a direct-FK guardian table: user (or a team of theirs) holds the perm."""
     user_perms = perm_model["user"].objects.filter(
-        content_object=OuterRef(outer), user=user, permission__codename=codename(action, model_name)
+        content_object=OuterRef(outer), user=user, permission__codename=codename_
     )
     group_perms = perm_model["group"].objects.filter(
-        content_object=OuterRef(outer),
-        group__in=user.groups.all(),
-        permission__codename=codename(action, model_name),
+        content_object=OuterRef(outer), group__in=user.groups.all(), permission__codename=codename_
     )
     return Exists(user_perms) | Exists(group_perms)
 
@@ -74,25 +158,55 @@ def _is_anonymous(user) -> bool:
 
 
 def scope_workspaces(queryset, user, action: str = "view"):
-    """Workspaces where ``user`` may perform ``action`` (directly on the workspace)."""
-    _check_action(action)
+    """Workspaces where ``user`` may perform the workspace action ``action``.
+
+    ``view`` also lists a workspace the user reaches only through one of its projects.
+    """
+    _check_action(action, WORKSPACE_ACTIONS)
     if _is_anonymous(user):
         return queryset.none()
+    limits = token_limits(user)
+    if limits is not None:
+        if action not in limits.actions:
+            return queryset.none()
+        if limits.workspace_id is not None:
+            queryset = queryset.filter(pk=limits.workspace_id)
     if user.is_superuser:
         return queryset
-    return queryset.filter(_holds(_workspace_perm_models(), user, action, "workspace"))
+    held = _holds(_workspace_perm_models(), user, workspace_codename(action))
+    if action == "view":
+        from .models import Project
+
+        through_project = Project.objects.filter(workspace=OuterRef("pk"), pk__in=visible_project_ids(user))
+        held = held | Exists(through_project)
+    return queryset.filter(held)
 
 
 def scope_projects(queryset, user, action: str = "view"):
-    """Projects where ``user`` may perform ``action``, through the project or its workspace."""
+    """Projects where ``user`` may perform ``action``: allowed on the project or its workspace, not denied."""
     _check_action(action)
     if _is_anonymous(user):
         return queryset.none()
+    limits = token_limits(user)
+    if limits is not None:
+        if action not in limits.actions:
+            return queryset.none()
+        if limits.workspace_id is not None:
+            queryset = queryset.filter(workspace_id=limits.workspace_id)
     if user.is_superuser:
         return queryset
-    on_workspace = _holds(_workspace_perm_models(), user, action, "workspace", outer="workspace_id")
-    on_project = _holds(_project_perm_models(), user, action, "project")
-    return queryset.filter(on_workspace | on_project)
+    workspace, project = _workspace_perm_models(), _project_perm_models()
+    allowed = _holds(workspace, user, all_projects_codename(action), outer="workspace_id") | _holds(
+        project, user, project_codename(action)
+    )
+    if action == "view":
+        allowed = allowed | (
+            Q(visibility="workspace") & _holds(workspace, user, workspace_codename("view"), outer="workspace_id")
+        )
+    denied = _holds(project, user, deny_codename(action))
+    if action != "view":
+        denied = denied | _holds(project, user, deny_codename("view"))
+    return queryset.filter(allowed & ~denied)
 
 
 def visible_project_ids(user, action: str = "view"):
@@ -135,6 +249,7 @@ def can(user, action: str, obj) -> bool:
         return False
     if isinstance(obj, Workspace):
         return scope_workspaces(Workspace.objects.filter(pk=obj.pk), user, action).exists()
+    _check_action(action)
     if isinstance(obj, Project):
         return scope_projects(Project.objects.filter(pk=obj.pk), user, action).exists()
     project = getattr(obj, "project", None)
@@ -146,23 +261,41 @@ def can(user, action: str, obj) -> bool:
 def project_actions(user, project_id: int) -> frozenset[str]:
     """The actions ``user`` may perform on the project ``project_id``, in one query.
 
-    The same rule as :func:`scope_projects` (a permission held on the project or
-    on its workspace, directly or through a group; superusers hold every
-    action), answered for one project by a single statement rather than one
-    ``EXISTS`` query per action: the ingest endpoint calls it on every batch.
+    The same rule as :func:`scope_projects` (allowed on the project or through the workspace,
+    directly or through a team, minus denials, capped by the token), answered for one project by a
+    single statement rather than one ``EXISTS`` query per action: the ingest endpoint calls it on
+    every batch.
     """
     if _is_anonymous(user):
         return frozenset()
+    limits = token_limits(user)
+    cap = limits.actions if limits is not None else frozenset(PROJECT_ACTIONS)
     if user.is_superuser:
-        return frozenset(ACTIONS)
+        if limits is not None and limits.workspace_id is not None:
+            from .models import Project
+
+            if not Project.objects.filter(pk=project_id, workspace_id=limits.workspace_id).exists():
+                return frozenset()
+        return frozenset(PROJECT_ACTIONS) & cap
     with connection.cursor() as cursor:
         cursor.execute(_project_actions_sql(), {"user": user.pk, "project": project_id})
-        held = {(scope, name) for scope, name in cursor.fetchall()}
-    return frozenset(
-        action
-        for action in ACTIONS
-        if ("workspace", codename(action, "workspace")) in held or ("project", codename(action, "project")) in held
-    )
+        rows = cursor.fetchall()
+    if not rows:
+        return frozenset()
+    workspace_id, visibility = rows[0][2], rows[0][3]
+    if limits is not None and limits.workspace_id not in (None, workspace_id):
+        return frozenset()
+    held = {(scope, name) for scope, name, _, _ in rows if scope is not None}
+    actions = set()
+    for action in PROJECT_ACTIONS:
+        allowed = ("workspace", all_projects_codename(action)) in held or ("project", project_codename(action)) in held
+        if action == "view" and visibility == "workspace" and ("workspace", workspace_codename("view")) in held:
+            allowed = True
+        if allowed and ("project", deny_codename(action)) not in held:
+            actions.add(action)
+    if "view" not in actions:
+        return frozenset()
+    return frozenset(actions) & cap
 
 
 def _project_actions_sql() -> str:
@@ -185,11 +318,16 @@ def _project_actions_sql() -> str:
             f"(SELECT {group_column} FROM {member_groups.db_table} WHERE {user_column} = %(user)s)"
         )
 
-    in_workspace = f"(SELECT workspace_id FROM {Project._meta.db_table} WHERE id = %(project)s)"
+    table = Project._meta.db_table
+    in_workspace = f"(SELECT workspace_id FROM {table} WHERE id = %(project)s)"
+    # One row per held permission, each carrying the project's workspace and visibility; a project
+    # with no permission held still answers one row (scope NULL) so the caller learns both.
     return (
-        f"SELECT g.scope, p.codename FROM ({grants(workspace, 'workspace', in_workspace)} "
+        f"SELECT h.scope, h.codename, pr.workspace_id, pr.visibility FROM {table} pr "
+        f"LEFT JOIN (SELECT g.scope, p.codename FROM ({grants(workspace, 'workspace', in_workspace)} "
         f"UNION ALL {grants(project, 'project', '%(project)s')}) g "
-        f"JOIN {Permission._meta.db_table} p ON p.id = g.permission_id"
+        f"JOIN {Permission._meta.db_table} p ON p.id = g.permission_id) h ON 1 = 1 "
+        f"WHERE pr.id = %(project)s"
     )
 
 

@@ -1,8 +1,10 @@
 """A permission world: owner, contributor, viewer, stranger, anonymous.
 
-``acme`` is a workspace owned by ``owner``, with ``contributor`` and ``viewer``
-as members; ``stranger`` has an account but no membership. ``acme/vision``
-(key VIS) holds one run, ``run``, owned by ``owner``.
+``acme`` is a workspace owned by ``owner`` with ``contributor`` as a member;
+its private project ``acme/vision`` (key VIS) has ``contributor`` and
+``viewer`` as project members with those roles (``viewer`` is in no other
+way a member of ``acme``) and holds one run, ``run``, owned by ``owner``;
+``stranger`` has an account but no membership.
 """
 
 import os
@@ -14,7 +16,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from projects import services as project_services
-from projects.models import Role
+from projects.models import ProjectRole, WorkspaceRole
 from runs import services as run_services
 
 pytest.register_assert_rewrite("tests.roles")  # the role matrix's failures show the statuses by role
@@ -45,16 +47,18 @@ def stranger(db):
 
 
 @pytest.fixture
-def workspace(owner, contributor, viewer):
+def workspace(owner, contributor):
     ws = project_services.create_workspace(owner, "acme", "Acme")
-    project_services.set_membership(ws, contributor, Role.CONTRIBUTOR)
-    project_services.set_membership(ws, viewer, Role.VIEWER)
+    project_services.set_membership(ws, contributor, WorkspaceRole.MEMBER, by=owner)
     return ws
 
 
 @pytest.fixture
-def project(workspace, owner):
-    return project_services.create_project(owner, workspace, "vision", key="VIS")
+def project(workspace, owner, contributor, viewer):
+    created = project_services.create_project(owner, workspace, "vision", key="VIS")
+    project_services.set_project_role(created, contributor, ProjectRole.CONTRIBUTOR, by=owner)
+    project_services.set_project_role(created, viewer, ProjectRole.VIEWER, by=owner)
+    return created
 
 
 @pytest.fixture

@@ -325,20 +325,35 @@ def test_project_actions_agree_with_the_policy(db, run, owner, contributor, view
     )
     team = Group.objects.create(name="team")
     via_group.groups.add(team)
-    assign_perm("view_workspace", team, project.workspace)
-    assign_perm("write_workspace", team, project.workspace)
+    assign_perm("all_projects_view", team, project.workspace)
+    assign_perm("all_projects_write", team, project.workspace)
     assign_perm("view_project", via_project, project)
+    denied, readable = (User.objects.create_user(name) for name in ("denied", "workspace-member"))
+    assign_perm("all_projects_view", denied, project.workspace)
+    assign_perm("deny_view_project", denied, project)
+    assign_perm("view_workspace", readable, project.workspace)
     superuser.is_superuser = True
     superuser.save()
     inactive.is_active = False
     inactive.save()
     assign_perm("view_project", inactive, project)
-    people = [owner, contributor, viewer, stranger, via_group, via_project, superuser, inactive, AnonymousUser(), None]
-    for user in people:
-        expected = {a for a in permissions.ACTIONS if permissions.can(user, a, project)}
-        assert permissions.project_actions(user, project.pk) == expected, user
+    people = [owner, contributor, viewer, stranger, via_group, via_project, superuser, inactive, denied, readable]
+    people += [AnonymousUser(), None]
+
+    def agree():
+        for user in people:
+            expected = {a for a in permissions.ACTIONS if permissions.can(user, a, project)}
+            assert permissions.project_actions(user, project.pk) == expected, user
+
+    agree()
     assert permissions.project_actions(via_group, project.pk) == {"view", "write"}
     assert permissions.project_actions(via_project, project.pk) == {"view"}
+    assert permissions.project_actions(denied, project.pk) == set()
+    assert permissions.project_actions(readable, project.pk) == set()  # the project is private
+    project.visibility = "workspace"
+    project.save()
+    agree()
+    assert permissions.project_actions(readable, project.pk) == {"view"}
 
 
 @pytest.mark.django_db(transaction=True)

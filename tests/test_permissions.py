@@ -111,19 +111,28 @@ def test_a_run_in_a_new_project_creates_it_for_writers_only(world):
 
 
 def test_project_level_grant_shows_only_that_project(world, stranger, workspace, owner):
-    project_services.create_project(owner, workspace, "secret", key="SEC")
+    secret = project_services.create_project(owner, workspace, "secret", key="SEC")
     from guardian.shortcuts import assign_perm
 
     assign_perm("projects.view_project", stranger, world["run"].project)
     role_matrix(world, lambda client: client.get(run_url(world["run"])), {**READ, "stranger": 200})
-    # the other project exists and members see it; the grant does not reach it
-    role_matrix(world, lambda client: client.get("/api/v1/runs/", {"project": "acme/secret"}), READ)
-    members = {"owner", "contributor", "viewer"}
-    responses = role_matrix(
-        world, lambda client: client.get("/api/v1/workspaces/acme/projects/"), {**READ, "stranger": 200}
+    # the other project is private to its members (its owner); neither grant reaches it
+    private = {**READ, "contributor": 404, "viewer": 404}
+    role_matrix(world, lambda client: client.get("/api/v1/runs/", {"project": "acme/secret"}), private)
+    listing = {**READ, "stranger": 200}
+    responses = role_matrix(world, lambda client: client.get("/api/v1/workspaces/acme/projects/"), listing)
+    listed = {role: sorted(p["slug"] for p in responses[role].json()) for role in ROLES[1:]}
+    assert listed == {
+        "owner": ["secret", "vision"],
+        "contributor": ["vision"],
+        "viewer": ["vision"],
+        "stranger": ["vision"],
+    }
+    # made readable by the whole workspace: its members (contributor) see it, others still do not
+    project_services.update_project(secret, by=owner, visibility="workspace")
+    role_matrix(
+        world, lambda client: client.get("/api/v1/runs/", {"project": "acme/secret"}), {**private, "contributor": 200}
     )
-    listed = {role: sorted(p["slug"] for p in responses[role].json()) for role in members | {"stranger"}}
-    assert listed == {**dict.fromkeys(members, ["secret", "vision"]), "stranger": ["vision"]}
 
 
 def test_removed_member_loses_access(world, workspace, contributor):

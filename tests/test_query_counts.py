@@ -16,10 +16,10 @@ def crowded(owner, contributor, workspace, project):
     """Many workspaces, projects with runs and members, and exports, all visible to ``owner``."""
     for i in range(MANY):
         ws = project_services.create_workspace(owner, f"team{i}", f"Team {i}")
-        project_services.set_membership(ws, contributor, project_services.Role.CONTRIBUTOR)
+        project_services.set_membership(ws, contributor, project_services.WorkspaceRole.MEMBER)
         extra = project_services.create_project(owner, workspace, f"p{i}", key=f"PX{i}")
         run_services.create_run(owner, extra, name=f"r{i}")
-        project_services.set_membership(workspace, make_user(f"member{i}"), project_services.Role.VIEWER)
+        project_services.set_membership(workspace, make_user(f"member{i}"), project_services.WorkspaceRole.MEMBER)
     return workspace
 
 

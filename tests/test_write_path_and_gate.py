@@ -234,6 +234,7 @@ def test_admin_created_workspace_and_project_get_their_owner_and_key(root_client
             "slug": "speech",
             "key": "",
             "description": "",
+            "visibility": "private",
             "run_counter": "0",
             "usage-TOTAL_FORMS": "0",
             "usage-INITIAL_FORMS": "0",

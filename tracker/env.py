@@ -67,3 +67,30 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
+
+
+def env_limit(name: str, default: int | None = None) -> int | None:
+    """A non-negative integer limit; unset or empty (or "none") means no limit (``None``)."""
+    value = _raw(name)
+    if value is None or value.strip().lower() in ("", "none", "unlimited"):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer (or empty for no limit)") from None
+    if number < 0:
+        raise ImproperlyConfigured(f"{name}={number} is below the minimum 0")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if number != number or (minimum is not None and number < minimum):
+        raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
+    return number

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from projects import services as project_services
-from projects.models import Role
+from projects.models import ProjectRole
 from runs import services
 from runs.models import Run
 
@@ -27,8 +27,8 @@ def world(django_user_model):
     owner = django_user_model.objects.create_user("owner", password="pw-owner")
     viewer = django_user_model.objects.create_user("viewer", password="pw-viewer")
     workspace = project_services.create_workspace(owner, "acme", "Acme")
-    project_services.set_membership(workspace, viewer, Role.VIEWER)
     project = project_services.create_project(owner, workspace, "vision", key="VIS")
+    project_services.set_project_role(project, viewer, ProjectRole.VIEWER)
     sweep = [("adam", 0.1), ("adam", 0.01), ("sgd", 0.1), ("sgd", 0.001), ("adamw", 0.003)]
     for index, (optimizer, lr) in enumerate(sweep):
         run, _ = services.create_run(owner, project, name=f"{optimizer}-lr{lr}", tags=["sweep"] if index % 2 else [])

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from projects import services as project_services
-from projects.models import Project, Role, Workspace
+from projects.models import Project, ProjectRole, Visibility, Workspace, WorkspaceRole
 from runs import services
 from runs.models import Run, RunState
 
@@ -33,6 +33,8 @@ class Command(BaseCommand):
         )
         people = [admin] + [self._member(workspace, name) for name in ("alice", "bob", "carol")]
         vision = self._project(admin, workspace, "vision", "VIS")
+        for person in people[1:]:
+            project_services.set_project_role(vision, person, ProjectRole.CONTRIBUTOR)
         if not vision.runs.exists():
             started = time.monotonic()
             self._fill(vision, people, runs)
@@ -69,12 +71,12 @@ class Command(BaseCommand):
         user = User.objects.filter(username=username).first() or User.objects.create_user(
             username, password=secrets.token_urlsafe(12)
         )
-        project_services.set_membership(workspace, user, Role.CONTRIBUTOR)
+        project_services.set_membership(workspace, user, WorkspaceRole.MEMBER)
         return user
 
     def _project(self, user, workspace, slug, key):
         return Project.objects.filter(workspace=workspace, slug=slug).first() or project_services.create_project(
-            user, workspace, slug, key=key, description=f"Demo {slug} experiments"
+            user, workspace, slug, key=key, description=f"Demo {slug} experiments", visibility=Visibility.WORKSPACE
         )
 
     def _fill(self, project, people, count):
