@@ -206,6 +206,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "RUNSTORE_STALL_TIMEOUT",
         "RUNSTORE_FETCH_TIMEOUT",
         "RUNSTORE_STOP_TIMEOUT",
+        "RUNSTORE_MAX_RETRY_AFTER",
+        "RUNSTORE_QUOTA_RETRY",
+        "RUNSTORE_QUOTA_MAX_RETRY",
     ):
         monkeypatch.delenv(name, raising=False)
     return home
