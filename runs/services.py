@@ -162,7 +162,7 @@ def ping_run(user, run: Run) -> None:
 
 def delete_run(user, run: Run) -> None:
     """Soft delete: the run moves to the trash; ``runs.tasks.purge_trash`` purges it after RUNSTORE_TRASH_DAYS."""
-    permissions.require(user, "write", run.project)
+    permissions.require(user, "delete", run.project)
     Run.objects.filter(pk=run.pk).update(deleted_at=timezone.now())
 
 
@@ -299,7 +299,7 @@ def complete_upload(user, run: Run, upload_id, *, parts=None) -> dict:
 
 def request_export(user, project: Project, run: Run | None = None) -> Export:
     """Queue a ZIP export of ``project`` (or of one of its runs); the task builds it after commit."""
-    permissions.require(user, "view", project)
+    permissions.require(user, "export", project)
     if run is not None and run.project_id != project.pk:
         raise ValueError("the run is not in the exported project")
     with transaction.atomic():
@@ -320,7 +320,7 @@ def purge_run(user, run: Run) -> bool:
 
 def restore_run(user, run: Run) -> None:
     """Undo a soft delete: the run is back in every list."""
-    permissions.require(user, "write", run.project)
+    permissions.require(user, "delete", run.project)
     Run.objects.filter(pk=run.pk).update(deleted_at=None)
 
 

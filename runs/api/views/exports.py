@@ -42,7 +42,7 @@ def export_json(request, export: Export) -> dict:
 
 class ExportScopedView(ScopedGenericAPIView):
     def scoped_queryset(self):
-        return Export.objects.for_user(self.request.user, "view").select_related(
+        return Export.objects.for_user(self.request.user, "export").select_related(
             "project", "project__workspace", "run", "run__project"
         )
 
