@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from ..models import Project, Workspace, slug_validator
+from ..models import Project, Visibility, Workspace, slug_validator
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -26,7 +26,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["workspace", "slug", "name", "key", "description", "run_counter", "created_at"]
+        fields = ["workspace", "slug", "name", "key", "description", "visibility", "run_counter", "created_at"]
         read_only_fields = fields
 
 
@@ -34,3 +34,4 @@ class ProjectCreateSerializer(serializers.Serializer):
     slug = serializers.CharField(max_length=100, validators=[slug_validator])
     key = serializers.CharField(max_length=10, required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
+    visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from tracker.api.views import ScopedViewSet
 
 from .. import services
-from ..models import Project, Workspace
+from ..models import Project, Visibility, Workspace
 from .serializers import ProjectCreateSerializer, ProjectSerializer, WorkspaceCreateSerializer, WorkspaceSerializer
 
 
@@ -63,5 +63,6 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
             data.validated_data["slug"],
             key=data.validated_data.get("key") or None,
             description=data.validated_data.get("description", ""),
+            visibility=data.validated_data.get("visibility", Visibility.PRIVATE),
         )
         return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
