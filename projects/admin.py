@@ -144,3 +144,4 @@ class ProjectUsageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+from . import admin_audit  # noqa: E402, F401  (the audit log's admin)

@@ -5,4 +5,5 @@ class ProjectsConfig(AppConfig):
     name = "projects"
 
     def ready(self):
-        from . import signals  # noqa: F401  (registered by import: a new user gets a personal workspace)
+        # registered by import: a new user gets a personal workspace; the audit log's signal receivers
+        from . import receivers, signals  # noqa: F401

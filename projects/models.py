@@ -7,7 +7,7 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from accounts.models import ApiToken
 
-from .querysets import ProjectQuerySet, WorkspaceQuerySet
+from .querysets import AuditEventImmutable, AuditEventQuerySet, ProjectQuerySet, WorkspaceQuerySet
 
 SLUG_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 KEY_PATTERN = r"[A-Z][A-Z0-9]{1,9}"
@@ -316,6 +316,8 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True, editable=False)
     details = models.JSONField(default=dict, blank=True, editable=False)
 
+    objects = AuditEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [models.Index(fields=["workspace", "-at"], name="audit_workspace_at")]
@@ -325,8 +327,11 @@ class AuditEvent(models.Model):
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
-            raise ValueError("audit events are never changed")
+            raise AuditEventImmutable("audit events are never changed")
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditEventImmutable("audit events are removed only by the retention purge (projects.audit)")
 
 
 # Direct foreign-key object permission tables (guardian finds them by name);

@@ -137,6 +137,11 @@ def set_membership(workspace: Workspace, principal, role: str, *, by=None) -> Me
 
     Only an owner makes or unmakes owners; the last owner cannot be demoted.
     """
+    return _set_membership(workspace, principal, role, by=by)
+
+
+def _set_membership(workspace: Workspace, principal, role: str, *, by=None, audited: bool = True) -> Membership:
+    # ``audited=False``: the membership is part of another audited event (a new workspace's owner).
     _require(by, "manage", workspace)
     try:
         role = WorkspaceRole(role).value
@@ -156,7 +161,7 @@ def set_membership(workspace: Workspace, principal, role: str, *, by=None) -> Me
         workspace=workspace, **_principal(principal), defaults={"role": role}
     )
     _sync_workspace(workspace, principal)
-    if previous != role:
+    if previous != role and audited:
         audit.record(
             "member.role_changed" if previous else "member.added",
             actor=by,
@@ -230,7 +235,9 @@ def grant_custom_role(project: Project, principal, custom_role: CustomRole, *, d
     return _set_grant(project, principal, role="", custom_role=custom_role, deny=deny, by=by)
 
 
-def _set_grant(project, principal, *, role: str, custom_role, deny: bool = False, by=None) -> ProjectGrant:
+def _set_grant(
+    project, principal, *, role: str, custom_role, deny: bool = False, by=None, audited: bool = True
+) -> ProjectGrant:
     _check_project_principal(project, principal)
     existing = (
         ProjectGrant.objects.select_for_update(of=("self",))
@@ -246,12 +253,16 @@ def _set_grant(project, principal, *, role: str, custom_role, deny: bool = False
     ):
         raise ValidationError({"role": f"{_name(principal)} is the last owner of {project.full_name}"})
     previous = (existing.custom_role.name if existing.custom_role_id else existing.role) if existing else None
+    unchanged = existing is not None and (existing.role, existing.custom_role_id) == (
+        role,
+        custom_role.pk if custom_role else None,
+    )
     grant, _ = ProjectGrant.objects.update_or_create(
         project=project, deny=deny, **_principal(principal), defaults={"role": role, "custom_role": custom_role}
     )
     _sync_project(project, principal)
     now = custom_role.name if custom_role else role
-    if previous != now:
+    if not unchanged and audited:
         audit.record(
             "project_member.role_changed" if previous else "project_member.added",
             actor=by,
@@ -291,9 +302,10 @@ def create_team(workspace: Workspace, name: str, *, by=None, description: str = 
         raise ValidationError({"name": f"team {workspace.slug}/{name} already exists"})
     group = Group.objects.create(name=f"team:{workspace.pk}:{name}")
     team = Team.objects.create(workspace=workspace, group=group, name=name, description=description)
-    audit.record("team.created", actor=by, workspace=workspace, target=team)
-    if members:
-        set_team_members(team, members, by=by)
+    members = list(members)
+    group.user_set.set(members)
+    details = {"members": sorted(u.username for u in members)}
+    audit.record("team.created", actor=by, workspace=workspace, target=team, details=details)
     return team
 
 
@@ -360,6 +372,8 @@ def save_custom_role(
     if role.workspace_id != workspace.pk:
         raise ValidationError({"role": "the role belongs to another workspace"})
     previous = {"name": role.name, "actions": list(role.actions), "description": role.description}
+    if previous == {"name": name, "actions": actions, "description": description}:
+        return role
     role.name, role.actions, role.description = name, actions, description
     role.save()
     for grant in role.grants.select_related("project", "user", "team"):
@@ -400,7 +414,7 @@ def create_service_account(
     user.save()
     account = ServiceAccount.objects.create(user=user, workspace=workspace, description=description, created_by=by)
     audit.record("service_account.created", actor=by, workspace=workspace, target=user, details={"role": role})
-    set_membership(workspace, user, role, by=None)
+    _set_membership(workspace, user, role, by=None, audited=False)
     return account
 
 
@@ -428,7 +442,8 @@ def issue_token(user, *, name: str = "", scope: str = "write", expires_at=None, 
         workspace = own
     if workspace is not None and not permissions.can(user, "view", workspace):
         raise ValidationError({"workspace": f"{user.username} is not a member of {workspace.slug}"})
-    token, raw = account_services.issue_token(user, name=name, scope=scope, expires_at=expires_at, by=by)
+    with audit.about(workspace=workspace):
+        token, raw = account_services.issue_token(user, name=name, scope=scope, expires_at=expires_at, by=by)
     if workspace is not None:
         TokenWorkspace.objects.create(token=token, workspace=workspace)
     return token, raw
@@ -461,7 +476,7 @@ def ensure_personal_workspace(user) -> Workspace:
         workspace = Workspace.objects.create(
             slug=_free_workspace_slug(user.username), name=user.username, personal_owner=user
         )
-        set_membership(workspace, user, WorkspaceRole.OWNER)
+        _set_membership(workspace, user, WorkspaceRole.OWNER, audited=False)
     return workspace
 
 
@@ -478,7 +493,7 @@ def create_workspace(user, slug: str, name: str = "") -> Workspace:
     if Workspace.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"workspace {slug!r} already exists"})
     workspace = Workspace.objects.create(slug=slug, name=name or slug)
-    set_membership(workspace, user, WorkspaceRole.OWNER)
+    _set_membership(workspace, user, WorkspaceRole.OWNER, audited=False)
     audit.record("workspace.created", actor=user, workspace=workspace, target=workspace)
     return workspace
 
@@ -528,8 +543,10 @@ def create_project(
                 created_by=user,
             )
             if not user.is_superuser or Membership.objects.filter(workspace=workspace, user=user).exists():
-                _set_grant(project, user, role=ProjectRole.OWNER, custom_role=None)
-            audit.record("project.created", actor=user, project=project, target=project)
+                _set_grant(project, user, role=ProjectRole.OWNER, custom_role=None, audited=False)
+            audit.record(
+                "project.created", actor=user, project=project, target=project, details={"visibility": visibility}
+            )
             return project
     except IntegrityError:
         # A concurrent create won the race for the same slug or key.

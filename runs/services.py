@@ -9,7 +9,7 @@ from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
 
-from projects import permissions
+from projects import audit, permissions
 from projects.models import Project
 
 from . import exports, ingest, processing, storage
@@ -32,6 +32,7 @@ __all__ = [
     "start_direct_upload",
     "complete_upload",
     "request_export",
+    "record_export_download",
     "save_view",
     "delete_view",
 ]
@@ -163,7 +164,10 @@ def ping_run(user, run: Run) -> None:
 def delete_run(user, run: Run) -> None:
     """Soft delete: the run moves to the trash; ``runs.tasks.purge_trash`` purges it after RUNSTORE_TRASH_DAYS."""
     permissions.require(user, "delete", run.project)
-    Run.objects.filter(pk=run.pk).update(deleted_at=timezone.now())
+    with transaction.atomic():
+        # Already in the trash: nothing changes (its time in the trash is not restarted), nothing is audited.
+        if Run.objects.filter(pk=run.pk, deleted_at__isnull=True).update(deleted_at=timezone.now()):
+            audit.record("run.deleted", actor=user, project=run.project, target=run)
 
 
 def upload_name(uploaded) -> str:
@@ -304,8 +308,30 @@ def request_export(user, project: Project, run: Run | None = None) -> Export:
         raise ValueError("the run is not in the exported project")
     with transaction.atomic():
         export = Export.objects.create(project=project, run=run, requested_by=user)
+        audit.record(
+            "export.requested",
+            actor=user,
+            project=project,
+            target=run if run is not None else project,
+            details={"export": str(export.pk)},
+        )
         exports.enqueue(export)
     return export
+
+
+def record_export_download(user, export: Export, *, range_header: str = "") -> None:
+    """Audit that ``user`` downloaded ``export`` (the download view calls it; ``export`` is one they may see)."""
+    permissions.require(user, "export", export.project)
+    details = {"export": str(export.pk), "size": export.size}
+    if range_header:
+        details["range"] = range_header[:100]
+    audit.record(
+        "export.downloaded",
+        actor=user,
+        project=export.project,
+        target=export.run if export.run_id else export.project,
+        details=details,
+    )
 
 
 def purge_run(user, run: Run) -> bool:
@@ -315,13 +341,18 @@ def purge_run(user, run: Run) -> bool:
     from . import cleanup
 
     Run.objects.filter(pk=run.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
-    return cleanup.purge_run(run.pk)
+    purged = cleanup.purge_run(run.pk)
+    if purged:
+        audit.record("run.purged", actor=user, project=run.project, target=str(run), details={"run_id": run.pk})
+    return purged
 
 
 def restore_run(user, run: Run) -> None:
     """Undo a soft delete: the run is back in every list."""
     permissions.require(user, "delete", run.project)
-    Run.objects.filter(pk=run.pk).update(deleted_at=None)
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, deleted_at__isnull=False).update(deleted_at=None):
+            audit.record("run.restored", actor=user, project=run.project, target=run)
 
 
 def save_view(user, project: Project, *, name: str, shared: bool, columns: list, query: str, sort: str, group_by: str):

@@ -34,6 +34,7 @@ app.conf.task_routes = {
     "runs.tasks.process_blob": {"queue": "media"},
     "runs.tasks.preview_blob": {"queue": "media"},
     "runs.tasks.*": {"queue": "maintenance"},
+    "projects.tasks.*": {"queue": "maintenance"},
 }
 app.conf.beat_schedule = {
     "sweep-rollups": {"task": "runs.tasks.sweep_rollups", "schedule": 300.0},
@@ -41,5 +42,6 @@ app.conf.beat_schedule = {
     "purge-trash": {"task": "runs.tasks.purge_trash", "schedule": crontab(minute=17)},
     "clean-orphans": {"task": "runs.tasks.clean_orphans", "schedule": crontab(minute=47)},
     "sweep-blobs": {"task": "runs.tasks.sweep_blobs", "schedule": 600.0},
+    "purge-audit": {"task": "projects.tasks.purge_audit", "schedule": crontab(hour=3, minute=27)},
 }
 app.autodiscover_tasks()

@@ -96,6 +96,7 @@ class ExportDownloadView(ExportScopedView):
         export = self.get_export(export_id)
         if export.state != "done":
             raise ApiError(409, "export_not_ready", f"the export is {export.state}", field="state")
+        services.record_export_download(request.user, export, range_header=request.headers.get("Range", ""))
         name = f"{export.project.full_name.replace('/', '-')}{'-' + export.run.human_id if export.run_id else ''}.zip"
         if storage.is_s3() and request.query_params.get("redirect") == "1":
             from django.http import HttpResponseRedirect
