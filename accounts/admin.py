@@ -1,7 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from . import services
 from .models import TOKEN_PREFIX, ApiToken
@@ -121,3 +126,28 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke_selected(self, request, queryset):
         revoked = sum(services.revoke_token(token, by=request.user) for token in queryset.select_related("user"))
         self.message_user(request, f"{revoked} token(s) revoked.", messages.SUCCESS)
+
+
+def count_of(queryset, field: str, outer: str = "pk"):
+    """A correlated ``COUNT`` of ``queryset`` rows whose ``field`` is the outer row's ``outer``: one
+    subquery, not a join, so several counts on one list never multiply each other."""
+    counted = queryset.filter(**{field: OuterRef(outer)}).order_by().values(field).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class UserAdmin(BaseUserAdmin):
+    """Users with the API tokens they hold (active ones counted, linked to the token list)."""
+
+    list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "active_tokens", "last_login")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_active_tokens=count_of(ApiToken.objects.active(), "user"))
+
+    @admin.display(description="active tokens", ordering="_active_tokens")
+    def active_tokens(self, obj):
+        url = reverse("admin:accounts_apitoken_changelist") + f"?user__id__exact={obj.pk}&revoked=no"
+        return format_html('<a href="{}">{}</a>', url, obj._active_tokens)
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), UserAdmin)

@@ -16,9 +16,20 @@ def test_every_admin_changelist_renders(client):
         assert client.get(url).status_code == 200, url
 
 
+# Models deliberately left out of the admin, each with its reason.
+HIDDEN = {
+    # Request-rate counters, rewritten on every API request (projects.throttling): nothing to read or edit.
+    "RateBucket",
+}
+
+
 def test_every_model_with_a_simple_key_is_in_the_admin():
     from django.apps import apps
 
     ours = [m for m in apps.get_models() if m._meta.app_label in ("accounts", "projects", "runs")]
-    missing = [m.__name__ for m in ours if not m._meta.is_composite_pk and m not in admin.site._registry]
+    missing = [
+        m.__name__
+        for m in ours
+        if not m._meta.is_composite_pk and m not in admin.site._registry and m.__name__ not in HIDDEN
+    ]
     assert missing == []
