@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -157,6 +157,27 @@ def restartable_server(server_template: Server) -> Iterator[Server]:
         srv.start()
         yield srv
         srv.stop()
+
+
+@pytest.fixture()
+def configured_server(server_template: Server) -> Iterator[Callable[..., Server]]:
+    """``make(**env)``: a server of its own started with extra settings (e.g. a quota); it can be
+    stopped, given other settings (``srv.env``) and started again on the same database."""
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="runstore-server-") as tmp:
+
+        def make(**env: str) -> Server:
+            root = Path(tmp) / str(len(servers))
+            root.mkdir()
+            srv = _server_from(server_template, root)
+            srv.env.update(env)
+            servers.append(srv)
+            srv.start()
+            return srv
+
+        yield make
+        for srv in servers:
+            srv.stop()
 
 
 _counter = iter(range(1, 10**9))

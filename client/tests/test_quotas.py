@@ -293,3 +293,26 @@ def test_an_upload_over_the_upload_quota_stays_queued_until_raised(
         run.stop()
     assert target.read_bytes() == payload
     assert len(quota_warnings(caplog)) == 1
+
+
+@pytest.mark.faults
+def test_a_real_server_project_quota_defers_the_run_and_it_is_created_once_raised(
+    configured_server, fast_quota_retries, caplog
+):
+    server = configured_server(RUNSTORE_QUOTA_PROJECTS="0")  # the server's own quota, no proxy
+    run = runstore.init_run(project="alice/over", name="deferred", api_token=server.token, url=server.url, **QUIET)
+    for i in range(100):
+        run["x"].append(float(i))
+    status = until(lambda: run.status()["quota"] and run.status())
+    assert status["blocked"] == "blocked by quota projects in workspace alice: used 0 of 0"
+    assert not run.wait(1)
+    server.stop()
+    server.env["RUNSTORE_QUOTA_PROJECTS"] = "5"  # raised; the run's process goes on unchanged
+    server.start()
+    assert run.wait(60)
+    assert run["sys/name"].fetch() == "deferred"
+    uuid = run._info["uuid"]
+    run.stop()
+    assert series(server, uuid, "x") == [float(i) for i in range(100)]
+    warned = [r.getMessage() for r in quota_warnings(caplog)]
+    assert len(warned) == 1 and "refuses to create the run" in warned[0] and "projects" in warned[0]

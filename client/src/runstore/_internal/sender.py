@@ -283,7 +283,7 @@ class Sender:
             except ApiError as exc:
                 if not is_quota_error(exc):
                     raise
-                self._quota_exceeded(exc)
+                self._quota_exceeded(exc, "to create the run" if method == "POST" and path == "runs/" else "")
 
     def _pause(self, delay: float, *, interruptible: bool = False) -> None:
         """Wait ``delay`` seconds; Abandoned when the sender is stopped meanwhile. ``interruptible``:
@@ -299,7 +299,7 @@ class Sender:
                 self.retry_now.clear()
                 return
 
-    def _quota_exceeded(self, exc: ApiError) -> None:
+    def _quota_exceeded(self, exc: ApiError, refused: str = "") -> None:
         """A quota of the workspace refuses the request: keep it queued, warn once per quota, retry slowly."""
         blocked = quota_block(exc)
         previous = self.stats.blocked
@@ -314,7 +314,8 @@ class Sender:
         self._set_blocked(blocked)
         self.stats.error(f"{exc.message} ({describe_block(blocked)})")
         warn(
-            f"runstore: the server refuses more data for this run: {exc.message} ({describe_block(blocked)}). "
+            f"runstore: the server refuses {refused or 'more data for this run'}: {exc.message} "
+            f"({describe_block(blocked)}). "
             f"Nothing is lost: the operations stay queued on disk in {self.qdir.path} and are retried every "
             "few minutes, and training goes on; once the quota is raised (or usage falls) they are sent.",
             once_key=f"quota:{self.stream}:{blocked['quota']}",
