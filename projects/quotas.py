@@ -10,6 +10,7 @@ Storage admission is a single conditional ``UPDATE`` (``used < limit``), atomic 
 so however many writers race, usage passes the limit by at most the one write admitted last.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -72,6 +73,20 @@ def limits(workspace: Workspace | int) -> Limits:
     return Limits(**values)
 
 
+def rate_limits(*, workspace_id: int | None = None, slug: str | None = None) -> tuple[int | None, str | None, Limits]:
+    """(workspace id, slug, effective limits) of the workspace given by id or slug, in one query;
+    the installation defaults (and no workspace) when neither is given or it does not exist."""
+    row = None
+    if workspace_id is not None or slug:
+        lookup = {"pk": workspace_id} if workspace_id is not None else {"slug": slug}
+        names = [f"quota__{name}" for name in Limits.__dataclass_fields__]
+        row = Workspace.objects.filter(**lookup).values_list("pk", "slug", *names).first()
+    if row is None:
+        return None, None, Limits(**{name: _default(name) for name in Limits.__dataclass_fields__})
+    own = dict(zip(Limits.__dataclass_fields__, row[2:], strict=True))
+    return row[0], row[1], Limits(**{n: v if v is not None else _default(n) for n, v in own.items()})
+
+
 def _usage(workspace: Workspace) -> WorkspaceUsage:
     usage = WorkspaceUsage.objects.filter(workspace=workspace).first()
     if usage is None:
@@ -87,15 +102,19 @@ def used_bytes(workspace: Workspace) -> int:
     return usage.bytes + usage.admitted
 
 
-def admit_bytes(workspace: Workspace, nbytes: int) -> None:
+def admit_bytes(workspace: Workspace, nbytes: int, *, accepted: Callable[[], bool] | None = None) -> None:
     """Count ``nbytes`` about to be stored in ``workspace`` against its storage quota, or refuse.
 
     Call it outside (before) the write's transaction: the conditional UPDATE then holds its row lock
     only for itself, so writers to one workspace do not queue behind each other's batches. A write
-    that fails after admission is forgiven by the next recount (:func:`recount`).
+    that fails after admission is forgiven by the next recount (:func:`recount`). ``accepted()``
+    (asked only when there is a limit) says the write was accepted before (an idempotent retry): it
+    is neither counted again nor refused, as a write already accepted is never lost.
     """
     limit = limits(workspace).storage_bytes
     if limit is None or nbytes <= 0:
+        return
+    if accepted is not None and accepted():
         return
     _usage(workspace)
     with transaction.atomic():
@@ -123,28 +142,38 @@ def admitted_snapshot(workspace_id: int) -> int:
     return WorkspaceUsage.objects.filter(workspace_id=workspace_id).values_list("admitted", flat=True).first() or 0
 
 
-def admit_upload(workspace: Workspace, size: int) -> None:
-    """Refuse an upload larger than the workspace's largest-upload quota, then admit its bytes."""
+def admit_upload(workspace: Workspace, size: int, *, store: bool = True) -> None:
+    """Refuse an upload larger than the workspace's largest-upload quota, then admit its bytes
+    (``store=False``: bytes already admitted, or already stored in the workspace, are not counted again)."""
     limit = limits(workspace).upload_bytes
     if limit is not None and size > limit:
         raise QuotaExceeded(workspace, "upload_bytes", size, limit)
-    admit_bytes(workspace, size)
+    if store:
+        admit_bytes(workspace, size)
 
 
 def admit_project(workspace: Workspace) -> None:
     limit = limits(workspace).projects
     if limit is None:
         return
+    if transaction.get_connection().in_atomic_block:
+        # Concurrent creations in the workspace count one after the other (PostgreSQL row lock).
+        Workspace.objects.select_for_update().filter(pk=workspace.pk).values_list("pk", flat=True).first()
     used = Project.objects.filter(workspace=workspace).count()
     if used >= limit:
         raise QuotaExceeded(workspace, "projects", used, limit)
 
 
-def admit_run(project: Project, runs_in_project: int) -> None:
+def admit_run(project: Project, runs_in_project: int | Callable[[], int]) -> None:
     """Refuse a new run when ``project`` already holds ``runs_in_project`` ≥ its workspace's limit
-    (the caller, which owns runs, counts them; runs in the trash count until purged)."""
+    (the caller, which owns runs, counts them; runs in the trash count until purged). A callable is
+    called only when there is a limit, so an unlimited workspace costs no count."""
     limit = limits(project.workspace_id).runs_per_project
-    if limit is not None and runs_in_project >= limit:
+    if limit is None:
+        return
+    if callable(runs_in_project):
+        runs_in_project = runs_in_project()
+    if runs_in_project >= limit:
         raise QuotaExceeded(project.workspace, "runs_per_project", runs_in_project, limit)
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import series as series_store
 from . import storage
 from .models import Attribute, Blob, BlobPreview, Export, FileEntry, PendingUpload, Run, Upload
-from .usage import refresh_project_usage
+from .usage import refresh_usage
 
 logger = logging.getLogger(__name__)
 EXPORT_KEEP_DAYS = 7
@@ -92,7 +92,7 @@ def purge_run(run_id: int) -> bool:
         if multipart_id:
             storage.abort_multipart(staging_key, multipart_id)
     _delete_keys(keys + export_keys + [k for k, _ in pending])
-    refresh_project_usage(project_id)
+    refresh_usage([project_id])  # and its workspace's total, which the storage quota reads
     logger.info("purged run %s (%d series, %d stored objects)", run_id, len(series_ids), len(keys))
     return True
 

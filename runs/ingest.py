@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from . import rollups
+from . import rollups, usage
 from . import series as series_store
 from .errors import ApiError, BatchError
 from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, Upload
@@ -755,11 +755,18 @@ def parse_envelope(body) -> tuple[str, int, object]:
     return stream, seq, body["ops"]
 
 
-def apply_batch(run: Run, *, stream: str, seq: int, raw_ops) -> dict:
+def apply_batch(run: Run, *, stream: str, seq: int, raw_ops, admit=None) -> dict:
     """Validate and apply one batch to ``run`` atomically; idempotent per ``(stream, seq)``.
 
-    The engine under ``runs.services.apply_batch``, which checks the caller's rights first."""
+    The engine under ``runs.services.apply_batch``, which checks the caller's rights first and
+    passes ``admit(nbytes, is_replay)``: called before the transaction with the bytes the batch
+    adds (``usage.batch_bytes``), it raises to refuse the batch, which then applies nothing;
+    ``is_replay()`` tells whether this batch was applied already (a retry is not charged twice)."""
     ops = parse_ops(raw_ops)
+    if admit is not None:
+        nbytes = usage.batch_bytes(ops)
+        if nbytes:
+            admit(nbytes, lambda: RunBatch.objects.filter(run=run, stream=stream, seq=seq).exists())
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         if not _claim_batch(cursor, run, stream, seq, len(raw_ops), now):

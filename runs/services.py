@@ -9,7 +9,7 @@ from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
 
-from projects import audit, permissions
+from projects import audit, permissions, quotas
 from projects.models import Project
 
 from . import exports, ingest, processing, storage
@@ -53,7 +53,11 @@ def apply_batch_body(user, run: Run, body, *, ref: str | None = None) -> dict:
         user, "write", run.project_id, not_found=f"run {ref!r} not found" if ref else "run not found"
     )
     stream, seq, raw_ops = ingest.parse_envelope(body)
-    return ingest.apply_batch(run, stream=stream, seq=seq, raw_ops=raw_ops)
+
+    def admit(nbytes, is_replay):
+        quotas.admit_bytes(run.project.workspace, nbytes, accepted=is_replay)
+
+    return ingest.apply_batch(run, stream=stream, seq=seq, raw_ops=raw_ops, admit=admit)
 
 
 def _allocate_number(project: Project) -> int:
@@ -73,6 +77,8 @@ def create_run(user, project: Project, *, name="", description="", tags=(), cust
     try:
         with transaction.atomic():
             number = _allocate_number(project)
+            # Counted after the project's row is locked (above): concurrent creations count in turn.
+            quotas.admit_run(project, lambda: Run.objects.filter(project=project).count())
             now = timezone.now()
             run = Run.objects.create(
                 project=project,
@@ -195,9 +201,15 @@ def store_upload(user, run: Run, uploaded) -> Blob:
     if expected and expected != sha256:
         raise ApiError(400, "hash_mismatch", f"uploaded content hashes to {sha256}, not {expected}", field="sha256")
     name, mime = upload_name(uploaded), upload_mime_type(uploaded)
+    quotas.admit_upload(run.project.workspace, uploaded.size, store=not _in_project(run, sha256))
     blob = Blob(sha256=sha256, size=uploaded.size, mime_type=mime)
     save_blob(blob.storage_key, uploaded)
     return _record_upload(run, sha256=sha256, size=uploaded.size, name=name, mime=mime)
+
+
+def _in_project(run: Run, sha256: str) -> bool:
+    """Whether ``run``'s project holds these bytes already (storage counts them once per project)."""
+    return Upload.objects.filter(run__project_id=run.project_id, blob_id=sha256).exists()
 
 
 def _record_upload(run: Run, *, sha256: str, size: int, name: str, mime: str, pending=None) -> Blob:
@@ -238,6 +250,7 @@ def start_direct_upload(
         mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         Upload.objects.update_or_create(run=run, blob=blob, defaults={"name": name, "mime_type": mime})
         return {"exists": True, "sha256": blob.sha256, "size": size, "name": name, "mime_type": mime}, False
+    quotas.admit_upload(run.project.workspace, size)
     pending = PendingUpload(run=run, sha256=sha256, size=size, name=name, mime_type=mime_type)
     pending.staging_key = f"staging/{pending.id}"
     body = {"exists": False, "upload_id": str(pending.id), "expires_in": storage.url_expiry()}
@@ -295,6 +308,8 @@ def complete_upload(user, run: Run, upload_id, *, parts=None) -> dict:
             field="size",
             limit=settings.RUNSTORE_MAX_UPLOAD_BYTES,
         )
+    # Its bytes were admitted when the upload started; a largest-upload quota lowered since still applies.
+    quotas.admit_upload(run.project.workspace, size, store=False)
     mime = pending.mime_type or processing.sniff(head, pending.name)
     storage.move(pending.staging_key, Blob(sha256=digest, size=size, mime_type=mime).storage_key)
     _record_upload(run, sha256=digest, size=size, name=pending.name, mime=mime, pending=pending)

@@ -11,12 +11,27 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from projects.models import Project, ProjectUsage
+from projects import quotas
+from projects.models import Project, ProjectUsage, WorkspaceUsage
 
 from .models import AttributeType, Blob, BlobPreview, Run, Upload
 
 FLOAT_POINT_BYTES = 32  # series id, step, timestamp, value
 STRING_POINT_BYTES = 24  # series id, step, timestamp; plus the UTF-8 length of the value
+
+
+def batch_bytes(ops) -> int:
+    """The bytes a parsed batch adds to its project's usage, counted as :func:`compute_usage` counts
+    them: its series points (fields and file references cost nothing; files count when uploaded)."""
+    total = 0
+    for op in ops:
+        if op.kind != "append":
+            continue
+        if op.type == AttributeType.FLOAT_SERIES:
+            total += FLOAT_POINT_BYTES * len(op.values)
+        elif op.type == AttributeType.STRING_SERIES:
+            total += STRING_POINT_BYTES * len(op.values) + sum(len(v.encode("utf-8")) for v in op.values)
+    return total
 
 
 def compute_usage(project_id: int) -> dict:
@@ -89,10 +104,26 @@ def projects_needing_refresh():
 
 
 def refresh_usage(project_ids: list[int] | None = None) -> int:
-    """Recompute usage of the given projects, or of every project that changed since its last count."""
+    """Recompute usage of the given projects, or of every project that changed since its last count,
+    then write each of their workspaces' exact total into its quota accounting (``projects.quotas``).
+
+    A workspace's bytes admitted by the storage quota are read before its projects are counted
+    (what was admitted before is in the count; what is admitted during it stays counted), and every
+    changed project of the workspace is counted, so the total is its projects' exact sum."""
     ids = list(project_ids) if project_ids is not None else list(projects_needing_refresh())
+    workspaces = set(Project.objects.filter(pk__in=ids).values_list("workspace_id", flat=True))
+    if project_ids is None:
+        # Bytes admitted for writes that then failed (nothing changed) are forgiven here too.
+        workspaces |= set(WorkspaceUsage.objects.filter(admitted__gt=0).values_list("workspace_id", flat=True))
+    elif workspaces:
+        ids += [pk for pk in projects_needing_refresh().filter(workspace_id__in=workspaces) if pk not in ids]
+    admitted_before = {ws: quotas.admitted_snapshot(ws) for ws in workspaces}
     for project_id in ids:
         refresh_project_usage(project_id)
+    for workspace_id in workspaces:
+        quotas.recount(
+            workspace_id, ProjectUsage.workspace_total(workspace_id), admitted_before=admitted_before[workspace_id]
+        )
     return len(ids)
 
 

@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # RateLimit-* headers on API responses (the request-rate throttle decides them)
+    "projects.throttling.RateLimitHeadersMiddleware",
     # last: turns a locked-out login into the lockout page (status 429)
     "axes.middleware.AxesMiddleware",
 ]
@@ -254,6 +256,9 @@ RUNSTORE_QUOTA_STORAGE_BYTES = env_limit("RUNSTORE_QUOTA_STORAGE_BYTES")
 RUNSTORE_QUOTA_RUNS_PER_PROJECT = env_limit("RUNSTORE_QUOTA_RUNS_PER_PROJECT")
 RUNSTORE_QUOTA_PROJECTS = env_limit("RUNSTORE_QUOTA_PROJECTS")
 RUNSTORE_QUOTA_UPLOAD_BYTES = env_limit("RUNSTORE_QUOTA_UPLOAD_BYTES")
+# Where the request-rate buckets live: this Redis; unset: the Celery broker when it is Redis, else the database.
+RUNSTORE_RATE_LIMIT_REDIS_URL = env_str("RUNSTORE_RATE_LIMIT_REDIS_URL")
+RUNSTORE_RATE_LIMIT_KEY_PREFIX = env_str("RUNSTORE_RATE_LIMIT_KEY_PREFIX", "runstore:ratelimit:")
 # Audit entries older than this many days are deleted daily (0: kept for ever).
 RUNSTORE_AUDIT_RETENTION_DAYS = env_int("RUNSTORE_AUDIT_RETENTION_DAYS", 365, minimum=0)
 
@@ -367,6 +372,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["projects.throttling.RequestRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": [
         "tracker.api.renderers.JSONRenderer",
         "tracker.api.renderers.MessagePackRenderer",
