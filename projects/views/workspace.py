@@ -1,10 +1,15 @@
-from django.shortcuts import get_object_or_404
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect
+from django.views import View
 from django.views.generic import ListView
 
 from tracker.ui import ScopedUIViewMixin
 
-from . import activity
-from .models import Project, Workspace
+from .. import activity, permissions, quotas, services
+from ..forms import ProjectCreateForm, apply_service_error
+from ..models import Project, Workspace
+from .base import WorkspaceMixin
 
 
 class WorkspaceListView(ScopedUIViewMixin, ListView):
@@ -45,5 +50,49 @@ class ProjectListView(ScopedUIViewMixin, ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["workspace"] = self.workspace
-        context["members"] = self.workspace.memberships.select_related("user").order_by("user__username")
+        members = self.workspace.memberships.select_related("user", "team")
+        context["members"] = sorted(members, key=lambda m: (m.team_id is not None, str(m.principal).lower()))
+        context["usage"] = quotas.usage_report(self.workspace)
+        context["can_write_workspace"] = permissions.can(self.request.user, "write", self.workspace)
+        context["can_manage_workspace"] = permissions.can(self.request.user, "manage", self.workspace)
+        if context["can_write_workspace"]:
+            context["project_form"] = ProjectCreateForm()
         return context
+
+
+class ProjectCreateView(WorkspaceMixin, View):
+    """A new project in the workspace (needs ``write`` there); its creator becomes its owner."""
+
+    template_name = "projects/project_create.html"
+
+    def scoped_queryset(self):
+        return Project.objects.for_user(self.request.user, "view").filter(workspace=self.get_workspace())
+
+    def get(self, request, workspace):
+        self.require("write")
+        return self.render(self.template_name, {"form": ProjectCreateForm()})
+
+    def post(self, request, workspace):
+        self.require("write")
+        form = ProjectCreateForm(request.POST)
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                project = services.create_project(
+                    request.user,
+                    self.get_workspace(),
+                    data["slug"],
+                    key=data["key"] or None,
+                    description=data["description"],
+                    visibility=data["visibility"],
+                )
+            except ValidationError as exc:
+                apply_service_error(form, exc)
+            except quotas.QuotaExceeded as exc:
+                form.add_error(None, exc.message)
+                status = 403
+            else:
+                messages.success(request, f"Created the project {project.full_name}.")
+                return redirect("runs:run_list", workspace, project.slug)
+        return self.render(self.template_name, {"form": form}, status=status)

@@ -224,6 +224,7 @@ class RunListView(ProjectScopedMixin, View):
             + "?"
             + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
             "can_write": permissions.can(self.request.user, "write", project),
+            "can_delete": permissions.can(self.request.user, "delete", project),
         }
 
     def group_rows(self, rq, columns, project, state, max_groups=GROUPS_SHOWN, per_group=GROUP_ROWS):
@@ -315,6 +316,7 @@ class RunListView(ProjectScopedMixin, View):
             # the next page's rows for the infinite scroll, with the pager updated out of band
             return TemplateResponse(request, f"{self.template_name}#page-rows", context)
         context["saved_views"] = self.saved_views()
+        context["can_manage"] = permissions.can(request.user, "manage", self.get_project())
         context["current_view"] = self.saved
         context["view_form"] = SavedViewForm(initial={"name": self.saved.name if self.saved else ""})
         return TemplateResponse(request, template_for(request, self.template_name, "table"), context)
@@ -356,8 +358,8 @@ class RunListView(ProjectScopedMixin, View):
         action = form.cleaned_data["action"]
         user = request.user
         project_obj = self.get_project()
-        if action in ("delete", "restore", "tag", "untag"):
-            permissions.require(user, "write", project_obj)
+        # trash and restore need the delete action, tagging the write action
+        permissions.require(user, "delete" if action in ("delete", "restore") else "write", project_obj)
         undo = []
         if action == "delete":
             for run in runs:
@@ -398,7 +400,12 @@ class TrashView(ProjectScopedMixin, View):
         deleted = self.get_queryset().select_related("owner").order_by("-deleted_at")[:200]
         for run in deleted:
             run.project = project_obj
-        return TemplateResponse(request, "runs/trash.html", {"project": project_obj, "runs": deleted})
+        context = {
+            "project": project_obj,
+            "runs": deleted,
+            "can_delete": permissions.can(request.user, "delete", project_obj),
+        }
+        return TemplateResponse(request, "runs/trash.html", context)
 
 
 class ColumnChooserView(ProjectScopedMixin, View):
