@@ -1,0 +1,245 @@
+"""The rules of the permission matrix (tests/test_permission_matrix.py): who gets what from every route.
+
+What each principal holds is written down here from the design (issue 12's roles), not read from
+``projects.permissions``, so the matrix checks the policy instead of repeating it. A route's rule
+names, per HTTP method, the request(s) to send and the right it needs:
+
+* ``project:<action>``   an action on ``acme/vision`` (view, export, write, delete, manage)
+* ``workspace:<action>`` an action on the workspace ``acme`` (view, write, manage)
+* ``signed_in``          anyone signed in (their own pages, lists scoped to what they see)
+
+and the status a principal holding that right gets. Everyone else gets 404 when they cannot see
+the object and 403 when they see it but may not act; anonymous callers get 401 from the API and a
+redirect to the login page from the UI, and so do API tokens on UI pages (a bearer header never
+signs anyone into the UI). ``expect`` states the exceptions per principal, each with its reason.
+
+A route in the URLconf with no rule here fails the matrix: add its rule (or list it in ``PUBLIC``
+with the reason it is public).
+"""
+
+from dataclasses import dataclass, field
+
+PROJECT_ALL = frozenset({"view", "export", "write", "delete", "manage"})
+CONTRIBUTOR = frozenset({"view", "export", "write", "delete"})
+VIEWER = frozenset({"view", "export"})
+
+# The principals, least privileged first. The last three are API tokens with no session: in the UI
+# they are anonymous.
+PRINCIPALS = (
+    "anonymous",
+    "stranger",  # an account, no membership
+    "viewer",  # project viewer on acme/vision only
+    "contributor",  # workspace member of acme + project contributor on acme/vision
+    "custom",  # custom role "log runs" (view + write) granted on acme/vision
+    "teammate",  # in team "ml", which holds the contributor role on acme/vision
+    "project_owner",  # project owner of acme/vision, nothing on acme itself
+    "ws_admin",  # workspace admin of acme
+    "denied",  # workspace admin of acme with a denial of the custom role "no delete" on acme/vision
+    "service_token",  # write-scoped token of acme's service account "ci-bot" (member + contributor on vision)
+    "read_token",  # project_owner's token scoped read
+    "other_ws_token",  # project_owner's admin token bound to their personal workspace
+)
+TOKEN_ONLY = frozenset({"service_token", "read_token", "other_ws_token"})
+
+# The project actions each principal holds on acme/vision.
+ON_PROJECT = {
+    "anonymous": frozenset(),
+    "stranger": frozenset(),
+    "viewer": VIEWER,
+    "contributor": CONTRIBUTOR,
+    "custom": frozenset({"view", "write"}),
+    "teammate": CONTRIBUTOR,
+    "project_owner": PROJECT_ALL,
+    "ws_admin": PROJECT_ALL,  # workspace admins hold every action on every project of the workspace
+    "denied": PROJECT_ALL - {"delete"},  # an explicit deny wins over the workspace role
+    "service_token": CONTRIBUTOR,  # its contributor grant; the token's write scope allows all of it
+    "read_token": VIEWER,  # the owner's rights capped by the read scope
+    "other_ws_token": frozenset(),  # bound to another workspace: acme does not exist for it
+}
+
+# The workspace actions each principal holds on acme (``view`` also comes with seeing one of its projects).
+ON_WORKSPACE = {
+    "anonymous": frozenset(),
+    "stranger": frozenset(),
+    "viewer": frozenset({"view"}),
+    "contributor": frozenset({"view", "write"}),
+    "custom": frozenset({"view"}),
+    "teammate": frozenset({"view"}),
+    "project_owner": frozenset({"view"}),
+    "ws_admin": frozenset({"view", "write", "manage"}),
+    "denied": frozenset({"view", "write", "manage"}),
+    "service_token": frozenset({"view", "write"}),  # a member; manage is beyond the write scope anyway
+    "read_token": frozenset({"view"}),
+    "other_ws_token": frozenset(),
+}
+
+# Routes anyone may reach, and why; the matrix checks only that they never ask anonymous to sign in.
+PUBLIC = {
+    "healthz": "liveness probe for load balancers, says nothing about data",
+    "readyz": "readiness probe for load balancers, says nothing about data",
+    "schema": "the OpenAPI description of the API; holds no data",
+    "api-docs": "Swagger UI over the schema; holds no data",
+    "accounts:login": "the sign-in form",
+    "accounts:logout": "signing out needs no rights",
+    "accounts:password_reset": "asking for a reset mail must work signed out",
+    "accounts:password_reset_done": "the 'mail sent' page",
+    "accounts:password_reset_confirm": "the reset link from the mail; its signed token is the credential",
+    "accounts:password_reset_complete": "the 'password set' page",
+}
+
+# Route prefixes outside the matrix, with the reason (and the test that covers them).
+EXCLUDED_PREFIXES = {
+    "admin/": "staff only; tests/test_permission_matrix.py::test_admin_sends_everyone_but_staff_to_its_login "
+    "and tests/test_admin*.py",
+}
+
+
+@dataclass(frozen=True)
+class Req:
+    """One request of a route's rule.
+
+    ``needs``: the right it takes (see the module's docstring); ``ok``: the status of those who hold
+    it; ``query``/``data``: URL parameters and body (a callable makes a fresh body per request, for
+    files); ``expect``: principal → status where the general rule does not apply, each explained at
+    the rule; ``label``: tells two requests of one method apart in a failure.
+    """
+
+    needs: str
+    ok: int
+    query: dict = field(default_factory=dict)
+    data: object = None
+    format: str | None = None
+    expect: dict = field(default_factory=dict)
+    label: str = ""
+    kwargs: dict = field(default_factory=dict)
+
+
+def _file():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return {"file": SimpleUploadedFile("notes.txt", b"a few bytes")}
+
+
+ACME_VISION = {"project": "acme/vision"}
+BATCH = {"stream": "matrix", "seq": 1, "ops": [{"op": "assign", "path": "parameters/matrix", "value": 1}]}
+SHA = "0" * 64
+# A saved view of project_owner, shared with acme/vision: everyone who sees the project sees it,
+# only its owner may delete it.
+NOT_THE_VIEWS_OWNER = {p: 403 for p in ("viewer", "contributor", "custom", "teammate", "ws_admin", "denied")}
+# An export is visible only to those who may export from its project: the custom role (view and
+# write, no export) does not see it at all.
+EXPORT_INVISIBLE_WITHOUT_EXPORT = {"custom": 404}
+
+RULES: dict[str, dict[str, list[Req]]] = {
+    # --- projects API ---
+    "workspace-list": {
+        "GET": [Req("signed_in", 200)],
+        "POST": [Req("signed_in", 201, data={"slug": "matrix-new", "name": "New"})],
+    },
+    "workspace-detail": {"GET": [Req("workspace:view", 200, kwargs={"slug": "acme"})]},
+    "project-list": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:write", 201, data={"slug": "matrix-new"})],
+    },
+    "project-detail": {"GET": [Req("project:view", 200, kwargs={"workspace_slug": "acme", "slug": "vision"})]},
+    # --- runs API ---
+    "run-list": {
+        "GET": [Req("project:view", 200, query=ACME_VISION)],
+        "POST": [Req("project:write", 201, data={**ACME_VISION, "name": "matrix"})],
+    },
+    "run-query": {"POST": [Req("project:view", 200, data=ACME_VISION)]},
+    "run-groups": {
+        "GET": [Req("project:view", 200, query={**ACME_VISION, "group_by": "sys/state"})],
+        "POST": [Req("project:view", 200, data={**ACME_VISION, "group_by": ["sys/state"]})],
+    },
+    "run-suggest": {
+        "GET": [Req("project:view", 200, query={**ACME_VISION, "text": "sys/"})],
+        "POST": [Req("project:view", 200, data={**ACME_VISION, "text": "sys/"})],
+    },
+    "run-fields": {
+        "GET": [Req("project:view", 200, query=ACME_VISION)],
+        "POST": [Req("project:view", 200, data=ACME_VISION)],
+    },
+    "run-detail": {
+        "GET": [Req("project:view", 200)],
+        "PATCH": [Req("project:write", 200, data={"name": "renamed"})],
+        "DELETE": [Req("project:delete", 204)],
+    },
+    "run-ping": {"POST": [Req("project:write", 204)]},
+    "run-batch": {"POST": [Req("project:write", 200, data=BATCH)]},
+    "run-attributes": {"GET": [Req("project:view", 200)]},
+    "run-series": {"GET": [Req("project:view", 200, query={"path": "train/loss"})]},
+    "run-series-points": {"GET": [Req("project:view", 200, query={"path": "train/loss"})]},
+    "run-uploads": {"POST": [Req("project:write", 201, data=_file, format="multipart")]},
+    "run-files": {"GET": [Req("project:view", 200, query={"path": "model/weights"})]},
+    "run-file-download": {"GET": [Req("project:view", 200, query={"path": "model/weights"})]},
+    "run-file-url": {"GET": [Req("project:view", 200, query={"path": "model/weights"})]},
+    "run-file-info": {"GET": [Req("project:view", 200, query={"path": "model/weights"})]},
+    "run-file-preview": {"GET": [Req("project:view", 200, query={"path": "images/sample", "kind": "thumbnail"})]},
+    # The blob store is a local folder in these tests: an allowed caller reaches the service, which
+    # answers 409 direct_upload_unavailable (the right is checked first).
+    "run-direct-upload": {"POST": [Req("project:write", 409, data={"sha256": SHA, "size": 3})]},
+    # The pending upload exists but nothing was PUT to its URL: 409 upload_incomplete once allowed.
+    "run-direct-upload-complete": {"POST": [Req("project:write", 409, data={})]},
+    # Listing asks only to see the project; the list holds the exports the caller may export.
+    "export-list": {
+        "GET": [Req("project:view", 200, query=ACME_VISION)],
+        "POST": [Req("project:export", 202, data=ACME_VISION)],
+    },
+    "export-detail": {"GET": [Req("project:export", 200, expect=EXPORT_INVISIBLE_WITHOUT_EXPORT)]},
+    "export-download": {"GET": [Req("project:export", 200, expect=EXPORT_INVISIBLE_WITHOUT_EXPORT)]},
+    # --- UI ---
+    "projects:workspace_list": {"GET": [Req("signed_in", 200)]},
+    "projects:project_list": {"GET": [Req("workspace:view", 200)]},
+    "runs:run_list": {
+        "GET": [Req("project:view", 200)],
+        "POST": [
+            Req("project:write", 302, data={"action": "tag", "runs": "VIS-1", "tag": "matrix"}, label="tag"),
+            Req("project:delete", 302, data={"action": "delete", "runs": "VIS-1"}, label="delete"),
+        ],
+    },
+    "runs:column_chooser": {"GET": [Req("project:view", 200)]},
+    "runs:saved_views": {
+        "POST": [
+            Req("project:view", 302, data={"name": "mine"}, label="save"),
+            Req("project:view", 302, data={"delete": "{saved_view}"}, expect=NOT_THE_VIEWS_OWNER, label="delete"),
+        ]
+    },
+    "runs:trash": {"GET": [Req("project:view", 200)]},
+    "runs:compare": {"GET": [Req("project:view", 200, query={"runs": "VIS-1"})]},
+    "runs:chart_data": {"GET": [Req("project:view", 200, query={"runs": "VIS-1", "path": "train/loss"})]},
+    "runs:run_detail": {"GET": [Req("project:view", 200)]},
+    "runs:run_edit": {"POST": [Req("project:write", 302, data={"name": "renamed"})]},
+    "runs:run_log": {"GET": [Req("project:view", 200, query={"path": "stdout"})]},
+    "runs:run_gallery": {"GET": [Req("project:view", 200, query={"path": "images/samples"})]},
+    "runs:run_file_preview": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
+    "runs:run_file_raw": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
+    # --- accounts UI (one's own account) ---
+    "accounts:password_change": {
+        "GET": [Req("signed_in", 200)],
+        # a wrong old password: the form answers (200) without changing anything or the session
+        "POST": [
+            Req(
+                "signed_in",
+                200,
+                data={"old_password": "wrong", "new_password1": "x-Very-long-9", "new_password2": "x-Very-long-9"},
+            )
+        ],
+    },
+    "accounts:password_change_done": {"GET": [Req("signed_in", 200)]},
+}
+
+
+def expected_status(principal: str, req: Req, *, ui: bool) -> int:
+    """The status ``principal`` must get for ``req``, from the tables above."""
+    if principal == "anonymous" or (ui and principal in TOKEN_ONLY):
+        return 302 if ui else 401
+    if principal in req.expect:
+        return req.expect[principal]
+    if req.needs == "signed_in":
+        return req.ok
+    scope, action = req.needs.split(":")
+    held = (ON_PROJECT if scope == "project" else ON_WORKSPACE)[principal]
+    if "view" not in held:
+        return 404
+    return req.ok if action in held else 403
