@@ -36,14 +36,40 @@ _LABELS = {
 class QuotaExceeded(ApiError, PermissionDenied):
     """403 ``quota_exceeded``: the API renders it as JSON, the UI as a 403 page with its message."""
 
-    def __init__(self, workspace: Workspace, quota: str, used: int, limit: int, message: str | None = None):
+    def __init__(
+        self,
+        workspace: Workspace,
+        quota: str,
+        used: int,
+        limit: int,
+        message: str | None = None,
+        *,
+        requested: int | None = None,
+    ):
         if message is None:
-            shown = filesizeformat if quota in ("storage_bytes", "upload_bytes") else str
-            message = (
-                f"workspace {workspace.slug} is over its {_LABELS[quota]} quota: "
-                f"{shown(used)} used (or asked for) of {shown(limit)}"
-            )
-        super().__init__(403, "quota_exceeded", message, workspace=workspace.slug, quota=quota, used=used, limit=limit)
+
+            def shown(n):
+                return filesizeformat(n).replace("\xa0", " ") if quota in ("storage_bytes", "upload_bytes") else str(n)
+
+            if quota == "upload_bytes":
+                message = (
+                    f"workspace {workspace.slug} is over its {_LABELS[quota]} quota: "
+                    f"an upload of {shown(used)}, the limit is {shown(limit)}"
+                )
+            else:
+                message = f"workspace {workspace.slug} is over its {_LABELS[quota]} quota: {shown(used)} used of {shown(limit)}"
+                if requested:
+                    message += f" (this write needs {shown(requested)} more)"
+        super().__init__(
+            403,
+            "quota_exceeded",
+            message,
+            workspace=workspace.slug,
+            quota=quota,
+            used=used,
+            limit=limit,
+            requested=requested,
+        )
         self.workspace, self.quota, self.used, self.limit = workspace, quota, used, limit
 
 
@@ -122,7 +148,7 @@ def admit_bytes(workspace: Workspace, nbytes: int, *, accepted: Callable[[], boo
             admitted=F("admitted") + nbytes
         )
     if not admitted:
-        raise QuotaExceeded(workspace, "storage_bytes", used_bytes(workspace) + nbytes, limit)
+        raise QuotaExceeded(workspace, "storage_bytes", used_bytes(workspace), limit, requested=nbytes)
 
 
 def recount(workspace_id: int, exact_bytes: int, *, admitted_before: int) -> None:
