@@ -472,7 +472,7 @@ class TeamForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk and "members" in self.fields:
-            self.fields["members"].initial = list(self.instance.group.user_set.all())
+            self.fields["members"].initial = list(self.instance.group.user_set.values_list("pk", flat=True))
 
 
 @admin.register(Team)
@@ -672,6 +672,7 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
     def save_formset(self, request, form, formset, change):
         workspace = form.instance
+        formset.save(commit=False)  # what changed, for the admin's history; the services write
         if formset.model is Membership:
             self._save_members(request, workspace, formset)
         elif formset.model is WorkspaceQuota:
@@ -680,7 +681,6 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
                     services.set_quota(workspace, by=request.user, **_quota_values(quota_form))
 
     def _save_members(self, request, workspace, formset):
-        formset.save(commit=False)
         moved = [obj.pk for obj, fields in formset.changed_objects if {"user", "team"} & set(fields)]
         gone = Membership.objects.filter(pk__in=[obj.pk for obj in formset.deleted_objects] + moved)
         gone = [m.principal for m in gone.select_related("user", "team")]
@@ -872,11 +872,11 @@ class ProjectAdmin(WorkspaceScopedAdmin):
             services.delete_project(project, by=request.user)
 
     def save_formset(self, request, form, formset, change):
+        formset.save(commit=False)  # what changed, for the admin's history; the services write
         if formset.model is ProjectGrant:
             self._save_grants(request, form.instance, formset)
 
     def _save_grants(self, request, project, formset):
-        formset.save(commit=False)
         moved = [obj.pk for obj, fields in formset.changed_objects if {"user", "team", "deny"} & set(fields)]
         gone = ProjectGrant.objects.filter(pk__in=[obj.pk for obj in formset.deleted_objects] + moved)
         gone = list(gone.select_related("user", "team"))
