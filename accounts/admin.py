@@ -1,3 +1,5 @@
+from typing import Any, ClassVar
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -58,7 +60,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens: the new secret is shown once, in a message after "Save"; only its prefix after that."""
 
     form = ApiTokenForm
-    list_display = (
+    list_display: tuple[str, ...] = (
         "prefix",
         "user",
         "name",
@@ -69,13 +71,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "last_used_ip",
         "revoked",
     )
-    list_select_related = ("user",)
-    list_filter = ("scope", RevokedFilter, ExpiredFilter)
-    search_fields = ("user__username", "user__email", "name", "lookup")
+    list_select_related: ClassVar[tuple[str, ...]] = ("user",)
+    list_filter: ClassVar[tuple[Any, ...]] = ("scope", RevokedFilter, ExpiredFilter)
+    search_fields: ClassVar[tuple[str, ...]] = ("user__username", "user__email", "name", "lookup")
     actions = ["revoke_selected"]
-    readonly_fields = ("prefix", "created_at", "last_used_at", "last_used_ip", "revoked_at")
+    readonly_fields: ClassVar[tuple[str, ...]] = ("prefix", "created_at", "last_used_at", "last_used_ip", "revoked_at")
     add_fields = ("user", "name", "scope", "expires_at")
-    change_fields = (
+    change_fields: tuple[str, ...] = (
         "prefix",
         "user",
         "name",
@@ -138,7 +140,15 @@ def count_of(queryset, field: str, outer: str = "pk"):
 class UserAdmin(BaseUserAdmin):
     """Users with the API tokens they hold (active ones counted, linked to the token list)."""
 
-    list_display = ("username", "email", "is_active", "is_staff", "is_superuser", "active_tokens", "last_login")
+    list_display: tuple[str, ...] = (
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "active_tokens",
+        "last_login",
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_active_tokens=count_of(ApiToken.objects.active(), "user"))
