@@ -130,11 +130,14 @@ NOT_THE_VIEWS_OWNER = {p: 403 for p in ("viewer", "contributor", "custom", "team
 # write, no export) does not see it at all.
 EXPORT_INVISIBLE_WITHOUT_EXPORT = {"custom": 404}
 
+NO_NEW_WORKSPACE = {"service_token": 403, "read_token": 403, "other_ws_token": 403}
+
 RULES: dict[str, dict[str, list[Req]]] = {
     # --- projects API ---
     "workspace-list": {
         "GET": [Req("signed_in", 200)],
-        "POST": [Req("signed_in", 201, data={"slug": "matrix-new", "name": "New"})],
+        # anyone signed in may start a workspace, but not with a read token or one bound to a workspace
+        "POST": [Req("signed_in", 201, data={"slug": "matrix-new", "name": "New"}, expect=NO_NEW_WORKSPACE)],
     },
     "workspace-detail": {"GET": [Req("workspace:view", 200, kwargs={"slug": "acme"})]},
     "project-list": {

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from projects import services as project_services
-from projects.models import AuditEvent
+from projects.models import AuditEvent, Workspace
 from runs.models import Run
 
 from .conftest import batch, run_url
@@ -176,3 +176,19 @@ def test_a_secret_never_appears_in_logs_admin_pages_or_the_audit_log(run, owner,
         assert part not in caplog.text and raw_value not in caplog.text
         assert not [page for page in pages if part in page]
         assert not [row for row in audit if part in row]
+
+
+def test_only_an_unbound_write_or_admin_token_creates_a_workspace(owner, workspace):
+    personal = project_services.ensure_personal_workspace(owner)
+    refused = {
+        "read": project_services.issue_token(owner, name="r", scope="read")[1],
+        "bound": project_services.issue_token(owner, name="b", scope="admin", workspace=personal)[1],
+        "bound to acme": project_services.issue_token(owner, name="a", scope="write", workspace=workspace)[1],
+    }
+    for kind, raw in refused.items():
+        body = error_of(bearer(raw).post("/api/v1/workspaces/", {"slug": f"new-{kind.replace(' ', '-')}"}), 403)
+        assert "token" in body["message"], (kind, body)
+    assert not Workspace.objects.filter(slug__startswith="new-").exists()
+    for scope in ("write", "admin"):
+        raw = project_services.issue_token(owner, name=scope, scope=scope)[1]
+        assert bearer(raw).post("/api/v1/workspaces/", {"slug": f"new-{scope}"}).status_code == 201

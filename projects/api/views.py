@@ -1,3 +1,4 @@
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -5,7 +6,7 @@ from rest_framework.response import Response
 
 from tracker.api.views import ScopedViewSet
 
-from .. import services
+from .. import permissions, services
 from ..models import Project, Visibility, Workspace
 from .serializers import ProjectCreateSerializer, ProjectSerializer, WorkspaceCreateSerializer, WorkspaceSerializer
 
@@ -20,6 +21,12 @@ class WorkspaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedV
 
     @extend_schema(request=WorkspaceCreateSerializer, responses={201: WorkspaceSerializer})
     def create(self, request):
+        limits = permissions.token_limits(request.user)
+        if limits is not None and ("write" not in limits.actions or limits.workspace_id is not None):
+            # a read token writes nothing; a token bound to one workspace reaches nothing outside it
+            raise PermissionDenied(
+                "This API token may not create workspaces: that needs a write or admin token not bound to a workspace."
+            )
         data = WorkspaceCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         workspace = services.create_workspace(request.user, **data.validated_data)
