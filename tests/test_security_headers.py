@@ -102,6 +102,14 @@ def pages(client, owner, project, run, owner_api):
         "run page": f"{base}runs/{run.human_id}/",
         "compare": f"{base}compare?runs={run.human_id},{other.human_id}",
         "trash": base + "trash",
+        "API tokens": "/settings/tokens/",
+        "workspace members": "/w/acme/-/members",
+        "teams": "/w/acme/-/teams",
+        "custom roles": "/w/acme/-/roles",
+        "service accounts": "/w/acme/-/service-accounts",
+        "new project": "/w/acme/-/new-project",
+        "project members": base + "members",
+        "project settings": base + "settings",
     }
 
 
