@@ -53,7 +53,10 @@ def find_user(text: str):
 class ExpiryMixin(forms.Form):
     expires = forms.ChoiceField(choices=EXPIRY_CHOICES, initial="90", label="Expires")
     expires_on = forms.DateField(
-        required=False, label="Expiry date", widget=forms.DateInput(attrs={"type": "date"}), help_text="With 'a date'."
+        required=False,
+        label="Expiry date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="With 'at the end of a date': the token works until that day ends.",
     )
 
     def clean(self):
