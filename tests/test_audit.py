@@ -646,6 +646,9 @@ def test_the_admin_filters_by_action_and_workspace_and_searches_token_prefix_and
     assert shown(q=token.prefix) == ["workspace.created"]
     assert shown(q="203.0.113.77") == ["workspace.created"]
     assert shown(q="owner", action="login") == []
+    # the export buttons carry the list's filters and search
+    html = root_client.get(ADMIN_LIST, {"action": "workspace.created", "q": "labs"}).content.decode()
+    assert f"{ADMIN_LIST}export/csv/?action=workspace.created&amp;q=labs" in html
 
 
 def test_export_csv_holds_every_filtered_entry_with_its_context(root_client, owner, workspace, stranger):
