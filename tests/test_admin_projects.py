@@ -505,3 +505,35 @@ def test_list_pages_cost_the_same_queries_for_two_rows_or_six(root_client, owner
     many = queries()
     assert many == few
     assert max(few.values()) <= 20, few
+
+
+def test_staff_who_are_not_superusers_see_and_change_only_workspaces_they_manage(owner, workspace, stranger):
+    from django.contrib.auth.models import Permission
+
+    other = services.create_workspace(stranger, "globex")
+    services.create_team(other, "theirs", by=stranger)
+    services.create_team(workspace, "ours", by=owner)
+    operator = User.objects.create_user("operator", is_staff=True)
+    operator.user_permissions.set(Permission.objects.filter(content_type__model="team"))
+    services.set_membership(workspace, operator, "admin", by=owner)
+    client = Client()
+    client.force_login(operator)
+
+    listing = client.get(reverse("admin:projects_team_changelist"))
+    assert [str(team) for team in listing.context["cl"].result_list] == ["acme/ours"]
+    with Audited() as audited:
+        refused = client.post(
+            reverse("admin:projects_team_add"),
+            {"workspace": other.pk, "name": "intruders", "description": "", "members": [operator.pk]},
+            follow=True,
+        )
+    assert any(m.startswith("Nothing was changed") for m in shown_messages(refused)), shown_messages(refused)
+    assert not Team.objects.filter(name="intruders").exists() and not audited.new
+    with Audited() as audited:
+        created = client.post(
+            reverse("admin:projects_team_add"),
+            {"workspace": workspace.pk, "name": "crew", "description": "", "members": [stranger.pk]},
+        )
+    assert created.status_code == 302
+    assert AuditEvent.objects.get(action="team.created", target="acme/crew").actor == operator
+    assert audited.new == Counter({"team.created": 1})
