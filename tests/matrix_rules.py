@@ -217,6 +217,78 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "runs:run_gallery": {"GET": [Req("project:view", 200, query={"path": "images/samples"})]},
     "runs:run_file_preview": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
     "runs:run_file_raw": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
+    # --- workspace pages (members, teams, custom roles, service accounts) and project creation ---
+    "projects:project_create": {
+        "GET": [Req("workspace:write", 200)],
+        "POST": [Req("workspace:write", 302, data={"slug": "matrix-new", "visibility": "private"})],
+    },
+    "projects:workspace_members": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:manage", 302, data={"member": "stranger", "role": "member"})],
+    },
+    # the contributor's membership of acme
+    "projects:workspace_member": {"POST": [Req("workspace:manage", 302, data={"role": "admin"})]},
+    "projects:workspace_member_remove": {
+        "GET": [Req("workspace:manage", 200)],
+        # anyone may leave a workspace: the contributor removes their own membership
+        "POST": [Req("workspace:manage", 302, expect={"contributor": 302})],
+    },
+    "projects:team_list": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:manage", 302, data={"name": "matrix-team"})],
+    },
+    "projects:team_detail": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:manage", 302, data={"member": "stranger"})],
+    },
+    "projects:team_delete": {"GET": [Req("workspace:manage", 200)], "POST": [Req("workspace:manage", 302)]},
+    "projects:custom_role_list": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:manage", 302, data={"name": "readers", "actions": ["view", "export"]})],
+    },
+    # the custom role "log runs"
+    "projects:custom_role_edit": {
+        "GET": [Req("workspace:manage", 200)],
+        "POST": [Req("workspace:manage", 302, data={"name": "log runs", "actions": ["view", "write", "export"]})],
+    },
+    "projects:custom_role_delete": {"GET": [Req("workspace:manage", 200)], "POST": [Req("workspace:manage", 302)]},
+    "projects:service_account_list": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:manage", 302, data={"username": "matrix-bot", "role": "member"})],
+    },
+    # ci-bot; a new token's secret is shown on the answer itself (200), never again
+    "projects:service_account_detail": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("workspace:manage", 200, data={"name": "deploy", "scope": "read", "expires": "30"})],
+    },
+    "projects:service_account_token_revoke": {
+        "GET": [Req("workspace:manage", 200, kwargs={"token_id": "{service_token}"})],
+        "POST": [Req("workspace:manage", 302, kwargs={"token_id": "{service_token}"})],
+    },
+    # --- project pages ---
+    "projects:project_members": {
+        "GET": [Req("project:view", 200)],
+        "POST": [Req("project:manage", 302, data={"member": "stranger", "role": "role:viewer"})],
+    },
+    # the viewer's grant on acme/vision
+    "projects:project_member": {"POST": [Req("project:manage", 302, data={"role": "role:contributor"})]},
+    "projects:project_member_remove": {"GET": [Req("project:manage", 200)], "POST": [Req("project:manage", 302)]},
+    "projects:project_settings": {
+        "GET": [Req("project:manage", 200)],
+        "POST": [Req("project:manage", 302, data={"description": "new words", "visibility": "workspace"})],
+    },
+    # deleting a project takes manage on its workspace: its project owner sees it but may not (403)
+    "projects:project_delete": {"POST": [Req("workspace:manage", 302, data={"confirm": "vision"})]},
+    # --- one's own API tokens: the page lists only one's own; another's token is not found ---
+    "projects:token_list": {
+        "GET": [Req("signed_in", 200)],
+        "POST": [Req("signed_in", 200, data={"name": "laptop", "scope": "read", "expires": "30"})],
+    },
+    # project_owner's read token
+    "projects:token_revoke": {
+        "GET": [Req("signed_in", 404, expect={"project_owner": 200})],
+        "POST": [Req("signed_in", 404, expect={"project_owner": 302})],
+    },
     # --- accounts UI (one's own account) ---
     "accounts:password_change": {
         "GET": [Req("signed_in", 200)],

@@ -20,8 +20,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.views.generic.edit import ProcessFormView
 from rest_framework.test import APIClient
 
+from accounts.models import ApiToken
 from projects import services as project_services
-from projects.models import ProjectRole, WorkspaceRole
+from projects.models import Membership, ProjectGrant, ProjectRole, WorkspaceRole
 from runs import exports, processing
 from runs import services as run_services
 from runs.models import PendingUpload
@@ -137,7 +138,7 @@ def build_world() -> dict:
     tokens = {}
     for name, person in people.items():
         tokens[name] = project_services.issue_token(person, name="matrix", scope="admin")[1]
-    tokens["service_token"] = project_services.issue_token(bot, name="ci", scope="write", by=founder)[1]
+    service_token, tokens["service_token"] = project_services.issue_token(bot, name="ci", scope="write", by=founder)
     owner = people["project_owner"]
     tokens["read_token"] = project_services.issue_token(owner, name="read", scope="read")[1]
     personal = project_services.ensure_personal_workspace(owner)
@@ -177,8 +178,14 @@ def build_world() -> dict:
             "run_ref": "acme/vision/VIS-1",
             "export_id": export.pk,
             "upload_id": pending.pk,
+            "membership_id": Membership.objects.get(workspace=acme, user=people["contributor"]).pk,
+            "team": "ml",
+            "role_id": log_runs.pk,
+            "username": "ci-bot",
+            "grant_id": ProjectGrant.objects.get(project=vision, user=people["viewer"]).pk,
+            "token_id": ApiToken.objects.get(user=owner, scope="read").pk,
         },
-        "values": {"saved_view": str(saved.pk)},
+        "values": {"saved_view": str(saved.pk), "service_token": str(service_token.pk)},
     }
 
 
@@ -258,7 +265,8 @@ def test_route_answers_each_principal_exactly(matrix, name):
     wrong = []
     for method in methods:
         for req in rules.get(method, []):
-            kwargs = {k: req.kwargs[k] if k in req.kwargs else world["kwargs"][k] for k in _kwarg_names(name)}
+            given = {k: str(v).format(**world["values"]) for k, v in req.kwargs.items()}
+            kwargs = {k: given[k] if k in given else world["kwargs"][k] for k in _kwarg_names(name)}
             url = reverse(name, kwargs=kwargs)
             for principal in PRINCIPALS:
                 want = expected_status(principal, req, ui=ui)
