@@ -145,9 +145,9 @@ class GrantRoleMixin(forms.Form):
     role = forms.ChoiceField(choices=())
     deny = forms.BooleanField(required=False, label="Deny these actions", help_text="Custom roles only; deny wins.")
 
-    def setup_roles(self, project):
+    def setup_roles(self, project, choices=None):
         self.project = project
-        self.fields["role"].choices = project_role_choices(project)
+        self.fields["role"].choices = choices if choices is not None else project_role_choices(project)
 
     def clean(self):
         cleaned = super().clean()
@@ -179,9 +179,9 @@ class ProjectGrantForm(GrantRoleMixin, PrincipalForm):
 class GrantChangeForm(GrantRoleMixin, forms.Form):
     """A new role for an existing grant; whether it allows or denies stays as it is."""
 
-    def __init__(self, *args, project=None, deny=False, **kwargs):
+    def __init__(self, *args, project=None, deny=False, choices=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.setup_roles(project)
+        self.setup_roles(project, choices)
         del self.fields["deny"]
         self.fixed_deny = deny
 

@@ -256,7 +256,7 @@ def test_members_page_query_count_does_not_grow_with_members(world, owner, djang
     for i in range(12):
         project_services.set_membership(workspace, make_user(f"member{i}"), "member", by=owner)
     client = browser(owner)
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(10):
         assert client.get(WS + "members").status_code == 200
 
 
@@ -322,6 +322,21 @@ def test_project_members_are_added_changed_and_removed_by_project_managers(world
     assert browser(world["contributor"]).post(f"{PROJECT}members/{grant.pk}/remove").status_code == 403
     assert client.post(f"{PROJECT}members/{grant.pk}/remove").status_code == 302
     assert not ProjectGrant.objects.filter(pk=grant.pk).exists()
+
+
+def test_project_members_page_query_count_does_not_grow_with_grants(world, owner, django_assert_max_num_queries):
+    project = Project.objects.get(slug="vision")
+    reader = project_services.save_custom_role(acme(), "Reader", ["view", "export"], by=owner)
+    for i in range(12):
+        user = make_user(f"grantee{i}")
+        if i % 2:
+            project_services.grant_custom_role(project, user, reader, by=owner)
+        else:
+            project_services.set_project_role(project, user, "viewer", by=owner)
+    client = browser(owner)
+    with django_assert_max_num_queries(12):
+        response = client.get(PROJECT + "members")
+    assert response.status_code == 200 and "grantee11" in text(response)
 
 
 def test_the_last_project_owner_is_protected(world, owner):

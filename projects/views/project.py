@@ -13,6 +13,7 @@ from ..forms import (
     ProjectGrantForm,
     ProjectSettingsForm,
     apply_service_error,
+    project_role_choices,
 )
 from ..models import Membership, ProjectGrant, WorkspaceRole
 from .base import ProjectMixin
@@ -35,10 +36,11 @@ class ProjectMembersView(ProjectMixin, View):
     def page(self, form=None, *, error=None, status=200):
         project = self.get_project()
         grants = sorted(self.get_queryset(), key=lambda g: (g.team_id is not None, str(g.principal).lower(), g.deny))
+        choices = project_role_choices(project)
         for grant in grants:
             role = f"custom:{grant.custom_role_id}" if grant.custom_role_id else f"role:{grant.role}"
             grant.form = GrantChangeForm(
-                initial={"role": role}, project=project, deny=grant.deny, prefix=f"g{grant.pk}"
+                initial={"role": role}, project=project, deny=grant.deny, prefix=f"g{grant.pk}", choices=choices
             )
         admins = (
             Membership.objects.filter(workspace=project.workspace, role__in=[WorkspaceRole.OWNER, WorkspaceRole.ADMIN])
