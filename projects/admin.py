@@ -98,6 +98,8 @@ class ServiceAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(url)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if object_id is None and not self.has_add_permission(request):
+            return super().changeform_view(request, object_id, form_url, extra_context)  # the admin's 403
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except REFUSED as exc:
@@ -106,6 +108,8 @@ class ServiceAdmin(admin.ModelAdmin):
             return self._refused(request, exc, request.get_full_path())
 
     def delete_view(self, request, object_id, extra_context=None):
+        if not self.has_delete_permission(request):
+            return super().delete_view(request, object_id, extra_context)  # the admin's 403
         try:
             return super().delete_view(request, object_id, extra_context)
         except REFUSED as exc:

@@ -537,3 +537,14 @@ def test_staff_who_are_not_superusers_see_and_change_only_workspaces_they_manage
     assert created.status_code == 302
     assert AuditEvent.objects.get(action="team.created", target="acme/crew").actor == operator
     assert audited.new == Counter({"team.created": 1})
+
+
+def test_a_workspace_created_in_admin_is_owned_by_the_operator_and_cannot_be_deleted_here(root_client, root):
+    with Audited() as audited:
+        response = root_client.post(reverse("admin:projects_workspace_add"), {"slug": "initech", "name": "Initech"})
+    assert response.status_code == 302, text(response)
+    created = Membership.objects.select_related("workspace").get(workspace__slug="initech")
+    assert (created.user, created.role) == (root, WorkspaceRole.OWNER)
+    assert audited.new == Counter({"workspace.created": 1})
+    delete = reverse("admin:projects_workspace_delete", args=[created.workspace.pk])
+    assert root_client.post(delete, {"post": "yes"}).status_code == 403
