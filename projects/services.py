@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from guardian.shortcuts import assign_perm, remove_perm
 
 from accounts import services as account_services
@@ -626,12 +627,22 @@ def update_project(project: Project, *, by, **changes) -> Project:
     return project
 
 
-@transaction.atomic
+# Sent before a project is deleted, outside the deleting transaction: the apps that keep data in a
+# project (runs: points, files, exports) remove it, so nothing is left behind without a row to find it.
+project_emptying = Signal()
+
+
 def delete_project(project: Project, *, by) -> None:
-    """Delete a project and everything in it; needs ``manage`` on its workspace. Audited."""
+    """Delete a project and everything in it; needs ``manage`` on its workspace. Audited.
+
+    The project's contents go first (``project_emptying``; each run is purged in its own transaction,
+    as from the trash), then the project row with its grants and usage, with the audit entry.
+    """
     permissions.require(by, "manage", project.workspace)
-    audit.record("project.deleted", actor=by, workspace=project.workspace, project=project, target=project)
-    project.delete()
+    project_emptying.send(sender=Project, project=project)
+    with transaction.atomic():
+        audit.record("project.deleted", actor=by, workspace=project.workspace, project=project, target=project)
+        project.delete()
 
 
 _QUOTA_FIELDS = (

@@ -97,6 +97,19 @@ def purge_run(run_id: int) -> bool:
     return True
 
 
+def purge_project(sender=None, *, project, **kwargs) -> int:
+    """Purge every run of ``project`` (each in its own transaction) and its project-wide exports:
+    the receiver of ``projects.services.project_emptying``. Returns how many runs went."""
+    run_ids = list(Run.objects.filter(project=project).values_list("pk", flat=True))
+    Run.objects.filter(pk__in=run_ids, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    purged = sum(purge_run(run_id) for run_id in run_ids)
+    exports = Export.objects.filter(project=project)
+    keys = [k for k in exports.values_list("storage_key", flat=True) if k]
+    exports.delete()
+    _delete_keys(keys)
+    return purged
+
+
 def clean_orphans(now=None) -> dict:
     now = now or timezone.now()
     grace = now - timedelta(seconds=settings.RUNSTORE_ORPHAN_GRACE_SECONDS)

@@ -160,3 +160,35 @@ def test_referenced_files_survive_clean_up(owner_api, run, settings, blob_store)
         Blob.objects.get(pk=sha).storage_key
     )
     assert io.BytesIO(b"".join(storage.iter_blob(Blob.objects.get(pk=sha).storage_key))).read() == b"keep me"
+
+
+def test_deleting_a_project_leaves_no_point_file_or_row_behind(owner, owner_api, run, project, blob_store):
+    """A project deleted (admin or UI) takes its runs' points, roll-ups, files and stored objects with it;
+    a file another project also holds stays."""
+    from projects import services as project_services
+
+    elsewhere = project_services.create_project(owner, project.workspace, "kept", key="KPT")
+    kept_run, _ = run_services.create_run(owner, elsewhere)
+    only_here = upload(owner_api, run, "own.bin", b"only this project").json()["sha256"]
+    shared = upload(owner_api, run, "shared.bin", b"both projects").json()["sha256"]
+    upload(owner_api, kept_run, "shared.bin", b"both projects")
+    batch(
+        owner_api,
+        run,
+        [
+            {"op": "append", "path": "loss", "values": [1.0] * 100},
+            {"op": "upload", "path": "model", "sha256": only_here},
+        ],
+    )
+    loss = Attribute.objects.get(run=run, path="loss")
+    rollups.roll_up(loss.pk)
+    assert point_count(loss.pk) == 100 and SeriesRollup.objects.filter(series_id=loss.pk).exists()
+    own_key, shared_key = Blob.objects.get(pk=only_here).storage_key, Blob.objects.get(pk=shared).storage_key
+
+    project_services.delete_project(project, by=owner)
+
+    assert not Run.objects.filter(project_id=project.pk).exists()
+    assert point_count(loss.pk) == 0 and not SeriesRollup.objects.filter(series_id=loss.pk).exists()
+    assert not Attribute.objects.filter(run_id=run.pk).exists()
+    assert not Blob.objects.filter(pk=only_here).exists() and not storages["blobs"].exists(own_key)
+    assert Blob.objects.filter(pk=shared).exists() and storages["blobs"].exists(shared_key)
