@@ -7,7 +7,8 @@ import time
 import uuid as uuid_module
 from typing import Any
 
-from ._internal import warn
+from . import ci
+from ._internal import bug, warn
 from ._internal.api import Api, decode, is_quota_error
 from ._internal.queue import QueueDir
 from ._internal.sender import Sender, describe_block, quota_block
@@ -219,4 +220,8 @@ def init_run(
             environment=capture_environment,
             namespace=monitoring_namespace,
         )
+        try:
+            ci.capture(run)  # a few environment variables: done here, so ci/ is set before init_run returns
+        except Exception as exc:  # noqa: BLE001 - an odd environment never stops the training job
+            bug(exc, "capturing the CI environment")
     return run
