@@ -223,9 +223,15 @@ class RunListView(ProjectScopedMixin, View):
             "suggest_url": reverse("run-suggest")
             + "?"
             + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
-            "can_write": permissions.can(self.request.user, "write", project),
-            "can_delete": permissions.can(self.request.user, "delete", project),
+            "can_write": "write" in self.actions(),
+            "can_delete": "delete" in self.actions(),
         }
+
+    def actions(self) -> frozenset[str]:
+        """What the user may do in this project, asked once (one query) for every control of the page."""
+        if not hasattr(self, "_actions"):
+            self._actions = permissions.project_actions(self.request.user, self.get_project().pk)
+        return self._actions
 
     def group_rows(self, rq, columns, project, state, max_groups=GROUPS_SHOWN, per_group=GROUP_ROWS):
         """Groups with counts and aggregates; the first runs of each, cells read in one query for all groups."""
@@ -316,7 +322,7 @@ class RunListView(ProjectScopedMixin, View):
             # the next page's rows for the infinite scroll, with the pager updated out of band
             return TemplateResponse(request, f"{self.template_name}#page-rows", context)
         context["saved_views"] = self.saved_views()
-        context["can_manage"] = permissions.can(request.user, "manage", self.get_project())
+        context["can_manage"] = "manage" in self.actions()
         context["current_view"] = self.saved
         context["view_form"] = SavedViewForm(initial={"name": self.saved.name if self.saved else ""})
         return TemplateResponse(request, template_for(request, self.template_name, "table"), context)
