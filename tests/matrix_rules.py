@@ -94,6 +94,12 @@ EXCLUDED_PREFIXES = {
 }
 
 
+# Routes whose allowed requests change something no rollback restores; their tests run last.
+RUN_LAST = {
+    "projects:project_delete": "deleting a project removes its stored files (blobs, previews) at once",
+}
+
+
 @dataclass(frozen=True)
 class Req:
     """One request of a route's rule.

@@ -10,6 +10,7 @@ after it, so a delete or a rename never changes what the next principal meets.
 import hashlib
 import io
 import re
+import tempfile
 
 import pytest
 from django.contrib.auth.models import User
@@ -27,7 +28,7 @@ from runs import exports, processing
 from runs import services as run_services
 from runs.models import PendingUpload
 
-from .matrix_rules import EXCLUDED_PREFIXES, PRINCIPALS, PUBLIC, RULES, TOKEN_ONLY, expected_status
+from .matrix_rules import EXCLUDED_PREFIXES, PRINCIPALS, PUBLIC, RULES, RUN_LAST, TOKEN_ONLY, expected_status
 
 # The world is built once for the module (see ``matrix``); each test also runs in its own savepoint.
 pytestmark = pytest.mark.django_db
@@ -193,17 +194,18 @@ SHA_OF_NOTHING = "1" * 64
 
 
 @pytest.fixture(scope="module")
-def matrix(django_db_setup, django_db_blocker, tmp_path_factory):
-    blobs = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": ""}}
-    blobs["OPTIONS"]["location"] = str(tmp_path_factory.mktemp("matrix-blobs"))
+def matrix(django_db_setup, django_db_blocker):
     from django.conf import settings
 
-    storages = {**settings.STORAGES, "blobs": blobs}
-    hashers = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    with django_db_blocker.unblock(), override_settings(STORAGES=storages, PASSWORD_HASHERS=hashers):
-        with transaction.atomic():
-            yield build_world()
-            transaction.set_rollback(True)
+    # A folder of our own, not under pytest's base temp: other pytest sessions on the machine prune those.
+    with tempfile.TemporaryDirectory(prefix="runstore-matrix-") as folder:
+        blobs = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": folder}}
+        storages = {**settings.STORAGES, "blobs": blobs}
+        hashers = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+        with django_db_blocker.unblock(), override_settings(STORAGES=storages, PASSWORD_HASHERS=hashers):
+            with transaction.atomic():
+                yield build_world()
+                transaction.set_rollback(True)
 
 
 # --- sending ---
@@ -254,7 +256,7 @@ def is_login_redirect(response) -> bool:
     return response.status_code == 302 and reverse("accounts:login") in response["Location"]
 
 
-@pytest.mark.parametrize("name", sorted(n for n in ROUTES if n not in PUBLIC))
+@pytest.mark.parametrize("name", sorted((n for n in ROUTES if n not in PUBLIC), key=lambda n: (n in RUN_LAST, n)))
 def test_route_answers_each_principal_exactly(matrix, name):
     world = matrix
     route, methods = ROUTES[name]
