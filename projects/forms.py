@@ -102,7 +102,8 @@ class PrincipalForm(forms.Form):
 
     def __init__(self, *args, workspace=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["team"].queryset = Team.objects.filter(workspace=workspace)
+        self.fields["team"].queryset = Team.objects.filter(workspace=workspace).order_by("name")
+        self.fields["team"].label_from_instance = lambda team: team.name
         self.fields["team"].empty_label = "— or a team —"
 
     def clean(self):

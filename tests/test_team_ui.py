@@ -255,6 +255,7 @@ def test_members_page_query_count_does_not_grow_with_members(world, owner, djang
     workspace = acme()
     for i in range(12):
         project_services.set_membership(workspace, make_user(f"member{i}"), "member", by=owner)
+        project_services.set_membership(workspace, project_services.create_team(workspace, f"team{i}"), "member")
     client = browser(owner)
     with django_assert_max_num_queries(10):
         assert client.get(WS + "members").status_code == 200
@@ -328,6 +329,7 @@ def test_project_members_page_query_count_does_not_grow_with_grants(world, owner
     project = Project.objects.get(slug="vision")
     reader = project_services.save_custom_role(acme(), "Reader", ["view", "export"], by=owner)
     for i in range(12):
+        project_services.set_project_role(project, project_services.create_team(acme(), f"team{i}"), "viewer")
         user = make_user(f"grantee{i}")
         if i % 2:
             project_services.grant_custom_role(project, user, reader, by=owner)

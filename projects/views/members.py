@@ -41,7 +41,7 @@ class WorkspaceMembersView(WorkspaceMixin, View):
     template_name = "projects/workspace_members.html"
 
     def scoped_queryset(self):
-        return Membership.objects.filter(workspace=self.get_workspace()).select_related("user", "team")
+        return Membership.objects.filter(workspace=self.get_workspace()).select_related("user", "team__workspace")
 
     def page(self, form=None, *, error=None, status=200):
         workspace = self.get_workspace()

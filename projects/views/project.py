@@ -31,7 +31,9 @@ class ProjectMembersView(ProjectMixin, View):
     template_name = "projects/project_members.html"
 
     def scoped_queryset(self):
-        return ProjectGrant.objects.filter(project=self.get_project()).select_related("user", "team", "custom_role")
+        return ProjectGrant.objects.filter(project=self.get_project()).select_related(
+            "user", "team__workspace", "custom_role"
+        )
 
     def page(self, form=None, *, error=None, status=200):
         project = self.get_project()
@@ -44,7 +46,7 @@ class ProjectMembersView(ProjectMixin, View):
             )
         admins = (
             Membership.objects.filter(workspace=project.workspace, role__in=[WorkspaceRole.OWNER, WorkspaceRole.ADMIN])
-            .select_related("user", "team")
+            .select_related("user", "team__workspace")
             .order_by("role")
         )
         context = {

@@ -50,7 +50,7 @@ class ProjectListView(ScopedUIViewMixin, ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["workspace"] = self.workspace
-        members = self.workspace.memberships.select_related("user", "team")
+        members = self.workspace.memberships.select_related("user", "team__workspace")
         context["members"] = sorted(members, key=lambda m: (m.team_id is not None, str(m.principal).lower()))
         context["usage"] = quotas.usage_report(self.workspace)
         context["can_write_workspace"] = permissions.can(self.request.user, "write", self.workspace)
