@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "projects",
     "runs",
+    "runs.mlflow",
 ]
 
 MIDDLEWARE = [

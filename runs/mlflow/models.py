@@ -1,0 +1,54 @@
+"""What MLflow keeps that a project or a run has no place for: an experiment's name, lifecycle and
+tags, and the exact metric history (MLflow allows any number of points per step, in any order)."""
+
+from django.db import models
+from django.utils import timezone
+
+from projects.models import Project
+
+from ..models import Run
+
+
+class Experiment(models.Model):
+    """MLflow's view of a project: its experiment name (free text), whether it is deleted, its tags."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="mlflow")
+    name = models.CharField(max_length=500)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.name
+
+
+class Metric(models.Model):
+    """One logged MLflow metric point. A point sent twice (a retried request) is stored once."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=250)
+    step = models.BigIntegerField()
+    timestamp = models.BigIntegerField()  # milliseconds, as MLflow sends them
+    value = models.FloatField()  # 0 when is_nan (SQLite cannot store NaN); ±Infinity as is
+    is_nan = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "key", "step", "timestamp", "value", "is_nan"], name="mlflow_metric_point_unique"
+            )
+        ]
+
+
+class LatestMetric(models.Model):
+    """A run's latest point of a metric: highest step, then latest timestamp, then highest value."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=250)
+    step = models.BigIntegerField()
+    timestamp = models.BigIntegerField()
+    value = models.FloatField()
+    is_nan = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="mlflow_latest_metric_unique")]

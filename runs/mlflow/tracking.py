@@ -1,0 +1,697 @@
+"""MLflow runs ↔ Runstore runs: reads, writes (all through ``runs.services``) and search.
+
+Where things live in a run:
+
+* params → ``parameters/<key>`` (strings, exactly as sent; a second, different value is refused);
+* tags → ``tags/<key>`` (strings, last write wins); ``mlflow.runName`` is the run's name
+  (``sys/name``) and ``mlflow.note.content`` its description (``sys/description``);
+* metrics → the float series ``metrics/<key>`` with MLflow's step as the series' step, so charts
+  and the query engine see them; MLflow's exact history (any number of points per step, any order)
+  is kept beside it (:class:`~runs.mlflow.models.Metric`), and so is each metric's latest point;
+* dataset inputs → ``inputs/<name>-<digest>/{name,hash,location,source_type,schema,profile,context}``
+  (``hash`` + ``location``: a tracked artifact version the lineage panel lists);
+* artifacts → the file set ``artifacts`` (one file per artifact path).
+"""
+
+import json
+import math
+import random
+import secrets
+import uuid as uuid_module
+from collections import defaultdict
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.http import Http404
+from django.utils import timezone
+
+from projects import permissions
+
+from .. import services
+from ..errors import ApiError
+from ..models import Attribute, AttributeType, FloatPoint, Run, RunState
+from ..paths import PathError, validate_path
+from ..query import QueryError, QueryTimeout, RunQuery, query_budget
+from . import experiments
+from .errors import MlflowError, invalid, not_found
+from .filters import (
+    METRIC_PREFIX,
+    PARAM_PREFIX,
+    STATE_TO_STATUS,
+    STATUS_TO_STATE,
+    TAG_PREFIX,
+    parse_filter,
+    translate,
+    translate_order_by,
+)
+from .models import LatestMetric, Metric
+
+INPUT_PREFIX = "inputs/"
+ARTIFACTS_PATH = "artifacts"
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_RESULTS = 1000
+RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+STREAM = "mlflow"
+
+_ADJECTIVES = ("amber", "brave", "calm", "clever", "eager", "gentle", "bright", "quiet", "rapid", "silent")
+_NOUNS = ("otter", "falcon", "lynx", "heron", "fox", "whale", "owl", "panda", "wolf", "crane")
+
+
+def _ms(dt) -> int | None:
+    return None if dt is None else int(dt.timestamp() * 1000)
+
+
+def json_float(value: float):
+    """MLflow's JSON for a double: NaN and ±Infinity as the strings protobuf reads."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _as_int(value, name: str, default=None) -> int:
+    if value is None or value == "":
+        if default is None:
+            raise invalid(f"Missing value for required parameter '{name}'")
+        return default
+    if isinstance(value, bool):
+        raise invalid(f"Invalid value {value!r} for parameter '{name}': expected an integer")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value {value!r} for parameter '{name}': expected an integer") from None
+    if not -(2**63) <= number < 2**63:
+        raise invalid(f"Invalid value {value!r} for parameter '{name}': out of the 64-bit range")
+    return number
+
+
+def _as_float(value, name: str) -> float:
+    if isinstance(value, str):
+        special = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf, "-inf": -math.inf}
+        if value.strip().lower() in special:
+            return special[value.strip().lower()]
+    if isinstance(value, bool) or value is None:
+        raise invalid(f"Invalid value {value!r} for parameter '{name}': expected a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise invalid(f"Invalid value {value!r} for parameter '{name}': expected a number") from None
+
+
+def _key(value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise invalid(f"Missing value for required parameter 'key' of a {what}")
+    if len(value) > MAX_KEY_LENGTH:
+        raise invalid(f"{what} key '{value[:40]}...' had length {len(value)}, which exceeded length limit of 250")
+    return value
+
+
+def _field_path(prefix: str, key: str, what: str) -> str:
+    try:
+        return validate_path(prefix + key, write=True)
+    except PathError as exc:
+        raise invalid(f"Invalid {what} name: {key!r} {exc}") from None
+
+
+# --- look-ups ------------------------------------------------------------------
+
+
+def get_run(user, run_id) -> Run:
+    """The run ``run_id`` (32 hex digits, or a UUID) that ``user`` sees, live or in the trash."""
+    text = str(run_id or "").strip()
+    if not text:
+        raise invalid("Missing value for required parameter 'run_id'")
+    try:
+        key = uuid_module.UUID(text)
+    except ValueError:
+        raise not_found(f"Run with id={text[:64]} not found") from None
+    runs = permissions.scope_by_project(Run.objects.all(), user, "view")
+    run = runs.select_related("project", "project__workspace", "owner").filter(uuid=key).first()
+    if run is None:
+        raise not_found(f"Run with id={text} not found")
+    return run
+
+
+def _require_active(run: Run) -> None:
+    if run.deleted_at is not None:
+        raise invalid(f"The run {run.uuid.hex} must be in the 'active' state. Current state is deleted.")
+
+
+def run_ids_to_human(project, hex_ids: list[str]) -> list[str]:
+    keys = []
+    for text in hex_ids:
+        try:
+            keys.append(uuid_module.UUID(text))
+        except ValueError:
+            continue
+    rows = Run.objects.filter(project=project, uuid__in=keys).values_list("number", flat=True)
+    return [f"{project.key}-{n}" for n in rows]
+
+
+# --- reading a run as MLflow's Run ------------------------------------------------
+
+
+def _text(attr: Attribute) -> str:
+    t = attr.type
+    if t == AttributeType.STRING:
+        return attr.string_value or ""
+    if t == AttributeType.INT:
+        return str(attr.int_value)
+    if t == AttributeType.FLOAT:
+        return repr(attr.float_value) if attr.float_value is not None else "nan"
+    if t == AttributeType.BOOL:
+        return str(attr.bool_value)
+    if t == AttributeType.DATETIME:
+        return attr.datetime_value.isoformat() if attr.datetime_value else ""
+    return json.dumps(attr.json_value)
+
+
+def _data_of(runs: list[Run]) -> tuple[dict, dict]:
+    """Per run pk: its params/tags/inputs attributes, and its latest metrics (two queries for any number of runs)."""
+    attrs: dict = defaultdict(list)
+    latest: dict = defaultdict(list)
+    ids = [r.pk for r in runs]
+    if ids:
+        wanted = Q(path__startswith=PARAM_PREFIX) | Q(path__startswith=TAG_PREFIX) | Q(path__startswith=INPUT_PREFIX)
+        for attr in Attribute.objects.filter(Q(run_id__in=ids) & wanted).order_by("path"):
+            attrs[attr.run_id].append(attr)
+        for metric in LatestMetric.objects.filter(run_id__in=ids).order_by("key"):
+            latest[metric.run_id].append(metric)
+    return attrs, latest
+
+
+def _inputs(attrs: list[Attribute]) -> list[dict]:
+    groups: dict = defaultdict(dict)
+    for attr in attrs:
+        if attr.path.startswith(INPUT_PREFIX) and attr.type == AttributeType.STRING:
+            folder, _, leaf = attr.path[len(INPUT_PREFIX) :].rpartition("/")
+            groups[folder][leaf] = attr.string_value or ""
+    out = []
+    for _, fields in sorted(groups.items()):
+        dataset = {
+            "name": fields.get("name", ""),
+            "digest": fields.get("hash", ""),
+            "source_type": fields.get("source_type", ""),
+            "source": fields.get("location", ""),
+        }
+        for extra in ("schema", "profile"):
+            if fields.get(extra):
+                dataset[extra] = fields[extra]
+        tags = [{"key": "mlflow.data.context", "value": fields["context"]}] if fields.get("context") else []
+        out.append({"tags": tags, "dataset": dataset})
+    return out
+
+
+def run_info(run: Run) -> dict:
+    info = {
+        "run_id": run.uuid.hex,
+        "run_uuid": run.uuid.hex,
+        "run_name": run.name,
+        "experiment_id": str(run.project_id),
+        "user_id": run.owner.username if run.owner else "",
+        "status": STATE_TO_STATUS.get(run.state, "RUNNING"),
+        "start_time": _ms(run.created_at),
+        "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run.uuid.hex}/artifacts",
+        "lifecycle_stage": "deleted" if run.deleted_at else "active",
+    }
+    if run.finished_at:
+        info["end_time"] = _ms(run.finished_at)
+    return info
+
+
+def run_dict(run: Run, attrs: list[Attribute], latest: list[LatestMetric]) -> dict:
+    params, tags = [], []
+    for attr in attrs:
+        if attr.path.startswith(PARAM_PREFIX):
+            params.append({"key": attr.path[len(PARAM_PREFIX) :], "value": _text(attr)})
+        elif attr.path.startswith(TAG_PREFIX):
+            tags.append({"key": attr.path[len(TAG_PREFIX) :], "value": _text(attr)})
+    tags.append({"key": RUN_NAME_TAG, "value": run.name})
+    if run.description:
+        tags.append({"key": NOTE_TAG, "value": run.description})
+    metrics = [
+        {
+            "key": m.key,
+            "value": json_float(math.nan if m.is_nan else m.value),
+            "timestamp": m.timestamp,
+            "step": m.step,
+        }
+        for m in latest
+    ]
+    return {
+        "info": run_info(run),
+        "data": {"metrics": metrics, "params": params, "tags": tags},
+        "inputs": {"dataset_inputs": _inputs(attrs)},
+    }
+
+
+def runs_dicts(runs: list[Run]) -> list[dict]:
+    attrs, latest = _data_of(runs)
+    return [run_dict(run, attrs.get(run.pk, []), latest.get(run.pk, [])) for run in runs]
+
+
+# --- writes --------------------------------------------------------------------------
+
+
+def _apply(user, run: Run, ops: list[dict]) -> None:
+    """Apply native batch operations through ``runs.services`` (permissions, quotas, idempotent batch key)."""
+    if not ops:
+        permissions.require(user, "write", run.project)
+        return
+    services.apply_batch(user, run, stream=STREAM, seq=secrets.randbelow(2**63), raw_ops=ops)
+
+
+def _random_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(100, 999)}"  # noqa: S311 (a name)
+
+
+def create_run(user, body: dict) -> Run:
+    project = experiments.get(user, body.get("experiment_id") or experiments.DEFAULT_ID)
+    if experiments.is_deleted(project):
+        raise invalid(f"The experiment {project.pk} must be in the 'active' state. Current state is deleted.")
+    tags = _tags_of(body.get("tags"))
+    name = body.get("run_name") or tags.pop(RUN_NAME_TAG, None) or _random_name()
+    tags.pop(RUN_NAME_TAG, None)
+    if not isinstance(name, str):
+        raise invalid("run_name: must be a string")
+    description = tags.pop(NOTE_TAG, "")
+    ops = [_tag_op(k, v) for k, v in tags.items()]
+    with transaction.atomic():
+        run, _ = services.create_run(user, project, name=name[:250], description=description)
+        run.project = project
+        _apply(user, run, ops)
+    return get_run(user, run.uuid.hex)
+
+
+def _tags_of(raw) -> dict:
+    out: dict = {}
+    if raw is None:
+        return out
+    if not isinstance(raw, list):
+        raise invalid("tags: must be a list of {key, value}")
+    if len(raw) > MAX_PARAMS_TAGS_PER_BATCH * 10:
+        raise invalid("tags: too many tags")
+    for tag in raw:
+        if not isinstance(tag, dict):
+            raise invalid("tags: each tag must be an object with key and value")
+        key = _key(tag.get("key"), "tag")
+        value = tag.get("value", "")
+        value = "" if value is None else str(value)
+        if len(value) > MAX_TAG_VALUE_LENGTH:
+            raise invalid(
+                f"Tag value '{value[:40]}...' had length {len(value)}, which exceeded length limit of {MAX_TAG_VALUE_LENGTH}"
+            )
+        out[key] = value
+    return out
+
+
+def _tag_op(key: str, value: str) -> dict:
+    if key == RUN_NAME_TAG:
+        return {"op": "assign", "path": "sys/name", "value": value[:250]}
+    if key == NOTE_TAG:
+        return {"op": "assign", "path": "sys/description", "value": value}
+    return {"op": "assign", "path": _field_path(TAG_PREFIX, key, "tag"), "value": value, "type": "string"}
+
+
+def update_run(user, run: Run, body: dict) -> Run:
+    _require_active(run)
+    changes: dict = {}
+    status = body.get("status")
+    if status:
+        if status not in STATUS_TO_STATE and status != "SCHEDULED":
+            raise invalid(f"Invalid run status {status!r}")
+        changes["state"] = STATUS_TO_STATE.get(status, RunState.RUNNING)
+    if body.get("run_name"):
+        if not isinstance(body["run_name"], str):
+            raise invalid("run_name: must be a string")
+        changes["name"] = body["run_name"][:250]
+    if changes:
+        services.update_run(user, run, **changes)
+    else:
+        permissions.require(user, "write", run.project)
+    return get_run(user, run.uuid.hex)
+
+
+def set_deleted(user, run: Run, deleted: bool) -> None:
+    if deleted:
+        services.delete_run(user, run)
+    else:
+        services.restore_run(user, run)
+
+
+def set_tag(user, run: Run, key, value) -> None:
+    _require_active(run)
+    tags = _tags_of([{"key": key, "value": value}])
+    _apply(user, run, [_tag_op(k, v) for k, v in tags.items()])
+
+
+def delete_tag(user, run: Run, key) -> None:
+    _require_active(run)
+    key = _key(key, "tag")
+    if key == RUN_NAME_TAG:
+        raise invalid("mlflow.runName is the run's name; set another name instead")
+    path = NOTE_TAG if key == NOTE_TAG else _field_path(TAG_PREFIX, key, "tag")
+    if key == NOTE_TAG:
+        services.update_run(user, run, description="")
+        return
+    permissions.require(user, "write", run.project)
+    if not Attribute.objects.filter(run=run, path=path).exists():
+        raise not_found(f"No tag with name: {key} in run with id {run.uuid.hex}")
+    _apply(user, run, [{"op": "delete", "path": path}])
+
+
+def _params_of(raw) -> dict:
+    out: dict = {}
+    for param in raw or []:
+        if not isinstance(param, dict):
+            raise invalid("params: each param must be an object with key and value")
+        key = _key(param.get("key"), "param")
+        value = param.get("value")
+        if value is None:
+            raise invalid(f"Missing value for required parameter 'value' of param {key!r}")
+        value = str(value) if not isinstance(value, str) else value
+        if len(value) > MAX_PARAM_VALUE_LENGTH:
+            raise invalid(
+                f"Param value '{value[:40]}...' had length {len(value)}, which exceeded length limit of {MAX_PARAM_VALUE_LENGTH}"
+            )
+        if key in out and out[key] != value:
+            raise invalid(f"Duplicate parameter keys have been submitted: {key!r} with different values")
+        out[key] = value
+    return out
+
+
+def _param_ops(run: Run, params: dict) -> list[dict]:
+    """Assignments for params not logged yet; a param logged before with another value is refused."""
+    paths = {key: _field_path(PARAM_PREFIX, key, "param") for key in params}
+    stored = {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths.values())}
+    ops = []
+    for key, value in params.items():
+        attr = stored.get(paths[key])
+        if attr is None:
+            ops.append({"op": "assign", "path": paths[key], "value": value, "type": "string"})
+        elif _text(attr) != value:
+            raise invalid(
+                f"Changing param values is not allowed. Param with key='{key}' was already logged with "
+                f"value='{_text(attr)}' for run ID='{run.uuid.hex}'. Attempted logging new value '{value}'."
+            )
+    return ops
+
+
+def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
+    out = []
+    for metric in raw or []:
+        if not isinstance(metric, dict):
+            raise invalid("metrics: each metric must be an object with key, value, timestamp and step")
+        key = _key(metric.get("key"), "metric")
+        _field_path(METRIC_PREFIX, key, "metric")
+        if "value" not in metric:
+            raise invalid(f"Missing value for required parameter 'value' of metric {key!r}")
+        value = _as_float(metric.get("value"), "value")
+        timestamp = _as_int(metric.get("timestamp"), "timestamp")
+        step = _as_int(metric.get("step"), "step", default=0)
+        out.append((key, value, timestamp, step))
+    return out
+
+
+def _rank(step: int, timestamp: int, value: float, is_nan: bool):
+    """MLflow's order of points for 'latest': step, then timestamp, then value (NaN lowest)."""
+    return (step, timestamp, -math.inf if is_nan else value)
+
+
+def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[list[dict], list]:
+    """Store new metric points (a point already stored, e.g. by a retried request, is skipped); returns the
+    native series appends and the updates of a series' last point that the batch needs."""
+    if not points:
+        return [], []
+    keys = sorted({p[0] for p in points})
+    seen = set(
+        Metric.objects.filter(run=run, key__in=keys, step__in={p[3] for p in points}).values_list(
+            "key", "step", "timestamp", "value", "is_nan"
+        )
+    )
+    new = []
+    for key, value, timestamp, step in points:
+        nan = math.isnan(value)
+        row = (key, step, timestamp, 0.0 if nan else value, nan)
+        if row not in seen:
+            seen.add(row)
+            new.append(row)
+    if not new:
+        return [], []
+    Metric.objects.bulk_create(
+        [Metric(run=run, key=k, step=s, timestamp=t, value=v, is_nan=n) for k, s, t, v, n in new],
+        ignore_conflicts=True,
+    )
+    by_key: dict = defaultdict(list)
+    for row in new:
+        by_key[row[0]].append(row)
+    latest = {m.key: m for m in LatestMetric.objects.filter(run=run, key__in=by_key)}
+    series = {
+        a.path[len(METRIC_PREFIX) :]: a
+        for a in Attribute.objects.filter(run=run, path__in=[METRIC_PREFIX + k for k in by_key])
+    }
+    ops, last_point_updates = [], []
+    for key, rows in by_key.items():
+        best = max(rows, key=lambda r: _rank(r[1], r[2], r[3], r[4]))
+        current = latest.get(key)
+        if current is None:
+            LatestMetric.objects.create(
+                run=run, key=key, step=best[1], timestamp=best[2], value=best[3], is_nan=best[4]
+            )
+        elif _rank(best[1], best[2], best[3], best[4]) > _rank(
+            current.step, current.timestamp, current.value, current.is_nan
+        ):
+            LatestMetric.objects.filter(pk=current.pk).update(
+                step=best[1], timestamp=best[2], value=best[3], is_nan=best[4]
+            )
+        else:
+            best = None
+        attr = series.get(key)
+        last_step = attr.last_step if attr is not None and attr.type == AttributeType.FLOAT_SERIES else None
+        per_step: dict = {}
+        for row in rows:
+            if row[1] < 0 or not 0 <= row[2] < 253402300800000:
+                continue  # the native series holds non-negative steps and sane times only
+            if row[1] not in per_step or _rank(*row[1:]) > _rank(*per_step[row[1]][1:]):
+                per_step[row[1]] = row
+        appended = sorted(s for s in per_step if last_step is None or s > last_step)
+        if appended:
+            ops.append(
+                {
+                    "op": "append",
+                    "path": METRIC_PREFIX + key,
+                    "steps": appended,
+                    "values": [math.nan if per_step[s][4] else per_step[s][3] for s in appended],
+                    "timestamps": [per_step[s][2] / 1000.0 for s in appended],
+                }
+            )
+        elif best is not None and attr is not None and best[1] == last_step:
+            last_point_updates.append((attr, best))
+    return ops, last_point_updates
+
+
+def _update_last_points(updates) -> None:
+    """A later point at a series' last step is MLflow's latest value: the series' last point follows it."""
+    for attr, (_, step, timestamp, value, is_nan) in updates:
+        number = math.nan if is_nan else value
+        FloatPoint.objects.filter(series_id=attr.pk, step=step).update(value=number, timestamp=timestamp / 1000.0)
+        changes = {"float_value": number, "updated_at": timezone.now()}
+        if not is_nan:
+            changes["min_value"] = min(attr.min_value, number) if attr.min_value is not None else number
+            changes["max_value"] = max(attr.max_value, number) if attr.max_value is not None else number
+        Attribute.objects.filter(pk=attr.pk).update(**changes)
+
+
+def log_batch(user, run: Run, *, metrics=None, params=None, tags=None) -> None:
+    """MLflow's log-batch (and log-metric, log-parameter, which are batches of one): all or nothing."""
+    _require_active(run)
+    for name, items in (("metrics", metrics), ("params", params), ("tags", tags)):
+        if items is not None and not isinstance(items, list):
+            raise invalid(f"{name}: must be a list")
+    metrics, params, tags = metrics or [], params or [], tags or []
+    if len(metrics) > MAX_METRICS_PER_BATCH:
+        raise invalid(
+            f"A batch logging request can contain at most {MAX_METRICS_PER_BATCH} metrics. Got {len(metrics)}"
+        )
+    if len(params) > MAX_PARAMS_TAGS_PER_BATCH:
+        raise invalid(
+            f"A batch logging request can contain at most {MAX_PARAMS_TAGS_PER_BATCH} params. Got {len(params)}"
+        )
+    if len(tags) > MAX_PARAMS_TAGS_PER_BATCH:
+        raise invalid(f"A batch logging request can contain at most {MAX_PARAMS_TAGS_PER_BATCH} tags. Got {len(tags)}")
+    if len(metrics) + len(params) + len(tags) > MAX_ENTITIES_PER_BATCH:
+        raise invalid(f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} metrics, params and tags")
+    points = _metrics_of(metrics)
+    param_values = _params_of(params)
+    tag_values = _tags_of(tags)
+    permissions.require(user, "write", run.project)
+    with transaction.atomic():
+        # Lock the run's row first: concurrent batches of one run see each other's metric points.
+        Run.objects.filter(pk=run.pk).update(modified_at=timezone.now())
+        ops = _param_ops(run, param_values)
+        ops += [_tag_op(k, v) for k, v in tag_values.items()]
+        metric_ops, last_point_updates = _metric_ops(run, points)
+        _apply(user, run, ops + metric_ops)
+        _update_last_points(last_point_updates)
+
+
+def log_inputs(user, run: Run, datasets) -> None:
+    _require_active(run)
+    if not isinstance(datasets, list):
+        raise invalid("datasets: must be a list")
+    ops = []
+    for item in datasets:
+        dataset = (item or {}).get("dataset") if isinstance(item, dict) else None
+        if not isinstance(dataset, dict) or not dataset.get("name") or not dataset.get("digest"):
+            raise invalid("datasets: each needs a dataset with name and digest")
+        tags = _tags_of(item.get("tags"))
+        name, digest = str(dataset["name"]), str(dataset["digest"])
+        folder = _field_path(INPUT_PREFIX, f"{name}-{digest}".replace("/", "_")[:120], "dataset")
+        fields = {
+            "name": name,
+            "hash": digest,
+            "source_type": str(dataset.get("source_type") or ""),
+            "location": str(dataset.get("source") or ""),
+            "schema": str(dataset.get("schema") or ""),
+            "profile": str(dataset.get("profile") or ""),
+            "context": tags.get("mlflow.data.context", ""),
+        }
+        ops += [
+            {"op": "assign", "path": f"{folder}/{leaf}", "value": value, "type": "string"}
+            for leaf, value in fields.items()
+            if value
+        ]
+    _apply(user, run, ops)
+
+
+def record_logged_model(user, run: Run, model_json) -> None:
+    """MLflow 2's log-model: the model's metadata appended to the tag ``mlflow.log-model.history``."""
+    _require_active(run)
+    try:
+        model = json.loads(model_json) if isinstance(model_json, str) else None
+    except ValueError:
+        model = None
+    if not isinstance(model, dict):
+        raise invalid("model_json: must be a JSON object")
+    path = _field_path(TAG_PREFIX, "mlflow.log-model.history", "tag")
+    stored = Attribute.objects.filter(run=run, path=path).first()
+    try:
+        history = json.loads(stored.string_value or "[]") if stored else []
+    except ValueError:
+        history = []
+    history.append(model)
+    _apply(user, run, [{"op": "assign", "path": path, "value": json.dumps(history), "type": "string"}])
+
+
+def metric_history(run: Run, key, *, max_results=None, offset=0) -> tuple[list[dict], int | None]:
+    if not isinstance(key, str) or not key:
+        raise invalid("Missing value for required parameter 'metric_key'")
+    rows = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "value")
+    if max_results is not None:
+        rows = rows[offset : offset + max_results + 1]
+    elif offset:
+        rows = rows[offset:]
+    points = [
+        {"key": key, "value": json_float(math.nan if m.is_nan else m.value), "timestamp": m.timestamp, "step": m.step}
+        for m in rows
+    ]
+    if max_results is not None and len(points) > max_results:
+        return points[:max_results], offset + max_results
+    return points, None
+
+
+# --- search ------------------------------------------------------------------------------
+
+
+class _TrashAwareQuery(RunQuery):
+    """The query engine over live runs, runs in the trash, or both (MLflow's run_view_type)."""
+
+    view_type: str = "ACTIVE_ONLY"
+
+    def __init__(self, *args, view_type: str = "ACTIVE_ONLY", **kwargs):
+        super().__init__(*args, **kwargs)
+        if view_type != "ACTIVE_ONLY":
+            runs = Run.objects.all() if view_type == "ALL" else Run.objects.filter(deleted_at__isnull=False)
+            self._runs = permissions.require_in_project(runs, self.user, self.project, "view")
+
+
+def search_runs(user, body: dict) -> tuple[list[dict], int | None]:
+    ids = body.get("experiment_ids") or []
+    if isinstance(ids, str):
+        ids = [ids]
+    if not ids:
+        raise invalid("experiment_ids: at least one experiment id is required")
+    projects = [experiments.get(user, i) for i in ids]
+    view_type = body.get("run_view_type") or "ACTIVE_ONLY"
+    if view_type not in ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"):
+        raise invalid(f"Invalid run_view_type {view_type!r}")
+    max_results = _as_int(body.get("max_results"), "max_results", default=1000)
+    if max_results <= 0 or max_results > 50000:
+        raise invalid(f"Invalid value {max_results} for parameter 'max_results' supplied: it must be 1 to 50000")
+    max_results = min(max_results, MAX_RESULTS)
+    from .filters import page_offset
+
+    offset = page_offset(body.get("page_token"))
+    clauses = parse_filter(body.get("filter") or "")
+    order = body.get("order_by") or []
+    if isinstance(order, str):
+        order = [order]
+    sort = translate_order_by(order) or ["-sys/creation_time"]
+    found: list[Run] = []
+    skip, total = offset, 0
+    try:
+        with query_budget():
+            for project in projects:
+                text = translate(clauses, run_ids_to_human=lambda hex_ids, p=project: run_ids_to_human(p, hex_ids))
+                query = _TrashAwareQuery(user, project, query=text, sort=sort, columns=["sys/id"], view_type=view_type)
+                count = query.count()
+                total += count
+                if skip >= count:
+                    skip -= count
+                    continue
+                want = max_results - len(found)
+                if want > 0:
+                    page = list(query.ordered().select_related("owner")[skip : skip + want])
+                    for run in page:
+                        run.project = project
+                    found += page
+                skip = 0
+    except QueryTimeout as exc:
+        raise MlflowError("TEMPORARILY_UNAVAILABLE", f"the search ran past its time budget: {exc}") from None
+    except QueryError as exc:
+        raise invalid(f"Invalid filter or order_by: {exc}") from None
+    next_offset = offset + len(found)
+    return runs_dicts(found), (next_offset if next_offset < total and found else None)
+
+
+def translate_error(exc) -> MlflowError | None:
+    """The MLflow error for an exception from the services or the permission module."""
+    if isinstance(exc, MlflowError):
+        return exc
+    if isinstance(exc, Http404):
+        return not_found(str(exc) or "not found")
+    if isinstance(exc, ApiError):
+        if exc.code == "quota_exceeded":
+            return MlflowError("RESOURCE_EXHAUSTED", exc.message, status=exc.status, headers=exc.headers)
+        if exc.status == 429:
+            return MlflowError("REQUEST_LIMIT_EXCEEDED", exc.message, status=429, headers=exc.headers)
+        if exc.status == 404:
+            return not_found(exc.message)
+        if exc.status == 403:
+            return MlflowError("PERMISSION_DENIED", exc.message)
+        if exc.status == 503:
+            return MlflowError("TEMPORARILY_UNAVAILABLE", exc.message, headers=exc.headers)
+        return MlflowError("INVALID_PARAMETER_VALUE", exc.message)
+    if isinstance(exc, PermissionDenied):
+        return MlflowError("PERMISSION_DENIED", str(exc) or "permission denied")
+    if isinstance(exc, ValidationError):
+        return invalid("; ".join(exc.messages))
+    return None

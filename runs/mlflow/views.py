@@ -1,0 +1,443 @@
+"""The MLflow REST endpoints: one view per URL prefix, dispatching on (method, endpoint) to a handler.
+
+Authentication, request-rate quotas and the permission module apply as for the native API (these
+are DRF views on ``ScopedGenericAPIView``); every error answers in MLflow's shape.
+"""
+
+import hashlib
+import logging
+import math
+import posixpath
+
+from django.conf import settings
+from django.core.files.uploadedfile import TemporaryUploadedFile
+from django.db import transaction
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from projects import permissions
+from projects.models import Project
+from tracker.api.errors import is_busy
+from tracker.api.views import ScopedGenericAPIView
+
+from .. import services
+from ..downloads import ranged_response
+from ..models import AttributeType, FileEntry
+from ..paths import relpath_error
+from ..storage import open_blob
+from . import experiments, tracking
+from .errors import MlflowError, invalid, not_found
+from .filters import page_offset, page_token
+
+logger = logging.getLogger(__name__)
+MAX_BATCH_BODY = 1_000_000  # MLflow's limit on a log-batch request
+
+
+def _error_response(error: MlflowError) -> Response:
+    return Response(error.as_dict(), status=error.status, headers=error.headers)
+
+
+class MlflowView(ScopedGenericAPIView):
+    """Base: MLflow's error shape for every failure, including authentication and throttling."""
+
+    def scoped_queryset(self):
+        return Project.objects.for_user(self.request.user, "view")
+
+    def handle_exception(self, exc):
+        error = tracking.translate_error(exc)
+        if error is None:
+            if isinstance(exc, exceptions.Throttled):
+                wait = str(int(math.ceil(exc.wait))) if exc.wait else "1"
+                error = MlflowError(
+                    "REQUEST_LIMIT_EXCEEDED", str(exc.detail), status=429, headers={"Retry-After": wait}
+                )
+            elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+                response = _error_response(MlflowError("UNAUTHENTICATED", str(exc.detail), status=401))
+                response["WWW-Authenticate"] = 'Bearer realm="api"'
+                return response
+            elif isinstance(exc, exceptions.PermissionDenied):
+                error = MlflowError("PERMISSION_DENIED", str(exc.detail))
+            elif isinstance(exc, exceptions.ParseError):
+                error = MlflowError("MALFORMED_REQUEST", str(exc.detail), status=400)
+            elif isinstance(exc, exceptions.APIException):
+                error = MlflowError("BAD_REQUEST", str(exc.detail), status=exc.status_code)
+            elif is_busy(exc):
+                error = MlflowError(
+                    "TEMPORARILY_UNAVAILABLE", "the database is busy; retry", headers={"Retry-After": "2"}
+                )
+            else:
+                raise exc
+        return _error_response(error)
+
+
+def _body(request) -> dict:
+    if request.method == "GET":
+        out: dict = {}
+        for key in request.query_params:
+            values = request.query_params.getlist(key)
+            out[key] = values if len(values) > 1 or key in ("experiment_ids", "order_by") else values[0]
+        return out
+    data = request.data
+    if not isinstance(data, dict):
+        raise MlflowError("MALFORMED_REQUEST", "the request body must be a JSON object", status=400)
+    return data
+
+
+def _run(request, body, *, need_run_id=True):
+    return tracking.get_run(request.user, body.get("run_id") or body.get("run_uuid"))
+
+
+def _max_results(body, default, limit):
+    value = body.get("max_results")
+    if value in (None, ""):
+        return default
+    number = tracking._as_int(value, "max_results")
+    if number <= 0:
+        raise invalid(f"Invalid value {number} for parameter 'max_results': it must be positive")
+    return min(number, limit)
+
+
+# --- handlers: (request, body) -> JSON-able dict -------------------------------------
+
+
+def experiments_create(request, body):
+    project = experiments.create(request.user, body.get("name"), body.get("tags"))
+    return {"experiment_id": str(project.pk)}
+
+
+def experiments_get(request, body):
+    project = experiments.get(request.user, body.get("experiment_id"))
+    return {"experiment": experiments.to_dict(project, request.user)}
+
+
+def experiments_get_by_name(request, body):
+    project = experiments.get_by_name(request.user, body.get("experiment_name"))
+    return {"experiment": experiments.to_dict(project, request.user)}
+
+
+def experiments_search(request, body):
+    view_type = body.get("view_type") or "ACTIVE_ONLY"
+    if view_type not in ("ACTIVE_ONLY", "DELETED_ONLY", "ALL"):
+        raise invalid(f"Invalid view_type {view_type!r}")
+    order = body.get("order_by") or []
+    rows, next_offset = experiments.search(
+        request.user,
+        view_type=view_type,
+        filter_string=body.get("filter") or "",
+        order_by=[order] if isinstance(order, str) else order,
+        max_results=_max_results(body, 1000, 50000),
+        offset=page_offset(body.get("page_token")),
+    )
+    answer: dict = {"experiments": rows}
+    if next_offset is not None:
+        answer["next_page_token"] = page_token(next_offset)
+    return answer
+
+
+def experiments_update(request, body):
+    project = experiments.get(request.user, body.get("experiment_id"))
+    experiments.rename(request.user, project, body.get("new_name"))
+    return {}
+
+
+def experiments_delete(request, body):
+    experiments.set_deleted(request.user, experiments.get(request.user, body.get("experiment_id")), True)
+    return {}
+
+
+def experiments_restore(request, body):
+    experiments.set_deleted(request.user, experiments.get(request.user, body.get("experiment_id")), False)
+    return {}
+
+
+def experiments_set_tag(request, body):
+    project = experiments.get(request.user, body.get("experiment_id"))
+    experiments.set_tag(request.user, project, body.get("key"), body.get("value"))
+    return {}
+
+
+def experiments_delete_tag(request, body):
+    project = experiments.get(request.user, body.get("experiment_id"))
+    experiments.delete_tag(request.user, project, body.get("key"))
+    return {}
+
+
+def runs_create(request, body):
+    run = tracking.create_run(request.user, body)
+    return {"run": tracking.runs_dicts([run])[0]}
+
+
+def runs_get(request, body):
+    return {"run": tracking.runs_dicts([_run(request, body)])[0]}
+
+
+def runs_update(request, body):
+    run = tracking.update_run(request.user, _run(request, body), body)
+    return {"run_info": tracking.run_info(run)}
+
+
+def runs_delete(request, body):
+    tracking.set_deleted(request.user, _run(request, body), True)
+    return {}
+
+
+def runs_restore(request, body):
+    tracking.set_deleted(request.user, _run(request, body), False)
+    return {}
+
+
+def runs_set_tag(request, body):
+    tracking.set_tag(request.user, _run(request, body), body.get("key"), body.get("value"))
+    return {}
+
+
+def runs_delete_tag(request, body):
+    tracking.delete_tag(request.user, _run(request, body), body.get("key"))
+    return {}
+
+
+def runs_log_parameter(request, body):
+    param = {"key": body.get("key"), "value": body.get("value")}
+    tracking.log_batch(request.user, _run(request, body), params=[param])
+    return {}
+
+
+def runs_log_metric(request, body):
+    metric = {k: body.get(k) for k in ("key", "value", "timestamp", "step")}
+    if "value" not in body:
+        raise invalid("Missing value for required parameter 'value'")
+    tracking.log_batch(request.user, _run(request, body), metrics=[metric])
+    return {}
+
+
+def runs_log_batch(request, body):
+    size = int(request.headers.get("Content-Length") or 0)
+    if size > MAX_BATCH_BODY:
+        raise invalid(f"Batched logging API requests must be at most {MAX_BATCH_BODY} bytes, got {size}")
+    run = _run(request, body)
+    tracking.log_batch(request.user, run, metrics=body.get("metrics"), params=body.get("params"), tags=body.get("tags"))
+    return {}
+
+
+def runs_log_inputs(request, body):
+    tracking.log_inputs(request.user, _run(request, body), body.get("datasets") or [])
+    return {}
+
+
+def runs_log_model(request, body):
+    tracking.record_logged_model(request.user, _run(request, body), body.get("model_json"))
+    return {}
+
+
+def runs_search(request, body):
+    runs, next_offset = tracking.search_runs(request.user, body)
+    answer: dict = {"runs": runs}
+    if next_offset is not None:
+        answer["next_page_token"] = page_token(next_offset)
+    return answer
+
+
+def metrics_get_history(request, body):
+    run = _run(request, body)
+    max_results = _max_results(body, None, 25000)
+    points, next_offset = tracking.metric_history(
+        run, body.get("metric_key"), max_results=max_results, offset=page_offset(body.get("page_token"))
+    )
+    answer: dict = {"metrics": points}
+    if next_offset is not None:
+        answer["next_page_token"] = page_token(next_offset)
+    return answer
+
+
+def artifacts_list(request, body):
+    run = _run(request, body)
+    return {"root_uri": tracking.run_info(run)["artifact_uri"], "files": _list_files(run, body.get("path") or "")}
+
+
+def logged_models_search(request, body):
+    # Logged models (MLflow 3) are not stored yet: every search finds none, which the client takes
+    # as "no model of this run" (download_artifacts asks before reading a run's artifacts).
+    for experiment_id in body.get("experiment_ids") or []:
+        experiments.get(request.user, experiment_id)
+    return {"models": []}
+
+
+HANDLERS = {
+    ("POST", "experiments/create"): experiments_create,
+    ("GET", "experiments/get"): experiments_get,
+    ("GET", "experiments/get-by-name"): experiments_get_by_name,
+    ("POST", "experiments/search"): experiments_search,
+    ("GET", "experiments/search"): experiments_search,
+    ("POST", "experiments/update"): experiments_update,
+    ("POST", "experiments/delete"): experiments_delete,
+    ("POST", "experiments/restore"): experiments_restore,
+    ("POST", "experiments/set-experiment-tag"): experiments_set_tag,
+    ("POST", "experiments/delete-experiment-tag"): experiments_delete_tag,
+    ("POST", "runs/create"): runs_create,
+    ("GET", "runs/get"): runs_get,
+    ("POST", "runs/update"): runs_update,
+    ("POST", "runs/delete"): runs_delete,
+    ("POST", "runs/restore"): runs_restore,
+    ("POST", "runs/set-tag"): runs_set_tag,
+    ("POST", "runs/delete-tag"): runs_delete_tag,
+    ("POST", "runs/log-parameter"): runs_log_parameter,
+    ("POST", "runs/log-metric"): runs_log_metric,
+    ("POST", "runs/log-batch"): runs_log_batch,
+    ("POST", "runs/log-inputs"): runs_log_inputs,
+    ("POST", "runs/log-model"): runs_log_model,
+    ("POST", "runs/search"): runs_search,
+    ("GET", "runs/search"): runs_search,
+    ("GET", "metrics/get-history"): metrics_get_history,
+    ("GET", "artifacts/list"): artifacts_list,
+    ("POST", "logged-models/search"): logged_models_search,
+}
+WRITES = {"POST"}
+
+
+class MlflowApiView(MlflowView):
+    """``/api/2.0/mlflow/<endpoint>`` (and ``/ajax-api/2.0/mlflow/<endpoint>``)."""
+
+    def _dispatch(self, request, endpoint: str):
+        endpoint = endpoint.strip("/")
+        handler = HANDLERS.get((request.method, endpoint))
+        if handler is None:
+            if any(e == endpoint for _, e in HANDLERS):
+                raise MlflowError("ENDPOINT_NOT_FOUND", f"{request.method} is not allowed on {endpoint}", status=405)
+            raise MlflowError("ENDPOINT_NOT_FOUND", f"this server does not implement {endpoint!r}", status=404)
+        body = _body(request)
+        if request.method in WRITES:
+            with transaction.atomic():
+                answer = handler(request, body)
+        else:
+            answer = handler(request, body)
+        return Response(answer)
+
+    def get(self, request, endpoint):
+        return self._dispatch(request, endpoint)
+
+    def post(self, request, endpoint):
+        return self._dispatch(request, endpoint)
+
+    def patch(self, request, endpoint):
+        return self._dispatch(request, endpoint)
+
+    def delete(self, request, endpoint):
+        return self._dispatch(request, endpoint)
+
+
+# --- the artifact proxy: /api/2.0/mlflow-artifacts/artifacts/<experiment_id>/<run_id>/artifacts/<path> ---
+
+
+def _split_artifact_path(path: str):
+    """``(run_id, relative path)`` of ``<experiment_id>/<run_id>/artifacts[/<path>]``."""
+    parts = [p for p in (path or "").strip("/").split("/") if p]
+    if len(parts) < 3 or parts[2] != "artifacts" or not parts[0].isdigit():
+        raise not_found(f"No artifact at {path!r}: paths look like <experiment_id>/<run_id>/artifacts/<path>")
+    relpath = "/".join(parts[3:])
+    if relpath and relpath_error(relpath):
+        raise invalid(f"Invalid artifact path {relpath!r}: {relpath_error(relpath)}")
+    return parts[1], relpath
+
+
+def _entries(run):
+    return FileEntry.objects.filter(
+        attribute__run=run, attribute__path=tracking.ARTIFACTS_PATH, attribute__type=AttributeType.FILE_SET
+    )
+
+
+def _list_files(run, relpath: str) -> list[dict]:
+    relpath = relpath.strip("/")
+    prefix = f"{relpath}/" if relpath else ""
+    entries = _entries(run)
+    exact = entries.filter(relpath=relpath).first() if relpath else None
+    if exact is not None:
+        return [{"path": posixpath.basename(relpath), "is_dir": False, "file_size": exact.size}]
+    files, dirs = [], set()
+    for entry_relpath, size in entries.filter(relpath__startswith=prefix).values_list("relpath", "size"):
+        rest = entry_relpath[len(prefix) :]
+        head, slash, _ = rest.partition("/")
+        if slash:
+            dirs.add(head)
+        else:
+            files.append({"path": head, "is_dir": False, "file_size": size})
+    return sorted([{"path": d, "is_dir": True} for d in dirs] + files, key=lambda f: f["path"])
+
+
+class ArtifactView(MlflowView):
+    """Upload (PUT), download (GET) and list (GET without a file path, or ``?path=``) a run's artifacts."""
+
+    def get(self, request, artifact_path=""):
+        if not artifact_path:
+            run_id, relpath = _split_artifact_path(request.query_params.get("path", ""))
+            run = tracking.get_run(request.user, run_id)
+            return Response({"files": _list_files(run, relpath)})
+        run_id, relpath = _split_artifact_path(artifact_path)
+        run = tracking.get_run(request.user, run_id)
+        entry = _entries(run).filter(relpath=relpath).select_related("blob").first() if relpath else None
+        if entry is None:
+            listing = _list_files(run, relpath)
+            if listing:
+                return Response({"files": listing})
+            raise not_found(f"No artifact at {relpath!r} in run {run.uuid.hex}")
+        return ranged_response(
+            request,
+            open_blob(entry.blob.storage_key),
+            size=entry.size,
+            content_type="application/octet-stream",
+            filename=posixpath.basename(relpath),
+        )
+
+    def put(self, request, artifact_path=""):
+        run_id, relpath = _split_artifact_path(artifact_path)
+        if not relpath:
+            raise invalid("an artifact upload needs a file path after 'artifacts/'")
+        run = tracking.get_run(request.user, run_id)
+        tracking._require_active(run)
+        permissions.require(request.user, "write", run.project)
+        uploaded = _read_upload(request, posixpath.basename(relpath))
+        try:
+            with transaction.atomic():
+                blob = services.store_upload(request.user, run, uploaded)
+                ops = [
+                    {
+                        "op": "upload_set",
+                        "path": tracking.ARTIFACTS_PATH,
+                        "files": [{"relpath": relpath, "sha256": blob.sha256}],
+                    }
+                ]
+                tracking._apply(request.user, run, ops)
+        finally:
+            uploaded.close()
+        return Response({})
+
+    def delete(self, request, artifact_path=""):
+        raise MlflowError("NOT_IMPLEMENTED", "deleting artifacts is not supported; delete the run instead", status=501)
+
+
+def _read_upload(request, name: str) -> TemporaryUploadedFile:
+    """The request body streamed to a temporary file, hashed on the way (as the upload handler does)."""
+    limit = settings.RUNSTORE_MAX_UPLOAD_BYTES
+    declared = int(request.headers.get("Content-Length") or 0)
+    if declared > limit:
+        raise MlflowError(
+            "INVALID_PARAMETER_VALUE", f"the artifact is larger than the upload limit of {limit} bytes", status=413
+        )
+    uploaded = TemporaryUploadedFile(name, "application/octet-stream", 0, None)
+    digest, size = hashlib.sha256(), 0
+    stream = request._request  # the raw body: DRF has not read it (no parser ran)
+    while True:
+        chunk = stream.read(1024 * 1024)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            uploaded.close()
+            raise MlflowError(
+                "INVALID_PARAMETER_VALUE", f"the artifact is larger than the upload limit of {limit} bytes", status=413
+            )
+        digest.update(chunk)
+        uploaded.write(chunk)
+    uploaded.seek(0)
+    uploaded.size = size
+    uploaded.sha256 = digest.hexdigest()  # type: ignore[attr-defined]
+    return uploaded
