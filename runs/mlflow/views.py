@@ -349,9 +349,8 @@ def _list_files(run, relpath: str) -> list[dict]:
     relpath = relpath.strip("/")
     prefix = f"{relpath}/" if relpath else ""
     entries = _entries(run)
-    exact = entries.filter(relpath=relpath).first() if relpath else None
-    if exact is not None:
-        return [{"path": posixpath.basename(relpath), "is_dir": False, "file_size": exact.size}]
+    if relpath and entries.filter(relpath=relpath).exists():
+        return []  # a file is not a directory: MLflow's own stores list nothing under it
     files, dirs = [], set()
     for entry_relpath, size in entries.filter(relpath__startswith=prefix).values_list("relpath", "size"):
         rest = entry_relpath[len(prefix) :]
