@@ -51,6 +51,7 @@ GITHUB = {
     "GITHUB_REPOSITORY": "acme/vision",
     "GITHUB_SERVER_URL": "https://github.example.com",
     "GITHUB_EVENT_NAME": "push",
+    "GITHUB_ACTOR": "octocat",
 }
 
 
@@ -67,6 +68,7 @@ def test_github_actions_records_workflow_run_job_commit_and_run_url(monkeypatch,
         "ref": "main",
         "repository": "acme/vision",
         "event": "push",
+        "actor": "octocat",
         "url": "https://github.example.com/acme/vision/actions/runs/9876543210",
     }
     run.stop()
@@ -93,6 +95,7 @@ def test_gitlab_ci_records_pipeline_job_commit_and_urls(monkeypatch, connect):
         "CI_COMMIT_REF_NAME": "release-1",
         "CI_PROJECT_PATH": "acme/vision",
         "CI_PIPELINE_SOURCE": "merge_request_event",
+        "GITLAB_USER_LOGIN": "alice",
     }
     run = started_with(monkeypatch, connect, env)
     assert ci_fields(run) == {
@@ -106,6 +109,7 @@ def test_gitlab_ci_records_pipeline_job_commit_and_urls(monkeypatch, connect):
         "ref": "release-1",
         "repository": "acme/vision",
         "event": "merge_request_event",
+        "actor": "alice",
         "url": "https://gitlab.example.com/acme/vision/-/pipelines/1234",
         "job_url": "https://gitlab.example.com/acme/vision/-/jobs/5678",
     }
@@ -187,8 +191,8 @@ def test_kubeflow_pipeline_pod_records_the_argo_workflow_and_node(monkeypatch, c
         "KFP_POD_UID": "0b6c7d0e-0000-4000-8000-000000000001",
         "ARGO_WORKFLOW_NAME": "train-pipeline-x7k2p",
         "ARGO_WORKFLOW_UID": "5d1c2a8e-0000-4000-8000-000000000002",
-        "ARGO_NODE_ID": "train-pipeline-x7k2p-1234567890",
-        "ARGO_TEMPLATE_NAME": "system-container-impl",
+        "ARGO_NODE_ID": "train-pipeline-x7k2p-3141592653",
+        "KFP_NAMESPACE": "ml",
     }
     run = started_with(monkeypatch, connect, env)
     assert ci_fields(run) == {
@@ -196,10 +200,9 @@ def test_kubeflow_pipeline_pod_records_the_argo_workflow_and_node(monkeypatch, c
         "pipeline": "kubeflow:5d1c2a8e-0000-4000-8000-000000000002",
         "pipeline_id": "5d1c2a8e-0000-4000-8000-000000000002",
         "pipeline_name": "train-pipeline-x7k2p",
-        "run_name": "train-pipeline-x7k2p",
-        "job_id": "train-pipeline-x7k2p-1234567890",
-        "job_name": "system-container-impl",
+        "job_id": "train-pipeline-x7k2p-3141592653",
         "pod": "train-pipeline-x7k2p-1234567890",
+        "namespace": "ml",
     }
     run.stop()
 

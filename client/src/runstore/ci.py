@@ -148,16 +148,18 @@ def _prefect(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _kubeflow(env: Mapping[str, str]) -> dict[str, Any]:
+    # KFP sets KFP_POD_NAME (and KFP_POD_UID) on its pods; Argo Workflows, which runs them, sets
+    # ARGO_WORKFLOW_NAME/ARGO_WORKFLOW_UID (the KFP run id) and ARGO_NODE_ID. KFP_RUN_ID is not set by
+    # KFP itself: a pipeline may pass it (dsl.PIPELINE_JOB_ID_PLACEHOLDER) and then it wins.
     workflow = _clean(env.get("ARGO_WORKFLOW_NAME"))
+    pod = _clean(env.get("KFP_POD_NAME"))
     run_id = _clean(env.get("KFP_RUN_ID")) or _clean(env.get("ARGO_WORKFLOW_UID")) or workflow
     return {
         "pipeline_id": run_id,
-        "pipeline_name": _clean(env.get("KFP_PIPELINE_NAME")) or workflow,
-        "run_name": _clean(env.get("KFP_RUN_NAME")) or workflow,
-        "job_id": _clean(env.get("ARGO_NODE_ID")) or _clean(env.get("KFP_POD_NAME")),
-        "job_name": _clean(env.get("ARGO_TEMPLATE_NAME")) or _clean(env.get("KFP_POD_NAME")),
-        "pod": _clean(env.get("KFP_POD_NAME")),
-        "namespace": _clean(env.get("KFP_NAMESPACE")) or _clean(env.get("KFP_POD_NAMESPACE")),
+        "pipeline_name": workflow,
+        "job_id": _clean(env.get("ARGO_NODE_ID")) or pod,
+        "pod": pod,
+        "namespace": _clean(env.get("KFP_NAMESPACE")),
         "group": (None, run_id),
     }
 
