@@ -166,6 +166,8 @@ def test_runs_ls_fail_if_exits_4_naming_each_run_that_trips_it(capsys, world):
     assert "eval/acc" in json.loads(out)["columns"]  # the tested field is fetched and shown
     code, _, err = ls(capsys, world, "--fail-if", "eval/acc < 0.5", "--fail-if", "train/loss > 1")
     assert code == 0, err
+    code, out, err = ls(capsys, world, "--fail-if", "train/loss:min > 0.5", "--format", "json")
+    assert code == 4 and [f["run"] for f in json.loads(out)["gate"]["failures"]] == [world.ids["weak|one"]]
 
 
 def test_runs_ls_fail_if_trips_on_a_run_without_the_field(capsys, world):
@@ -179,6 +181,10 @@ def test_runs_ls_fail_if_empty_and_a_tripped_gate_report_the_gate(capsys, world)
     assert code == 0
     code, _, _ = ls(capsys, world, "--fail-if", 'sys/state = "finished"', "--fail-if-empty")
     assert code == 4
+    code, _, err = ls(capsys, world, "--fail-if", 'sys/creation_time < "2020-01-01"')
+    assert code == 0, err
+    code, _, err = ls(capsys, world, "--fail-if", 'sys/creation_time > "2020-01-01T00:00:00Z"')
+    assert code == 4, err
 
 
 @pytest.mark.parametrize(
@@ -208,7 +214,19 @@ def test_runs_ls_usage_errors_without_a_server_exit_2(capsys, world):
 
 def test_runs_ls_unreachable_server_exits_3(capsys, world):
     port = free_port()
-    code = main(["--url", f"http://127.0.0.1:{port}", "--api-token", "t", "runs", "ls", "--project", world.project])
+    code = main(
+        [
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--api-token",
+            "t",
+            "runs",
+            "ls",
+            "--project",
+            world.project,
+            "--timeout=2",
+        ]
+    )
     _, err = capsys.readouterr()
     assert code == 3
     assert "gave up" in err

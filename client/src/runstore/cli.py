@@ -224,12 +224,20 @@ class Condition:
         pass because the metric was never logged."""
         if actual is None:
             return f"{self.text}: {'no delta for ' if self.delta else ''}{self.path} is missing"
+        expected = self.value
+        if isinstance(actual, dt.datetime) and isinstance(expected, str):
+            try:  # sys/creation_time > "2026-01-01": an ISO 8601 date, UTC when it names no zone
+                expected = dt.datetime.fromisoformat(expected.replace("Z", "+00:00"))
+                if expected.tzinfo is None and actual.tzinfo is not None:
+                    expected = expected.replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                pass
         if isinstance(self.value, bool) != isinstance(actual, bool) or (
             isinstance(self.value, float) != isinstance(actual, (int, float))
         ):
             return f"{self.text}: {self.path} = {_text(actual)} cannot be compared with {_text(self.value)}"
         try:
-            holds = _OPERATORS[self.op](actual, self.value)
+            holds = _OPERATORS[self.op](actual, expected)
         except TypeError:
             return f"{self.text}: {self.path} = {_text(actual)} cannot be compared with {_text(self.value)}"
         if holds or (isinstance(actual, float) and math.isnan(actual)):
