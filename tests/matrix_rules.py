@@ -136,6 +136,22 @@ NOT_THE_VIEWS_OWNER = {p: 403 for p in ("viewer", "contributor", "custom", "team
 # write, no export) does not see it at all.
 EXPORT_INVISIBLE_WITHOUT_EXPORT = {"custom": 404}
 
+RUN_GET = {"endpoint": "runs/get"}
+MLFLOW = {
+    "GET": [Req("project:view", 200, query={"run_id": "{run_uuid}"}, kwargs=RUN_GET)],
+    "POST": [
+        Req(
+            "project:write",
+            200,
+            data={"run_id": "{run_uuid}", "key": "matrix", "value": "1"},
+            kwargs={"endpoint": "runs/set-tag"},
+        )
+    ],
+    # runs/get answers GET only: any other method is refused once signed in
+    "PATCH": [Req("signed_in", 405, kwargs=RUN_GET)],
+    "DELETE": [Req("signed_in", 405, kwargs=RUN_GET)],
+}
+
 NO_NEW_WORKSPACE = {"service_token": 403, "read_token": 403, "other_ws_token": 403}
 
 RULES: dict[str, dict[str, list[Req]]] = {
@@ -197,6 +213,29 @@ RULES: dict[str, dict[str, list[Req]]] = {
     },
     "export-detail": {"GET": [Req("project:export", 200, expect=EXPORT_INVISIBLE_WITHOUT_EXPORT)]},
     "export-download": {"GET": [Req("project:export", 200, expect=EXPORT_INVISIBLE_WITHOUT_EXPORT)]},
+    # --- MLflow-compatible API (MLflow's error shape); the run is VIS-1 by its MLflow id ---
+    "mlflow-api": MLFLOW,
+    "mlflow-ajax-api": MLFLOW,
+    "mlflow-artifacts-list": {
+        "GET": [Req("project:view", 200, query={"path": "{experiment_id}/{run_uuid}/artifacts"})],
+        # without a path after the route nothing is found, before any look-up of a run
+        "PUT": [Req("signed_in", 404, data=b"a few bytes", format="octet")],
+        "DELETE": [Req("signed_in", 501)],
+    },
+    "mlflow-artifacts": {
+        "GET": [Req("project:view", 200, kwargs={"artifact_path": "{experiment_id}/{run_uuid}/artifacts/model.bin"})],
+        "PUT": [
+            Req(
+                "project:write",
+                200,
+                kwargs={"artifact_path": "{experiment_id}/{run_uuid}/artifacts/notes.txt"},
+                data=b"a few bytes",
+                format="octet",
+            )
+        ],
+        # deleting artifacts is not implemented for anyone signed in
+        "DELETE": [Req("signed_in", 501, kwargs={"artifact_path": "{experiment_id}/{run_uuid}/artifacts/notes.txt"})],
+    },
     # --- UI ---
     "projects:workspace_list": {"GET": [Req("signed_in", 200)]},
     "projects:project_list": {"GET": [Req("workspace:view", 200)]},
