@@ -1,0 +1,439 @@
+"""The MLflow-compatible REST API, request by request: shapes, error codes, limits, idempotency,
+search translation and who may do what (the permission world of tests/conftest.py)."""
+
+import math
+
+import pytest
+
+from runs.models import Attribute, FloatPoint, Run
+
+API = "/api/2.0/mlflow/"
+
+
+def call(client, method, endpoint, body=None):
+    if method == "GET":
+        return client.get(API + endpoint, body or {})
+    return client.post(API + endpoint, body or {}, format="json")
+
+
+def run_id(run):
+    return run.uuid.hex
+
+
+def log_batch(client, run, **body):
+    return call(client, "POST", "runs/log-batch", {"run_id": run_id(run), **body})
+
+
+def get_run(client, run):
+    response = call(client, "GET", "runs/get", {"run_id": run_id(run)})
+    assert response.status_code == 200, response.json()
+    return response.json()["run"]
+
+
+def metric_values(run_json):
+    return {m["key"]: m["value"] for m in run_json["data"]["metrics"]}
+
+
+@pytest.fixture
+def owner_api(owner, api):
+    return api(owner)
+
+
+# --- experiments ----------------------------------------------------------------------------
+
+
+def test_experiment_created_by_name_lives_in_the_personal_workspace_and_is_found_by_name(owner_api, owner):
+    response = call(owner_api, "POST", "experiments/create", {"name": "My Exp 1", "tags": [{"key": "t", "value": "v"}]})
+    assert response.status_code == 200, response.json()
+    experiment_id = response.json()["experiment_id"]
+    got = call(owner_api, "GET", "experiments/get-by-name", {"experiment_name": "My Exp 1"}).json()["experiment"]
+    assert got["experiment_id"] == experiment_id
+    assert got["lifecycle_stage"] == "active"
+    assert got["artifact_location"] == f"mlflow-artifacts:/{experiment_id}"
+    assert {"key": "t", "value": "v"} in got["tags"]
+    assert owner.personal_workspace.projects.filter(pk=int(experiment_id)).exists()
+
+
+def test_workspace_slash_project_name_is_that_project(owner_api, project):
+    got = call(owner_api, "GET", "experiments/get-by-name", {"experiment_name": "acme/vision"})
+    assert got.status_code == 200, got.json()
+    assert got.json()["experiment"]["experiment_id"] == str(project.pk)
+    assert got.json()["experiment"]["name"] == "acme/vision"
+
+
+def test_duplicate_experiment_name_is_resource_already_exists(owner_api):
+    call(owner_api, "POST", "experiments/create", {"name": "twice"})
+    response = call(owner_api, "POST", "experiments/create", {"name": "twice"})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+
+
+def test_missing_experiment_is_resource_does_not_exist_404(owner_api):
+    response = call(owner_api, "GET", "experiments/get-by-name", {"experiment_name": "nope"})
+    assert (response.status_code, response.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    response = call(owner_api, "GET", "experiments/get", {"experiment_id": "999999"})
+    assert (response.status_code, response.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_default_experiment_zero_is_made_on_first_use(owner_api):
+    got = call(owner_api, "GET", "experiments/get", {"experiment_id": "0"}).json()["experiment"]
+    assert got["name"] == "Default"
+    again = call(owner_api, "GET", "experiments/get-by-name", {"experiment_name": "Default"}).json()["experiment"]
+    assert again["experiment_id"] == got["experiment_id"]
+
+
+def test_rename_delete_restore_and_search_by_view_type(owner_api):
+    experiment_id = call(owner_api, "POST", "experiments/create", {"name": "old"}).json()["experiment_id"]
+    assert (
+        call(owner_api, "POST", "experiments/update", {"experiment_id": experiment_id, "new_name": "new"}).status_code
+        == 200
+    )
+    assert call(owner_api, "GET", "experiments/get-by-name", {"experiment_name": "new"}).status_code == 200
+    assert call(owner_api, "GET", "experiments/get-by-name", {"experiment_name": "old"}).status_code == 404
+    call(owner_api, "POST", "experiments/delete", {"experiment_id": experiment_id})
+    active = call(owner_api, "POST", "experiments/search", {}).json()["experiments"]
+    deleted = call(owner_api, "POST", "experiments/search", {"view_type": "DELETED_ONLY"}).json()["experiments"]
+    assert experiment_id not in [e["experiment_id"] for e in active]
+    assert [e["experiment_id"] for e in deleted] == [experiment_id]
+    refused = call(owner_api, "POST", "runs/create", {"experiment_id": experiment_id})
+    assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    call(owner_api, "POST", "experiments/restore", {"experiment_id": experiment_id})
+    assert (
+        call(owner_api, "GET", "experiments/get", {"experiment_id": experiment_id}).json()["experiment"][
+            "lifecycle_stage"
+        ]
+        == "active"
+    )
+
+
+def test_experiment_search_filters_orders_and_pages(owner_api):
+    for name in ("b-exp", "a-exp", "c-other"):
+        call(owner_api, "POST", "experiments/create", {"name": name})
+    body = {"filter": "name LIKE '%-exp'", "order_by": ["name ASC"], "max_results": 1}
+    first = call(owner_api, "POST", "experiments/search", body).json()
+    assert [e["name"] for e in first["experiments"]] == ["a-exp"]
+    second = call(owner_api, "POST", "experiments/search", {**body, "page_token": first["next_page_token"]}).json()
+    assert [e["name"] for e in second["experiments"]] == ["b-exp"]
+    assert "next_page_token" not in second
+
+
+# --- runs, params, tags ---------------------------------------------------------------------
+
+
+def test_create_run_with_name_tags_and_read_it_back(owner_api, project):
+    body = {"experiment_id": str(project.pk), "run_name": "r1", "start_time": 1, "tags": [{"key": "k", "value": "v"}]}
+    response = call(owner_api, "POST", "runs/create", body)
+    assert response.status_code == 200, response.json()
+    info = response.json()["run"]["info"]
+    assert len(info["run_id"]) == 32 and info["run_name"] == "r1" and info["status"] == "RUNNING"
+    assert info["artifact_uri"] == f"mlflow-artifacts:/{project.pk}/{info['run_id']}/artifacts"
+    tags = {t["key"]: t["value"] for t in response.json()["run"]["data"]["tags"]}
+    assert tags == {"k": "v", "mlflow.runName": "r1"}
+    assert Run.objects.get(uuid=info["run_id"]).name == "r1"
+
+
+def test_params_are_kept_as_sent_and_immutable(owner_api, run):
+    params = [{"key": "padded", "value": "0042"}, {"key": "lr", "value": "1e-05"}]
+    assert log_batch(owner_api, run, params=params).status_code == 200
+    again = call(owner_api, "POST", "runs/log-parameter", {"run_id": run_id(run), "key": "padded", "value": "0042"})
+    assert again.status_code == 200
+    changed = call(owner_api, "POST", "runs/log-parameter", {"run_id": run_id(run), "key": "padded", "value": "42"})
+    assert (changed.status_code, changed.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    stored = {p["key"]: p["value"] for p in get_run(owner_api, run)["data"]["params"]}
+    assert stored == {"padded": "0042", "lr": "1e-05"}
+    assert Attribute.objects.get(run=run, path="parameters/padded").string_value == "0042"
+
+
+def test_run_name_tag_is_the_run_name_and_tags_can_be_deleted(owner_api, run):
+    call(owner_api, "POST", "runs/set-tag", {"run_id": run_id(run), "key": "mlflow.runName", "value": "renamed"})
+    call(owner_api, "POST", "runs/set-tag", {"run_id": run_id(run), "key": "gone", "value": "soon"})
+    run.refresh_from_db()
+    assert run.name == "renamed"
+    assert call(owner_api, "POST", "runs/delete-tag", {"run_id": run_id(run), "key": "gone"}).status_code == 200
+    missing = call(owner_api, "POST", "runs/delete-tag", {"run_id": run_id(run), "key": "gone"})
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_update_run_status_and_lifecycle(owner_api, run):
+    answer = call(owner_api, "POST", "runs/update", {"run_id": run_id(run), "status": "KILLED", "end_time": 5})
+    assert answer.json()["run_info"]["status"] == "KILLED" and answer.json()["run_info"]["end_time"]
+    call(owner_api, "POST", "runs/delete", {"run_id": run_id(run)})
+    assert get_run(owner_api, run)["info"]["lifecycle_stage"] == "deleted"
+    refused = call(owner_api, "POST", "runs/set-tag", {"run_id": run_id(run), "key": "a", "value": "b"})
+    assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    call(owner_api, "POST", "runs/restore", {"run_id": run_id(run)})
+    assert get_run(owner_api, run)["info"]["lifecycle_stage"] == "active"
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def test_latest_metric_is_highest_step_then_latest_timestamp_then_highest_value(owner_api, run):
+    metrics = [
+        {"key": "m", "value": 0.1, "timestamp": 10, "step": 5},
+        {"key": "m", "value": 0.9, "timestamp": 99, "step": 4},
+        {"key": "m", "value": 0.3, "timestamp": 20, "step": 5},
+        {"key": "m", "value": 0.2, "timestamp": 20, "step": 5},
+    ]
+    assert log_batch(owner_api, run, metrics=metrics).status_code == 200
+    assert metric_values(get_run(owner_api, run))["m"] == 0.3
+    series = Attribute.objects.get(run=run, path="metrics/m")
+    assert (series.float_value, series.last_step) == (0.3, 5)  # the query engine compares the same value
+
+
+def test_a_retried_metric_write_does_not_duplicate_points(owner_api, run):
+    body = {"run_id": run_id(run), "key": "loss", "value": 0.5, "timestamp": 1000, "step": 1}
+    for _ in range(3):
+        assert call(owner_api, "POST", "runs/log-metric", body).status_code == 200
+    history = call(owner_api, "GET", "metrics/get-history", {"run_id": run_id(run), "metric_key": "loss"}).json()
+    assert history["metrics"] == [{"key": "loss", "value": 0.5, "timestamp": 1000, "step": 1}]
+    series = Attribute.objects.get(run=run, path="metrics/loss")
+    assert FloatPoint.objects.filter(series_id=series.pk).count() == 1 and series.count == 1
+
+
+def test_nan_and_infinities_are_kept(owner_api, run):
+    metrics = [
+        {"key": "x", "value": "NaN", "timestamp": 1, "step": 0},
+        {"key": "x", "value": "Infinity", "timestamp": 1, "step": 1},
+        {"key": "x", "value": "-Infinity", "timestamp": 1, "step": 2},
+    ]
+    assert log_batch(owner_api, run, metrics=metrics).status_code == 200
+    history = call(owner_api, "GET", "metrics/get-history", {"run_id": run_id(run), "metric_key": "x"}).json()
+    assert [m["value"] for m in history["metrics"]] == ["NaN", "Infinity", "-Infinity"]
+    assert metric_values(get_run(owner_api, run))["x"] == "-Infinity"
+
+
+def test_metric_history_pages(owner_api, run):
+    metrics = [{"key": "h", "value": float(i), "timestamp": i, "step": i} for i in range(5)]
+    log_batch(owner_api, run, metrics=metrics)
+    seen, token = [], None
+    while True:
+        query = {"run_id": run_id(run), "metric_key": "h", "max_results": 2}
+        if token:
+            query["page_token"] = token
+        page = call(owner_api, "GET", "metrics/get-history", query).json()
+        seen.append([m["step"] for m in page["metrics"]])
+        token = page.get("next_page_token")
+        if not token:
+            break
+    assert seen == [[0, 1], [2, 3], [4]]
+
+
+def test_log_batch_limits_are_mlflows(owner_api, run):
+    too_many_params = [{"key": f"p{i}", "value": "x"} for i in range(101)]
+    too_many_metrics = [{"key": "m", "value": 1.0, "timestamp": i, "step": i} for i in range(1001)]
+    for body in ({"params": too_many_params}, {"metrics": too_many_metrics}, {"tags": too_many_params}):
+        response = log_batch(owner_api, run, **body)
+        assert (response.status_code, response.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+        assert "at most" in response.json()["message"]
+    assert not Attribute.objects.filter(run=run, path__startswith="parameters/").exists()
+
+
+def test_log_batch_is_all_or_nothing(owner_api, run):
+    log_batch(owner_api, run, params=[{"key": "fixed", "value": "1"}])
+    response = log_batch(
+        owner_api,
+        run,
+        metrics=[{"key": "lost", "value": 1.0, "timestamp": 1, "step": 0}],
+        params=[{"key": "new", "value": "x"}, {"key": "fixed", "value": "2"}],
+        tags=[{"key": "lost", "value": "y"}],
+    )
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    data = get_run(owner_api, run)["data"]
+    assert "lost" not in metric_values({"data": data}) and "new" not in {p["key"] for p in data["params"]}
+    assert "lost" not in {t["key"] for t in data["tags"]}
+
+
+def test_bad_metric_value_names_the_parameter(owner_api, run):
+    response = log_batch(owner_api, run, metrics=[{"key": "m", "value": "high", "timestamp": 1, "step": 0}])
+    assert response.status_code == 400 and "'value'" in response.json()["message"]
+
+
+# --- search -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sweep(owner_api, project, owner, run):
+    from runs import services
+
+    runs = []
+    for i in range(4):
+        created, _ = services.create_run(owner, project, name=f"sweep-{i}")
+        log_batch(
+            owner_api,
+            created,
+            metrics=[{"key": "score", "value": i / 10, "timestamp": 1, "step": 0}],
+            params=[{"key": "opt", "value": "adam" if i % 2 else "sgd"}],
+            tags=[{"key": "group", "value": "a" if i < 2 else "b"}],
+        )
+        runs.append(created)
+    return runs
+
+
+def search(client, project, **body):
+    response = call(client, "POST", "runs/search", {"experiment_ids": [str(project.pk)], **body})
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def names(answer):
+    return [r["info"]["run_name"] for r in answer.get("runs", [])]
+
+
+@pytest.mark.parametrize(
+    "filter_string, expected",
+    [
+        ("metrics.score > 0.15", ["sweep-2", "sweep-3"]),
+        ("metrics.score >= 0.1 AND params.opt = 'adam'", ["sweep-1", "sweep-3"]),
+        ("params.opt != 'adam'", ["sweep-0", "sweep-2"]),
+        ("tags.group = 'b'", ["sweep-2", "sweep-3"]),
+        ("attributes.run_name LIKE 'sweep-%'", ["sweep-0", "sweep-1", "sweep-2", "sweep-3"]),
+        ("attributes.run_name ILIKE 'SWEEP-_'", ["sweep-0", "sweep-1", "sweep-2", "sweep-3"]),
+        ("run_name = 'sweep-1'", ["sweep-1"]),
+        ("tags.group IN ('a')", ["sweep-0", "sweep-1"]),
+        ("params.opt LIKE 'ad%'", ["sweep-1", "sweep-3"]),
+        ("tags.`group` = 'a' and metrics.score < 0.05", ["sweep-0"]),
+        ("attributes.status = 'RUNNING' and tags.mlflow.runName = 'sweep-2'", ["sweep-2"]),
+        ("tags.missing IS NULL and metrics.score = 0.3", ["sweep-3"]),
+    ],
+)
+def test_search_filters_translate_to_the_query_engine(owner_api, project, sweep, filter_string, expected):
+    assert sorted(names(search(owner_api, project, filter=filter_string))) == expected
+
+
+def test_search_by_run_id_and_status_in(owner_api, project, sweep):
+    ids = [run_id(sweep[0]), run_id(sweep[2])]
+    answer = search(owner_api, project, filter=f"attributes.run_id IN ('{ids[0]}', '{ids[1]}')")
+    assert sorted(names(answer)) == ["sweep-0", "sweep-2"]
+    answer = search(owner_api, project, filter="attributes.status NOT IN ('FINISHED')")
+    assert len(names(answer)) == 5  # the fixture's run "baseline" too
+
+
+def test_search_orders_and_pages(owner_api, project, sweep):
+    first = search(owner_api, project, order_by=["metrics.score DESC"], max_results=3)
+    assert names(first) == ["sweep-3", "sweep-2", "sweep-1"]
+    second = search(
+        owner_api, project, order_by=["metrics.score DESC"], max_results=3, page_token=first["next_page_token"]
+    )
+    assert names(second) == ["sweep-0", "baseline"]  # runs without the metric sort last
+    assert "next_page_token" not in second
+
+
+def test_search_view_types_follow_the_trash(owner_api, project, sweep):
+    call(owner_api, "POST", "runs/delete", {"run_id": run_id(sweep[1])})
+    assert "sweep-1" not in names(search(owner_api, project))
+    assert names(search(owner_api, project, run_view_type="DELETED_ONLY")) == ["sweep-1"]
+    assert len(names(search(owner_api, project, run_view_type="ALL"))) == 5
+
+
+@pytest.mark.parametrize(
+    "bad", ["metrics.score >> 1", "metrics.score > 1 OR params.a = 'b'", "foo.bar = 'x'", "metrics.x LIKE 'a'"]
+)
+def test_bad_filter_is_invalid_parameter_value(owner_api, project, sweep, bad):
+    response = call(owner_api, "POST", "runs/search", {"experiment_ids": [str(project.pk)], "filter": bad})
+    assert (response.status_code, response.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+
+
+# --- inputs and artifacts -------------------------------------------------------------------------
+
+
+def test_log_inputs_become_a_tracked_artifact_version(owner_api, run):
+    dataset = {"name": "train", "digest": "abc123", "source_type": "s3", "source": "s3://b/train.csv", "schema": "{}"}
+    body = {
+        "run_id": run_id(run),
+        "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "training"}], "dataset": dataset}],
+    }
+    assert call(owner_api, "POST", "runs/log-inputs", body).status_code == 200
+    inputs = get_run(owner_api, run)["inputs"]["dataset_inputs"]
+    assert inputs[0]["dataset"]["digest"] == "abc123" and inputs[0]["tags"][0]["value"] == "training"
+    assert Attribute.objects.get(run=run, path="inputs/train-abc123/hash").string_value == "abc123"
+
+
+def test_artifact_upload_list_download_round_trip(owner_api, run, blob_store):
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{run.project_id}/{run_id(run)}/artifacts"
+    content = bytes(range(256)) * 100
+    response = owner_api.put(f"{base}/dir/sub/data.bin", content, content_type="application/octet-stream")
+    assert response.status_code == 200, response.content
+    owner_api.put(f"{base}/top.txt", b"top", content_type="application/octet-stream")
+    listing = owner_api.get(
+        "/api/2.0/mlflow-artifacts/artifacts", {"path": f"{run.project_id}/{run_id(run)}/artifacts"}
+    )
+    assert listing.json()["files"] == [
+        {"path": "dir", "is_dir": True},
+        {"path": "top.txt", "is_dir": False, "file_size": 3},
+    ]
+    downloaded = owner_api.get(f"{base}/dir/sub/data.bin")
+    assert b"".join(downloaded.streaming_content) == content
+    assert owner_api.get(f"{base}/nope.txt").json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+# --- who may do what -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "who, read, write",
+    [
+        ("owner", 200, 200),
+        ("contributor", 200, 200),
+        ("viewer", 200, 403),
+        ("stranger", 404, 404),
+    ],
+)
+def test_each_role_reads_and_logs_as_on_the_native_api(api, world, run, who, read, write):
+    client = api(world[who])
+    got = call(client, "GET", "runs/get", {"run_id": run_id(run)})
+    assert got.status_code == read
+    logged = call(client, "POST", "runs/log-metric", {"run_id": run_id(run), "key": "m", "value": 1, "timestamp": 1})
+    assert logged.status_code == write
+    if write == 403:
+        assert logged.json()["error_code"] == "PERMISSION_DENIED"
+    if read == 404:
+        assert got.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        assert call(client, "GET", "experiments/get", {"experiment_id": str(run.project_id)}).status_code == 404
+    uploaded = client.put(
+        f"/api/2.0/mlflow-artifacts/artifacts/{run.project_id}/{run_id(run)}/artifacts/a.txt",
+        b"a",
+        content_type="text/plain",
+    )
+    assert uploaded.status_code == write
+
+
+def test_anonymous_gets_unauthenticated_401(api, run):
+    response = call(api(None), "GET", "runs/get", {"run_id": run_id(run)})
+    assert (response.status_code, response.json()["error_code"]) == (401, "UNAUTHENTICATED")
+
+
+def test_read_token_cannot_log(owner, run):
+    from rest_framework.test import APIClient
+
+    from accounts.models import ApiToken
+
+    token, raw = ApiToken.issue(owner, name="read")
+    ApiToken.objects.filter(pk=token.pk).update(scope="read")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert call(client, "GET", "runs/get", {"run_id": run_id(run)}).status_code == 200
+    refused = call(client, "POST", "runs/set-tag", {"run_id": run_id(run), "key": "a", "value": "b"})
+    assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def test_viewer_cannot_delete_or_rename_the_experiment(api, viewer, project):
+    client = api(viewer)
+    for endpoint, body in (
+        ("experiments/delete", {"experiment_id": str(project.pk)}),
+        ("experiments/update", {"experiment_id": str(project.pk), "new_name": "x"}),
+        ("experiments/set-experiment-tag", {"experiment_id": str(project.pk), "key": "a", "value": "b"}),
+    ):
+        response = call(client, "POST", endpoint, body)
+        assert (response.status_code, response.json()["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def test_unknown_endpoint_is_endpoint_not_found(owner_api):
+    response = call(owner_api, "POST", "registered-models/create", {"name": "x"})
+    assert (response.status_code, response.json()["error_code"]) == (404, "ENDPOINT_NOT_FOUND")
+
+
+def test_ajax_api_prefix_answers_too(owner_api, run):
+    response = owner_api.get("/ajax-api/2.0/mlflow/runs/get", {"run_id": run_id(run)})
+    assert response.status_code == 200
+    assert not math.isnan(response.json()["run"]["info"]["start_time"])
