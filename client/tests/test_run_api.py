@@ -372,3 +372,16 @@ def test_cli_runs_ls_sends_a_query_longer_than_8_kb(connect, server, project):
     )
     assert result.returncode == 0, result.stderr
     assert "only" in result.stdout
+
+
+def test_fail_right_after_init_run_ends_the_run_failed(connect, server, project):
+    # The server's answer to the run's creation (state "running") may arrive after fail(): it must not
+    # turn the run back into one that stop() marks finished.
+    run = connect()
+    run["x"] = 1
+    run.fail("diverged before the server answered")
+    run_id = run["sys/id"].fetch()
+    run.stop()
+    read = runstore.init_run(project=project, with_id=run_id, mode="read-only", api_token=server.token, url=server.url)
+    assert read["sys/state"].fetch() == "failed"
+    assert read["sys/failed"].fetch() is True

@@ -126,7 +126,10 @@ class Run:
 
     def _on_run_created(self, run: dict[str, Any], existed: bool) -> None:
         """The sender created (or found, for a shared ``custom_run_id``) the run on the server."""
+        state = self._info.get("state")
         self._info.update(run)
+        if state in ("failed", "aborted"):  # marked before the server answered: the answer's "running" is older
+            self._info["state"] = state
         if existed and self._api is not None:
             # Another process of this run may have left operations queued on this machine: send them first.
             from .init import sync_leftovers
