@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="virtualenvs built at once (default 2)")
     args, pytest_args = parser.parse_known_args()
 
+    # `timeout` in scripts/test.sh sends SIGTERM: unwind, so the running cell and the server are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(124))
     started = time.monotonic()
     cells = [Cell(p) for p in sorted(REQUIREMENTS.glob("*.txt"))]
     cells = [c for c in cells if not args.frameworks or c.name.rsplit("-", 1)[0] in args.frameworks]

@@ -47,7 +47,14 @@ DATABASE_URL="$RUNSTORE_TEST_PG_URL" \
 if [[ -d client/tests ]]; then
   step "client tests against a live server"
   RUNSTORE_TIMESCALEDB=auto $PY -m pytest client/tests -p no:django -p no:cacheprovider \
-    --junitxml=var/test-reports/client.xml "$@" || status=1
+    --ignore=client/tests/integrations --junitxml=var/test-reports/client.xml "$@" || status=1
+fi
+
+if [[ -d client/tests/integrations/requirements ]]; then
+  # Each framework integration against its newest and oldest supported release, in virtualenvs cached
+  # under ~/.cache/runstore/venvs (built once: a few minutes on a fresh machine, seconds after).
+  step "framework integrations: version matrix (scripts/matrix.py)"
+  RUNSTORE_TIMESCALEDB=auto timeout "${RUNSTORE_MATRIX_TIMEOUT:-2700}" $PY scripts/matrix.py || status=1
 fi
 
 step "summary"
