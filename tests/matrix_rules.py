@@ -57,18 +57,19 @@ ON_PROJECT = {
     "other_ws_token": frozenset(),  # bound to another workspace: acme does not exist for it
 }
 
-# The workspace actions each principal holds on acme (``view`` also comes with seeing one of its projects).
+# The workspace actions each principal holds on acme: ``view`` also comes with seeing one of its
+# projects; ``member`` (its members, teams, roles and service accounts) only with a membership.
 ON_WORKSPACE = {
     "anonymous": frozenset(),
     "stranger": frozenset(),
     "viewer": frozenset({"view"}),
-    "contributor": frozenset({"view", "write"}),
+    "contributor": frozenset({"view", "member", "write"}),
     "custom": frozenset({"view"}),
     "teammate": frozenset({"view"}),
     "project_owner": frozenset({"view"}),
-    "ws_admin": frozenset({"view", "write", "manage"}),
-    "denied": frozenset({"view", "write", "manage"}),
-    "service_token": frozenset({"view", "write"}),  # a member; manage is beyond the write scope anyway
+    "ws_admin": frozenset({"view", "member", "write", "manage"}),
+    "denied": frozenset({"view", "member", "write", "manage"}),
+    "service_token": frozenset({"view", "member", "write"}),  # a member; manage is beyond the write scope anyway
     "read_token": frozenset({"view"}),
     "other_ws_token": frozenset(),
 }
@@ -268,7 +269,7 @@ RULES: dict[str, dict[str, list[Req]]] = {
         "POST": [Req("workspace:write", 302, data={"slug": "matrix-new", "visibility": "private"})],
     },
     "projects:workspace_members": {
-        "GET": [Req("workspace:view", 200)],
+        "GET": [Req("workspace:member", 200)],
         "POST": [Req("workspace:manage", 302, data={"member": "stranger", "role": "member"})],
     },
     # the contributor's membership of acme
@@ -279,16 +280,16 @@ RULES: dict[str, dict[str, list[Req]]] = {
         "POST": [Req("workspace:manage", 302, expect={"contributor": 302})],
     },
     "projects:team_list": {
-        "GET": [Req("workspace:view", 200)],
+        "GET": [Req("workspace:member", 200)],
         "POST": [Req("workspace:manage", 302, data={"name": "matrix-team"})],
     },
     "projects:team_detail": {
-        "GET": [Req("workspace:view", 200)],
+        "GET": [Req("workspace:member", 200)],
         "POST": [Req("workspace:manage", 302, data={"member": "stranger"})],
     },
     "projects:team_delete": {"GET": [Req("workspace:manage", 200)], "POST": [Req("workspace:manage", 302)]},
     "projects:custom_role_list": {
-        "GET": [Req("workspace:view", 200)],
+        "GET": [Req("workspace:member", 200)],
         "POST": [Req("workspace:manage", 302, data={"name": "readers", "actions": ["view", "export"]})],
     },
     # the custom role "log runs"
@@ -298,12 +299,12 @@ RULES: dict[str, dict[str, list[Req]]] = {
     },
     "projects:custom_role_delete": {"GET": [Req("workspace:manage", 200)], "POST": [Req("workspace:manage", 302)]},
     "projects:service_account_list": {
-        "GET": [Req("workspace:view", 200)],
+        "GET": [Req("workspace:member", 200)],
         "POST": [Req("workspace:manage", 302, data={"username": "matrix-bot", "role": "member"})],
     },
     # ci-bot; a new token's secret is shown on the answer itself (200), never again
     "projects:service_account_detail": {
-        "GET": [Req("workspace:view", 200)],
+        "GET": [Req("workspace:member", 200)],
         "POST": [Req("workspace:manage", 200, data={"name": "deploy", "scope": "read", "expires": "30"})],
     },
     "projects:service_account_token_revoke": {
