@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -42,6 +43,7 @@ UV = str(REPO / ".venv" / "bin" / "uv")
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 CACHE = Path(os.environ.get("RUNSTORE_VENV_CACHE", Path.home() / ".cache" / "runstore" / "venvs"))
 CELL_TIMEOUT = float(os.environ.get("RUNSTORE_MATRIX_CELL_TIMEOUT", "600"))
+PRINT_LOCK = threading.Lock()
 BUILD_TIMEOUT = float(os.environ.get("RUNSTORE_MATRIX_BUILD_TIMEOUT", "1800"))
 
 # Checks, in the cell's virtualenv, that the framework versions installed satisfy the ranges the
@@ -172,11 +174,23 @@ def run_tests(cell: Cell, server_url: str, token: str, extra_args: list[str]) ->
     command += [f"--junitxml={REPORTS / f'matrix-{cell.name}.xml'}", "-o", f"junit_suite_name=matrix-{cell.name}"]
     started = time.monotonic()
     try:
-        ok = subprocess.run(command + extra_args, cwd=CLIENT, env=env, timeout=CELL_TIMEOUT).returncode == 0
-    except subprocess.TimeoutExpired:
-        print(f"matrix: {cell.name}: over {CELL_TIMEOUT:.0f} s, stopped", flush=True)
+        result = subprocess.run(
+            command + extra_args,
+            cwd=CLIENT,
+            env=env,
+            timeout=CELL_TIMEOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ok, output = result.returncode == 0, result.stdout
+    except subprocess.TimeoutExpired as exc:
+        output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        output += f"\nmatrix: {cell.name}: over {CELL_TIMEOUT:.0f} s, stopped"
         ok = False
     cell.test_seconds = time.monotonic() - started
+    with PRINT_LOCK:  # one cell's output in one block, whichever finishes first
+        print(f"\n=== matrix: {cell.name} ({', '.join(cell.tests)}) ===\n{output.rstrip()}", flush=True)
     # A test skipped in its own cell means the framework did not import: a failure of the cell.
     try:
         suites = list(ET.parse(REPORTS / f"matrix-{cell.name}.xml").getroot().iter("testsuite"))
@@ -194,6 +208,7 @@ def main() -> int:
     parser.add_argument("--edge", choices=["newest", "oldest"], help="only the newest or the oldest releases")
     parser.add_argument("--build-only", action="store_true", help="build the virtualenvs, run no test")
     parser.add_argument("--jobs", type=int, default=2, help="virtualenvs built at once (default 2)")
+    parser.add_argument("--test-jobs", type=int, default=2, help="cells tested at once (default 2)")
     args, pytest_args = parser.parse_known_args()
 
     # `timeout` in scripts/test.sh sends SIGTERM: unwind, so the running cell and the server are stopped.
@@ -233,13 +248,14 @@ def main() -> int:
             server.setup()
             server.start()
             try:
-                for cell in cells:
-                    if cell.result != "built":
-                        continue
-                    print(f"\n=== matrix: {cell.name} ({', '.join(cell.tests)}) ===", flush=True)
-                    cell.result = "passed" if run_tests(cell, server.url, server.token, pytest_args) else "FAILED"
-                    if cell.result != "passed":
-                        failed.append(cell.name)
+                ready = [cell for cell in cells if cell.result == "built"]
+                with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.test_jobs)) as pool:
+                    runs = {pool.submit(run_tests, cell, server.url, server.token, pytest_args): cell for cell in ready}
+                    for future in concurrent.futures.as_completed(runs):
+                        cell = runs[future]
+                        cell.result = "passed" if future.result() else "FAILED"
+                        if cell.result != "passed":
+                            failed.append(cell.name)
             finally:
                 server.stop()
 
