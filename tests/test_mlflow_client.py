@@ -15,10 +15,11 @@ from accounts.models import ApiToken
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW = REPO / "tests" / "mlflow_client" / "workflow.py"
-# The newest MLflow and the oldest we support, with what the workflow's dataset input needs.
+# The newest MLflow and the oldest we support (scripts/test.sh builds their virtualenvs first).
 CLIENTS = {
-    "3.17.2": ["mlflow-skinny==3.17.2", "scikit-learn>=1.5,<2", "pandas<3", "numpy<3"],
-    "2.22.1": ["mlflow-skinny==2.22.1", "scikit-learn>=1.5,<1.7", "pandas<3", "numpy<2.3"],
+    line.split()[0].split("==")[1]: line.split()
+    for line in (REPO / "tests" / "mlflow_client" / "clients.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 }
 
 

@@ -58,18 +58,18 @@ def display_name(project: Project, user) -> str:
 def to_dict(project: Project, user) -> dict:
     side = _side(project)
     tags = (side.tags if side else {}) or {}
-    body = {
+    tag_list = [{"key": k, "value": v} for k, v in sorted(tags.items())]
+    if project.description and "mlflow.note.content" not in tags:
+        tag_list.append({"key": "mlflow.note.content", "value": project.description})
+    return {
         "experiment_id": str(project.pk),
         "name": display_name(project, user),
         "artifact_location": f"mlflow-artifacts:/{project.pk}",
         "lifecycle_stage": "deleted" if side and side.deleted_at else "active",
         "creation_time": _ms(project.created_at),
         "last_update_time": _ms(side.updated_at if side else project.created_at),
-        "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())],
+        "tags": tag_list,
     }
-    if project.description and "mlflow.note.content" not in tags:
-        body["tags"].append({"key": "mlflow.note.content", "value": project.description})
-    return body
 
 
 def is_deleted(project: Project) -> bool:

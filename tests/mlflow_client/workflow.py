@@ -211,4 +211,16 @@ try:
 except ImportError:
     print("pandas missing: dataset inputs not checked", file=sys.stderr)
 
+# --- MLflow 2: a logged model is run artifacts, loaded back from runs:/ -------------------------
+if MAJOR == 2:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    with mlflow.start_run(run_name="model") as model_run:
+        mlflow.sklearn.log_model(LogisticRegression().fit(features, labels), "model")
+    loaded = mlflow.pyfunc.load_model(f"runs:/{model_run.info.run_id}/model")
+    assert list(loaded.predict(features)) == [0, 0, 1, 1]
+    assert "mlflow.log-model.history" in client.get_run(model_run.info.run_id).data.tags
+
 print(f"workflow ok (mlflow {VERSION})")
