@@ -13,8 +13,10 @@ Project actions (:data:`PROJECT_ACTIONS`):
 * ``delete``  move runs to the trash, restore and purge them
 * ``manage``  members, roles and settings of the project
 
-Workspace actions (:data:`WORKSPACE_ACTIONS`): ``view`` (a member: sees the
-workspace, its members and its workspace-readable projects), ``write``
+Workspace actions (:data:`WORKSPACE_ACTIONS`): ``view`` (sees the workspace:
+a member, or anyone who may view one of its projects), ``member`` (a member:
+also sees its members, teams, roles, service accounts, usage and its
+workspace-readable projects), ``write``
 (create projects), ``manage`` (members, teams, custom roles, service
 accounts). Workspace owners and admins also hold every project action on
 every project of the workspace (``all_projects_*`` permissions on the
@@ -47,7 +49,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.http import Http404
 
 PROJECT_ACTIONS = ("view", "export", "write", "delete", "manage")
-WORKSPACE_ACTIONS = ("view", "write", "manage")
+WORKSPACE_ACTIONS = ("view", "member", "write", "manage")
 ACTIONS = PROJECT_ACTIONS
 
 # What each built-in role holds. Workspace roles: actions on the workspace itself, and the project
@@ -58,13 +60,13 @@ PROJECT_ROLES = {
     "owner": PROJECT_ACTIONS,
 }
 WORKSPACE_ROLES = {
-    "member": {"workspace": ("view", "write"), "projects": ()},
+    "member": {"workspace": ("view", "member", "write"), "projects": ()},
     "admin": {"workspace": WORKSPACE_ACTIONS, "projects": PROJECT_ACTIONS},
     "owner": {"workspace": WORKSPACE_ACTIONS, "projects": PROJECT_ACTIONS},
 }
 TOKEN_SCOPES = {
-    "read": frozenset({"view", "export"}),
-    "write": frozenset({"view", "export", "write", "delete"}),
+    "read": frozenset({"view", "member", "export"}),
+    "write": frozenset({"view", "member", "export", "write", "delete"}),
     "admin": frozenset(PROJECT_ACTIONS) | frozenset(WORKSPACE_ACTIONS),
 }
 
@@ -97,7 +99,7 @@ def deny_codename(action: str) -> str:
 def workspace_codename(action: str) -> str:
     """The guardian codename on a Workspace for the workspace action ``action``."""
     _check_action(action, WORKSPACE_ACTIONS)
-    return f"{action}_workspace"
+    return "view_workspace" if action == "member" else f"{action}_workspace"
 
 
 def all_projects_codename(action: str) -> str:

@@ -89,7 +89,7 @@ def _sync(obj, principal, wanted: set[str], managed: list[str]) -> None:
             remove_perm(f"{label}.{name}", target, obj)
 
 
-_WORKSPACE_CODENAMES = [permissions.workspace_codename(a) for a in permissions.WORKSPACE_ACTIONS] + [
+_WORKSPACE_CODENAMES = sorted({permissions.workspace_codename(a) for a in permissions.WORKSPACE_ACTIONS}) + [
     permissions.all_projects_codename(a) for a in permissions.PROJECT_ACTIONS
 ]
 _PROJECT_CODENAMES = [permissions.project_codename(a) for a in permissions.PROJECT_ACTIONS] + [

@@ -112,12 +112,14 @@ def test_a_user_revokes_their_own_token_and_no_one_elses(world, owner, viewer):
 
 
 @pytest.mark.parametrize("page", ["members", "teams", "roles", "service-accounts"])
-def test_workspace_pages_are_visible_to_those_who_see_the_workspace(world, page):
-    responses = role_matrix(world, lambda c: c.get(WS + page), VIEW, ui=True)
+def test_workspace_pages_are_for_its_members_not_for_a_guest_of_one_project(world, page):
+    """The viewer reaches ``acme`` only through ``acme/vision``: they learn the workspace exists, not who is in it."""
+    responses = role_matrix(world, lambda c: c.get(WS + page), {**VIEW, "viewer": 403}, ui=True)
     owner_form = '<form method="post" action="/w/acme/-/'
     assert owner_form in text(responses["owner"])
-    for role in ("viewer", "contributor"):
-        assert owner_form not in text(responses[role]), f"{role} sees a write control on {page}"
+    assert owner_form not in text(responses["contributor"]), f"a member sees a write control on {page}"
+    guest_view = text(browser(world["viewer"]).get("/w/acme/"))
+    assert "contributor" not in guest_view and WS + "members" not in guest_view
 
 
 def test_owner_invites_a_member_by_email(world, owner):

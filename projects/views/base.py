@@ -11,7 +11,18 @@ from ..models import Project, Workspace
 
 
 class WorkspaceMixin(ScopedUIViewMixin):
-    """A page of one workspace the user may view (404 otherwise); ``can(action)`` asks the permission module."""
+    """A page of one workspace the user may view (404 otherwise); ``can(action)`` asks the permission module.
+
+    With ``members_only``, a page for the workspace's members: someone who reaches the workspace only
+    through one of its projects gets 403 (they see it exists, not who is in it).
+    """
+
+    members_only = False
+
+    def dispatch(self, request, *args, **kwargs):
+        if self.members_only and request.user.is_authenticated:
+            self.require("member")
+        return super().dispatch(request, *args, **kwargs)
 
     def get_workspace(self) -> Workspace:
         if not hasattr(self, "_workspace"):
@@ -32,6 +43,7 @@ class WorkspaceMixin(ScopedUIViewMixin):
     def base_context(self) -> dict:
         return {
             "workspace": self.get_workspace(),
+            "is_workspace_member": self.can("member"),
             "can_write_workspace": self.can("write"),
             "can_manage_workspace": self.can("manage"),
         }

@@ -38,6 +38,8 @@ def _error_text(exc: ValidationError) -> str:
 class WorkspaceMembersView(WorkspaceMixin, View):
     """Members (users and teams) of a workspace with their roles; POST adds (invites) one."""
 
+    members_only = True
+
     template_name = "projects/workspace_members.html"
 
     def scoped_queryset(self):
@@ -132,6 +134,8 @@ class WorkspaceMemberRemoveView(WorkspaceMembersView):
 class TeamListView(WorkspaceMixin, View):
     """The workspace's teams; POST creates one."""
 
+    members_only = True
+
     template_name = "projects/team_list.html"
 
     def scoped_queryset(self):
@@ -169,6 +173,8 @@ class TeamListView(WorkspaceMixin, View):
 
 class TeamDetailView(WorkspaceMixin, View):
     """A team's members; POST adds a member, or removes the one named by ``remove``."""
+
+    members_only = True
 
     template_name = "projects/team_detail.html"
 
@@ -227,6 +233,8 @@ class TeamDeleteView(TeamDetailView):
 
 class CustomRoleListView(WorkspaceMixin, View):
     """The workspace's custom roles (named sets of project actions); POST creates one."""
+
+    members_only = True
 
     template_name = "projects/custom_role_list.html"
 
@@ -315,6 +323,8 @@ class CustomRoleDeleteView(CustomRoleEditView):
 
 class ServiceAccountListView(WorkspaceMixin, View):
     """The workspace's service accounts (bot users for CI); POST creates one."""
+
+    members_only = True
 
     template_name = "projects/service_account_list.html"
 

@@ -50,9 +50,12 @@ class ProjectListView(ScopedUIViewMixin, ListView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["workspace"] = self.workspace
-        members = self.workspace.memberships.select_related("user", "team__workspace")
-        context["members"] = sorted(members, key=lambda m: (m.team_id is not None, str(m.principal).lower()))
-        context["usage"] = quotas.usage_report(self.workspace)
+        # who is in the workspace and what it uses are for its members, not for a guest of one project
+        context["is_workspace_member"] = permissions.can(self.request.user, "member", self.workspace)
+        if context["is_workspace_member"]:
+            members = self.workspace.memberships.select_related("user", "team__workspace")
+            context["members"] = sorted(members, key=lambda m: (m.team_id is not None, str(m.principal).lower()))
+            context["usage"] = quotas.usage_report(self.workspace)
         context["can_write_workspace"] = permissions.can(self.request.user, "write", self.workspace)
         context["can_manage_workspace"] = permissions.can(self.request.user, "manage", self.workspace)
         if context["can_write_workspace"]:
