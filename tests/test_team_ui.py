@@ -426,3 +426,10 @@ def test_trash_offers_restore_only_to_those_who_may_delete(world, owner, viewer)
     run_services.delete_run(owner, world["run"])
     assert "Restore selected" in text(browser(world["contributor"]).get(PROJECT + "trash"))
     assert "Restore selected" not in text(browser(viewer).get(PROJECT + "trash"))
+
+
+def test_a_refused_page_says_why_and_an_invisible_one_says_nothing(world):
+    refused = browser(world["viewer"]).get("/w/acme/vision/settings")
+    assert refused.status_code == 403 and "You may not manage this project." in text(refused)
+    hidden = browser(world["stranger"]).get("/w/acme/vision/settings")
+    assert hidden.status_code == 404 and "vision" not in text(hidden).split("<main", 1)[-1]
