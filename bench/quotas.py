@@ -201,7 +201,9 @@ def rate_phase(server: Server, tokens: list[str], seconds: float, rate: float, b
                 "accepted": len(times),
                 "refused": r["refused"],
                 "other": r["other"],
-                "rate_after_burst": max(0, len(times) - burst) / seconds,
+                # from the first answer on: under load the first requests wait seconds for a worker
+                "rate_after_burst": max(0, len(times) - burst) / (seconds - times[0]) if times else 0.0,
+                "attempts_per_second": (len(times) + r["refused"] + r["other"]) / seconds,
                 "windows": {w: max_in_window(times, w) for w in WINDOWS},
             }
         )
@@ -216,6 +218,7 @@ def rate_phase(server: Server, tokens: list[str], seconds: float, rate: float, b
         "other_statuses": sum(t["other"] for t in per_token),
         "headers_ok": all(r["ok"] for r in results),
         "median_retry_after": median([x for r in results for x in r["retry_after"]]),
+        "median_attempts_per_second": median([t["attempts_per_second"] for t in per_token]),
         "median_rate_after_burst": median([t["rate_after_burst"] for t in per_token]),
         "max_rate_after_burst": max(t["rate_after_burst"] for t in per_token),
         "windows": {
@@ -325,7 +328,8 @@ def show_rate(s: dict) -> None:
     )
     print(
         f"  accepted/s per token after the burst: median {s['median_rate_after_burst']:.2f}, "
-        f"max {s['max_rate_after_burst']:.2f} (configured {s['rate']:g}/s, burst {s['burst']})"
+        f"max {s['max_rate_after_burst']:.2f} (configured {s['rate']:g}/s, burst {s['burst']}); "
+        f"requests sent per token per second: median {s['median_attempts_per_second']:.2f}"
     )
     for w, v in s["windows"].items():
         verdict = "ok" if v["max"] <= v["bound"] else "OVER"
