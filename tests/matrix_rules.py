@@ -275,8 +275,8 @@ RULES: dict[str, dict[str, list[Req]]] = {
     # the contributor's membership of acme
     "projects:workspace_member": {"POST": [Req("workspace:manage", 302, data={"role": "admin"})]},
     "projects:workspace_member_remove": {
-        "GET": [Req("workspace:manage", 200)],
-        # anyone may leave a workspace: the contributor removes their own membership
+        # anyone may leave a workspace: the contributor confirms and removes their own membership
+        "GET": [Req("workspace:manage", 200, expect={"contributor": 200})],
         "POST": [Req("workspace:manage", 302, expect={"contributor": 302})],
     },
     "projects:team_list": {

@@ -108,11 +108,13 @@ class WorkspaceMemberRemoveView(WorkspaceMembersView):
 
     def get(self, request, workspace, membership_id):
         membership = get_object_or_404(self.get_queryset(), pk=membership_id)
-        self.require("manage")
+        leaving = membership.user_id == request.user.pk
+        if not leaving:
+            self.require("manage")  # anyone may leave; removing others needs manage (as the service says)
         return self.render(
             "projects/confirm.html",
             {
-                "title": f"Remove {membership.principal} from {workspace}?",
+                "title": f"Leave {workspace}?" if leaving else f"Remove {membership.principal} from {workspace}?",
                 "explain": "They lose their workspace role and every role they hold on its projects.",
                 "action": "Remove",
                 "cancel_url": reverse("projects:workspace_members", args=[workspace]),
