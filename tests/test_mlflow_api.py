@@ -165,6 +165,26 @@ def test_update_run_status_and_lifecycle(owner_api, run):
     assert get_run(owner_api, run)["info"]["lifecycle_stage"] == "active"
 
 
+def test_start_and_end_times_sent_by_the_client_round_trip(owner_api, project):
+    body = {"experiment_id": str(project.pk), "run_name": "timed", "start_time": 1700000000123}
+    info = call(owner_api, "POST", "runs/create", body).json()["run"]["info"]
+    assert info["start_time"] == 1700000000123 and "end_time" not in info
+    update = {"run_id": info["run_id"], "status": "FINISHED", "end_time": 1700000009877}
+    updated = call(owner_api, "POST", "runs/update", update).json()["run_info"]
+    assert (updated["start_time"], updated["end_time"]) == (1700000000123, 1700000009877)
+    got = call(owner_api, "GET", "runs/get", {"run_id": info["run_id"]}).json()["run"]["info"]
+    assert (got["start_time"], got["end_time"], got["status"]) == (1700000000123, 1700000009877, "FINISHED")
+    found = call(owner_api, "POST", "runs/search", {"experiment_ids": [str(project.pk)]}).json()["runs"]
+    assert [(r["info"]["start_time"], r["info"]["end_time"]) for r in found] == [(1700000000123, 1700000009877)]
+
+
+def test_a_bad_end_time_names_the_parameter(owner_api, run):
+    response = call(owner_api, "POST", "runs/update", {"run_id": run_id(run), "status": "FINISHED", "end_time": "late"})
+    assert (response.status_code, response.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "'end_time'" in response.json()["message"]
+    assert get_run(owner_api, run)["info"]["status"] == "RUNNING"  # nothing applied
+
+
 # --- metrics --------------------------------------------------------------------------------
 
 
@@ -324,6 +344,16 @@ def test_search_view_types_follow_the_trash(owner_api, project, sweep):
     assert "sweep-1" not in names(search(owner_api, project))
     assert names(search(owner_api, project, run_view_type="DELETED_ONLY")) == ["sweep-1"]
     assert len(names(search(owner_api, project, run_view_type="ALL"))) == 5
+
+
+def test_search_filters_and_orders_on_end_time(owner_api, project, sweep):
+    for i, ended in enumerate(sweep[:3]):
+        update = {"run_id": run_id(ended), "status": "FINISHED", "end_time": 1000 * (i + 1)}
+        assert call(owner_api, "POST", "runs/update", update).status_code == 200
+    assert sorted(names(search(owner_api, project, filter="attributes.end_time > 1500"))) == ["sweep-1", "sweep-2"]
+    assert names(search(owner_api, project, filter="attributes.end_time <= 1000")) == ["sweep-0"]
+    ordered = names(search(owner_api, project, order_by=["attributes.end_time DESC"]))
+    assert ordered[:3] == ["sweep-2", "sweep-1", "sweep-0"]  # runs still running (no end time) come last
 
 
 @pytest.mark.parametrize(

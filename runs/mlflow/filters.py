@@ -296,12 +296,13 @@ def _attribute(key: str, op: str, value, run_ids_to_human) -> str:
         mapped = [STATUS_TO_STATE.get(str(v).upper(), str(v).lower()) for v in values]
         return _compare("sys/state", op, mapped if isinstance(value, list) else mapped[0], numeric=False, what=what)
     if key in ("start_time", "end_time"):
-        if key == "end_time":
-            raise invalid("Filtering on attributes.end_time is not supported by this server")
         if op not in ("=", "!=", "<", "<=", ">", ">="):
             raise invalid(f"Invalid comparator {op!r} for {what}")
         seconds = float(_number(value, what)) / 1000.0
-        return f"{_path('sys/creation_time')} {op} {seconds!r}"
+        # start_time compares the run's creation time (every run has one); end_time the time the client
+        # sent when it ended the run (mlflow/end_time; a run still running has none and matches nothing).
+        path = "sys/creation_time" if key == "start_time" else "mlflow/end_time"
+        return f"{_path(path)} {op} {seconds!r}"
     if key in ("run_id", "run_uuid"):
         if op in ("LIKE", "ILIKE"):
             raise invalid(f"{op} is not supported on {what}")
@@ -311,7 +312,7 @@ def _attribute(key: str, op: str, value, run_ids_to_human) -> str:
         return test if op in ("=", "IN") else f"not ({test})"
     raise invalid(
         f"Invalid attribute key {key!r} specified. Valid keys are "
-        "['run_name', 'status', 'start_time', 'user_id', 'run_id']"
+        "['run_name', 'status', 'start_time', 'end_time', 'user_id', 'run_id']"
     )
 
 
@@ -332,6 +333,7 @@ def translate_order_by(order_by: list[str]) -> list[str]:
         if entity == "attribute":
             key = _ATTRIBUTE_ALIASES.get(key, key)
             paths = {"start_time": "sys/creation_time", "run_name": "sys/name", "status": "sys/state"}
+            paths["end_time"] = "mlflow/end_time"
             paths["user_id"] = "sys/owner"
             if key not in paths:
                 raise invalid(f"Invalid order_by key {item!r}: ordering by attribute {key!r} is not supported")

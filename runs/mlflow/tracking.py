@@ -10,7 +10,9 @@ Where things live in a run:
   is kept beside it (:class:`~runs.mlflow.models.Metric`), and so is each metric's latest point;
 * dataset inputs → ``inputs/<name>-<digest>/{name,hash,location,source_type,schema,profile,context}``
   (``hash`` + ``location``: a tracked artifact version the lineage panel lists);
-* artifacts → the file set ``artifacts`` (one file per artifact path).
+* artifacts → the file set ``artifacts`` (one file per artifact path);
+* the ``start_time`` and ``end_time`` the client sends → the datetimes ``mlflow/start_time`` and
+  ``mlflow/end_time`` (reported back instead of the run's creation and finish times).
 """
 
 import json
@@ -19,6 +21,7 @@ import random
 import secrets
 import uuid as uuid_module
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -48,6 +51,10 @@ from .filters import (
 from .models import LatestMetric, Metric
 
 INPUT_PREFIX = "inputs/"
+START_TIME_PATH = "mlflow/start_time"
+END_TIME_PATH = "mlflow/end_time"
+TIME_PATHS = (START_TIME_PATH, END_TIME_PATH)
+FINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 ARTIFACTS_PATH = "artifacts"
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -64,8 +71,21 @@ _ADJECTIVES = ("amber", "brave", "calm", "clever", "eager", "gentle", "bright", 
 _NOUNS = ("otter", "falcon", "lynx", "heron", "fox", "whale", "owl", "panda", "wolf", "crane")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _ms(dt) -> int | None:
-    return None if dt is None else int(dt.timestamp() * 1000)
+    """Milliseconds since the epoch, exactly (no float rounding: a stored client time reads back as sent)."""
+    return None if dt is None else (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _time_op(path: str, value, name: str) -> dict:
+    """The assignment of MLflow milliseconds ``value`` to the datetime field ``path``."""
+    ms = _as_int(value, name)
+    if not -62135596800000 <= ms <= 253402300799999:
+        raise invalid(f"Invalid value {value!r} for parameter '{name}': out of the datetime range")
+    stamp = datetime.fromtimestamp(ms // 1000, tz=UTC) + timedelta(milliseconds=ms % 1000)
+    return {"op": "assign", "path": path, "value": stamp.isoformat(), "type": "datetime"}
 
 
 def json_float(value: float):
@@ -180,7 +200,12 @@ def _data_of(runs: list[Run]) -> tuple[dict, dict]:
     latest: dict = defaultdict(list)
     ids = [r.pk for r in runs]
     if ids:
-        wanted = Q(path__startswith=PARAM_PREFIX) | Q(path__startswith=TAG_PREFIX) | Q(path__startswith=INPUT_PREFIX)
+        wanted = (
+            Q(path__startswith=PARAM_PREFIX)
+            | Q(path__startswith=TAG_PREFIX)
+            | Q(path__startswith=INPUT_PREFIX)
+            | Q(path__in=TIME_PATHS)
+        )
         for attr in Attribute.objects.filter(Q(run_id__in=ids) & wanted).order_by("path"):
             attrs[attr.run_id].append(attr)
         for metric in LatestMetric.objects.filter(run_id__in=ids).order_by("key"):
@@ -210,7 +235,11 @@ def _inputs(attrs: list[Attribute]) -> list[dict]:
     return out
 
 
-def run_info(run: Run) -> dict:
+def run_info(run: Run, attrs: list[Attribute] | None = None) -> dict:
+    """MLflow's RunInfo; ``attrs`` are the run's attributes when already read (else its times are read)."""
+    if attrs is None:
+        attrs = list(Attribute.objects.filter(run=run, path__in=TIME_PATHS))
+    times = {a.path: a.datetime_value for a in attrs if a.path in TIME_PATHS and a.type == AttributeType.DATETIME}
     info = {
         "run_id": run.uuid.hex,
         "run_uuid": run.uuid.hex,
@@ -218,12 +247,13 @@ def run_info(run: Run) -> dict:
         "experiment_id": str(run.project_id),
         "user_id": run.owner.username if run.owner else "",
         "status": STATE_TO_STATUS.get(run.state, "RUNNING"),
-        "start_time": _ms(run.created_at),
+        "start_time": _ms(times.get(START_TIME_PATH) or run.created_at),
         "artifact_uri": f"mlflow-artifacts:/{run.project_id}/{run.uuid.hex}/artifacts",
         "lifecycle_stage": "deleted" if run.deleted_at else "active",
     }
-    if run.finished_at:
-        info["end_time"] = _ms(run.finished_at)
+    end = times.get(END_TIME_PATH) or run.finished_at
+    if end:
+        info["end_time"] = _ms(end)
     return info
 
 
@@ -247,7 +277,7 @@ def run_dict(run: Run, attrs: list[Attribute], latest: list[LatestMetric]) -> di
         for m in latest
     ]
     return {
-        "info": run_info(run),
+        "info": run_info(run, attrs),
         "data": {"metrics": metrics, "params": params, "tags": tags},
         "inputs": {"dataset_inputs": _inputs(attrs)},
     }
@@ -284,6 +314,8 @@ def create_run(user, body: dict) -> Run:
         raise invalid("run_name: must be a string")
     description = tags.pop(NOTE_TAG, "")
     ops = [_tag_op(k, v) for k, v in tags.items()]
+    if body.get("start_time") not in (None, ""):
+        ops.append(_time_op(START_TIME_PATH, body["start_time"], "start_time"))
     with transaction.atomic():
         run, _ = services.create_run(user, project, name=name[:250], description=description)
         run.project = project
@@ -333,10 +365,17 @@ def update_run(user, run: Run, body: dict) -> Run:
         if not isinstance(body["run_name"], str):
             raise invalid("run_name: must be a string")
         changes["name"] = body["run_name"][:250]
-    if changes:
-        services.update_run(user, run, **changes)
-    else:
-        permissions.require(user, "write", run.project)
+    ops = []
+    if body.get("end_time") not in (None, ""):
+        ops.append(_time_op(END_TIME_PATH, body["end_time"], "end_time"))
+    elif status in FINAL_STATUSES:
+        # MLflow's client always sends end_time with a final status; another client gets the server's time,
+        # so that every run ended through this API has an end time to filter on.
+        ops.append(_time_op(END_TIME_PATH, _ms(timezone.now()), "end_time"))
+    with transaction.atomic():
+        if changes:
+            services.update_run(user, run, **changes)
+        _apply(user, run, ops)
     return get_run(user, run.uuid.hex)
 
 
