@@ -39,7 +39,10 @@ class RunHolder:
         return self._run is not None
 
     def path(self, *parts: str) -> str:
-        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
+        """The field path of ``parts`` under the prefix; names from frameworks (metric keys, parameter
+        names) are made valid: no empty segments or surrounding blanks, 128 characters at most each."""
+        segments = [seg.strip()[:128] for part in (self.prefix, *parts) for seg in str(part).split("/")]
+        return "/".join(seg for seg in segments if seg)
 
     def handler(self, *parts: str) -> runstore.Handler:
         return self.run[self.path(*parts)]

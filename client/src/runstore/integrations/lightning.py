@@ -14,6 +14,7 @@ callback writes, when ``log_checkpoints``) with ``model/best_model_path`` and ``
 
 from __future__ import annotations
 
+import uuid
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class RunstoreLogger(Logger):
         self._log_checkpoints = log_checkpoints
         self._summary_max_depth = summary_max_depth
         self._uploaded: set[str] = set()
+        self._version: str | None = None
 
     # -- the Logger interface -----------------------------------------------------------------
     @property
@@ -53,8 +55,15 @@ class RunstoreLogger(Logger):
 
     @property
     def version(self) -> str:
-        """The run's id (``sys/id``), e.g. ``VIS-42``; Lightning uses it in the checkpoint folder's path."""
-        return str(self.run["sys/id"].fetch())
+        """The run's id (``sys/id``), e.g. ``VIS-42``; Lightning uses it in the checkpoint folder's path.
+        While the server has not answered (``RUNSTORE_FETCH_TIMEOUT``) a local name stands in, so the
+        training never waits on the tracker nor fails for it."""
+        if self._version is None:
+            try:
+                self._version = str(self.run["sys/id"].fetch())
+            except runstore.RunstoreError:  # one name for the whole training: it names a folder
+                self._version = f"local-{uuid.uuid4().hex[:8]}"
+        return self._version
 
     @property
     def experiment(self) -> runstore.Run:

@@ -14,7 +14,9 @@ step), ``optuna/trial/{number,state,duration_seconds,user_attrs/…}``, ``optuna
 study's best so far: ``optuna/best/{value,trial_number,params/…}`` (single objective). So the latest
 trial's run answers "what is the best so far", and sorting the group by ``optuna/value`` ranks the trials.
 A failed trial's run is failed; a pruned one is tagged ``pruned``. ``init_kwargs`` go to
-``runstore.init_run`` for every trial's run (``project``, ``tags``, ...).
+``runstore.init_run`` for every trial's run (``project``, ``tags``, ...). Each trial's run is stopped
+when the trial ends, waiting for the server as ``run.stop()`` does (at most ``stop_timeout`` seconds;
+what is not delivered stays on disk for ``runstore sync``); ``run_ids`` maps trial numbers to run ids.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ __all__ = ["RunstoreCallback"]
 class RunstoreCallback:
     """One Runstore run per finished trial, grouped by the study's name."""
 
-    def __init__(self, *, tags: list[str] | None = None, **init_kwargs: Any) -> None:
+    def __init__(self, *, tags: list[str] | None = None, stop_timeout: float | None = None, **init_kwargs: Any) -> None:
         self._tags = ["optuna", *(tags or [])]
+        self._stop_timeout = stop_timeout
         self._init_kwargs = init_kwargs
         self.run_ids: dict[int, str] = {}
 
@@ -45,9 +48,12 @@ class RunstoreCallback:
         run = runstore.init_run(**options)
         try:
             self._log_trial(run, study, trial, state)
-            self.run_ids[trial.number] = str(run["sys/id"].fetch())
+            try:
+                self.run_ids[trial.number] = str(run["sys/id"].fetch())
+            except runstore.RunstoreError:  # the server has not answered yet: the run is created later
+                pass
         finally:
-            run.stop()
+            run.stop(timeout=self._stop_timeout)
 
     def _log_trial(self, run: runstore.Run, study: Any, trial: Any, state: str) -> None:
         holder = RunHolder(run, "optuna", {})
