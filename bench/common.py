@@ -169,10 +169,12 @@ class RunstoreServer:
         keep: bool = False,
         source: str | None = None,
         celery: bool | None = None,
+        pg_db: str = PG_BENCH_DB,
     ):
         if db not in ("postgres", "sqlite"):
             raise ValueError(db)
         self.db, self.workers, self.threads, self.keep = db, workers, threads, keep
+        self.pg_db = pg_db
         self.tmp = Path(tempfile.mkdtemp(prefix=f"runstore-bench-{db}-"))
         self.src, self.source = source_tree(source or source_default(), self.tmp / "src")
         if celery is None:
@@ -187,7 +189,7 @@ class RunstoreServer:
         self.env = {
             **os.environ,
             "RUNSTORE_VAR_DIR": str(self.tmp / "var"),
-            "DATABASE_URL": pg_url(PG_BENCH_DB) if db == "postgres" else f"sqlite:///{self.sqlite_path}",
+            "DATABASE_URL": pg_url(pg_db) if db == "postgres" else f"sqlite:///{self.sqlite_path}",
             "DJANGO_SETTINGS_MODULE": "tracker.settings",
             "DEBUG": "false",
         }
@@ -219,7 +221,7 @@ class RunstoreServer:
 
     def __enter__(self) -> RunstoreServer:
         if self.db == "postgres":
-            pg_recreate(PG_BENCH_DB)
+            pg_recreate(self.pg_db)
         self.manage("migrate", "--noinput")
         self.manage(
             "shell",
@@ -306,7 +308,7 @@ class RunstoreServer:
             log(f"kept {self.tmp}")
             return
         if self.db == "postgres":
-            pg_drop(PG_BENCH_DB)
+            pg_drop(self.pg_db)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- HTTP ----------------------------------------------------------------
@@ -328,7 +330,7 @@ class RunstoreServer:
     def float_storage(self) -> dict:
         """Bytes the float-point table takes (heap + indexes) and its row count."""
         if self.db == "postgres":
-            with pg_connect(PG_BENCH_DB) as conn:
+            with pg_connect(self.pg_db) as conn:
                 conn.execute("VACUUM ANALYZE runs_floatpoint")
                 count = conn.execute("SELECT count(*) FROM runs_floatpoint").fetchone()[0]
                 hyper = (

@@ -1,0 +1,608 @@
+"""The same MLflow client workload against a real MLflow server, Runstore's MLflow-compatible API and Runstore's native API.
+
+    .venv/bin/python bench/mlflow.py [--quick] [--source REV|worktree] [--json]
+
+One run, one machine, one target after the other:
+
+(a) ``mlflow server`` (3.17.2, the full package, ``--workers 2``, uvicorn) with a PostgreSQL
+    backend store (database ``mlflow_mlbench``, dropped and created) and ``--serve-artifacts``
+    into a local directory; its GenAI job runner is off, as in ``mlflow_bench.py``;
+(b) Runstore's MLflow-compatible API (``/api/2.0/mlflow/``): gunicorn ``-w 2 --threads 2`` + one
+    Celery worker (roll-ups), PostgreSQL + TimescaleDB (database ``runstore_mlbench``, dropped,
+    created and migrated), blobs on the local filesystem, per-token request rate raised to
+    100,000/s (the default 100/s would throttle the parallel fill; MLflow has no such limit);
+(c) Runstore's native API on the same server, for the same work.
+
+(a) and (b) run the same code (``mlflow_workload`` below) with the stock ``MlflowClient`` in a
+cached virtualenv (``scripts/venv-for.sh mlflow==3.17.2 psycopg2-binary==2.9.13``); (c) runs in
+this checkout's ``.venv``. The workload:
+
+1. ``log_batch`` throughput: 200 batches of 1,000 metrics (two keys, ``loss`` and ``acc``, 500
+   steps each per batch, fixed timestamps) to one run from one sequential client, after one
+   warm-up batch to another run; metrics/s = points / wall time from the first request to the
+   last response (building the ``Metric`` objects is outside the timing, the client's encoding
+   inside). Native: the ``runstore`` client, ``run["metrics/loss"].extend(values, steps,
+   timestamps)`` for the same points, timed from the first call until ``run.wait()`` returns
+   (every point acknowledged by the server); the client forms its own batches.
+2. ``get_metric_history`` of the 100,000-point metric ``loss`` of that run (the client pages by
+   25,000), median of 5 after one warm-up; every point's step checked. Native: ``GET
+   /api/v1/runs/<run>/series/points?path=metrics/loss&limit=100000`` (one request, JSON columns)
+   on the run logged through the MLflow API.
+3. ``search_runs`` over 10,000 runs of one experiment (each run: ``create_run`` with a name and a
+   tag, then one ``log_batch`` of 5 metrics and 5 params, from 8 client threads — the fill time
+   is reported too, not part of the targets), filter ``metrics.accuracy > 0.5 and
+   params.optimizer = 'adam'``, ``order_by=["metrics.accuracy DESC"]``, ``max_results=100``,
+   median of 10 after one warm-up. Native: ``POST /api/v1/runs/query`` with the same filter in the
+   query language, ``sort=["-metrics/accuracy"]``, ``limit=100`` and the runs' 10 metric and param
+   columns, on the same 10,000 runs (those logged through the MLflow API). The accuracies of the
+   100 runs found are checked to be the same list on all three.
+4. Artifact upload of a 100 MB file (random bytes; its first bytes differ per upload, since
+   Runstore stores content once), median of 3: ``MlflowClient.log_artifact`` (one streamed
+   ``PUT`` to the artifact proxy); native: ``POST /api/v1/runs/<run>/uploads`` (multipart,
+   streamed from disk) then a batch op attaching it to the run's file set ``artifacts``.
+
+Prints a table: the three columns, MLflow / Runstore-MLflow (> 1: Runstore faster) and
+Runstore-MLflow / native (≤ 2 is the target). Raw results go to ``bench/results/mlflow-api.json``.
+``--quick`` (smoke run, ~3 min): 20 batches, 500 runs, 10 MB, fewer repeats. The full run takes
+about 10-15 minutes on 2 cores. Servers and databases are removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import importlib.util
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+# This file is named mlflow.py: keep its directory off sys.path so ``import mlflow`` finds the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
+_spec = importlib.util.spec_from_file_location("bench_common", BENCH_DIR / "common.py")
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+MLFLOW_REQUIREMENTS = ["mlflow==3.17.2", "psycopg2-binary==2.9.13"]
+MLFLOW_DB = "mlflow_mlbench"
+RUNSTORE_DB = "runstore_mlbench"
+T0_MS = 1_700_000_000_000
+FILTER = "metrics.accuracy > 0.5 and params.optimizer = 'adam'"
+ORDER_BY = ["metrics.accuracy DESC"]
+NATIVE_QUERY = 'metrics/accuracy > 0.5 and parameters/optimizer = "adam"'
+METRICS = ["accuracy", "loss", "f1", "precision", "recall"]
+PARAMS = ["optimizer", "lr", "batch_size", "layers", "seed"]
+log = common.log
+median = common.median
+
+
+# --- the data, the same in every process ---------------------------------------------------------
+
+
+def batch_points(index: int, size: int) -> list[tuple[str, float, int, int]]:
+    """Batch ``index`` of the throughput workload: (key, value, timestamp_ms, step), two keys."""
+    rng = random.Random(index)
+    half = size // 2
+    out = []
+    for key in ("loss", "acc"):
+        for j in range(half):
+            step = index * half + j
+            out.append((key, rng.gauss(1.0, 0.25), T0_MS + step * 10, step))
+    return out
+
+
+def search_run(i: int) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+    """Metrics, params and tags of the ``i``-th run of the search workload."""
+    rng = random.Random(i)
+    metrics = {key: rng.random() for key in METRICS}
+    params = {
+        "optimizer": ("adam", "sgd", "rmsprop")[i % 3],
+        "lr": str(rng.choice([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])),
+        "batch_size": str(rng.choice([16, 32, 64, 128])),
+        "layers": str(rng.randint(2, 12)),
+        "seed": str(i),
+    }
+    return metrics, params, {"team": ("vision", "nlp", "speech", "rl")[i % 4]}
+
+
+def expected_search(runs: int) -> list[float]:
+    """The accuracies ``search_runs`` must return, in order."""
+    found = []
+    for i in range(runs):
+        metrics, params, _ = search_run(i)
+        if metrics["accuracy"] > 0.5 and params["optimizer"] == "adam":
+            found.append(metrics["accuracy"])
+    return sorted(found, reverse=True)[:100]
+
+
+def artifact_file(directory: Path, megabytes: int) -> Path:
+    path = directory / "model.bin"
+    chunk = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(megabytes):
+            f.write(chunk)
+    return path
+
+
+def retag(path: Path, tag: str) -> None:
+    """Make the file's content unique to this upload (Runstore stores identical bytes once)."""
+    with open(path, "r+b") as f:
+        f.write(tag.encode().ljust(64, b"\0"))
+
+
+# --- (a) and (b): the MLflow client workload (runs in the mlflow virtualenv) ---------------------
+
+
+def mlflow_workload(url: str, opts: dict) -> dict:
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    out: dict = {}
+    suffix = uuid.uuid4().hex[:8]
+
+    # 1. log_batch throughput
+    exp = client.create_experiment(f"bench-log-{suffix}")
+    warm = client.create_run(exp, run_name="warm-up").info.run_id
+    client.log_batch(warm, metrics=[Metric(k, v, t, s) for k, v, t, s in batch_points(10**6, opts["batch"])])
+    run_id = client.create_run(exp, run_name="throughput").info.run_id
+    batches = [[Metric(k, v, t, s) for k, v, t, s in batch_points(b, opts["batch"])] for b in range(opts["batches"])]
+    latencies = []
+    start = time.perf_counter()
+    for metrics in batches:
+        t = time.perf_counter()
+        client.log_batch(run_id, metrics=metrics)
+        latencies.append(time.perf_counter() - t)
+    wall = time.perf_counter() - start
+    points = opts["batches"] * opts["batch"]
+    out["log"] = {"points": points, "wall_s": wall, "per_s": points / wall, "batch_median_ms": median(latencies) * 1e3}
+    out["log_run_id"] = run_id
+    log(f"  log_batch: {points / wall:,.0f} metrics/s, median batch {median(latencies) * 1e3:.1f} ms")
+
+    # 2. get_metric_history
+    expected = opts["batches"] * (opts["batch"] // 2)
+    times = []
+    for r in range(opts["history_repeats"] + 1):
+        t = time.perf_counter()
+        history = client.get_metric_history(run_id, "loss")
+        elapsed = time.perf_counter() - t
+        steps = sorted(m.step for m in history)
+        if steps != list(range(expected)):
+            raise RuntimeError(f"history of 'loss': {len(steps)} points, expected steps 0..{expected - 1}")
+        if r:
+            times.append(elapsed)
+    out["history"] = {"points": expected, "median_s": median(times), "times_s": times}
+    log(f"  get_metric_history ({expected:,} points): {median(times) * 1e3:.0f} ms")
+
+    # 3. search_runs over many runs
+    exp = client.create_experiment(f"bench-search-{suffix}")
+
+    def make(i: int) -> str:
+        metrics, params, tags = search_run(i)
+        rid = client.create_run(exp, start_time=T0_MS + i, run_name=f"run-{i:05d}", tags=tags).info.run_id
+        client.log_batch(
+            rid,
+            metrics=[Metric(k, v, T0_MS + i, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        return rid
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(opts["threads"]) as pool:
+        run_ids = list(pool.map(make, range(opts["runs"])))
+    fill = time.perf_counter() - start
+    log(
+        f"  filled {opts['runs']:,} runs in {fill:.1f} s ({opts['runs'] / fill:,.0f} runs/s, {opts['threads']} threads)"
+    )
+    times, found = [], []
+    for r in range(opts["search_repeats"] + 1):
+        t = time.perf_counter()
+        page = client.search_runs([exp], FILTER, order_by=ORDER_BY, max_results=100)
+        elapsed = time.perf_counter() - t
+        found = [run.data.metrics["accuracy"] for run in page]
+        if found != expected_search(opts["runs"]) or any(len(run.data.params) != len(PARAMS) for run in page):
+            raise RuntimeError(f"search_runs found {len(found)} runs, not the expected ones (or incomplete params)")
+        if r:
+            times.append(elapsed)
+    out["fill"] = {"runs": opts["runs"], "wall_s": fill, "per_s": opts["runs"] / fill, "threads": opts["threads"]}
+    out["search"] = {"runs": opts["runs"], "median_s": median(times), "times_s": times, "accuracies": found}
+    out["search_experiment_id"] = exp
+    out["search_run_id"] = run_ids[0]
+    log(f"  search_runs: {median(times) * 1e3:.1f} ms")
+
+    # 4. artifact upload
+    tmp = Path(tempfile.mkdtemp(prefix="mlflow-api-bench-"))
+    try:
+        path = artifact_file(tmp, opts["artifact_mb"])
+        run_id = client.create_run(exp, run_name="artifacts").info.run_id
+        times = []
+        for r in range(opts["upload_repeats"]):
+            retag(path, f"{url} {run_id} {r}")
+            t = time.perf_counter()
+            client.log_artifact(run_id, str(path), artifact_path=f"upload-{r}")
+            times.append(time.perf_counter() - t)
+        listed = client.list_artifacts(run_id, f"upload-{opts['upload_repeats'] - 1}")
+        if [f.file_size for f in listed] != [opts["artifact_mb"] << 20]:
+            raise RuntimeError(f"artifact listing after the upload: {listed}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out["upload"] = {"megabytes": opts["artifact_mb"], "median_s": median(times), "times_s": times}
+    log(f"  log_artifact ({opts['artifact_mb']} MB): {median(times):.2f} s")
+    client.set_terminated(out["log_run_id"])
+    return out
+
+
+def run_mlflow_client(python: Path, url: str, opts: dict, token: str | None = None) -> dict:
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
+    env.pop("MLFLOW_TRACKING_TOKEN", None)
+    if token:
+        env["MLFLOW_TRACKING_TOKEN"] = token
+    out = subprocess.run(
+        [str(python), __file__, "--client", url, "--opts", json.dumps(opts)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- (c): the native API (runs in this checkout's .venv) -------------------------------------------
+
+
+class StreamedMultipart:
+    """A ``multipart/form-data`` body with one file part, read from disk as requests sends it."""
+
+    def __init__(self, path: Path):
+        boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self.head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.file = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        self.size = os.fstat(self.file.fileno()).st_size
+        self.parts = [self.head, None, self.tail]
+
+    def __len__(self) -> int:
+        return len(self.head) + self.size + len(self.tail)
+
+    def read(self, n: int = -1) -> bytes:
+        while self.parts:
+            if self.parts[0] is None:
+                chunk = self.file.read(n if n and n > 0 else 1 << 20)
+                if chunk:
+                    return chunk
+                self.parts.pop(0)
+                continue
+            return self.parts.pop(0)
+        return b""
+
+
+def native_workload(server, opts: dict, via_mlflow: dict) -> dict:
+    import runstore
+
+    out: dict = {}
+    session = server.session()
+    api = server.url + "/api/v1"
+
+    # 1. throughput with the runstore client
+    kwargs = {
+        "api_token": server.token,
+        "url": server.url,
+        "capture_stdout": False,
+        "capture_stderr": False,
+        "capture_hardware_metrics": False,
+        "capture_source": False,
+        "capture_environment": False,
+    }
+    warm = runstore.init_run(project="bench/native", name="warm-up", **kwargs)
+    warm["metrics/loss"].extend([v for _, v, _, _ in batch_points(10**6, opts["batch"])])
+    warm.stop()
+    series = []
+    for b in range(opts["batches"]):
+        points = batch_points(b, opts["batch"])
+        for key in ("loss", "acc"):
+            mine = [p for p in points if p[0] == key]
+            series.append((f"metrics/{key}", [p[1] for p in mine], [p[3] for p in mine], [p[2] / 1000 for p in mine]))
+    run = runstore.init_run(project="bench/native", name="throughput", **kwargs)
+    start = time.perf_counter()
+    for path, values, steps, timestamps in series:
+        run[path].extend(values, steps=steps, timestamps=timestamps)
+    if not run.wait(timeout=600):
+        raise RuntimeError("the runstore client did not get every point acknowledged")
+    wall = time.perf_counter() - start
+    run.stop()
+    points = opts["batches"] * opts["batch"]
+    out["log"] = {"points": points, "wall_s": wall, "per_s": points / wall}
+    log(f"  client extend until acknowledged: {points / wall:,.0f} metrics/s")
+
+    # 2. the series of the run logged through the MLflow API
+    ref = str(uuid.UUID(via_mlflow["log_run_id"]))
+    expected = via_mlflow["history"]["points"]
+    times = []
+    for r in range(opts["history_repeats"] + 1):
+        t = time.perf_counter()
+        response = session.get(f"{api}/runs/{ref}/series/points", params={"path": "metrics/loss", "limit": 100_000})
+        response.raise_for_status()
+        data = response.json()
+        elapsed = time.perf_counter() - t
+        if data["steps"] != list(range(expected)) or data["next_after_step"] is not None:
+            raise RuntimeError(f"series/points: {len(data['steps'])} points, expected {expected}")
+        if r:
+            times.append(elapsed)
+    out["history"] = {"points": expected, "median_s": median(times), "times_s": times}
+    log(f"  series/points ({expected:,} points): {median(times) * 1e3:.0f} ms")
+
+    # 3. the query endpoint on the runs made through the MLflow API
+    response = session.get(f"{api}/runs/{uuid.UUID(via_mlflow['search_run_id'])}/")
+    response.raise_for_status()
+    project = response.json()["project"]
+    body = {
+        "project": project,
+        "query": NATIVE_QUERY,
+        "sort": ["-metrics/accuracy"],
+        "columns": ["sys/id", "sys/name"] + [f"metrics/{k}" for k in METRICS] + [f"parameters/{k}" for k in PARAMS],
+        "limit": 100,
+    }
+    times = []
+    for r in range(opts["search_repeats"] + 1):
+        t = time.perf_counter()
+        response = session.post(f"{api}/runs/query", json=body)
+        response.raise_for_status()
+        rows = response.json()["results"]
+        elapsed = time.perf_counter() - t
+        found = [row["fields"]["metrics/accuracy"] for row in rows]
+        found = [f["last"] if isinstance(f, dict) else f for f in found]
+        if found != expected_search(opts["runs"]):
+            raise RuntimeError(f"runs/query found {len(found)} runs, not the expected ones: {rows[:1]}")
+        if r:
+            times.append(elapsed)
+    out["search"] = {"runs": opts["runs"], "median_s": median(times), "times_s": times, "accuracies": found}
+    log(f"  runs/query: {median(times) * 1e3:.1f} ms")
+
+    # 4. upload + attach to the run's file set
+    response = session.post(f"{api}/runs/", json={"project": "bench/native", "name": "artifacts"})
+    response.raise_for_status()
+    ref = response.json()["uuid"]
+    tmp = Path(tempfile.mkdtemp(prefix="runstore-native-bench-"))
+    try:
+        path = artifact_file(tmp, opts["artifact_mb"])
+        times = []
+        for r in range(opts["upload_repeats"]):
+            retag(path, f"native {ref} {r}")
+            t = time.perf_counter()
+            body = StreamedMultipart(path)
+            try:
+                response = session.post(
+                    f"{api}/runs/{ref}/uploads", data=body, headers={"Content-Type": body.content_type}
+                )
+            finally:
+                body.file.close()
+            response.raise_for_status()
+            sha256 = response.json()["sha256"]
+            op = {
+                "op": "upload_set",
+                "path": "artifacts",
+                "files": [{"relpath": f"upload-{r}/model.bin", "sha256": sha256}],
+            }
+            response = session.post(f"{api}/runs/{ref}/batch", json={"stream": f"bench-{r}", "seq": 0, "ops": [op]})
+            response.raise_for_status()
+            times.append(time.perf_counter() - t)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out["upload"] = {"megabytes": opts["artifact_mb"], "median_s": median(times), "times_s": times}
+    log(f"  uploads + upload_set ({opts['artifact_mb']} MB): {median(times):.2f} s")
+    return out
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+def mlflow_python() -> Path:
+    out = subprocess.run(
+        [str(common.REPO / "scripts" / "venv-for.sh"), *MLFLOW_REQUIREMENTS],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1]) / "bin" / "python"
+
+
+def pg_reset(db: str, create: bool) -> None:
+    if create:
+        common.pg_recreate(db)
+    else:
+        common.pg_drop(db)
+
+
+@contextlib.contextmanager
+def mlflow_server(python: Path, workers: int):
+    tmp = Path(tempfile.mkdtemp(prefix="mlflow-api-server-"))
+    pg_reset(MLFLOW_DB, create=True)
+    store = f"postgresql+psycopg2://{common.PG_USER}:{common.PG_PASSWORD}@{common.PG_HOST}:{common.PG_PORT}/{MLFLOW_DB}"
+    port = common.free_port()
+    url = f"http://127.0.0.1:{port}"
+    logf = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
+    cmd = [str(python.parent / "mlflow"), "server", "--backend-store-uri", store, "--serve-artifacts"]
+    cmd += ["--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        common.wait_http(url + "/health", timeout=300, proc=proc)
+        time.sleep(3)  # let the workers finish importing before timing
+        yield url
+    except BaseException:
+        logf.flush()
+        sys.stderr.write((tmp / "server.log").read_text()[-3000:])
+        raise
+    finally:
+        common.stop_process(proc)
+        logf.close()
+        pg_reset(MLFLOW_DB, create=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def runstore_server(source: str, workers: int, threads: int):
+    server = common.RunstoreServer("postgres", workers=workers, threads=threads, source=source, pg_db=RUNSTORE_DB)
+    server.env.update(
+        {
+            "RUNSTORE_TIMESCALEDB": "required",
+            "RUNSTORE_QUOTA_REQUESTS_PER_SECOND": "100000",
+            "RUNSTORE_QUOTA_BURST": "100000",
+        }
+    )
+    try:
+        server.__enter__()
+        yield server
+    finally:
+        server.__exit__(None, None, None)
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def table(results: dict, opts: dict) -> str:
+    a, b, c = results["mlflow_server"], results["runstore_mlflow"], results["runstore_native"]
+
+    def rate(x):
+        return f"{x['per_s']:,.0f}/s"
+
+    def ms(x):
+        return f"{x['median_s'] * 1e3:,.1f} ms"
+
+    def sec(x):
+        return f"{x['median_s']:.2f} s"
+
+    rows = [
+        (
+            f"log_batch, {opts['batches']} x {opts['batch']:,} metrics (metrics/s)",
+            a["log"],
+            b["log"],
+            c["log"],
+            rate,
+            "rate",
+        ),
+        (
+            f"get_metric_history, {a['history']['points']:,} points",
+            a["history"],
+            b["history"],
+            c["history"],
+            ms,
+            "time",
+        ),
+        (f"search_runs over {opts['runs']:,} runs, top 100", a["search"], b["search"], c["search"], ms, "time"),
+        (f"artifact upload, {opts['artifact_mb']} MB", a["upload"], b["upload"], c["upload"], sec, "time"),
+        (f"fill: {opts['runs']:,} runs, {opts['threads']} threads (runs/s)", a["fill"], b["fill"], None, rate, "rate"),
+    ]
+    lines = [
+        "| workload | MLflow server | Runstore MLflow API | Runstore native | MLflow / Runstore-MLflow | Runstore-MLflow / native |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, x, y, z, fmt, kind in rows:
+        if kind == "rate":
+            speedup = y["per_s"] / x["per_s"]
+            overhead = z["per_s"] / y["per_s"] if z else None
+        else:
+            speedup = x["median_s"] / y["median_s"]
+            overhead = y["median_s"] / z["median_s"] if z else None
+        lines.append(
+            f"| {name} | {fmt(x)} | {fmt(y)} | {fmt(z) if z else '-'} | {speedup:.2f}x | "
+            f"{f'{overhead:.2f}x' if overhead is not None else '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: 20 batches, 500 runs, 10 MB, fewer repeats")
+    p.add_argument("--batches", type=int, default=200)
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--runs", type=int, default=10_000)
+    p.add_argument("--threads", type=int, default=8, help="client threads that fill the search runs")
+    p.add_argument("--artifact-mb", type=int, default=100)
+    p.add_argument("--search-repeats", type=int, default=10)
+    p.add_argument("--history-repeats", type=int, default=5)
+    p.add_argument("--upload-repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="server processes (mlflow server and gunicorn)")
+    p.add_argument("--gunicorn-threads", type=int, default=2)
+    p.add_argument("--source", default=None, help="server code: a git revision (default HEAD) or 'worktree'")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--client", help=argparse.SUPPRESS)
+    p.add_argument("--opts", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.client:  # inside the mlflow virtualenv: the MLflow client workload, one JSON line out
+        print(json.dumps(mlflow_workload(args.client, json.loads(args.opts))))
+        return {}
+    if args.quick:
+        args.batches, args.runs, args.artifact_mb = 20, 500, 10
+        args.search_repeats, args.history_repeats, args.upload_repeats = 3, 2, 1
+    opts = {
+        k: getattr(args, k)
+        for k in (
+            "batches",
+            "batch",
+            "runs",
+            "threads",
+            "artifact_mb",
+            "search_repeats",
+            "history_repeats",
+            "upload_repeats",
+        )
+    }
+    source = common.resolve_source(args.source)
+    meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_before": loadavg(), "opts": opts}
+    python = mlflow_python()
+    results: dict = {}
+    home = Path(tempfile.mkdtemp(prefix="runstore-client-home-"))
+    os.environ["RUNSTORE_HOME"] = str(home)  # the native client's disk queue, outside the checkout
+    start = time.monotonic()
+    try:
+        log(f"(a) mlflow server --workers {args.workers}, PostgreSQL store, --serve-artifacts")
+        with mlflow_server(python, args.workers) as url:
+            results["mlflow_server"] = run_mlflow_client(python, url, opts)
+        meta["load_mid"] = loadavg()
+        log(f"(b) Runstore {source}, gunicorn -w {args.workers} --threads {args.gunicorn_threads}, PostgreSQL")
+        with runstore_server(source, args.workers, args.gunicorn_threads) as server:
+            meta["runstore"] = server.source
+            results["runstore_mlflow"] = run_mlflow_client(python, server.url, opts, token=server.token)
+            server.wait_tasks()
+            log("(c) Runstore native API")
+            results["runstore_native"] = native_workload(server, opts, results["runstore_mlflow"])
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    meta["load_after"] = loadavg()
+    meta["minutes"] = (time.monotonic() - start) / 60
+    meta["mlflow"] = MLFLOW_REQUIREMENTS[0]
+    found = {k: [round(x, 9) for x in v["search"]["accuracies"]] for k, v in results.items()}
+    meta["search_results_agree"] = len({json.dumps(v) for v in found.values()}) == 1
+    results["meta"] = meta
+    common.save_result("mlflow-api", results)
+    print(
+        f"\nMLflow workload, {meta['started']}, {meta['mlflow']} server and client, Runstore {meta['runstore']}; "
+        f"load average {meta['load_before']} / {meta['load_mid']} / {meta['load_after']} (before / between / after); "
+        f"{meta['minutes']:.1f} min; search results identical on all three: {meta['search_results_agree']}\n"
+    )
+    print(table(results, opts))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
