@@ -131,7 +131,7 @@ class WorkspaceRoleForm(forms.Form):
     role = forms.ChoiceField(choices=WorkspaceRole.choices)
 
 
-def project_role_choices(project) -> list[tuple[str, str]]:
+def project_role_choices(project) -> list[tuple[str, list[tuple[str, str]]]]:
     builtin = [(f"role:{value}", label) for value, label in ProjectRole.choices]
     custom = [
         (f"custom:{role.pk}", f"{role.name} ({', '.join(role.actions)})")

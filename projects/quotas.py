@@ -210,7 +210,7 @@ def usage_report(workspace: Workspace) -> list[dict]:
     """Usage against each quota, for the workspace page and admin: name, used, limit, percent."""
     effective = limits(workspace)
     projects = list(Project.objects.filter(workspace=workspace).values_list("pk", flat=True))
-    rows = [
+    rows: list[dict] = [
         {"quota": "storage_bytes", "label": "Storage", "used": used_bytes(workspace), "limit": effective.storage_bytes},
         {"quota": "projects", "label": "Projects", "used": len(projects), "limit": effective.projects},
     ]

@@ -108,7 +108,9 @@ def _sync_workspace(workspace: Workspace, principal) -> None:
 
 
 def grant_actions(grant: ProjectGrant) -> tuple[str, ...]:
-    return tuple(grant.custom_role.actions) if grant.custom_role_id else permissions.PROJECT_ROLES[grant.role]
+    if grant.custom_role is not None:
+        return tuple(grant.custom_role.actions)
+    return permissions.PROJECT_ROLES[grant.role]
 
 
 def _sync_project(project: Project, principal) -> None:
@@ -253,7 +255,9 @@ def _set_grant(
         and not _project_owners_left(project, without=principal)
     ):
         raise ValidationError({"role": f"{_name(principal)} is the last owner of {project.full_name}"})
-    previous = (existing.custom_role.name if existing.custom_role_id else existing.role) if existing else None
+    previous = None
+    if existing is not None:
+        previous = existing.custom_role.name if existing.custom_role is not None else existing.role
     unchanged = existing is not None and (existing.role, existing.custom_role_id) == (
         role,
         custom_role.pk if custom_role else None,
@@ -290,7 +294,7 @@ def remove_project_grant(project: Project, principal, *, deny: bool = False, by=
         actor=by,
         project=project,
         target=principal,
-        details={"role": grant.role or (grant.custom_role.name if grant.custom_role_id else ""), "deny": deny},
+        details={"role": grant.role or (grant.custom_role.name if grant.custom_role is not None else ""), "deny": deny},
     )
 
 
@@ -411,7 +415,7 @@ def create_service_account(
         raise ValidationError({"username": f"user {username!r} already exists"})
     user = User(username=username, is_active=True)
     user.set_unusable_password()
-    user._runstore_service_account = True  # no personal workspace (projects.signals)
+    user._runstore_service_account = True  # type: ignore[attr-defined]  # no personal workspace (projects.signals)
     user.save()
     account = ServiceAccount.objects.create(user=user, workspace=workspace, description=description, created_by=by)
     audit.record("service_account.created", actor=by, workspace=workspace, target=user, details={"role": role})

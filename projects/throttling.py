@@ -248,7 +248,8 @@ def buckets_for(request, view) -> list[Bucket]:
     if not getattr(user, "is_authenticated", False):
         return []
     token = request.auth if hasattr(request.auth, "prefix") else None
-    binding = permissions.token_limits(user).workspace_id if token is not None else None
+    limits = permissions.token_limits(user) if token is not None else None
+    binding = limits.workspace_id if limits is not None else None
     workspace_id, slug, effective = quotas.rate_limits(
         workspace_id=binding, slug=None if binding else _workspace_slug(view)
     )

@@ -1,7 +1,10 @@
 """Shared pieces of the server-rendered UI."""
 
+from typing import Any
+
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 from django.utils.decorators import method_decorator
 from django.views.decorators.vary import vary_on_headers
 
@@ -22,6 +25,11 @@ class ScopedUIViewMixin(LoginRequiredMixin):
     every method, and a view that declares none fails instead of showing unscoped data.
     ``get_queryset()`` returns that scope.
     """
+
+    # set by Django's View.setup(); declared for the mixins built on this one
+    request: HttpRequest
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
 
     def scoped_queryset(self):
         raise ImproperlyConfigured(f"{type(self).__name__} must define scoped_queryset() using .for_user()")
