@@ -135,13 +135,27 @@ def build(cell: Cell) -> None:
         cell.build_seconds = time.monotonic() - started
 
 
+def prune(days: float = 30) -> None:
+    """Remove the matrix's virtualenvs that no run used for ``days`` (old pins leave them behind)."""
+    limit = time.time() - days * 86400
+    for marker in CACHE.glob("*/.matrix-last-used"):
+        if marker.stat().st_mtime < limit:
+            shutil.rmtree(marker.parent, ignore_errors=True)
+
+
 def install_client(cell: Cell) -> None:
     """This checkout's client, editable, into the cached virtualenv (its dependencies are already there)."""
-    subprocess.run(
-        [UV, "pip", "install", "--quiet", "--no-deps", "--python", str(cell.python), "-e", str(CLIENT)],
-        check=True,
-        env=uv_env(),
-    )
+    (cell.venv / ".matrix-last-used").touch()
+    # Installed already from this checkout with this pyproject.toml (the extras' ranges): nothing to do.
+    stamp = f"{CLIENT}\n{hashlib.sha256((CLIENT / 'pyproject.toml').read_bytes()).hexdigest()}\n"
+    marker = cell.venv / ".matrix-client"
+    if not (marker.exists() and marker.read_text() == stamp):
+        subprocess.run(
+            [UV, "pip", "install", "--quiet", "--no-deps", "--python", str(cell.python), "-e", str(CLIENT)],
+            check=True,
+            env=uv_env(),
+        )
+        marker.write_text(stamp)
     if cell.extra:
         subprocess.run([str(cell.python), "-c", EXTRA_CHECK, cell.extra], check=True)
 
@@ -240,6 +254,8 @@ def main() -> int:
                 continue
             cell.result = "built"
     built = time.monotonic()
+    if not args.frameworks and not args.edge:
+        prune()
 
     if not args.build_only:
         Server = load_server_class()
