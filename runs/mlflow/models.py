@@ -1,6 +1,7 @@
 """What MLflow keeps that a project or a run has no place for: an experiment's name, lifecycle and
 tags, and the exact metric history (MLflow allows any number of points per step, in any order)."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -52,3 +53,30 @@ class LatestMetric(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="mlflow_latest_metric_unique")]
+
+
+class LoggedModel(models.Model):
+    """An MLflow 3 logged model. Its files live on its source run, in the file set ``models/<folder>/files``
+    beside the field ``models/<folder>/model_id`` (``folder`` is the model's name, made unique in the run)."""
+
+    model_id = models.CharField(max_length=40, primary_key=True)  # "m-" and 32 hex digits, as MLflow's
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    folder = models.CharField(max_length=128, blank=True)
+    name = models.CharField(max_length=250)
+    model_type = models.CharField(max_length=250, blank=True)
+    status = models.CharField(max_length=40, default="LOGGED_MODEL_PENDING")
+    status_message = models.TextField(blank=True)
+    creator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=list, blank=True)  # MLflow Metric dicts linked to the model
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "name"]), models.Index(fields=["run", "folder"])]
+
+    def __str__(self):
+        return f"{self.name} ({self.model_id})"

@@ -12,6 +12,7 @@ import posixpath
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
+from django.http import HttpResponseBase
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -25,7 +26,7 @@ from ..downloads import ranged_response
 from ..models import AttributeType, FileEntry
 from ..paths import relpath_error
 from ..storage import open_blob
-from . import experiments, tracking
+from . import experiments, logged_models, tracking
 from .errors import MlflowError, invalid, not_found
 from .filters import page_offset, page_token
 
@@ -206,7 +207,10 @@ def runs_log_metric(request, body):
     metric = {k: body.get(k) for k in ("key", "value", "timestamp", "step")}
     if "value" not in body:
         raise invalid("Missing value for required parameter 'value'")
-    tracking.log_batch(request.user, _run(request, body), metrics=[metric])
+    run = _run(request, body)
+    tracking.log_batch(request.user, run, metrics=[metric])
+    linked = {k: body.get(k) for k in ("model_id", "dataset_name", "dataset_digest")}
+    logged_models.record_metrics(request.user, run, [{**metric, **linked}])
     return {}
 
 
@@ -216,6 +220,12 @@ def runs_log_batch(request, body):
         raise invalid(f"Batched logging API requests must be at most {MAX_BATCH_BODY} bytes, got {size}")
     run = _run(request, body)
     tracking.log_batch(request.user, run, metrics=body.get("metrics"), params=body.get("params"), tags=body.get("tags"))
+    logged_models.record_metrics(request.user, run, body.get("metrics"))
+    return {}
+
+
+def runs_log_outputs(request, body):
+    logged_models.log_outputs(request.user, _run(request, body), body.get("models") or [])
     return {}
 
 
@@ -254,12 +264,75 @@ def artifacts_list(request, body):
     return {"root_uri": tracking.run_info(run)["artifact_uri"], "files": _list_files(run, body.get("path") or "")}
 
 
+def logged_models_create(request, body):
+    return {"model": logged_models.to_dict(logged_models.create(request.user, body))}
+
+
 def logged_models_search(request, body):
-    # Logged models (MLflow 3) are not stored yet: every search finds none, which the client takes
-    # as "no model of this run" (download_artifacts asks before reading a run's artifacts).
-    for experiment_id in body.get("experiment_ids") or []:
-        experiments.get(request.user, experiment_id)
-    return {"models": []}
+    models, token = logged_models.search(request.user, body)
+    answer: dict = {"models": models}
+    if token:
+        answer["next_page_token"] = token
+    return answer
+
+
+# Handlers of one logged model: (request, body, model_id, rest of the path) -> JSON-able dict.
+
+
+def logged_model_get(request, body, model_id, rest):
+    allow_deleted = str(body.get("allow_deleted", "")).lower() == "true"
+    return {"model": logged_models.to_dict(logged_models.get(request.user, model_id, allow_deleted=allow_deleted))}
+
+
+def logged_model_finalize(request, body, model_id, rest):
+    return {"model": logged_models.to_dict(logged_models.finalize(request.user, model_id, body.get("status")))}
+
+
+def logged_model_delete(request, body, model_id, rest):
+    logged_models.delete(request.user, model_id)
+    return {}
+
+
+def logged_model_set_tags(request, body, model_id, rest):
+    logged_models.set_tags(request.user, model_id, body.get("tags"))
+    return {}
+
+
+def logged_model_delete_tag(request, body, model_id, rest):
+    logged_models.delete_tag(request.user, model_id, rest)
+    return {}
+
+
+def logged_model_log_params(request, body, model_id, rest):
+    logged_models.log_params(request.user, model_id, body.get("params"))
+    return {}
+
+
+def logged_model_list_artifacts(request, body, model_id, rest):
+    model = logged_models.get(request.user, model_id)
+    relpath = _checked_relpath(body.get("artifact_directory_path") or "")
+    files = _list_files(logged_models.require_files(model), relpath, logged_models.files_path(model))
+    return {"root_uri": logged_models.artifact_uri(model), "files": files}
+
+
+def logged_model_download(request, body, model_id, rest):
+    model = logged_models.get(request.user, model_id)
+    relpath = _checked_relpath(body.get("artifact_file_path") or "")
+    if not relpath:
+        raise MlflowError("BAD_REQUEST", 'Request must include the "artifact_file_path" query parameter.')
+    return _download(request, logged_models.require_files(model), logged_models.files_path(model), relpath)
+
+
+MODEL_HANDLERS = {
+    ("GET", ""): logged_model_get,
+    ("PATCH", ""): logged_model_finalize,
+    ("DELETE", ""): logged_model_delete,
+    ("PATCH", "tags"): logged_model_set_tags,
+    ("DELETE", "tags/"): logged_model_delete_tag,
+    ("POST", "params"): logged_model_log_params,
+    ("GET", "artifacts/directories"): logged_model_list_artifacts,
+    ("GET", "artifacts/files"): logged_model_download,
+}
 
 
 HANDLERS = {
@@ -289,9 +362,24 @@ HANDLERS = {
     ("GET", "runs/search"): runs_search,
     ("GET", "metrics/get-history"): metrics_get_history,
     ("GET", "artifacts/list"): artifacts_list,
+    ("POST", "runs/outputs"): runs_log_outputs,
+    ("POST", "logged-models"): logged_models_create,
     ("POST", "logged-models/search"): logged_models_search,
 }
-WRITES = {"POST"}
+WRITES = {"POST", "PATCH", "DELETE"}
+
+
+def _model_handler(method: str, endpoint: str):
+    """``(handler, model_id, rest)`` for ``logged-models/<model_id>[/...]``, or None."""
+    head, _, tail = endpoint.partition("/")
+    if head != "logged-models" or not tail or tail == "search":
+        return None
+    model_id, _, rest = tail.partition("/")
+    if rest.startswith("tags/") and len(rest) > len("tags/"):
+        handler = MODEL_HANDLERS.get((method, "tags/"))
+        return (handler, model_id, rest[len("tags/") :]) if handler else None
+    handler = MODEL_HANDLERS.get((method, rest))
+    return (handler, model_id, rest) if handler else None
 
 
 class MlflowApiView(MlflowView):
@@ -300,6 +388,10 @@ class MlflowApiView(MlflowView):
     def _dispatch(self, request, endpoint: str):
         endpoint = endpoint.strip("/")
         handler = HANDLERS.get((request.method, endpoint))
+        model_route = None if handler else _model_handler(request.method, endpoint)
+        if model_route is not None:
+            model_handler, model_id, rest = model_route
+            handler = lambda request, body: model_handler(request, body, model_id, rest)  # noqa: E731
         if handler is None:
             if any(e == endpoint for _, e in HANDLERS):
                 raise MlflowError("ENDPOINT_NOT_FOUND", f"{request.method} is not allowed on {endpoint}", status=405)
@@ -310,7 +402,7 @@ class MlflowApiView(MlflowView):
                 answer = handler(request, body)
         else:
             answer = handler(request, body)
-        return Response(answer)
+        return answer if isinstance(answer, HttpResponseBase) else Response(answer)
 
     def get(self, request, endpoint):
         return self._dispatch(request, endpoint)
@@ -325,30 +417,46 @@ class MlflowApiView(MlflowView):
         return self._dispatch(request, endpoint)
 
 
-# --- the artifact proxy: /api/2.0/mlflow-artifacts/artifacts/<experiment_id>/<run_id>/artifacts/<path> ---
+# --- the artifact proxy: /api/2.0/mlflow-artifacts/artifacts/<experiment_id>/<run_id>/artifacts/<path>
+# and, for logged models, .../<experiment_id>/models/<model_id>/artifacts/<path> ---------------------
 
 
-def _split_artifact_path(path: str):
-    """``(run_id, relative path)`` of ``<experiment_id>/<run_id>/artifacts[/<path>]``."""
-    parts = [p for p in (path or "").strip("/").split("/") if p]
-    if len(parts) < 3 or parts[2] != "artifacts" or not parts[0].isdigit():
-        raise not_found(f"No artifact at {path!r}: paths look like <experiment_id>/<run_id>/artifacts/<path>")
-    relpath = "/".join(parts[3:])
+def _checked_relpath(relpath: str) -> str:
+    relpath = (relpath or "").strip("/")
     if relpath and relpath_error(relpath):
         raise invalid(f"Invalid artifact path {relpath!r}: {relpath_error(relpath)}")
-    return parts[1], relpath
+    return relpath
 
 
-def _entries(run):
+def _resolve_artifact_path(user, path: str):
+    """``(run, file set path, relative path)`` of ``<experiment_id>/<run_id>/artifacts[/<path>]`` (the run's
+    artifacts) or ``<experiment_id>/models/<model_id>/artifacts[/<path>]`` (a logged model's files)."""
+    parts = [p for p in (path or "").strip("/").split("/") if p]
+    if len(parts) < 3 or not parts[0].isdigit():
+        parts = []
+    if len(parts) >= 4 and parts[1] == "models" and parts[3] == "artifacts":
+        model = logged_models.get(user, parts[2])
+        relpath = _checked_relpath("/".join(parts[4:]))
+        return logged_models.require_files(model), logged_models.files_path(model), relpath
+    if len(parts) < 3 or parts[2] != "artifacts":
+        raise not_found(
+            f"No artifact at {path!r}: paths look like <experiment_id>/<run_id>/artifacts/<path> "
+            "or <experiment_id>/models/<model_id>/artifacts/<path>"
+        )
+    relpath = _checked_relpath("/".join(parts[3:]))
+    return tracking.get_run(user, parts[1]), tracking.ARTIFACTS_PATH, relpath
+
+
+def _entries(run, files_path: str = tracking.ARTIFACTS_PATH):
     return FileEntry.objects.filter(
-        attribute__run=run, attribute__path=tracking.ARTIFACTS_PATH, attribute__type=AttributeType.FILE_SET
+        attribute__run=run, attribute__path=files_path, attribute__type=AttributeType.FILE_SET
     )
 
 
-def _list_files(run, relpath: str) -> list[dict]:
+def _list_files(run, relpath: str, files_path: str = tracking.ARTIFACTS_PATH) -> list[dict]:
     relpath = relpath.strip("/")
     prefix = f"{relpath}/" if relpath else ""
-    entries = _entries(run)
+    entries = _entries(run, files_path)
     if relpath and entries.filter(relpath=relpath).exists():
         return []  # a file is not a directory: MLflow's own stores list nothing under it
     files, dirs = [], set()
@@ -362,48 +470,46 @@ def _list_files(run, relpath: str) -> list[dict]:
     return sorted([{"path": d, "is_dir": True} for d in dirs] + files, key=lambda f: f["path"])
 
 
+def _download(request, run, files_path: str, relpath: str):
+    entry = _entries(run, files_path).filter(relpath=relpath).select_related("blob").first() if relpath else None
+    if entry is None:
+        raise not_found(f"No artifact at {relpath!r} in run {run.uuid.hex}")
+    return ranged_response(
+        request,
+        open_blob(entry.blob.storage_key),
+        size=entry.size,
+        content_type="application/octet-stream",
+        filename=posixpath.basename(relpath),
+    )
+
+
 class ArtifactView(MlflowView):
-    """Upload (PUT), download (GET) and list (GET without a file path, or ``?path=``) a run's artifacts."""
+    """Upload (PUT), download (GET) and list (GET without a file path, or ``?path=``) a run's artifacts
+    and a logged model's files."""
 
     def get(self, request, artifact_path=""):
         if not artifact_path:
-            run_id, relpath = _split_artifact_path(request.query_params.get("path", ""))
-            run = tracking.get_run(request.user, run_id)
-            return Response({"files": _list_files(run, relpath)})
-        run_id, relpath = _split_artifact_path(artifact_path)
-        run = tracking.get_run(request.user, run_id)
-        entry = _entries(run).filter(relpath=relpath).select_related("blob").first() if relpath else None
-        if entry is None:
-            listing = _list_files(run, relpath)
-            if listing:
-                return Response({"files": listing})
-            raise not_found(f"No artifact at {relpath!r} in run {run.uuid.hex}")
-        return ranged_response(
-            request,
-            open_blob(entry.blob.storage_key),
-            size=entry.size,
-            content_type="application/octet-stream",
-            filename=posixpath.basename(relpath),
-        )
+            run, files_path, relpath = _resolve_artifact_path(request.user, request.query_params.get("path", ""))
+            return Response({"files": _list_files(run, relpath, files_path)})
+        run, files_path, relpath = _resolve_artifact_path(request.user, artifact_path)
+        if relpath and _entries(run, files_path).filter(relpath=relpath).exists():
+            return _download(request, run, files_path, relpath)
+        listing = _list_files(run, relpath, files_path)
+        if listing:
+            return Response({"files": listing})
+        raise not_found(f"No artifact at {relpath!r} in run {run.uuid.hex}")
 
     def put(self, request, artifact_path=""):
-        run_id, relpath = _split_artifact_path(artifact_path)
+        run, files_path, relpath = _resolve_artifact_path(request.user, artifact_path)
         if not relpath:
             raise invalid("an artifact upload needs a file path after 'artifacts/'")
-        run = tracking.get_run(request.user, run_id)
         tracking._require_active(run)
         permissions.require(request.user, "write", run.project)
         uploaded = _read_upload(request, posixpath.basename(relpath))
         try:
             with transaction.atomic():
                 blob = services.store_upload(request.user, run, uploaded)
-                ops = [
-                    {
-                        "op": "upload_set",
-                        "path": tracking.ARTIFACTS_PATH,
-                        "files": [{"relpath": relpath, "sha256": blob.sha256}],
-                    }
-                ]
+                ops = [{"op": "upload_set", "path": files_path, "files": [{"relpath": relpath, "sha256": blob.sha256}]}]
                 tracking._apply(request.user, run, ops)
         finally:
             uploaded.close()

@@ -223,4 +223,49 @@ if MAJOR == 2:
     assert list(loaded.predict(features)) == [0, 0, 1, 1]
     assert "mlflow.log-model.history" in client.get_run(model_run.info.run_id).data.tags
 
+# --- MLflow 3: logged models (autolog, log_model), loaded from models:/ and runs:/ -----------------
+if MAJOR >= 3:
+    import numpy as np
+    from mlflow.entities import LoggedModelStatus
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1])
+    mlflow.sklearn.autolog()
+    with mlflow.start_run(run_name="autolog") as auto_run:
+        LogisticRegression().fit(features, labels)
+    mlflow.sklearn.autolog(disable=True)
+    auto_model = mlflow.last_logged_model()
+    assert auto_model is not None and auto_model.source_run_id == auto_run.info.run_id, auto_model
+    assert auto_model.status == LoggedModelStatus.READY, auto_model.status
+    loaded = mlflow.pyfunc.load_model(f"models:/{auto_model.model_id}")
+    assert list(loaded.predict(features)) == [0, 0, 1, 1]
+
+    with mlflow.start_run(run_name="model") as model_run:
+        mlflow.log_param("C", 1.0)
+        info = mlflow.sklearn.log_model(LogisticRegression(C=1.0).fit(features, labels), name="model")
+        mlflow.log_metric("accuracy", 1.0, model_id=info.model_id)
+    assert info.model_uri == f"models:/{info.model_id}", info.model_uri
+    for uri in (info.model_uri, f"runs:/{model_run.info.run_id}/model"):
+        assert list(mlflow.pyfunc.load_model(uri).predict(features)) == [0, 0, 1, 1], uri
+    model = client.get_logged_model(info.model_id)
+    assert (model.name, model.source_run_id, model.experiment_id) == ("model", model_run.info.run_id, experiment_id)
+    assert model.params["C"] == "1.0" and model.status == LoggedModelStatus.READY, (model.params, model.status)
+    assert [(m.key, m.value) for m in model.metrics] == [("accuracy", 1.0)], model.metrics
+    assert model.artifact_location == f"mlflow-artifacts:/{experiment_id}/models/{info.model_id}/artifacts"
+    assert "MLmodel" in [f.path for f in client.list_logged_model_artifacts(info.model_id)]
+    found = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{model_run.info.run_id}'")
+    assert [m.model_id for m in found] == [info.model_id], found
+    found = client.search_logged_models([experiment_id], filter_string="metrics.accuracy > 0.5")
+    assert [m.model_id for m in found] == [info.model_id], found
+    page = client.search_logged_models([experiment_id], max_results=1)
+    assert len(page) == 1 and page.token, page
+    client.set_logged_model_tags(info.model_id, {"stage": "candidate", "temp": "x"})
+    client.delete_logged_model_tag(info.model_id, "temp")
+    assert client.get_logged_model(info.model_id).tags.get("stage") == "candidate"
+    assert "temp" not in client.get_logged_model(info.model_id).tags
+    client.delete_logged_model(auto_model.model_id)
+    expect_error("RESOURCE_DOES_NOT_EXIST", client.get_logged_model, auto_model.model_id)
+    remaining = client.search_logged_models([experiment_id])
+    assert [m.model_id for m in remaining] == [info.model_id], remaining
+
 print(f"workflow ok (mlflow {VERSION})")
