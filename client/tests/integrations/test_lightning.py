@@ -119,3 +119,31 @@ def test_lightning_logger_writes_into_a_run_given_to_it(init_kwargs, read_run, t
     assert read["notes"].fetch() == "mine"
     assert len(read["fit/metrics/train_loss"].fetch_values()) == 4
     assert not read.exists("fit/model/checkpoints")
+
+
+class Diverging(TinyRegressor):
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 2:
+            raise FloatingPointError("loss is nan")
+        return super().training_step(batch, batch_idx)
+
+
+def test_lightning_logger_marks_the_run_failed_when_training_fails(init_kwargs, read_run, tmp_path):
+    logger = RunstoreLogger(**init_kwargs)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=logger,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    train, _ = loaders()
+    with pytest.raises(FloatingPointError):
+        trainer.fit(Diverging(), train)
+    run_id = logger.version
+    logger.run.stop()
+    run = read_run(run_id)
+    assert run["sys/state"].fetch() == "failed"
+    assert len(run["training/metrics/train_loss"].fetch_values()) == 2
