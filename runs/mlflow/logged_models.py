@@ -184,7 +184,7 @@ def create(user, body: dict) -> LoggedModel:
 def _for_write(user, model_id) -> LoggedModel:
     model = get(user, model_id)
     permissions.require(user, "write", model.project)
-    return LoggedModel.objects.select_for_update().select_related("run", "project").get(pk=model.pk)
+    return LoggedModel.objects.select_for_update(of=("self",)).select_related("run", "project").get(pk=model.pk)
 
 
 def _touch(model: LoggedModel, fields: list[str]) -> None:
@@ -331,6 +331,16 @@ def _field(model: LoggedModel, body: dict, entity: str, key: str):
     )
 
 
+def _sort_value(model: LoggedModel, body: dict, entity: str, key: str):
+    """What an order compares: the model's times to the microsecond (models made within one millisecond
+    keep their order), else the value a filter compares."""
+    if entity == "attribute" and _ATTRIBUTES.get(key) == "creation_timestamp_ms":
+        return model.created_at
+    if entity == "attribute" and _ATTRIBUTES.get(key) == "last_updated_timestamp_ms":
+        return model.updated_at
+    return _field(model, body, entity, key)
+
+
 def _matches(actual, clause: Clause) -> bool:
     op, value = clause.op, clause.value
     if op == "IS NULL":
@@ -412,7 +422,7 @@ def search(user, body: dict) -> tuple[list[dict], str | None]:
     for entity, key, ascending in reversed([*_order_keys(body.get("order_by")), ("attribute", "model_id", True)]):
         present = [r for r in rows if _field(r[0], r[1], entity, key) is not None]
         missing = [r for r in rows if _field(r[0], r[1], entity, key) is None]
-        present.sort(key=lambda r, e=entity, k=key: _field(r[0], r[1], e, k), reverse=not ascending)
+        present.sort(key=lambda r, e=entity, k=key: _sort_value(r[0], r[1], e, k), reverse=not ascending)
         rows = present + missing  # models lacking the field last, as for runs
     page = [r[1] for r in rows[offset : offset + max_results]]
     more = offset + max_results < len(rows)
