@@ -174,6 +174,10 @@ def test_bad_requests_name_the_parameter(owner_api, run, project):
     assert "'status'" in bad.json()["message"]
     missing = post(owner_api, "logged-models", {})
     assert (missing.status_code, missing.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    loose = post(owner_api, "logged-models", {"experiment_id": other}).json()["model"]["info"]["model_id"]
+    outputs = post(owner_api, "runs/outputs", {"run_id": run.uuid.hex, "models": [{"model_id": loose, "step": 0}]})
+    assert (outputs.status_code, outputs.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "experiment" in outputs.json()["message"]
     unknown = get_model(owner_api, "m-" + "0" * 32)
     assert (unknown.status_code, unknown.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
 

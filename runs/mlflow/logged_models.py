@@ -244,6 +244,11 @@ def log_outputs(user, run: Run, outputs) -> None:
             raise invalid("models: each must be an object with model_id and step")
         tracking._as_int(output.get("step"), "step", default=0)
         model = _for_write(user, output.get("model_id"))
+        if model.project_id != run.project_id:
+            raise invalid(
+                f"models: the logged model {model.model_id} belongs to experiment {model.project_id}, "
+                f"not to the run's experiment {run.project_id}"
+            )
         if model.run_id is None:
             _attach(user, model, run)
 
