@@ -6,6 +6,8 @@ import pytest
 
 from runs.models import Attribute, AttributeType, FileEntry
 
+from .conftest import run_url
+
 API = "/api/2.0/mlflow/"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -80,6 +82,9 @@ def test_model_files_are_the_source_runs_files_and_download_byte_identical(owner
     by_file = owner_api.get(f"{API}logged-models/{model_id}/artifacts/files", {"artifact_file_path": "MLmodel"})
     assert b"".join(by_file.streaming_content) == b"flavors: {}\n"
     assert not FileEntry.objects.filter(attribute__run=run, attribute__path="artifacts").exists()
+    native = owner_api.get(run_url(run, "files"), {"path": "models/model/files"})  # the run's files, natively
+    assert native.status_code == 200, native.json()
+    assert "data/model.pkl" in str(native.json())
 
 
 def test_a_second_model_of_the_same_name_in_a_run_gets_its_own_folder(owner_api, run):
