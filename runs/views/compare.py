@@ -2,9 +2,12 @@ import json
 import math
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views import View
 
 from tracker.ui import template_for
@@ -66,6 +69,18 @@ class CompareView(ProjectScopedMixin, View):
             context.update(self.chart_page(runs))
         name = fragment if fragment in self.fragments else None
         return TemplateResponse(request, template_for(request, self.template_name, name), context)
+
+    def post(self, request, workspace, project):
+        """The run table's "Compare selected": the selection arrives in a POST body (with the form's
+        CSRF token) and is redirected to a clean ``?runs=VIS-1,VIS-2`` address, so no token or other
+        form field ever lands in a URL, the history or a Referer header."""
+        ids = [i for part in request.POST.getlist("runs") for i in part.split(",") if i]
+        runs = self.runs_by_ids(ids)
+        if not runs:
+            messages.info(request, "Select the runs to compare first.")
+            return redirect(reverse("runs:run_list", args=[workspace, project]))
+        target = reverse("runs:compare", args=[workspace, project])
+        return redirect(target + "?" + urlencode({"runs": ",".join(r.human_id for r in runs)}, safe=","))
 
     def chart_page(self, runs):
         query = self.request.GET.get("chart_q", "").strip()

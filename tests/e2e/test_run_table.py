@@ -1,0 +1,29 @@
+"""The run table in a real browser: comparing a selection, an invalid filter, aggregate metric columns."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .test_browser import body_rows, login, world  # noqa: F401  (the shared five-run project)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_compare_selected_never_puts_the_csrf_token_or_any_secret_in_a_url(page, live_server, world, screenshot):  # noqa: F811
+    visited = []
+    page.on("request", lambda request: visited.append(request.url))
+    page.on("framenavigated", lambda frame: visited.append(frame.url))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/")
+    for run_id in ("VIS-1", "VIS-2", "VIS-3"):
+        page.check(f'#runs-grid input[name="runs"][value="{run_id}"]')
+    page.click("#compare-btn")
+    page.wait_for_url(re.compile(r"/compare\?"))
+    expect(page.locator(".legend li")).to_have_count(3)
+    # a clean address: the selected runs and nothing else
+    match = re.search(r"/w/acme/vision/compare\?runs=([A-Z0-9,-]+)$", page.url)
+    assert match and sorted(match.group(1).split(",")) == ["VIS-1", "VIS-2", "VIS-3"], page.url
+    screenshot(page, "compare-from-selection", full_page=False)
+    leaked = [u for u in visited if re.search(r"csrf|token|password|secret", u, re.IGNORECASE)]
+    assert not leaked, leaked
