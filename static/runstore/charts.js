@@ -70,6 +70,57 @@
     return PALETTE[index % PALETTE.length];
   }
 
+  /* One number format for ticks, hover values and the table (runs/table.py fmt_number):
+     `digits` significant digits (6 by default), exponent notation below 1e-3 and from 1e6. */
+  function fmtNum(v, digits, exp) {
+    if (v == null) return "—";
+    if (typeof v !== "number" || !isFinite(v)) return String(v);
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    if (exp == null) exp = a >= 1e6 || a < 1e-3;
+    if (exp) {
+      const [m, e] = v.toExponential(Math.max(0, (digits || 4) - 1)).split("e");
+      const mant = m.includes(".") ? m.replace(/0+$/, "").replace(/\.$/, "") : m;
+      const n = parseInt(e, 10);
+      return mant + "e" + (n < 0 ? "-" : "+") + String(Math.abs(n)).padStart(2, "0");
+    }
+    return String(+v.toPrecision(digits || 6));
+  }
+
+  /* Tick labels: the fewest significant digits (at least 2) that tell every tick from its neighbours,
+     one notation for the whole axis. */
+  function fmtTicks(splits, log) {
+    const finite = splits.filter((v) => v != null && isFinite(v));
+    if (!finite.length) return splits.map((v) => (v == null ? null : fmtNum(v)));
+    const big = Math.max(...finite.map(Math.abs));
+    // a log axis spans decades: each tick picks its notation; a linear one shares the largest tick's
+    const exp = log ? null : big >= 1e6 || (big < 1e-3 && big > 0);
+    for (let d = 2; d <= 15; d++) {
+      const labels = splits.map((v) => (v == null ? null : fmtNum(v, d, v === 0 ? null : exp)));
+      let distinct = true;
+      const shown = labels.filter((l, i) => l != null && splits[i] != null);
+      const values = splits.filter((v, i) => v != null && labels[i] != null);
+      for (let i = 1; i < shown.length; i++) if (shown[i] === shown[i - 1] && values[i] !== values[i - 1]) { distinct = false; break; }
+      if (distinct) return labels;
+    }
+    return splits.map((v) => (v == null ? null : fmtNum(v, 15, exp)));
+  }
+
+  /* the labels drawn on the canvas, also kept on the figure (data-x-ticks, data-y-ticks) for tests and tools */
+  function ticks(state, axis, splits) {
+    const labels = fmtTicks(splits, axis === "y" && settings.log);
+    state.fig.dataset[axis + "Ticks"] = JSON.stringify(labels.filter((l) => l != null));
+    return labels;
+  }
+
+  function hoverValue(u, v) { return fmtNum(v); }
+
+  function axisSize(u, values, axisIdx, cycleNum) {
+    if (!values || cycleNum > 1) return (u.axes[axisIdx] && u.axes[axisIdx]._size) || 60;
+    const longest = values.reduce((n, v) => Math.max(n, String(v == null ? "" : v).length), 0);
+    return Math.max(40, Math.ceil(longest * 6.6) + 18);
+  }
+
   function smooth(values, alpha) {
     if (!alpha) return values;
     const out = new Array(values.length);
@@ -112,11 +163,11 @@
         const base = series.length;
         series.push({ label: run.id + " min", stroke: "transparent", width: 0, points: { show: false }, spanGaps: true });
         series.push({ label: run.id + " max", stroke: "transparent", width: 0, points: { show: false }, spanGaps: true });
-        series.push({ label: single ? state.fig.dataset.path : run.id, stroke: color, width: 1.5, points: { show: false }, spanGaps: true });
+        series.push({ label: single ? state.fig.dataset.path : run.id, stroke: color, width: 1.5, points: { show: false }, spanGaps: true, value: hoverValue });
         bands.push({ series: [base + 1, base], fill: withAlpha(color, 0.18) });
       } else {
         tables.push([xs, avg]);
-        series.push({ label: run.id, stroke: color, width: 1.25, points: { show: false }, spanGaps: true });
+        series.push({ label: run.id, stroke: color, width: 1.25, points: { show: false }, spanGaps: true, value: hoverValue });
       }
       void index;
     });
@@ -137,7 +188,10 @@
       series: built.series,
       bands: built.bands,
       scales: { x: { time: settings.x === "time" }, y: settings.log ? { distr: 3 } : {} },
-      axes: [Object.assign({}, axis), Object.assign({ size: 60 }, axis)],
+      axes: [
+        Object.assign(settings.x === "time" ? {} : { values: (u, splits) => ticks(state, "x", splits) }, axis),
+        Object.assign({ size: axisSize, values: (u, splits) => ticks(state, "y", splits) }, axis),
+      ],
       legend: { show: state.runs.length <= 12, live: true },
       cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: {
@@ -308,5 +362,5 @@
   bindControls();
   document.addEventListener("htmx:load", (e) => { if (typeof uPlot !== "undefined") scan(e.target); });
   boot();
-  window.RunstoreCharts = { charts, settings, scan };
+  window.RunstoreCharts = { charts, settings, scan, fmtNum, fmtTicks };
 })();

@@ -1,0 +1,91 @@
+"""Chart numbers in a real browser: tick labels, hover values and table cells share one format."""
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from projects import services as project_services
+from runs import services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STEPS = 1000
+
+
+@pytest.fixture
+def lr_world(django_user_model):
+    owner = django_user_model.objects.create_user("owner", password="pw-owner")
+    workspace = project_services.create_workspace(owner, "acme", "Acme")
+    project = project_services.create_project(owner, workspace, "vision", key="VIS")
+    run, _ = services.create_run(owner, project, name="decay")
+    services.apply_batch(
+        owner,
+        run,
+        stream="s",
+        seq=0,
+        raw_ops=[
+            {"op": "assign", "path": "eval/lr", "value": 0.0075},
+            # a learning rate decaying from 1e-3 to 1e-6
+            {"op": "append", "path": "train/lr", "values": [1e-3 * 10 ** (-3 * s / (STEPS - 1)) for s in range(STEPS)]},
+            {"op": "append", "path": "train/flat", "values": [0.0075] * STEPS},
+        ],
+    )
+    services.update_run(owner, run, state="finished")
+    return run
+
+
+def login(page, live_server):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "pw-owner")
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+def y_ticks(chart):
+    return json.loads(chart.get_attribute("data-y-ticks"))
+
+
+def assert_distinct_neighbours(labels):
+    assert len(labels) >= 3, labels
+    for a, b in zip(labels, labels[1:], strict=False):
+        assert a != b, labels
+
+
+def test_ticks_of_a_1e3_to_1e6_series_are_distinct_on_linear_and_log_scales(page, live_server, lr_world, screenshot):
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/runs/VIS-1/")
+    chart = page.locator('figure.chart[data-path="train/lr"]')
+    expect(chart).to_have_attribute("data-drawn", "1", timeout=10_000)
+    linear = y_ticks(chart)
+    assert_distinct_neighbours(linear)
+    # no tick of a non-zero value is printed as 0
+    assert all(label == "0" or float(label) != 0 for label in linear), linear
+    screenshot(page, "charts-format-linear")
+
+    page.locator('[data-control="log"]').check()
+    expect(chart).not_to_have_attribute("data-y-ticks", json.dumps(linear))
+    log = y_ticks(chart)
+    assert_distinct_neighbours(log)
+    assert all(float(label) > 0 for label in log), log
+    assert {"1e-06", "1e-05", "1e-04", "0.001"} <= set(log), log
+    screenshot(page, "charts-format-log")
+    assert errors == []
+
+
+def test_0_0075_shows_as_0_0075_in_hover_and_table(page, live_server, lr_world):
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/runs/VIS-1/")
+    chart = page.locator('figure.chart[data-path="train/flat"]')
+    expect(chart).to_have_attribute("data-drawn", "1", timeout=10_000)
+    box = chart.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(chart.locator(".u-legend .u-series").last).to_contain_text("0.0075")
+    assert "0.008" not in chart.locator(".u-legend").inner_text()
+
+    page.goto(f"{live_server.url}/w/acme/vision/?c=eval/lr")
+    expect(page.locator("#runs-grid tbody")).to_contain_text("0.0075")
