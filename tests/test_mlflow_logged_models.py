@@ -207,3 +207,31 @@ def test_each_role_reads_and_writes_models_as_runs(api, world, owner, run, who, 
         assert tagged.json()["error_code"] == "PERMISSION_DENIED"
     if read == 404:
         assert get_model(client, model_id).json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_read_token_reads_models_but_cannot_create_or_change_them(owner, api, run):
+    from rest_framework.test import APIClient
+
+    from accounts.models import ApiToken
+
+    model_id = create_model(api(owner), run)["info"]["model_id"]
+    token, raw = ApiToken.issue(owner, name="read")
+    ApiToken.objects.filter(pk=token.pk).update(scope="read")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert get_model(client, model_id).status_code == 200
+    created = post(client, "logged-models", {"experiment_id": str(run.project_id), "source_run_id": run.uuid.hex})
+    assert (created.status_code, created.json()["error_code"]) == (403, "PERMISSION_DENIED")
+    finalized = client.patch(f"{API}logged-models/{model_id}", {"status": "LOGGED_MODEL_READY"}, format="json")
+    assert (finalized.status_code, finalized.json()["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def test_purging_the_source_run_keeps_the_model_without_files(owner_api, owner, run):
+    from runs import services
+
+    model = create_model(owner_api, run)
+    services.purge_run(owner, run)
+    info = get_model(owner_api, model["info"]["model_id"]).json()["model"]["info"]
+    assert info["source_run_id"] == "" and info["name"] == "model"
+    listed = owner_api.get(f"{API}logged-models/{info['model_id']}/artifacts/directories")
+    assert (listed.status_code, listed.json()["error_code"]) == (501, "NOT_IMPLEMENTED")
