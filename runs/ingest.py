@@ -35,7 +35,7 @@ from django.utils import timezone
 from . import rollups, usage
 from . import series as series_store
 from .errors import ApiError, BatchError
-from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, Upload
+from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, RunState, Upload
 from .paths import RUN_COLUMN_PATHS, PathError, file_name_error, is_writable, relpath_error, validate_path
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -774,8 +774,11 @@ def apply_batch(run: Run, *, stream: str, seq: int, raw_ops, admit=None) -> dict
         # Touching the run locks its row: one batch at a time per run, as series
         # statistics are read-modify-write.
         stamp = connection.ops.adapt_datetimefield_value(now)
+        # A write is a sign of life: a run marked crashed is running again.
         cursor.execute(
-            f"UPDATE {Run._meta.db_table} SET modified_at = %s, ping_at = %s WHERE id = %s", [stamp, stamp, run.pk]
+            f"UPDATE {Run._meta.db_table} SET modified_at = %s, ping_at = %s,"
+            " state = CASE WHEN state = %s THEN %s ELSE state END WHERE id = %s",
+            [stamp, stamp, RunState.CRASHED.value, RunState.RUNNING.value, run.pk],
         )
         batch = _Batch(run, {op.path for op in ops}, now)
         batch.load_blobs(ops)

@@ -15,6 +15,8 @@ class RunState(models.TextChoices):
     FINISHED = "finished", "Finished"
     FAILED = "failed", "Failed"
     ABORTED = "aborted", "Aborted"
+    # Not final: its pings stopped (runs.services.mark_crashed_runs); a ping or a write makes it running again.
+    CRASHED = "crashed", "Crashed"
 
 
 class AttributeType(models.TextChoices):

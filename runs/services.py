@@ -1,6 +1,7 @@
 """Domain writes for runs: create, update, delete, uploads, batches."""
 
 import mimetypes
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,6 +29,7 @@ __all__ = [
     "restore_run",
     "purge_run",
     "ping_run",
+    "mark_crashed_runs",
     "store_upload",
     "start_direct_upload",
     "complete_upload",
@@ -163,8 +165,20 @@ def _change_run(run: Run, **changes) -> Run:
 
 
 def ping_run(user, run: Run) -> None:
+    """The client's "still alive": records the time, and a run marked crashed is running again."""
     permissions.require(user, "write", run.project)
     Run.objects.filter(pk=run.pk).update(ping_at=timezone.now())
+    Run.objects.filter(pk=run.pk, state=RunState.CRASHED).update(state=RunState.RUNNING)
+
+
+def mark_crashed_runs(now=None) -> int:
+    """Mark crashed every running run whose last ping or write is older than RUNSTORE_CRASH_AFTER
+    seconds (its process died without saying so: ``kill -9``, a lost machine); returns how many.
+    Its duration then ends at the last ping; a later ping or batch makes it running again."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.RUNSTORE_CRASH_AFTER)
+    return Run.objects.filter(state=RunState.RUNNING, ping_at__lt=cutoff, deleted_at__isnull=True).update(
+        state=RunState.CRASHED
+    )
 
 
 def delete_run(user, run: Run) -> None:

@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import cleanup, exports, processing, rollups, usage
+from . import cleanup, exports, processing, rollups, services, usage
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ def sweep_blobs() -> int:
 def purge_trash() -> int:
     """Purge runs that have been in the trash longer than RUNSTORE_TRASH_DAYS."""
     return cleanup.purge_expired()
+
+
+@shared_task(**RETRY)
+def mark_crashed_runs() -> int:
+    """Mark crashed the running runs whose pings stopped RUNSTORE_CRASH_AFTER seconds ago."""
+    return services.mark_crashed_runs()
 
 
 @shared_task(**RETRY)

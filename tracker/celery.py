@@ -39,6 +39,7 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     "sweep-rollups": {"task": "runs.tasks.sweep_rollups", "schedule": 300.0},
     "refresh-usage": {"task": "runs.tasks.refresh_usage", "schedule": 60.0},
+    "mark-crashed-runs": {"task": "runs.tasks.mark_crashed_runs", "schedule": 60.0},
     "purge-trash": {"task": "runs.tasks.purge_trash", "schedule": crontab(minute=17)},
     "clean-orphans": {"task": "runs.tasks.clean_orphans", "schedule": crontab(minute=47)},
     "sweep-blobs": {"task": "runs.tasks.sweep_blobs", "schedule": 600.0},

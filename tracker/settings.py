@@ -349,6 +349,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(_celery_dir / "beat-schedule")
 # --- background processing and storage clean-up --------------------------------
 RUNSTORE_ROLLUP_CHUNK_POINTS = env_int("RUNSTORE_ROLLUP_CHUNK_POINTS", 1_000_000, minimum=100)  # per transaction
 RUNSTORE_TRASH_DAYS = env_int("RUNSTORE_TRASH_DAYS", 30, minimum=0)  # deleted runs are purged after this
+# A running run whose pings stopped this many seconds ago is marked crashed (runs.tasks.mark_crashed_runs).
+RUNSTORE_CRASH_AFTER = env_int("RUNSTORE_CRASH_AFTER", 300, minimum=1)
 RUNSTORE_ORPHAN_GRACE_SECONDS = env_int("RUNSTORE_ORPHAN_GRACE_SECONDS", 24 * 3600, minimum=0)
 RUNSTORE_THUMBNAIL_SIZE = env_int("RUNSTORE_THUMBNAIL_SIZE", 256, minimum=16)
 RUNSTORE_PREVIEW_MAX_BYTES = env_int("RUNSTORE_PREVIEW_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)

@@ -139,7 +139,7 @@ class RunQueryRequestSerializer(serializers.Serializer):
         allow_null=True,
         help_text="the key of one group (one value per group_by field): list that group's runs",
     )
-    state = serializers.ChoiceField(choices=["running", "finished", "failed", "aborted"], required=False)
+    state = serializers.ChoiceField(choices=RunState.values, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False)
     offset = serializers.IntegerField(min_value=0, max_value=2**62, required=False)
 

@@ -147,7 +147,7 @@ def _values(project, path: str | None, prefix: str, start: int, end: int) -> dic
                 [{"label": v, "insert": v, "detail": "bool"} for v in ("true", "false") if v.startswith(prefix)],
             )
         if path in ("sys/state",):
-            states = ["running", "finished", "failed", "aborted"]
+            states = ["running", "finished", "failed", "aborted", "crashed"]
             return _items(
                 "value",
                 start,

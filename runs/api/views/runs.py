@@ -9,7 +9,7 @@ from tracker.params import int_param
 
 from ... import services
 from ...attributes import run_fields
-from ...models import Attribute, Run
+from ...models import Attribute, Run, RunState
 from ..serializers import (
     BatchResultSerializer,
     BatchSerializer,
@@ -56,7 +56,7 @@ class RunListView(ScopedGenericAPIView):
             ),
             OpenApiParameter("group_by", str, description="with 'group': list the runs of one group"),
             OpenApiParameter("group", str, description="JSON list: the group key"),
-            OpenApiParameter("state", str, enum=["running", "finished", "failed", "aborted"]),
+            OpenApiParameter("state", str, enum=RunState.values),
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
         ],

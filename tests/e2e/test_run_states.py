@@ -1,0 +1,116 @@
+"""Run states in the browser: a client process killed with SIGKILL shows as crashed once its pings have
+stopped for RUNSTORE_CRASH_AFTER seconds and the periodic check has run; a ping makes it running again."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import ApiToken
+from projects import services as project_services
+from runs import tasks
+from runs.models import Run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPO = Path(__file__).resolve().parents[2]
+
+TRAINING = """
+import sys, time
+import runstore
+
+run = runstore.init_run(
+    project="acme/vision", name="doomed", capture_stdout=False, capture_stderr=False,
+    capture_hardware_metrics=False, capture_source=False, capture_environment=False,
+)
+run["parameters"] = {"lr": 0.01}
+for step in range(20):
+    run["train/loss"].append(1.0 / (step + 1))
+assert run.wait(timeout=60), "the server did not take the batch"
+print(run["sys/id"].fetch(), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def owner(django_user_model):
+    user = django_user_model.objects.create_user("owner", password="pw-owner")
+    workspace = project_services.create_workspace(user, "acme", "Acme")
+    project_services.create_project(user, workspace, "vision", key="VIS")
+    return user
+
+
+def login(page, live_server):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "owner")
+    page.fill("input[name=password]", "pw-owner")
+    page.click("button[type=submit], input[type=submit]")
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+def start_training(live_server, token, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "RUNSTORE_"))}
+    env.update(RUNSTORE_URL=live_server.url, RUNSTORE_API_TOKEN=token, RUNSTORE_HOME=str(tmp_path / "queues"))
+    env["PYTHONPATH"] = str(REPO / "client" / "src")
+    return subprocess.Popen(
+        [sys.executable, "-c", TRAINING],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_killed_client_shows_crashed_and_a_ping_revives_it(page, live_server, owner, settings, tmp_path, screenshot):
+    settings.RUNSTORE_CRASH_AFTER = 2
+    _, token = ApiToken.issue(owner, name="training")
+    process = start_training(live_server, token, tmp_path)
+    try:
+        human_id = process.stdout.readline().strip()
+        assert human_id == "VIS-1", process.stderr.read() if process.poll() is not None else human_id
+        login(page, live_server)
+        page.goto(f"{live_server.url}/w/acme/vision/runs/{human_id}/")
+        header_state = page.locator("#run-header h1 .state")
+        expect(header_state).to_have_text("running")
+
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        time.sleep(settings.RUNSTORE_CRASH_AFTER + 1)
+        assert tasks.mark_crashed_runs.apply().get() == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+    # the open page polls its header while the run is running: it turns crashed by itself
+    expect(header_state).to_have_text("crashed", timeout=15_000)
+    expect(header_state).to_have_class(re.compile(r"\bstate-crashed\b"))
+    screenshot(page, "run-crashed")
+
+    # the run table finds it with sys/state = "crashed"
+    page.goto(f"{live_server.url}/w/acme/vision/")
+    page.locator("#query").fill('sys/state = "crashed"')
+    page.locator("#query").press("Escape")
+    page.click("#filter-form button[type=submit]")
+    rows = page.locator("#runs-grid tbody tr[data-url]")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".state")).to_have_text("crashed")
+    screenshot(page, "run-table-crashed-filter")
+
+    # a ping (the client's "still alive") makes it running again
+    run = Run.objects.get(number=1)
+    request = urllib.request.Request(
+        f"{live_server.url}/api/v1/runs/{run.uuid}/ping", method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status < 300
+    page.goto(f"{live_server.url}/w/acme/vision/runs/{human_id}/")
+    expect(header_state).to_have_text("running")
