@@ -2,6 +2,7 @@ import json
 import math
 import re
 
+from django.db.models import Case, When
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -16,11 +17,12 @@ from .. import services, table
 from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
-from ..models import Attribute, AttributeType, FileEntry, StringPoint
+from ..models import Attribute, AttributeType, FileEntry, RunState, StringPoint
 from .base import ProjectScopedMixin, _int_param, chart_page
 
 FIELDS_PER_NAMESPACE = 200
 LOG_LINES = 500
+FAILURE_STDERR_LINES = 30  # stderr lines shown under a failed run's traceback
 
 
 class RunDetailView(ProjectScopedMixin, DetailView):
@@ -175,18 +177,36 @@ def header_context(run) -> dict:
     rows = {}
     tags = []
     for path, string_value, json_value in Attribute.objects.filter(
-        run=run, path__in=["sys/tags", "source_code/git/commit", "source_code/git/remote_url"]
+        run=run, path__in=["sys/tags", "sys/failure", "source_code/git/commit", "source_code/git/remote_url"]
     ).values_list("path", "string_value", "json_value"):
         rows[path] = string_value
         if path == "sys/tags":
             tags = json_value or []
     commit = rows.get("source_code/git/commit")
+    failed = run.state == RunState.FAILED
     return {
         "tags": tags,
         "duration": table.format_duration(run.running_time),
         "commit": commit,
         "commit_url": commit_url(rows.get("source_code/git/remote_url"), commit),
+        "failure": rows.get("sys/failure") if failed else None,
+        "stderr_tail": stderr_tail(run) if failed else None,
     }
+
+
+def stderr_tail(run) -> dict | None:
+    """The last lines the run wrote to stderr (the client's ``monitoring/stderr``, or another
+    namespace's ``…/stderr``): the path and its last FAILURE_STDERR_LINES lines, oldest first."""
+    series = (
+        Attribute.objects.filter(run=run, type=AttributeType.STRING_SERIES, path__endswith="/stderr")
+        .order_by(Case(When(path="monitoring/stderr", then=0), default=1), "path")
+        .first()
+    )
+    if series is None:
+        return None
+    values = StringPoint.objects.filter(series=series).order_by("-step").values_list("value", flat=True)
+    lines = list(values[:FAILURE_STDERR_LINES])[::-1]
+    return {"path": series.path, "text": "\n".join(line.rstrip("\n") for line in lines), "count": series.count}
 
 
 def commit_url(remote: str | None, commit: str | None) -> str | None:
@@ -241,6 +261,10 @@ class ChartDataView(ProjectScopedMixin, View):
                 "steps": [(a + b) / 2 for a, b in zip(data["first_steps"], data["last_steps"], strict=True)],
                 "avg": _clean(data["avg"]),
             }
+            if any(n > 1 for n in data["counts"]):
+                # buckets of several points: the hover names each one's step range and point count
+                item["first_steps"], item["last_steps"] = data["first_steps"], data["last_steps"]
+                item["counts"] = data["counts"]
             if envelope:
                 item["min"], item["max"] = _clean(data["min"]), _clean(data["max"])
             if with_time and data["last_steps"]:

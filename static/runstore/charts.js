@@ -113,12 +113,62 @@
     return labels;
   }
 
-  function hoverValue(u, v) { return fmtNum(v); }
+  /* Hover: a point that stands for a bucket of steps says so (its step range and point count on the
+     x line, min/avg/max on each run's line); once zoomed in to single points they show as they are. */
+  function bucketAt(run, xs, x) {
+    let a = 0, b = xs.length - 1;
+    while (a <= b) {
+      const m = (a + b) >> 1;
+      if (xs[m] === x) return m;
+      if (xs[m] < x) a = m + 1; else b = m - 1;
+    }
+    return -1;
+  }
+
+  function bucketOf(u, si, i) {
+    const meta = u._runstoreMeta && u._runstoreMeta[si];
+    if (!meta || i == null) return null;
+    const k = bucketAt(meta.run, meta.xs, u.data[0][i]);
+    if (k < 0) return null;
+    const run = meta.run;
+    const grouped = run.counts && run.counts[k] > 1;
+    return {
+      first: grouped ? run.first_steps[k] : run.steps[k],
+      last: grouped ? run.last_steps[k] : run.steps[k],
+      count: grouped ? run.counts[k] : 1,
+      min: run.min ? run.min[k] : null,
+      avg: run.avg[k],
+      max: run.max ? run.max[k] : null,
+    };
+  }
+
+  const STEP_FMT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+  function hoverX(u, i) {
+    if (i == null) return "--";
+    const metas = u._runstoreMeta || [];
+    for (let si = 1; si < metas.length; si++) {
+      const b = bucketOf(u, si, i);
+      if (!b) continue;
+      if (b.count > 1) return STEP_FMT.format(b.first) + "–" + STEP_FMT.format(b.last) + " (bucket of " + b.count + " points)";
+      const when = settings.x === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() + " · step " : "";
+      return when + STEP_FMT.format(b.first);
+    }
+    return settings.x === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() : fmtNum(u.data[0][i]);
+  }
+
+  function hoverValue(u, v, si, i) {
+    const b = bucketOf(u, si, i);
+    if (!b || b.count <= 1 || v == null) return fmtNum(v);
+    if (b.min == null || b.max == null) return "avg " + fmtNum(v);
+    return "min " + fmtNum(b.min) + " · avg " + fmtNum(v) + " · max " + fmtNum(b.max);
+  }
 
   function axisSize(u, values, axisIdx, cycleNum) {
-    if (!values || cycleNum > 1) return (u.axes[axisIdx] && u.axes[axisIdx]._size) || 60;
+    void cycleNum;
+    if (!values) return 60;
     const longest = values.reduce((n, v) => Math.max(n, String(v == null ? "" : v).length), 0);
-    return Math.max(40, Math.ceil(longest * 6.6) + 18);
+    return Math.max(40, Math.ceil(longest * 7.4) + 22);
   }
 
   function smooth(values, alpha) {
@@ -149,8 +199,9 @@
     const runs = state.runs.filter((r) => r.steps && r.steps.length);
     const single = state.runs.length === 1;
     const tables = [];
-    const series = [{ label: settings.x }];
+    const series = [{ label: settings.x, value: (u, v, si, i) => hoverX(u, i) }];
     const bands = [];
+    const meta = []; // series index -> { run, xs } of a run's mean line
     runs.forEach((run, index) => {
       const color = colorFor(grid, run.id, state.runs.indexOf(run));
       const xs = settings.x === "time" && run.times ? run.times : run.steps;
@@ -163,10 +214,12 @@
         const base = series.length;
         series.push({ label: run.id + " min", stroke: "transparent", width: 0, points: { show: false }, spanGaps: true });
         series.push({ label: run.id + " max", stroke: "transparent", width: 0, points: { show: false }, spanGaps: true });
+        meta[series.length] = { run, xs };
         series.push({ label: single ? state.fig.dataset.path : run.id, stroke: color, width: 1.5, points: { show: false }, spanGaps: true, value: hoverValue });
         bands.push({ series: [base + 1, base], fill: withAlpha(color, 0.18) });
       } else {
         tables.push([xs, avg]);
+        meta[series.length] = { run, xs };
         series.push({ label: run.id, stroke: color, width: 1.25, points: { show: false }, spanGaps: true, value: hoverValue });
       }
       void index;
@@ -175,7 +228,7 @@
     if (tables.length === 0) data = [[]];
     else if (tables.length === 1) data = tables[0];
     else data = uPlot.join(tables);
-    return { data, series, bands };
+    return { data, series, bands, meta };
   }
 
   function options(state, built, width) {
@@ -217,11 +270,13 @@
       return;
     }
     if (state.u && state.shape === shapeKey(built)) {
+      state.u._runstoreMeta = built.meta;
       state.u.setData(built.data);
     } else {
       if (state.u) state.u.destroy();
       plot.innerHTML = "";
       state.u = new uPlot(options(state, built, width), built.data, plot);
+      state.u._runstoreMeta = built.meta;
       state.shape = shapeKey(built);
       // the envelope's min/max series only draw the band; keep them out of the legend
       const rows = plot.querySelectorAll(".u-legend .u-series");
@@ -273,7 +328,13 @@
         if (!run) return;
         run.state = fresh.state;
         if (fresh.last_step != null && fresh.last_step > (run.last_step ?? -1) && fresh.steps.length) {
-          for (const key of ["steps", "min", "max", "avg", "times"]) {
+          if (run.counts || fresh.counts) {
+            // one side held single points only: give it its trivial ranges before joining
+            for (const side of [run, fresh]) {
+              if (!side.counts) { side.first_steps = side.steps.slice(); side.last_steps = side.steps.slice(); side.counts = side.steps.map(() => 1); }
+            }
+          }
+          for (const key of ["steps", "min", "max", "avg", "times", "first_steps", "last_steps", "counts"]) {
             if (fresh[key] && run[key]) run[key] = run[key].concat(fresh[key]);
           }
           run.last_step = fresh.last_step;

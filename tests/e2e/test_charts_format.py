@@ -89,3 +89,42 @@ def test_0_0075_shows_as_0_0075_in_hover_and_table(page, live_server, lr_world):
 
     page.goto(f"{live_server.url}/w/acme/vision/?c=eval/lr")
     expect(page.locator("#runs-grid tbody")).to_contain_text("0.0075")
+
+
+def test_hover_over_a_bucket_shows_its_step_range_and_min_avg_max_and_raw_points_once_zoomed(
+    page, live_server, lr_world, screenshot
+):
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/runs/VIS-1/")
+    chart = page.locator('figure.chart[data-path="train/lr"]')
+    expect(chart).to_have_attribute("data-drawn", "1", timeout=10_000)
+    legend = chart.locator(".u-legend")
+    over = chart.locator(".u-over")
+    box = over.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+    # 1,000 steps on a plot narrower than 1,000 px: every point is a bucket of several steps
+    expect(legend).to_contain_text("bucket of")
+    text = legend.inner_text()
+    first, last = map(int, re.search(r"([\d,]+)–([\d,]+) \(bucket of (\d+) points\)", text).group(1, 2))
+    assert first < last
+    assert ".5" not in re.search(r"step:?\s*([^\n]*)", text).group(1)
+    assert re.search(r"min [\d.e+-]+ · avg [\d.e+-]+ · max [\d.e+-]+", text), text
+    screenshot(page, "charts-hover-bucket", full_page=False)
+
+    # zoom to about 40 steps: the chart shows raw points, the hover a single step and its value
+    with page.expect_response(lambda r: "chart-data" in r.url and "from_step=" in r.url):
+        page.mouse.move(box["x"] + box["width"] * 0.50, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.54, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.up()
+    expect(chart).to_have_class(re.compile("zoomed"))
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    expect(legend).not_to_contain_text("bucket of")
+    text = legend.inner_text()
+    assert "min " not in text, text
+    assert re.search(r"step:?\s*\d+\s*train/lr:?\s*[\d.e+-]+", text), text
+    screenshot(page, "charts-hover-raw", full_page=False)
+    assert errors == []
