@@ -55,3 +55,22 @@ def test_compare_post_of_a_project_the_user_cannot_see_is_404(stranger, project,
         "/w/acme/vision/compare", {"csrfmiddlewaretoken": client.cookies["csrftoken"].value, "runs": [run.human_id]}
     )
     assert response.status_code == 404
+
+
+def test_an_invalid_query_shows_its_error_over_an_empty_table_not_the_unfiltered_runs(viewer, project, three_runs):
+    client = ui_client(viewer)
+    for headers in ({}, {"HTTP_HX_REQUEST": "true"}):
+        response = client.get("/w/acme/vision/", {"q": "parameters/lr >"}, **headers)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert 'id="query-error"' in html and "at character 15" in html
+        assert 'id="runs-grid"' in html
+        for run in three_runs:
+            assert f'value="{run.human_id}"' not in html  # no row of any run
+        assert "No runs are shown until the error above is fixed." in html
+        assert "no runs: the filter has an error" in html and "<strong>3</strong>" not in html
+    count = client.get("/w/acme/vision/", {"q": "parameters/lr >", "fragment": "count"}).content.decode()
+    assert "the filter has an error" in count and "<strong>3</strong>" not in count
+    # the same table with a valid filter shows the runs and their count
+    html = client.get("/w/acme/vision/", {"q": 'sys/name != "nothing"'}).content.decode()
+    assert all(f'value="{run.human_id}"' in html for run in three_runs)

@@ -489,7 +489,9 @@ def test_filter_keeps_the_query_in_the_url_and_shows_errors_inline(logged_in, sw
     assert "<strong>1</strong> runs match" in count
     html = logged_in.get("/w/acme/vision/", {"q": "parameters/lr >"}, HTTP_HX_REQUEST="true").content.decode()
     assert 'id="query-error"' in html and "at character 15" in html and 'aria-invalid="true"' in html
-    assert ">sgd-3<" in html  # the table stays, unfiltered, under the error
+    # the table stays, empty, under the error: never the unfiltered runs with their count
+    assert 'id="runs-grid"' in html and ">sgd-3<" not in html and ">adam-0<" not in html
+    assert "no runs: the filter has an error" in html
     assert "/api/v1/runs/suggest?project=acme%2Fvision" in html
 
 

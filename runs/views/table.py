@@ -136,7 +136,8 @@ class RunListView(ProjectScopedMixin, View):
         except PermissionDenied:
             raise Http404("no such project")
         try:
-            # the filter (or a column/sort spec) was bad: show the error over the unfiltered table
+            # the filter (or a column/sort spec) was bad: the error is shown over an empty table; this
+            # unfiltered query only gives the table its columns
             return RunQuery(self.request.user, project, query="", sort=sort, columns=state.paths), error
         except (QueryError, QuerySyntaxError):
             state.paths = list(table.DEFAULT_COLUMNS)
@@ -144,8 +145,9 @@ class RunListView(ProjectScopedMixin, View):
 
     def table_context(self, state: TableState) -> dict:
         """The table's context within RUNSTORE_QUERY_TIMEOUT_MS. A query the database cannot run (one
-        SQLite cannot compile, one past the budget) shows its error beside the unfiltered table, as a
-        query that does not parse does: a saved view holding one opens for everyone instead of failing."""
+        SQLite cannot compile, one past the budget) shows its error over an empty table, as a query
+        that does not parse does: a saved view holding one opens for everyone instead of failing,
+        and no runs the filter did not select are shown as if it had."""
         rq, query_error = self.run_query(state)
         try:
             with query_budget():
@@ -166,7 +168,12 @@ class RunListView(ProjectScopedMixin, View):
         page_number = _page_number(state.page)
         first_page = min(page_number, _page_number(state.first_page or state.page, "first"))
         has_next = False
-        if state.group_by and not query_error:
+        if query_error:
+            # a filter (or sort/column spec) with an error selects nothing: the table is empty under the
+            # error, never the unfiltered runs with their count, which would read as the filter's result
+            rows = []
+            total = 0
+        elif state.group_by:
             groups = self.group_rows(rq, columns, project, state)
             total = sum(g["count"] for g in groups)
             rows = []
@@ -335,8 +342,7 @@ class RunListView(ProjectScopedMixin, View):
         except (QueryError, QueryTimeout) as exc:
             query_error = {"message": exc.message, "position": None, "expected": None}
         if query_error:
-            with query_budget():
-                total = RunQuery(request.user, self.get_project(), columns=["sys/id"]).count()
+            total = 0  # nothing is shown under a filter with an error
         return TemplateResponse(
             request, f"{self.template_name}#count", {"total": total, "state": state, "query_error": query_error}
         )

@@ -27,3 +27,29 @@ def test_compare_selected_never_puts_the_csrf_token_or_any_secret_in_a_url(page,
     screenshot(page, "compare-from-selection", full_page=False)
     leaked = [u for u in visited if re.search(r"csrf|token|password|secret", u, re.IGNORECASE)]
     assert not leaked, leaked
+
+
+def test_an_invalid_query_shows_the_error_and_an_empty_table_not_the_unfiltered_one(
+    page,
+    live_server,
+    world,  # noqa: F811
+    screenshot,
+):
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/")
+    expect(body_rows(page)).to_have_count(5)
+    expect(page.locator("#run-count")).to_contain_text("5 runs")
+    query = page.locator("#query")
+    query.fill("parameters/lr >")
+    query.press("Escape")
+    page.click("#filter-form button[type=submit]")
+    expect(page.locator("#query-error")).to_contain_text("at character 15")
+    expect(body_rows(page)).to_have_count(0)
+    expect(page.locator("#runs-grid tbody")).to_contain_text("No runs are shown until the error above is fixed")
+    expect(page.locator("#run-count")).to_have_text("no runs: the filter has an error")
+    screenshot(page, "run-table-invalid-query", full_page=False)
+    # the link with the bad filter opens the same way (full page, the count inline)
+    page.goto(page.url)
+    expect(page.locator("#query-error")).to_be_visible()
+    expect(body_rows(page)).to_have_count(0)
+    expect(page.locator("#run-count")).not_to_contain_text("5")
