@@ -15,20 +15,8 @@ from tracker.ui import template_for
 from .. import table
 from ..attributes import attribute_value, sys_fields
 from ..models import Attribute, AttributeType
+from ..palette import RUN_COLORS
 from .base import ProjectScopedMixin, chart_page
-
-RUN_COLORS = [
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#ff7f0e",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#bcbd22",
-    "#7f7f7f",
-]
 
 
 class CompareView(ProjectScopedMixin, View):

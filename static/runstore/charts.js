@@ -9,7 +9,8 @@
  */
 (function () {
   "use strict";
-  const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+  // the 50 run colours of runs/palette.py (any two differ by a CIE76 ΔE of at least 20)
+  const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#5500ff", "#ff00ee", "#0055ee", "#666611", "#ff0077", "#007755", "#8811aa", "#ff8888", "#dd9955", "#992255", "#99bb77", "#0088ff", "#994400", "#ee11aa", "#00cc00", "#dd77ff", "#aaaadd", "#9944ff", "#ff0000", "#226611", "#00bb88", "#996688", "#117788", "#dd9900", "#00bbff", "#992288", "#77bb00", "#bb4444", "#3355aa", "#779922", "#ff6699", "#ee7744", "#aa9966", "#dd99aa", "#66aa99", "#aa9933", "#6644bb", "#0033ee", "#9999ff", "#cc00ff"];
   const LIVE_MS = 5000;
   const MAX_PARALLEL = 4;
   const settings = { x: "step", log: false, smooth: 0 };

@@ -1,6 +1,7 @@
 """Chart numbers in a real browser: tick labels, hover values and table cells share one format."""
 
 import json
+import math
 import re
 
 import pytest
@@ -127,4 +128,54 @@ def test_hover_over_a_bucket_shows_its_step_range_and_min_avg_max_and_raw_points
     assert "min " not in text, text
     assert re.search(r"step:?\s*\d+\s*train/lr:?\s*[\d.e+-]+", text), text
     screenshot(page, "charts-hover-raw", full_page=False)
+    assert errors == []
+
+
+def _lab(hex_color):
+    def linear(c):
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(int(hex_color[i : i + 2], 16)) for i in (1, 3, 5))
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+    def f(t):
+        return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def test_compare_of_50_runs_gives_every_run_its_own_distinguishable_colour(
+    page, live_server, django_user_model, screenshot
+):
+    owner = django_user_model.objects.create_user("owner", password="pw-owner")
+    workspace = project_services.create_workspace(owner, "acme", "Acme")
+    project = project_services.create_project(owner, workspace, "vision", key="VIS")
+    for index in range(50):
+        run, _ = services.create_run(owner, project, name=f"r{index}")
+        services.apply_batch(
+            owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[{"op": "append", "path": "train/loss", "values": [index + s / 10 for s in range(20)]}],
+        )
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    ids = ",".join(f"VIS-{n}" for n in range(1, 51))
+    page.goto(f"{live_server.url}/w/acme/vision/compare?runs={ids}")
+    chart = page.locator('figure.chart[data-path="train/loss"]')
+    expect(chart).to_have_attribute("data-drawn", "1", timeout=15_000)
+    colors = json.loads(page.locator("#compare-grid").get_attribute("data-colors"))
+    assert len(colors) == 50
+    assert len(set(colors.values())) == 50
+    labs = [_lab(c) for c in colors.values()]
+    closest = min(math.dist(a, b) for i, a in enumerate(labs) for b in labs[i + 1 :])
+    assert closest >= 20, closest
+    swatches = page.locator(".swatch[data-color]")
+    assert len({swatches.nth(i).get_attribute("data-color") for i in range(50)}) == 50
+    screenshot(page, "compare-50-runs")
     assert errors == []
