@@ -34,6 +34,9 @@ class Column:
     sortable: bool
     numeric: bool = False
     width: int | None = None
+    # a float series column: the series' path and the aggregate it shows (last, min, max, avg)
+    series: str = ""
+    aggregate: str = ""
 
 
 def parse_columns(values: list[str]) -> list[str]:
@@ -71,8 +74,24 @@ def build_columns(column_types: list[dict], widths: dict[str, int] | None = None
         else:
             numeric = bool(type_) and set(type_.split("/")) <= {"int", "float", "float_series"}
             sortable = not (set(type_.split("/")) & UNSORTABLE_TYPES) if type_ else False
-            columns.append(Column(path, path, sortable, numeric, widths.get(path)))
+            name, aggregate = split_spec(path)
+            if aggregate is None and "float_series" in type_.split("/"):
+                aggregate = "last"  # a series column shows its last value: the header says so
+            title = f"{name} ({aggregate})" if aggregate else path
+            column = Column(path, title, sortable, numeric, widths.get(path))
+            if aggregate in SERIES_AGGREGATES:
+                column.series, column.aggregate = name, aggregate
+            columns.append(column)
     return columns
+
+
+# the aggregates a float series column can show, chosen from its header or the column chooser
+SERIES_AGGREGATES = ("last", "min", "max", "avg")
+
+
+def aggregate_spec(name: str, aggregate: str) -> str:
+    """The column spec of a series showing ``aggregate``: the plain path for its last value."""
+    return name if aggregate == "last" else f"{name}:{aggregate}"
 
 
 def parse_sort(value: str) -> tuple[str, bool]:
@@ -274,11 +293,18 @@ def build_rows(runs: list[Run], columns: list[Column], project) -> list[dict]:
 
 def sample_paths(project, query: str = "", limit: int = 300) -> list[str]:
     """Paths for the column chooser, from the project's field catalogue (never a scan of attributes)."""
+    return sorted(sample_path_types(project, query, limit))
+
+
+def sample_path_types(project, query: str = "", limit: int = 300) -> dict[str, str]:
+    """{path: type} for the column chooser (sys paths included), from the project's field catalogue."""
     from .query import project_fields
 
-    paths = {f["path"] for f in project_fields(project, query, limit)}
-    paths |= {p for p in SYS_COLUMNS if not query or query.lower() in p.lower()}
-    return sorted(paths)
+    types = {f["path"]: f["type"] or "" for f in project_fields(project, query, limit)}
+    for p in SYS_COLUMNS:
+        if not query or query.lower() in p.lower():
+            types.setdefault(p, "")
+    return types
 
 
 def group_by_namespace(paths: list[str]) -> list[tuple[str, list[str]]]:

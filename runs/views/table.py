@@ -195,6 +195,21 @@ class RunListView(ProjectScopedMixin, View):
             column.sort_url = state.url(sort=next_sort)
             others = [p for p in state.paths if p != column.path]
             column.remove_url = state.url(c=others or table.DEFAULT_COLUMNS)
+            if column.series:
+                # the header switches the series column between its last, min, max and average value
+                column.aggregate_urls = [
+                    (
+                        aggregate,
+                        state.url(
+                            c=[
+                                table.aggregate_spec(column.series, aggregate) if p == column.path else p
+                                for p in state.paths
+                            ]
+                        ),
+                        aggregate == column.aggregate,
+                    )
+                    for aggregate in table.SERIES_AGGREGATES
+                ]
             index = state.paths.index(column.path)
             if index > 0:
                 moved = list(state.paths)
@@ -426,12 +441,29 @@ class ColumnChooserView(ProjectScopedMixin, View):
     def get(self, request, workspace, project):
         state = TableState(request.GET)
         query = request.GET.get("path_q", "").strip()
-        paths = table.sample_paths(self.get_project(), query)
+        types = table.sample_path_types(self.get_project(), query)
         groups = [
-            (ns, [(p, state.url(c=state.paths + [p]), p in state.paths) for p in items])
-            for ns, items in table.group_by_namespace(paths)
+            (
+                ns,
+                [
+                    (p, state.url(c=state.paths + [p]), p in state.paths, self.aggregates(state, p, types[p]))
+                    for p in items
+                ],
+            )
+            for ns, items in table.group_by_namespace(sorted(types))
         ]
         return TemplateResponse(request, "runs/run_list.html#column-chooser", {"groups": groups, "path_q": query})
+
+    @staticmethod
+    def aggregates(state: TableState, path: str, type_: str) -> list[tuple[str, str, bool]]:
+        """A float series' other aggregates as columns of their own: (aggregate, URL adding it, shown)."""
+        if "float_series" not in type_.split("/"):
+            return []
+        out = []
+        for aggregate in table.SERIES_AGGREGATES[1:]:
+            spec = table.aggregate_spec(path, aggregate)
+            out.append((aggregate, state.url(c=state.paths + [spec]), spec in state.paths))
+        return out
 
 
 class SavedViewView(ProjectScopedMixin, View):

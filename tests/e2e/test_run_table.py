@@ -53,3 +53,32 @@ def test_an_invalid_query_shows_the_error_and_an_empty_table_not_the_unfiltered_
     expect(page.locator("#query-error")).to_be_visible()
     expect(body_rows(page)).to_have_count(0)
     expect(page.locator("#run-count")).not_to_contain_text("5")
+
+
+def test_metric_columns_choose_last_min_max_or_avg_and_headers_say_which(
+    page,
+    live_server,
+    world,  # noqa: F811
+    screenshot,
+):
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/?c=sys/id&c=sys/name&c=train/loss")
+    header = page.locator('#runs-grid thead th[data-path="train/loss"]')
+    expect(header).to_contain_text("train/loss (last)")
+    # the column chooser adds the series' minimum as a column of its own
+    page.locator("#columns-menu summary").click()
+    page.locator('#columns-menu input[name="path_q"]').fill("train/loss")
+    page.get_by_role("link", name="Add the min of train/loss").click()
+    minimum = page.locator('#runs-grid thead th[data-path="train/loss:min"]')
+    expect(minimum).to_contain_text("train/loss (min)")
+    assert "c=train%2Floss%3Amin" in page.url or "c=train/loss:min" in page.url
+    # the header switches the last-value column to the average, in place
+    header.get_by_role("link", name="Show the avg of train/loss").click()
+    expect(page.locator('#runs-grid thead th[data-path="train/loss:avg"]')).to_contain_text("train/loss (avg)")
+    titles = page.locator("#runs-grid thead th[data-path]").evaluate_all("ths => ths.map(th => th.dataset.path)")
+    assert titles == ["sys/id", "sys/name", "train/loss:avg", "train/loss:min"]
+    # every loss starts at 1.3 (step 0) and decays: its min is below its average, below its max
+    row = page.locator("#runs-grid tbody tr[data-url]").first
+    values = row.locator("td.num").all_inner_texts()
+    assert len(values) == 2 and float(values[1]) < float(values[0]) < 1.3
+    screenshot(page, "run-table-aggregate-columns", full_page=False)
