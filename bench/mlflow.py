@@ -28,9 +28,11 @@ this checkout's ``.venv``. The workload:
    25,000), median of 5 after one warm-up; every point's step checked. Native: ``GET
    /api/v1/runs/<run>/series/points?path=metrics/loss&limit=100000`` (one request, JSON columns)
    on the run logged through the MLflow API.
-3. ``search_runs`` over 10,000 runs of one experiment (each run: ``create_run`` with a name and a
-   tag, then one ``log_batch`` of 5 metrics and 5 params, from 8 client threads — the fill time
-   is reported too, not part of the targets), filter ``metrics.accuracy > 0.5 and
+3. ``search_runs`` over 10,000 runs of one experiment (each run: a name, a tag, 5 metrics and 5
+   params; the first ``--client-runs`` (1,000) made with ``create_run`` + ``log_batch`` from 8
+   client threads, timed and reported; the rest bulk-filled: for MLflow straight into its tables
+   through its SQLAlchemy models, for Runstore by ``runs.mlflow.tracking`` — the MLflow API's own
+   translation and services, one transaction per run — in two Django shells), filter ``metrics.accuracy > 0.5 and
    params.optimizer = 'adam'``, ``order_by=["metrics.accuracy DESC"]``, ``max_results=100``,
    median of 10 after one warm-up. Native: ``POST /api/v1/runs/query`` with the same filter in the
    query language, ``sort=["-metrics/accuracy"]``, ``limit=100`` and the runs' 10 metric and param
@@ -182,7 +184,7 @@ def mlflow_workload(url: str, opts: dict) -> dict:
     out["history"] = {"points": expected, "median_s": median(times), "times_s": times}
     log(f"  get_metric_history ({expected:,} points): {median(times) * 1e3:.0f} ms")
 
-    # 3. search_runs over many runs
+    # 3a. the first runs of the search workload through the client (timed); the rest are bulk-filled
     exp = client.create_experiment(f"bench-search-{suffix}")
 
     def make(i: int) -> str:
@@ -195,13 +197,24 @@ def mlflow_workload(url: str, opts: dict) -> dict:
         )
         return rid
 
+    count = min(opts["client_runs"], opts["runs"])
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(opts["threads"]) as pool:
-        run_ids = list(pool.map(make, range(opts["runs"])))
+        run_ids = list(pool.map(make, range(count)))
     fill = time.perf_counter() - start
-    log(
-        f"  filled {opts['runs']:,} runs in {fill:.1f} s ({opts['runs'] / fill:,.0f} runs/s, {opts['threads']} threads)"
-    )
+    log(f"  created {count:,} runs in {fill:.1f} s ({count / fill:,.1f} runs/s, {opts['threads']} threads)")
+    out["fill"] = {"runs": count, "wall_s": fill, "per_s": count / fill, "threads": opts["threads"]}
+    out["search_experiment_id"] = exp
+    out["search_run_id"] = run_ids[0]
+    return out
+
+
+def mlflow_search_workload(url: str, opts: dict, exp: str) -> dict:
+    """Phase 2: search_runs and artifact upload (after the bulk fill)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    out: dict = {}
     times, found = [], []
     for r in range(opts["search_repeats"] + 1):
         t = time.perf_counter()
@@ -212,10 +225,7 @@ def mlflow_workload(url: str, opts: dict) -> dict:
             raise RuntimeError(f"search_runs found {len(found)} runs, not the expected ones (or incomplete params)")
         if r:
             times.append(elapsed)
-    out["fill"] = {"runs": opts["runs"], "wall_s": fill, "per_s": opts["runs"] / fill, "threads": opts["threads"]}
     out["search"] = {"runs": opts["runs"], "median_s": median(times), "times_s": times, "accuracies": found}
-    out["search_experiment_id"] = exp
-    out["search_run_id"] = run_ids[0]
     log(f"  search_runs: {median(times) * 1e3:.1f} ms")
 
     # 4. artifact upload
@@ -236,17 +246,97 @@ def mlflow_workload(url: str, opts: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     out["upload"] = {"megabytes": opts["artifact_mb"], "median_s": median(times), "times_s": times}
     log(f"  log_artifact ({opts['artifact_mb']} MB): {median(times):.2f} s")
-    client.set_terminated(out["log_run_id"])
     return out
 
 
-def run_mlflow_client(python: Path, url: str, opts: dict, token: str | None = None) -> dict:
+def mlflow_bulk_fill(store_uri: str, exp: str, first: int, count: int) -> None:
+    """The rest of the search runs straight into MLflow's tables (its SQLAlchemy models, bulk inserts)."""
+    import sqlalchemy as sa
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+    from sqlalchemy.orm import Session
+
+    engine = sa.create_engine(store_uri)
+    for chunk in range(first, count, 2000):
+        runs, params, metrics, tags = [], [], [], []
+        for i in range(chunk, min(count, chunk + 2000)):
+            run_uuid = uuid.uuid4().hex
+            m, p, t = search_run(i)
+            runs.append(
+                {
+                    "run_uuid": run_uuid,
+                    "name": f"run-{i:05d}",
+                    "source_type": "LOCAL",
+                    "source_name": "",
+                    "entry_point_name": "",
+                    "user_id": "bench",
+                    "status": "RUNNING",
+                    "start_time": T0_MS + i,
+                    "end_time": None,
+                    "source_version": "",
+                    "lifecycle_stage": "active",
+                    "artifact_uri": f"mlflow-artifacts:/{exp}/{run_uuid}/artifacts",
+                    "experiment_id": int(exp),
+                }
+            )
+            metrics += [
+                {"key": k, "value": v, "timestamp": T0_MS + i, "step": 0, "is_nan": False, "run_uuid": run_uuid}
+                for k, v in m.items()
+            ]
+            params += [{"key": k, "value": v, "run_uuid": run_uuid} for k, v in p.items()]
+            tags += [{"key": k, "value": v, "run_uuid": run_uuid} for k, v in t.items()]
+            tags.append({"key": "mlflow.runName", "value": f"run-{i:05d}", "run_uuid": run_uuid})
+        with Session(engine) as session:
+            session.bulk_insert_mappings(SqlRun, runs)
+            session.bulk_insert_mappings(SqlParam, params)
+            session.bulk_insert_mappings(SqlTag, tags)
+            session.bulk_insert_mappings(SqlMetric, metrics)
+            session.bulk_insert_mappings(SqlLatestMetric, metrics)
+            session.commit()
+
+
+RUNSTORE_FILL = """
+import importlib.util, os, time
+from django.contrib.auth.models import User
+from django.db import transaction
+from runs.mlflow import tracking
+spec = importlib.util.spec_from_file_location("bench_mlflow", os.environ["BENCH_SCRIPT"])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+user = User.objects.get(username="bench")
+exp, first, count = os.environ["BENCH_EXP"], int(os.environ["BENCH_FIRST"]), int(os.environ["BENCH_COUNT"])
+for i in range(first, count):
+    metrics, params, tags = bench.search_run(i)
+    with transaction.atomic():
+        body = {"experiment_id": exp, "run_name": f"run-{i:05d}", "start_time": bench.T0_MS + i,
+                "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        run = tracking.create_run(user, body)
+        tracking.log_batch(user, run, params=[{"key": k, "value": v} for k, v in params.items()],
+                           metrics=[{"key": k, "value": v, "timestamp": bench.T0_MS + i, "step": 0}
+                                    for k, v in metrics.items()])
+"""
+
+
+def runstore_bulk_fill(server, exp: str, first: int, count: int, processes: int = 2) -> None:
+    """The rest of the search runs in Django shells on the server's database: the MLflow API's own
+    translation (``runs.mlflow.tracking.create_run`` + ``log_batch``, one transaction per run), without HTTP."""
+    edges = [first + (count - first) * k // processes for k in range(processes + 1)]
+    procs = []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        env = {**server.env, "BENCH_SCRIPT": __file__, "BENCH_EXP": exp, "BENCH_FIRST": str(lo), "BENCH_COUNT": str(hi)}
+        cmd = [common.PYTHON, "manage.py", "shell", "-c", RUNSTORE_FILL]
+        procs.append(subprocess.Popen(cmd, cwd=server.src, env=env))
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError(f"the Runstore bulk fill failed ({proc.returncode})")
+
+
+def run_mlflow_client(python: Path, url: str, opts: dict, token: str | None = None, phase: str = "log") -> dict:
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_TIMEOUT": "600"}
     env.pop("MLFLOW_TRACKING_TOKEN", None)
     if token:
         env["MLFLOW_TRACKING_TOKEN"] = token
     out = subprocess.run(
-        [str(python), __file__, "--client", url, "--opts", json.dumps(opts)],
+        [str(python), __file__, "--client", url, "--phase", phase, "--opts", json.dumps(opts)],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -441,7 +531,7 @@ def mlflow_server(python: Path, workers: int):
     try:
         common.wait_http(url + "/health", timeout=300, proc=proc)
         time.sleep(3)  # let the workers finish importing before timing
-        yield url
+        yield url, store
     except BaseException:
         logf.flush()
         sys.stderr.write((tmp / "server.log").read_text()[-3000:])
@@ -504,7 +594,14 @@ def table(results: dict, opts: dict) -> str:
         ),
         (f"search_runs over {opts['runs']:,} runs, top 100", a["search"], b["search"], c["search"], ms, "time"),
         (f"artifact upload, {opts['artifact_mb']} MB", a["upload"], b["upload"], c["upload"], sec, "time"),
-        (f"fill: {opts['runs']:,} runs, {opts['threads']} threads (runs/s)", a["fill"], b["fill"], None, rate, "rate"),
+        (
+            f"create_run + log_batch, {a['fill']['runs']:,} runs, {opts['threads']} threads (runs/s)",
+            a["fill"],
+            b["fill"],
+            None,
+            lambda x: f"{x['per_s']:,.1f}/s",
+            "rate",
+        ),
     ]
     lines = [
         "| workload | MLflow server | Runstore MLflow API | Runstore native | MLflow / Runstore-MLflow | Runstore-MLflow / native |",
@@ -534,7 +631,8 @@ def main(argv=None) -> dict:
     p.add_argument("--batches", type=int, default=200)
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--runs", type=int, default=10_000)
-    p.add_argument("--threads", type=int, default=8, help="client threads that fill the search runs")
+    p.add_argument("--client-runs", type=int, default=1000, help="search runs made through the client (timed)")
+    p.add_argument("--threads", type=int, default=8, help="client threads that make them")
     p.add_argument("--artifact-mb", type=int, default=100)
     p.add_argument("--search-repeats", type=int, default=10)
     p.add_argument("--history-repeats", type=int, default=5)
@@ -545,12 +643,20 @@ def main(argv=None) -> dict:
     p.add_argument("--json", action="store_true")
     p.add_argument("--client", help=argparse.SUPPRESS)
     p.add_argument("--opts", help=argparse.SUPPRESS)
+    p.add_argument("--phase", default="log", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.client:  # inside the mlflow virtualenv: the MLflow client workload, one JSON line out
-        print(json.dumps(mlflow_workload(args.client, json.loads(args.opts))))
+        opts = json.loads(args.opts)
+        if args.phase == "log":
+            print(json.dumps(mlflow_workload(args.client, opts)))
+        elif args.phase == "bulk":
+            mlflow_bulk_fill(args.client, opts["exp"], opts["client_runs"], opts["runs"])
+            print("{}")
+        else:
+            print(json.dumps(mlflow_search_workload(args.client, opts, opts["exp"])))
         return {}
     if args.quick:
-        args.batches, args.runs, args.artifact_mb = 20, 500, 10
+        args.batches, args.runs, args.client_runs, args.artifact_mb = 20, 1000, 200, 10
         args.search_repeats, args.history_repeats, args.upload_repeats = 3, 2, 1
     opts = {
         k: getattr(args, k)
@@ -558,6 +664,7 @@ def main(argv=None) -> dict:
             "batches",
             "batch",
             "runs",
+            "client_runs",
             "threads",
             "artifact_mb",
             "search_repeats",
@@ -574,14 +681,30 @@ def main(argv=None) -> dict:
     start = time.monotonic()
     try:
         log(f"(a) mlflow server --workers {args.workers}, PostgreSQL store, --serve-artifacts")
-        with mlflow_server(python, args.workers) as url:
-            results["mlflow_server"] = run_mlflow_client(python, url, opts)
+        with mlflow_server(python, args.workers) as (url, store):
+            a = run_mlflow_client(python, url, opts)
+            log(f"bulk-filling runs {opts['client_runs']:,}..{opts['runs']:,} into MLflow's tables")
+            run_mlflow_client(python, store, {**opts, "exp": a["search_experiment_id"]}, phase="bulk")
+            a.update(run_mlflow_client(python, url, {**opts, "exp": a["search_experiment_id"]}, phase="search"))
+            results["mlflow_server"] = a
         meta["load_mid"] = loadavg()
         log(f"(b) Runstore {source}, gunicorn -w {args.workers} --threads {args.gunicorn_threads}, PostgreSQL")
         with runstore_server(source, args.workers, args.gunicorn_threads) as server:
             meta["runstore"] = server.source
-            results["runstore_mlflow"] = run_mlflow_client(python, server.url, opts, token=server.token)
-            server.wait_tasks()
+            b = run_mlflow_client(python, server.url, opts, token=server.token)
+            log(f"bulk-filling runs {opts['client_runs']:,}..{opts['runs']:,} in Django shells")
+            t = time.monotonic()
+            runstore_bulk_fill(server, b["search_experiment_id"], opts["client_runs"], opts["runs"])
+            log(f"  {opts['runs'] - opts['client_runs']:,} runs in {time.monotonic() - t:.0f} s")
+            meta["tasks_wait_s"] = server.wait_tasks(timeout=900)
+            log(f"  background tasks drained in {meta['tasks_wait_s']:.0f} s")
+            b.update(
+                run_mlflow_client(
+                    python, server.url, {**opts, "exp": b["search_experiment_id"]}, token=server.token, phase="search"
+                )
+            )
+            results["runstore_mlflow"] = b
+            server.wait_tasks(timeout=900)
             log("(c) Runstore native API")
             results["runstore_native"] = native_workload(server, opts, results["runstore_mlflow"])
     finally:
