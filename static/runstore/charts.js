@@ -25,6 +25,9 @@
 
   function gridOf(fig) { return fig.closest(".chart-grid"); }
 
+  /* the x axis of a chart: its grid's own (monitoring charts are on wall-clock time) or the page's choice */
+  function xOf(fig) { return gridOf(fig).dataset.x || settings.x; }
+
   function schedule(task) {
     return new Promise((resolve, reject) => {
       queue.push({ task, resolve, reject });
@@ -49,13 +52,13 @@
     if (early) {
       // the page's head asked for the first view already (runs/_chart_prefetch.html)
       delete store[key];
-      const plain = opts.from == null && opts.to == null && !opts.buckets && settings.x === "step";
+      const plain = opts.from == null && opts.to == null && !opts.buckets && xOf(fig) === "step";
       if (plain && early.buckets >= width * 0.75 && early.buckets <= width * 1.5) {
         return early.promise.catch(() => fetchData(fig, opts));
       }
     }
     const params = new URLSearchParams({ path: fig.dataset.path, runs: grid.dataset.runs, buckets: String(opts.buckets || width) });
-    if (settings.x === "time") params.set("x", "time");
+    if (xOf(fig) === "time") params.set("x", "time");
     // min/max envelopes are drawn for up to three runs; more runs get their mean lines only
     if (grid.dataset.runs.split(",").length > 3) params.set("envelope", "0");
     if (opts.from != null) params.set("from_step", String(Math.floor(opts.from)));
@@ -152,10 +155,10 @@
       const b = bucketOf(u, si, i);
       if (!b) continue;
       if (b.count > 1) return STEP_FMT.format(b.first) + "–" + STEP_FMT.format(b.last) + " (bucket of " + b.count + " points)";
-      const when = settings.x === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() + " · step " : "";
+      const when = u._runstoreX === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() + " · step " : "";
       return when + STEP_FMT.format(b.first);
     }
-    return settings.x === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() : fmtNum(u.data[0][i]);
+    return u._runstoreX === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() : fmtNum(u.data[0][i]);
   }
 
   function hoverValue(u, v, si, i) {
@@ -200,12 +203,13 @@
     const runs = state.runs.filter((r) => r.steps && r.steps.length);
     const single = state.runs.length === 1;
     const tables = [];
-    const series = [{ label: settings.x, value: (u, v, si, i) => hoverX(u, i) }];
+    const x = xOf(state.fig);
+    const series = [{ label: x, value: (u, v, si, i) => hoverX(u, i) }];
     const bands = [];
     const meta = []; // series index -> { run, xs } of a run's mean line
     runs.forEach((run, index) => {
       const color = colorFor(grid, run.id, state.runs.indexOf(run));
-      const xs = settings.x === "time" && run.times ? run.times : run.steps;
+      const xs = x === "time" && run.times ? run.times : run.steps;
       let avg = smooth(run.avg, settings.smooth);
       let lo = run.min, hi = run.max;
       if (settings.log) { avg = positive(avg); lo = positive(lo); hi = positive(hi); }
@@ -241,9 +245,9 @@
       height: 220,
       series: built.series,
       bands: built.bands,
-      scales: { x: { time: settings.x === "time" }, y: settings.log ? { distr: 3 } : {} },
+      scales: { x: { time: xOf(state.fig) === "time" }, y: settings.log ? { distr: 3 } : {} },
       axes: [
-        Object.assign(settings.x === "time" ? {} : { values: (u, splits) => ticks(state, "x", splits) }, axis),
+        Object.assign(xOf(state.fig) === "time" ? {} : { values: (u, splits) => ticks(state, "x", splits) }, axis),
         Object.assign({ size: axisSize, values: (u, splits) => ticks(state, "y", splits) }, axis),
       ],
       legend: { show: state.runs.length <= 12, live: true },
@@ -272,12 +276,14 @@
     }
     if (state.u && state.shape === shapeKey(built)) {
       state.u._runstoreMeta = built.meta;
+      state.u._runstoreX = built.series[0].label;
       state.u.setData(built.data);
     } else {
       if (state.u) state.u.destroy();
       plot.innerHTML = "";
       state.u = new uPlot(options(state, built, width), built.data, plot);
       state.u._runstoreMeta = built.meta;
+      state.u._runstoreX = built.series[0].label;
       state.shape = shapeKey(built);
       // the envelope's min/max series only draw the band; keep them out of the legend
       const rows = plot.querySelectorAll(".u-legend .u-series");
@@ -287,7 +293,7 @@
   }
 
   function shapeKey(built) {
-    return [built.series.length, settings.log, settings.x].join("|");
+    return [built.series.length, settings.log, built.series[0].label].join("|");
   }
 
   function load(state, range) {
@@ -303,7 +309,7 @@
   }
 
   function zoom(state, lo, hi) {
-    if (settings.x === "time") {
+    if (xOf(state.fig) === "time") {
       // time axis: zoom the view; bucket ranges are requested in steps
       const run = state.runs.find((r) => r.times && r.times.length);
       if (!run) return;
@@ -382,7 +388,7 @@
 
   function redrawAll(refetch) {
     charts.forEach((state) => {
-      if (refetch) load(state, state.range && settings.x === "step" ? state.range : null);
+      if (refetch) load(state, state.range && xOf(state.fig) === "step" ? state.range : null);
       else render(state);
     });
   }

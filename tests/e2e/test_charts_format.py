@@ -179,3 +179,52 @@ def test_compare_of_50_runs_gives_every_run_its_own_distinguishable_colour(
     assert len({swatches.nth(i).get_attribute("data-color") for i in range(50)}) == 50
     screenshot(page, "compare-50-runs")
     assert errors == []
+
+
+def test_monitoring_charts_have_wall_clock_time_on_x_and_units_in_titles(page, live_server, lr_world, screenshot):
+    start = 1767607200.0  # 2026-01-05 10:00 UTC
+    services.apply_batch(
+        lr_world.owner,
+        lr_world,
+        stream="m",
+        seq=0,
+        raw_ops=[
+            {
+                "op": "append",
+                "path": path,
+                "values": [value(i) for i in range(120)],
+                "timestamps": [start + 10.0 * i for i in range(120)],
+            }
+            for path, value in [
+                ("monitoring/cpu", lambda i: 20.0 + i % 50),
+                ("monitoring/memory", lambda i: 3.5 + i / 100),
+                ("monitoring/gpu/0/utilization", lambda i: 90.0),
+            ]
+        ],
+    )
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/runs/VIS-1/")
+    with page.expect_response(lambda r: "chart-data" in r.url and "monitoring%2Fcpu" in r.url) as response:
+        page.locator("#monitoring").scroll_into_view_if_needed()
+    assert "x=time" in response.value.url
+    cpu = page.locator('figure.chart[data-path="monitoring/cpu"]')
+    expect(cpu).to_have_attribute("data-drawn", "1", timeout=10_000)
+    expect(cpu.locator("figcaption")).to_contain_text("monitoring/cpu (%)")
+    expect(page.locator('figure.chart[data-path="monitoring/memory"] figcaption')).to_contain_text(
+        "monitoring/memory (GiB)"
+    )
+    expect(page.locator('figure.chart[data-path="monitoring/gpu/0/utilization"] figcaption')).to_contain_text("(%)")
+    x_range = cpu.evaluate(
+        "(fig) => { const u = window.RunstoreCharts.charts.get(fig).u; return [u.scales.x.min, u.scales.x.max]; }"
+    )
+    assert start - 60 <= x_range[0] <= start + 60 and start + 1100 <= x_range[1] <= start + 1300, x_range
+    # the training charts above stay on steps
+    lr = page.locator('figure.chart[data-path="train/lr"]')
+    assert lr.evaluate("(fig) => window.RunstoreCharts.charts.get(fig).u.scales.x.max") < 2000
+    box = cpu.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(cpu.locator(".u-legend")).to_contain_text("2026")
+    screenshot(page, "charts-monitoring-time")
+    assert errors == []
