@@ -22,7 +22,7 @@ from .base import ProjectScopedMixin, _int_param, chart_page
 
 FIELDS_PER_NAMESPACE = 200
 LOG_LINES = 500
-FAILURE_STDERR_LINES = 30  # stderr lines shown under a failed run's traceback
+FAILURE_STDERR_LINES = 20  # stderr lines shown under a failed run's traceback
 
 
 class RunDetailView(ProjectScopedMixin, DetailView):
@@ -206,7 +206,8 @@ def stderr_tail(run) -> dict | None:
         return None
     values = StringPoint.objects.filter(series=series).order_by("-step").values_list("value", flat=True)
     lines = list(values[:FAILURE_STDERR_LINES])[::-1]
-    return {"path": series.path, "text": "\n".join(line.rstrip("\n") for line in lines), "count": series.count}
+    text = "\n".join(line.rstrip("\n") for line in lines)
+    return {"path": series.path, "text": text, "count": series.count, "more": series.count > len(lines)}
 
 
 def commit_url(remote: str | None, commit: str | None) -> str | None:

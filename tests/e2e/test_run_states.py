@@ -55,12 +55,12 @@ def login(page, live_server):
     page.wait_for_url(re.compile(r".*/$"))
 
 
-def start_training(live_server, token, tmp_path):
+def start_training(live_server, token, tmp_path, script=TRAINING):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "RUNSTORE_"))}
     env.update(RUNSTORE_URL=live_server.url, RUNSTORE_API_TOKEN=token, RUNSTORE_HOME=str(tmp_path / "queues"))
     env["PYTHONPATH"] = str(REPO / "client" / "src")
     return subprocess.Popen(
-        [sys.executable, "-c", TRAINING],
+        [sys.executable, "-c", script],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -114,3 +114,56 @@ def test_killed_client_shows_crashed_and_a_ping_revives_it(page, live_server, ow
         assert response.status < 300
     page.goto(f"{live_server.url}/w/acme/vision/runs/{human_id}/")
     expect(header_state).to_have_text("running")
+
+
+FAILING = """
+import sys
+import runstore
+
+run = runstore.init_run(
+    project="acme/vision", name="broken", capture_hardware_metrics=False, capture_source=False,
+    capture_environment=False,
+)
+for step in range(40):
+    print(f"warning {step}: slow data loader", file=sys.stderr)
+print(run["sys/id"].fetch(), flush=True)
+def forward(batch):
+    return 1 / batch
+forward(0)
+"""
+
+
+def test_failed_run_page_shows_the_traceback_and_the_last_stderr_lines(page, live_server, owner, tmp_path, screenshot):
+    _, token = ApiToken.issue(owner, name="training")
+    process = start_training(live_server, token, tmp_path, FAILING)
+    out, err = process.communicate(timeout=120)
+    human_id = out.strip().splitlines()[0] if out.strip() else ""
+    assert process.returncode != 0 and human_id == "VIS-1", err[-3000:]
+
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/runs/{human_id}/")
+    expect(page.locator("#run-header h1 .state")).to_have_text("failed")
+    failure = page.locator("#run-header .failure")
+    expect(failure).to_be_visible()
+    traceback = failure.locator("pre.traceback")
+    expect(traceback).to_contain_text("Traceback (most recent call last):")
+    expect(traceback).to_contain_text("ZeroDivisionError: division by zero")
+    # preformatted: one line per frame, as Python printed it
+    text = traceback.inner_text()
+    assert "\n" in text and re.search(r"^ZeroDivisionError: division by zero$", text, re.M), text
+    assert traceback.evaluate("el => getComputedStyle(el).whiteSpace") == "pre"
+    tail = failure.locator("pre.stderr-tail")
+    expect(tail).to_contain_text("warning 39: slow data loader")
+    expect(tail).not_to_contain_text("warning 0: slow data loader")
+    # it is at the top: above the charts and the attributes
+    assert failure.bounding_box()["y"] < page.locator("#charts").bounding_box()["y"]
+    screenshot(page, "run-failed")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(failure.locator("pre.traceback")).to_be_visible()
+    # the traceback scrolls inside its own box instead of widening the page
+    box = failure.bounding_box()
+    assert box["x"] + box["width"] <= 390, box
+    assert traceback.evaluate("el => getComputedStyle(el).overflowX") == "auto"
+    screenshot(page, "run-failed-narrow")
