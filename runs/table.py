@@ -122,6 +122,12 @@ def _fmt_float(value) -> str:
 
 
 def format_duration(seconds: float) -> str:
+    if 0 < seconds < 0.01:
+        return f"{seconds * 1000:.0f}ms" if seconds >= 0.0005 else "<1ms"
+    if seconds < 10:
+        # short runs keep their fraction: a 0.95 s run is not "0s"
+        text = f"{seconds:.2f}" if seconds < 1 else f"{seconds:.1f}"
+        return text.rstrip("0").rstrip(".") + "s" if seconds else "0s"
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
@@ -205,7 +211,7 @@ def sys_cell(run: Run, path: str, tags, run_url: str):
     if path == "sys/ping_time":
         return _time_html(run.ping_at), ""
     if path == "sys/running_time":
-        return format_duration(run.running_time), f"{run.running_time:.0f} s"
+        return format_duration(run.running_time), f"{run.running_time:.3f} s"
     if path == "sys/description":
         return run.description[:80], run.description[:500]
     if path == "sys/tags":
