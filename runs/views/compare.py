@@ -1,6 +1,7 @@
 import json
 import math
-from urllib.parse import urlencode
+import re
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -18,6 +19,25 @@ from ..models import Attribute, AttributeType
 from ..palette import RUN_COLORS
 from .base import ProjectScopedMixin, chart_page
 
+COLOR_ENTRY = re.compile(r"^([A-Za-z0-9_-]+):#?([0-9a-fA-F]{6})$")
+
+
+def chosen_colors(request) -> dict[str, str]:
+    """Run colours the user picked, kept in the compare address as ``colors=VIS-1:1f77b4,VIS-2:d62728``.
+
+    A fragment (htmx) request reads them from the page's address (``HX-Current-URL``), so
+    the attribute table and the later chart pages show the same colours. Malformed entries
+    are ignored: the run keeps its palette colour."""
+    raw = request.GET.get("colors")
+    if raw is None and request.headers.get("HX-Current-URL"):
+        raw = (parse_qs(urlsplit(request.headers["HX-Current-URL"]).query).get("colors") or [None])[0]
+    out = {}
+    for entry in (raw or "").split(",")[:100]:
+        match = COLOR_ENTRY.match(entry.strip())
+        if match:
+            out[match.group(1)] = "#" + match.group(2).lower()
+    return out
+
 
 class CompareView(ProjectScopedMixin, View):
     """Overlaid charts, an attribute diff and parameter plots for 2-50 runs."""
@@ -32,8 +52,9 @@ class CompareView(ProjectScopedMixin, View):
             raise Http404("no runs to compare")
         fragment = request.GET.get("fragment")
         context = {"project": self.get_project(), "runs": runs, "run_ids": ",".join(r.human_id for r in runs)}
+        chosen = chosen_colors(request)
         for index, run in enumerate(runs):
-            run.color = RUN_COLORS[index % len(RUN_COLORS)]
+            run.color = chosen.get(run.human_id) or RUN_COLORS[index % len(RUN_COLORS)]
         context["colors_json"] = json.dumps({r.human_id: r.color for r in runs})
         context["legend_json"] = [{"id": r.human_id, "name": r.name, "color": r.color, "state": r.state} for r in runs]
         if fragment == "diff":

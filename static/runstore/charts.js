@@ -410,6 +410,30 @@
     });
   }
 
+  /* A run's colour input (compare legend): the charts, the swatches and the address (colors=) follow it,
+     so a reload or a shared link shows the same colours. */
+  function setRunColor(id, color) {
+    document.querySelectorAll(".chart-grid[data-colors]").forEach((grid) => {
+      let map = {};
+      try { map = JSON.parse(grid.dataset.colors) || {}; } catch (e) { /* start afresh */ }
+      map[id] = color;
+      grid.dataset.colors = JSON.stringify(map);
+    });
+    document.querySelectorAll(".swatch[data-run]").forEach((el) => {
+      if (el.dataset.run === id) { el.dataset.color = color; el.style.backgroundColor = color; }
+    });
+    const url = new URL(window.location.href);
+    const chosen = new Map((url.searchParams.get("colors") || "").split(",").filter(Boolean).map((e) => e.split(":")));
+    chosen.set(id, color.replace("#", ""));
+    url.searchParams.set("colors", Array.from(chosen, ([k, v]) => k + ":" + v).join(","));
+    history.replaceState(history.state, "", url.toString());
+    charts.forEach((state) => { if (state.u && gridOf(state.fig).dataset.colors) { state.shape = null; render(state); } });
+  }
+  document.addEventListener("input", (e) => {
+    const el = e.target;
+    if (el.matches && el.matches("input.run-color[data-run]") && /^#[0-9a-f]{6}$/i.test(el.value)) setRunColor(el.dataset.run, el.value);
+  });
+
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);

@@ -228,3 +228,54 @@ def test_monitoring_charts_have_wall_clock_time_on_x_and_units_in_titles(page, l
     expect(cpu.locator(".u-legend")).to_contain_text("2026")
     screenshot(page, "charts-monitoring-time")
     assert errors == []
+
+
+HAS_COLOR = """(canvas, rgb) => {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i] - rgb[0]) < 12 && Math.abs(data[i + 1] - rgb[1]) < 12 && Math.abs(data[i + 2] - rgb[2]) < 12
+            && data[i + 3] > 200) n++;
+    }
+    return n;
+}"""
+
+
+def test_a_user_changes_a_runs_colour_in_compare_and_the_address_keeps_it(page, live_server, lr_world, screenshot):
+    for index in range(2):
+        run, _ = services.create_run(lr_world.owner, lr_world.project, name=f"other{index}")
+        services.apply_batch(
+            lr_world.owner,
+            run,
+            stream="s",
+            seq=0,
+            raw_ops=[{"op": "append", "path": "train/lr", "values": [1e-3 * (index + 2)] * STEPS}],
+        )
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/compare?runs=VIS-1,VIS-2,VIS-3")
+    chart = page.locator('figure.chart[data-path="train/lr"]')
+    expect(chart).to_have_attribute("data-drawn", "1", timeout=10_000)
+    canvas = chart.locator("canvas")
+    assert canvas.evaluate(HAS_COLOR, [0, 255, 0]) == 0
+
+    page.locator('input.run-color[data-run="VIS-2"]').fill("#00ff00")
+    expect(page).to_have_url(re.compile(r"colors=VIS-2(:|%3A)00ff00"))
+    page.wait_for_function(
+        "(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " for (let i = 0; i < d.length; i += 4) if (d[i] < 12 && d[i+1] > 243 && d[i+2] < 12) return true; return false; }",
+        arg=canvas.element_handle(),
+    )
+    swatch = page.locator('#diff-table .swatch[data-run="VIS-2"]')
+    expect(swatch).to_have_attribute("data-color", "#00ff00")
+
+    # the colour is part of the address: a reload (and the fragments it loads) keep it
+    page.reload()
+    expect(page.locator('input.run-color[data-run="VIS-2"]')).to_have_value("#00ff00")
+    expect(page.locator('#diff-table .swatch[data-run="VIS-2"]')).to_have_attribute("data-color", "#00ff00")
+    expect(chart).to_have_attribute("data-drawn", "1", timeout=10_000)
+    assert canvas.evaluate(HAS_COLOR, [0, 255, 0]) > 20
+    assert json.loads(page.locator("#compare-grid").get_attribute("data-colors"))["VIS-1"] != "#00ff00"
+    screenshot(page, "compare-run-colour")
+    assert errors == []
