@@ -21,9 +21,14 @@ PROJECT = {
 
 def forwards(apps, schema_editor):
     config = apps.get_app_config("projects")
-    config.models_module = True
-    create_permissions(config, apps=apps, verbosity=0)
-    config.models_module = None
+    # create_permissions skips an app config without models_module (a migration's stub has none);
+    # put back whatever was there, so a caller's registry is left as it was.
+    previous = getattr(config, "models_module", None)
+    config.models_module = previous or True
+    try:
+        create_permissions(config, apps=apps, verbosity=0)
+    finally:
+        config.models_module = previous
     Permission = apps.get_model("auth", "Permission")
     Membership = apps.get_model("projects", "Membership")
     Project = apps.get_model("projects", "Project")
