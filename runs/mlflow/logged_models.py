@@ -10,6 +10,7 @@ which the artifact proxy maps onto that file set. Every write goes through ``run
 (files, the run's fields) or is checked by ``projects.permissions`` (the model's row).
 """
 
+import functools
 import math
 import re
 import uuid as uuid_module
@@ -336,6 +337,10 @@ def _field(model: LoggedModel, body: dict, entity: str, key: str):
     )
 
 
+def _row_sort_value(row: tuple, *, entity: str, key: str):
+    return _sort_value(row[0], row[1], entity, key)
+
+
 def _sort_value(model: LoggedModel, body: dict, entity: str, key: str):
     """What an order compares: the model's times to the microsecond (models made within one millisecond
     keep their order), else the value a filter compares."""
@@ -427,7 +432,7 @@ def search(user, body: dict) -> tuple[list[dict], str | None]:
     for entity, key, ascending in reversed([*_order_keys(body.get("order_by")), ("attribute", "model_id", True)]):
         present = [r for r in rows if _field(r[0], r[1], entity, key) is not None]
         missing = [r for r in rows if _field(r[0], r[1], entity, key) is None]
-        present.sort(key=lambda r, e=entity, k=key: _sort_value(r[0], r[1], e, k), reverse=not ascending)
+        present.sort(key=functools.partial(_row_sort_value, entity=entity, key=key), reverse=not ascending)
         rows = present + missing  # models lacking the field last, as for runs
     page = [r[1] for r in rows[offset : offset + max_results]]
     more = offset + max_results < len(rows)

@@ -171,7 +171,7 @@ class RunListView(ProjectScopedMixin, View):
         if query_error:
             # a filter (or sort/column spec) with an error selects nothing: the table is empty under the
             # error, never the unfiltered runs with their count, which would read as the filter's result
-            rows = []
+            rows: list = []
             total = 0
         elif state.group_by:
             groups = self.group_rows(rq, columns, project, state)
