@@ -128,3 +128,13 @@ def test_viewer_cannot_revive_a_crashed_run_by_pinging(api, viewer, run, crash_a
 def test_the_crash_check_runs_every_minute():
     entry = next(e for e in app.conf.beat_schedule.values() if e["task"] == "runs.tasks.mark_crashed_runs")
     assert entry["schedule"] == 60.0
+
+
+def test_a_crashed_run_page_keeps_polling_its_header_so_a_revival_shows(client, owner, run, crash_after):
+    silence(run, crash_after + 1)
+    tasks.mark_crashed_runs.apply()
+    client.force_login(owner)
+    html = client.get(f"/w/acme/vision/runs/{run.human_id}/").content.decode()
+    header = html[html.index('<section id="run-header"') :]
+    header = header[: header.index(">")]
+    assert "fragment=header" in header and 'hx-trigger="every 30s"' in header
