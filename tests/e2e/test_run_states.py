@@ -94,6 +94,10 @@ def test_killed_client_shows_crashed_and_a_ping_revives_it(page, live_server, ow
     expect(header_state).to_have_text("crashed", timeout=15_000)
     expect(header_state).to_have_class(re.compile(r"\bstate-crashed\b"))
     screenshot(page, "run-crashed")
+    page.emulate_media(color_scheme="dark")
+    expect(header_state).to_have_css("color", "rgb(253, 176, 34)")
+    screenshot(page, "run-crashed-dark")
+    page.emulate_media(color_scheme="light")
 
     # the run table finds it with sys/state = "crashed"
     page.goto(f"{live_server.url}/w/acme/vision/")
@@ -167,3 +171,5 @@ def test_failed_run_page_shows_the_traceback_and_the_last_stderr_lines(page, liv
     assert box["x"] + box["width"] <= 390, box
     assert traceback.evaluate("el => getComputedStyle(el).overflowX") == "auto"
     screenshot(page, "run-failed-narrow")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "run-failed-narrow-dark")
