@@ -158,7 +158,7 @@ def test_saved_column_widths_and_run_colours_come_as_data_attributes(pages, owne
     html = client.get(response["Location"]).content.decode()
     assert 'data-width="180"' in html and "width:180px" not in html
     compare = client.get(urls["compare"]).content.decode()
-    assert 'class="swatch" data-color="#1f77b4"' in compare
+    assert 'class="run-color" value="#1f77b4"' in compare and 'style="' not in compare
 
 
 def test_login_page_has_a_strict_csp(client, db):

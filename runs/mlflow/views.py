@@ -41,6 +41,9 @@ def _error_response(error: MlflowError) -> Response:
 class MlflowView(ScopedGenericAPIView):
     """Base: MLflow's error shape for every failure, including authentication and throttling."""
 
+    # MLflow's own protocol (docs/mlflow.md), not Runstore's: kept out of the OpenAPI schema of /api/v1/.
+    schema = None
+
     def scoped_queryset(self):
         return Project.objects.for_user(self.request.user, "view")
 

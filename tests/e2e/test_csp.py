@@ -116,7 +116,10 @@ def test_pages_work_under_the_csp_without_a_violation(watched, live_server, worl
     compare_chart = page.locator('figure.chart[data-path="train/loss"]')
     expect(compare_chart).to_have_attribute("data-drawn", "1", timeout=10_000)
     assert compare_chart.locator("canvas").evaluate(CANVAS_HAS_INK) > 300
-    swatch = page.locator(".legend .swatch").first
+    expect(page.locator(".legend input.run-color").first).to_have_value("#1f77b4")
+    page.locator("#diff").scroll_into_view_if_needed()
+    swatch = page.locator("#diff .swatch").first
+    expect(swatch).to_be_attached(timeout=10_000)
     assert swatch.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(31, 119, 180)"
     page.locator("#plots").scroll_into_view_if_needed()
     expect(page.locator("#parallel-canvas")).to_have_attribute("data-drawn", "1")
