@@ -255,7 +255,11 @@ RULES: dict[str, dict[str, list[Req]]] = {
         ]
     },
     "runs:trash": {"GET": [Req("project:view", 200)]},
-    "runs:compare": {"GET": [Req("project:view", 200, query={"runs": "VIS-1"})]},
+    "runs:compare": {
+        "GET": [Req("project:view", 200, query={"runs": "VIS-1"})],
+        # "Compare selected" posts the selection and is redirected to a clean ?runs= address
+        "POST": [Req("project:view", 302, data={"runs": ["VIS-1"]})],
+    },
     "runs:chart_data": {"GET": [Req("project:view", 200, query={"runs": "VIS-1", "path": "train/loss"})]},
     "runs:run_detail": {"GET": [Req("project:view", 200)]},
     "runs:run_edit": {"POST": [Req("project:write", 302, data={"name": "renamed"})]},
