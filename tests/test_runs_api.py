@@ -39,8 +39,9 @@ def test_custom_run_id_returns_the_same_run(owner_api, project):
 def test_list_pages_newest_first(owner_api, project, owner, django_assert_max_num_queries):
     for index in range(5):
         services.create_run(owner, project, name=f"r{index}", tags=[f"t{index}"])
-    # 8, plus on PostgreSQL inside the test's transaction the query budget's savepoint, SET LOCAL, reset, release
-    with django_assert_max_num_queries(12):
+    # 8, plus the token's workspace binding and its request-rate bucket, plus on PostgreSQL inside the
+    # test's transaction the query budget's savepoint, SET LOCAL, reset, release
+    with django_assert_max_num_queries(14):
         page = owner_api.get("/api/v1/runs/", {"project": "acme/vision", "limit": 2}).json()
     assert page["count"] == 5 and [r["name"] for r in page["results"]] == ["r4", "r3"]
     assert page["results"][0]["tags"] == ["t4"]
