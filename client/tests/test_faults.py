@@ -278,9 +278,10 @@ CTRL_C_CHILD = textwrap.dedent("""
     url, token = sys.argv[1:3]
     run = runstore.init_run(project="alice/ctrlc", api_token=token, url=url, capture_stdout=False, capture_stderr=False,
                             capture_hardware_metrics=False, capture_source=False, capture_environment=False)
+    print(run["sys/id"].fetch(), flush=True)
+    sys.stdin.readline()  # the test has taken the server away: every point below is still unsent at stop()
     for i in range(5000):
         run["loss"].append(float(i))
-    print(run["sys/id"].fetch(), flush=True)
     run.stop()
     print("stopped", flush=True)
 """)
@@ -295,6 +296,7 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
         child = subprocess.Popen(
             [PYTHON, str(script), proxy.url, server.token],
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -302,6 +304,8 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
         try:
             run_id = child.stdout.readline().strip()
             proxy.down = True
+            child.stdin.write("go\n")
+            child.stdin.flush()
             time.sleep(1.5)  # the child is in stop(), waiting for the server
             child.send_signal(signal.SIGINT)
             line = ""
