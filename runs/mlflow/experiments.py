@@ -36,7 +36,7 @@ def _visible(user):
 
 def _side(project: Project) -> Experiment | None:
     try:
-        return project.mlflow  # type: ignore[attr-defined]
+        return project.mlflow  # type: ignore[attr-defined, unused-ignore]  # the stubs know it only on a cold cache
     except Experiment.DoesNotExist:
         return None
 
