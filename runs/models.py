@@ -257,6 +257,9 @@ class SavedView(models.Model):
     query = models.TextField(blank=True)
     sort = models.CharField(max_length=520, blank=True)
     group_by = models.CharField(max_length=512, blank=True)
+    # the project dashboard of this view: {"charts": [path, ...], "x": "step"|"time"|"relative",
+    # "log": bool, "smooth": float, "color_by": "" (run) or a path, "open": "table"|"dashboard"}
+    dashboard = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
