@@ -44,13 +44,32 @@ grep -v '^#' tests/mlflow_client/clients.txt | while read -r requirements; do
   timeout 900 scripts/venv-for.sh $requirements >/dev/null || echo "could not build: $requirements"
 done
 
-step "server tests on SQLite"
-RUNSTORE_TIMESCALEDB=auto DATABASE_URL="sqlite:///$PWD/var/test-sqlite.db" RUNSTORE_TEST_SQLITE_NAME="$PWD/var/test-sqlite-tests.db" \
-  $PY -m pytest tests -p no:cacheprovider --junitxml=var/test-reports/sqlite.xml "$@" || status=1
-
-step "server tests on PostgreSQL + TimescaleDB"
-DATABASE_URL="$RUNSTORE_TEST_PG_URL" \
-  $PY -m pytest tests -p no:cacheprovider --junitxml=var/test-reports/postgres.xml "$@" || status=1
+# The two server suites run side by side (each is one pytest process, mostly on one core), each with its
+# own Redis databases and var/ folder; their output is printed whole, one after the other, when both end.
+step "server tests on SQLite and on PostgreSQL + TimescaleDB, side by side"
+REDIS_BASE="${RUNSTORE_TEST_REDIS_URL%/*}"
+LOGS=var/test-logs
+mkdir -p "$LOGS"
+suite_start=$SECONDS
+(
+  export RUNSTORE_TIMESCALEDB=auto DATABASE_URL="sqlite:///$PWD/var/test-sqlite.db"
+  export RUNSTORE_TEST_SQLITE_NAME="$PWD/var/test-sqlite-tests.db" RUNSTORE_VAR_DIR="$PWD/var/test-var-sqlite"
+  export RUNSTORE_TEST_REDIS_URL="$REDIS_BASE/1" RUNSTORE_TEST_WORKER_REDIS_DB=13
+  exec $PY -m pytest tests -p no:cacheprovider --junitxml=var/test-reports/sqlite.xml "$@"
+) >"$LOGS/sqlite.log" 2>&1 &
+sqlite_pid=$!
+(
+  export DATABASE_URL="$RUNSTORE_TEST_PG_URL" RUNSTORE_VAR_DIR="$PWD/var/test-var-postgres"
+  export RUNSTORE_TEST_REDIS_URL="$REDIS_BASE/2" RUNSTORE_TEST_WORKER_REDIS_DB=14
+  exec $PY -m pytest tests -p no:cacheprovider --junitxml=var/test-reports/postgres.xml "$@"
+) >"$LOGS/postgres.log" 2>&1 &
+pg_pid=$!
+wait $sqlite_pid || status=1
+echo "--- SQLite (ended after $((SECONDS - suite_start)) s) ---"
+cat "$LOGS/sqlite.log"
+wait $pg_pid || status=1
+echo "--- PostgreSQL + TimescaleDB (both ended after $((SECONDS - suite_start)) s) ---"
+cat "$LOGS/postgres.log"
 
 if [[ -d client/tests ]]; then
   step "client tests against a live server"

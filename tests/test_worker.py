@@ -20,7 +20,8 @@ from runs.usage import compute_usage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_DB = 13  # kept for these tests, flushed before each
+# Kept for these tests and flushed before each; scripts/test.sh gives each suite running side by side its own.
+REDIS_DB = int(os.environ.get("RUNSTORE_TEST_WORKER_REDIS_DB", "13"))
 
 
 def _redis_url():
