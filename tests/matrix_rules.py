@@ -255,16 +255,27 @@ RULES: dict[str, dict[str, list[Req]]] = {
         ]
     },
     "runs:trash": {"GET": [Req("project:view", 200)]},
+    # the run table's view as a CSV/Parquet download
+    "runs:run_export": {"GET": [Req("project:export", 200, query={"format": "csv"})]},
     "runs:compare": {
         "GET": [Req("project:view", 200, query={"runs": "VIS-1"})],
         # "Compare selected" posts the selection and is redirected to a clean ?runs= address
         "POST": [Req("project:view", 302, data={"runs": ["VIS-1"]})],
     },
     "runs:chart_data": {"GET": [Req("project:view", 200, query={"runs": "VIS-1", "path": "train/loss"})]},
+    "runs:dashboard": {"GET": [Req("project:view", 200)]},
+    "runs:dashboard_chart_data": {"GET": [Req("project:view", 200, query={"runs": "VIS-1", "path": "train/loss"})]},
     "runs:run_detail": {"GET": [Req("project:view", 200)]},
     "runs:run_edit": {"POST": [Req("project:write", 302, data={"name": "renamed"})]},
+    "runs:run_notes": {
+        "GET": [Req("project:view", 200), Req("project:write", 200, query={"edit": "1"}, label="editor")],
+        "POST": [Req("project:write", 302, data={"notes": "# better"})],
+    },
+    "runs:run_diffs": {"GET": [Req("project:view", 200, query={"runs": "VIS-1"})]},
     "runs:run_log": {"GET": [Req("project:view", 200, query={"path": "stdout"})]},
     "runs:run_gallery": {"GET": [Req("project:view", 200, query={"path": "images/samples"})]},
+    "runs:run_file_thumb": {"GET": [Req("project:view", 200, query={"path": "images/samples", "step": "0"})]},
+    "runs:compare_media": {"GET": [Req("project:view", 200, query={"runs": "VIS-1"})]},
     "runs:run_file_preview": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
     "runs:run_file_raw": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
     # --- workspace pages (members, teams, custom roles, service accounts) and project creation ---

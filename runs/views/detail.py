@@ -4,7 +4,7 @@ import re
 
 from django.db.models import Case, When
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views import View
 from django.views.generic import DetailView
@@ -18,6 +18,7 @@ from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
 from ..models import Attribute, AttributeType, FileEntry, RunState, StringPoint
+from ..notes import MAX_NOTES_CHARS, render_markdown
 from .base import ProjectScopedMixin, _int_param, chart_page
 
 FIELDS_PER_NAMESPACE = 200
@@ -93,6 +94,8 @@ class RunDetailView(ProjectScopedMixin, DetailView):
             ),
             source=self.prefixed_values(run, "source_code/"),
             environment=self.prefixed_values(run, "environment/", limit=40),
+            notes_html=render_markdown(run.description) if run.description.strip() else "",
+            max_notes=MAX_NOTES_CHARS,
         )
         context.update(self.chart_page(run))
         # the first charts' data is requested from <head>, before the page's CSS and scripts load
@@ -298,16 +301,3 @@ class RunLogView(ProjectScopedMixin, View):
             "truncated": attr.count > len(lines) and not query,
         }
         return TemplateResponse(request, "runs/run_detail.html#log", context)
-
-
-class RunGalleryView(ProjectScopedMixin, View):
-    """An image series as a gallery: a step slider over its images."""
-
-    def get(self, request, workspace, project, run_id):
-        run = self.get_run(run_id)
-        attr = get_object_or_404(Attribute, run=run, path=request.GET.get("path", ""), type=AttributeType.FILE_SERIES)
-        steps = list(FileEntry.objects.filter(attribute=attr).order_by("-step").values_list("step", flat=True)[:2000])[
-            ::-1
-        ]
-        context = {"run": run, "project": self.get_project(), "attr": attr, "steps": steps, "steps_json": steps}
-        return TemplateResponse(request, "runs/run_detail.html#gallery", context)
