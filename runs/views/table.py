@@ -247,6 +247,8 @@ class RunListView(ProjectScopedMixin, View):
             + urlencode({"project": f"{project.workspace.slug}/{project.slug}"}),
             "can_write": "write" in self.actions(),
             "can_delete": "delete" in self.actions(),
+            "can_export": "export" in self.actions(),
+            "export_url": reverse("runs:run_export", args=[project.workspace.slug, project.slug]) + state.url(),
         }
 
     def actions(self) -> frozenset[str]:
@@ -326,6 +328,10 @@ class RunListView(ProjectScopedMixin, View):
 
     def get(self, request, workspace, project):
         state = self.state(request.GET)
+        from .dashboard import open_dashboard_redirect
+
+        if to_dashboard := open_dashboard_redirect(self, request, workspace, project):
+            return to_dashboard
         fragment = request.GET.get("fragment")
         if request.GET.get("live"):
             return self.live_rows(request, state)
@@ -494,8 +500,10 @@ class SavedViewView(ProjectScopedMixin, View):
                 query=data["q"],
                 sort=data["sort"],
                 group_by=data["group"],
+                dashboard=data["dashboard"],
             )
-            target = reverse("runs:run_list", args=[workspace, project]) + f"?view={view.pk}"
+            page = "runs:dashboard" if data["dashboard"] and view.dashboard.get("open") == "dashboard" else "runs:run_list"
+            target = reverse(page, args=[workspace, project]) + f"?view={view.pk}"
         if request.htmx:
             return HttpResponseClientRedirect(target)
         return redirect(target)
