@@ -40,6 +40,19 @@ class SavedViewForm(forms.Form):
     q = forms.CharField(required=False, max_length=10000)
     sort = forms.CharField(required=False, max_length=520)
     group = forms.CharField(required=False, max_length=512)
+    # the project dashboard's settings as JSON (runs/dashboard.py parse_dashboard); absent from the table's form
+    dashboard = forms.CharField(required=False, max_length=100_000)
+
+    def clean_dashboard(self):
+        from .dashboard import DashboardError, parse_dashboard
+
+        raw = self.cleaned_data.get("dashboard")
+        if not raw:
+            return None
+        try:
+            return parse_dashboard(raw)
+        except DashboardError as exc:
+            raise forms.ValidationError(f"dashboard: {exc}")
 
     def clean_c(self):
         paths = self.cleaned_data.get("c") or []

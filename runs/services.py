@@ -384,18 +384,28 @@ def restore_run(user, run: Run) -> None:
             audit.record("run.restored", actor=user, project=run.project, target=run)
 
 
-def save_view(user, project: Project, *, name: str, shared: bool, columns: list, query: str, sort: str, group_by: str):
+def save_view(
+    user,
+    project: Project,
+    *,
+    name: str,
+    shared: bool,
+    columns: list,
+    query: str,
+    sort: str,
+    group_by: str,
+    dashboard: dict | None = None,
+):
     """Save (or overwrite) the caller's named view of the run table; sharing it with the project
-    needs the right to write there (contributor), like any change others will see."""
+    needs the right to write there (contributor), like any change others will see. ``dashboard``
+    (the view's project dashboard) is kept as it was when None (a save from the table)."""
     permissions.require(user, "view", project)
     if shared:
         permissions.require_may_share(user, project)
-    view, _ = SavedView.objects.update_or_create(
-        project=project,
-        owner=user,
-        name=name,
-        defaults={"shared": shared, "columns": columns, "query": query, "sort": sort, "group_by": group_by},
-    )
+    defaults = {"shared": shared, "columns": columns, "query": query, "sort": sort, "group_by": group_by}
+    if dashboard is not None:
+        defaults["dashboard"] = dashboard
+    view, _ = SavedView.objects.update_or_create(project=project, owner=user, name=name, defaults=defaults)
     return view
 
 

@@ -502,7 +502,9 @@ class SavedViewView(ProjectScopedMixin, View):
                 group_by=data["group"],
                 dashboard=data["dashboard"],
             )
-            page = "runs:dashboard" if data["dashboard"] and view.dashboard.get("open") == "dashboard" else "runs:run_list"
+            page = (
+                "runs:dashboard" if data["dashboard"] and view.dashboard.get("open") == "dashboard" else "runs:run_list"
+            )
             target = reverse(page, args=[workspace, project]) + f"?view={view.pk}"
         if request.htmx:
             return HttpResponseClientRedirect(target)

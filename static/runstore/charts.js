@@ -58,7 +58,8 @@
       }
     }
     const params = new URLSearchParams({ path: fig.dataset.path, runs: grid.dataset.runs, buckets: String(opts.buckets || width) });
-    if (xOf(fig) === "time") params.set("x", "time");
+    const xAxis = xOf(fig);
+    if (xAxis === "time" || xAxis === "relative") params.set("x", xAxis); // relative: seconds since the run's first point
     // min/max envelopes are drawn for up to three runs; more runs get their mean lines only
     if (grid.dataset.runs.split(",").length > 3) params.set("envelope", "0");
     if (opts.from != null) params.set("from_step", String(Math.floor(opts.from)));
@@ -209,7 +210,7 @@
     const meta = []; // series index -> { run, xs } of a run's mean line
     runs.forEach((run, index) => {
       const color = colorFor(grid, run.id, state.runs.indexOf(run));
-      const xs = x === "time" && run.times ? run.times : run.steps;
+      const xs = (x === "time" || x === "relative") && run.times ? run.times : run.steps;
       let avg = smooth(run.avg, settings.smooth);
       let lo = run.min, hi = run.max;
       if (settings.log) { avg = positive(avg); lo = positive(lo); hi = positive(hi); }
@@ -309,7 +310,7 @@
   }
 
   function zoom(state, lo, hi) {
-    if (xOf(state.fig) === "time") {
+    if (xOf(state.fig) !== "step") {
       // time axis: zoom the view; bucket ranges are requested in steps
       const run = state.runs.find((r) => r.times && r.times.length);
       if (!run) return;

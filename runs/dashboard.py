@@ -1,0 +1,223 @@
+"""The project dashboard: its settings (kept in a saved view) and chart data for many runs at once.
+
+A dashboard chart overlays one float series of up to ``MAX_RUNS`` runs. Its data is read in a
+fixed number of statements whatever the number of runs: one for the roll-up cursors, one for
+the buckets of every series (roll-ups where the range allows, raw points otherwise), and one
+per 900 steps for wall-clock times.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from django.db import connection
+
+from . import rollups
+from .paths import PathError, validate_path
+from .series import FLOAT_TABLE, RAW_READ_POINTS
+
+MAX_RUNS = 100  # runs a dashboard draws: the first ones in the table's order
+MAX_CHARTS = 50
+X_AXES = ("step", "time", "relative")
+OPEN_ON = ("table", "dashboard")
+STEP_CHUNK = 900
+
+
+class DashboardError(ValueError):
+    pass
+
+
+def parse_dashboard(raw) -> dict:
+    """A dashboard's settings from JSON (text or parsed), checked and normalised."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise DashboardError("not valid JSON")
+    if not isinstance(raw, dict):
+        raise DashboardError("must be a JSON object")
+    charts = raw.get("charts", [])
+    if not isinstance(charts, list) or not all(isinstance(c, str) for c in charts):
+        raise DashboardError("charts must be a list of series paths")
+    if len(charts) > MAX_CHARTS:
+        raise DashboardError(f"at most {MAX_CHARTS} charts")
+    seen: list[str] = []
+    for path in charts:
+        try:
+            validate_path(path)
+        except PathError as exc:
+            raise DashboardError(f"chart {path!r}: {exc}")
+        if path not in seen:
+            seen.append(path)
+    x = raw.get("x", "step")
+    if x not in X_AXES:
+        raise DashboardError(f"x must be one of {', '.join(X_AXES)}")
+    smooth = raw.get("smooth", 0)
+    if not isinstance(smooth, (int, float)) or isinstance(smooth, bool) or not 0 <= smooth < 1:
+        raise DashboardError("smooth must be a number from 0 to below 1")
+    color_by = raw.get("color_by", "") or ""
+    if not isinstance(color_by, str):
+        raise DashboardError("color_by must be a path or empty")
+    if color_by:
+        try:
+            validate_path(color_by)
+        except PathError as exc:
+            raise DashboardError(f"color_by: {exc}")
+    open_on = raw.get("open", "table")
+    if open_on not in OPEN_ON:
+        raise DashboardError("open must be table or dashboard")
+    return {
+        "charts": seen,
+        "x": x,
+        "log": bool(raw.get("log", False)),
+        "smooth": float(smooth),
+        "color_by": color_by,
+        "open": open_on,
+    }
+
+
+def bucket_cap(n_runs: int) -> int:
+    """Buckets per series for a chart of ``n_runs`` overlaid lines: about 40,000 points in all
+    (a hundred lines do not need one bucket per pixel each), never fewer than 200."""
+    return max(200, 40_000 // max(1, n_runs))
+
+
+def _marks(values) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def downsample_many(series: list, buckets: int, from_step=None, to_step=None) -> dict[int, dict]:
+    """Buckets of several float series on one common grid: ``{series id: downsampled}`` as
+    :func:`runs.series.downsample` returns them. ``series`` are Attribute rows (pk, count,
+    first_step, last_step)."""
+    live = [s for s in series if s.first_step is not None and s.last_step is not None]
+    if not live:
+        return {}
+    lo = min(s.first_step for s in live) if from_step is None else max(from_step, min(s.first_step for s in live))
+    hi = max(s.last_step for s in live) if to_step is None else min(to_step, max(s.last_step for s in live))
+    if lo > hi:
+        return {}
+    span = hi - lo + 1
+    points = sum(
+        (s.count or 0) * (min(hi, s.last_step) - max(lo, s.first_step) + 1) / max(1, s.last_step - s.first_step + 1)
+        for s in live
+        if s.last_step >= lo and s.first_step <= hi
+    )
+    chosen = rollups.plan(lo, hi, buckets) if points > RAW_READ_POINTS and span > buckets else None
+    if chosen is None:
+        width = max(1, -(-span // buckets))
+        origin = lo
+        rows = _read_raw([s.pk for s in live], [(lo, hi + 1)], origin, width)
+    else:
+        _level, origin, width = chosen
+        rows = _read_rollups([s.pk for s in live], lo, hi, *chosen)
+    by_series: dict[int, list] = {}
+    for row in rows:
+        by_series.setdefault(row[0], []).append(row[1:])
+    return {s.pk: rollups._combine(by_series.get(s.pk, []), lo, hi, origin, width) for s in live}
+
+
+def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width: int) -> list:
+    mn, mx, sm, nf = _split_aggregates()
+    selects, params = [], []
+    for a, b in ranges:
+        selects.append(
+            f"SELECT g.sid, g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
+            f"(SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = g.sid AND p.step = g.s1) FROM ("
+            f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
+            f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
+            f"WHERE series_id IN ({_marks(ids)}) AND step >= %s AND step < %s "
+            f"GROUP BY series_id, (step - %s) / %s) g"
+        )
+        params += [*ids, a, b, origin, width]
+    if not selects:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(selects), params)
+        return cursor.fetchall()
+
+
+def _split_aggregates() -> list[str]:
+    """min, max, finite sum, finite count as four SQL expressions."""
+    if connection.vendor == "postgresql":
+        finite = "value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8"
+        not_nan = "value <> 'NaN'::float8"
+        return [
+            f"min(value) FILTER (WHERE {not_nan})",
+            f"max(value) FILTER (WHERE {not_nan})",
+            f"sum(value) FILTER (WHERE {finite})",
+            f"count(value) FILTER (WHERE {finite})",
+        ]
+    finite = "CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END"
+    return ["min(value)", "max(value)", f"sum({finite})", f"count({finite})"]
+
+
+def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int) -> list:
+    """Every series' buckets in one statement: closed roll-up blocks where they exist, raw points
+    for the edges and for each series' tail not rolled up yet."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT series_id, rolled_until FROM {rollups.CURSOR_TABLE} WHERE series_id IN ({_marks(ids)})", ids
+        )
+        rolled_of = dict(cursor.fetchall())
+    by_rolled: dict[int, list[int]] = {}
+    for sid in ids:
+        by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
+    mn, mx, sm, nf = _split_aggregates()
+    selects, params = [], []
+    for rolled, group in by_rolled.items():
+        parts: list = []
+        rollups._cover(lo, min(hi + 1, rolled), level, parts)
+        raw = [(p[1], p[2]) for p in parts if p[0] == "raw"]
+        if hi + 1 > max(lo, rolled):
+            raw.append((max(lo, rolled), hi + 1))
+        for part in parts:
+            if part[0] == "rollup":
+                _, lvl, k0, k1 = part
+                selects.append(
+                    f"SELECT series_id, first_step, last_step, min_value, max_value, sum_value, finite_count, count, "
+                    f"last_value FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
+                    f"AND bucket >= %s AND bucket < %s"
+                )
+                params += [*group, lvl, k0, k1]
+        for a, b in raw:
+            selects.append(
+                f"SELECT g.sid, g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
+                f"(SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = g.sid AND p.step = g.s1) FROM ("
+                f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
+                f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
+                f"WHERE series_id IN ({_marks(group)}) AND step >= %s AND step < %s "
+                f"GROUP BY series_id, (step - %s) / %s) g"
+            )
+            params += [*group, a, b, origin, width]
+    if not selects:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(selects), params)
+        return cursor.fetchall()
+
+
+def step_times_many(wanted: dict[int, list[int]]) -> dict[int, dict[int, float]]:
+    """``{series id: {step: wall-clock time}}`` for the given steps of each series, in one statement
+    per ``STEP_CHUNK`` distinct steps."""
+    steps = sorted({s for values in wanted.values() for s in values})
+    ids = list(wanted)
+    out: dict[int, dict[int, float]] = {sid: {} for sid in ids}
+    if not steps or not ids:
+        return out
+    with connection.cursor() as cursor:
+        for start in range(0, len(steps), STEP_CHUNK):
+            chunk = steps[start : start + STEP_CHUNK]
+            cursor.execute(
+                f"SELECT series_id, step, timestamp FROM {FLOAT_TABLE} "
+                f"WHERE series_id IN ({_marks(ids)}) AND step IN ({_marks(chunk)})",
+                [*ids, *chunk],
+            )
+            for sid, step, ts in cursor.fetchall():
+                out[sid][step] = ts
+    return out
+
+
+def finite_or_none(values):
+    return [None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v for v in values]

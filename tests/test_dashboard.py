@@ -1,0 +1,180 @@
+"""The project dashboard: charts of the table's filtered runs, kept in saved views."""
+
+import json
+from html import unescape
+
+import pytest
+
+from runs import rollups
+from runs import services as run_services
+from runs.models import Attribute, SavedView
+
+from .conftest import batch
+
+DASH = "/w/acme/vision/dashboard"
+DATA = "/w/acme/vision/dashboard/chart-data"
+
+
+@pytest.fixture
+def ui_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+def make_runs(owner, project, owner_api, count, points=50, start=0):
+    runs = []
+    for i in range(start, start + count):
+        created, _ = run_services.create_run(owner, project, name=f"r{i}")
+        ops = [
+            {
+                "op": "assign",
+                "path": "parameters",
+                "value": {"lr": 0.001 * (i + 1), "optimizer": ["adam", "sgd"][i % 2]},
+            },
+            {"op": "append", "path": "train/loss", "values": [1.0 / (s + 1 + i) for s in range(points)]},
+            {"op": "append", "path": "train/acc", "values": [s / points for s in range(points)]},
+            {"op": "append", "path": "monitoring/cpu", "values": [10.0, 20.0]},
+        ]
+        assert batch(owner_api, created, ops).status_code == 200
+        runs.append(created)
+    return runs
+
+
+def ids(runs):
+    return ",".join(r.human_id for r in runs)
+
+
+def test_dashboard_charts_the_runs_the_filter_selects(ui_for, owner, project, owner_api):
+    runs = make_runs(owner, project, owner_api, 4)
+    html = ui_for(owner).get(DASH + "?q=parameters/lr+>+0.0025&sort=parameters/lr").content.decode()
+    # the filter keeps r2 and r3, in the table's order; one chart per float series, monitoring left out
+    assert f'data-runs="{runs[2].human_id},{runs[3].human_id}"' in html
+    assert 'data-path="train/acc"' in html and 'data-path="train/loss"' in html
+    assert 'data-path="monitoring/cpu"' not in html
+    assert "Drawing all 2 runs the filter selects" in html
+    assert '<option value="monitoring/cpu">' in html  # any series can still be added
+
+
+def test_dashboard_says_when_it_draws_only_the_first_runs(ui_for, owner, project, owner_api, monkeypatch):
+    from runs import dashboard
+
+    monkeypatch.setattr(dashboard, "MAX_RUNS", 2)
+    runs = make_runs(owner, project, owner_api, 3, points=3)
+    html = ui_for(owner).get(DASH).content.decode()
+    assert "Drawing the first 2 runs the filter selects, in the table's order (newest first)" in html
+    assert f'data-runs="{runs[2].human_id},{runs[1].human_id}"' in html
+
+
+def test_dashboard_colours_by_a_field_with_a_legend(ui_for, owner, project, owner_api):
+    runs = make_runs(owner, project, owner_api, 3, points=3)
+    html = ui_for(owner).get(DASH + "?color=parameters/optimizer&sort=sys/id").content.decode()
+    colors = json.loads(unescape(html.split("data-colors='")[1].split("'")[0]))
+    assert colors[runs[0].human_id] == colors[runs[2].human_id] != colors[runs[1].human_id]
+    assert "parameters/optimizer = adam" in html and "(2 runs)" in html and "parameters/optimizer = sgd" in html
+
+
+def test_saved_view_keeps_its_dashboard_and_opens_on_it(ui_for, owner, project, owner_api):
+    make_runs(owner, project, owner_api, 2, points=3)
+    client = ui_for(owner)
+    board = {"charts": ["train/acc", "monitoring/cpu"], "x": "relative", "log": True, "open": "dashboard"}
+    response = client.post(
+        "/w/acme/vision/views", {"name": "board", "c": ["sys/id"], "q": "", "dashboard": json.dumps(board)}
+    )
+    view = SavedView.objects.get(name="board")
+    assert response.status_code == 302 and response["Location"] == f"{DASH}?view={view.pk}"
+    assert view.dashboard == {**board, "smooth": 0.0, "color_by": ""}
+    html = client.get(f"{DASH}?view={view.pk}").content.decode()
+    assert 'data-path="monitoring/cpu"' in html and 'data-path="train/loss"' not in html
+    assert '<option value="relative" selected>' in html and 'id="dash-log" checked' in html
+    # the table of a view that opens on its dashboard sends there, unless the table is asked for
+    opened = client.get(f"/w/acme/vision/?view={view.pk}")
+    assert opened.status_code == 302 and opened["Location"].startswith(f"{DASH}?view={view.pk}")
+    assert client.get(f"/w/acme/vision/?view={view.pk}&tab=table").status_code == 200
+    # saving the view again from the table keeps its dashboard
+    client.post("/w/acme/vision/views", {"name": "board", "c": ["sys/id", "sys/name"]})
+    view.refresh_from_db()
+    assert view.dashboard["charts"] == ["train/acc", "monitoring/cpu"] and len(view.columns) == 2
+
+
+def test_a_bad_dashboard_is_a_400_naming_what_is_wrong(ui_for, owner, project):
+    client = ui_for(owner)
+    response = client.post("/w/acme/vision/views", {"name": "x", "dashboard": json.dumps({"x": "epoch"})})
+    assert (
+        response.status_code == 400
+        and "dashboard" in response.content.decode()
+        and "x must be" in (response.content.decode())
+    )
+    response = client.post("/w/acme/vision/views", {"name": "x", "dashboard": "{not json"})
+    assert response.status_code == 400 and "not valid JSON" in response.content.decode()
+    response = client.get(DASH + "?x=epoch")
+    assert response.status_code == 400 and "x must be one of" in response.content.decode()
+    assert not SavedView.objects.exists()
+
+
+def test_chart_data_for_many_runs_costs_the_same_queries_as_for_few(
+    ui_for, owner, project, owner_api, django_assert_max_num_queries
+):
+    few = make_runs(owner, project, owner_api, 2)
+    many = few + make_runs(owner, project, owner_api, 10, start=2)
+    client = ui_for(owner)
+    for x in ("step", "time", "relative"):
+        client.get(f"{DATA}?path=train/loss&runs={ids(few)}&x={x}")  # warm the session and permission caches
+        with django_assert_max_num_queries(100) as small:
+            assert client.get(f"{DATA}?path=train/loss&runs={ids(few)}&x={x}").status_code == 200
+        with django_assert_max_num_queries(len(small.captured_queries)):
+            data = client.get(f"{DATA}?path=train/loss&runs={ids(many)}&x={x}").json()
+        assert [r["id"] for r in data["runs"]] == [r.human_id for r in many]
+        assert all(len(r["steps"]) == 50 for r in data["runs"])
+        if x != "step":
+            assert all(len(r["times"]) == 50 and None not in r["times"] for r in data["runs"])
+        if x == "relative":
+            assert all(r["times"][0] == 0 for r in data["runs"])
+
+
+def test_chart_data_of_the_dashboard_matches_the_run_pages(ui_for, owner, project, owner_api):
+    (run,) = make_runs(owner, project, owner_api, 1, points=500)
+    client = ui_for(owner)
+    mine = client.get(f"{DATA}?path=train/loss&runs={run.human_id}&buckets=50").json()["runs"][0]
+    page = client.get(f"/w/acme/vision/chart-data?path=train/loss&runs={run.human_id}&buckets=50").json()["runs"][0]
+    for key in ("steps", "avg", "min", "max", "counts", "first_steps", "last_steps"):
+        assert mine[key] == pytest.approx(page[key]), key
+
+
+def test_long_series_are_read_from_roll_ups_with_every_point_counted(ui_for, owner, project, owner_api):
+    runs = make_runs(owner, project, owner_api, 2, points=3)
+    for n, run in enumerate(runs):
+        values = [float(s % 100) for s in range(30_000 + n * 1000)]
+        for k in range(0, len(values), 10_000):
+            ops = [
+                {
+                    "op": "append",
+                    "path": "long",
+                    "values": values[k : k + 10_000],
+                    "steps": list(range(k, k + len(values[k : k + 10_000]))),
+                }
+            ]
+            assert batch(owner_api, run, ops, seq=2 + k).status_code == 200
+        rollups.roll_up(Attribute.objects.get(run=run, path="long").pk)
+    data = ui_for(owner).get(f"{DATA}?path=long&runs={ids(runs)}&buckets=100&envelope=1").json()["runs"]
+    for n, series in enumerate(data):
+        assert sum(series["counts"]) == 30_000 + n * 1000
+        assert min(series["min"]) == 0.0 and max(series["max"]) == 99.0
+        assert len(series["steps"]) <= 150
+
+
+def test_dashboard_permissions(ui_for, owner, viewer, stranger, project, owner_api):
+    runs = make_runs(owner, project, owner_api, 1, points=3)
+    client = ui_for(stranger)
+    assert client.get(DASH).status_code == 404
+    assert client.get(f"{DATA}?path=train/loss&runs={ids(runs)}").status_code == 404
+    client = ui_for(viewer)
+    assert client.get(DASH).status_code == 200
+    assert client.get(f"{DATA}?path=train/loss&runs={ids(runs)}").json()["runs"][0]["id"] == runs[0].human_id
+    board = json.dumps({"charts": ["train/acc"]})
+    # a viewer keeps private views (with dashboards) but shares none
+    assert client.post("/w/acme/vision/views", {"name": "v", "dashboard": board}).status_code == 302
+    assert client.post("/w/acme/vision/views", {"name": "s", "shared": "1", "dashboard": board}).status_code == 403
+    assert list(SavedView.objects.values_list("name", "owner__username")) == [("v", "viewer")]
