@@ -201,16 +201,6 @@
     });
   }
 
-  /* ---------- image gallery ---------- */
-  document.addEventListener("input", (e) => {
-    const gallery = e.target.closest && e.target.closest(".gallery");
-    if (!gallery || e.target.type !== "range") return;
-    const steps = JSON.parse(gallery.querySelector("script[type='application/json']").textContent);
-    const step = steps[parseInt(e.target.value, 10)];
-    gallery.querySelector("output").textContent = step;
-    gallery.querySelector("img").src = gallery.dataset.base + "&step=" + step;
-  });
-
   /* ---------- compare: parallel coordinates and scatter ---------- */
   function drawParallel(canvas, data) {
     const ctx = canvas.getContext("2d");
