@@ -48,9 +48,10 @@ def read_text(entry: FileEntry | None) -> dict:
     return {"lines": lines, "missing": False, "truncated": truncated, "binary": False}
 
 
-def side_by_side(left: list[str], right: list[str], context: int = CONTEXT, max_rows: int = MAX_ROWS) -> dict:
+def side_by_side(left: list[str], right: list[str], context: int = CONTEXT, max_rows: int | None = None) -> dict:
     """Rows of a two-column diff: ``kind`` is equal, delete, insert, replace or skip (a run of
     unchanged lines folded away); each row has the line numbers and text of both sides."""
+    max_rows = MAX_ROWS if max_rows is None else max_rows
     matcher = difflib.SequenceMatcher(None, left, right, autojunk=False)
     rows: list[dict] = []
     added = removed = 0
