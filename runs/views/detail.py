@@ -6,6 +6,7 @@ from django.db.models import Case, When
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.views import View
 from django.views.generic import DetailView
 
@@ -231,11 +232,22 @@ def _clean(values):
     return [None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v for v in values]
 
 
+def _time_span(run) -> dict:
+    """A run's start and its end so far (finished, else last ping), epoch seconds: the shared time axis."""
+    end = run.finished_at or (timezone.now() if run.state == RunState.RUNNING else run.ping_at)
+    return {"start": run.created_at.timestamp(), "end": end.timestamp() if end else None}
+
+
 class ChartDataView(ProjectScopedMixin, View):
     """Downsampled float series of one or more runs for a chart: min/max envelope, mean, last per bucket.
 
     ``runs`` = comma-separated human ids; ``buckets`` ≈ the chart's pixel width;
-    ``from_step``/``to_step`` zoom; ``x=time`` adds each bucket's wall-clock time.
+    ``from_step``/``to_step`` zoom; ``x=time`` adds each bucket's wall-clock time (its last point's
+    timestamp, epoch seconds), ``x=relative`` the seconds since the run's start (``sys/creation_time``,
+    one zero for all its series); both add each run's ``start``/``end`` (epoch seconds), so every
+    chart of a page, training and monitoring alike, can share one time axis. Buckets are cut
+    by step (steps grow with time as a run logs), so a time axis costs no extra roll-up and stays
+    bounded by ``buckets``.
     """
 
     def get(self, request, workspace, project):
@@ -244,7 +256,8 @@ class ChartDataView(ProjectScopedMixin, View):
         buckets = _int_param(request, "buckets", 800, 1, series_store.MAX_BUCKETS)
         from_step = _int_param(request, "from_step")
         to_step = _int_param(request, "to_step")
-        with_time = request.GET.get("x") == "time"
+        x = request.GET.get("x", "step")
+        with_time = x in ("time", "relative")
         envelope = request.GET.get("envelope") != "0"
         attrs = {
             a.run_id: a for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES)
@@ -252,8 +265,9 @@ class ChartDataView(ProjectScopedMixin, View):
         out = []
         for run in runs:
             attr = attrs.get(run.pk)
+            span = _time_span(run) if with_time else {}
             if attr is None:
-                out.append({"id": run.human_id, "state": run.state, "steps": []})
+                out.append({"id": run.human_id, "state": run.state, "steps": [], **span})
                 continue
             data = series_store.downsample(attr.pk, attr.first_step, attr.last_step, buckets, from_step, to_step)
             item = {
@@ -271,8 +285,13 @@ class ChartDataView(ProjectScopedMixin, View):
                 item["counts"] = data["counts"]
             if envelope:
                 item["min"], item["max"] = _clean(data["min"]), _clean(data["max"])
-            if with_time and data["last_steps"]:
-                item["times"] = series_store.step_times(attr.pk, data["last_steps"])
+            if with_time:
+                item.update(span)
+                if data["last_steps"]:
+                    times = series_store.step_times(attr.pk, data["last_steps"])
+                    if x == "relative":
+                        times = [None if t is None else t - span["start"] for t in times]
+                    item["times"] = times
             out.append(item)
         return JsonResponse({"path": path, "runs": out})
 

@@ -25,8 +25,11 @@
 
   function gridOf(fig) { return fig.closest(".chart-grid"); }
 
-  /* the x axis of a chart: its grid's own (monitoring charts are on wall-clock time) or the page's choice */
-  function xOf(fig) { return gridOf(fig).dataset.x || settings.x; }
+  /* the x axis of a chart: the page's choice of step, wall-clock "time" or "relative" time since each
+     run's start; a time choice applies to every chart (training and monitoring on one time axis), and
+     on "step" a grid may keep its own axis (monitoring charts stay on wall-clock time) */
+  function xOf(fig) { return settings.x !== "step" ? settings.x : gridOf(fig).dataset.x || "step"; }
+  function isTime(x) { return x === "time" || x === "relative"; }
 
   function schedule(task) {
     return new Promise((resolve, reject) => {
@@ -111,6 +114,12 @@
     return splits.map((v) => (v == null ? null : fmtNum(v, 15, exp)));
   }
 
+  function tickDurations(state, splits) {
+    const labels = splits.map((v) => (v == null ? null : fmtDuration(v)));
+    state.fig.dataset.xTicks = JSON.stringify(labels.filter((l) => l != null));
+    return labels;
+  }
+
   /* the labels drawn on the canvas, also kept on the figure (data-x-ticks, data-y-ticks) for tests and tools */
   function ticks(state, axis, splits) {
     const labels = fmtTicks(splits, axis === "y" && settings.log);
@@ -156,10 +165,45 @@
       const b = bucketOf(u, si, i);
       if (!b) continue;
       if (b.count > 1) return STEP_FMT.format(b.first) + "–" + STEP_FMT.format(b.last) + " (bucket of " + b.count + " points)";
-      const when = u._runstoreX === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() + " · step " : "";
-      return when + STEP_FMT.format(b.first);
+      return (isTime(u._runstoreX) ? fmtX(u._runstoreX, u.data[0][i]) + " · step " : "") + STEP_FMT.format(b.first);
     }
-    return u._runstoreX === "time" ? new Date(u.data[0][i] * 1000).toLocaleString() : fmtNum(u.data[0][i]);
+    return isTime(u._runstoreX) ? fmtX(u._runstoreX, u.data[0][i]) : fmtNum(u.data[0][i]);
+  }
+
+  /* "relative" x values are seconds since the run's start: 45s, 12m 05s, 3h 02m, 2d 04h */
+  function fmtDuration(sec) {
+    if (sec == null || !isFinite(sec)) return "—";
+    const sign = sec < 0 ? "-" : "";
+    let s = Math.abs(sec);
+    if (s < 60) return sign + (s < 10 && s % 1 ? s.toFixed(1) : Math.round(s)) + "s";
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    s = Math.floor(s % 60);
+    const two = (n) => String(n).padStart(2, "0");
+    if (d) return sign + d + "d " + two(h) + "h";
+    if (h) return sign + h + "h " + two(m) + "m";
+    return sign + m + "m " + two(s) + "s";
+  }
+
+  function fmtX(x, v) {
+    if (x === "time") return new Date(v * 1000).toLocaleString();
+    if (x === "relative") return "+" + fmtDuration(v);
+    return fmtNum(v);
+  }
+
+  /* On a time axis every chart of a page spans the same interval: from the runs' start to their end
+     (or further where points lie outside it), so a training metric reads against a system metric.
+     Runs of the chart-data endpoint carry start/end (epoch seconds); "relative" counts from each start. */
+  function timeRange(state, x, min, max) {
+    if (state.range) return [min, max];
+    let lo = min, hi = max;
+    state.runs.forEach((r) => {
+      if (r.start == null) return;
+      const off = x === "relative" ? r.start : 0;
+      lo = lo == null ? r.start - off : Math.min(lo, r.start - off);
+      if (r.end != null) hi = hi == null ? r.end - off : Math.max(hi, r.end - off);
+    });
+    if (lo == null || hi == null) return [min, max];
+    return hi > lo ? [lo, hi] : [lo - 1, lo + 1];
   }
 
   function hoverValue(u, v, si, i) {
@@ -238,6 +282,7 @@
   }
 
   function options(state, built, width) {
+    const x = xOf(state.fig);
     const fg = cssVar("--muted", "#5b6470");
     const line = cssVar("--line", "#d8dde3");
     const axis = { stroke: fg, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
@@ -246,13 +291,17 @@
       height: 220,
       series: built.series,
       bands: built.bands,
-      scales: { x: { time: xOf(state.fig) === "time" }, y: settings.log ? { distr: 3 } : {} },
+      scales: {
+        x: isTime(x) ? { time: x === "time", range: (u, min, max) => timeRange(state, x, min, max) } : { time: false },
+        y: settings.log ? { distr: 3 } : {},
+      },
       axes: [
-        Object.assign(xOf(state.fig) === "time" ? {} : { values: (u, splits) => ticks(state, "x", splits) }, axis),
+        Object.assign(x === "time" ? {} : { values: (u, splits) => (x === "relative" ? tickDurations(state, splits) : ticks(state, "x", splits)) }, axis),
         Object.assign({ size: axisSize, values: (u, splits) => ticks(state, "y", splits) }, axis),
       ],
       legend: { show: state.runs.length <= 12, live: true },
-      cursor: { drag: { x: true, y: false, setScale: false } },
+      // on a time axis the cursor moves on every chart at once, at the same instant
+      cursor: Object.assign({ drag: { x: true, y: false, setScale: false } }, isTime(x) ? { sync: { key: "runstore-" + x } } : {}),
       hooks: {
         setSelect: [(u) => {
           if (u.select.width > 4) {
@@ -455,5 +504,5 @@
   bindControls();
   document.addEventListener("htmx:load", (e) => { if (typeof uPlot !== "undefined") scan(e.target); });
   boot();
-  window.RunstoreCharts = { charts, settings, scan, fmtNum, fmtTicks };
+  window.RunstoreCharts = { charts, settings, scan, fmtNum, fmtTicks, fmtDuration };
 })();
