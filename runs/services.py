@@ -69,9 +69,22 @@ def _allocate_number(project: Project) -> int:
     return Project.objects.filter(pk=project.pk).values_list("run_counter", flat=True).get()
 
 
-def create_run(user, project: Project, *, name="", description="", tags=(), custom_run_id=None) -> tuple[Run, bool]:
-    """Create a run (or return the live one with ``custom_run_id``); returns (run, created)."""
+CREATION_TIME_SKEW = timedelta(minutes=1)  # clocks of the importing machine and the server differ a little
+
+
+def create_run(
+    user, project: Project, *, name="", description="", tags=(), custom_run_id=None, creation_time=None
+) -> tuple[Run, bool]:
+    """Create a run (or return the live one with ``custom_run_id``); returns (run, created).
+
+    ``creation_time`` (an aware datetime, not in the future) sets ``sys/creation_time`` of a run
+    being created, so an importer keeps the original time; an existing run keeps its own."""
     permissions.require(user, "write", project)
+    if creation_time is not None:
+        if timezone.is_naive(creation_time):
+            raise ApiError(400, "invalid", "creation_time needs a time zone offset", field="creation_time")
+        if creation_time > timezone.now() + CREATION_TIME_SKEW:
+            raise ApiError(400, "invalid", "creation_time must not be in the future", field="creation_time")
     if custom_run_id:
         existing = Run.objects.filter(project=project, custom_run_id=custom_run_id, deleted_at__isnull=True).first()
         if existing:
@@ -89,7 +102,7 @@ def create_run(user, project: Project, *, name="", description="", tags=(), cust
                 description=description,
                 owner=user,
                 custom_run_id=custom_run_id or None,
-                created_at=now,
+                created_at=creation_time or now,
                 modified_at=now,
                 ping_at=now,
             )

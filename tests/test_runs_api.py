@@ -36,6 +36,38 @@ def test_custom_run_id_returns_the_same_run(owner_api, project):
     assert first.json()["uuid"] == again.json()["uuid"]
 
 
+def test_import_keeps_the_original_creation_time_of_a_new_run_only(owner_api, project):
+    body = {
+        "project": "acme/vision",
+        "custom_run_id": "import:mlflow:abc",
+        "creation_time": "2021-03-04T05:06:07.250+02:00",
+    }
+    created = owner_api.post("/api/v1/runs/", body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["creation_time"] == "2021-03-04T03:06:07.250000Z"
+    run = Run.objects.get(uuid=created.json()["uuid"])
+    fields = {f["path"]: f["value"] for f in owner_api.get(f"{run_url(run)}attributes").json()["fields"]}
+    assert fields["sys/creation_time"].startswith("2021-03-04T03:06:07.25")
+    # The same custom_run_id again: the existing run, whose creation time is not changed.
+    again = owner_api.post("/api/v1/runs/", {**body, "creation_time": "2022-01-01T00:00:00Z"}, format="json")
+    assert again.status_code == 200 and again.json()["creation_time"] == "2021-03-04T03:06:07.250000Z"
+    plain = owner_api.post("/api/v1/runs/", {"project": "acme/vision"}, format="json").json()
+    assert plain["creation_time"] > "2025"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("2999-01-01T00:00:00Z", "future"), ("yesterday", "format"), ("2021-13-01T00:00:00Z", "format")],
+)
+def test_creation_time_in_the_future_or_not_iso_8601_is_refused(owner_api, project, value, reason):
+    response = owner_api.post("/api/v1/runs/", {"project": "acme/vision", "creation_time": value}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["field"] == "creation_time"
+    assert reason != "future" or "future" in error["message"]
+    assert not Run.objects.filter(project=project).exists()
+
+
 def test_list_pages_newest_first(owner_api, project, owner, django_assert_max_num_queries):
     for index in range(5):
         services.create_run(owner, project, name=f"r{index}", tags=[f"t{index}"])

@@ -60,6 +60,13 @@ class RunCreateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=65536, required=False, allow_blank=True, default="")
     tags = TagListField(required=False, default=list)
     custom_run_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+    creation_time = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="ISO 8601; the run's original creation time (an import), not in the future; "
+        "used only when the run is created",
+    )
 
 
 class RunUpdateSerializer(serializers.Serializer):
