@@ -1,4 +1,4 @@
-"""The ``runstore`` command: sync, status, runs ls, compare, download.
+"""The ``runstore`` command: sync, status, runs ls, compare, download, import.
 
 ``runs ls`` and ``compare`` are made for CI: machine-readable output (``--format json|csv|markdown``)
 and exit statuses a pipeline can act on (``EXIT_*`` below; ``--fail-if-empty``, ``--fail-if``)."""
@@ -653,6 +653,10 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--project")
     download.add_argument("--step", type=int)
     download.set_defaults(func=cmd_download)
+
+    from .importers import add_parser as add_import_parser
+
+    add_import_parser(sub)
 
     try:
         args = parser.parse_args(argv)
