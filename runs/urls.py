@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import compare, dashboard, detail, diffs, export, files, media, notes, table
+from .views import archives, compare, dashboard, detail, diffs, export, files, media, notes, table
 
 app_name = "runs"
 
@@ -27,4 +27,5 @@ urlpatterns = [
     path(run + "thumb", media.RunFileThumbView.as_view(), name="run_file_thumb"),
     path(run + "preview", files.RunFilePreviewView.as_view(), name="run_file_preview"),
     path(run + "raw", files.RunFileRawView.as_view(), name="run_file_raw"),
+    path(run + "files.zip", archives.RunFileSetZipView.as_view(), name="run_file_set_zip"),
 ]

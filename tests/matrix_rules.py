@@ -278,6 +278,7 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "runs:compare_media": {"GET": [Req("project:view", 200, query={"runs": "VIS-1"})]},
     "runs:run_file_preview": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
     "runs:run_file_raw": {"GET": [Req("project:view", 200, query={"path": "images/sample"})]},
+    "runs:run_file_set_zip": {"GET": [Req("project:view", 200, query={"path": "artifacts"})]},
     # --- workspace pages (members, teams, custom roles, service accounts) and project creation ---
     "projects:project_create": {
         "GET": [Req("workspace:write", 200)],

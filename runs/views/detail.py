@@ -93,6 +93,7 @@ class RunDetailView(ProjectScopedMixin, DetailView):
             file_fields=self.file_fields(
                 run, types.get(AttributeType.FILE, []) + types.get(AttributeType.FILE_SET, [])
             ),
+            file_sets=types.get(AttributeType.FILE_SET, [])[:50],
             source=self.prefixed_values(run, "source_code/"),
             environment=self.prefixed_values(run, "environment/", limit=40),
             notes_html=render_markdown(run.description) if run.description.strip() else "",
