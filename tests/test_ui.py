@@ -318,7 +318,7 @@ def test_compare_view_charts_diff_and_values(logged_in, project, owner, django_a
     diff = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=diff", HTTP_HX_REQUEST="true").content.decode()
     assert "parameters/lr" in diff and "parameters/seed" not in diff
     plots = logged_in.get(f"/w/acme/vision/compare?runs={ids}&fragment=plots", HTTP_HX_REQUEST="true").content.decode()
-    assert '<option value="parameters/lr" selected>' in plots and "parallel" in plots
+    assert 'name="params" value="parameters/lr" checked' in plots and "parallel" in plots
     every = logged_in.get(
         f"/w/acme/vision/compare?runs={ids}&fragment=diff&all=1", HTTP_HX_REQUEST="true"
     ).content.decode()

@@ -1,5 +1,4 @@
 import json
-import math
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -13,8 +12,8 @@ from django.views import View
 
 from tracker.ui import template_for
 
-from .. import table
-from ..attributes import attribute_value, sys_fields
+from .. import plots, table
+from ..attributes import sys_fields
 from ..models import Attribute, AttributeType
 from ..palette import RUN_COLORS
 from .base import ProjectScopedMixin, chart_page
@@ -62,18 +61,7 @@ class CompareView(ProjectScopedMixin, View):
         elif fragment == "values":
             return self.values(runs)
         elif fragment == "plots":
-            numeric = self.numeric_paths(runs)
-            params = [p for p in numeric if p.startswith(("parameters/", "params/", "config/"))][:4] or numeric[:3]
-            metrics = [p for p in numeric if p.startswith(("eval/", "metrics/", "val/", "test/"))] or [
-                p for p in numeric if p not in params
-            ]
-            context.update(
-                numeric_paths=numeric,
-                default_params=params,
-                default_metric=metrics[0] if metrics else "",
-                default_x=params[0] if params else "",
-                default_y=metrics[0] if metrics else "",
-            )
+            context.update(plots.choose(runs, request.GET.get("metric", "").strip()))
         else:
             context.update(self.chart_page(runs))
         name = fragment if fragment in self.fragments else None
@@ -146,35 +134,17 @@ class CompareView(ProjectScopedMixin, View):
             "diff_next_url": "?" + urlencode({**base, "diff_page": page.next_page_number()}) if page.has_next() else "",
         }
 
-    def numeric_paths(self, runs):
-        return list(
-            Attribute.objects.filter(
-                run__in=runs,
-                type__in=[AttributeType.INT, AttributeType.FLOAT, AttributeType.FLOAT_SERIES, AttributeType.BOOL],
-            )
-            .values_list("path", flat=True)
-            .distinct()
-            .order_by("path")[:2000]
-        )
-
     def values(self, runs):
-        """Numeric values of chosen paths for the parallel-coordinates and scatter plots (JSON)."""
+        """Values of chosen paths for the parallel-coordinates and scatter plots (JSON): numbers, or
+        strings for categorical fields (strings, booleans); null where a run lacks the field."""
         paths = [p for p in self.request.GET.getlist("p") if p][:30]
-        by_run: dict[int, dict[str, float | None]] = {r.pk: {} for r in runs}
-        for attr in Attribute.objects.filter(run__in=runs, path__in=paths):
-            value = attribute_value(attr)
-            if isinstance(value, dict):
-                value = value.get("last")
-            if isinstance(value, bool):
-                value = float(value)
-            if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-                value = None
-            by_run[attr.run_id][attr.path] = value if isinstance(value, (int, float)) else None
+        by_path, _ = plots.read_values(runs, paths)
         return JsonResponse(
             {
                 "paths": paths,
                 "runs": [
-                    {"id": r.human_id, "color": r.color, "values": [by_run[r.pk].get(p) for p in paths]} for r in runs
+                    {"id": r.human_id, "color": r.color, "values": [by_path.get(p, {}).get(r.pk) for p in paths]}
+                    for r in runs
                 ],
             }
         )

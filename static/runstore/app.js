@@ -1,6 +1,6 @@
 /* Runstore page behaviour that HTMX attributes do not cover: table keyboard
  * navigation and selection, column widths, the query editor's suggestion list,
- * the image gallery slider and the compare view's parameter plots. */
+ * and the image gallery slider (compare's parameter plots: plots.js). */
 (function () {
   "use strict";
 
@@ -201,94 +201,6 @@
     });
   }
 
-  /* ---------- compare: parallel coordinates and scatter ---------- */
-  function drawParallel(canvas, data) {
-    const ctx = canvas.getContext("2d");
-    const w = canvas.width = canvas.clientWidth * devicePixelRatio;
-    const h = canvas.height = 320 * devicePixelRatio;
-    ctx.scale(devicePixelRatio, devicePixelRatio);
-    const W = w / devicePixelRatio, H = 320, pad = 30;
-    const fg = getComputedStyle(document.documentElement).getPropertyValue("--fg").trim() || "#222";
-    ctx.clearRect(0, 0, W, H);
-    const n = data.paths.length;
-    if (n < 1) return;
-    const ranges = data.paths.map((_, j) => {
-      const vals = data.runs.map((r) => r.values[j]).filter((v) => v != null);
-      const lo = Math.min(...vals), hi = Math.max(...vals);
-      return [lo, hi === lo ? lo + 1 : hi];
-    });
-    const x = (j) => pad + (n === 1 ? 0 : (j * (W - 2 * pad)) / (n - 1));
-    const y = (j, v) => H - pad - ((v - ranges[j][0]) / (ranges[j][1] - ranges[j][0])) * (H - 2 * pad);
-    ctx.strokeStyle = fg; ctx.fillStyle = fg; ctx.font = "11px system-ui"; ctx.lineWidth = 1;
-    data.paths.forEach((p, j) => {
-      ctx.beginPath(); ctx.moveTo(x(j), pad); ctx.lineTo(x(j), H - pad); ctx.stroke();
-      ctx.textAlign = j === 0 ? "left" : j === n - 1 ? "right" : "center";
-      ctx.fillText(p, x(j), 12);
-      ctx.fillText(fmt(ranges[j][1]), x(j), pad - 4);
-      ctx.fillText(fmt(ranges[j][0]), x(j), H - pad + 12);
-    });
-    data.runs.forEach((r) => {
-      ctx.strokeStyle = r.color; ctx.lineWidth = 1.5; ctx.beginPath();
-      let moved = false;
-      r.values.forEach((v, j) => {
-        if (v == null) { moved = false; return; }
-        if (!moved) { ctx.moveTo(x(j), y(j, v)); moved = true; } else ctx.lineTo(x(j), y(j, v));
-      });
-      ctx.stroke();
-    });
-  }
-
-  function drawScatter(canvas, data) {
-    const ctx = canvas.getContext("2d");
-    canvas.width = canvas.clientWidth * devicePixelRatio;
-    canvas.height = 320 * devicePixelRatio;
-    ctx.scale(devicePixelRatio, devicePixelRatio);
-    const W = canvas.clientWidth, H = 320, pad = 40;
-    const fg = getComputedStyle(document.documentElement).getPropertyValue("--fg").trim() || "#222";
-    ctx.clearRect(0, 0, W, H);
-    const pts = data.runs.filter((r) => r.values[0] != null && r.values[1] != null);
-    if (!pts.length) { ctx.fillStyle = fg; ctx.fillText("no runs have both values", pad, H / 2); return; }
-    const xs = pts.map((r) => r.values[0]), ys = pts.map((r) => r.values[1]);
-    let [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-    if (x0 === x1) x1 = x0 + 1; if (y0 === y1) y1 = y0 + 1;
-    const X = (v) => pad + ((v - x0) / (x1 - x0)) * (W - 2 * pad);
-    const Y = (v) => H - pad - ((v - y0) / (y1 - y0)) * (H - 2 * pad);
-    ctx.strokeStyle = fg; ctx.fillStyle = fg; ctx.font = "11px system-ui";
-    ctx.beginPath(); ctx.moveTo(pad, pad); ctx.lineTo(pad, H - pad); ctx.lineTo(W - pad, H - pad); ctx.stroke();
-    ctx.textAlign = "center"; ctx.fillText(data.paths[0] + "  (" + fmt(x0) + " … " + fmt(x1) + ")", W / 2, H - 8);
-    ctx.save(); ctx.translate(12, H / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(data.paths[1] + "  (" + fmt(y0) + " … " + fmt(y1) + ")", 0, 0); ctx.restore();
-    pts.forEach((r) => {
-      ctx.fillStyle = r.color; ctx.beginPath(); ctx.arc(X(r.values[0]), Y(r.values[1]), 5, 0, 2 * Math.PI); ctx.fill();
-      ctx.fillStyle = fg; ctx.textAlign = "left"; ctx.fillText(r.id, X(r.values[0]) + 7, Y(r.values[1]) + 4);
-    });
-  }
-
-  function fmt(v) { return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : String(+v.toPrecision(4)); }
-
-  document.addEventListener("submit", (e) => {
-    const form = e.target;
-    if (!form.matches("form.plot-form")) return;
-    e.preventDefault();
-    const params = new URLSearchParams(new FormData(form));
-    const kind = form.dataset.kind;
-    const paths = kind === "scatter" ? [params.get("x"), params.get("y")] : params.getAll("params").concat([params.get("metric")]);
-    const q = new URLSearchParams({ runs: form.dataset.runs, fragment: "values" });
-    paths.filter(Boolean).forEach((p) => q.append("p", p));
-    fetch(form.action + "?" + q.toString(), { credentials: "same-origin" }).then((r) => r.json()).then((data) => {
-      const canvas = form.parentElement.querySelector("canvas");
-      canvas.hidden = false;
-      if (kind === "scatter") drawScatter(canvas, data); else drawParallel(canvas, data);
-      canvas.dataset.drawn = "1";
-    });
-  });
-
-  function initPlots(root) {
-    (root.querySelectorAll ? root : document).querySelectorAll("form.plot-form:not([data-ready])").forEach((form) => {
-      form.dataset.ready = "1";
-      form.requestSubmit();
-    });
-  }
-
   // offset pages may overlap when runs are added meanwhile: a row already shown is not shown twice
   function dropRepeatedRow(el) {
     if (el.matches && el.matches("#runs-grid tr[id^='row-']") && document.querySelectorAll("#runs-grid tr[id='" + el.id + "']").length > 1) el.remove();
@@ -313,7 +225,7 @@
     });
   }
 
-  function init(root) { dropRepeatedRow(root); initTable(root); initQuery(root); initPlots(root); initSwatches(root); }
+  function init(root) { dropRepeatedRow(root); initTable(root); initQuery(root); initSwatches(root); }
   document.addEventListener("DOMContentLoaded", () => init(document));
   document.addEventListener("htmx:load", (e) => init(e.target));
 })();
