@@ -92,8 +92,10 @@
       d.querySelector(".media-lightbox-body").replaceChildren();
       // back to the cell last shown (the one that opened it may have been replaced by a step change)
       const tile = box.media && box.media.isConnected ? tilesOf(box.media)[box.index] : null;
-      const back = (tile && tile.querySelector(".media-open")) || box.opener;
-      if (back && back.isConnected) back.focus();
+      const candidates = [tile && tile.querySelector(".media-open, audio, video"), box.opener,
+        box.media && box.media.querySelector(".media-slider")];
+      const back = candidates.find((n) => n && n.isConnected);
+      if (back) back.focus();
       box.media = null; box.pending = null;
     });
     document.body.append(d);
@@ -134,7 +136,10 @@
     const body = d.querySelector(".media-lightbox-body");
     const kind = tile.dataset.kind, full = tile.dataset.full;
     let view;
-    if (kind === "image") view = el("img", { src: full, alt: tile.dataset.title });
+    if (kind === "image") {
+      view = el("img", { src: full, alt: tile.dataset.title });
+      view.addEventListener("load", () => { if (view.naturalWidth < 256 && view.naturalHeight < 256) view.classList.add("media-pixels"); });
+    }
     else if (kind === "html") view = el("iframe", { src: full, sandbox: "", title: tile.dataset.title, referrerpolicy: "no-referrer" });
     else if (kind === "audio") view = el("audio", { src: full, controls: "", "aria-label": tile.dataset.title });
     else if (kind === "video") view = el("video", { src: full, controls: "", "aria-label": tile.dataset.title });
