@@ -297,7 +297,9 @@
       },
       axes: [
         Object.assign(x === "time" ? {} : { values: (u, splits) => (x === "relative" ? tickDurations(state, splits) : ticks(state, "x", splits)) }, axis),
-        Object.assign({ size: axisSize, values: (u, splits) => ticks(state, "y", splits) }, axis),
+        // on a time axis the y axes take one width (unless their labels need more), so the plot areas
+        // of stacked charts start and end at the same pixel and one instant lines up down the page
+        Object.assign({ size: isTime(x) ? (...a) => Math.max(72, axisSize(...a)) : axisSize, values: (u, splits) => ticks(state, "y", splits) }, axis),
       ],
       legend: { show: state.runs.length <= 12, live: true },
       // on a time axis the cursor moves on every chart at once, at the same instant
