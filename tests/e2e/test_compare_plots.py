@@ -208,3 +208,16 @@ def test_scatter_plots_a_string_axis_against_the_metric_with_labels_inside(page,
     x_axis, y_axis = axes(page, "#scatter-canvas")
     assert x_axis["kind"] == "log" and "1e-05" in x_axis["ticks"]
     page.locator("#plots").screenshot(path=str(_shot("compare-scatter-light")))
+
+
+def test_choosing_another_metric_reranks_and_redraws_the_parameters(page, live_server, sweep):
+    open_plots(page, live_server)
+    metric = page.locator("form[data-kind=parallel] input[name=metric]")
+    metric.fill("parameters/dropout")
+    metric.dispatch_event("change")
+    expect(page.locator("form[data-kind=parallel] legend")).to_contain_text("most associated with parameters/dropout")
+    expect(page.locator("#parallel-canvas")).to_have_attribute("data-axes", re.compile("parameters/dropout"))
+    expect(page.locator("#parallel-canvas")).to_have_attribute("data-drawn", "1")
+    drawn = [a["path"] for a in axes(page)]
+    assert drawn[-1] == "parameters/dropout" and "eval/acc" not in drawn[:-1]
+    assert page.locator("form[data-kind=parallel] input[name=params][value='parameters/dropout']").count() == 0
