@@ -78,9 +78,10 @@ def parse_dashboard(raw) -> dict:
 
 
 def bucket_cap(n_runs: int) -> int:
-    """Buckets per series for a chart of ``n_runs`` overlaid lines: about 40,000 points in all
-    (a hundred lines do not need one bucket per pixel each), never fewer than 200."""
-    return max(200, 40_000 // max(1, n_runs))
+    """Buckets per series for a chart of ``n_runs`` overlaid lines: about 10,000 points in all
+    (a hundred overlaid lines need no bucket per pixel each: the coarser grid lets the read use
+    coarser roll-ups and keeps the response small), never fewer than 100."""
+    return max(100, 10_000 // max(1, n_runs))
 
 
 def _marks(values) -> str:
@@ -219,5 +220,10 @@ def step_times_many(wanted: dict[int, list[int]]) -> dict[int, dict[int, float]]
     return out
 
 
-def finite_or_none(values):
-    return [None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v for v in values]
+def finite_or_none(values, digits: int | None = None):
+    """JSON-safe values (NaN and ±Inf as None); ``digits``: rounded to that many significant digits."""
+    out = [None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v for v in values]
+    if digits:
+        fmt = f".{digits}g"
+        out = [v if v is None else float(format(v, fmt)) for v in out]
+    return out

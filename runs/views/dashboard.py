@@ -37,6 +37,7 @@ class DashboardView(RunListView):
     ``dashboard.MAX_RUNS``), the saved view (or the address) its charts and settings."""
 
     template_name = "runs/dashboard.html"
+    http_method_names = ["get", "head", "options"]  # the table's bulk actions (its POST) stay on the table
 
     def settings(self, params) -> dict:
         saved = dict(self.saved.dashboard) if self.saved is not None and self.saved.dashboard else {}
@@ -194,6 +195,8 @@ class DashboardChartDataView(ProjectScopedMixin, View):
                 if d and d["last_steps"]:
                     wanted[attr.pk] = [*d["last_steps"], attr.first_step]
             times = dashboard.step_times_many(wanted)
+        # many overlaid lines: values to 7 significant digits (more than the hover shows) halve the response
+        digits = 7 if len(runs) > 10 else None
         out = []
         for run in runs:
             attr = attrs.get(run.pk)
@@ -208,13 +211,14 @@ class DashboardChartDataView(ProjectScopedMixin, View):
                 "first_step": attr.first_step,
                 "last_step": attr.last_step,
                 "steps": [(a + b) / 2 for a, b in zip(d["first_steps"], d["last_steps"], strict=True)],
-                "avg": dashboard.finite_or_none(d["avg"]),
+                "avg": dashboard.finite_or_none(d["avg"], digits),
             }
             if any(n > 1 for n in d["counts"]):
                 item["first_steps"], item["last_steps"] = d["first_steps"], d["last_steps"]
                 item["counts"] = d["counts"]
             if envelope:
-                item["min"], item["max"] = dashboard.finite_or_none(d["min"]), dashboard.finite_or_none(d["max"])
+                item["min"] = dashboard.finite_or_none(d["min"], digits)
+                item["max"] = dashboard.finite_or_none(d["max"], digits)
             if attr.pk in times:
                 found = times[attr.pk]
                 stamps = [found.get(s) for s in d["last_steps"]]
