@@ -7,7 +7,8 @@ Builds a throw-away database (SQLite file in a temp dir, or PostgreSQL
 
 * ``lab/big``: ``--runs`` runs with 13 logged fields each (20 table columns with the sys ones);
 * ``lab/cmp``: 10 runs with 2,000 fields and 50 float series of ``--points`` points each;
-* ``lab/one``: one run with a 1,000,000-point float series,
+* ``lab/one``: one run with a 1,000,000-point float series;
+* ``lab/dash``: ``--dash-runs`` runs (100) with 20 float series of ``--dash-points`` points (10,000) each,
 
 rolls the series up (what the Celery task does after ingest), serves it with
 gunicorn and measures:
@@ -15,7 +16,12 @@ gunicorn and measures:
 * run table, 20 columns, first page: server response (median of 7 GETs) and first contentful paint;
 * compare view of the 10 runs: usable (first chart drawn), longest long task while scrolling
   through all 50 charts, JS heap after all are drawn;
-* run page of the 1M-point series: time until its chart is drawn.
+* run page of the 1M-point series: time until its chart is drawn;
+* project dashboard of ``lab/dash`` with its 20 charts over all its runs: time until every chart is
+  drawn, in a window tall enough to show them all (so none waits for a scroll), and its requests.
+
+``--quick`` shrinks everything (10,000 table runs, 10,000-point compare series, 1,000-point dashboard
+series) for a smoke test in a few minutes.
 """
 
 from __future__ import annotations
@@ -65,7 +71,10 @@ TABLE_COLUMNS = [
 # --- data -------------------------------------------------------------------------
 
 
-def generate(runs: int, points: int) -> None:
+DASH_SERIES = 20
+
+
+def generate(runs: int, points: int, dash_runs: int = 100, dash_points: int = 10_000) -> None:
     import django
 
     django.setup()
@@ -199,6 +208,76 @@ def generate(runs: int, points: int) -> None:
         )
         rollups.roll_up(series_id)
 
+    def fill_project_series(project_id, count, value):
+        """Every float series of the project gets steps 0..count-1 in one INSERT ... SELECT, then
+        its roll-ups in one statement per level (what runs.rollups.roll_up writes, for all at once)."""
+        series = "SELECT id FROM runs_attribute WHERE project_id = %s AND type = 'float_series'"
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "INSERT INTO runs_floatpoint (series_id, step, timestamp, value) "
+                    f"SELECT a.id, x, 1.7e9 + x, {value} FROM runs_attribute a, generate_series(0::bigint, %s) AS x "
+                    "WHERE a.project_id = %s AND a.type = 'float_series'",
+                    [count - 1, project_id],
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO runs_floatpoint (series_id, step, timestamp, value) "
+                    "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < %s) "
+                    f"SELECT a.id, x, 1.7e9 + x, {value} FROM runs_attribute a, c "
+                    "WHERE a.project_id = %s AND a.type = 'float_series'",
+                    [count - 1, project_id],
+                )
+            Attribute.objects.filter(project_id=project_id, type="float_series").update(
+                count=count,
+                first_step=0,
+                last_step=count - 1,
+                float_value=0.1,
+                min_value=0.0,
+                max_value=1.5,
+                sum_value=count * 0.3,
+                finite_count=count,
+            )
+        filled = time.monotonic()
+        target = rollups.closed_until(count - 1)
+        mn, mx, sm, nf = rollups._raw_aggregates()
+        table, points = rollups.ROLLUP_TABLE, rollups.POINT_TABLE
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (series_id, level, bucket, min_value, max_value, sum_value, finite_count, "
+                "count, first_step, last_step, last_value) "
+                "SELECT g.series_id, 0, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1, "
+                f"(SELECT p.value FROM {points} p WHERE p.series_id = g.series_id AND p.step = g.s1) FROM ("
+                f"SELECT series_id, step / {rollups.BASE} AS b, {mn} AS mn, {mx} AS mx, {sm} AS sm, {nf} AS nf, "
+                f"count(*) AS n, min(step) AS s0, max(step) AS s1 FROM {points} "
+                f"WHERE series_id IN ({series}) AND step < %s GROUP BY series_id, step / {rollups.BASE}) g",
+                [project_id, target],
+            )
+            for level in range(1, rollups.LEVELS):
+                k1 = target // rollups.width(level)
+                if k1 == 0:
+                    break
+                below = rollups.width(level - 1)
+                cursor.execute(
+                    f"INSERT INTO {table} (series_id, level, bucket, min_value, max_value, sum_value, finite_count, "
+                    "count, first_step, last_step, last_value) "
+                    "SELECT g.series_id, %s, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1, r.last_value FROM ("
+                    f"SELECT series_id, bucket / {rollups.FACTOR} AS b, min(min_value) AS mn, max(max_value) AS mx, "
+                    "sum(sum_value) AS sm, sum(finite_count) AS nf, sum(count) AS n, min(first_step) AS s0, "
+                    f"max(last_step) AS s1 FROM {table} WHERE series_id IN ({series}) AND level = %s AND bucket < %s "
+                    f"GROUP BY series_id, bucket / {rollups.FACTOR}) g "
+                    f"JOIN {table} r ON r.series_id = g.series_id AND r.level = %s AND r.bucket = g.s1 / {below}",
+                    [level, project_id, level - 1, k1 * rollups.FACTOR, level - 1],
+                )
+            cursor.execute(
+                f"INSERT INTO {rollups.CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) "
+                f"SELECT id, %s, %s, %s FROM runs_attribute WHERE project_id = %s AND type = 'float_series'",
+                [target, now, False, project_id],
+            )
+        log(
+            f"  {count:,} points per series in {filled - started:.0f} s, rolled up in {time.monotonic() - filled:.0f} s"
+        )
+
     # 2. compare: 10 runs x (2,000 fields + 50 series of `points` points)
     started = time.monotonic()
     cmp_project = project_services.create_project(owner, workspace, "cmp", key="CMP")
@@ -227,9 +306,11 @@ def generate(runs: int, points: int) -> None:
             )
             catalogue.add((path, "float_series"))
         Attribute.objects.bulk_create(attrs, batch_size=5000)
-        for series_id in Attribute.objects.filter(run_id=run_id, type="float_series").values_list("pk", flat=True):
-            fill_points(series_id, points)
-        log(f"cmp: run {n + 1}/10 filled")
+    fill_project_series(
+        cmp_project.pk,
+        points,
+        "1.0/(1.0 + x/5000.0) + ((x*7919) %% 1000)/20000.0 + CASE WHEN x %% 9973 = 0 THEN 0.5 ELSE 0 END",
+    )
     record_fields(cmp_project.pk, sorted(catalogue))
     log(f"cmp: 10 runs, 20,500 fields, {500 * points:,} points in {time.monotonic() - started:.0f} s")
 
@@ -243,6 +324,54 @@ def generate(runs: int, points: int) -> None:
     record_fields(one.pk, [("train/loss", "float_series")])
     fill_points(series.pk, 1_000_000)
     log(f"one: 1,000,000 points in {time.monotonic() - started:.0f} s")
+
+    # 4. the dashboard: dash_runs runs x 20 series of dash_points points, one INSERT ... SELECT for all
+    started = time.monotonic()
+    dash = project_services.create_project(owner, workspace, "dash", key="DSH")
+    dash_ids = make_runs(dash, dash_runs, "sweep")
+    paths = [f"train/metric{s:02d}" for s in range(DASH_SERIES)]
+    Attribute.objects.bulk_create(
+        [
+            Attribute(
+                run_id=run_id,
+                project_id=dash.pk,
+                path=path,
+                type="float_series",
+                updated_at=now,
+                count=dash_points,
+                first_step=0,
+                last_step=dash_points - 1,
+                float_value=0.1,
+                min_value=0.0,
+                max_value=1.5,
+                sum_value=dash_points * 0.3,
+                finite_count=dash_points,
+            )
+            for run_id in dash_ids
+            for path in paths
+        ],
+        batch_size=5000,
+    )
+    Attribute.objects.bulk_create(
+        [
+            Attribute(
+                run_id=run_id,
+                project_id=dash.pk,
+                path="parameters/optimizer",
+                type="string",
+                string_value=["adam", "sgd", "adamw"][n % 3],
+                updated_at=now,
+            )
+            for n, run_id in enumerate(dash_ids)
+        ]
+    )
+    record_fields(dash.pk, [(p, "float_series") for p in paths] + [("parameters/optimizer", "string")])
+    fill_project_series(
+        dash.pk, dash_points, "1.0/(1.0 + x/500.0) + ((x*7919 + a.id*31) %% 1000)/20000.0 + (a.id %% 97)/500.0"
+    )
+    log(
+        f"dash: {dash_runs} runs x {DASH_SERIES} series of {dash_points:,} points in {time.monotonic() - started:.0f} s"
+    )
 
 
 # --- measuring ----------------------------------------------------------------------
@@ -300,7 +429,8 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
                 "--enable-precise-memory-info",
             ],
         )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        # bypass_csp: Playwright's wait_for_function polls through eval, which the pages' CSP forbids
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
         page, session = login(context, base)
 
         # how loaded the machine is: the same server's cheapest request
@@ -380,6 +510,48 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
             results["run_page_1m_chart_drawn_ms"] = round(median(drawn), 1)
             results["run_page_1m_chart_drawn_all_ms"] = [round(t) for t in drawn]
             results["run_page_chart_data_bytes"] = int(median(chart_bytes))
+
+        if "dashboard" in pages:
+            # every chart in view at once (1,920 x 2,600): the worst case, no chart waits for a scroll
+            tall = browser.new_context(viewport={"width": 1920, "height": 2600}, bypass_csp=True)
+            tall.add_cookies(context.cookies())
+            charts = "&".join(f"chart=train/metric{s:02d}" for s in range(DASH_SERIES))
+            url = f"{base}/w/lab/dash/dashboard?{charts}"
+            drawn, first, requests_made, data_bytes = [], [], [], []
+            runs_drawn = 0
+            for _ in range(repeat):
+                page = tall.new_page()
+                seen: list = []
+                page.on(
+                    "response",
+                    lambda r, seen=seen: seen.append(len(r.body())) if "dashboard/chart-data" in r.url else None,
+                )
+                t0 = time.perf_counter()
+                if page.goto(url).status != 200:
+                    break  # a tree without the dashboard (a baseline from before it)
+                page.wait_for_selector("figure.chart[data-drawn]", timeout=60_000)
+                first.append((time.perf_counter() - t0) * 1000)
+                page.wait_for_function(
+                    f"document.querySelectorAll('figure.chart[data-drawn]').length >= {DASH_SERIES}", timeout=120_000
+                )
+                drawn.append((time.perf_counter() - t0) * 1000)
+                runs_drawn = page.evaluate(
+                    "Math.min(...Array.from(window.RunstoreCharts.charts.values()).map((s) => s.runs.length))"
+                )
+                requests_made.append(len(seen))
+                data_bytes.append(sum(seen))
+                page.close()
+            tall.close()
+            if not drawn:
+                results["dashboard_all_20_charts_drawn_ms"] = None
+                drawn = None
+        if "dashboard" in pages and drawn:
+            results["dashboard_runs_per_chart"] = runs_drawn
+            results["dashboard_first_chart_ms"] = round(median(first), 1)
+            results["dashboard_all_20_charts_drawn_ms"] = round(median(drawn), 1)
+            results["dashboard_all_20_charts_drawn_all_ms"] = [round(t) for t in drawn]
+            results["dashboard_chart_data_requests"] = int(median(requests_made))
+            results["dashboard_chart_data_bytes"] = int(median(data_bytes))
         browser.close()
     return results
 
@@ -439,7 +611,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--keep", help="reuse (or keep) this data directory instead of a temporary one")
     parser.add_argument("--pg-db", default=PG_UI_DB, help=f"PostgreSQL scratch database (default {PG_UI_DB})")
-    parser.add_argument("--pages", default="table,compare,run", help="which of table,compare,run to measure")
+    parser.add_argument("--dash-runs", type=int, default=100)
+    parser.add_argument("--dash-points", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    parser.add_argument(
+        "--pages", default="table,compare,run,dashboard", help="which of table,compare,run,dashboard to measure"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="run-page loads per round (median)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of measurements (medians over them)")
     parser.add_argument(
@@ -455,8 +632,10 @@ def main() -> None:
     )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.points, args.dash_points = min(args.runs, 10_000), min(args.points, 10_000), 1_000
     if args.generate:
-        generate(args.runs, args.points)
+        generate(args.runs, args.points, args.dash_runs, args.dash_points)
         return
     pages = {p.strip() for p in args.pages.split(",") if p.strip()}
 
@@ -480,12 +659,33 @@ def main() -> None:
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
         log("generating data…")
         subprocess.run(
-            [PYTHON, __file__, "--generate", "--runs", str(args.runs), "--points", str(args.points)],
+            [
+                PYTHON,
+                __file__,
+                "--generate",
+                "--runs",
+                str(args.runs),
+                "--points",
+                str(args.points),
+                "--dash-runs",
+                str(args.dash_runs),
+                "--dash-points",
+                str(args.dash_points),
+            ],
             cwd=REPO,
             env=env,
             check=True,
         )
-        (var / "generated").write_text(json.dumps({"runs": args.runs, "points_per_series": args.points}))
+        (var / "generated").write_text(
+            json.dumps(
+                {
+                    "runs": args.runs,
+                    "points_per_series": args.points,
+                    "dashboard_runs": args.dash_runs,
+                    "dashboard_points_per_series": args.dash_points,
+                }
+            )
+        )
     trees = {"current": Path(args.current)}
     if args.baseline:
         baseline = Path(args.baseline)
