@@ -17,6 +17,7 @@ from ..palette import RUN_COLORS
 from ..query import QueryError, QueryTimeout, query_budget
 from ..query.budget import retry_after_seconds
 from .base import ProjectScopedMixin, _int_param
+from .detail import _time_span
 from .table import RunListView
 
 DEFAULT_CHARTS = 6
@@ -170,7 +171,7 @@ class DashboardChartDataView(ProjectScopedMixin, View):
     """One dashboard chart's data for all its runs (``runs`` = up to ``dashboard.MAX_RUNS`` human
     ids): the response of :class:`runs.views.detail.ChartDataView`, read in a fixed number of
     statements. ``x=time`` adds each bucket's wall-clock time, ``x=relative`` the seconds since the
-    run's first point."""
+    run's start, both with each run's start and end (the page's shared time axis)."""
 
     def get(self, request, workspace, project):
         path = request.GET.get("path", "")
@@ -187,13 +188,10 @@ class DashboardChartDataView(ProjectScopedMixin, View):
             )
         }
         data = dashboard.downsample_many(list(attrs.values()), buckets, from_step, to_step)
+        with_time = x in ("time", "relative")
         times: dict = {}
-        if x in ("time", "relative"):
-            wanted = {}
-            for attr in attrs.values():
-                d = data.get(attr.pk)
-                if d and d["last_steps"]:
-                    wanted[attr.pk] = [*d["last_steps"], attr.first_step]
+        if with_time:
+            wanted = {a.pk: data[a.pk]["last_steps"] for a in attrs.values() if data.get(a.pk, {}).get("last_steps")}
             times = dashboard.step_times_many(wanted)
         # many overlaid lines: values to 7 significant digits (more than the hover shows) halve the response
         digits = 7 if len(runs) > 10 else None
@@ -201,8 +199,9 @@ class DashboardChartDataView(ProjectScopedMixin, View):
         for run in runs:
             attr = attrs.get(run.pk)
             d = data.get(attr.pk) if attr else None
+            span = _time_span(run) if with_time else {}
             if attr is None or d is None:
-                out.append({"id": run.human_id, "state": run.state, "steps": []})
+                out.append({"id": run.human_id, "state": run.state, "steps": [], **span})
                 continue
             item = {
                 "id": run.human_id,
@@ -219,12 +218,13 @@ class DashboardChartDataView(ProjectScopedMixin, View):
             if envelope:
                 item["min"] = dashboard.finite_or_none(d["min"], digits)
                 item["max"] = dashboard.finite_or_none(d["max"], digits)
-            if attr.pk in times:
-                found = times[attr.pk]
-                stamps = [found.get(s) for s in d["last_steps"]]
-                if x == "relative":
-                    start = found.get(attr.first_step)
-                    stamps = [None if t is None or start is None else t - start for t in stamps]
-                item["times"] = stamps
+            if with_time:
+                item.update(span)
+                if attr.pk in times:
+                    found = times[attr.pk]
+                    stamps = [found.get(s) for s in d["last_steps"]]
+                    if x == "relative":
+                        stamps = [None if t is None else t - span["start"] for t in stamps]
+                    item["times"] = stamps
             out.append(item)
         return JsonResponse({"path": path, "runs": out})

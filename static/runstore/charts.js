@@ -62,7 +62,7 @@
     }
     const params = new URLSearchParams({ path: fig.dataset.path, runs: grid.dataset.runs, buckets: String(opts.buckets || width) });
     const xAxis = xOf(fig);
-    if (xAxis === "time" || xAxis === "relative") params.set("x", xAxis); // relative: seconds since the run's first point
+    if (xAxis === "time" || xAxis === "relative") params.set("x", xAxis); // relative: seconds since the run's start
     // min/max envelopes are drawn for up to three runs; more runs get their mean lines only
     if (grid.dataset.runs.split(",").length > 3) params.set("envelope", "0");
     if (opts.from != null) params.set("from_step", String(Math.floor(opts.from)));
