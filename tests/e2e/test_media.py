@@ -97,6 +97,8 @@ def tile(page, key):
 
 def test_run_media_grid_slider_lightbox_keyboard_audio_and_html(page, live_server, media_runs, screenshot):
     first, _ = media_runs
+    refused = []  # the page's CSP (no inline script or style) holds for the grid and the lightbox
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     login(page, live_server)
     page.goto(f"{live_server.url}/w/acme/vision/runs/{first.human_id}/")
     title = page.title()
@@ -172,6 +174,7 @@ def test_run_media_grid_slider_lightbox_keyboard_audio_and_html(page, live_serve
     expect(dialog).to_be_hidden()
     assert page.evaluate("() => !!document.activeElement.closest('.media')")
     assert page.title() == title
+    assert refused == []
 
 
 def shot_path(name):
