@@ -24,6 +24,9 @@ OPEN_ON = ("table", "dashboard")
 STEP_CHUNK = 900
 
 
+EMPTY_BUCKETS: dict = {k: [] for k in ("steps", "first_steps", "last_steps", "min", "max", "avg", "last", "counts")}
+
+
 class DashboardError(ValueError):
     pass
 

@@ -178,3 +178,22 @@ def test_dashboard_permissions(ui_for, owner, viewer, stranger, project, owner_a
     assert client.post("/w/acme/vision/views", {"name": "v", "dashboard": board}).status_code == 302
     assert client.post("/w/acme/vision/views", {"name": "s", "shared": "1", "dashboard": board}).status_code == 403
     assert list(SavedView.objects.values_list("name", "owner__username")) == [("v", "viewer")]
+
+
+def test_compare_chart_data_reads_every_run_in_the_same_number_of_queries(
+    ui_for, owner, project, owner_api, django_assert_max_num_queries
+):
+    few = make_runs(owner, project, owner_api, 2)
+    many = few + make_runs(owner, project, owner_api, 8, start=2)
+    client = ui_for(owner)
+    for x in ("step", "time"):
+        url = "/w/acme/vision/chart-data?path=train/loss&runs={}&x=" + x
+        client.get(url.format(ids(few)))
+        with django_assert_max_num_queries(100) as small:
+            client.get(url.format(ids(few)))
+        with django_assert_max_num_queries(len(small.captured_queries)):
+            data = client.get(url.format(ids(many))).json()
+        assert [r["id"] for r in data["runs"]] == [r.human_id for r in many]
+        assert all(
+            len(r["steps"]) == 50 and r["avg"][0] == pytest.approx(1.0 / (1 + n)) for n, r in enumerate(data["runs"])
+        )

@@ -13,8 +13,8 @@ from django.views.generic import DetailView
 from projects import permissions
 from tracker.ui import template_for
 
+from .. import dashboard, services, table
 from .. import series as series_store
-from .. import services, table
 from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
@@ -263,6 +263,11 @@ class ChartDataView(ProjectScopedMixin, View):
         attrs = {
             a.run_id: a for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES)
         }
+        # several runs (compare): every series in a fixed number of statements, on one common grid
+        many = dashboard.downsample_many(list(attrs.values()), buckets, from_step, to_step) if len(attrs) > 1 else None
+        stamps = {}
+        if many is not None and with_time:
+            stamps = dashboard.step_times_many({pk: d["last_steps"] for pk, d in many.items() if d["last_steps"]})
         out = []
         for run in runs:
             attr = attrs.get(run.pk)
@@ -270,7 +275,10 @@ class ChartDataView(ProjectScopedMixin, View):
             if attr is None:
                 out.append({"id": run.human_id, "state": run.state, "steps": [], **span})
                 continue
-            data = series_store.downsample(attr.pk, attr.first_step, attr.last_step, buckets, from_step, to_step)
+            if many is not None:
+                data = many.get(attr.pk) or dashboard.EMPTY_BUCKETS
+            else:
+                data = series_store.downsample(attr.pk, attr.first_step, attr.last_step, buckets, from_step, to_step)
             item = {
                 "id": run.human_id,
                 "state": run.state,
@@ -289,7 +297,10 @@ class ChartDataView(ProjectScopedMixin, View):
             if with_time:
                 item.update(span)
                 if data["last_steps"]:
-                    times = series_store.step_times(attr.pk, data["last_steps"])
+                    if many is not None:
+                        times = [stamps.get(attr.pk, {}).get(step) for step in data["last_steps"]]
+                    else:
+                        times = series_store.step_times(attr.pk, data["last_steps"])
                     if x == "relative":
                         times = [None if t is None else t - span["start"] for t in times]
                     item["times"] = times
