@@ -204,3 +204,15 @@ def test_only_those_who_see_the_project_get_its_media(world, media_run, suffix):
 def test_only_those_who_see_the_project_compare_its_media(world, media_run):
     url = f"/w/acme/vision/compare/media?runs={media_run.human_id}"
     role_matrix(world, lambda client: client.get(url), UI_PAGE, ui=True)
+
+
+def test_an_audio_file_field_previews_as_a_player(client, owner, owner_api, run):
+    sound = wav()
+    sha = upload(owner_api, run, "speech.wav", sound).json()["sha256"]
+    op = {"op": "upload", "path": "eval/speech", "sha256": sha, "name": "speech.wav", "mime_type": "audio/x-wav"}
+    assert batch(owner_api, run, [op], seq=1).status_code == 200
+    client.force_login(owner)
+    html = client.get(page(run, "preview"), {"path": "eval/speech"}).content.decode()
+    assert re.search(r'<audio src="[^"]*raw\?path=eval%2Fspeech" controls', html)
+    raw = client.get(page(run, "raw"), {"path": "eval/speech"}, HTTP_RANGE="bytes=44-")
+    assert raw.status_code == 206 and raw["Content-Type"] == "audio/x-wav" and read(raw) == sound[44:]

@@ -107,6 +107,8 @@ def _preview_kind(name: str, mime: str, size: int) -> str:
         return "image"
     if mime.startswith("video/") or ext in (".mp4", ".webm", ".ogv", ".mov"):
         return "video"
+    if mime.startswith("audio/") or ext in (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac", ".opus"):
+        return "audio"
     if ext in (".html", ".htm") or mime == "text/html":
         return "html"
     if ext == ".ipynb":
