@@ -64,6 +64,9 @@ class CompareView(ProjectScopedMixin, View):
             context.update(plots.choose(runs, request.GET.get("metric", "").strip()))
         else:
             context.update(self.chart_page(runs))
+            if fragment is None:
+                # the first charts' data is requested from <head>, before the page's CSS and scripts load
+                context["prefetch_paths_json"] = json.dumps(list(context["chart_paths"][:4]))
         name = fragment if fragment in self.fragments else None
         return TemplateResponse(request, template_for(request, self.template_name, name), context)
 
