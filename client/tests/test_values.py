@@ -119,6 +119,27 @@ def test_images_from_numpy_pil_and_matplotlib(debug_run):
         runstore.File.as_image(np.zeros((2, 2, 7)))
 
 
+def test_audio_from_float_and_integer_samples_is_a_wav_of_their_rate(debug_run):
+    import io
+    import wave
+
+    tone = np.sin(np.linspace(0, 440 * 2 * np.pi, 8000))
+    for samples, channels in ((tone, 1), (np.stack([tone, -tone], axis=1), 2), ([0, 1000, -1000, 32767], 1)):
+        file = runstore.File.as_audio(samples, 8000)
+        assert file.mime_type == "audio/wav" and file.name == "audio.wav"
+        with wave.open(io.BytesIO(file.content)) as sound:
+            assert sound.getframerate() == 8000 and sound.getnchannels() == channels and sound.getsampwidth() == 2
+            assert sound.getnframes() == len(samples)
+        debug_run["audio/tone"].append(file)
+    loud = runstore.File.as_audio(np.array([2.0, -2.0, np.nan]), 100)
+    with wave.open(io.BytesIO(loud.content)) as sound:
+        assert np.frombuffer(sound.readframes(3), "<i2").tolist() == [32767, -32767, 0]  # clipped, NaN silent
+    with pytest.raises(ValueError, match="sample_rate"):
+        runstore.File.as_audio(tone, 0)
+    with pytest.raises(TypeError, match="shape"):
+        runstore.File.as_audio(np.zeros((2, 2, 2)), 8000)
+
+
 def test_read_only_debug_like_behaviour_of_writes_after_stop(debug_run, caplog):
     debug_run.stop()
     debug_run["x"] = 1  # ignored with a warning; never raises into training code

@@ -1,4 +1,4 @@
-"""``File``: a file to upload, from a path, from bytes, or from an image-like object."""
+"""``File``: a file to upload, from a path, from bytes, or from an image-like object or audio samples."""
 
 from __future__ import annotations
 
@@ -55,6 +55,12 @@ class File:
         return cls(content=image_png(image), name=name or "image.png", mime_type="image/png")
 
     @classmethod
+    def as_audio(cls, samples: Any, sample_rate: int, *, name: str | None = None) -> File:
+        """WAV (16-bit PCM) of samples: a numpy array or sequence, mono (N) or N×channels, floats
+        in [-1, 1] or integers in the int16 range, or a tensor with ``.numpy()``."""
+        return cls(content=audio_wav(samples, sample_rate), name=name or "audio.wav", mime_type="audio/wav")
+
+    @classmethod
     def as_html(cls, obj: Any, *, name: str | None = None) -> File:
         """HTML of a pandas DataFrame or of a string."""
         html = obj if isinstance(obj, str) else obj.to_html()
@@ -104,4 +110,32 @@ def image_png(image: Any) -> bytes:
         )
         array = array.astype(np.uint8)
     Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def audio_wav(samples: Any, sample_rate: int) -> bytes:
+    import wave
+
+    import numpy as np
+
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 1 <= sample_rate <= 768_000:
+        raise ValueError(f"sample_rate must be an integer from 1 to 768000 Hz, got {sample_rate!r}")
+    if hasattr(samples, "detach"):  # torch tensor
+        samples = samples.detach().cpu().numpy()
+    array = np.asarray(samples)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[1] > 32 or array.size == 0:
+        raise TypeError(f"audio samples must be N or N×channels (at most 32), got shape {array.shape}")
+    if array.dtype.kind == "f":
+        array = np.clip(np.nan_to_num(array.astype(np.float64)), -1.0, 1.0) * 32767.0
+    elif array.dtype.kind not in "iub":
+        raise TypeError(f"audio samples must be numbers, got {array.dtype}")
+    pcm = np.clip(array, -32768, 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(pcm.shape[1])
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
     return buffer.getvalue()
