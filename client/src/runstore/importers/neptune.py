@@ -20,10 +20,7 @@ group of the run it was forked from. Histogram series have no Runstore type and 
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +38,7 @@ VALUE_COLUMN = {
     "datetime": "datetime_value",
     "string_set": "string_set_value",
 }
+SERIES_TYPES = ["float_series", "string_series", "file_series"]
 META_PATHS = ["sys/name", "sys/forking/parent", "sys/forking/step", "sys/custom_run_id"]
 
 
@@ -129,71 +127,90 @@ def read_runs(
                 continue
             entry = meta[source_id]
             target = project or f"{workspace}/{clean_slug(str(entry['project_id']).rsplit('/', 1)[-1])}"
-            table = pq.read_table(parts).to_pydict()
+            table = pq.read_table(parts)
             roots = [files, files / key[0].relative_to(data)]
             yield read_run(table, source_id, target, roots, group_of(source_id))
 
     return len(keys), generate()
 
 
-def _multiplier(steps: list[Decimal]) -> int:
+def _multiplier(steps: Any) -> int:
+    """The smallest power of ten (at most 10**6, decimal(18,6)'s scale) making every step whole."""
+    import numpy as np
+
     for exponent in range(7):
         factor = int(10**exponent)
-        if all((s * factor) == (s * factor).to_integral_value() for s in steps):
+        scaled = steps * factor
+        if bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-6)):
             return factor
     return 10**6
 
 
-def read_run(
-    table: dict[str, list[Any]], source_id: str, project: str, files: list[Path], group: str | None
-) -> SourceRun:
-    """One run from its rows; ``files``: the folders a ``file_value.path`` may be relative to."""
+def read_run(table: Any, source_id: str, project: str, files: list[Path], group: str | None) -> SourceRun:
+    """One run from its rows (a pyarrow table); ``files``: the folders a ``file_value.path`` may be
+    relative to. The series' columns are converted whole (pyarrow, numpy), not row by row."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     run_id = source_id.split("/")[-1]
     src = SourceRun(source=SOURCE, source_id=source_id, project=project, name=run_id, group=group)
-    types, paths, steps = table["attribute_type"], table["attribute_path"], table["step"]
-    rows_by_series: dict[str, list[int]] = defaultdict(list)
-    for i, (kind, path) in enumerate(zip(types, paths, strict=True)):
+    is_series = pc.fill_null(pc.is_in(table["attribute_type"], value_set=pa.array(SERIES_TYPES)), False)
+    rows = table.filter(pc.invert(is_series)).to_pydict()
+    for i, (kind, path) in enumerate(zip(rows["attribute_type"], rows["attribute_path"], strict=True)):
         if kind in SCALARS:
-            _scalar(src, path, kind, table[VALUE_COLUMN[kind]][i])
-        elif kind in ("float_series", "string_series", "file_series"):
-            rows_by_series[path].append(i)
+            _scalar(src, path, kind, rows[VALUE_COLUMN[kind]][i])
         elif kind in ("file", "file_set", "artifact"):
-            value = table["file_value"][i]
-            _file(src, path, files, value)
+            _file(src, path, files, rows["file_value"][i])
         elif kind == "histogram_series":
             src.skip("histogram series points (Runstore has no histogram type)")
         else:
             src.skip(f"attributes of type {kind!r}")
-    series_steps = [steps[i] for rows in rows_by_series.values() for i in rows if steps[i] is not None]
-    factor = _multiplier([Decimal(s) for s in series_steps])
+    points = table.filter(is_series)
+    stepped = points.filter(pc.is_valid(points["step"]))
+    if len(stepped) < len(points):
+        src.skip("series points without a step", len(points) - len(stepped))
+    if len(stepped) == 0:
+        return src
+    steps = pc.cast(stepped["step"], pa.float64()).to_numpy(zero_copy_only=False)
+    factor = _multiplier(steps)
     if factor != 1:
         src.fields["import/step_multiplier"] = factor
-    for path, rows in rows_by_series.items():
+    whole = np.round(steps * factor).astype(np.int64)
+    millis = pc.fill_null(pc.cast(stepped["timestamp"], pa.int64()), 0).to_numpy(zero_copy_only=False)
+    stamps = millis / 1000.0
+    encoded = stepped["attribute_path"].combine_chunks().dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    kinds = stepped["attribute_type"]
+    for code, path in enumerate(encoded.dictionary.to_pylist()):
+        where = np.nonzero(codes == code)[0]
         target = clean_path(path)
         if target is None:
-            src.skip("series with an empty path")
+            src.skip("series with an empty path", len(where))
             continue
-        kind = types[rows[0]].removesuffix("_series")
-        series = src.series[target] = Series(kind)
-        for i in rows:
-            if steps[i] is None:
-                src.skip("series points without a step")
+        take = pa.array(where)
+        kind = str(kinds[int(where[0])].as_py()).removesuffix("_series")
+        column = {"float": "float_value", "string": "string_value", "file": "file_value"}[kind]
+        values = stepped[column].take(take).to_pylist()
+        keep: list[int] = []
+        kept: list[Any] = []
+        for k, value in enumerate(values):
+            if value is None:
+                src.skip(f"{kind} series points without a value")
                 continue
-            step = int(Decimal(steps[i]) * factor)
-            stamp = table["timestamp"][i]
-            when = stamp.timestamp() if isinstance(stamp, dt.datetime) else 0.0
-            if kind == "float":
-                series.add(step, table["float_value"][i], when)
-            elif kind == "string":
-                series.add(step, table["string_value"][i] or "", when)
-            else:
-                found = _path_of(files, table["file_value"][i])
+            if kind == "file":
+                found = _path_of(files, value)
                 if found is None:
                     src.skip("file series steps whose file is missing from the files folder")
                     continue
-                series.add(step, File(found), when)
-        if not series.steps:
-            del src.series[target]
+                value = File(found)
+            keep.append(k)
+            kept.append(value)
+        if not keep:
+            continue
+        chosen = where if len(keep) == len(where) else where[keep]
+        series_steps, series_stamps = whole[chosen].tolist(), stamps[chosen].tolist()
+        src.series[target] = Series(kind, series_steps, kept, series_stamps)
     return src
 
 
