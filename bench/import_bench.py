@@ -79,7 +79,7 @@ def write_neptune(root: Path) -> str:
             ("float_value", pa.float64()),
         ]
     )
-    start = dt.datetime.fromtimestamp(T0, tz=dt.timezone.utc)
+    start = dt.datetime.fromtimestamp(T0, tz=dt.UTC)
     rows = [
         {
             "project_id": "org/bench",
