@@ -36,7 +36,7 @@ class _Sink:
 def stream_zip(entries, root: str):
     """The bytes of a ZIP archive of ``entries`` (FileEntry with blob), each under ``root/relpath``."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # type: ignore[call-overload]  # a write-only stream is what zipfile asks of a non-seekable target
         seen: set[str] = set()
         for entry in entries:
             name = f"{root}/{safe_relpath(entry.relpath) or safe_file_name(entry.name, fallback='file')}"

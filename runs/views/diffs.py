@@ -70,7 +70,7 @@ def side_by_side(left: list[str], right: list[str], context: int = CONTEXT, max_
             added += b1 - b0
             for k in range(max(a1 - a0, b1 - b0)):
                 i, j = a0 + k, b0 + k
-                row = {"kind": tag}
+                row: dict[str, object] = {"kind": tag}
                 if i < a1:
                     row.update(lno=i + 1, left=left[i])
                 if j < b1:
@@ -116,13 +116,14 @@ def package_changes(left: dict, right: dict) -> dict:
             unchanged += 1
             continue
         change = "added" if a is None else "removed" if b is None else "changed"
-        rows.append({"name": (b or a)[0], "left": a[1] if a else "", "right": b[1] if b else "", "change": change})
+        name = b[0] if b else a[0] if a else key
+        rows.append({"name": name, "left": a[1] if a else "", "right": b[1] if b else "", "change": change})
     counts = {kind: sum(1 for r in rows if r["change"] == kind) for kind in ("added", "removed", "changed")}
     return {"rows": rows, "unchanged": unchanged, **counts}
 
 
 def _file_diff(label: str, a: FileEntry | None, b: FileEntry | None, texts: tuple[dict, dict] | None = None) -> dict:
-    item = {"label": label, "left_size": a.size if a else None, "right_size": b.size if b else None}
+    item: dict[str, object] = {"label": label, "left_size": a.size if a else None, "right_size": b.size if b else None}
     if a is not None and b is not None and a.blob_id == b.blob_id:
         return {**item, "same_content": True}
     left, right = texts or (read_text(a), read_text(b))
