@@ -216,3 +216,13 @@ def test_an_audio_file_field_previews_as_a_player(client, owner, owner_api, run)
     assert re.search(r'<audio src="[^"]*raw\?path=eval%2Fspeech" controls', html)
     raw = client.get(page(run, "raw"), {"path": "eval/speech"}, HTTP_RANGE="bytes=44-")
     assert raw.status_code == 206 and raw["Content-Type"] == "audio/x-wav" and read(raw) == sound[44:]
+
+
+def test_an_svg_drawing_is_its_own_thumbnail(client, owner, owner_api, run):
+    drawing = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+    (sha,) = log_files(owner_api, run, "plots/curve", [(0, "curve.svg", drawing)], 1)
+    processing.process_blob(sha)
+    client.force_login(owner)
+    response = client.get(page(run, "thumb"), {"path": "plots/curve", "step": 0})
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert response["Content-Security-Policy"].startswith("sandbox") and read(response) == drawing
