@@ -298,6 +298,7 @@ RUNSTORE_FILL = """
 import importlib.util, os, time
 from django.contrib.auth.models import User
 from django.db import transaction
+from projects import permissions
 from runs.mlflow import tracking
 spec = importlib.util.spec_from_file_location("bench_mlflow", os.environ["BENCH_SCRIPT"])
 bench = importlib.util.module_from_spec(spec)
@@ -306,7 +307,7 @@ user = User.objects.get(username="bench")
 exp, first, count = os.environ["BENCH_EXP"], int(os.environ["BENCH_FIRST"]), int(os.environ["BENCH_COUNT"])
 for i in range(first, count):
     metrics, params, tags = bench.search_run(i)
-    with transaction.atomic():
+    with permissions.remember_actions(), transaction.atomic():  # as the API view does per request
         body = {"experiment_id": exp, "run_name": f"run-{i:05d}", "start_time": bench.T0_MS + i,
                 "tags": [{"key": k, "value": v} for k, v in tags.items()]}
         run = tracking.create_run(user, body)

@@ -41,6 +41,8 @@ Objects a user keeps for themselves inside a project and may share with it
 (saved views of the run table) follow :func:`scope_owned`/:func:`require_owned`.
 """
 
+import contextlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
@@ -260,6 +262,21 @@ def can(user, action: str, obj) -> bool:
     raise TypeError(f"no permission rule for {type(obj).__name__}")
 
 
+_remembered: ContextVar[dict | None] = ContextVar("project_actions_remembered", default=None)
+
+
+@contextlib.contextmanager
+def remember_actions():
+    """Inside this block :func:`project_actions` answers each (caller, project) once: for a request
+    that checks one project several times (its view, then each service it calls) and changes no
+    permission. Each request (thread or task) has its own context, so nothing is shared."""
+    token = _remembered.set({})
+    try:
+        yield
+    finally:
+        _remembered.reset(token)
+
+
 def project_actions(user, project_id: int) -> frozenset[str]:
     """The actions ``user`` may perform on the project ``project_id``, in one query.
 
@@ -268,6 +285,16 @@ def project_actions(user, project_id: int) -> frozenset[str]:
     single statement rather than one ``EXISTS`` query per action: the ingest endpoint calls it on
     every batch.
     """
+    memo = _remembered.get()
+    if memo is None:
+        return _project_actions(user, project_id)
+    key = (getattr(user, "pk", None), id(getattr(user, "api_token", None)), project_id)
+    if key not in memo:
+        memo[key] = _project_actions(user, project_id)
+    return memo[key]
+
+
+def _project_actions(user, project_id: int) -> frozenset[str]:
     if _is_anonymous(user):
         return frozenset()
     limits = token_limits(user)
@@ -349,7 +376,20 @@ def require_on_project(user, action: str, project_id: int, not_found: str = "No 
 
 def require(user, action: str, obj) -> None:
     """Raise 404 when ``user`` cannot see ``obj`` (invisible is not found), 403 when they can see it
-    but may not perform ``action`` on it. Allowed callers pay one query; refused ones one more."""
+    but may not perform ``action`` on it. Allowed callers pay one query; refused ones one more.
+
+    On a project, that one query is :func:`project_actions` (a prepared statement, no queryset to
+    build: services call this on every write); a project it finds invisible is decided by the full
+    rule below, which also grants an action held without ``view``."""
+    from .models import Project
+
+    if isinstance(obj, Project):
+        _check_action(action)
+        actions = project_actions(user, obj.pk)
+        if action in actions:
+            return
+        if "view" in actions:
+            raise PermissionDenied(f"You may not {action} this project.")
     if can(user, action, obj):
         return
     name = type(obj).__name__.lower()

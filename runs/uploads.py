@@ -1,4 +1,5 @@
 import hashlib
+import io
 
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
@@ -48,3 +49,51 @@ class HashingUploadHandler(TemporaryFileUploadHandler):
         upload = super().file_complete(file_size)
         upload.sha256 = self.sha256.hexdigest()
         return upload
+
+
+def iter_body(request, chunk_size: int = 1024 * 1024):
+    """The raw body of ``request`` (a Django ``HttpRequest`` whose body nobody has read), in chunks.
+
+    Under gunicorn the bytes are received straight from the socket into one reused buffer: its own
+    reader takes 8 KB per ``recv`` and copies every chunk three times, which costs ten times the CPU
+    of the copy into the blob (100 MB: 0.4 s against 0.04 s). Any other server (the test client,
+    ASGI, runserver) is read through ``request.read``. Each chunk is valid until the next one."""
+    wsgi_input = request.META.get("wsgi.input")
+    reader = getattr(wsgi_input, "reader", None)
+    unreader = getattr(reader, "unreader", None)
+    sock = getattr(unreader, "sock", None)
+    fast = (
+        type(reader).__name__ == "LengthReader"
+        and type(unreader).__name__ == "SocketUnreader"
+        and hasattr(sock, "recv_into")
+        and isinstance(getattr(wsgi_input, "buf", None), io.BytesIO)
+        and not wsgi_input.buf.tell()
+        and isinstance(getattr(unreader, "buf", None), io.BytesIO)
+        and isinstance(getattr(reader, "length", None), int)
+        and not getattr(request, "_read_started", False)
+    )
+    if not fast:
+        while True:
+            data = request.read(chunk_size)
+            if not data:
+                return
+            yield data
+    request._read_started = True  # Django reads nothing more of it
+    received = unreader.buf.getvalue()  # bytes gunicorn received with the headers
+    pending = received[: reader.length]
+    unreader.buf = io.BytesIO()
+    unreader.buf.write(received[reader.length :])  # a pipelined next request stays gunicorn's
+    remaining = reader.length - len(pending)
+    try:
+        if pending:
+            yield pending
+        buffer = memoryview(bytearray(chunk_size))
+        while remaining > 0:
+            received = sock.recv_into(buffer, min(chunk_size, remaining))
+            if not received:
+                raise ApiError(400, "invalid", "the request body ended before its Content-Length", field="body")
+            remaining -= received
+            yield buffer[:received]
+    finally:
+        # What was not read (a refused upload) gunicorn drains before it parses the next request.
+        reader.length = remaining

@@ -84,8 +84,9 @@ def get(user, experiment_id) -> Project:
         return default_project(user)
     if not text.isdigit():
         raise invalid(f"Invalid experiment id {text[:40]!r}: experiment ids are numbers")
-    project = _visible(user).filter(pk=int(text)).first()
-    if project is None:
+    # Found by key, then checked in one statement (no permission subquery to build).
+    project = Project.objects.select_related("workspace", "mlflow").filter(pk=int(text)).first()
+    if project is None or "view" not in permissions.project_actions(user, project.pk):
         raise not_found(f"No Experiment with id={text} exists")
     return project
 

@@ -24,7 +24,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
@@ -44,6 +44,8 @@ from .filters import (
     STATE_TO_STATUS,
     STATUS_TO_STATE,
     TAG_PREFIX,
+    page_offset,
+    page_token,
     parse_filter,
     translate,
     translate_order_by,
@@ -153,9 +155,9 @@ def get_run(user, run_id) -> Run:
         key = uuid_module.UUID(text)
     except ValueError:
         raise not_found(f"Run with id={text[:64]} not found") from None
-    runs = permissions.scope_by_project(Run.objects.all(), user, "view")
-    run = runs.select_related("project", "project__workspace", "owner").filter(uuid=key).first()
-    if run is None:
+    # Found by key, then its project checked in one statement (no permission subquery to build).
+    run = Run.objects.select_related("project", "project__workspace", "owner").filter(uuid=key).first()
+    if run is None or "view" not in permissions.project_actions(user, run.project_id):
         raise not_found(f"Run with id={text} not found")
     return run
 
@@ -320,7 +322,7 @@ def create_run(user, body: dict) -> Run:
         run, _ = services.create_run(user, project, name=name[:250], description=description)
         run.project = project
         _apply(user, run, ops)
-    return get_run(user, run.uuid.hex)
+    return run  # as created (its owner the caller); the ops above change no field of the run's row
 
 
 def _tags_of(raw) -> dict:
@@ -446,11 +448,15 @@ def _param_ops(run: Run, params: dict) -> list[dict]:
 
 def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
     out = []
+    checked: set[str] = set()
     for metric in raw or []:
         if not isinstance(metric, dict):
             raise invalid("metrics: each metric must be an object with key, value, timestamp and step")
-        key = _key(metric.get("key"), "metric")
-        _field_path(METRIC_PREFIX, key, "metric")
+        key = metric.get("key")
+        if key not in checked:  # a batch names a few keys many times: each is checked once
+            key = _key(key, "metric")
+            _field_path(METRIC_PREFIX, key, "metric")
+            checked.add(key)
         if "value" not in metric:
             raise invalid(f"Missing value for required parameter 'value' of metric {key!r}")
         value = _as_float(metric.get("value"), "value")
@@ -458,6 +464,35 @@ def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
         step = _as_int(metric.get("step"), "step", default=0)
         out.append((key, value, timestamp, step))
     return out
+
+
+def _insert_points(run: Run, rows: list[tuple]) -> list[tuple]:
+    """Insert MLflow metric points ``(key, step, timestamp, value, is_nan)``; returns those that were
+    new. A point stored before (a retried request) is skipped by the unique constraint, in the same
+    statement (``ON CONFLICT DO NOTHING ... RETURNING``): one round trip, no model instances."""
+    table = Metric._meta.db_table
+    columns = "run_id, key, step, timestamp, value, is_nan"
+    returning = "RETURNING key, step, timestamp, value, is_nan"
+    stored: list[tuple] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            keys, steps, stamps, values, nans = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT %s, * FROM UNNEST(%s::varchar[], %s::bigint[], "
+                f"%s::bigint[], %s::double precision[], %s::boolean[]) ON CONFLICT DO NOTHING {returning}",
+                [run.pk, keys, steps, stamps, values, nans],
+            )
+            stored = cursor.fetchall()
+        else:
+            for start in range(0, len(rows), 500):  # well under SQLite's limit of bound parameters
+                chunk = rows[start : start + 500]
+                cursor.execute(
+                    f"INSERT INTO {table} ({columns}) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
+                    f"ON CONFLICT DO NOTHING {returning}",
+                    [v for row in chunk for v in (run.pk, *row)],
+                )
+                stored += cursor.fetchall()
+    return [(k, s, t, v, bool(n)) for k, s, t, v, n in stored]
 
 
 def _rank(step: int, timestamp: int, value: float, is_nan: bool):
@@ -470,25 +505,14 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[li
     native series appends and the updates of a series' last point that the batch needs."""
     if not points:
         return [], []
-    keys = sorted({p[0] for p in points})
-    seen = set(
-        Metric.objects.filter(run=run, key__in=keys, step__in={p[3] for p in points}).values_list(
-            "key", "step", "timestamp", "value", "is_nan"
-        )
-    )
-    new = []
+    rows = {}
     for key, value, timestamp, step in points:
-        nan = math.isnan(value)
+        nan = value != value  # NaN
         row = (key, step, timestamp, 0.0 if nan else value, nan)
-        if row not in seen:
-            seen.add(row)
-            new.append(row)
+        rows[row] = None  # the batch's own repeats once, in order
+    new = _insert_points(run, list(rows))
     if not new:
         return [], []
-    Metric.objects.bulk_create(
-        [Metric(run=run, key=k, step=s, timestamp=t, value=v, is_nan=n) for k, s, t, v, n in new],
-        ignore_conflicts=True,
-    )
     by_key: dict = defaultdict(list)
     for row in new:
         by_key[row[0]].append(row)
@@ -497,13 +521,13 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[li
         a.path[len(METRIC_PREFIX) :]: a
         for a in Attribute.objects.filter(run=run, path__in=[METRIC_PREFIX + k for k in by_key])
     }
-    ops, last_point_updates = [], []
+    ops, last_point_updates, first_latest = [], [], []
     for key, rows in by_key.items():
         best = max(rows, key=lambda r: _rank(r[1], r[2], r[3], r[4]))
         current = latest.get(key)
         if current is None:
-            LatestMetric.objects.create(
-                run=run, key=key, step=best[1], timestamp=best[2], value=best[3], is_nan=best[4]
+            first_latest.append(
+                LatestMetric(run=run, key=key, step=best[1], timestamp=best[2], value=best[3], is_nan=best[4])
             )
         elif _rank(best[1], best[2], best[3], best[4]) > _rank(
             current.step, current.timestamp, current.value, current.is_nan
@@ -534,6 +558,7 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[li
             )
         elif best is not None and attr is not None and best[1] == last_step:
             last_point_updates.append((attr, best))
+    LatestMetric.objects.bulk_create(first_latest)
     return ops, last_point_updates
 
 
@@ -630,21 +655,78 @@ def record_logged_model(user, run: Run, model_json) -> None:
     _apply(user, run, [{"op": "assign", "path": path, "value": json.dumps(history), "type": "string"}])
 
 
-def metric_history(run: Run, key, *, max_results=None, offset=0) -> tuple[list[dict], int | None]:
+def _history_rows(run: Run, key: str, *, max_results=None, offset=0):
+    """``(step, timestamp, value, is_nan)`` of a page of the metric's points, in MLflow's order, with one
+    row more than ``max_results`` when there is a next page."""
+    rows = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "value")
+    rows = rows.values_list("step", "timestamp", "value", "is_nan")
+    if max_results is not None:
+        return rows[offset : offset + max_results + 1]
+    return rows[offset:] if offset else rows
+
+
+def _json_number(value: float, nan: bool) -> str:
+    if nan:
+        return '"NaN"'
+    if value in (math.inf, -math.inf):
+        return '"Infinity"' if value > 0 else '"-Infinity"'
+    return repr(float(value))
+
+
+def _history_json_pg(run: Run, prefix: str, key: str, *, max_results=None, offset=0) -> tuple[str, bool]:
+    """The page's points as JSON objects joined by PostgreSQL (``string_agg``: no row reaches Python), and
+    whether a next page exists. A double's text form is its shortest exact one, as Python's ``repr``."""
+    limit = "LIMIT %(limit)s" if max_results is not None else ""
+    sql = f"""
+        SELECT string_agg(
+                   %(prefix)s || CASE WHEN is_nan THEN '"NaN"'
+                                      WHEN value = 'Infinity'::float8 THEN '"Infinity"'
+                                      WHEN value = '-Infinity'::float8 THEN '"-Infinity"'
+                                      ELSE value::text END
+                   || ', "timestamp": ' || timestamp || ', "step": ' || step || '}}', ', ' ORDER BY n
+               ) FILTER (WHERE %(all)s OR n <= %(max)s),
+               count(*)
+        FROM (
+            SELECT *, row_number() OVER (ORDER BY step, timestamp, value) AS n
+            FROM (
+                SELECT step, timestamp, value, is_nan FROM {Metric._meta.db_table}
+                WHERE run_id = %(run)s AND key = %(key)s
+                ORDER BY step, timestamp, value {limit} OFFSET %(offset)s
+            ) rows
+        ) page"""
+    params = {
+        "prefix": prefix,
+        "run": run.pk,
+        "key": key,
+        "limit": (max_results or 0) + 1,
+        "offset": offset,
+        "all": max_results is None,
+        "max": max_results or 0,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        body, count = cursor.fetchone()
+    return body or "", max_results is not None and count > max_results
+
+
+def metric_history_json(run: Run, key, *, max_results=None, offset=0) -> bytes:
+    """The get-history answer as JSON bytes, written straight from the rows (the client pages through
+    up to 25,000 points per request), no dict per point; NaN and ±Infinity as the strings protobuf reads."""
     if not isinstance(key, str) or not key:
         raise invalid("Missing value for required parameter 'metric_key'")
-    rows = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "value")
-    if max_results is not None:
-        rows = rows[offset : offset + max_results + 1]
-    elif offset:
-        rows = rows[offset:]
-    points = [
-        {"key": key, "value": json_float(math.nan if m.is_nan else m.value), "timestamp": m.timestamp, "step": m.step}
-        for m in rows
-    ]
-    if max_results is not None and len(points) > max_results:
-        return points[:max_results], offset + max_results
-    return points, None
+    prefix = '{"key": ' + json.dumps(key) + ', "value": '
+    if connection.vendor == "postgresql":
+        body, more = _history_json_pg(run, prefix, key, max_results=max_results, offset=offset)
+        tail = f', "next_page_token": {json.dumps(page_token(offset + max_results))}' if more else ""
+        return f'{{"metrics": [{body}]{tail}}}'.encode()
+    rows = list(_history_rows(run, key, max_results=max_results, offset=offset))
+    more = max_results is not None and len(rows) > max_results
+    body = ", ".join(
+        f'{prefix}{_json_number(value, nan)}, "timestamp": {timestamp}, "step": {step}}}'
+        for step, timestamp, value, nan in rows[:max_results]
+    )
+    tail = f', "next_page_token": {json.dumps(page_token(offset + max_results))}' if more else ""
+    return f'{{"metrics": [{body}]{tail}}}'.encode()
 
 
 # --- search ------------------------------------------------------------------------------
@@ -676,8 +758,6 @@ def search_runs(user, body: dict) -> tuple[list[dict], int | None]:
     if max_results <= 0 or max_results > 50000:
         raise invalid(f"Invalid value {max_results} for parameter 'max_results' supplied: it must be 1 to 50000")
     max_results = min(max_results, MAX_RESULTS)
-    from .filters import page_offset
-
     offset = page_offset(body.get("page_token"))
     clauses = parse_filter(body.get("filter") or "")
     order = body.get("order_by") or []
@@ -691,6 +771,16 @@ def search_runs(user, body: dict) -> tuple[list[dict], int | None]:
             for project in projects:
                 text = translate(clauses, run_ids_to_human=lambda hex_ids, p=project: run_ids_to_human(p, hex_ids))
                 query = _TrashAwareQuery(user, project, query=text, sort=sort, columns=["sys/id"], view_type=view_type)
+                if len(projects) == 1:
+                    # One experiment (the usual search): a row past the page says whether another follows,
+                    # without counting every matching run.
+                    page = list(query.ordered().select_related("owner")[skip : skip + max_results + 1])
+                    total = offset + len(page)
+                    page = page[:max_results]
+                    for run in page:
+                        run.project = project
+                    found += page
+                    break
                 count = query.count()
                 total += count
                 if skip >= count:

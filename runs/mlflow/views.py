@@ -12,7 +12,7 @@ import posixpath
 from django.conf import settings
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
-from django.http import HttpResponseBase
+from django.http import HttpResponse, HttpResponseBase
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -26,6 +26,7 @@ from ..downloads import ranged_response
 from ..models import AttributeType, FileEntry
 from ..paths import relpath_error
 from ..storage import open_blob
+from ..uploads import iter_body
 from . import experiments, logged_models, tracking
 from .errors import MlflowError, invalid, not_found
 from .filters import page_offset, page_token
@@ -253,13 +254,10 @@ def runs_search(request, body):
 def metrics_get_history(request, body):
     run = _run(request, body)
     max_results = _max_results(body, None, 25000)
-    points, next_offset = tracking.metric_history(
+    content = tracking.metric_history_json(
         run, body.get("metric_key"), max_results=max_results, offset=page_offset(body.get("page_token"))
     )
-    answer: dict = {"metrics": points}
-    if next_offset is not None:
-        answer["next_page_token"] = page_token(next_offset)
-    return answer
+    return HttpResponse(content, content_type="application/json")
 
 
 def artifacts_list(request, body):
@@ -400,11 +398,12 @@ class MlflowApiView(MlflowView):
                 raise MlflowError("ENDPOINT_NOT_FOUND", f"{request.method} is not allowed on {endpoint}", status=405)
             raise MlflowError("ENDPOINT_NOT_FOUND", f"this server does not implement {endpoint!r}", status=404)
         body = _body(request)
-        if request.method in WRITES:
-            with transaction.atomic():
+        with permissions.remember_actions():  # one permission query per project per request
+            if request.method in WRITES:
+                with transaction.atomic():
+                    answer = handler(request, body)
+            else:
                 answer = handler(request, body)
-        else:
-            answer = handler(request, body)
         return answer if isinstance(answer, HttpResponseBase) else Response(answer)
 
     def get(self, request, endpoint):
@@ -503,6 +502,10 @@ class ArtifactView(MlflowView):
         raise not_found(f"No artifact at {relpath!r} in run {run.uuid.hex}")
 
     def put(self, request, artifact_path=""):
+        with permissions.remember_actions():  # one permission query per project per request
+            return self._put(request, artifact_path)
+
+    def _put(self, request, artifact_path):
         run, files_path, relpath = _resolve_artifact_path(request.user, artifact_path)
         if not relpath:
             raise invalid("an artifact upload needs a file path after 'artifacts/'")
@@ -532,19 +535,20 @@ def _read_upload(request, name: str) -> TemporaryUploadedFile:
         )
     uploaded = TemporaryUploadedFile(name, "application/octet-stream", 0, None)
     digest, size = hashlib.sha256(), 0
-    stream = request._request  # the raw body: DRF has not read it (no parser ran)
-    while True:
-        chunk = stream.read(1024 * 1024)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            uploaded.close()
-            raise MlflowError(
-                "INVALID_PARAMETER_VALUE", f"the artifact is larger than the upload limit of {limit} bytes", status=413
-            )
-        digest.update(chunk)
-        uploaded.write(chunk)
+    try:
+        for chunk in iter_body(request._request):  # the raw body: DRF has not read it (no parser ran)
+            size += len(chunk)
+            if size > limit:
+                raise MlflowError(
+                    "INVALID_PARAMETER_VALUE",
+                    f"the artifact is larger than the upload limit of {limit} bytes",
+                    status=413,
+                )
+            digest.update(chunk)
+            uploaded.write(chunk)
+    except BaseException:
+        uploaded.close()  # a temporary file: closing deletes it
+        raise
     uploaded.seek(0)
     uploaded.size = size
     uploaded.sha256 = digest.hexdigest()  # type: ignore[attr-defined]
