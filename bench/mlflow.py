@@ -31,8 +31,10 @@ this checkout's ``.venv``. The workload:
 3. ``search_runs`` over 10,000 runs of one experiment (each run: a name, a tag, 5 metrics and 5
    params; the first ``--client-runs`` (1,000) made with ``create_run`` + ``log_batch`` from 8
    client threads, timed and reported; the rest bulk-filled: for MLflow straight into its tables
-   through its SQLAlchemy models, for Runstore by ``runs.mlflow.tracking`` — the MLflow API's own
-   translation and services, one transaction per run — in two Django shells), filter ``metrics.accuracy > 0.5 and
+   through its SQLAlchemy models; for Runstore in two Django shells, each making the first run of its
+   range through ``runs.mlflow.tracking`` — the MLflow API's own translation and services — and the
+   rest as copies of that run's rows with their own values, 500 runs per transaction, straight into
+   the same tables: runs, fields, series points, MLflow's metric rows), filter ``metrics.accuracy > 0.5 and
    params.optimizer = 'adam'``, ``order_by=["metrics.accuracy DESC"]``, ``max_results=100``,
    median of 10 after one warm-up. Native: ``POST /api/v1/runs/query`` with the same filter in the
    query language, ``sort=["-metrics/accuracy"]``, ``limit=100`` and the runs' 10 metric and param
@@ -295,17 +297,25 @@ def mlflow_bulk_fill(store_uri: str, exp: str, first: int, count: int) -> None:
 
 
 RUNSTORE_FILL = """
-import importlib.util, os, time
+import datetime, importlib.util, os
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 from projects import permissions
+from projects.models import Project
+from runs import series
+from runs.models import Attribute, AttributeType, Run
 from runs.mlflow import tracking
+from runs.mlflow.models import LatestMetric, Metric
 spec = importlib.util.spec_from_file_location("bench_mlflow", os.environ["BENCH_SCRIPT"])
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 user = User.objects.get(username="bench")
 exp, first, count = os.environ["BENCH_EXP"], int(os.environ["BENCH_FIRST"]), int(os.environ["BENCH_COUNT"])
-for i in range(first, count):
+
+
+def through_api(i):
     metrics, params, tags = bench.search_run(i)
     with permissions.remember_actions(), transaction.atomic():  # as the API view does per request
         body = {"experiment_id": exp, "run_name": f"run-{i:05d}", "start_time": bench.T0_MS + i,
@@ -314,6 +324,52 @@ for i in range(first, count):
         tracking.log_batch(user, run, params=[{"key": k, "value": v} for k, v in params.items()],
                            metrics=[{"key": k, "value": v, "timestamp": bench.T0_MS + i, "step": 0}
                                     for k, v in metrics.items()])
+    return run
+
+
+# The first run of the range through the MLflow API's translation; the others are its copies with
+# their own values, written straight into the same tables in chunks (as MLflow's fill writes its own).
+template = through_api(first)
+project = Project.objects.get(pk=template.project_id)
+rows = list(Attribute.objects.filter(run=template))
+for lo in range(first + 1, count, 500):
+    indices = list(range(lo, min(count, lo + 500)))
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(run_counter=F("run_counter") + len(indices))
+        top = Project.objects.filter(pk=project.pk).values_list("run_counter", flat=True).get()
+        now = timezone.now()
+        runs = Run.objects.bulk_create(
+            Run(project=project, number=top - len(indices) + 1 + k, name=f"run-{i:05d}", owner=user,
+                created_at=now, modified_at=now, ping_at=now)
+            for k, i in enumerate(indices)
+        )
+        attrs, metric_rows, latest_rows = [], [], []
+        for run, i in zip(runs, indices):
+            metrics, params, tags = bench.search_run(i)
+            values = {**{"parameters/" + k: v for k, v in params.items()}, **{"tags/" + k: v for k, v in tags.items()}}
+            for row in rows:
+                attr = Attribute(**{f.attname: getattr(row, f.attname) for f in Attribute._meta.concrete_fields
+                                    if not f.primary_key and not f.generated})
+                attr.run_id = run.pk
+                if row.path in values:
+                    attr.string_value = values[row.path]
+                elif row.path == tracking.START_TIME_PATH:
+                    attr.datetime_value = datetime.datetime.fromtimestamp((bench.T0_MS + i) / 1000, datetime.UTC)
+                elif row.type == AttributeType.FLOAT_SERIES:
+                    value = metrics[row.path.removeprefix("metrics/")]
+                    attr.float_value = attr.min_value = attr.max_value = attr.sum_value = value
+                attr.point_time = (bench.T0_MS + i) / 1000.0
+                attrs.append(attr)
+            for key, value in metrics.items():
+                point = dict(run_id=run.pk, key=key, step=0, timestamp=bench.T0_MS + i, value=value, is_nan=False)
+                metric_rows.append(Metric(**point))
+                latest_rows.append(LatestMetric(**point))
+        Attribute.objects.bulk_create(attrs)
+        series.insert_float_points(
+            (a.pk, [0], [a.point_time], [a.float_value]) for a in attrs if a.type == AttributeType.FLOAT_SERIES
+        )
+        Metric.objects.bulk_create(metric_rows)
+        LatestMetric.objects.bulk_create(latest_rows)
 """
 
 
