@@ -200,6 +200,10 @@ def test_media_grid_and_lightbox_fit_a_phone(browser, live_server, media_runs, s
         page.locator("#images").screenshot(path=str(shot_path(f"media-run-grid-390-{scheme}")))
         tile(page, "images/pred").locator(".media-open").click()
         expect(page.get_by_role("dialog")).to_be_visible()
+        page.wait_for_function(
+            "() => { const i = document.querySelector('dialog img'); return i && i.complete && i.naturalWidth > 0; }"
+        )
+        assert page.locator("dialog img").bounding_box()["width"] > 300  # enlarged to the phone's width
         screenshot(page, f"media-lightbox-390-{scheme}", full_page=False)
         page.keyboard.press("Escape")
         page.goto(f"{live_server.url}/w/acme/vision/compare?runs={first.human_id},{second.human_id}")
