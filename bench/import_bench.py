@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# bench/mlflow.py would shadow the mlflow package for a script run from bench/.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 METRICS, STEPS = 10, 10_000
 T0 = 1_600_000_000.0
 

@@ -9,6 +9,7 @@ Histograms, audio, PR curves, graphs and other plugins are skipped and counted i
 from __future__ import annotations
 
 import datetime as dt
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,14 @@ KIND_NAMES = {"histo": "histogram", "histograms": "histogram", "audio": "audio",
 
 def _tensorboard() -> Any:
     try:
-        from tensorboard.backend.event_processing import event_file_loader
+        from tensorboard.compat.proto import event_pb2
         from tensorboard.plugins.hparams import metadata as hparams_metadata
         from tensorboard.util import tensor_util
     except ImportError as exc:
         raise ConfigurationError(
             f"importing TensorBoard event files needs the tensorboard package: pip install 'runstore[tensorboard]' ({exc})"
         ) from None
-    return event_file_loader, hparams_metadata, tensor_util
+    return event_pb2, hparams_metadata, tensor_util
 
 
 def run_directories(root: Path) -> list[Path]:
@@ -58,6 +59,32 @@ def read_runs(location: str, *, project: str | None, workspace: str | None = Non
     return len(dirs), runs()
 
 
+def events(path: Path, event_pb2: Any, run: SourceRun) -> Iterator[Any]:
+    """The Event messages of one event file (TFRecord framing: a little-endian uint64 length, its
+    masked CRC, the data, the data's masked CRC). The CRCs are not recomputed (tensorboard's
+    pure-Python CRC-32C was most of the import's time); a torn or unparsable record, as a job
+    killed mid-write leaves at the end, ends the file and is counted."""
+    data = path.read_bytes()
+    pos, end = 0, len(data)
+    while pos < end:
+        if pos + 12 > end:
+            run.skip("torn records at the end of an event file")
+            return
+        (length,) = struct.unpack_from("<Q", data, pos)
+        start = pos + 12
+        if start + length + 4 > end:
+            run.skip("torn records at the end of an event file")
+            return
+        event = event_pb2.Event()
+        try:
+            event.ParseFromString(data[start : start + length])
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError, whose class depends on the backend
+            run.skip("corrupt records in an event file")
+            return
+        yield event
+        pos = start + length + 4
+
+
 def _hparam_value(value: Any) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "number_value":
@@ -71,11 +98,12 @@ def _hparam_value(value: Any) -> Any:
 
 
 def read_run(directory: Path, source_id: str, project: str) -> SourceRun:
-    event_file_loader, hparams_metadata, tensor_util = _tensorboard()
+    event_pb2, hparams_metadata, tensor_util = _tensorboard()
+    tags: dict[str, str | None] = {}
     run = SourceRun(source=SOURCE, source_id=source_id, project=project, name=source_id)
     first_wall: float | None = None
     for path in sorted(p for p in directory.glob(EVENT_GLOB) if p.is_file()):
-        for event in event_file_loader.LegacyEventFileLoader(str(path)).Load():
+        for event in events(path, event_pb2, run):
             wall = float(event.wall_time)
             if wall > 0 and (first_wall is None or wall < first_wall):
                 first_wall = wall
@@ -87,7 +115,8 @@ def read_run(directory: Path, source_id: str, project: str) -> SourceRun:
             for value in event.summary.value:
                 plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
                 kind = value.WhichOneof("value")
-                tag = clean_path(value.tag or value.node_name)
+                raw = value.tag or value.node_name
+                tag = tags[raw] if raw in tags else tags.setdefault(raw, clean_path(raw))
                 if tag is None:
                     run.skip("values without a tag")
                     continue
