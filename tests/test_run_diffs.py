@@ -98,6 +98,10 @@ def test_source_files_are_diffed_side_by_side(viewer, project, two_runs):
     html = ui(viewer).get(diffs_url(project, runs=f"{left.human_id},{right.human_id}")).content.decode()
     train = html[html.index('data-label="source_code/files/train.py"') :]
     train = train[: train.index("</details>")]
+    # the characters that changed within a line are marked
+    changed_row = re.search(r'<tr class="replace">.*?</tr>', train).group(0)
+    assert "<mark>" in changed_row
+    train = re.sub(r"</?mark>", "", train)
     # the changed line on both sides, in one row; the added line on the right only
     assert re.search(
         r'<tr class="replace"><td class="ln">3</td><td class="l">LR = 1e-3</td><td class="ln">3</td>'
@@ -112,7 +116,7 @@ def test_source_files_are_diffed_side_by_side(viewer, project, two_runs):
     same = html[html.index('data-label="source_code/files/same.py"') :]
     assert "identical" in same[: same.index("</details>")] and "side-by-side" not in same[: same.index("</details>")]
     # the package list's own text diff
-    assert 'data-label="environment/packages"' in html and "numpy==2.1.0" in html
+    assert 'data-label="environment/packages"' in html and "numpy==2.1.0" in re.sub(r"</?mark>", "", html)
 
 
 @pytest.mark.django_db

@@ -24,6 +24,7 @@ MAX_LINES = 20_000
 MAX_ROWS = 5_000
 MAX_FILES = 20
 CONTEXT = 3  # unchanged lines kept around each change
+MAX_INLINE = 400  # characters of a changed line compared character by character
 PACKAGES = "environment/packages"
 SOURCE_PREFIX = "source_code/"
 
@@ -77,6 +78,8 @@ def side_by_side(left: list[str], right: list[str], context: int = CONTEXT, max_
                     row.update(rno=j + 1, right=right[j])
                 if tag == "replace" and (i >= a1 or j >= b1):
                     row["kind"] = "delete" if j >= b1 else "insert"
+                elif tag == "replace":
+                    row["lseg"], row["rseg"] = inline_changes(left[i], right[j])
                 rows.append(row)
         last_a = group[-1][2]
     if rows and last_a < len(left):
@@ -89,6 +92,24 @@ def side_by_side(left: list[str], right: list[str], context: int = CONTEXT, max_
         "removed": removed,
         "identical": left == right,
     }
+
+
+def inline_changes(a: str, b: str) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """The two sides of a changed line as (text, changed) pieces, so the characters that differ stand
+    out; long lines are marked changed whole (a character diff of them costs more than it shows)."""
+    if len(a) > MAX_INLINE or len(b) > MAX_INLINE:
+        return [(a, True)], [(b, True)]
+    left: list[tuple[str, bool]] = []
+    right: list[tuple[str, bool]] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.ratio() < 0.5:  # a different line rather than an edited one: marks would be noise
+        return [(a, False)], [(b, False)]
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if a1 > a0:
+            left.append((a[a0:a1], tag != "equal"))
+        if b1 > b0:
+            right.append((b[b0:b1], tag != "equal"))
+    return left, right
 
 
 def parse_packages(lines: list[str]) -> dict[str, tuple[str, str]]:
