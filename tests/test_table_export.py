@@ -89,10 +89,16 @@ def test_csv_holds_the_views_filter_columns_aggregates_and_sort(viewer, runs):
 
 def test_csv_follows_a_descending_sort_and_the_columns_order(viewer, runs):
     response = login(viewer).get(
-        URL, {"c": ["train/loss:max", "sys/name"], "sort": "-train/loss:max", "q": "parameters/lr > 0"}
+        URL, {"c": ["train/loss:max", "sys/name", "sys/owner"], "sort": "-train/loss:max", "q": "parameters/lr > 0"}
     )
     rows = read_csv(response)
-    assert rows == [["train/loss:max", "sys/name"], ["9.0", "d"], ["6.0", "b"], ["3.0", "a"], ["0.5", "c"]]
+    assert rows == [
+        ["train/loss:max", "sys/name", "sys/owner"],
+        ["9.0", "d", "owner"],
+        ["6.0", "b", "owner"],
+        ["3.0", "a", "owner"],
+        ["0.5", "c", "owner"],
+    ]
 
 
 def test_parquet_holds_the_view_with_typed_columns(viewer, runs):
