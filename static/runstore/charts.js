@@ -195,15 +195,18 @@
      Runs of the chart-data endpoint carry start/end (epoch seconds); "relative" counts from each start. */
   function timeRange(state, x, min, max) {
     if (state.range) return [min, max];
-    let lo = min, hi = max;
+    let lo = null, hi = null;
     state.runs.forEach((r) => {
-      if (r.start == null) return;
+      if (r.start == null || r.end == null) return;
       const off = x === "relative" ? r.start : 0;
       lo = lo == null ? r.start - off : Math.min(lo, r.start - off);
-      if (r.end != null) hi = hi == null ? r.end - off : Math.max(hi, r.end - off);
+      hi = hi == null ? r.end - off : Math.max(hi, r.end - off);
     });
-    if (lo == null || hi == null) return [min, max];
-    return hi > lo ? [lo, hi] : [lo - 1, lo + 1];
+    if (lo == null || hi == null || hi <= lo) return [min, max];
+    // points stamped far outside the runs' lifetime (imported, or a skewed clock): their own range
+    const slack = Math.max(60, 0.05 * (hi - lo));
+    if (min != null && (min < lo - slack || max > hi + slack)) return [min, max];
+    return [Math.min(lo, min ?? lo), Math.max(hi, max ?? hi)];
   }
 
   function hoverValue(u, v, si, i) {
