@@ -74,7 +74,10 @@ TABLE_COLUMNS = [
 DASH_SERIES = 20
 
 
-def generate(runs: int, points: int, dash_runs: int = 100, dash_points: int = 10_000) -> None:
+PARTS = ("big", "cmp", "one", "dash")
+
+
+def generate(runs: int, points: int, dash_runs: int = 100, dash_points: int = 10_000, parts=PARTS) -> None:
     import django
 
     django.setup()
@@ -110,73 +113,76 @@ def generate(runs: int, points: int, dash_runs: int = 100, dash_points: int = 10
         Project.objects.filter(pk=project.pk).update(run_counter=count)
         return list(Run.objects.filter(project=project).order_by("number").values_list("pk", flat=True))
 
-    # 1. the big run table
-    started = time.monotonic()
-    big = project_services.create_project(owner, workspace, "big", key="BIG")
-    make_runs(big, runs, "run")
-    fields = [
-        ("parameters/lr", "float"),
-        ("parameters/batch_size", "int"),
-        ("parameters/optimizer", "string"),
-        ("parameters/dropout", "float"),
-        ("parameters/layers", "int"),
-        ("data/version", "string"),
-        ("eval/acc", "float"),
-        ("eval/loss", "float"),
-        ("eval/f1", "float"),
-        ("train/loss", "float_series"),
-        ("train/acc", "float_series"),
-        ("sys/tags", "string_set"),
-        ("sys/hostname", "string"),
-    ]
-    # one INSERT ... SELECT per field, computed from the run id: seconds, not minutes, for 1.3M rows
-    x = "((r.id * 7919) % 1000) / 1000.0"
-    pg = connection.vendor == "postgresql"
-    tags = '\'["sweep", "big"]\'' + ("::jsonb" if pg else "")
-    exprs = {
-        "parameters/lr": {"float_value": "1.0 / (10 + r.id % 1000)"},
-        "parameters/batch_size": {"int_value": "16 * (1 + r.id % 5)"},
-        "parameters/optimizer": {"string_value": "CASE r.id % 3 WHEN 0 THEN 'adam' WHEN 1 THEN 'sgd' ELSE 'adamw' END"},
-        "parameters/dropout": {"float_value": f"{x} / 2"},
-        "parameters/layers": {"int_value": "2 + r.id % 10"},
-        "data/version": {"string_value": "'v' || (r.id % 4)" if not pg else "'v' || (r.id % 4)::text"},
-        "eval/acc": {"float_value": f"0.5 + {x} / 2"},
-        "eval/loss": {"float_value": f"1 - {x} / 2"},
-        "eval/f1": {"float_value": f"0.4 + {x} / 2"},
-        "train/loss": {
-            "float_value": f"1 - {x} / 2",
-            "count": "1000",
-            "first_step": "0",
-            "last_step": "999",
-            "min_value": "0.1",
-            "max_value": "2.3",
-            "sum_value": "500.0",
-            "finite_count": "1000",
-        },
-        "train/acc": {
-            "float_value": x,
-            "count": "1000",
-            "first_step": "0",
-            "last_step": "999",
-            "min_value": "0.0",
-            "max_value": "0.99",
-            "sum_value": "600.0",
-            "finite_count": "1000",
-        },
-        "sys/tags": {"json_value": tags},
-        "sys/hostname": {"string_value": "'gpu-' || (r.id % 16)" if not pg else "'gpu-' || (r.id % 16)::text"},
-    }
-    with transaction.atomic(), connection.cursor() as cursor:
-        for path, type_ in fields:
-            values = {"count": "0", "finite_count": "0", **exprs[path]}
-            names = ", ".join(values)
-            cursor.execute(
-                f"INSERT INTO runs_attribute (run_id, project_id, path, type, updated_at, {names}) "
-                f"SELECT r.id, r.project_id, %s, %s, %s, {', '.join(values.values()).replace('%', '%%')} FROM runs_run r WHERE r.project_id = %s",
-                [path, type_, now, big.pk],
-            )
-    record_fields(big.pk, fields)
-    log(f"big: {runs} runs, {runs * len(fields)} fields in {time.monotonic() - started:.0f} s")
+    if "big" in parts:
+        # 1. the big run table
+        started = time.monotonic()
+        big = project_services.create_project(owner, workspace, "big", key="BIG")
+        make_runs(big, runs, "run")
+        fields = [
+            ("parameters/lr", "float"),
+            ("parameters/batch_size", "int"),
+            ("parameters/optimizer", "string"),
+            ("parameters/dropout", "float"),
+            ("parameters/layers", "int"),
+            ("data/version", "string"),
+            ("eval/acc", "float"),
+            ("eval/loss", "float"),
+            ("eval/f1", "float"),
+            ("train/loss", "float_series"),
+            ("train/acc", "float_series"),
+            ("sys/tags", "string_set"),
+            ("sys/hostname", "string"),
+        ]
+        # one INSERT ... SELECT per field, computed from the run id: seconds, not minutes, for 1.3M rows
+        x = "((r.id * 7919) % 1000) / 1000.0"
+        pg = connection.vendor == "postgresql"
+        tags = '\'["sweep", "big"]\'' + ("::jsonb" if pg else "")
+        exprs = {
+            "parameters/lr": {"float_value": "1.0 / (10 + r.id % 1000)"},
+            "parameters/batch_size": {"int_value": "16 * (1 + r.id % 5)"},
+            "parameters/optimizer": {
+                "string_value": "CASE r.id % 3 WHEN 0 THEN 'adam' WHEN 1 THEN 'sgd' ELSE 'adamw' END"
+            },
+            "parameters/dropout": {"float_value": f"{x} / 2"},
+            "parameters/layers": {"int_value": "2 + r.id % 10"},
+            "data/version": {"string_value": "'v' || (r.id % 4)" if not pg else "'v' || (r.id % 4)::text"},
+            "eval/acc": {"float_value": f"0.5 + {x} / 2"},
+            "eval/loss": {"float_value": f"1 - {x} / 2"},
+            "eval/f1": {"float_value": f"0.4 + {x} / 2"},
+            "train/loss": {
+                "float_value": f"1 - {x} / 2",
+                "count": "1000",
+                "first_step": "0",
+                "last_step": "999",
+                "min_value": "0.1",
+                "max_value": "2.3",
+                "sum_value": "500.0",
+                "finite_count": "1000",
+            },
+            "train/acc": {
+                "float_value": x,
+                "count": "1000",
+                "first_step": "0",
+                "last_step": "999",
+                "min_value": "0.0",
+                "max_value": "0.99",
+                "sum_value": "600.0",
+                "finite_count": "1000",
+            },
+            "sys/tags": {"json_value": tags},
+            "sys/hostname": {"string_value": "'gpu-' || (r.id % 16)" if not pg else "'gpu-' || (r.id % 16)::text"},
+        }
+        with transaction.atomic(), connection.cursor() as cursor:
+            for path, type_ in fields:
+                values = {"count": "0", "finite_count": "0", **exprs[path]}
+                names = ", ".join(values)
+                cursor.execute(
+                    f"INSERT INTO runs_attribute (run_id, project_id, path, type, updated_at, {names}) "
+                    f"SELECT r.id, r.project_id, %s, %s, %s, {', '.join(values.values()).replace('%', '%%')} FROM runs_run r WHERE r.project_id = %s",
+                    [path, type_, now, big.pk],
+                )
+        record_fields(big.pk, fields)
+        log(f"big: {runs} runs, {runs * len(fields)} fields in {time.monotonic() - started:.0f} s")
 
     def fill_points(series_id, count):
         if connection.vendor == "postgresql":
@@ -278,100 +284,103 @@ def generate(runs: int, points: int, dash_runs: int = 100, dash_points: int = 10
             f"  {count:,} points per series in {filled - started:.0f} s, rolled up in {time.monotonic() - filled:.0f} s"
         )
 
-    # 2. compare: 10 runs x (2,000 fields + 50 series of `points` points)
-    started = time.monotonic()
-    cmp_project = project_services.create_project(owner, workspace, "cmp", key="CMP")
-    cmp_ids = make_runs(cmp_project, 10, "cmp")
-    catalogue = set()
-    for n, run_id in enumerate(cmp_ids):
-        attrs = []
-        for i in range(2000):
-            path = f"config/group{i // 100:02d}/param{i % 100:02d}"
-            # a third of the fields differ between runs
-            attrs.append(
+    if "cmp" in parts:
+        # 2. compare: 10 runs x (2,000 fields + 50 series of `points` points)
+        started = time.monotonic()
+        cmp_project = project_services.create_project(owner, workspace, "cmp", key="CMP")
+        cmp_ids = make_runs(cmp_project, 10, "cmp")
+        catalogue = set()
+        for n, run_id in enumerate(cmp_ids):
+            attrs = []
+            for i in range(2000):
+                path = f"config/group{i // 100:02d}/param{i % 100:02d}"
+                # a third of the fields differ between runs
+                attrs.append(
+                    Attribute(
+                        run_id=run_id,
+                        project_id=cmp_project.pk,
+                        path=path,
+                        type="float",
+                        float_value=float(i if i % 3 else i + n),
+                        updated_at=now,
+                    )
+                )
+                catalogue.add((path, "float"))
+            for s in range(50):
+                path = f"metrics/series{s:02d}"
+                attrs.append(
+                    Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float_series", updated_at=now)
+                )
+                catalogue.add((path, "float_series"))
+            Attribute.objects.bulk_create(attrs, batch_size=5000)
+        fill_project_series(
+            cmp_project.pk,
+            points,
+            "1.0/(1.0 + x/5000.0) + ((x*7919) %% 1000)/20000.0 + CASE WHEN x %% 9973 = 0 THEN 0.5 ELSE 0 END",
+        )
+        record_fields(cmp_project.pk, sorted(catalogue))
+        log(f"cmp: 10 runs, 20,500 fields, {500 * points:,} points in {time.monotonic() - started:.0f} s")
+
+    if "one" in parts:
+        # 3. one run with a 1M-point series
+        started = time.monotonic()
+        one = project_services.create_project(owner, workspace, "one", key="ONE")
+        (one_id,) = make_runs(one, 1, "long")
+        series = Attribute.objects.create(
+            run_id=one_id, project_id=one.pk, path="train/loss", type="float_series", updated_at=now
+        )
+        record_fields(one.pk, [("train/loss", "float_series")])
+        fill_points(series.pk, 1_000_000)
+        log(f"one: 1,000,000 points in {time.monotonic() - started:.0f} s")
+
+    if "dash" in parts:
+        # 4. the dashboard: dash_runs runs x 20 series of dash_points points, one INSERT ... SELECT for all
+        started = time.monotonic()
+        dash = project_services.create_project(owner, workspace, "dash", key="DSH")
+        dash_ids = make_runs(dash, dash_runs, "sweep")
+        paths = [f"train/metric{s:02d}" for s in range(DASH_SERIES)]
+        Attribute.objects.bulk_create(
+            [
                 Attribute(
                     run_id=run_id,
-                    project_id=cmp_project.pk,
+                    project_id=dash.pk,
                     path=path,
-                    type="float",
-                    float_value=float(i if i % 3 else i + n),
+                    type="float_series",
+                    updated_at=now,
+                    count=dash_points,
+                    first_step=0,
+                    last_step=dash_points - 1,
+                    float_value=0.1,
+                    min_value=0.0,
+                    max_value=1.5,
+                    sum_value=dash_points * 0.3,
+                    finite_count=dash_points,
+                )
+                for run_id in dash_ids
+                for path in paths
+            ],
+            batch_size=5000,
+        )
+        Attribute.objects.bulk_create(
+            [
+                Attribute(
+                    run_id=run_id,
+                    project_id=dash.pk,
+                    path="parameters/optimizer",
+                    type="string",
+                    string_value=["adam", "sgd", "adamw"][n % 3],
                     updated_at=now,
                 )
-            )
-            catalogue.add((path, "float"))
-        for s in range(50):
-            path = f"metrics/series{s:02d}"
-            attrs.append(
-                Attribute(run_id=run_id, project_id=cmp_project.pk, path=path, type="float_series", updated_at=now)
-            )
-            catalogue.add((path, "float_series"))
-        Attribute.objects.bulk_create(attrs, batch_size=5000)
-    fill_project_series(
-        cmp_project.pk,
-        points,
-        "1.0/(1.0 + x/5000.0) + ((x*7919) %% 1000)/20000.0 + CASE WHEN x %% 9973 = 0 THEN 0.5 ELSE 0 END",
-    )
-    record_fields(cmp_project.pk, sorted(catalogue))
-    log(f"cmp: 10 runs, 20,500 fields, {500 * points:,} points in {time.monotonic() - started:.0f} s")
-
-    # 3. one run with a 1M-point series
-    started = time.monotonic()
-    one = project_services.create_project(owner, workspace, "one", key="ONE")
-    (one_id,) = make_runs(one, 1, "long")
-    series = Attribute.objects.create(
-        run_id=one_id, project_id=one.pk, path="train/loss", type="float_series", updated_at=now
-    )
-    record_fields(one.pk, [("train/loss", "float_series")])
-    fill_points(series.pk, 1_000_000)
-    log(f"one: 1,000,000 points in {time.monotonic() - started:.0f} s")
-
-    # 4. the dashboard: dash_runs runs x 20 series of dash_points points, one INSERT ... SELECT for all
-    started = time.monotonic()
-    dash = project_services.create_project(owner, workspace, "dash", key="DSH")
-    dash_ids = make_runs(dash, dash_runs, "sweep")
-    paths = [f"train/metric{s:02d}" for s in range(DASH_SERIES)]
-    Attribute.objects.bulk_create(
-        [
-            Attribute(
-                run_id=run_id,
-                project_id=dash.pk,
-                path=path,
-                type="float_series",
-                updated_at=now,
-                count=dash_points,
-                first_step=0,
-                last_step=dash_points - 1,
-                float_value=0.1,
-                min_value=0.0,
-                max_value=1.5,
-                sum_value=dash_points * 0.3,
-                finite_count=dash_points,
-            )
-            for run_id in dash_ids
-            for path in paths
-        ],
-        batch_size=5000,
-    )
-    Attribute.objects.bulk_create(
-        [
-            Attribute(
-                run_id=run_id,
-                project_id=dash.pk,
-                path="parameters/optimizer",
-                type="string",
-                string_value=["adam", "sgd", "adamw"][n % 3],
-                updated_at=now,
-            )
-            for n, run_id in enumerate(dash_ids)
-        ]
-    )
-    record_fields(dash.pk, [(p, "float_series") for p in paths] + [("parameters/optimizer", "string")])
-    fill_project_series(
-        dash.pk, dash_points, "1.0/(1.0 + x/500.0) + ((x*7919 + a.id*31) %% 1000)/20000.0 + (a.id %% 97)/500.0"
-    )
-    log(
-        f"dash: {dash_runs} runs x {DASH_SERIES} series of {dash_points:,} points in {time.monotonic() - started:.0f} s"
-    )
+                for n, run_id in enumerate(dash_ids)
+            ]
+        )
+        record_fields(dash.pk, [(p, "float_series") for p in paths] + [("parameters/optimizer", "string")])
+        fill_project_series(
+            dash.pk, dash_points, "1.0/(1.0 + x/500.0) + ((x*7919 + a.id*31) %% 1000)/20000.0 + (a.id %% 97)/500.0"
+        )
+        log(
+            f"dash: {dash_runs} runs x {DASH_SERIES} series of {dash_points:,} points in {time.monotonic() - started:.0f} s"
+        )
 
 
 # --- measuring ----------------------------------------------------------------------
@@ -614,6 +623,7 @@ def main() -> None:
     parser.add_argument("--dash-runs", type=int, default=100)
     parser.add_argument("--dash-points", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    parser.add_argument("--parts", default=",".join(PARTS), help="which projects to generate: big,cmp,one,dash")
     parser.add_argument(
         "--pages", default="table,compare,run,dashboard", help="which of table,compare,run,dashboard to measure"
     )
@@ -635,7 +645,7 @@ def main() -> None:
     if args.quick:
         args.runs, args.points, args.dash_points = min(args.runs, 10_000), min(args.points, 10_000), 1_000
     if args.generate:
-        generate(args.runs, args.points, args.dash_runs, args.dash_points)
+        generate(args.runs, args.points, args.dash_runs, args.dash_points, set(args.parts.split(",")))
         return
     pages = {p.strip() for p in args.pages.split(",") if p.strip()}
 
@@ -671,6 +681,8 @@ def main() -> None:
                 str(args.dash_runs),
                 "--dash-points",
                 str(args.dash_points),
+                "--parts",
+                args.parts,
             ],
             cwd=REPO,
             env=env,
