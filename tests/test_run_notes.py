@@ -107,6 +107,13 @@ def test_editor_holds_the_current_notes_and_too_long_notes_are_refused(owner, ru
 
 
 @pytest.mark.django_db
+def test_without_javascript_the_edit_link_opens_the_run_page_with_the_editor(owner, viewer, run):
+    page = ui(owner).get(page_url(run), {"notes": "edit"}).content.decode()
+    assert '<textarea id="notes-text" name="notes"' in page and "Save notes" in page
+    assert "Save notes" not in ui(viewer).get(page_url(run), {"notes": "edit"}).content.decode()
+
+
+@pytest.mark.django_db
 def test_clearing_notes_shows_the_empty_state(owner, run):
     Run.objects.filter(pk=run.pk).update(description="old")
     html = ui(owner).post(notes_url(run), {"notes": "  "}, HTTP_HX_REQUEST="true").content.decode()

@@ -97,6 +97,7 @@ class RunDetailView(ProjectScopedMixin, DetailView):
             source=self.prefixed_values(run, "source_code/"),
             environment=self.prefixed_values(run, "environment/", limit=40),
             notes_html=render_markdown(run.description) if run.description.strip() else "",
+            notes_editing=self.request.GET.get("notes") == "edit" and context["can_write"],
             max_notes=MAX_NOTES_CHARS,
         )
         context.update(self.chart_page(run))
