@@ -10,6 +10,7 @@ continues where it stopped; a finished one adds nothing). The run keeps the sour
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import operator
 import sys
@@ -113,6 +114,7 @@ class Summary:
 
 
 # -- names and values -------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=65536)  # the same keys come back at every step
 def clean_path(path: str, *, prefix: str = "") -> str | None:
     """A source's key as a Runstore field path (None when nothing is left of it)."""
     segments = []

@@ -153,7 +153,7 @@ def _leaves(value: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]
 def read_run(pb: Any, folder: Path, project: str | None, workspace: str | None) -> SourceRun:
     src = SourceRun(source=SOURCE, source_id=folder.name, project=project or f"{workspace}/wandb")
     config: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
+    summary_items: dict[tuple[str, ...], Any] = {}
     exit_code: int | None = None
     runtime = 0.0
     files = folder / "files"
@@ -182,11 +182,15 @@ def read_run(pb: Any, folder: Path, project: str | None, workspace: str | None) 
         elif kind == "history":
             _history(src, record.history, files)
         elif kind == "summary":
-            _nest(record.summary.update, summary)
-            _remove(record.summary.remove, summary)
+            # Raw until the end: a summary record follows every history row, only the last value counts.
+            for item in record.summary.update:
+                summary_items[tuple(item.nested_key) or (str(item.key),)] = item
+            for item in record.summary.remove:
+                summary_items.pop(tuple(item.nested_key) or (str(item.key),), None)
         elif kind == "exit":
             exit_code = int(record.exit.exit_code)
             runtime = float(record.exit.runtime)
+    summary = _nest(summary_items.values())
     for key, value in _leaves(config):
         if not key.startswith("_"):
             _assign(src, "config", key, value)
