@@ -169,12 +169,20 @@
       path: a.path, kind: a.kind, x: x(j), top, bottom, categories: a.categories || null, ticks: a.ticks.map((t) => String(t.label)),
     })));
     canvas.dataset.selected = selected.map((r) => r.id).join(",");
+    canvas.dataset.brushes = JSON.stringify(Object.fromEntries(Object.entries(brushes).map(([j, b]) => [data.paths[j], b])));
     const status = document.getElementById("parallel-status");
     if (status) {
       const brushed = Object.keys(brushes).length;
       status.textContent = brushed
-        ? `${selected.length} of ${data.runs.length} runs pass the selection: ${selected.map((r) => r.id).join(", ") || "none"}. Click an axis to clear its range.`
-        : "Drag along an axis to select a range; runs within every range stay highlighted.";
+        ? `${selected.length} of ${data.runs.length} runs selected` + (selected.length && selected.length <= 12 ? ": " + selected.map((r) => r.id).join(", ") : "") + " · "
+        : "Drag along an axis to select a range (click the axis to clear it); runs within every range stay highlighted.";
+      if (brushed) {
+        const clear = document.createElement("button");
+        clear.type = "button";
+        clear.className = "link clear-brushes";
+        clear.textContent = "clear every range";
+        status.appendChild(clear);
+      }
     }
   }
 
@@ -213,10 +221,16 @@
       st.brushes[drag.axis] = [Math.min(f, drag.frac(drag.start)), Math.max(f, drag.frac(drag.start))];
       drawParallel(canvas);
     });
-    const end = () => {
+    const end = (ev) => {
       if (!drag) return;
       const st = PC.get(canvas);
-      if (!drag.moved) delete st.brushes[drag.axis]; // a click clears the axis' range
+      const py = ev.clientY - canvas.getBoundingClientRect().top;
+      if (!drag.moved && Math.abs(py - drag.start) >= 4) drag.moved = true;
+      if (drag.moved) {
+        // the range ends where the pointer was released (moves may have been coalesced)
+        const f = drag.frac(py), g = drag.frac(drag.start);
+        st.brushes[drag.axis] = [Math.min(f, g), Math.max(f, g)];
+      } else delete st.brushes[drag.axis]; // a click clears the axis' range
       drag = null;
       drawParallel(canvas);
     };
@@ -365,6 +379,13 @@
   document.addEventListener("change", (e) => {
     const t = e.target;
     if (t.matches && t.matches("form.plot-form[data-kind='parallel'] input[name='params']")) submit(t.form);
+  });
+
+  document.addEventListener("click", (e) => {
+    if (!e.target.matches || !e.target.matches("button.clear-brushes")) return;
+    const canvas = document.getElementById("parallel-canvas");
+    const st = canvas && PC.get(canvas);
+    if (st) { st.brushes = {}; drawParallel(canvas); }
   });
 
   document.addEventListener("input", (e) => {

@@ -89,7 +89,10 @@ def selected(page):
 
 def drag(page, axis, frac_from, frac_to):
     """Drag along a parallel-coordinates axis between two heights (0 bottom, 1 top)."""
-    page.locator("#parallel-canvas").evaluate("(c) => c.scrollIntoView({block: 'center'})")
+    page.locator("#parallel-canvas").evaluate("(c) => c.scrollIntoView({block: 'center', behavior: 'instant'})")
+    # sections above the plots load when scrolled into view: let the page settle before aiming
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(300)
     box = page.locator("#parallel-canvas").bounding_box()
     y = lambda f: box["y"] + axis["bottom"] - f * (axis["bottom"] - axis["top"])  # noqa: E731
     page.mouse.move(box["x"] + axis["x"], y(frac_from))
@@ -170,7 +173,7 @@ def test_brushing_axes_keeps_the_runs_inside_every_range(page, live_server, swee
     # the top of the log lr axis: lr >= 1e-3 (runs 1, 2, 3, 6)
     drag(page, drawn["parameters/lr"], 1.0, 0.45)
     assert selected(page) == ["VIS-1", "VIS-2", "VIS-3", "VIS-6"]
-    expect(page.locator("#parallel-status")).to_contain_text("4 of 6 runs")
+    expect(page.locator("#parallel-status")).to_contain_text("4 of 6 runs selected: VIS-1, VIS-2, VIS-3, VIS-6")
     # and adam on the optimizer axis (its category sits at the bottom)
     drag(page, drawn["parameters/optimizer"], 0.1, -0.05)
     assert selected(page) == ["VIS-1", "VIS-2", "VIS-6"]
@@ -181,6 +184,10 @@ def test_brushing_axes_keeps_the_runs_inside_every_range(page, live_server, swee
     page.mouse.click(box["x"] + lr["x"], box["y"] + (lr["top"] + lr["bottom"]) / 2)
     assert selected(page) == ["VIS-1", "VIS-2", "VIS-6"]
     assert sorted(selected(page)) == sorted(f"VIS-{i + 1}" for i, s in enumerate(SWEEP) if s[0] == "adam")
+    # the status' button clears every range: all runs again
+    page.locator("#parallel-status button.clear-brushes").click()
+    assert selected(page) == everyone
+    expect(page.locator("#parallel-status")).to_contain_text("Drag along an axis")
 
 
 def test_scatter_plots_a_string_axis_against_the_metric_with_labels_inside(page, live_server, sweep, screenshot):
