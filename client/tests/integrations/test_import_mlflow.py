@@ -125,3 +125,34 @@ def test_mlruns_written_by_mlflow_arrive_exactly_and_a_second_import_adds_nothin
     assert series_counts(server, project)[again.run_ids[pid]]["val/loss"] == 450
     assert points(read(pid), "val/loss")[-1][:2] == (449, pytest.approx(more[449][0]))
     assert os.environ.get("MLFLOW_ALLOW_FILE_STORE") == "true"
+
+
+def test_import_over_http_from_a_live_mlflow_tracking_server(
+    server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The live MLflow server is Runstore's own MLflow-compatible API (mlflow-skinny has no server):
+    runs logged there with MlflowClient are read back over MLflow's REST API into another project."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+    client = MlflowClient(tracking_uri=server.url)
+    source_project = f"it-src-{uuid.uuid4().hex[:8]}"
+    experiment_id = client.create_experiment(f"alice/{source_project}")
+    run = client.create_run(experiment_id, run_name="remote", start_time=MS)
+    client.log_param(run.info.run_id, "depth", "6")
+    loss = log_metrics(client, run.info.run_id, range(0, 120))
+    client.set_terminated(run.info.run_id, status="KILLED", end_time=MS + 60_000)
+
+    target = f"alice/it-dst-{uuid.uuid4().hex[:8]}"
+    kwargs = {"project": target, "url": server.url, "api_token": server.token, "progress": False}
+    first = import_source("mlflow", server.url, experiments=[experiment_id], **kwargs)
+    assert (first.runs_created, first.points, first.runs_failed) == (1, 120, 0), first.lines()
+    again = import_source("mlflow", server.url, experiments=[experiment_id], **kwargs)
+    assert (again.runs_unchanged, again.points) == (1, 0)
+    imported = runstore.init_run(
+        project=target, with_id=again.run_ids[run.info.run_id], mode="read-only", api_token=server.token, url=server.url
+    )
+    assert imported["sys/state"].fetch() == "aborted"
+    assert imported["parameters/depth"].fetch() == "6"
+    assert creation_time(imported).timestamp() == pytest.approx(MS / 1000.0, abs=1e-3)
+    assert [(s, v, t) for s, v, t in points(imported, "val/loss")] == [
+        (s, pytest.approx(v), pytest.approx(t, abs=1e-3)) for s, (v, t) in loss.items()
+    ]
