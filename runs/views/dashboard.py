@@ -147,8 +147,6 @@ class DashboardView(RunListView):
             "current_view": self.saved,
             "view_form": SavedViewForm(initial={"name": self.saved.name if self.saved else ""}),
             "can_write": "write" in self.actions(),
-            # the first charts' data is requested from <head> (runs/_chart_prefetch.html) on a step axis
-            "prefetch_paths_json": json.dumps(settings["charts"][:4]) if runs and settings["x"] == "step" else "",
         }
         return TemplateResponse(request, self.template_name, context)
 
