@@ -18,7 +18,7 @@ Action names (``<subject>.<verb>``):
 - ``service_account.created``, ``quota.changed``
 - ``project.created``, ``project.settings_changed``, ``project.deleted``
 - ``run.deleted`` (to the trash), ``run.restored``, ``run.purged``
-- ``export.requested``, ``export.downloaded``
+- ``export.requested``, ``export.downloaded``, ``export.table`` (the run table's view as CSV/Parquet)
 """
 
 import csv

@@ -35,6 +35,7 @@ __all__ = [
     "complete_upload",
     "request_export",
     "record_export_download",
+    "record_table_export",
     "save_view",
     "delete_view",
 ]
@@ -373,6 +374,19 @@ def record_export_download(user, export: Export, *, range_header: str = "") -> N
         project=export.project,
         target=export.run if export.run_id else export.project,
         details=details,
+    )
+
+
+def record_table_export(user, project: Project, *, fmt: str, query: str, columns: list[str], sort: str) -> None:
+    """Audit that ``user`` downloaded the run table's view of ``project`` as ``fmt`` (CSV or Parquet);
+    the table export view calls it once the view's query has run."""
+    permissions.require(user, "export", project)
+    audit.record(
+        "export.table",
+        actor=user,
+        project=project,
+        target=project,
+        details={"format": fmt, "query": query[:1000], "columns": columns[:200], "sort": sort[:300]},
     )
 
 

@@ -213,3 +213,14 @@ def test_invalid_view_is_a_400_naming_the_parameter(viewer, runs, params, field)
     error = response.json()["error"]
     assert error["field"] == field
     assert error["message"].startswith(field + ":")
+
+
+def test_each_export_is_audited_with_the_view_it_exported(viewer, runs):
+    from projects.models import AuditEvent
+
+    login(viewer).get(URL, {**VIEW, "format": "parquet"})
+    event = AuditEvent.objects.get(action="export.table")
+    assert event.actor == viewer and event.project.slug == "vision"
+    assert event.details == {"format": "parquet", "query": VIEW["q"], "columns": VIEW["c"], "sort": VIEW["sort"]}
+    login(viewer).get(URL, {"format": "csv", "q": "parameters/lr >"})
+    assert AuditEvent.objects.filter(action="export.table").count() == 1, "a refused export is not recorded"

@@ -6,7 +6,7 @@ from django.views import View
 
 from projects import permissions
 
-from .. import table_export
+from .. import services, table_export
 from ..models import Run, SavedView
 from ..query import QueryError, QueryTimeout
 from ..query.budget import retry_after_seconds
@@ -56,6 +56,9 @@ class RunTableExportView(ProjectScopedMixin, View):
             response = HttpResponse(exc.message, status=503, content_type="text/plain")
             response["Retry-After"] = str(retry_after_seconds())
             return response
+        services.record_table_export(
+            request.user, project_obj, fmt=fmt, query=state.query, columns=state.paths, sort=state.sort_param
+        )
         content_type, extension = table_export.FORMATS[fmt]
         body = getattr(export, fmt)(itertools.chain(first, pages))
         response = StreamingHttpResponse(body, content_type=content_type)
