@@ -66,11 +66,16 @@ def test_a_body_cut_short_is_a_clear_error():
 
 def test_an_upload_refused_midway_leaves_the_rest_for_gunicorn_to_drain():
     request, reader, _, sender, sockets = _gunicorn_request(os.urandom(300_000), buffered=b"", declared=300_000)
+    sockets[0].settimeout(30)
     try:
         chunks = iter_body(request, chunk_size=64 * 1024)
         first = len(next(chunks))
         chunks.close()  # the view stops reading (e.g. the file passed the upload limit)
         assert reader.length == 300_000 - first
+        drained = 0
+        while drained < reader.length:  # what gunicorn does before it parses the next request
+            drained += len(sockets[0].recv(65536))
+        assert drained == 300_000 - first
         sender.join()
     finally:
         for s in sockets:
