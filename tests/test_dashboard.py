@@ -58,6 +58,13 @@ def test_dashboard_charts_the_runs_the_filter_selects(ui_for, owner, project, ow
     assert '<option value="monitoring/cpu">' in html  # any series can still be added
 
 
+def test_a_dashboard_whose_charts_were_all_removed_stays_empty(ui_for, owner, project, owner_api):
+    make_runs(owner, project, owner_api, 1, points=3)
+    response = ui_for(owner).get(DASH + "?chart=")
+    assert response.status_code == 200 and 'data-path="train/loss"' not in response.content.decode()
+    assert "No charts yet" in response.content.decode()
+
+
 def test_dashboard_says_when_it_draws_only_the_first_runs(ui_for, owner, project, owner_api, monkeypatch):
     from runs import dashboard
 

@@ -43,7 +43,8 @@ class DashboardView(RunListView):
     def settings(self, params) -> dict:
         saved = dict(self.saved.dashboard) if self.saved is not None and self.saved.dashboard else {}
         raw = {
-            "charts": params.getlist("chart") if "chart" in params else saved.get("charts"),
+            # an empty chart= is a dashboard whose charts were all removed (no chart= at all: the defaults)
+            "charts": [c for c in params.getlist("chart") if c] if "chart" in params else saved.get("charts"),
             "x": params.get("x", saved.get("x", "step")),
             "log": params.get("log") == "1" if "log" in params else saved.get("log", False),
             "smooth": saved.get("smooth", 0),
