@@ -374,8 +374,9 @@ for lo in range(first + 1, count, 500):
 
 
 def runstore_bulk_fill(server, exp: str, first: int, count: int, processes: int = 2) -> None:
-    """The rest of the search runs in Django shells on the server's database: the MLflow API's own
-    translation (``runs.mlflow.tracking.create_run`` + ``log_batch``, one transaction per run), without HTTP."""
+    """The rest of the search runs in Django shells on the server's database: in each, one run through
+    the MLflow API's own translation (``runs.mlflow.tracking.create_run`` + ``log_batch``), the others
+    copies of its rows with their own values (``RUNSTORE_FILL``), without HTTP."""
     edges = [first + (count - first) * k // processes for k in range(processes + 1)]
     procs = []
     for lo, hi in zip(edges, edges[1:], strict=False):
