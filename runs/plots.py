@@ -8,6 +8,7 @@ constant and never a default.
 """
 
 import math
+from typing import Any
 
 from .models import Attribute, AttributeType
 
@@ -78,15 +79,17 @@ def _pearson(xs: list[float], ys: list[float]) -> float | None:
 
 def association(param: dict[int, object], metric: dict[int, object]) -> tuple[float | None, str]:
     """How much ``metric`` varies with ``param`` over the runs having both: (score in [0, 1] or None, kind)."""
-    pairs = [(param[r], metric[r]) for r in param if r in metric and isinstance(metric[r], (int, float))]
+    pairs: list[tuple[Any, float]] = [
+        (param[r], float(y)) for r in param if r in metric and isinstance(y := metric[r], (int, float))
+    ]
     categorical = any(isinstance(v, str) for v in param.values())
     if len(pairs) < 2:
         return None, "η" if categorical else "|ρ|"
-    ys = [float(y) for _, y in pairs]
+    ys = [y for _, y in pairs]
     if categorical:
         groups: dict[str, list[float]] = {}
         for x, y in pairs:
-            groups.setdefault(str(x), []).append(float(y))
+            groups.setdefault(str(x), []).append(y)
         mean = sum(ys) / len(ys)
         total = sum((y - mean) ** 2 for y in ys)
         if total == 0 or len(groups) < 2:
@@ -135,10 +138,12 @@ def choose(runs, metric: str = "") -> dict:
                 "default": False,
             }
         )
+
     # the parameters most associated with the metric first; without a metric, those with most values
-    choices.sort(
-        key=lambda c: (c["constant"], -(c["score"] if c["score"] is not None else -1), -c["distinct"], c["path"])
-    )
+    def rank(c: dict[str, Any]) -> tuple[bool, float, int, str]:
+        return (c["constant"], -(c["score"] if c["score"] is not None else -1.0), -c["distinct"], c["path"])
+
+    choices.sort(key=rank)
     for choice in choices[:DEFAULT_AXES]:
         choice["default"] = not choice["constant"]
     defaults = [c["path"] for c in choices if c["default"]]

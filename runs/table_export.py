@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 from django.contrib.auth import get_user_model
 
@@ -202,20 +203,20 @@ class Export:
         by_run: dict[int, dict] = {run.pk: {} for run in runs}
         if runs:
             values = Attribute.objects.filter(run__in=[r.pk for r in runs], path__in=names).values(*CELL_FIELDS)
-            for row in values:
-                by_run[row["run_id"]][row["path"]] = SimpleNamespace(**row)
+            for cell in values:
+                by_run[cell["run_id"]][cell["path"]] = SimpleNamespace(**cell)
         if "sys/owner" in {p.name for p in self.parsed}:
             # owners' names by id in one query: cheaper than a User instance per run
             owner_ids = {r.owner_id for r in runs if r.owner_id is not None}
-            names = dict(User.objects.filter(pk__in=owner_ids).values_list("pk", "username")) if owner_ids else {}
+            owners = dict(User.objects.filter(pk__in=owner_ids).values_list("pk", "username")) if owner_ids else {}
             for run in runs:
-                run.owner_name = names.get(run.owner_id)
-        out = []
+                run.owner_name = owners.get(run.owner_id)
+        out: list[list] = []
         for run in runs:
             run.project = self.project
             attrs = by_run[run.pk]
             tags = list(attrs["sys/tags"].json_value or []) if "sys/tags" in attrs else []
-            row = []
+            row: list[Any] = []
             for path, kind in zip(self.parsed, self.kinds, strict=True):
                 if path.name in sysfields.BY_PATH:
                     value = _sys_value(run, path.name, tags)

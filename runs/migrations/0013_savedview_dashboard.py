@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runs', '0012_run_state_crashed'),
+        ("runs", "0012_run_state_crashed"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='savedview',
-            name='dashboard',
+            model_name="savedview",
+            name="dashboard",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

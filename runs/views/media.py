@@ -57,7 +57,7 @@ def series_steps(attrs) -> list[int]:
         .distinct()
         .order_by("-step")[:MEDIA_MAX_STEPS]
     )
-    return list(steps)[::-1]
+    return [step for step in steps if step is not None][::-1]
 
 
 def entries_at(attrs, step: int) -> dict[int, FileEntry]:
