@@ -1,5 +1,6 @@
 import hashlib
 import io
+from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
@@ -59,9 +60,9 @@ def iter_body(request, chunk_size: int = 1024 * 1024):
     of the copy into the blob (100 MB: 0.4 s against 0.04 s). Any other server (the test client,
     ASGI, runserver) is read through ``request.read``. Each chunk is valid until the next one."""
     wsgi_input = request.META.get("wsgi.input")
-    reader = getattr(wsgi_input, "reader", None)
-    unreader = getattr(reader, "unreader", None)
-    sock = getattr(unreader, "sock", None)
+    reader: Any = getattr(wsgi_input, "reader", None)
+    unreader: Any = getattr(reader, "unreader", None)
+    sock: Any = getattr(unreader, "sock", None)
     fast = (
         type(reader).__name__ == "LengthReader"
         and type(unreader).__name__ == "SocketUnreader"

@@ -505,12 +505,11 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[li
     native series appends and the updates of a series' last point that the batch needs."""
     if not points:
         return [], []
-    rows = {}
+    unique: dict[tuple[str, int, int, float, bool], None] = {}
     for key, value, timestamp, step in points:
         nan = value != value  # NaN
-        row = (key, step, timestamp, 0.0 if nan else value, nan)
-        rows[row] = None  # the batch's own repeats once, in order
-    new = _insert_points(run, list(rows))
+        unique[(key, step, timestamp, 0.0 if nan else value, nan)] = None  # the batch's own repeats once, in order
+    new = _insert_points(run, list(unique))
     if not new:
         return [], []
     by_key: dict = defaultdict(list)
@@ -658,8 +657,11 @@ def record_logged_model(user, run: Run, model_json) -> None:
 def _history_rows(run: Run, key: str, *, max_results=None, offset=0):
     """``(step, timestamp, value, is_nan)`` of a page of the metric's points, in MLflow's order, with one
     row more than ``max_results`` when there is a next page."""
-    rows = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp", "value")
-    rows = rows.values_list("step", "timestamp", "value", "is_nan")
+    rows = (
+        Metric.objects.filter(run=run, key=key)
+        .order_by("step", "timestamp", "value")
+        .values_list("step", "timestamp", "value", "is_nan")
+    )
     if max_results is not None:
         return rows[offset : offset + max_results + 1]
     return rows[offset:] if offset else rows
