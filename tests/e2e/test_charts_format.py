@@ -10,6 +10,8 @@ from playwright.sync_api import expect
 from projects import services as project_services
 from runs import services
 
+from .test_browser import login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STEPS = 1000
@@ -35,14 +37,6 @@ def lr_world(django_user_model):
     )
     services.update_run(owner, run, state="finished")
     return run
-
-
-def login(page, live_server):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "pw-owner")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def y_ticks(chart):

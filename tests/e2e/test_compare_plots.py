@@ -13,6 +13,7 @@ from projects import services as project_services
 from runs import services
 
 from .conftest import SCREENSHOTS
+from .test_browser import login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,11 +68,7 @@ def sweep(django_user_model):
 
 
 def open_plots(page, live_server):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "pw-owner")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
+    login(page, live_server)
     ids = ",".join(f"VIS-{n}" for n in range(1, len(SWEEP) + 1))
     page.goto(f"{live_server.url}/w/acme/vision/compare?runs={ids}")
     page.locator("#plots").scroll_into_view_if_needed()

@@ -9,6 +9,8 @@ from runs import services as run_services
 from runs.models import SavedView
 from tests.conftest import batch
 
+from .test_browser import login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PHONE = {"width": 390, "height": 844}
@@ -32,14 +34,6 @@ def runs(owner, project, owner_api):
         assert batch(owner_api, run, ops).status_code == 200
         made.append(run)
     return made
-
-
-def login(page, live_server, user="owner"):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", f"pw-{user}")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def drawn_runs(page, path):

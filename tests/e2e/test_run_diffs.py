@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import re
 import zipfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from projects import services as project_services
 from runs import services
 
 from .conftest import SCREENSHOTS
+from .test_browser import login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,14 +63,6 @@ def diff_world(django_user_model, settings, tmp_path):
     _log(owner, a, "numpy==1.26.4\ntorch==2.2.0\nPillow==10.0.0\n", "-x = 1\n+x = 2\n", TRAIN_A)
     _log(owner, b, "numpy==2.1.0\ntorch==2.2.0\nscipy==1.14.1\n", "-x = 1\n+x = 3\n", TRAIN_B)
     return a, b
-
-
-def login(page, live_server):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "pw-owner")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def open_diffs(page, live_server):

@@ -12,6 +12,8 @@ from projects import services as project_services
 from runs import services
 from runs.models import Run
 
+from .test_browser import login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PHONE = {"width": 390, "height": 844}
@@ -55,14 +57,6 @@ def timed_world(django_user_model):
         finished_at=datetime.datetime.fromtimestamp(END, datetime.UTC),
     )
     return run
-
-
-def login(page, live_server):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "pw-owner")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def wait_for_axis(page, x):

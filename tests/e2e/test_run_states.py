@@ -18,6 +18,8 @@ from projects import services as project_services
 from runs import tasks
 from runs.models import Run
 
+from .test_browser import login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,14 +47,6 @@ def owner(django_user_model):
     workspace = project_services.create_workspace(user, "acme", "Acme")
     project_services.create_project(user, workspace, "vision", key="VIS")
     return user
-
-
-def login(page, live_server):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "pw-owner")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def start_training(live_server, token, tmp_path, script=TRAINING):

@@ -12,6 +12,8 @@ from projects import services as project_services
 from runs import services
 from runs.models import Run
 
+from .test_browser import login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -26,14 +28,6 @@ def project(django_user_model):
     created = timezone.now() - timezone.timedelta(seconds=10)
     Run.objects.filter(pk=run.pk).update(created_at=created, finished_at=created + timezone.timedelta(seconds=0.95))
     return project
-
-
-def login(page, live_server):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "owner")
-    page.fill("input[name=password]", "pw-owner")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def test_adding_a_column_lists_each_column_once_in_the_url(page, live_server, project):

@@ -12,6 +12,8 @@ from projects import services as project_services
 from projects.models import ProjectRole
 from runs import services
 
+from .test_browser import login
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PHONE = {"width": 390, "height": 844}
@@ -37,14 +39,6 @@ def table(django_user_model):
             ],
         )
     return project
-
-
-def login(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", f"pw-{username}")
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def test_viewer_downloads_the_filtered_sorted_view_as_csv_and_parquet(page, live_server, table, screenshot):

@@ -1,8 +1,6 @@
 """The team pages in a real browser: a token made and shown once, a member invited and promoted,
 and a viewer who is offered no write control; each page under the CSP with no violation."""
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
@@ -10,6 +8,8 @@ from accounts.models import ApiToken
 from projects import services as project_services
 from projects.models import Membership, ProjectRole
 from runs import services
+
+from .test_browser import login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,14 +44,6 @@ def watched(page):
         assert not problems, problems
 
     return page, check
-
-
-def login(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", f"pw-{username}")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def test_a_user_creates_a_token_and_sees_it_once(watched, live_server, world, screenshot):
