@@ -37,6 +37,7 @@ from . import series as series_store
 from .errors import ApiError, BatchError
 from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, RunState, Upload
 from .paths import RUN_COLUMN_PATHS, PathError, file_name_error, is_writable, relpath_error, validate_path
+from .webhooks import events as webhook_events
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TIMESTAMP = 253402300800  # 10000-01-01, unix seconds
@@ -755,6 +756,18 @@ def parse_envelope(body) -> tuple[str, int, object]:
     return stream, seq, body["ops"]
 
 
+def _announce(run: Run, ops: list[Op], tags_before: set, tags) -> None:
+    """Webhook events of an applied batch (tags added/removed, fields changed), sent after the commit;
+    one on_commit callback per batch, which costs one query when the project has no webhook."""
+    events: list[tuple[str, dict]] = []
+    tags_after = set(tags.json_value or []) if tags is not None else set()
+    if tags_after - tags_before:
+        events.append((webhook_events.m.RUN_TAG_ADDED, {"tags": sorted(tags_after - tags_before)}))
+    if tags_before - tags_after:
+        events.append((webhook_events.m.RUN_TAG_REMOVED, {"tags": sorted(tags_before - tags_after)}))
+    webhook_events.emit_run_events(run, events, {op.path for op in ops})
+
+
 def apply_batch(run: Run, *, stream: str, seq: int, raw_ops, admit=None) -> dict:
     """Validate and apply one batch to ``run`` atomically; idempotent per ``(stream, seq)``.
 
@@ -781,10 +794,13 @@ def apply_batch(run: Run, *, stream: str, seq: int, raw_ops, admit=None) -> dict
             [stamp, stamp, RunState.CRASHED.value, RunState.RUNNING.value, run.pk],
         )
         batch = _Batch(run, {op.path for op in ops}, now)
+        tags = batch.fields.get("sys/tags")
+        tags_before = set(tags.json_value or []) if tags is not None else set()
         batch.load_blobs(ops)
         for op in ops:
             batch.apply(op)
         batch.flush()
         if batch.run_columns:
             Run.objects.filter(pk=run.pk).update(**batch.run_columns)
+        _announce(run, ops, tags_before, batch.fields.get("sys/tags"))
     return {"applied": True, "duplicate": False, "ops": len(raw_ops), "points": batch.point_count}

@@ -19,6 +19,7 @@ from .ingest import record_fields
 from .models import Attribute, AttributeType, Blob, Export, PendingUpload, Run, RunState, SavedView, Upload
 from .paths import safe_file_name
 from .storage import save_blob
+from .webhooks import events as webhook_events
 
 __all__ = [
     "apply_batch",
@@ -116,6 +117,7 @@ def create_run(
                     json_value=sorted(set(tags)),
                 )
                 record_fields(project.pk, [("sys/tags", AttributeType.STRING_SET)])
+            webhook_events.emit_run_event(run, webhook_events.m.RUN_CREATED)
     except IntegrityError:
         if custom_run_id:
             # Another process created the run with this custom id first.
@@ -150,8 +152,14 @@ def _change_run(run: Run, **changes) -> Run:
         if name in changes:
             setattr(run, name, changes[name])
             fields.append(name)
+    events: list[tuple[str, dict]] = []
+    changed = {f"sys/{name}" for name in ("name", "description") if name in changes}
     if "state" in changes:
         state = RunState(changes["state"])
+        if state != run.state and state in (RunState.FINISHED, RunState.FAILED):
+            event = webhook_events.m.RUN_FINISHED if state == RunState.FINISHED else webhook_events.m.RUN_FAILED
+            events.append((event, {"state": state.value}))
+        changed.add("sys/state")
         run.state = state
         run.finished_at = now if state in FINAL_STATES else None
         fields += ["state", "finished_at"]
@@ -159,6 +167,15 @@ def _change_run(run: Run, **changes) -> Run:
     with transaction.atomic():
         run.save(update_fields=fields)
         if "tags" in changes:
+            changed.add("sys/tags")
+            before = set(
+                Attribute.objects.filter(run=run, path="sys/tags").values_list("json_value", flat=True).first() or []
+            )
+            after = set(changes["tags"])
+            if after - before:
+                events.append((webhook_events.m.RUN_TAG_ADDED, {"tags": sorted(after - before)}))
+            if before - after:
+                events.append((webhook_events.m.RUN_TAG_REMOVED, {"tags": sorted(before - after)}))
             Attribute.objects.update_or_create(
                 run=run,
                 path="sys/tags",
@@ -175,6 +192,7 @@ def _change_run(run: Run, **changes) -> Run:
                 },
             )
             record_fields(run.project_id, [("sys/tags", AttributeType.STRING_SET)])
+        webhook_events.emit_run_events(run, events, changed)
     return run
 
 
@@ -190,9 +208,17 @@ def mark_crashed_runs(now=None) -> int:
     seconds (its process died without saying so: ``kill -9``, a lost machine); returns how many.
     Its duration then ends at the last ping; a later ping or batch makes it running again."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.RUNSTORE_CRASH_AFTER)
-    return Run.objects.filter(state=RunState.RUNNING, ping_at__lt=cutoff, deleted_at__isnull=True).update(
-        state=RunState.CRASHED
-    )
+    with transaction.atomic():
+        silent = list(
+            Run.objects.select_for_update()
+            .filter(state=RunState.RUNNING, ping_at__lt=cutoff, deleted_at__isnull=True)
+            .values_list("pk", flat=True)
+        )
+        if not silent:
+            return 0
+        Run.objects.filter(pk__in=silent).update(state=RunState.CRASHED)
+        webhook_events.emit_runs_event(silent, webhook_events.m.RUN_CRASHED)
+    return len(silent)
 
 
 def delete_run(user, run: Run) -> None:

@@ -3,7 +3,7 @@
 * ``ingest``       roll-ups of series after batches (short, frequent)
 * ``media``        blob processing: hash check, type sniffing; thumbnails, previews (under a short
                    soft time limit, RUNSTORE_MEDIA_SOFT_TIME_LIMIT)
-* ``maintenance``  storage accounting, trash purge, orphan clean-up, exports, sweeps
+* ``maintenance``  storage accounting, trash purge, orphan clean-up, exports, sweeps, webhook deliveries
 
 Production runs workers on Redis (``CELERY_BROKER_URL=redis://...``), e.g. one
 ``-Q ingest`` worker per few web processes and one ``-Q media,maintenance``;
@@ -34,6 +34,7 @@ app.conf.task_routes = {
     "runs.tasks.process_blob": {"queue": "media"},
     "runs.tasks.preview_blob": {"queue": "media"},
     "runs.tasks.*": {"queue": "maintenance"},
+    "runs.webhooks.tasks.*": {"queue": "maintenance"},  # webhook deliveries and their retries
     "projects.tasks.*": {"queue": "maintenance"},
 }
 app.conf.beat_schedule = {

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "projects",
     "runs",
     "runs.mlflow",
+    "runs.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -345,6 +346,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_mutex_expire": min(300, env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)),
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(_celery_dir / "beat-schedule")
+
+# --- webhooks (runs.webhooks) ---------------------------------------------------
+# Outgoing webhook requests never reach loopback, private, link-local, multicast or reserved
+# addresses unless a network is listed here (CIDRs, comma-separated; e.g. 10.20.0.0/16).
+RUNSTORE_WEBHOOK_ALLOWED_NETWORKS = env_list("RUNSTORE_WEBHOOK_ALLOWED_NETWORKS", [])
+for _network in RUNSTORE_WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"RUNSTORE_WEBHOOK_ALLOWED_NETWORKS: {_network!r} is not a CIDR network") from None
+RUNSTORE_WEBHOOK_TIMEOUT = env_float("RUNSTORE_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)  # seconds per request
+RUNSTORE_WEBHOOK_MAX_ATTEMPTS = env_int("RUNSTORE_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+RUNSTORE_WEBHOOK_RETRY_DELAY = env_float("RUNSTORE_WEBHOOK_RETRY_DELAY", 10.0, minimum=0)  # first retry; doubles
 
 # --- background processing and storage clean-up --------------------------------
 RUNSTORE_ROLLUP_CHUNK_POINTS = env_int("RUNSTORE_ROLLUP_CHUNK_POINTS", 1_000_000, minimum=100)  # per transaction
