@@ -339,6 +339,18 @@ RULES: dict[str, dict[str, list[Req]]] = {
         "GET": [Req("project:manage", 200)],
         "POST": [Req("project:manage", 302, data={"description": "new words", "visibility": "workspace"})],
     },
+    # --- a project's webhooks: managing and seeing them (with their delivery log) is the project's manage ---
+    "webhooks:webhook_list": {
+        "GET": [Req("project:manage", 200)],
+        "POST": [Req("project:manage", 302, data={"url": "https://93.184.216.34/new", "events": ["run.created"]})],
+    },
+    "webhooks:webhook_detail": {
+        "GET": [Req("project:manage", 200)],
+        "POST": [Req("project:manage", 302, data={"url": "https://93.184.216.34/b", "events": ["run.failed"]})],
+    },
+    "webhooks:webhook_delete": {"POST": [Req("project:manage", 302)]},
+    "webhooks:webhook_ping": {"POST": [Req("project:manage", 302)]},
+    "webhooks:webhook_redeliver": {"POST": [Req("project:manage", 302)]},
     # deleting a project takes manage on its workspace: its project owner sees it but may not (403)
     "projects:project_delete": {"POST": [Req("workspace:manage", 302, data={"confirm": "vision"})]},
     # --- one's own API tokens: the page lists only one's own; another's token is not found ---

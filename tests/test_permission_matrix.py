@@ -28,6 +28,7 @@ from runs import exports, processing
 from runs import services as run_services
 from runs.mlflow.tracking import ARTIFACTS_PATH
 from runs.models import PendingUpload
+from runs.webhooks import services as webhook_services
 
 from .matrix_rules import EXCLUDED_PREFIXES, PRINCIPALS, PUBLIC, RULES, RUN_LAST, TOKEN_ONLY, expected_status
 
@@ -171,6 +172,8 @@ def build_world() -> dict:
         owner, vision, name="owners", shared=True, columns=[], query="", sort="", group_by=""
     )
     pending = PendingUpload.objects.create(run=run, staging_key="staging/matrix", sha256=SHA_OF_NOTHING, size=3)
+    hook = webhook_services.create_webhook(founder, vision, url=PUBLIC_HOOK_URL, events=["run.created"])
+    delivery = webhook_services.enqueue_delivery(hook, "ping", run=None, data={})  # queued after a commit: never
     return {
         "people": people,
         "tokens": tokens,
@@ -188,6 +191,8 @@ def build_world() -> dict:
             "username": "ci-bot",
             "grant_id": ProjectGrant.objects.get(project=vision, user=people["viewer"]).pk,
             "token_id": ApiToken.objects.get(user=owner, scope="read").pk,
+            "webhook_id": hook.pk,
+            "delivery_id": delivery.pk,
         },
         "values": {
             "saved_view": str(saved.pk),
@@ -199,6 +204,7 @@ def build_world() -> dict:
 
 
 SHA_OF_NOTHING = "1" * 64
+PUBLIC_HOOK_URL = "https://93.184.216.34/hook"  # a public address literal: saved without a DNS look-up
 
 
 @pytest.fixture(scope="module")

@@ -389,3 +389,71 @@ def test_a_project_without_webhooks_adds_at_most_one_query_per_batch(
     assert [q["sql"] for q in during.captured_queries if "webhooks_" in q["sql"]] == []  # none in the write
     lookups = [q["sql"] for q in after.captured_queries if "webhooks_" in q["sql"]]
     assert len(lookups) == 1 and "webhooks_webhook" in lookups[0]  # one look-up after the commit
+
+
+# --- the UI and the admin -------------------------------------------------------------
+
+HOOKS_URL = "/w/acme/vision/settings/webhooks"
+
+
+def test_a_bad_url_is_a_400_naming_the_field(client, owner, project):
+    client.force_login(owner)
+    response = client.post(HOOKS_URL, {"url": "http://169.254.169.254/latest", "events": ["run.created"]})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == ["url"] and "169.254.169.254" in errors["url"][0]
+    assert b"RUNSTORE_WEBHOOK_ALLOWED_NETWORKS" in response.content
+    response = client.post(HOOKS_URL, {"url": "https://93.184.216.34/x", "events": ["run.created"], "query": "a >"})
+    assert response.status_code == 400 and list(response.context["form"].errors) == ["query"]
+
+
+def test_webhook_pages_are_for_project_managers(client, owner, contributor, stranger, project):
+    for user, status in [(stranger, 404), (contributor, 403), (owner, 200)]:
+        client.force_login(user)
+        assert client.get(HOOKS_URL).status_code == status
+
+
+def test_the_owner_creates_pings_and_redelivers_from_the_ui(
+    eager, client, receiver, owner, project, django_capture_on_commit_callbacks
+):
+    client.force_login(owner)
+    response = client.post(HOOKS_URL, {"url": receiver.url(), "events": ["run.created", "run.failed"], "active": "on"})
+    assert response.status_code == 302
+    hook = project.webhooks.get()
+    assert hook.events == ["run.created", "run.failed"] and hook.active
+    receiver.script = [500]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"{HOOKS_URL}/{hook.pk}/ping").status_code == 302
+    delivery = Delivery.objects.get(webhook=hook)
+    assert (delivery.event, delivery.status, delivery.attempts) == ("ping", "failed", 1)  # a ping is not retried
+    page = client.get(f"{HOOKS_URL}/{hook.pk}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert str(delivery.delivery_id) in html and "answer 500" in html and "Redeliver" in html
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"{HOOKS_URL}/{hook.pk}/deliveries/{delivery.pk}/redeliver").status_code == 302
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 2, 200)
+    assert [verify(hook.secret, r) for r in receiver.requests] == [True, True]
+    assert client.post(f"{HOOKS_URL}/{hook.pk}/delete").status_code == 302
+    assert not project.webhooks.exists()
+
+
+def test_the_admin_redelivers_from_the_delivery_log(
+    eager, client, receiver, owner, project, run, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import User
+
+    hook = make_hook(owner, project, receiver, events=["run.tag_added"])
+    receiver.script = [404]
+    with django_capture_on_commit_callbacks(execute=True):
+        run_services.tag_runs(owner, project, [run], add=["x"])
+    delivery = Delivery.objects.get(webhook=hook)
+    client.force_login(User.objects.create_superuser("root", "r@x.org", "pw"))
+    assert client.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/webhooks/delivery/", {"action": "redeliver", "_selected_action": [delivery.pk]})
+    assert response.status_code == 302
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert len({r["headers"]["X-Runstore-Delivery"] for r in receiver.requests}) == 1

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("runs.api.urls")),
     path("", include("runs.mlflow.urls")),
     path("", include("projects.urls")),
+    path("", include("runs.webhooks.urls")),
     path("", include("runs.urls")),
 ]
 
