@@ -256,3 +256,48 @@ def test_every_scheduled_and_routed_task_is_registered_on_a_queue_the_worker_con
         assert route["queue"] in QUEUES
     routed = {name: app.amqp.router.route({}, name)["queue"].name for name in registered}
     assert set(routed.values()) <= set(QUEUES), routed
+
+
+def test_a_real_worker_delivers_a_webhook_and_retries_it(
+    owner, project, run, worker_env, worker, monkeypatch, settings
+):
+    """A 500 then a 200 from a local receiver: the worker's retry is queued with its countdown on the
+    broker and delivered by the same worker; the log shows both attempts."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from runs.webhooks import services as webhook_services
+    from runs.webhooks import tasks as webhook_tasks
+    from runs.webhooks.models import Delivery
+
+    answers, seen = [500, 200], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(answers.pop(0) if answers else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    worker_env.update({"RUNSTORE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "RUNSTORE_WEBHOOK_RETRY_DELAY": "0.2"})
+    monkeypatch.setattr(webhook_services, "_queue", lambda *args, **kwargs: None)  # sent to the test broker below
+    try:
+        settings.RUNSTORE_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+        hook = webhook_services.create_webhook(
+            owner, project, url=f"http://127.0.0.1:{server.server_address[1]}/", events=["run.created"]
+        )
+        delivery = webhook_services.enqueue_delivery(hook, "run.created", run=run, data={})
+        worker()
+        send(webhook_tasks.deliver, delivery.pk, True)
+        wait_for(lambda: Delivery.objects.get(pk=delivery.pk).status == "succeeded", what="the delivery")
+    finally:
+        server.shutdown()
+        server.server_close()
+    delivery.refresh_from_db()
+    assert delivery.attempts == 2 and len(seen) == 2 and seen[0] == seen[1] == delivery.payload.encode()
+    assert list(delivery.attempt_log.values_list("response_code", flat=True)) == [500, 200]
