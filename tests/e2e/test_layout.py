@@ -48,6 +48,7 @@ def pages(world):  # noqa: F811
         "service-accounts": "/w/acme/-/service-accounts",
         "project-members": "/w/acme/vision/members",
         "project-settings": "/w/acme/vision/settings",
+        "project-webhooks": "/w/acme/vision/settings/webhooks",
         "trash": "/w/acme/vision/trash",
         "tokens": "/settings/tokens/",
     }
