@@ -208,7 +208,6 @@ def attempt_delivery(pk: int, *, retries: bool = True) -> str:
         TIMESTAMP_HEADER: str(int(time.time())),
         SIGNATURE_HEADER: sign(hook.secret, body),
     }
-    number = delivery.attempts + 1
     started = timezone.now()
     final = False
     try:
@@ -225,10 +224,12 @@ def attempt_delivery(pk: int, *, retries: bool = True) -> str:
             final = True
         elif 400 <= code < 500 and code not in FINAL_4XX_RETRYABLE:
             final = True
-    more = retries and not succeeded and not final and number < settings.RUNSTORE_WEBHOOK_MAX_ATTEMPTS
-    delay = retry_delay(number) if more else 0
-    status = DeliveryStatus.SUCCEEDED if succeeded else DeliveryStatus.PENDING if more else DeliveryStatus.FAILED
     with transaction.atomic():
+        # numbered under the row's lock: a redelivery running beside a retry gets the next number
+        number = Delivery.objects.select_for_update().values_list("attempts", flat=True).get(pk=pk) + 1
+        more = retries and not succeeded and not final and number < settings.RUNSTORE_WEBHOOK_MAX_ATTEMPTS
+        delay = retry_delay(number) if more else 0
+        status = DeliveryStatus.SUCCEEDED if succeeded else DeliveryStatus.PENDING if more else DeliveryStatus.FAILED
         DeliveryAttempt.objects.create(
             delivery=delivery,
             number=number,
