@@ -457,3 +457,20 @@ def test_the_admin_redelivers_from_the_delivery_log(
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
     assert len({r["headers"]["X-Runstore-Delivery"] for r in receiver.requests}) == 1
+
+
+def test_query_events_repeat_while_the_run_matches_and_follow_sys_fields(
+    eager, receiver, owner, project, run, owner_api, django_capture_on_commit_callbacks
+):
+    make_hook(owner, project, receiver, events=["run.query_matched"], query='eval/acc > 0.9 and sys/state = "finished"')
+    steps = [
+        lambda: batch(owner_api, run, [{"op": "assign", "path": "eval/acc", "value": 0.95}], seq=1),  # not finished
+        lambda: owner_api.patch(run_url(run), {"state": "finished"}, format="json"),  # now matches: sent
+        lambda: batch(owner_api, run, [{"op": "assign", "path": "eval/acc", "value": 0.97}], seq=2),  # still: sent
+        lambda: batch(owner_api, run, [{"op": "assign", "path": "other/x", "value": 1}], seq=3),  # not named
+        lambda: batch(owner_api, run, [{"op": "assign", "path": "eval/acc", "value": 0.5}], seq=4),  # no match
+    ]
+    for step in steps:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert step().status_code == 200
+    assert [b["data"]["changed"] for b in receiver.bodies()] == [["sys/state"], ["eval/acc"]]
