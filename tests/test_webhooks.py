@@ -474,3 +474,50 @@ def test_query_events_repeat_while_the_run_matches_and_follow_sys_fields(
         with django_capture_on_commit_callbacks(execute=True):
             assert step().status_code == 200
     assert [b["data"]["changed"] for b in receiver.bodies()] == [["sys/state"], ["eval/acc"]]
+
+
+def test_https_goes_to_the_checked_address_with_the_name_for_sni_and_the_certificate(settings, tmp_path, monkeypatch):
+    """The TLS connection is made to the pinned address, yet sends the URL's name as SNI and checks the
+    certificate against that name (a certificate for another name is refused)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from runs.webhooks import network
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl to make a test certificate")
+    settings.RUNSTORE_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key)]
+        + ["-out", str(cert), "-subj", "/CN=hooks.example.test", "-addext", "subjectAltName=DNS:hooks.example.test"],
+        check=True,
+        capture_output=True,
+    )
+    server = Receiver()
+    names = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    server.thread.start()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake_getaddrinfo(host, port, *args, **kwargs):
+        if host in ("hooks.example.test", "other.example.test"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(network.certifi, "where", lambda: str(cert))
+    try:
+        ok = network.post(f"https://hooks.example.test:{server.port}/hook", b"{}", {}, timeout=5)
+        wrong = network.post(f"https://other.example.test:{server.port}/hook", b"{}", {}, timeout=5)
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    assert ok.status == 200 and names[0] == "hooks.example.test"
+    assert server.requests[0]["headers"]["Host"] == f"hooks.example.test:{server.port}"
+    assert wrong.status is None and "connection failed" in wrong.error
+    assert len(server.requests) == 1
