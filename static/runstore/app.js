@@ -218,9 +218,15 @@
     e.detail.parameters.live = ids.join(",");
   });
 
-  // run colours come as data-color: the page's CSP allows no style attributes
+  // run colours come as data-color: the page's CSP allows no style attributes. A colour the user
+  // picked (colors= in the address) wins over the one a fragment was rendered with: a fragment asked
+  // for before the pick may arrive after it.
   function initSwatches(root) {
+    const chosen = new Map((new URLSearchParams(window.location.search).get("colors") || "")
+      .split(",").filter(Boolean).map((e) => e.split(":")));
     (root.querySelectorAll ? root : document).querySelectorAll(".swatch[data-color]").forEach((el) => {
+      const picked = el.dataset.run && chosen.get(el.dataset.run);
+      if (picked && /^[0-9a-f]{6}$/i.test(picked)) el.dataset.color = "#" + picked.toLowerCase();
       el.style.backgroundColor = el.dataset.color;
     });
   }

@@ -248,6 +248,15 @@ def test_a_user_changes_a_runs_colour_in_compare_and_the_address_keeps_it(page, 
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     login(page, live_server)
+    # The attribute table is held back until the colour is picked, as a slow server would: the
+    # fragment asked for before the pick must still show the picked colour when it arrives.
+    held = []
+    diff_fragment = re.compile(r".*fragment=diff.*")
+
+    def hold(route):
+        held.append(route)
+
+    page.route(diff_fragment, hold)
     page.goto(f"{live_server.url}/w/acme/vision/compare?runs=VIS-1,VIS-2,VIS-3")
     chart = page.locator('figure.chart[data-path="train/lr"]')
     expect(chart).to_have_attribute("data-drawn", "1", timeout=10_000)
@@ -256,6 +265,13 @@ def test_a_user_changes_a_runs_colour_in_compare_and_the_address_keeps_it(page, 
 
     page.locator('input.run-color[data-run="VIS-2"]').fill("#00ff00")
     expect(page).to_have_url(re.compile(r"colors=VIS-2(:|%3A)00ff00"))
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert len(held) == 1, "the attribute table was not asked for"
+    held[0].continue_()
+    page.unroute(diff_fragment, hold)
     page.wait_for_function(
         "(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
         " for (let i = 0; i < d.length; i += 4) if (d[i] < 12 && d[i+1] > 243 && d[i+2] < 12) return true; return false; }",
