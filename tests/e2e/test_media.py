@@ -172,7 +172,8 @@ def test_run_media_grid_slider_lightbox_keyboard_audio_and_html(page, live_serve
         assert page.evaluate("() => !!document.activeElement.closest('dialog')")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-    assert page.evaluate("() => !!document.activeElement.closest('.media')")
+    # focus goes back to the grid in the dialog's close event, a task queued after it is hidden
+    page.wait_for_function("() => !!document.activeElement.closest('.media')", timeout=5_000)
     assert page.title() == title
     assert refused == []
 
@@ -208,7 +209,8 @@ def test_media_grid_and_lightbox_fit_a_phone(browser, live_server, media_runs, s
         page.keyboard.press("Escape")
         page.goto(f"{live_server.url}/w/acme/vision/compare?runs={first.human_id},{second.human_id}")
         page.locator("#media").scroll_into_view_if_needed()
-        expect(page.locator("#media .media-tile")).to_have_count(2)
+        # the section loads when scrolled to, after the page's charts have asked for their data
+        expect(page.locator("#media .media-tile")).to_have_count(2, timeout=20_000)
         assert page.evaluate(NO_SIDEWAYS_SCROLL), page.evaluate(WIDEST)
         page.locator("#media").screenshot(path=str(shot_path(f"media-compare-390-{scheme}")))
     finally:
@@ -221,7 +223,7 @@ def test_compare_shows_a_series_of_each_run_side_by_side_at_a_step(page, live_se
     page.goto(f"{live_server.url}/w/acme/vision/compare?runs={first.human_id},{second.human_id}")
     page.locator("#media").scroll_into_view_if_needed()
     columns = page.locator("#media .media-tile")
-    expect(columns).to_have_count(2)
+    expect(columns).to_have_count(2, timeout=20_000)  # loaded when scrolled to
     assert columns.evaluate_all("(tiles) => tiles.map((t) => t.dataset.key)") == [first.human_id, second.human_id]
     # the first series by name, at the last step any run logged it
     expect(page.locator("#media select[name=path]")).to_have_value("audio/clip")
