@@ -122,19 +122,22 @@ def downsample_many(series: list, buckets: int, from_step=None, to_step=None) ->
     return {s.pk: rollups._combine(by_series.get(s.pk, []), lo, hi, origin, width) for s in live}
 
 
-def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width: int) -> list:
-    mn, mx, sm, nf = _split_aggregates()
-    selects, params = [], []
-    for a, b in ranges:
-        selects.append(
-            f"SELECT g.sid, g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
-            f"(SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = g.sid AND p.step = g.s1) FROM ("
-            f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
-            f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
-            f"WHERE series_id IN ({_marks(ids)}) AND step >= %s AND step < %s "
-            f"GROUP BY series_id, (step - %s) / %s) g"
-        )
-        params += [*ids, a, b, origin, width]
+def _raw_select(ids: list[int], a: int, b: int, origin: int, width: int) -> tuple[str, list]:
+    """One statement part: the buckets of raw points of series ``ids`` with steps in ``[a, b)``, in the
+    roll-up rows' shape (series, first/last step, min, max, finite sum and count, count, last value)."""
+    mn, mx, sm, nf = rollups._raw_aggregates()
+    sql = (
+        f"SELECT g.sid, g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
+        f"(SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = g.sid AND p.step = g.s1) FROM ("
+        f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
+        f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
+        f"WHERE series_id IN ({_marks(ids)}) AND step >= %s AND step < %s "
+        f"GROUP BY series_id, (step - %s) / %s) g"
+    )
+    return sql, [*ids, a, b, origin, width]
+
+
+def _fetch_union(selects: list[str], params: list) -> list:
     if not selects:
         return []
     with connection.cursor() as cursor:
@@ -142,19 +145,13 @@ def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width:
         return cursor.fetchall()
 
 
-def _split_aggregates() -> list[str]:
-    """min, max, finite sum, finite count as four SQL expressions."""
-    if connection.vendor == "postgresql":
-        finite = "value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8"
-        not_nan = "value <> 'NaN'::float8"
-        return [
-            f"min(value) FILTER (WHERE {not_nan})",
-            f"max(value) FILTER (WHERE {not_nan})",
-            f"sum(value) FILTER (WHERE {finite})",
-            f"count(value) FILTER (WHERE {finite})",
-        ]
-    finite = "CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END"
-    return ["min(value)", "max(value)", f"sum({finite})", f"count({finite})"]
+def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width: int) -> list:
+    selects, params = [], []
+    for a, b in ranges:
+        sql, args = _raw_select(ids, a, b, origin, width)
+        selects.append(sql)
+        params += args
+    return _fetch_union(selects, params)
 
 
 def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int) -> list:
@@ -168,7 +165,6 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
     by_rolled: dict[int, list[int]] = {}
     for sid in ids:
         by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
-    mn, mx, sm, nf = _split_aggregates()
     selects, params = [], []
     for rolled, group in by_rolled.items():
         parts: list = []
@@ -186,20 +182,10 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
                 )
                 params += [*group, lvl, k0, k1]
         for a, b in raw:
-            selects.append(
-                f"SELECT g.sid, g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
-                f"(SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = g.sid AND p.step = g.s1) FROM ("
-                f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
-                f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
-                f"WHERE series_id IN ({_marks(group)}) AND step >= %s AND step < %s "
-                f"GROUP BY series_id, (step - %s) / %s) g"
-            )
-            params += [*group, a, b, origin, width]
-    if not selects:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(selects), params)
-        return cursor.fetchall()
+            sql, args = _raw_select(group, a, b, origin, width)
+            selects.append(sql)
+            params += args
+    return _fetch_union(selects, params)
 
 
 def step_times_many(wanted: dict[int, list[int]]) -> dict[int, dict[int, float]]:
