@@ -8,8 +8,10 @@ per 900 steps for wall-clock times.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from operator import itemgetter
 
 from django.db import connection
 
@@ -116,32 +118,57 @@ def downsample_many(series: list, buckets: int, from_step=None, to_step=None) ->
     else:
         _level, origin, width = chosen
         rows = _read_rollups([s.pk for s in live], lo, hi, *chosen)
-    by_series: dict[int, list] = {}
-    for row in rows:
-        by_series.setdefault(row[0], []).append(row[1:])
-    return {s.pk: rollups._combine(by_series.get(s.pk, []), lo, hi, origin, width) for s in live}
+    data = _assemble(rows, lo, hi, origin, width)
+    empty = {**EMPTY_BUCKETS, "bucket_width": width, "from_step": lo, "to_step": hi}
+    return {s.pk: data.get(s.pk, empty) for s in live}
+
+
+def _assemble(rows, lo: int, hi: int, origin: int, width: int) -> dict[int, dict]:
+    """Per-series bucket lists from the regridded rows (series, first/last step, min, max, finite sum
+    and count, count), ordered by series and step."""
+    nan = math.nan
+    out: dict[int, dict] = {}
+    for sid, group in itertools.groupby(rows, key=itemgetter(0)):
+        _, first, last, mn, mx, sm, nf, n = zip(*group, strict=True)
+        out[sid] = {
+            "bucket_width": width,
+            "from_step": lo,
+            "to_step": hi,
+            "steps": [max(lo, origin + (a - origin) // width * width) for a in first],
+            "first_steps": list(first),
+            "last_steps": list(last),
+            "counts": [int(c) for c in n],
+            "min": [nan if v is None else v for v in mn],
+            "max": [nan if v is None else v for v in mx],
+            "avg": [s / f if f else nan for s, f in zip(sm, nf, strict=True)],
+        }
+    return out
 
 
 def _raw_select(ids: list[int], a: int, b: int, origin: int, width: int) -> tuple[str, list]:
     """One statement part: the buckets of raw points of series ``ids`` with steps in ``[a, b)``, in the
-    roll-up rows' shape (series, first/last step, min, max, finite sum and count, count, last value)."""
+    roll-up rows' shape (series, first/last step, min, max, finite sum and count, count)."""
     mn, mx, sm, nf = rollups._raw_aggregates()
     sql = (
-        f"SELECT g.sid, g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
-        f"(SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = g.sid AND p.step = g.s1) FROM ("
         f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
         f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
         f"WHERE series_id IN ({_marks(ids)}) AND step >= %s AND step < %s "
-        f"GROUP BY series_id, (step - %s) / %s) g"
+        f"GROUP BY series_id, (step - %s) / %s"
     )
     return sql, [*ids, a, b, origin, width]
 
 
-def _fetch_union(selects: list[str], params: list) -> list:
+def _fetch_union(selects: list[str], params: list, origin: int, width: int) -> list:
+    """The parts regridded in the database: one row per series and bucket of ``width`` steps from
+    ``origin`` (roll-up blocks of a finer width and raw edges summed into it), ordered."""
     if not selects:
         return []
+    sql = (
+        "SELECT sid, min(s0), max(s1), min(mn), max(mx), sum(sm), CAST(sum(nf) AS BIGINT), CAST(sum(n) AS BIGINT) "
+        f"FROM ({' UNION ALL '.join(selects)}) u GROUP BY sid, (s0 - %s) / %s ORDER BY sid, min(s0)"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(selects), params)
+        cursor.execute(sql, [*params, origin, width])
         return cursor.fetchall()
 
 
@@ -151,7 +178,7 @@ def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width:
         sql, args = _raw_select(ids, a, b, origin, width)
         selects.append(sql)
         params += args
-    return _fetch_union(selects, params)
+    return _fetch_union(selects, params, origin, width)
 
 
 def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int) -> list:
@@ -176,8 +203,9 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
             if part[0] == "rollup":
                 _, lvl, k0, k1 = part
                 selects.append(
-                    f"SELECT series_id, first_step, last_step, min_value, max_value, sum_value, finite_count, count, "
-                    f"last_value FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
+                    f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, min_value AS mn, max_value AS mx, "
+                    f"sum_value AS sm, finite_count AS nf, count AS n "
+                    f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
                     f"AND bucket >= %s AND bucket < %s"
                 )
                 params += [*group, lvl, k0, k1]
@@ -185,7 +213,7 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
             sql, args = _raw_select(group, a, b, origin, width)
             selects.append(sql)
             params += args
-    return _fetch_union(selects, params)
+    return _fetch_union(selects, params, origin, width)
 
 
 def step_times_many(wanted: dict[int, list[int]]) -> dict[int, dict[int, float]]:
