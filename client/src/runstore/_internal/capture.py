@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import unquote, urlparse
 
 from ..file import File
 from . import bug, warn
@@ -66,6 +68,25 @@ def source_code(run: Run) -> None:
         run["source_code/files"].upload_files([entry])
 
 
+def requirement(dist: Any) -> str:
+    """A requirements-file line that installs ``dist`` again: ``name==version``, or as ``pip freeze`` writes
+    it for a package installed from a folder, an archive or a VCS (PEP 610's ``direct_url.json``)."""
+    name = dist.metadata["Name"]
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except ValueError:
+        direct = None
+    if not isinstance(direct, dict) or not isinstance(direct.get("url"), str):
+        return f"{name}=={dist.version}"
+    url = direct["url"]
+    if (direct.get("dir_info") or {}).get("editable"):
+        return f"-e {unquote(urlparse(url).path) if url.startswith('file:') else url}"
+    vcs = direct.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs") and vcs.get("commit_id"):
+        return f"{name} @ {vcs['vcs']}+{url}@{vcs['commit_id']}"
+    return f"{name} @ {url}"
+
+
 def environment(run: Run) -> None:
     """``environment/``: Python, platform, hostname, CPU count and installed packages (a file)."""
     from importlib import metadata
@@ -84,7 +105,7 @@ def environment(run: Run) -> None:
     )
     run["sys/hostname"] = hostname
     packages = sorted(
-        {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata and d.metadata["Name"]},
+        {requirement(d) for d in metadata.distributions() if d.metadata and d.metadata["Name"]},
         key=str.lower,
     )
     run["environment/packages"].upload(File.from_content("\n".join(packages) + "\n", name="requirements.txt"))
