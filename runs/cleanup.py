@@ -20,6 +20,7 @@ from django.utils import timezone
 from . import series as series_store
 from . import storage
 from .models import Attribute, Blob, BlobPreview, Export, FileEntry, PendingUpload, Run, Upload
+from .registry.models import ModelVersionFile
 from .usage import refresh_usage
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def delete_unreferenced_blobs(candidates) -> list[str]:
         list(Blob.objects.select_for_update().filter(pk__in=candidates).values_list("pk", flat=True))
     referenced = set(Upload.objects.filter(blob_id__in=candidates).values_list("blob_id", flat=True))
     referenced |= set(FileEntry.objects.filter(blob_id__in=candidates).values_list("blob_id", flat=True))
+    # a registered model version keeps the files it was registered with, after its run is purged
+    referenced |= set(ModelVersionFile.objects.filter(blob_id__in=candidates).values_list("blob_id", flat=True))
     doomed = sorted(candidates - referenced)
     keys = _blob_keys(doomed)
     Blob.objects.filter(pk__in=doomed).delete()
@@ -122,7 +125,9 @@ def clean_orphans(now=None) -> dict:
         pending.delete()
         removed["pending_uploads"] += 1
 
-    unreferenced = Blob.objects.filter(created_at__lt=grace, uploads__isnull=True, entries__isnull=True)
+    unreferenced = Blob.objects.filter(
+        created_at__lt=grace, uploads__isnull=True, entries__isnull=True, model_files__isnull=True
+    )
     with transaction.atomic():
         keys = delete_unreferenced_blobs(unreferenced.values_list("pk", flat=True)[:10_000])
     _delete_keys(keys)

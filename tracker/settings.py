@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "runs",
     "runs.mlflow",
     "runs.webhooks",
+    "runs.registry",
 ]
 
 MIDDLEWARE = [
