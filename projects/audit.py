@@ -19,6 +19,9 @@ Action names (``<subject>.<verb>``):
 - ``project.created``, ``project.settings_changed``, ``project.deleted``
 - ``run.deleted`` (to the trash), ``run.restored``, ``run.purged``
 - ``export.requested``, ``export.downloaded``, ``export.table`` (the run table's view as CSV/Parquet)
+- ``model.created``, ``model.renamed``, ``model.updated``, ``model.deleted`` (the model registry)
+- ``model_version.registered``, ``model_version.stage_changed``, ``model_version.updated``,
+  ``model_version.deleted``, ``model_alias.set``, ``model_alias.deleted``
 """
 
 import csv
