@@ -14,6 +14,10 @@ identifies it, so a retried batch is applied once. Operations:
   ``name``, ``mime_type``: a file field
 * ``upload_set``  ``path``, ``files``: ``[{relpath, sha256, mime_type?}]``, optional
   ``replace``: add files to (or replace) a file-set field
+* ``track``       ``path``, ``hash``, ``files``: ``[{path, hash, size}]``, optional ``name``,
+  ``role`` (input (default) or output), ``location``, ``metadata``: the run consumed or
+  produced an artifact version (``runs.artifacts``); uploaded file and file-set fields
+  are recorded as the run's outputs
 
 Validation of shapes and values happens before anything is written; type
 conflicts with stored fields are found while applying, inside the
@@ -34,6 +38,7 @@ from django.utils import timezone
 
 from . import rollups, usage
 from . import series as series_store
+from .artifacts import services as artifacts
 from .errors import ApiError, BatchError
 from .models import Attribute, AttributeType, Blob, FileEntry, ProjectField, Run, RunBatch, RunState, Upload
 from .paths import RUN_COLUMN_PATHS, PathError, file_name_error, is_writable, relpath_error, validate_path
@@ -56,7 +61,7 @@ APPEND_KINDS = {
     "string": AttributeType.STRING_SERIES,
     "file": AttributeType.FILE_SERIES,
 }
-OPS = {"assign", "append", "add_tags", "remove_tags", "delete", "upload", "upload_set"}
+OPS = {"assign", "append", "add_tags", "remove_tags", "delete", "upload", "upload_set", "track"}
 MAX_TAG_LENGTH = 1024
 MAX_SET_SIZE = 10_000
 SHA256_CHARS = set("0123456789abcdef")
@@ -332,6 +337,8 @@ def parse_ops(raw_ops) -> list[Op]:
             if not isinstance(replace, bool):
                 raise _fail(index, path, "replace", "must be true or false")
             ops.append(Op(index, "upload_set", path, files=entries, replace=replace))
+        elif kind == "track":
+            ops.append(Op(index, "track", path, value=artifacts.parse_track(index, path, raw)))
     return ops
 
 
@@ -472,6 +479,7 @@ class _Batch:
         self.blobs: dict[str, Blob] = {}
         self.upload_mimes: dict[str, str] = {}
         self.previous_last_step: dict[int, int | None] = {}  # id(attribute) -> last step before this batch
+        self.tracks: list = []  # artifacts.VersionSpec of the batch's track operations
 
     def _field(self, op: Op, type_: str) -> Attribute:
         attr = self.fields.get(op.path)
@@ -620,6 +628,9 @@ class _Batch:
         for ref in op.files:
             by_relpath[ref["relpath"]] = self._entry(op, ref)
         entries[:] = by_relpath.values()
+
+    def _op_track(self, op: Op):
+        self.tracks.append(op.value)
 
     def load_blobs(self, ops: list[Op]) -> None:
         wanted = {ref["sha256"] for op in ops for ref in (op.files or [])}
@@ -800,6 +811,13 @@ def apply_batch(run: Run, *, stream: str, seq: int, raw_ops, admit=None) -> dict
         for op in ops:
             batch.apply(op)
         batch.flush()
+        live = {id(a) for a in batch.fields.values()}
+        artifacts.record(
+            run,
+            artifacts.uploaded_versions([a for key, a in batch.dirty.items() if key in live]) + batch.tracks,
+            now,
+            cleared_paths={op.path for op in ops if op.kind == "delete"},
+        )
         if batch.run_columns:
             Run.objects.filter(pk=run.pk).update(**batch.run_columns)
         _announce(run, ops, tags_before, batch.fields.get("sys/tags"))

@@ -130,6 +130,7 @@ def _file():
 ACME_VISION = {"project": "acme/vision"}
 BATCH = {"stream": "matrix", "seq": 1, "ops": [{"op": "assign", "path": "parameters/matrix", "value": 1}]}
 SHA = "0" * 64
+WEIGHTS_SHA = "9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c"  # sha256(b"weights"), the world's uploaded model/weights
 # A saved view of project_owner, shared with acme/vision: everyone who sees the project sees it,
 # only its owner may delete it.
 NOT_THE_VIEWS_OWNER = {p: 403 for p in ("viewer", "contributor", "custom", "teammate", "ws_admin", "denied")}
@@ -194,6 +195,11 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "run-ping": {"POST": [Req("project:write", 204)]},
     "run-batch": {"POST": [Req("project:write", 200, data=BATCH)]},
     "run-attributes": {"GET": [Req("project:view", 200)]},
+    # artifact versions and lineage: a version or name is known only through runs the caller may view
+    "run-artifacts": {"GET": [Req("project:view", 200)]},
+    "run-lineage": {"GET": [Req("project:view", 200, query={"depth": "3"})]},
+    "artifact-version": {"GET": [Req("project:view", 200, kwargs={"digest": WEIGHTS_SHA})]},
+    "artifact-detail": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "name": "matrix-data"})]},
     "run-series": {"GET": [Req("project:view", 200, query={"path": "train/loss"})]},
     "run-series-points": {"GET": [Req("project:view", 200, query={"path": "train/loss"})]},
     "run-uploads": {"POST": [Req("project:write", 201, data=_file, format="multipart")]},

@@ -157,6 +157,7 @@ def build_world() -> dict:
         {"op": "upload", "path": "model/weights", "sha256": weights.sha256, "name": "weights.bin"},
         {"op": "upload", "path": "images/sample", "sha256": image.sha256, "name": "sample.png"},
         {"op": "upload_set", "path": ARTIFACTS_PATH, "files": [{"relpath": "model.bin", "sha256": weights.sha256}]},
+        {"op": "track", "path": "data/train", "hash": SHA_OF_NOTHING, "files": [], "name": "matrix-data"},
         {
             "op": "append",
             "path": "images/samples",

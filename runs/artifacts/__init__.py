@@ -1,0 +1,1 @@
+"""Artifact versions: the data sets and models runs consume and produce, shared across a workspace."""

@@ -1,0 +1,192 @@
+"""Read-side of artifact versions, every look-up scoped by the permission module.
+
+A version (or a name) is known to a caller only through links (``RunArtifact``) of runs in projects
+the caller may view: a hash used only in other projects answers exactly as an unknown hash does.
+Each query costs a constant number of statements; the lineage chain costs two per level.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from projects import permissions
+
+from .models import Artifact, ArtifactVersion, Role, RunArtifact
+
+MAX_DEPTH = 20
+DEFAULT_DEPTH = 5
+MAX_CHAIN_RUNS = 500
+MAX_LINKS = 1000
+
+
+def visible_links(user):
+    """Links of live runs in projects ``user`` may view."""
+    links = RunArtifact.objects.filter(run__deleted_at__isnull=True)
+    return permissions.scope_by_project(links, user, "view")
+
+
+def _link_rows(links):
+    return links.select_related("run", "run__project", "run__project__workspace", "version", "artifact").order_by(
+        "-run__created_at", "-run_id", "path"
+    )
+
+
+def run_links(run) -> list[RunArtifact]:
+    """The versions ``run`` consumed and produced (the caller checked ``run`` is visible)."""
+    return list(RunArtifact.objects.filter(run=run).select_related("version", "artifact").order_by("role", "path"))
+
+
+def version_links(user, digest: str, role: str | None = None) -> list[RunArtifact]:
+    """Visible links to the versions of hash ``digest`` (any workspace), newest run first."""
+    links = visible_links(user).filter(version__hash=digest)
+    if role:
+        links = links.filter(role=role)
+    return list(_link_rows(links)[:MAX_LINKS])
+
+
+def visible_version(user, digest: str) -> ArtifactVersion | None:
+    """The version of hash ``digest`` in a workspace where a visible run links it, or None."""
+    link = visible_links(user).filter(version__hash=digest).select_related("version", "version__artifact").first()
+    return link.version if link else None
+
+
+def artifact_versions(user, workspace, name: str):
+    """A named artifact of ``workspace`` and its versions that visible runs link, newest first; None when
+    no visible run links any of its versions (the name then does not exist for the caller)."""
+    artifact = Artifact.objects.filter(workspace=workspace, name=name).first()
+    if artifact is None:
+        return None, []
+    links = visible_links(user).filter(version__artifact=artifact)
+    version_ids = links.values("version_id")
+    versions = list(ArtifactVersion.objects.filter(pk__in=version_ids).order_by("-first_seen", "-id"))
+    if not versions:
+        return None, []
+    by_version: dict[int, list[RunArtifact]] = defaultdict(list)
+    for link in _link_rows(links)[:MAX_LINKS]:
+        by_version[link.version_id].append(link)
+    for version in versions:
+        setattr(version, "visible_links", by_version.get(version.pk, []))  # noqa: B010  not a model field
+    return artifact, versions
+
+
+def diff(old: ArtifactVersion, new: ArtifactVersion) -> dict:
+    """Files added, removed and changed (same path, other hash or size) from ``old`` to ``new``."""
+    before = {row[0]: row for row in old.files}
+    after = {row[0]: row for row in new.files}
+    return {
+        "added": [after[p] for p in sorted(after.keys() - before.keys())],
+        "removed": [before[p] for p in sorted(before.keys() - after.keys())],
+        "changed": [
+            {"path": p, "old": before[p], "new": after[p]}
+            for p in sorted(before.keys() & after.keys())
+            if before[p][1:] != after[p][1:]
+        ],
+    }
+
+
+@dataclass
+class Chain:
+    """The lineage of a run: ``runs`` (pk → run) and ``edges`` (producer run pk, version, consumer run pk)."""
+
+    root: int
+    runs: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=lambda: defaultdict(list))  # run pk -> [RunArtifact]
+    producers: dict = field(default_factory=lambda: defaultdict(list))  # version hash -> [RunArtifact]
+    depth: int = 0
+    truncated: bool = False
+
+
+def chain(user, run, depth: int = DEFAULT_DEPTH) -> Chain:
+    """From ``run`` back to its data: its inputs, the visible runs that produced those versions
+    (matched by content hash, in any project the caller may view), their inputs, ... at most
+    ``depth`` levels and ``MAX_CHAIN_RUNS`` runs. Two queries per level."""
+    depth = max(1, min(depth, MAX_DEPTH))
+    links = visible_links(user)
+    result = Chain(root=run.pk, runs={run.pk: run})
+    frontier = [run.pk]
+    seen_hashes: set[str] = set()
+    for level in range(depth):
+        inputs = list(
+            links.filter(run_id__in=frontier, role=Role.INPUT).select_related("version", "artifact")[:MAX_LINKS]
+        )
+        if not inputs:
+            break
+        result.depth = level + 1
+        for link in inputs:
+            result.inputs[link.run_id].append(link)
+        hashes = {link.version.hash for link in inputs} - seen_hashes
+        seen_hashes |= hashes
+        if not hashes:
+            break
+        producers = list(_link_rows(links.filter(role=Role.OUTPUT, version__hash__in=hashes))[:MAX_LINKS])
+        frontier = []
+        for link in producers:
+            result.producers[link.version.hash].append(link)
+            if link.run_id not in result.runs:
+                if len(result.runs) >= MAX_CHAIN_RUNS:
+                    result.truncated = True
+                    continue
+                result.runs[link.run_id] = link.run
+                frontier.append(link.run_id)
+        if not frontier:
+            break
+    else:
+        result.truncated = result.truncated or bool(frontier)
+    return result
+
+
+def link_json(link: RunArtifact, *, with_run: bool = False) -> dict:
+    version = link.version
+    out: dict[str, object] = {
+        "path": link.path,
+        "role": link.role,
+        "hash": version.hash,
+        "name": link.artifact.name if link.artifact_id and link.artifact else None,
+        "kind": version.kind,
+        "size": version.size,
+        "file_count": version.file_count,
+        "location": version.location,
+    }
+    if with_run:
+        out["run"] = run_json(link.run)
+    return out
+
+
+def run_json(run) -> dict:
+    project = run.project
+    return {
+        "id": run.human_id,
+        "uuid": str(run.uuid),
+        "name": run.name,
+        "state": run.state,
+        "workspace": project.workspace.slug,
+        "project": project.slug,
+    }
+
+
+def chain_json(result: Chain) -> dict:
+    return {
+        "run": result.runs[result.root].human_id,
+        "depth": result.depth,
+        "truncated": result.truncated,
+        "runs": [
+            {
+                **run_json(run),
+                "inputs": [
+                    {
+                        **link_json(link),
+                        "produced_by": [
+                            {
+                                "run": p.run.human_id,
+                                "workspace": p.run.project.workspace.slug,
+                                "project": p.run.project.slug,
+                                "path": p.path,
+                            }
+                            for p in result.producers.get(link.version.hash, [])
+                        ],
+                    }
+                    for link in result.inputs.get(pk, [])
+                ],
+            }
+            for pk, run in result.runs.items()
+        ],
+    }

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from ..api import urls as _run_api_urls  # noqa: F401  registers the ``runref`` converter
+from . import api
+
+urlpatterns = [
+    path("api/v1/runs/<runref:run_ref>/artifacts", api.RunArtifactsView.as_view(), name="run-artifacts"),
+    path("api/v1/runs/<runref:run_ref>/lineage", api.RunLineageView.as_view(), name="run-lineage"),
+    path("api/v1/artifacts/versions/<str:digest>", api.ArtifactVersionView.as_view(), name="artifact-version"),
+    path("api/v1/artifacts/<str:workspace>/<path:name>", api.ArtifactDetailView.as_view(), name="artifact-detail"),
+]
