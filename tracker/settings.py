@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "runs",
     "runs.mlflow",
     "runs.webhooks",
+    "runs.artifacts",
     "runs.registry",
 ]
 
@@ -298,6 +299,7 @@ CONTENT_SECURITY_POLICY = {
 # --- ingestion limits (documented in the README) ----------------------------
 RUNSTORE_MAX_BATCH_BYTES = env_int("RUNSTORE_MAX_BATCH_BYTES", 32 * 1024 * 1024, minimum=1024)
 RUNSTORE_MAX_BATCH_OPS = env_int("RUNSTORE_MAX_BATCH_OPS", 10_000, minimum=1)
+RUNSTORE_MAX_ARTIFACT_FILES = env_int("RUNSTORE_MAX_ARTIFACT_FILES", 100_000, minimum=1)
 RUNSTORE_MAX_BATCH_POINTS = env_int("RUNSTORE_MAX_BATCH_POINTS", 200_000, minimum=1)
 RUNSTORE_MAX_STRING_BYTES = env_int("RUNSTORE_MAX_STRING_BYTES", 64 * 1024, minimum=16)
 RUNSTORE_MAX_FIELDS_PER_RUN = env_int("RUNSTORE_MAX_FIELDS_PER_RUN", 10_000, minimum=1)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("projects.api.urls")),
     path("api/v1/", include("runs.api.urls")),
+    path("", include("runs.artifacts.urls")),
     path("", include("runs.mlflow.urls")),
     path("", include("projects.urls")),
     path("", include("runs.webhooks.urls")),
