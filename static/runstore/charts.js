@@ -13,10 +13,42 @@
   const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#5500ff", "#ff00ee", "#0055ee", "#666611", "#ff0077", "#007755", "#8811aa", "#ff8888", "#dd9955", "#992255", "#99bb77", "#0088ff", "#994400", "#ee11aa", "#00cc00", "#dd77ff", "#aaaadd", "#9944ff", "#ff0000", "#226611", "#00bb88", "#996688", "#117788", "#dd9900", "#00bbff", "#992288", "#77bb00", "#bb4444", "#3355aa", "#779922", "#ff6699", "#ee7744", "#aa9966", "#dd99aa", "#66aa99", "#aa9933", "#6644bb", "#0033ee", "#9999ff", "#cc00ff"];
   const LIVE_MS = 5000;
   const MAX_PARALLEL = 4;
-  const settings = { x: "step", log: false, smooth: 0 };
+  const settings = fromAddress();
   const charts = new Map(); // figure -> state
   let inFlight = 0;
   const queue = [];
+
+  /* the x axis, log scale and smoothing are kept in the address (x=, log=1, smooth=), so a reload
+     or a shared link shows the charts as they were */
+  function fromAddress() {
+    const params = new URLSearchParams(window.location.search);
+    const x = params.get("x");
+    const smoothing = parseFloat(params.get("smooth"));
+    return {
+      x: ["step", "time", "relative"].includes(x) ? x : "step",
+      log: params.get("log") === "1",
+      smooth: smoothing > 0 && smoothing < 1 ? smoothing : 0,
+    };
+  }
+
+  function toAddress() {
+    const url = new URL(window.location.href);
+    const kept = { x: settings.x !== "step" ? settings.x : "", log: settings.log ? "1" : "", smooth: settings.smooth ? String(settings.smooth) : "" };
+    Object.entries(kept).forEach(([k, v]) => { if (v) url.searchParams.set(k, v); else url.searchParams.delete(k); });
+    if (url.toString() !== window.location.href) history.replaceState(history.state, "", url.toString());
+  }
+
+  /* the controls show what the address asked for (the page renders its own settings otherwise) */
+  function showSettings(root) {
+    const asked = new URLSearchParams(window.location.search);
+    (root || document).querySelectorAll(".chart-controls [data-control]").forEach((el) => {
+      const c = el.dataset.control;
+      if (!asked.has(c)) return;
+      if (c === "x") el.value = settings.x;
+      else if (c === "log") el.checked = settings.log;
+      else if (c === "smooth") el.value = String(settings.smooth);
+    });
+  }
 
   function cssVar(name, fallback) {
     const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -456,6 +488,7 @@
       const c = e.target.dataset.control;
       if (c === "x") { settings.x = e.target.value; redrawAll(true); }
       if (c === "log") { settings.log = e.target.checked; redrawAll(false); }
+      if (c === "x" || c === "log" || c === "smooth") toAddress();
     });
     document.addEventListener("input", (e) => {
       if (inControls(e) && e.target.dataset.control === "smooth") { settings.smooth = parseFloat(e.target.value) || 0; redrawAll(false); }
@@ -503,8 +536,9 @@
      are in, without waiting for the other scripts and DOMContentLoaded; the rest start then. */
   function boot() {
     if (typeof uPlot === "undefined") { setTimeout(boot, 10); return; }
+    showSettings(document);
     scan(document);
-    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => scan(document));
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => { showSettings(document); scan(document); });
   }
   bindControls();
   document.addEventListener("htmx:load", (e) => { if (typeof uPlot !== "undefined") scan(e.target); });

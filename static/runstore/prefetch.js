@@ -7,6 +7,7 @@
   "use strict";
   var script = document.currentScript;
   if (!script || !script.dataset.paths) return;
+  if (/[?&]x=(time|relative)(&|$)/.test(window.location.search)) return; // charts on a time axis ask for their own data
   var paths = JSON.parse(script.dataset.paths);
   var rem = 16, content = document.documentElement.clientWidth - 4 * rem - 2;
   var columns = Math.max(1, Math.floor((content + 0.75 * rem) / (420 + 0.75 * rem)));

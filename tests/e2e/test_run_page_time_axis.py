@@ -112,6 +112,33 @@ def test_wall_and_relative_time_put_training_and_monitoring_charts_on_one_axis(
     assert errors == []
 
 
+def test_the_run_pages_x_axis_log_scale_and_smoothing_survive_a_reload(page, live_server, timed_world, screenshot):
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    login(page, live_server)
+    page.goto(f"{live_server.url}/w/acme/vision/runs/VIS-1/")
+    expect(page.locator('figure.chart[data-path="train/loss"]')).to_have_attribute("data-drawn", "1", timeout=10_000)
+    page.locator('#chart-controls [data-control="x"]').select_option("relative")
+    page.locator('#chart-controls [data-control="log"]').check()
+    page.locator('#chart-controls [data-control="smooth"]').fill("0.5")
+    page.locator('#chart-controls [data-control="smooth"]').dispatch_event("change")
+    assert re.search(r"[?&]x=relative(&|$)", page.url) and "log=1" in page.url and "smooth=0.5" in page.url
+
+    page.reload()
+    page.locator("#monitoring").scroll_into_view_if_needed()
+    charts = wait_for_axis(page, "relative")
+    assert (charts["train/loss"]["min"], charts["train/loss"]["max"]) == pytest.approx((0, 120))
+    expect(page.locator('#chart-controls [data-control="x"]')).to_have_value("relative")
+    expect(page.locator('#chart-controls [data-control="log"]')).to_be_checked()
+    expect(page.locator('#chart-controls [data-control="smooth"]')).to_have_value("0.5")
+    assert page.evaluate("window.RunstoreCharts.settings") == {"x": "relative", "log": True, "smooth": 0.5}
+    screenshot(page, "run-axis-kept-after-reload")
+
+    page.locator('#chart-controls [data-control="x"]').select_option("step")
+    assert "x=" not in page.url  # the default leaves the address
+    assert errors == []
+
+
 def test_notes_edited_in_markdown_render_on_the_run_page(page, live_server, timed_world):
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
