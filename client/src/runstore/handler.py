@@ -193,17 +193,40 @@ class Handler:
         if wait:
             self._run.wait()
 
-    def track_files(self, path: str | os.PathLike[str], *, wait: bool = False) -> None:
-        """Record an artifact version without uploading: files, sizes and SHA-256 hashes (computed in the background).
+    def track_files(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        role: str = "input",
+        wait: bool = False,
+    ) -> None:
+        """Record an artifact version without uploading it: a directory, a file or ``s3://bucket/prefix``.
 
-        Sets ``<field>/hash`` (over all files), ``<field>/size``, ``<field>/file_count``,
-        ``<field>/location`` (a file:// URI) and ``<field>/files`` (``relpath:sha256:size`` strings).
+        Local files are hashed (SHA-256) in the background, in parallel, and unchanged files are not
+        read again (a hash cache under ``RUNSTORE_HOME``); an S3 prefix is listed (keys, sizes, ETags)
+        with boto3, nothing downloaded. ``role``: ``"input"`` (the run consumed it, the default) or
+        ``"output"`` (it produced it); ``name`` groups the versions of one data set or model.
+
+        Sets ``<field>/hash`` (the version), ``<field>/size``, ``<field>/file_count``,
+        ``<field>/location`` and ``<field>/files`` (``relpath:hash:size`` strings), and sends the file
+        list, which the server keeps as a version of the workspace with the runs that used it.
         """
         self._check_writable()
-        root = Path(path).resolve()
-        if not root.exists():
-            raise FileNotFoundError(f"{self._path}: {str(path)!r} does not exist")
-        self._run._put_op((None, "track", self._path, root))
+        if role not in ("input", "output"):
+            raise ValueError(f"{self._path}: role must be 'input' or 'output', got {role!r}")
+        if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 200):
+            raise ValueError(f"{self._path}: name must be a string of 1-200 characters")
+        root: Path | str
+        if isinstance(path, str) and path.startswith("s3://"):
+            if not path[5:].split("/", 1)[0]:
+                raise ValueError(f"{self._path}: {path!r}: an S3 location is s3://bucket/prefix")
+            root = path
+        else:
+            root = Path(path).resolve()
+            if not root.exists():
+                raise FileNotFoundError(f"{self._path}: {str(path)!r} does not exist")
+        self._run._put_op((None, "track", self._path, root, name, role))
         if wait:
             self._run.wait()
 

@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 
 from ..file import File
-from . import bug, warn
+from . import artifacts, bug, warn
 from .queue import KIND_CTL, KIND_OP, SEGMENT_BYTES, QueueDir, SegmentWriter, encode_record
 from .values import clean_string
 
@@ -248,6 +248,7 @@ class Writer:
         self._held: deque[Any] = deque()
         self._held_paths: set[str] = set()
         self._files = FileWorker(self._wake.set)
+        self._hash_cache: artifacts.HashCache | bool | None = None  # opened at the first track_files; False: unusable
         self.put = self._make_put()
         # The callers use the bare ``queue.append`` (C, no checks) while the queue is short; a
         # watchdog switches them to ``put`` (checks the bound) from half the bound on, and back.
@@ -778,7 +779,8 @@ class Writer:
                 item[2], [(relpath, self._emit_file(prepared)) for relpath, prepared in result], item[4]
             )
         elif kind == "track":
-            self._track_ops(item[2], item[3], result)
+            if result is not None:
+                self._track_ops(item[2], item[3], result, name=item[4], role=item[5])
 
     def _special(self, item: tuple[Any, ...]) -> None:
         kind = item[1]
@@ -880,35 +882,62 @@ class Writer:
         )
         return ref
 
-    def _hash_tree(self, root: Path) -> list[tuple[str, str, int]]:
-        """Every file's relative path, SHA-256 and size (any thread)."""
-        entries = []
-        base = root if root.is_dir() else root.parent
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for file in files:
+    def _hash_tree(self, root: Path | str) -> list[tuple[str, str, int]] | None:
+        """Every file's relative path, hash and size (any thread): SHA-256 of local files (in
+        parallel, unchanged files from the hash cache), ETags of an S3 prefix's objects. None
+        (and a warning) when the location cannot be listed."""
+        if isinstance(root, str):
             try:
-                sha256, size = sha256_file(file)
-            except OSError as exc:
-                warn(f"runstore: track_files: cannot read {file}: {exc}")
-                continue
-            entries.append((file.relative_to(base).as_posix(), sha256, size))
-        return entries
+                return artifacts.list_s3(root)
+            except Exception as exc:  # boto3 missing, no credentials, no such bucket: the run goes on
+                self.stats.error(str(exc))
+                warn(f"runstore: track_files: cannot list {root}: {exc!r}; the version is not recorded")
+                return None
+        if self._hash_cache is None:
+            from ..config import home
 
-    def _track_ops(self, path: str, root: Path, entries: list[tuple[str, str, int]]) -> None:
-        """An artifact version: every file's relative path, size and SHA-256, and one hash over them all."""
-        overall = hashlib.sha256()
-        for relpath, sha256, size in entries:
-            overall.update(f"{relpath}\0{sha256}\0{size}\n".encode())
+            self._hash_cache = artifacts.cache_for(home(), warn) or False
+        cache = self._hash_cache if isinstance(self._hash_cache, artifacts.HashCache) else None
+        return artifacts.hash_local(root, cache, warn)
+
+    def _track_ops(
+        self,
+        path: str,
+        root: Path | str,
+        entries: list[tuple[str, str, int]],
+        *,
+        name: str | None = None,
+        role: str = "input",
+    ) -> None:
+        """An artifact version: every file's relative path, size and hash, and one hash over them all;
+        the fields ``<path>/hash|size|file_count|location|files`` and a ``track`` operation with the
+        file list, which the server keeps as a version of the workspace."""
+        if len(entries) > artifacts.MAX_FILES:
+            warn(f"runstore: track_files: {root} holds more than {artifacts.MAX_FILES} files; the first are listed")
+            entries = entries[: artifacts.MAX_FILES]
+        digest = artifacts.version_hash(entries)
+        location = root if isinstance(root, str) else root.resolve().as_uri()
         value = {
-            "hash": overall.hexdigest(),
+            "hash": digest,
             "size": sum(e[2] for e in entries),
             "file_count": len(entries),
-            "location": root.resolve().as_uri(),
+            "location": location,
         }
         self._op({"op": "assign", "path": path, "value": value})
         listing = [f"{relpath}:{sha256}:{size}" for relpath, sha256, size in entries if len(relpath) < 900]
         if listing:
             self._op({"op": "assign", "path": f"{path}/files", "value": listing[:10_000], "type": "string_set"})
+        op: dict[str, Any] = {
+            "op": "track",
+            "path": path,
+            "hash": digest,
+            "role": role,
+            "location": location[:2048],
+            "files": [{"path": r, "hash": h, "size": n} for r, h, n in entries if len(r) <= 1024],
+        }
+        if name:
+            op["name"] = name
+        self._op(op)
 
 
 def copy_tree_files(root: Path) -> list[tuple[str, File]]:
