@@ -116,6 +116,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # A distinct test database name lets several suites share one server.
     _db["TEST"] = {"NAME": env_str("RUNSTORE_TEST_DB_NAME", "") or None}
+    # A kept connection is checked before a request reuses it: after a database restart the first
+    # request opens a new one instead of failing on the dead one.
+    _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,11 +1,13 @@
 """One JSON error shape for every API failure: ``{"error": {"status", "code", "message", ...}}``."""
 
+import sys
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import OperationalError
-from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -60,6 +62,35 @@ def is_busy(exc) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) in _BUSY_SQLSTATES
 
 
+UNAVAILABLE_RETRY_AFTER = 2  # seconds
+# PostgreSQL SQLSTATEs of a server that is not there for now: a connection exception (class 08), shut
+# down by an administrator or a crash, starting up, out of connection slots.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300"}
+
+
+def is_unavailable(exc) -> bool:
+    """Whether ``exc`` is the database being unreachable (restarting, failed over, out of connections),
+    which the client should retry, as opposed to a defect: a 503 with Retry-After, never a 500."""
+    if isinstance(exc, InterfaceError):  # Django's "connection already closed"
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    if type(cause).__module__.startswith("psycopg"):
+        return True  # no SQLSTATE: the connection itself failed (refused, closed by the server)
+    return "unable to open database file" in str(exc) or "disk I/O error" in str(exc)  # SQLite's file
+
+
+def unavailable_body(path: str) -> dict:
+    message = "the database is unavailable for now (restarting or unreachable); retry shortly"
+    if path.startswith("/api/2.0/mlflow"):
+        return {"error_code": "TEMPORARILY_UNAVAILABLE", "message": message}
+    return error_body(503, "unavailable", message, retry_after=UNAVAILABLE_RETRY_AFTER)
+
+
 def error_body(status: int, code: str, message: str, **details) -> dict:
     return {"error": {"status": status, "code": code, "message": message, **details}}
 
@@ -85,6 +116,13 @@ def exception_handler(exc, context):
             ),
             status=503,
             headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+    if is_unavailable(exc):
+        request = context.get("request")
+        return Response(
+            unavailable_body(request.path if request is not None else "/api/"),
+            status=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
         )
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
         return Response(error_body(400, "invalid", f"body: {exc}", field="body"), status=400)
@@ -141,6 +179,17 @@ def json_bad_request(request, exception=None):
 
 
 def json_server_error(request):
+    # Django calls this inside its ``except`` block: the exception is still the one being handled.
+    if is_unavailable(sys.exc_info()[1]):
+        retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
+        if request.path.startswith("/api/"):
+            return JsonResponse(unavailable_body(request.path), status=503, headers=retry)
+        return HttpResponse(
+            "Runstore's database is unavailable for a moment (restarting or unreachable). Try again shortly.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+            headers=retry,
+        )
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(500, "server_error", "internal error; it has been logged"), status=500)
     from django.views.defaults import server_error
