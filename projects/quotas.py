@@ -20,6 +20,7 @@ from django.db.models import F
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from tracker import metrics
 from tracker.api.errors import ApiError
 
 from .models import Project, ProjectUsage, Workspace, WorkspaceQuota, WorkspaceUsage
@@ -71,6 +72,7 @@ class QuotaExceeded(ApiError, PermissionDenied):
             requested=requested,
         )
         self.workspace, self.quota, self.used, self.limit = workspace, quota, used, limit
+        metrics.QUOTA_REJECTIONS.labels(quota).inc()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from rest_framework.throttling import BaseThrottle
 
+from tracker import metrics
 from tracker.api.errors import ApiError
 
 from . import permissions, quotas
@@ -282,6 +283,7 @@ class RequestRateThrottle(BaseThrottle):
         if decision.allowed:
             return True
         bucket = decision.bucket
+        metrics.QUOTA_REJECTIONS.labels("requests_per_second").inc()
         raise ApiError(
             429,
             "rate_limited",

@@ -380,3 +380,35 @@ def claim(series_ids: list[int]) -> list[int]:
             [*params, True, False],
         )
         return sorted(row[0] for row in cursor.fetchall())
+
+
+# --- metrics -----------------------------------------------------------------
+
+LAG_SCAN_LIMIT = 100_000  # series looked at per scrape: a bound on what /metrics costs the database
+
+
+def lag_metrics():
+    """Roll-up lag for /metrics (tracker.metrics): float series with closed buckets not rolled up
+    yet, and how many steps of closed buckets wait, summed over them."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT COUNT(*), COALESCE(SUM(behind), 0) FROM (
+              SELECT (a.last_step + 1) / {BASE} * {BASE} - COALESCE(c.rolled_until, 0) AS behind
+              FROM runs_attribute a LEFT JOIN {CURSOR_TABLE} c ON c.series_id = a.id
+              WHERE a.type = 'float_series' AND a.last_step IS NOT NULL
+                AND (a.last_step + 1) / {BASE} * {BASE} > COALESCE(c.rolled_until, 0)
+              LIMIT %s
+            ) lagging
+            """,
+            [LAG_SCAN_LIMIT],
+        )
+        series, steps = cursor.fetchone()
+    yield GaugeMetricFamily(
+        "runstore_rollup_lag_series", "Float series with closed buckets not rolled up yet", value=series
+    )
+    yield GaugeMetricFamily(
+        "runstore_rollup_lag_steps", "Steps in closed buckets that wait for their roll-up", value=steps
+    )

@@ -90,6 +90,8 @@ PUBLIC = {
 
 # Route prefixes outside the matrix, with the reason (and the test that covers them).
 EXCLUDED_PREFIXES = {
+    "metrics": "no user rights: a bearer token (RUNSTORE_METRICS_TOKEN) or an address allow-list "
+    "(RUNSTORE_METRICS_ALLOW), else 404/403; tests/test_observability.py",
     "admin/": "staff only; tests/test_permission_matrix.py::test_admin_sends_everyone_but_staff_to_its_login "
     "and tests/test_admin*.py",
 }
@@ -220,6 +222,35 @@ RULES: dict[str, dict[str, list[Req]]] = {
     },
     "export-detail": {"GET": [Req("project:export", 200, expect=EXPORT_INVISIBLE_WITHOUT_EXPORT)]},
     "export-download": {"GET": [Req("project:export", 200, expect=EXPORT_INVISIBLE_WITHOUT_EXPORT)]},
+    # --- the model registry: a model belongs to its home project (acme/vision); "matrix-model" v1 is
+    # in production with the alias "champion". Its workspace is listed for whoever sees acme ---
+    "registered-model-list": {
+        "GET": [Req("workspace:view", 200)],
+        "POST": [Req("project:write", 201, data={"name": "matrix-new-model", "project": "vision"})],
+    },
+    "registered-model-detail": {
+        "GET": [Req("project:view", 200)],
+        "PATCH": [Req("project:write", 200, data={"description": "matrix"})],
+        "DELETE": [Req("project:delete", 204)],
+    },
+    "model-version-list": {
+        "GET": [Req("project:view", 200)],
+        "POST": [Req("project:write", 201, data={"run": "acme/vision/VIS-1", "path": "model/weights"})],
+    },
+    "model-version-detail": {
+        "GET": [Req("project:view", 200)],
+        "PATCH": [Req("project:write", 200, data={"description": "matrix"})],
+        "DELETE": [Req("project:delete", 204)],
+    },
+    "model-version-stage": {"POST": [Req("project:write", 200, data={"stage": "staging"})]},
+    "model-version-download": {"GET": [Req("project:view", 200)]},
+    "model-stage-version": {"GET": [Req("project:view", 200)]},
+    "model-stage-download": {"GET": [Req("project:view", 200)]},
+    "model-alias": {
+        "GET": [Req("project:view", 200)],
+        "PUT": [Req("project:write", 200, data={"version": 1})],
+        "DELETE": [Req("project:write", 204)],
+    },
     # --- MLflow-compatible API (MLflow's error shape); the run is VIS-1 by its MLflow id ---
     "mlflow-api": MLFLOW,
     "mlflow-ajax-api": MLFLOW,

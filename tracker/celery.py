@@ -14,9 +14,12 @@ late, so a worker killed mid-task leaves the message to be run again.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
+
+from . import logs
+from .env import env_choice
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
 
@@ -47,3 +50,11 @@ app.conf.beat_schedule = {
     "purge-audit": {"task": "projects.tasks.purge_audit", "schedule": crontab(hour=3, minute=27)},
 }
 app.autodiscover_tasks()
+
+# The request id of the web request that queues a task travels with it (tracker/logs.py).
+signals.before_task_publish.connect(logs.add_request_id_header, weak=False)
+signals.task_prerun.connect(logs.bind_task_request_id, weak=False)
+signals.task_postrun.connect(logs.unbind_task_request_id, weak=False)
+if env_choice("RUNSTORE_LOG_FORMAT", "plain", ("plain", "json")) == "json":
+    # Celery then leaves logging to Django's LOGGING: JSON lines from the workers and beat too.
+    signals.setup_logging.connect(logs.configure_worker_logging, weak=False)

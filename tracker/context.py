@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -39,6 +39,18 @@ _current: ContextVar[RequestContext] = ContextVar("runstore_request_context", de
 def current() -> RequestContext:
     """The context of the request being served (empty values outside a request)."""
     return _current.get()
+
+
+def bind_request_id(request_id: str) -> Token[RequestContext]:
+    """Run what follows under ``request_id`` (a Celery task queued by a request); undo with :func:`unbind`."""
+    return _current.set(replace(_current.get(), request_id=request_id))
+
+
+def unbind(token: Token[RequestContext]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:  # set in another context (a thread pool's other thread): nothing of ours to undo
+        pass
 
 
 def set_token_prefix(prefix: str) -> None:

@@ -59,12 +59,15 @@ INSTALLED_APPS = [
     "runs",
     "runs.mlflow",
     "runs.webhooks",
-    "runs.artifacts",
     "runs.registry",
+    "runs.artifacts",
 ]
 
 MIDDLEWARE = [
     "tracker.context.RequestContextMiddleware",
+    # inside the request context (its id), outside everything else: sees the final status and time
+    "tracker.logs.RequestLogMiddleware",
+    "tracker.metrics.ServerErrorMiddleware",  # counts 5xx for /metrics
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tracker.csp.CSPMiddleware",
@@ -185,7 +188,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("RUNSTORE_HSTS_INCLUDE_SUBDOMAINS", Fa
 SECURE_HSTS_PRELOAD = env_bool("RUNSTORE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("RUNSTORE_SSL_REDIRECT", False)
 # Probes talk plain HTTP to the container, behind the TLS-terminating proxy.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # /metrics: scraped inside the network
 if env_bool("RUNSTORE_SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets (and strips from clients) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -352,6 +355,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_mutex_expire": min(300, env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)),
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(_celery_dir / "beat-schedule")
+# Beat schedules only while it holds a lock (tracker/beat.py): any number of beats, one schedules.
+CELERY_BEAT_SCHEDULER = "tracker.beat:LockedScheduler"
+RUNSTORE_BEAT_LOCK_URL = env_str(
+    "RUNSTORE_BEAT_LOCK_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+RUNSTORE_BEAT_LOCK_KEY = env_str("RUNSTORE_BEAT_LOCK_KEY", "runstore:beat-lock")
+RUNSTORE_BEAT_LOCK_TTL = env_int("RUNSTORE_BEAT_LOCK_TTL", 30, minimum=3)
 
 # --- webhooks (runs.webhooks) ---------------------------------------------------
 # Outgoing webhook requests never reach loopback, private, link-local, multicast or reserved
@@ -423,12 +433,29 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"RunStateEnum": "runs.models.RunState", "ExportStateEnum": "runs.models.ExportState"},
 }
 
+# --- metrics (tracker/metrics.py: /metrics for Prometheus) ------------------------
+# Off unless one is set: a bearer token, and/or client addresses or networks (CIDR) that may scrape.
+RUNSTORE_METRICS_TOKEN = env_str("RUNSTORE_METRICS_TOKEN")
+RUNSTORE_METRICS_ALLOW = env_list("RUNSTORE_METRICS_ALLOW", [])
+for _network in RUNSTORE_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"RUNSTORE_METRICS_ALLOW: {_network!r} is not an IP address or network") from None
+# Seconds a scrape waits for the broker to tell the queue lengths.
+RUNSTORE_METRICS_BROKER_TIMEOUT = env_float("RUNSTORE_METRICS_BROKER_TIMEOUT", 2.0, minimum=0.1)
+
 # --- logging ----------------------------------------------------------------
+# json: one JSON object per line (tracker/logs.py), with the request id also in the Celery tasks a request queues.
+RUNSTORE_LOG_FORMAT = env_choice("RUNSTORE_LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "tracker.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": RUNSTORE_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -2,12 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import health
+from . import health, metrics
 from .api.errors import json_bad_request, json_not_found, json_server_error
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -15,6 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("projects.api.urls")),
     path("api/v1/", include("runs.api.urls")),
+    path("api/v1/", include("runs.registry.api.urls")),
     path("", include("runs.artifacts.urls")),
     path("", include("runs.mlflow.urls")),
     path("", include("projects.urls")),

@@ -23,6 +23,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.backends.signals import connection_created
 
+from tracker import metrics
+
 from .compiler import QueryError
 
 # SQLite calls the progress handler every this many virtual-machine instructions
@@ -104,11 +106,19 @@ def query_budget(using: str = DEFAULT_DB_ALIAS):
     """
     connection = connections[using]
     limit = budget_ms()
-    if getattr(connection, "_runstore_query_budget", False) or limit <= 0:
+    if getattr(connection, "_runstore_query_budget", False):
         yield
+        return
+    if limit <= 0:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            metrics.QUERY_SECONDS.observe(time.perf_counter() - started)
         return
     fired = False
     connection._runstore_query_budget = True  # type: ignore[attr-defined]  # a flag of ours on Django's wrapper
+    started = time.perf_counter()
     try:
         if connection.vendor == "sqlite":
             connection.ensure_connection()
@@ -145,3 +155,4 @@ def query_budget(using: str = DEFAULT_DB_ALIAS):
         raise QueryDatabaseError(exc) from None
     finally:
         connection._runstore_query_budget = False  # type: ignore[attr-defined]
+        metrics.QUERY_SECONDS.observe(time.perf_counter() - started)
