@@ -44,8 +44,18 @@ __all__ = [
 FINAL_STATES = {RunState.FINISHED, RunState.FAILED, RunState.ABORTED}
 
 
-def apply_batch(user, run: Run, *, stream: str, seq: int, raw_ops) -> dict:
-    """Apply one batch of operations to ``run`` as ``user`` (see :func:`apply_batch_body`)."""
+def apply_batch(user, run: Run, *, stream: str, seq: int | None, raw_ops, fields=None) -> dict:
+    """Apply one batch of operations to ``run`` as ``user`` (see :func:`apply_batch_body`).
+
+    ``seq=None`` and ``fields``: a caller that made the batch idempotent itself, touched the run in
+    its open transaction and read the stored fields (see ``runs.ingest.apply_batch``)."""
+    if seq is None:
+        permissions.require_on_project(user, "write", run.project_id, not_found="run not found")
+
+        def admit(nbytes, is_replay):
+            quotas.admit_bytes(run.project.workspace, nbytes, accepted=is_replay)
+
+        return ingest.apply_batch(run, stream=stream, seq=None, raw_ops=raw_ops, admit=admit, fields=fields)
     return apply_batch_body(user, run, {"stream": stream, "seq": seq, "ops": raw_ops})
 
 
@@ -257,7 +267,16 @@ def store_upload(user, run: Run, uploaded) -> Blob:
     name, mime = upload_name(uploaded), upload_mime_type(uploaded)
     quotas.admit_upload(run.project.workspace, uploaded.size, store=not _in_project(run, sha256))
     blob = Blob(sha256=sha256, size=uploaded.size, mime_type=mime)
-    save_blob(blob.storage_key, uploaded)
+    try:
+        save_blob(blob.storage_key, uploaded)
+    except storage.StorageFull:
+        raise ApiError(
+            507,
+            "insufficient_storage",
+            "the server's blob store is full: the file was not stored (nothing of it was kept); retry later",
+            field="file",
+            headers={"Retry-After": "30"},
+        ) from None
     return _record_upload(run, sha256=sha256, size=uploaded.size, name=name, mime=mime)
 
 

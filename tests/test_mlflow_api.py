@@ -239,6 +239,28 @@ def test_metric_history_pages(owner_api, run):
     assert seen == [[0, 1], [2, 3], [4]]
 
 
+def test_metric_history_next_page_starts_after_the_last_point_read(owner_api, run):
+    # Ties on step and timestamp (and a NaN beside a 0.0) page in a stable order; a point logged between
+    # two page requests ahead of the page read so far neither repeats a point nor skips one.
+    metrics = [{"key": "h", "value": v, "timestamp": 7, "step": 1} for v in (0.0, "NaN", 2.0, 1.0)]
+    metrics += [{"key": "h", "value": float(i), "timestamp": i, "step": i} for i in range(2, 6)]
+    assert log_batch(owner_api, run, metrics=metrics).status_code == 200
+    seen, token = [], None
+    while True:
+        query = {"run_id": run_id(run), "metric_key": "h", "max_results": 3}
+        if token:
+            query["page_token"] = token
+        page = call(owner_api, "GET", "metrics/get-history", query).json()
+        seen += [(m["step"], m["value"]) for m in page["metrics"]]
+        token = page.get("next_page_token")
+        if len(seen) == 3:
+            late = [{"key": "h", "value": 9.0, "timestamp": 0, "step": 0}]
+            assert log_batch(owner_api, run, metrics=late).status_code == 200
+        if not token:
+            break
+    assert seen == [(1, 0.0), (1, "NaN"), (1, 1.0), (1, 2.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0)]
+
+
 def test_log_batch_limits_are_mlflows(owner_api, run):
     too_many_params = [{"key": f"p{i}", "value": "x"} for i in range(101)]
     too_many_metrics = [{"key": "m", "value": 1.0, "timestamp": i, "step": i} for i in range(1001)]

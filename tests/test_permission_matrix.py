@@ -28,6 +28,7 @@ from runs import exports, processing
 from runs import services as run_services
 from runs.mlflow.tracking import ARTIFACTS_PATH
 from runs.models import PendingUpload
+from runs.registry import services as registry_services
 from runs.webhooks import services as webhook_services
 
 from .matrix_rules import EXCLUDED_PREFIXES, PRINCIPALS, PUBLIC, RULES, RUN_LAST, TOKEN_ONLY, expected_status
@@ -167,6 +168,10 @@ def build_world() -> dict:
     ]
     run_services.apply_batch(founder, run, stream="world", seq=0, raw_ops=ops)
     processing.process_blob(image.sha256)  # what the media worker does: the thumbnail preview
+    model_version = registry_services.register_version(
+        founder, run, "model/weights", "matrix-model", stage="production"
+    )
+    registry_services.set_alias(founder, model_version, "champion")
     export = run_services.request_export(founder, vision)
     assert exports.build(export.pk) == "done"
     saved = run_services.save_view(
@@ -194,6 +199,10 @@ def build_world() -> dict:
             "token_id": ApiToken.objects.get(user=owner, scope="read").pk,
             "webhook_id": hook.pk,
             "delivery_id": delivery.pk,
+            "model_name": "matrix-model",
+            "version": 1,
+            "stage": "production",
+            "alias": "champion",
         },
         "values": {
             "saved_view": str(saved.pk),

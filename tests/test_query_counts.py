@@ -64,3 +64,36 @@ def test_export_list_has_bounded_queries(owner_api, owner, project, django_asser
     assert response.status_code == 200
     body = response.json()
     assert len(body["results"] if isinstance(body, dict) else body) == MANY
+
+
+def _mlflow_metrics(batch: int, keys: int, size: int = 1000) -> list[dict]:
+    per_key = size // keys
+    return [
+        {
+            "key": f"m{k}",
+            "value": 0.5 + j,
+            "timestamp": 1_700_000_000_000 + batch * per_key + j,
+            "step": batch * per_key + j,
+        }
+        for k in range(keys)
+        for j in range(per_key)
+    ]
+
+
+# An MLflow log-batch of 1,000 metrics to series that exist: the request (token, its workspaces, the
+# rate bucket), the run and the one permission statement, the run's lock, one read of its fields, one
+# insert of the points (two on SQLite: its bound-parameter limit), one upsert of the latest values, the
+# storage quota, one update of the series, the series points, the roll-up cursors, and the savepoints
+# of the nested transactions. However many metric keys the batch names.
+@pytest.mark.parametrize("keys", [2, 10])
+def test_mlflow_log_batch_has_bounded_queries(owner_api, run, keys, django_assert_max_num_queries):
+    url = "/api/2.0/mlflow/runs/log-batch"
+    assert (
+        owner_api.post(url, {"run_id": run.uuid.hex, "metrics": _mlflow_metrics(0, keys)}, format="json").status_code
+        == 200
+    )
+    with django_assert_max_num_queries(20):
+        response = owner_api.post(url, {"run_id": run.uuid.hex, "metrics": _mlflow_metrics(1, keys)}, format="json")
+    assert response.status_code == 200, response.json()
+    history = owner_api.get("/api/2.0/mlflow/metrics/get-history", {"run_id": run.uuid.hex, "metric_key": "m0"}).json()
+    assert len(history["metrics"]) == 2 * (1000 // keys)

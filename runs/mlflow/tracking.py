@@ -15,6 +15,7 @@ Where things live in a run:
   ``mlflow/end_time`` (reported back instead of the run's creation and finish times).
 """
 
+import base64
 import json
 import math
 import random
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from projects import permissions
 
-from .. import services
+from .. import ingest, services
 from ..errors import ApiError
 from ..models import Attribute, AttributeType, FloatPoint, Run, RunState
 from ..paths import PathError, validate_path
@@ -45,7 +46,6 @@ from .filters import (
     STATUS_TO_STATE,
     TAG_PREFIX,
     page_offset,
-    page_token,
     parse_filter,
     translate,
     translate_order_by,
@@ -429,10 +429,12 @@ def _params_of(raw) -> dict:
     return out
 
 
-def _param_ops(run: Run, params: dict) -> list[dict]:
-    """Assignments for params not logged yet; a param logged before with another value is refused."""
+def _param_ops(run: Run, params: dict, stored: dict | None = None) -> list[dict]:
+    """Assignments for params not logged yet; a param logged before with another value is refused.
+    ``stored``: the run's attributes by path, when read already."""
     paths = {key: _field_path(PARAM_PREFIX, key, "param") for key in params}
-    stored = {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths.values())}
+    if stored is None:
+        stored = {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths.values())}
     ops = []
     for key, value in params.items():
         attr = stored.get(paths[key])
@@ -500,9 +502,32 @@ def _rank(step: int, timestamp: int, value: float, is_nan: bool):
     return (step, timestamp, -math.inf if is_nan else value)
 
 
-def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[list[dict], list]:
+def _upsert_latest(run: Run, best: dict[str, tuple]) -> set[str]:
+    """Make each ``best`` point ``(key, step, timestamp, value, is_nan)`` its metric's latest unless the
+    stored latest ranks higher (MLflow's order, :func:`_rank`), in one statement; returns the keys whose
+    latest point changed."""
+    table = LatestMetric._meta.db_table
+    lowest = "'-Infinity'::float8" if connection.vendor == "postgresql" else "-9e999"
+
+    def rank(alias):
+        return f'({alias}.step, {alias}."timestamp", CASE WHEN {alias}.is_nan THEN {lowest} ELSE {alias}.value END)'
+
+    rows = list(best.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO {table} (run_id, key, step, "timestamp", value, is_nan) VALUES '
+            + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+            + ' ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "timestamp" = excluded."timestamp", '
+            f"value = excluded.value, is_nan = excluded.is_nan WHERE {rank('excluded')} > {rank(table)} RETURNING key",
+            [v for row in rows for v in (run.pk, *row)],
+        )
+        return {key for (key,) in cursor.fetchall()}
+
+
+def _metric_ops(run: Run, points: list[tuple[str, float, int, int]], stored: dict) -> tuple[list[dict], list]:
     """Store new metric points (a point already stored, e.g. by a retried request, is skipped); returns the
-    native series appends and the updates of a series' last point that the batch needs."""
+    native series appends and the updates of a series' last point that the batch needs. ``stored``: the
+    run's attributes by path (the metrics' series among them)."""
     if not points:
         return [], []
     unique: dict[tuple[str, int, int, float, bool], None] = {}
@@ -515,28 +540,12 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[li
     by_key: dict = defaultdict(list)
     for row in new:
         by_key[row[0]].append(row)
-    latest = {m.key: m for m in LatestMetric.objects.filter(run=run, key__in=by_key)}
-    series = {
-        a.path[len(METRIC_PREFIX) :]: a
-        for a in Attribute.objects.filter(run=run, path__in=[METRIC_PREFIX + k for k in by_key])
-    }
-    ops, last_point_updates, first_latest = [], [], []
+    best_of = {key: max(rows, key=lambda r: _rank(r[1], r[2], r[3], r[4])) for key, rows in by_key.items()}
+    newer = _upsert_latest(run, best_of)
+    ops, last_point_updates = [], []
     for key, rows in by_key.items():
-        best = max(rows, key=lambda r: _rank(r[1], r[2], r[3], r[4]))
-        current = latest.get(key)
-        if current is None:
-            first_latest.append(
-                LatestMetric(run=run, key=key, step=best[1], timestamp=best[2], value=best[3], is_nan=best[4])
-            )
-        elif _rank(best[1], best[2], best[3], best[4]) > _rank(
-            current.step, current.timestamp, current.value, current.is_nan
-        ):
-            LatestMetric.objects.filter(pk=current.pk).update(
-                step=best[1], timestamp=best[2], value=best[3], is_nan=best[4]
-            )
-        else:
-            best = None
-        attr = series.get(key)
+        best = best_of[key] if key in newer else None
+        attr = stored.get(METRIC_PREFIX + key)
         last_step = attr.last_step if attr is not None and attr.type == AttributeType.FLOAT_SERIES else None
         per_step: dict = {}
         for row in rows:
@@ -557,7 +566,6 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]]) -> tuple[li
             )
         elif best is not None and attr is not None and best[1] == last_step:
             last_point_updates.append((attr, best))
-    LatestMetric.objects.bulk_create(first_latest)
     return ops, last_point_updates
 
 
@@ -596,13 +604,19 @@ def log_batch(user, run: Run, *, metrics=None, params=None, tags=None) -> None:
     param_values = _params_of(params)
     tag_values = _tags_of(tags)
     permissions.require(user, "write", run.project)
-    with transaction.atomic():
-        # Lock the run's row first: concurrent batches of one run see each other's metric points.
-        Run.objects.filter(pk=run.pk).update(modified_at=timezone.now())
-        ops = _param_ops(run, param_values)
-        ops += [_tag_op(k, v) for k, v in tag_values.items()]
-        metric_ops, last_point_updates = _metric_ops(run, points)
-        _apply(user, run, ops + metric_ops)
+    tag_ops = [_tag_op(k, v) for k, v in tag_values.items()]
+    paths = [_field_path(PARAM_PREFIX, k, "param") for k in param_values] + [op["path"] for op in tag_ops]
+    paths += [METRIC_PREFIX + key for key in {p[0] for p in points}]
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Lock the run's row first: concurrent batches of one run see each other's metric points. The
+        # batch is idempotent by itself (a point stored before is skipped, params refuse a change): it
+        # needs no batch key, and the engine gets the fields read here.
+        ingest.touch_run(cursor, run, timezone.now())
+        stored = {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths)} if paths else {}
+        ops = _param_ops(run, param_values, stored) + tag_ops
+        metric_ops, last_point_updates = _metric_ops(run, points, stored)
+        if ops or metric_ops:
+            services.apply_batch(user, run, stream=STREAM, seq=None, raw_ops=ops + metric_ops, fields=stored)
         _update_last_points(last_point_updates)
 
 
@@ -654,14 +668,46 @@ def record_logged_model(user, run: Run, model_json) -> None:
     _apply(user, run, [{"op": "assign", "path": path, "value": json.dumps(history), "type": "string"}])
 
 
-def _history_rows(run: Run, key: str, *, max_results=None, offset=0):
+HISTORY_ORDER = ("step", "timestamp", "value", "is_nan")  # MLflow's order, then the unique key's last column
+
+
+def _history_position(token) -> tuple[int, tuple | None]:
+    """The page token's offset (a token this API wrote before keyset pages has only that) and the last
+    point of the page before, ``(step, timestamp, value, is_nan)``: the next page starts after it."""
+    offset = page_offset(token)
+    if not token:
+        return 0, None
+    after = json.loads(base64.b64decode(token))
+    after = after.get("after") if isinstance(after, dict) else None
+    if after is None:
+        return offset, None
+    if (
+        not isinstance(after, list)
+        or len(after) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in after[:2])
+        or isinstance(after[2], bool)
+        or not isinstance(after[2], (int, float))
+        or not isinstance(after[3], bool)
+    ):
+        raise invalid(f"Invalid page token {str(token)[:40]!r}: bad position")
+    return offset, (after[0], after[1], float(after[2]), after[3])
+
+
+def _history_token(offset: int, last: tuple) -> str:
+    step, timestamp, value, is_nan = last
+    raw = json.dumps({"offset": offset, "after": [step, timestamp, value, bool(is_nan)]})
+    return base64.b64encode(raw.encode()).decode()
+
+
+def _history_rows(run: Run, key: str, *, max_results=None, offset=0, after=None):
     """``(step, timestamp, value, is_nan)`` of a page of the metric's points, in MLflow's order, with one
-    row more than ``max_results`` when there is a next page."""
-    rows = (
-        Metric.objects.filter(run=run, key=key)
-        .order_by("step", "timestamp", "value")
-        .values_list("step", "timestamp", "value", "is_nan")
-    )
+    row more than ``max_results`` when there is a next page; after the point ``after`` when given (keyset:
+    the unique index's order, no rows skipped over), else from ``offset``."""
+    rows = Metric.objects.filter(run=run, key=key)
+    if after is not None:
+        rows = rows.extra(where=["(step, timestamp, value, is_nan) > (%s, %s, %s, %s)"], params=list(after))
+        offset = 0
+    rows = rows.order_by(*HISTORY_ORDER).values_list(*HISTORY_ORDER)
     if max_results is not None:
         return rows[offset : offset + max_results + 1]
     return rows[offset:] if offset else rows
@@ -675,10 +721,15 @@ def _json_number(value: float, nan: bool) -> str:
     return repr(float(value))
 
 
-def _history_json_pg(run: Run, prefix: str, key: str, *, max_results=None, offset=0) -> tuple[str, bool]:
+def _history_json_pg(
+    run: Run, prefix: str, key: str, *, max_results=None, offset=0, after=None
+) -> tuple[str, tuple | None]:
     """The page's points as JSON objects joined by PostgreSQL (``string_agg``: no row reaches Python), and
-    whether a next page exists. A double's text form is its shortest exact one, as Python's ``repr``."""
+    the page's last point when a next page exists. A double's text form is its shortest exact one, as
+    Python's ``repr``. A page after a point is read by keyset from the unique index, in its order."""
     limit = "LIMIT %(limit)s" if max_results is not None else ""
+    where = "AND (step, timestamp, value, is_nan) > (%(s)s, %(t)s, %(v)s, %(n)s)" if after is not None else ""
+    last = "n = %(max)s"
     sql = f"""
         SELECT string_agg(
                    %(prefix)s || CASE WHEN is_nan THEN '"NaN"'
@@ -687,13 +738,15 @@ def _history_json_pg(run: Run, prefix: str, key: str, *, max_results=None, offse
                                       ELSE value::text END
                    || ', "timestamp": ' || timestamp || ', "step": ' || step || '}}', ', ' ORDER BY n
                ) FILTER (WHERE %(all)s OR n <= %(max)s),
-               count(*)
+               count(*),
+               min(step) FILTER (WHERE {last}), min(timestamp) FILTER (WHERE {last}),
+               min(value) FILTER (WHERE {last}), bool_or(is_nan) FILTER (WHERE {last})
         FROM (
-            SELECT *, row_number() OVER (ORDER BY step, timestamp, value) AS n
+            SELECT *, row_number() OVER (ORDER BY step, timestamp, value, is_nan) AS n
             FROM (
                 SELECT step, timestamp, value, is_nan FROM {Metric._meta.db_table}
-                WHERE run_id = %(run)s AND key = %(key)s
-                ORDER BY step, timestamp, value {limit} OFFSET %(offset)s
+                WHERE run_id = %(run)s AND key = %(key)s {where}
+                ORDER BY step, timestamp, value, is_nan {limit} OFFSET %(offset)s
             ) rows
         ) page"""
     params = {
@@ -701,33 +754,37 @@ def _history_json_pg(run: Run, prefix: str, key: str, *, max_results=None, offse
         "run": run.pk,
         "key": key,
         "limit": (max_results or 0) + 1,
-        "offset": offset,
+        "offset": 0 if after is not None else offset,
         "all": max_results is None,
         "max": max_results or 0,
     }
+    if after is not None:
+        params.update(zip("stvn", after, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        body, count = cursor.fetchone()
-    return body or "", max_results is not None and count > max_results
+        body, count, *last_row = cursor.fetchone()
+    more = max_results is not None and count > max_results
+    return body or "", (tuple(last_row) if more else None)
 
 
-def metric_history_json(run: Run, key, *, max_results=None, offset=0) -> bytes:
+def metric_history_json(run: Run, key, *, max_results=None, page_token=None) -> bytes:
     """The get-history answer as JSON bytes, written straight from the rows (the client pages through
-    up to 25,000 points per request), no dict per point; NaN and ±Infinity as the strings protobuf reads."""
+    up to 25,000 points per request), no dict per point; NaN and ±Infinity as the strings protobuf reads.
+    The next page token holds the page's last point: the next page is read from the index after it."""
     if not isinstance(key, str) or not key:
         raise invalid("Missing value for required parameter 'metric_key'")
+    offset, after = _history_position(page_token)
     prefix = '{"key": ' + json.dumps(key) + ', "value": '
     if connection.vendor == "postgresql":
-        body, more = _history_json_pg(run, prefix, key, max_results=max_results, offset=offset)
-        tail = f', "next_page_token": {json.dumps(page_token(offset + max_results))}' if more else ""
-        return f'{{"metrics": [{body}]{tail}}}'.encode()
-    rows = list(_history_rows(run, key, max_results=max_results, offset=offset))
-    more = max_results is not None and len(rows) > max_results
-    body = ", ".join(
-        f'{prefix}{_json_number(value, nan)}, "timestamp": {timestamp}, "step": {step}}}'
-        for step, timestamp, value, nan in rows[:max_results]
-    )
-    tail = f', "next_page_token": {json.dumps(page_token(offset + max_results))}' if more else ""
+        body, last = _history_json_pg(run, prefix, key, max_results=max_results, offset=offset, after=after)
+    else:
+        rows = list(_history_rows(run, key, max_results=max_results, offset=offset, after=after))
+        last = rows[max_results - 1] if max_results is not None and len(rows) > max_results else None
+        body = ", ".join(
+            f'{prefix}{_json_number(value, nan)}, "timestamp": {timestamp}, "step": {step}}}'
+            for step, timestamp, value, nan in rows[:max_results]
+        )
+    tail = f', "next_page_token": {json.dumps(_history_token(offset + max_results, last))}' if last else ""
     return f'{{"metrics": [{body}]{tail}}}'.encode()
 
 

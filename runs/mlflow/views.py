@@ -255,7 +255,7 @@ def metrics_get_history(request, body):
     run = _run(request, body)
     max_results = _max_results(body, None, 25000)
     content = tracking.metric_history_json(
-        run, body.get("metric_key"), max_results=max_results, offset=page_offset(body.get("page_token"))
+        run, body.get("metric_key"), max_results=max_results, page_token=body.get("page_token")
     )
     return HttpResponse(content, content_type="application/json")
 
