@@ -12,7 +12,7 @@ from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
 from runs.errors import ApiError
-from runs.uploads import iter_body
+from runs.uploads import iter_body, read_body_from_socket
 
 
 def _gunicorn_request(payload: bytes, *, buffered: bytes, declared: int, then: bytes = b""):
@@ -85,3 +85,55 @@ def test_an_upload_refused_midway_leaves_the_rest_for_gunicorn_to_drain():
 def test_any_other_server_is_read_through_the_request():
     request = RequestFactory().put("/upload", data=b"abc" * 1000, content_type="application/octet-stream")
     assert _read_all(request) == b"abc" * 1000
+
+
+def _multipart(payload: bytes, boundary: str = "b0undary") -> bytes:
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="sha256"\r\n\r\n{hashlib.sha256(payload).hexdigest()}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="model.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    return head.encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+
+
+@pytest.mark.parametrize("size", [5, 3 * 1024 * 1024 + 11])
+def test_a_multipart_upload_from_gunicorn_is_parsed_straight_from_the_socket(size):
+    # The native upload endpoint's multipart body: Django's parser reads it through read_body_from_socket,
+    # whole, hashed on the way, and leaves the next request on the connection to gunicorn.
+    payload = os.urandom(size)
+    body = _multipart(payload)
+    following = b"GET /next HTTP/1.1\r\n\r\n"
+    cut = min(700, len(body) // 2)
+    request, reader, unreader, sender, sockets = _gunicorn_request(
+        body[cut:], buffered=body[:cut], declared=len(body), then=following
+    )
+    request.method = "POST"
+    request.META["CONTENT_TYPE"] = "multipart/form-data; boundary=b0undary"
+    request.META["CONTENT_LENGTH"] = str(len(body))
+    request.content_type, request.content_params = "multipart/form-data", {"boundary": "b0undary"}
+    received = []
+    real = unreader.sock
+    unreader.sock = type("Sock", (), {"recv_into": lambda self, buf, n: received.append(n) or real.recv_into(buf, n)})()
+    try:
+        read_body_from_socket(request)
+        uploaded = request.FILES["file"]
+        sender.join()
+        with uploaded:
+            assert uploaded.read() == payload and uploaded.size == size
+        assert uploaded.sha256 == hashlib.sha256(payload).hexdigest() == request.POST["sha256"]
+        unreader.sock = real
+        assert reader.length == 0 and unreader.read(len(following)) == following
+        assert all(n <= 1024 * 1024 for n in received) and (size < 1024 * 1024 or max(received) == 1024 * 1024)
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_a_multipart_upload_under_any_other_server_is_parsed_as_before():
+    payload = b"abc" * 1000
+    request = RequestFactory().post(
+        "/upload", data=_multipart(payload), content_type="multipart/form-data; boundary=b0undary"
+    )
+    read_body_from_socket(request)
+    with request.FILES["file"] as uploaded:
+        assert uploaded.read() == payload

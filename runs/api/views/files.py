@@ -20,6 +20,7 @@ from ...models import (
 )
 from ...paths import entry_file_name, safe_file_name, safe_relpath
 from ...storage import open_blob
+from ...uploads import read_body_from_socket
 from ..serializers import (
     CompleteUploadSerializer,
     DirectUploadSerializer,
@@ -56,6 +57,7 @@ class UploadView(RunScopedView):
     def post(self, request, run_ref):
         run = self.get_run()
         services.permissions.require(request.user, "write", run.project)
+        read_body_from_socket(request._request)  # nothing has read the body yet (DRF parses it lazily)
         uploaded = request.FILES.get("file")
         if uploaded is None:
             raise ApiError(400, "invalid", "file: a multipart field named 'file' is required", field="file")
