@@ -23,9 +23,15 @@ this checkout's ``.venv``. The workload:
    last response (building the ``Metric`` objects is outside the timing, the client's encoding
    inside). Native: the ``runstore`` client, ``run["metrics/loss"].extend(values, steps,
    timestamps)`` for the same points, timed from the first call until ``run.wait()`` returns
-   (every point acknowledged by the server); the client forms its own batches.
+   (every point acknowledged by the server); the client forms its own batches (up to 10,000 points,
+   sent in the background) -- a different request shape, so also: the native batch endpoint driven
+   as MLflow's client drives log-batch, ``POST /api/v1/runs/<run>/batch`` with the same 1,000 points
+   (two ``append`` ops) per synchronous JSON request, one thread, one run: the ratio of the two
+   server paths.
 2. ``get_metric_history`` of the 100,000-point metric ``loss`` of that run (the client pages by
-   25,000), median of 5 after one warm-up; every point's step checked. Native: ``GET
+   25,000), median of 5 after one warm-up; every point's step checked. Also the same get-history
+   requests sent with ``requests`` and read with ``json`` (pages of 25,000, the page token followed):
+   the server's and the wire's share, without the stock client's Metric object per point. Native: ``GET
    /api/v1/runs/<run>/series/points?path=metrics/loss&limit=100000`` (one request, JSON columns)
    on the run logged through the MLflow API.
 3. ``search_runs`` over 10,000 runs of one experiment (each run: a name, a tag, 5 metrics and 5
@@ -185,6 +191,8 @@ def mlflow_workload(url: str, opts: dict) -> dict:
             times.append(elapsed)
     out["history"] = {"points": expected, "median_s": median(times), "times_s": times}
     log(f"  get_metric_history ({expected:,} points): {median(times) * 1e3:.0f} ms")
+    out["history_http"] = history_over_http(url, run_id, expected, opts["history_repeats"])
+    log(f"  the same requests without the client's objects: {out['history_http']['median_s'] * 1e3:.0f} ms")
 
     # 3a. the first runs of the search workload through the client (timed); the rest are bulk-filled
     exp = client.create_experiment(f"bench-search-{suffix}")
@@ -209,6 +217,39 @@ def mlflow_workload(url: str, opts: dict) -> dict:
     out["search_experiment_id"] = exp
     out["search_run_id"] = run_ids[0]
     return out
+
+
+def history_over_http(url: str, run_id: str, expected: int, repeats: int) -> dict:
+    """The get-history requests the stock client makes (GET, pages of 25,000, the page token followed),
+    sent with ``requests`` and read with ``json``: the server's and the wire's share of
+    ``get_metric_history``, without the client's Metric object per point."""
+    import requests
+
+    session = requests.Session()
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        session.headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    times, pages = [], 0
+    for r in range(repeats + 1):
+        t = time.perf_counter()
+        steps, token, pages = 0, None, 0
+        while True:
+            params = {"run_id": run_id, "run_uuid": run_id, "metric_key": "loss", "max_results": 25_000}
+            if token:
+                params["page_token"] = token
+            response = session.get(f"{url}/api/2.0/mlflow/metrics/get-history", params=params, timeout=600)
+            response.raise_for_status()
+            page = json.loads(response.content)
+            steps += len(page.get("metrics", []))
+            pages += 1
+            token = page.get("next_page_token")
+            if not token:
+                break
+        elapsed = time.perf_counter() - t
+        if steps != expected:
+            raise RuntimeError(f"get-history over HTTP: {steps} points, expected {expected}")
+        if r:
+            times.append(elapsed)
+    return {"points": expected, "pages": pages, "median_s": median(times), "times_s": times}
 
 
 def mlflow_search_workload(url: str, opts: dict, exp: str) -> dict:
@@ -474,6 +515,34 @@ def native_workload(server, opts: dict, via_mlflow: dict) -> dict:
     out["log"] = {"points": points, "wall_s": wall, "per_s": points / wall}
     log(f"  client extend until acknowledged: {points / wall:,.0f} metrics/s")
 
+    # 1b. the batch endpoint driven as MLflow's client drives log-batch: one synchronous JSON request
+    # of 1,000 points (two series) after another, one thread, one run
+    response = session.post(f"{api}/runs/", json={"project": "bench/native", "name": "throughput-sync"})
+    response.raise_for_status()
+    ref = response.json()["uuid"]
+    bodies = []
+    for b in range(opts["batches"]):
+        ops = [
+            {"op": "append", "path": path, "values": values, "steps": steps, "timestamps": timestamps}
+            for path, values, steps, timestamps in series[2 * b : 2 * b + 2]
+        ]
+        bodies.append(json.dumps({"stream": "bench", "seq": b, "ops": ops}))
+    latencies = []
+    start = time.perf_counter()
+    for body in bodies:
+        t = time.perf_counter()
+        response = session.post(f"{api}/runs/{ref}/batch", data=body, headers={"Content-Type": "application/json"})
+        response.raise_for_status()
+        latencies.append(time.perf_counter() - t)
+    wall = time.perf_counter() - start
+    out["log_sync"] = {
+        "points": points,
+        "wall_s": wall,
+        "per_s": points / wall,
+        "batch_median_ms": median(latencies) * 1e3,
+    }
+    log(f"  batch endpoint, 1,000 points per synchronous request: {points / wall:,.0f} metrics/s")
+
     # 2. the series of the run logged through the MLflow API
     ref = str(uuid.UUID(via_mlflow["log_run_id"]))
     expected = via_mlflow["history"]["points"]
@@ -635,7 +704,16 @@ def table(results: dict, opts: dict) -> str:
 
     rows = [
         (
-            f"log_batch, {opts['batches']} x {opts['batch']:,} metrics (metrics/s)",
+            f"log_batch, {opts['batches']} x {opts['batch']:,} metrics (metrics/s); native: batch endpoint, "
+            f"the same {opts['batch']:,} points per synchronous request",
+            a["log"],
+            b["log"],
+            c["log_sync"],
+            rate,
+            "rate",
+        ),
+        (
+            "  the same points; native: the runstore client's background pipeline (its own batches)",
             a["log"],
             b["log"],
             c["log"],
@@ -643,9 +721,17 @@ def table(results: dict, opts: dict) -> str:
             "rate",
         ),
         (
-            f"get_metric_history, {a['history']['points']:,} points",
+            f"get_metric_history, {a['history']['points']:,} points, stock client; native: series/points",
             a["history"],
             b["history"],
+            c["history"],
+            ms,
+            "time",
+        ),
+        (
+            f"  its {b['history_http']['pages']} get-history requests alone (requests + json, no client objects)",
+            a["history_http"],
+            b["history_http"],
             c["history"],
             ms,
             "time",
