@@ -7,9 +7,11 @@ derived files, ``staging/<uuid>`` for direct uploads not verified yet and
 process through presigned URLs.
 """
 
+import errno
 import hashlib
 import io
 import os
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,11 +34,33 @@ def preview_key(sha256: str, kind: str) -> str:
     return f"previews/{sha256[:2]}/{sha256}/{kind}"
 
 
+class StorageFull(OSError):
+    """The blob store has no room for a file (the disk or a quota is full); nothing of it was kept."""
+
+
 def save_blob(key: str, fileobj) -> None:
+    """Store ``fileobj`` at ``key`` unless it is there. A key holds whole contents or nothing: on a local
+    folder the bytes go to a temporary name beside it, renamed into place once complete (a write cut
+    by a full disk leaves no truncated blob that ``exists`` would then vouch for); an S3 put is whole."""
     storage = blob_storage()
-    if not storage.exists(key):
-        fileobj.seek(0)
+    if storage.exists(key):
+        return
+    fileobj.seek(0)
+    if is_s3(storage):
         storage.save(key, fileobj)
+        return
+    temporary = f"{key}.part-{uuid.uuid4().hex}"
+    try:
+        saved = storage.save(temporary, fileobj)
+        os.replace(storage.path(saved), storage.path(key))
+    except OSError as exc:
+        try:
+            os.unlink(storage.path(temporary))
+        except OSError:
+            pass
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(exc.errno, "the blob store is full") from exc
+        raise
 
 
 def save_bytes(key: str, data: bytes) -> None:

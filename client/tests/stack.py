@@ -112,7 +112,23 @@ class Redis:
 
     def start(self) -> None:
         self.proc = spawn(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            # As production runs it (deploy/): every write in the append-only file, so queued tasks
+            # survive a restart.
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(self.root),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
             self.root / "redis.log",
         )
         import redis
@@ -121,6 +137,7 @@ class Redis:
         wait_for(lambda: _ping(client), timeout=20, what="redis")
 
     def stop(self) -> None:
+        """SIGKILL: what a crash or an OOM kill does."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

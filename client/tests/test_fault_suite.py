@@ -6,11 +6,16 @@ Each test counts what arrived: every point exactly once, every task's work done,
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import requests
 from stack import Stack, pg_bin, wait_for
 
 import runstore
@@ -29,15 +34,23 @@ QUIET = {
 }
 
 
+BLOB_DISK = 64 * 2**20
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    """The deployment, its blob store on a 64 MiB disk of its own (a tmpfs) that a test can fill."""
     root = tmp_path_factory.mktemp("stack")
-    deployment = Stack(root)
+    blobs = root / "blobs"
+    blobs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={BLOB_DISK}", "tmpfs", str(blobs)], check=True)
+    deployment = Stack(root, blob_dir=blobs)
     try:
         deployment.start()
         yield deployment
     finally:
         deployment.stop()
+        subprocess.run(["umount", "-l", str(blobs)], check=False)
 
 
 def steps_of(stack: Stack, run_uuid: str, path: str) -> Counter[int]:
@@ -132,3 +145,146 @@ def test_postgres_restarted_during_ingest_loses_and_duplicates_nothing(stack):
     statuses = stack.statuses("/batch")
     assert not [s for s in statuses if s >= 500 and s != 503], f"the outage answered other than 503: {statuses}"
     assert stack.api("GET", "runs/", params={"project": "alice/pg-restart"}).status_code == 200
+
+
+def test_a_web_worker_killed_mid_batch_applies_the_retried_batch_once(stack, caplog):
+    writer = Writer(stack, "alice/web-kill", 4, 100_000)
+    writer.start()
+    assert writer.half.wait(120)
+    before = stack.statuses("/batch")[200]
+    writer.go.set()
+    killed = 0
+    for _ in range(3):  # SIGKILL every gunicorn worker while batches are on the way; the master forks new ones
+        wait_for(lambda: stack.statuses("/batch")[200] > before, timeout=60, what="batches of the second half")
+        for pid in stack.web_workers():
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        time.sleep(0.3)
+    uuid = writer.finish()
+    assert killed >= 3
+    assert "retrying" in caplog.text, "no request was cut by the kills"
+    assert_exactly_once(stack, uuid, 4, 100_000)
+
+
+def png(path: Path, size: int) -> Path:
+    from PIL import Image
+
+    gradient = Image.linear_gradient("L").resize((size, size)).convert("RGB")
+    gradient.save(path, compress_level=1)
+    return path
+
+
+def preview(stack: Stack, uuid: str, path: str) -> requests.Response:
+    return stack.api("GET", f"runs/{uuid}/files/preview", params={"path": path, "kind": "thumbnail"})
+
+
+def upload_image(stack: Stack, project: str, image: Path) -> str:
+    run = runstore.init_run(project=project, api_token=stack.token, url=stack.url, flush_period=0.05, **QUIET)
+    run["samples/image"].upload(str(image))
+    assert run.wait(120), run.status()
+    uuid = str(run._info["uuid"])
+    run.stop(timeout=60)
+    return uuid
+
+
+def test_a_celery_worker_killed_mid_preview_is_finished_by_another(stack, tmp_path):
+    from PIL import Image
+
+    worker = stack.start_worker()
+    log = stack.root / f"worker-{len(stack.workers) - 1}.log"
+    uuid = upload_image(stack, "alice/preview-kill", png(tmp_path / "big.png", 6000))
+    wait_for(lambda: b"preview_blob" in log.read_bytes(), timeout=60, what="the preview task", interval=0.01)
+    stack.kill_worker(worker)
+    assert preview(stack, uuid, "samples/image").status_code == 404, "the preview was done before the kill"
+    stack.start_worker()  # the unacknowledged message comes back after the visibility timeout (3 s here)
+    done = wait_for(lambda: preview(stack, uuid, "samples/image").status_code == 200, timeout=120, what="the preview")
+    assert done
+    thumbnail = tmp_path / "thumb.png"
+    thumbnail.write_bytes(preview(stack, uuid, "samples/image").content)
+    with Image.open(thumbnail) as image:
+        image.verify()  # a whole PNG, not the half the killed worker may have written
+
+
+def queued_messages(stack: Stack) -> int:
+    import redis
+
+    client = redis.Redis.from_url(stack.redis.url)
+    return sum(int(client.llen(queue)) for queue in ("ingest", "media", "maintenance"))
+
+
+def test_redis_killed_while_tasks_are_queued_every_task_still_runs(stack, tmp_path):
+    for worker in stack.workers:
+        stack.kill_worker(worker)
+    image_run = upload_image(stack, "alice/redis-kill", png(tmp_path / "small.png", 800))
+    writer = Writer(stack, "alice/redis-kill", 3, 20_000)  # closed roll-up buckets: roll-up tasks
+    writer.start()
+    assert writer.half.wait(120)
+    writer.go.set()
+    series_run = writer.finish()
+    assert queued_messages(stack) > 0, "nothing was queued"
+    stack.redis.stop()  # SIGKILL with the tasks still queued
+    stack.redis.start()
+    assert queued_messages(stack) > 0, "the queued tasks did not survive the restart"
+    stack.start_worker()
+    wait_for(lambda: preview(stack, image_run, "samples/image").status_code == 200, timeout=120, what="the preview")
+    wait_for(lambda: queued_messages(stack) == 0, timeout=120, what="the queues to drain")
+    stale = stack.manage("shell", "-c", "from runs import rollups; print(len(rollups.stale_series()))")
+    assert stale.strip().splitlines()[-1] == "0", "series left without their roll-ups"
+    assert_exactly_once(stack, series_run, 3, 20_000)
+
+
+def test_a_full_blob_store_answers_507_keeps_nothing_and_the_client_sends_the_file_later(stack, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNSTORE_MAX_RETRY_AFTER", "1")
+    blobs = Path(stack.env["RUNSTORE_BLOB_DIR"])
+    free = shutil.disk_usage(blobs).free
+    filler = blobs / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (free - 2 * 2**20))  # 2 MiB left
+    data = tmp_path / "weights.bin"
+    data.write_bytes(os.urandom(6 * 2**20))
+    files_before = sorted(p.relative_to(blobs) for p in blobs.rglob("*") if p.is_file())
+    run = runstore.init_run(project="alice/disk-full", api_token=stack.token, url=stack.url, flush_period=0.05, **QUIET)
+    run["model/weights"].upload(str(data))
+    wait_for(lambda: stack.statuses("/uploads")[507] > 0, timeout=60, what="a 507 answer")
+    response = stack.api("POST", f"runs/{run._info['uuid']}/uploads", files={"file": ("w.bin", data.read_bytes())})
+    assert response.status_code == 507
+    error = response.json()["error"]
+    assert error["code"] == "insufficient_storage" and error["field"] == "file" and "full" in error["message"]
+    files_after = sorted(p.relative_to(blobs) for p in blobs.rglob("*") if p.is_file())
+    assert files_after == files_before, "a partial file was left in the blob store"
+    assert run.status()["pending_operations"] > 0, "the client dropped the queued file"
+    filler.unlink()
+    assert run.wait(120), run.status()
+    uuid = str(run._info["uuid"])
+    run.stop(timeout=60)
+    got = tmp_path / "got.bin"
+    got.write_bytes(stack.api("GET", f"runs/{uuid}/files/download", params={"path": "model/weights"}).content)
+    assert got.read_bytes() == data.read_bytes()
+
+
+@pytest.mark.parametrize("skew", [3600.0, -3600.0])
+def test_a_client_clock_an_hour_off_keeps_its_timestamps_and_the_server_judges_liveness_by_its_own(
+    stack, monkeypatch, skew
+):
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + skew)
+    run = runstore.init_run(project="alice/skew", api_token=stack.token, url=stack.url, flush_period=0.05, **QUIET)
+    sent = []
+    for step in range(100):
+        sent.append(time.time())
+        run["train/loss"].append(1.0 / (step + 1), step=step, timestamp=sent[-1])
+    assert run.wait(60)
+    uuid = str(run._info["uuid"])
+    server_now = real()
+    points = stack.api("GET", f"runs/{uuid}/series/points", params={"path": "train/loss"}).json()
+    assert points["steps"] == list(range(100)), "points not in step order"
+    assert points["timestamps"] == pytest.approx(sent, abs=1e-3), "the sent timestamps were changed"
+    fields = {f["path"]: f["value"] for f in stack.api("GET", f"runs/{uuid}/attributes").json()["fields"]}
+    from datetime import datetime
+
+    ping = datetime.fromisoformat(fields["sys/ping_time"]).timestamp()
+    assert abs(ping - server_now) < 120, f"ping_time {ping} is not the server's time {server_now}"
+    stack.manage("shell", "-c", "from runs import services; services.mark_crashed_runs()")
+    state = {f["path"]: f["value"] for f in stack.api("GET", f"runs/{uuid}/attributes").json()["fields"]}["sys/state"]
+    assert state == "running", "a skewed clock made a live run look crashed"
+    run.stop(timeout=60)

@@ -13,7 +13,8 @@ import requests
 from ..exceptions import ApiError, NetworkError, NotFoundError
 
 MSGPACK = "application/msgpack"
-RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+# 507: the server's blob store is full for now; the file stays queued and is sent again later.
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504, 507}
 
 
 QUOTA_EXCEEDED = "quota_exceeded"
