@@ -31,7 +31,9 @@ upsert 17,000 roll-up rows; here the same batch writes none.
 
 import math
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
+
+from tracker import db_router
 
 BASE = 16
 FACTOR = 4
@@ -260,8 +262,9 @@ def _cover(a: int, b: int, level: int, parts: list) -> None:
 
 
 def read(series_id: int, lo: int, hi: int, level: int, origin: int, bucket_width: int) -> dict:
-    """Buckets of ``bucket_width`` steps from ``origin`` over ``[lo, hi]`` (see :func:`plan`)."""
-    with connection.cursor() as cursor:
+    """Buckets of ``bucket_width`` steps from ``origin`` over ``[lo, hi]`` (see :func:`plan`); chart
+    reads, from the read replica when there is one."""
+    with connections[db_router.read_alias()].cursor() as cursor:
         cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s", [series_id])
         row = cursor.fetchone()
         rolled = row[0] if row else 0

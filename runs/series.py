@@ -7,7 +7,9 @@ never one INSERT per point. Reads return columns (lists), not row objects.
 import math
 
 import numpy as np
-from django.db import connection
+from django.db import connection, connections
+
+from tracker import db_router
 
 from . import rollups
 
@@ -120,6 +122,11 @@ def _float(value):
     return NAN if value is None else value
 
 
+def _reader():
+    """The connection chart reads use: the read replica when there is one (tracker/db_router.py)."""
+    return connections[db_router.read_alias()]
+
+
 def read_points(series_id: int, table: str, *, after_step=None, from_step=None, to_step=None, limit=1000) -> dict:
     """Raw points in step order, as columns; page with ``after_step``."""
     where, params = ["series_id = %s"], [series_id]
@@ -132,7 +139,7 @@ def read_points(series_id: int, table: str, *, after_step=None, from_step=None, 
     if to_step is not None:
         where.append("step <= %s")
         params.append(to_step)
-    with connection.cursor() as cursor:
+    with _reader().cursor() as cursor:
         cursor.execute(
             f"SELECT step, timestamp, value FROM {table} WHERE {' AND '.join(where)} ORDER BY step LIMIT %s",
             [*params, limit + 1],
@@ -182,7 +189,7 @@ def downsample(
     if lo is None or hi is None or lo > hi:
         return {**empty, "bucket_width": None, "from_step": lo, "to_step": hi}
     if hi - lo + 1 > raw_read_points:
-        with connection.cursor() as cursor:
+        with _reader().cursor() as cursor:
             cursor.execute("SELECT count FROM runs_attribute WHERE id = %s", [series_id])
             row = cursor.fetchone()
         count = row[0] if row else 0
@@ -218,7 +225,7 @@ def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
         SELECT b.*, (SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = %s AND p.step = b.s1)
         FROM b ORDER BY b.bucket
     """
-    with connection.cursor() as cursor:
+    with _reader().cursor() as cursor:
         cursor.execute(sql, [lo, width, series_id, lo, hi, series_id])
         rows = cursor.fetchall()
     return {
@@ -239,7 +246,7 @@ def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
 def step_times(series_id: int, steps: list[int]) -> list[float | None]:
     """The wall-clock time of each of ``steps`` of a float series (None for a step it lacks)."""
     found: dict[int, float] = {}
-    with connection.cursor() as cursor:
+    with _reader().cursor() as cursor:
         for start in range(0, len(steps), 900):
             chunk = steps[start : start + 900]
             marks = ", ".join(["%s"] * len(chunk))

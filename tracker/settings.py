@@ -68,6 +68,7 @@ MIDDLEWARE = [
     # inside the request context (its id), outside everything else: sees the final status and time
     "tracker.logs.RequestLogMiddleware",
     "tracker.metrics.ServerErrorMiddleware",  # counts 5xx for /metrics
+    "tracker.db_router.ReplicaPinMiddleware",  # reads from the primary right after a client's writes
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tracker.csp.CSPMiddleware",
@@ -123,6 +124,15 @@ else:
     # request opens a new one instead of failing on the dead one.
     _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
+# A streaming replica of the primary: read-only work goes there (tracker/db_router.py).
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+if DATABASE_REPLICA_URL:
+    _replica = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0))
+    _replica["TEST"] = {"MIRROR": "default"}  # a test run reads its own test database through the alias
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["tracker.db_router.ReplicaRouter"]
+# After a write a client reads from the primary for this long (replication lag stays below it).
+RUNSTORE_REPLICA_PIN_SECONDS = env_int("RUNSTORE_REPLICA_PIN_SECONDS", 10, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # auto: use TimescaleDB when the server has it; required: fail without it; off: plain tables.
@@ -362,6 +372,12 @@ RUNSTORE_BEAT_LOCK_URL = env_str(
 )
 RUNSTORE_BEAT_LOCK_KEY = env_str("RUNSTORE_BEAT_LOCK_KEY", "runstore:beat-lock")
 RUNSTORE_BEAT_LOCK_TTL = env_int("RUNSTORE_BEAT_LOCK_TTL", 30, minimum=3)
+# Where API tokens' replica pins live (tracker/db_router.py): this Redis; unset: the rate buckets' Redis, else the cache.
+RUNSTORE_REPLICA_PIN_REDIS_URL = env_str(
+    "RUNSTORE_REPLICA_PIN_REDIS_URL",
+    RUNSTORE_RATE_LIMIT_REDIS_URL
+    or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""),
+)
 
 # --- webhooks (runs.webhooks) ---------------------------------------------------
 # Outgoing webhook requests never reach loopback, private, link-local, multicast or reserved

@@ -20,10 +20,10 @@ from contextlib import contextmanager
 
 import re2
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.signals import connection_created
 
-from tracker import metrics
+from tracker import db_router, metrics
 
 from .compiler import QueryError
 
@@ -98,12 +98,20 @@ def _is_timeout(exc: DatabaseError, fired: bool) -> bool:
 
 
 @contextmanager
-def query_budget(using: str = DEFAULT_DB_ALIAS):
-    """Run the block's database reads within ``RUNSTORE_QUERY_TIMEOUT_MS`` (0 = no limit).
+def query_budget(using: str | None = None):
+    """Run the block's database reads within ``RUNSTORE_QUERY_TIMEOUT_MS`` (0 = no limit), on the read
+    replica when there is one and the client is not pinned to the primary (``tracker.db_router``;
+    ``using`` forces an alias).
 
     Raises :class:`QueryTimeout` past the budget and :class:`QueryDatabaseError` for any other
     database error. Nested blocks share the outermost deadline.
     """
+    with db_router.replica_reads(), _budget(using or db_router.read_alias()):
+        yield
+
+
+@contextmanager
+def _budget(using: str):
     connection = connections[using]
     limit = budget_ms()
     if getattr(connection, "_runstore_query_budget", False):
