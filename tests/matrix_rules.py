@@ -388,6 +388,12 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "webhooks:webhook_delete": {"POST": [Req("project:manage", 302)]},
     "webhooks:webhook_ping": {"POST": [Req("project:manage", 302)]},
     "webhooks:webhook_redeliver": {"POST": [Req("project:manage", 302)]},
+    # --- the model registry's pages: a workspace's models, a model's page, a stage change (HTMX or plain POST) ---
+    "registry:model_list": {"GET": [Req("workspace:view", 200)]},
+    "registry:model_detail": {"GET": [Req("project:view", 200, kwargs={"name": "matrix-model"})]},
+    "registry:version_stage": {
+        "POST": [Req("project:write", 302, data={"stage": "staging"}, kwargs={"name": "matrix-model"})]
+    },
     # deleting a project takes manage on its workspace: its project owner sees it but may not (403)
     "projects:project_delete": {"POST": [Req("workspace:manage", 302, data={"confirm": "vision"})]},
     # --- one's own API tokens: the page lists only one's own; another's token is not found ---

@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("runs.mlflow.urls")),
     path("", include("projects.urls")),
     path("", include("runs.webhooks.urls")),
+    path("", include("runs.registry.urls")),
     path("", include("runs.urls")),
 ]
 
