@@ -14,7 +14,14 @@ SNAPSHOT = Path(__file__).with_name("public_api.txt")
 
 def describe() -> str:
     lines = [f"__all__ = {sorted(runstore.__all__)}"]
-    for name in ("init_run", "init_project"):
+    for name in (
+        "init_run",
+        "init_project",
+        "register_model",
+        "set_model_stage",
+        "get_model_version",
+        "download_model",
+    ):
         lines.append(f"{name}{inspect.signature(getattr(runstore, name))}")
     for cls in (runstore.Run, runstore.Handler, runstore.Project, runstore.Table, runstore.File):
         for attr, member in sorted(vars(cls).items()):

@@ -19,6 +19,7 @@ from .file import File
 from .handler import Handler
 from .init import init_run
 from .project import Project, Table, init_project
+from .registry import download_model, get_model_version, register_model, set_model_stage
 from .run import Run
 
 __version__ = "0.1.0"
@@ -37,6 +38,10 @@ __all__ = [
     "RunstoreError",
     "Table",
     "__version__",
+    "download_model",
+    "get_model_version",
     "init_project",
     "init_run",
+    "register_model",
+    "set_model_stage",
 ]
