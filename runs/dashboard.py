@@ -93,17 +93,16 @@ def _marks(values) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def downsample_many(series: list, buckets: int, from_step=None, to_step=None) -> dict[int, dict]:
-    """Buckets of several float series on one common grid: ``{series id: downsampled}`` as
-    :func:`runs.series.downsample` returns them. ``series`` are Attribute rows (pk, count,
-    first_step, last_step)."""
+def _read_many(series: list, buckets: int, from_step=None, to_step=None):
+    """The regridded rows of several series and their grid: ``(rows, lo, hi, origin, width)``, or None
+    when no series has points in the range."""
     live = [s for s in series if s.first_step is not None and s.last_step is not None]
     if not live:
-        return {}
+        return None
     lo = min(s.first_step for s in live) if from_step is None else max(from_step, min(s.first_step for s in live))
     hi = max(s.last_step for s in live) if to_step is None else min(to_step, max(s.last_step for s in live))
     if lo > hi:
-        return {}
+        return None
     span = hi - lo + 1
     points = sum(
         (s.count or 0) * (min(hi, s.last_step) - max(lo, s.first_step) + 1) / max(1, s.last_step - s.first_step + 1)
@@ -118,9 +117,75 @@ def downsample_many(series: list, buckets: int, from_step=None, to_step=None) ->
     else:
         _level, origin, width = chosen
         rows = _read_rollups([s.pk for s in live], lo, hi, *chosen)
+    return rows, lo, hi, origin, width
+
+
+def downsample_many(series: list, buckets: int, from_step=None, to_step=None) -> dict[int, dict]:
+    """Buckets of several float series on one common grid: ``{series id: downsampled}`` as
+    :func:`runs.series.downsample` returns them. ``series`` are Attribute rows (pk, count,
+    first_step, last_step)."""
+    read = _read_many(series, buckets, from_step, to_step)
+    if read is None:
+        return {}
+    rows, lo, hi, origin, width = read
     data = _assemble(rows, lo, hi, origin, width)
     empty = {**EMPTY_BUCKETS, "bucket_width": width, "from_step": lo, "to_step": hi}
-    return {s.pk: data.get(s.pk, empty) for s in live}
+    return {s.pk: data.get(s.pk, empty) for s in series if s.first_step is not None and s.last_step is not None}
+
+
+def _rounded(value, digits: int | None):
+    if value is None or not math.isfinite(value):
+        return None
+    return float(format(value, f".{digits}g")) if digits else value
+
+
+def columns_many(series: list, buckets: int, from_step=None, to_step=None, digits=None, envelope=False) -> dict:
+    """The buckets of several series as columns on their common grid, the shape a chart draws:
+    ``x`` (each bucket's middle step), ``first_steps``/``last_steps`` (its step range over all
+    series) and ``counts`` once for the chart, and per series id its ``avg`` (and ``min``/``max``
+    with ``envelope``) aligned with ``x`` (None where it has no finite value), with its own
+    ``counts`` (0 where it has no point) only where they differ from the chart's. A hundred
+    overlaid runs then cost a hundred value lists instead of five lists each."""
+    read = _read_many(series, buckets, from_step, to_step)
+    if read is None:
+        return {"x": [], "first_steps": [], "last_steps": [], "counts": [], "series": {}}
+    rows, _lo, _hi, origin, width = read
+    keys = sorted({(row[1] - origin) // width for row in rows})
+    index = {k: i for i, k in enumerate(keys)}
+    n = len(keys)
+    first: list = [None] * n
+    last: list = [None] * n
+    out: dict[int, dict] = {}
+    for sid, group in itertools.groupby(rows, key=itemgetter(0)):
+        avg: list = [None] * n
+        counts = [0] * n
+        lows: list = [None] * n
+        highs: list = [None] * n
+        for _, s0, s1, mn, mx, sm, nf, count in group:
+            i = index[(s0 - origin) // width]
+            if first[i] is None or s0 < first[i]:
+                first[i] = s0
+            if last[i] is None or s1 > last[i]:
+                last[i] = s1
+            counts[i] = int(count)
+            avg[i] = _rounded(sm / nf, digits) if nf else None
+            if envelope:
+                lows[i], highs[i] = _rounded(mn, digits), _rounded(mx, digits)
+        item = {"avg": avg, "counts": counts}
+        if envelope:
+            item["min"], item["max"] = lows, highs
+        out[sid] = item
+    shared = next(iter(out.values()))["counts"] if out else []
+    for item in out.values():
+        if item["counts"] == shared:
+            del item["counts"]
+    return {
+        "x": [(a + b) / 2 for a, b in zip(first, last, strict=True)],
+        "first_steps": first,
+        "last_steps": last,
+        "counts": shared,
+        "series": out,
+    }
 
 
 def _assemble(rows, lo: int, hi: int, origin: int, width: int) -> dict[int, dict]:

@@ -204,3 +204,34 @@ def test_compare_chart_data_reads_every_run_in_the_same_number_of_queries(
         assert all(
             len(r["steps"]) == 50 and r["avg"][0] == pytest.approx(1.0 / (1 + n)) for n, r in enumerate(data["runs"])
         )
+
+
+def test_columns_format_sends_the_grid_once_and_each_runs_values_aligned_with_it(
+    ui_for, owner, project, owner_api, django_assert_max_num_queries
+):
+    runs = make_runs(owner, project, owner_api, 12)
+    short, _ = run_services.create_run(owner, project, name="short")  # 20 points: the later buckets are empty
+    assert batch(owner_api, short, [{"op": "append", "path": "train/loss", "values": [0.5] * 20}]).status_code == 200
+    bare, _ = run_services.create_run(owner, project, name="bare")  # no such series
+    everyone = ",".join(r.human_id for r in [*runs, short, bare])
+    client = ui_for(owner)
+    per_run = client.get(f"{DATA}?path=train/loss&runs={everyone}&buckets=10&envelope=0")
+    with django_assert_max_num_queries(8):
+        columns = client.get(f"{DATA}?path=train/loss&runs={everyone}&buckets=10&envelope=0&format=columns")
+    data, old = columns.json(), {r["id"]: r for r in per_run.json()["runs"]}
+    assert len(columns.content) < 0.6 * len(per_run.content)
+    assert data["format"] == "columns" and len(data["x"]) == len(data["counts"]) == 10
+    assert data["first_steps"][0] == 0 and data["last_steps"][-1] == 49 and data["counts"] == [5] * 10
+    for got in data["runs"]:
+        was = old[got["id"]]
+        if got["id"] == bare.human_id:
+            assert "avg" not in got and was["steps"] == []
+            continue
+        counts = got.get("counts", data["counts"])
+        present = [i for i, c in enumerate(counts) if c]
+        # the same buckets as the per-run answer: their steps, point counts and means
+        assert [data["x"][i] for i in present] == pytest.approx(was["steps"]) or got["id"] == short.human_id
+        assert [counts[i] for i in present] == was["counts"]
+        assert [got["avg"][i] for i in present] == pytest.approx(was["avg"], rel=1e-6)
+        assert all(got["avg"][i] is None for i in range(10) if i not in present)
+    assert next(r for r in data["runs"] if r["id"] == short.human_id)["counts"] == [5, 5, 5, 5] + [0] * 6

@@ -188,14 +188,16 @@ class DashboardChartDataView(ProjectScopedMixin, View):
                 "id", "run_id", "count", "first_step", "last_step"
             )
         }
+        # many overlaid lines: values to 7 significant digits (more than the hover shows) halve the response
+        digits = 7 if len(runs) > 10 else None
+        if request.GET.get("format") == "columns" and x == "step":
+            return self.columns(path, runs, attrs, buckets, from_step, to_step, digits, envelope)
         data = dashboard.downsample_many(list(attrs.values()), buckets, from_step, to_step)
         with_time = x in ("time", "relative")
         times: dict = {}
         if with_time:
             wanted = {a.pk: data[a.pk]["last_steps"] for a in attrs.values() if data.get(a.pk, {}).get("last_steps")}
             times = dashboard.step_times_many(wanted)
-        # many overlaid lines: values to 7 significant digits (more than the hover shows) halve the response
-        digits = 7 if len(runs) > 10 else None
         out = []
         for run in runs:
             attr = attrs.get(run.pk)
@@ -229,3 +231,19 @@ class DashboardChartDataView(ProjectScopedMixin, View):
                     item["times"] = stamps
             out.append(item)
         return JsonResponse({"path": path, "runs": out})
+
+    def columns(self, path, runs, attrs, buckets, from_step, to_step, digits, envelope):
+        """``format=columns`` (step axis): the chart's grid once (``x``, ``first_steps``,
+        ``last_steps``, ``counts``) and each run's values aligned with it (see
+        :func:`runs.dashboard.columns_many`); a run without the series has no ``avg``."""
+        data = dashboard.columns_many(list(attrs.values()), buckets, from_step, to_step, digits, envelope)
+        out = []
+        for run in runs:
+            attr = attrs.get(run.pk)
+            item = {"id": run.human_id, "state": run.state}
+            if attr is not None:
+                item.update(count=attr.count, first_step=attr.first_step, last_step=attr.last_step)
+                item.update(data["series"].get(attr.pk, {}))
+            out.append(item)
+        grid = {k: data[k] for k in ("x", "first_steps", "last_steps", "counts")}
+        return JsonResponse({"path": path, "format": "columns", **grid, "runs": out})

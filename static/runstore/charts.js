@@ -99,15 +99,46 @@
     if (grid.dataset.runs.split(",").length > 3) params.set("envelope", "0");
     if (opts.from != null) params.set("from_step", String(Math.floor(opts.from)));
     if (opts.to != null) params.set("to_step", String(Math.ceil(opts.to)));
+    if (grid.dataset.format === "columns" && xAxis === "step") params.set("format", "columns");
     return schedule(() => fetch(grid.dataset.chartUrl + "?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then((r) => { if (!r.ok) throw new Error("chart data: HTTP " + r.status); return r.json(); }));
   }
 
+  let colorMap = { text: null, map: {} }; // the last parsed data-colors: a chart of 100 runs parses it once
   function colorFor(grid, id, index) {
-    if (grid.dataset.colors) {
-      try { const map = JSON.parse(grid.dataset.colors); if (map[id]) return map[id]; } catch (e) { /* fall through */ }
+    const text = grid.dataset.colors;
+    if (text) {
+      if (colorMap.text !== text) {
+        try { colorMap = { text, map: JSON.parse(text) || {} }; } catch (e) { colorMap = { text, map: {} }; }
+      }
+      if (colorMap.map[id]) return colorMap.map[id];
     }
     return PALETTE[index % PALETTE.length];
+  }
+
+  /* format=columns (the dashboard's charts of many runs): the grid comes once and each run's values
+     are aligned with it. Each run gets the per-run lists build() reads; a run with a point in every
+     bucket shares the grid's own arrays, so build() lays the runs side by side without a join. */
+  function expand(json) {
+    if (json.format !== "columns") return json;
+    const n = json.x.length;
+    json.runs.forEach((run) => {
+      if (!run.avg) { run.steps = []; return; }
+      const counts = run.counts || json.counts;
+      let keep = null;
+      for (let i = 0; i < n; i++) if (!counts[i]) { keep = []; break; }
+      if (keep) for (let i = 0; i < n; i++) if (counts[i]) keep.push(i);
+      const pick = (a) => (a && keep ? keep.map((i) => a[i]) : a);
+      run.steps = pick(json.x);
+      run.avg = pick(run.avg);
+      if (run.min) { run.min = pick(run.min); run.max = pick(run.max); }
+      if (counts.some((c) => c > 1)) {
+        run.first_steps = pick(json.first_steps); run.last_steps = pick(json.last_steps); run.counts = pick(counts);
+      } else {
+        delete run.counts;
+      }
+    });
+    return json;
   }
 
   /* One number format for ticks, hover values and the table (runs/table.py fmt_number):
@@ -287,8 +318,9 @@
     const series = [{ label: x, value: (u, v, si, i) => hoverX(u, i) }];
     const bands = [];
     const meta = []; // series index -> { run, xs } of a run's mean line
+    const order = new Map(state.runs.map((r, i) => [r, i]));
     runs.forEach((run, index) => {
-      const color = colorFor(grid, run.id, state.runs.indexOf(run));
+      const color = colorFor(grid, run.id, order.get(run));
       const xs = (x === "time" || x === "relative") && run.times ? run.times : run.steps;
       let avg = smooth(run.avg, settings.smooth);
       let lo = run.min, hi = run.max;
@@ -312,6 +344,7 @@
     let data;
     if (tables.length === 0) data = [[]];
     else if (tables.length === 1) data = tables[0];
+    else if (tables.every((t) => t[0] === tables[0][0])) data = [tables[0][0]].concat(...tables.map((t) => t.slice(1)));
     else data = uPlot.join(tables);
     return { data, series, bands, meta };
   }
@@ -387,7 +420,7 @@
     state.range = range || null;
     const opts = range ? { from: range[0], to: range[1] } : {};
     return fetchData(state.fig, opts).then((json) => {
-      state.runs = json.runs;
+      state.runs = expand(json).runs;
       render(state);
       state.fig.classList.toggle("zoomed", !!range);
     }).catch((err) => {
@@ -416,6 +449,7 @@
     if (!running) { clearInterval(state.timer); state.timer = null; return; }
     const last = Math.max(...state.runs.map((r) => (r.last_step == null ? -1 : r.last_step)));
     fetchData(state.fig, { from: last + 1, buckets: 200 }).then((json) => {
+      json = expand(json);
       let grew = false;
       json.runs.forEach((fresh) => {
         const run = state.runs.find((r) => r.id === fresh.id);
