@@ -1,6 +1,7 @@
 """The production process model (deploy/): one celery beat schedules however many run."""
 
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -99,3 +100,67 @@ def test_two_beats_only_one_schedules_and_the_other_takes_over_when_it_dies(tmp_
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(15)
         store.delete(queue, key)
+
+
+def _production_env(tmp_path) -> dict:
+    """deploy/systemd/runstore.env.example, with its secret files and folders made under tmp_path."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    for line in (ROOT / "deploy/systemd/runstore.env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = value
+    for name in [n for n in env if n.endswith("_FILE")]:
+        secret = tmp_path / name.lower()
+        secret.write_text(secrets.token_urlsafe(48))
+        env[name] = str(secret)
+    (tmp_path / "prometheus").mkdir()
+    env.update(RUNSTORE_VAR_DIR=str(tmp_path / "var"), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
+    return env
+
+
+def test_check_deploy_passes_with_the_documented_production_environment(tmp_path):
+    env = _production_env(tmp_path)
+    assert env["DATABASE_REPLICA_URL"] and env["RUNSTORE_LOG_FORMAT"] == "json"
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "System check identified no issues" in output and "WARNING" not in output
+
+
+def test_gunicorn_takes_its_processes_from_the_environment(tmp_path):
+    env = {**_production_env(tmp_path), "GUNICORN_WORKERS": "3", "GUNICORN_BIND": "127.0.0.1:8123"}
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "--print-config",
+            "-c",
+            "deploy/gunicorn.conf.py",
+            "tracker.wsgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    config = {k.strip(): v for k, v in (line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)}
+    assert config["workers"].strip() == "3" and config["bind"].strip() == "['127.0.0.1:8123']"
+    assert config["threads"].strip() == "4"
+
+
+def test_procfile_and_units_run_a_worker_for_every_queue():
+    from tracker.celery import QUEUES
+
+    procfile = (ROOT / "deploy/Procfile").read_text()
+    for queue in QUEUES:
+        assert f"-Q {queue} " in procfile, queue
+    assert "celery -A tracker beat" in procfile
+    assert "%i" in (ROOT / "deploy/systemd/runstore-worker@.service").read_text()
