@@ -303,6 +303,9 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "runs:dashboard": {"GET": [Req("project:view", 200)]},
     "runs:dashboard_chart_data": {"GET": [Req("project:view", 200, query={"runs": "VIS-1", "path": "train/loss"})]},
     "runs:run_detail": {"GET": [Req("project:view", 200)]},
+    "artifact-run-graph": {"GET": [Req("project:view", 200)]},
+    # a named artifact is reachable through runs the caller may view (the world's run tracked it)
+    "artifact-page": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "name": "matrix-data"})]},
     "runs:run_edit": {"POST": [Req("project:write", 302, data={"name": "renamed"})]},
     "runs:run_notes": {
         "GET": [Req("project:view", 200), Req("project:write", 200, query={"edit": "1"}, label="editor")],

@@ -178,23 +178,23 @@ def test_lineage_depth_is_bounded_and_checked(chain_world, owner_api):
 
 def test_runs_that_consumed_a_version_and_the_run_that_produced_it(chain_world, owner_api):
     digest = listing(DATA_V1)[0]
-    body = owner_api.get(f"/api/v1/artifacts/versions/{digest}").json()
+    body = owner_api.get(f"/api/v1/artifact-versions/{digest}").json()
     assert [link["run"]["id"] for link in body["consumed_by"]] == ["NLP-1"]
     assert [link["run"]["id"] for link in body["produced_by"]] == ["VIS-1"]
     assert body["name"] == "tabular" and body["file_count"] == 2
-    only_inputs = owner_api.get(f"/api/v1/artifacts/versions/{digest}?role=input").json()
+    only_inputs = owner_api.get(f"/api/v1/artifact-versions/{digest}?role=input").json()
     assert only_inputs["produced_by"] == []
-    assert owner_api.get(f"/api/v1/artifacts/versions/{digest}?role=x").json()["error"]["field"] == "role"
+    assert owner_api.get(f"/api/v1/artifact-versions/{digest}?role=x").json()["error"]["field"] == "role"
 
 
 def test_a_hash_used_only_in_other_projects_answers_as_an_unknown_one(chain_world, owner_api, api, stranger):
     raw = listing({"raw.bin": b"raw data"})[0]
     # owner's prep consumed it: owner sees their own consumer, never the stranger's producer
-    body = owner_api.get(f"/api/v1/artifacts/versions/{raw}").json()
+    body = owner_api.get(f"/api/v1/artifact-versions/{raw}").json()
     assert body["produced_by"] == [] and [link["run"]["id"] for link in body["consumed_by"]] == ["VIS-1"]
     model = listing({"model.pt": b"weights"})[0]
-    hidden = api(stranger).get(f"/api/v1/artifacts/versions/{model}")
-    unknown = api(stranger).get(f"/api/v1/artifacts/versions/{'0' * 64}")
+    hidden = api(stranger).get(f"/api/v1/artifact-versions/{model}")
+    unknown = api(stranger).get(f"/api/v1/artifact-versions/{'0' * 64}")
     assert hidden.status_code == unknown.status_code == 404
     assert hidden.json()["error"]["message"].replace(model, "X") == unknown.json()["error"]["message"].replace(
         "0" * 64, "X"
@@ -215,7 +215,7 @@ def test_artifact_endpoints_answer_each_role(world, owner, run):
     for url in (
         run_url(run, "artifacts").rstrip("/"),
         run_url(run, "lineage").rstrip("/"),
-        f"/api/v1/artifacts/versions/{digest}",
+        f"/api/v1/artifact-versions/{digest}",
         "/api/v1/artifacts/acme/tabular",
     ):
         role_matrix(world, lambda client, url=url: client.get(url), READ)
@@ -225,3 +225,108 @@ def test_a_viewer_granted_later_sees_the_other_projects_runs(chain_world, viewer
     project_services.set_project_role(chain_world["other_project"], viewer, ProjectRole.VIEWER, by=owner)
     body = api(viewer).get(run_url(chain_world["eval"], "lineage").rstrip("/")).json()
     assert [r["id"] for r in body["runs"]] == ["VIS-2", "NLP-1", "VIS-1"]
+
+
+def names(client, query):
+    response = client.get("/api/v1/runs/", {"project": "acme/vision", "columns": "sys/name", "query": query})
+    assert response.status_code == 200, response.content
+    return sorted(r["name"] for r in response.json()["results"])
+
+
+def test_the_query_language_finds_runs_by_the_versions_they_consumed_and_produced(chain_world, owner_api, owner):
+    v1 = listing(DATA_V1)[0]
+    upload_set(owner, chain_world["eval"], "report", {"r.txt": b"report"})
+    assert names(owner_api, 'outputs contains artifact "tabular"') == ["prep"]
+    assert names(owner_api, 'inputs contains artifact "tabular"') == []  # train lives in nlp
+    assert names(owner_api, f'outputs contains hash "{v1}"') == ["prep"]
+    assert names(owner_api, f'data:hash = "{v1}"') == ["prep"]
+    assert names(owner_api, f'data:hash in ("{v1}", "x")') == ["prep"]
+    assert names(owner_api, f'data:hash != "{v1}"') == []
+    assert names(owner_api, "exists model:hash") == ["eval"]
+    report = hashlib.sha256(b"report").hexdigest()
+    assert names(owner_api, f'report:hash = "{report}" and not inputs contains artifact "tabular"') == ["eval"]
+    response = owner_api.get(
+        "/api/v1/runs/", {"project": "acme/nlp", "columns": "sys/name", "query": 'inputs contains artifact "tabular"'}
+    )
+    assert [r["name"] for r in response.json()["results"]] == ["train"]
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("inputs contains artifact tabular", 'the artifact as a "string"'),
+        ("data:hash > 3", "compare it with =, != or in"),
+        ("data:sha = 1", "or hash"),
+    ],
+)
+def test_a_wrong_artifact_query_is_a_400_naming_the_position(run, owner_api, query, says):
+    response = owner_api.get("/api/v1/runs/", {"project": "acme/vision", "query": query})
+    assert response.status_code == 400 and says in response.json()["error"]["message"]
+
+
+def test_a_field_named_inputs_is_still_a_plain_string_test(owner, run, owner_api):
+    services.apply_batch(owner, run, stream="p", seq=0, raw_ops=[{"op": "assign", "path": "inputs", "value": "abc"}])
+    assert names(owner_api, 'inputs contains "b"') == ["baseline"]
+
+
+# ---- UI ----------------------------------------------------------------------------------------
+
+UI_PAGE = {"owner": 200, "contributor": 200, "viewer": 200, "stranger": 404, "anonymous": 302}
+
+
+@pytest.fixture
+def ui_for(client):
+    def login(user):
+        client.force_login(user)
+        return client
+
+    return login
+
+
+def graph_url(run):
+    return f"/w/{run.project.workspace.slug}/{run.project.slug}/runs/{run.human_id}/lineage-graph"
+
+
+def test_the_run_page_draws_inputs_and_outputs_with_their_producers_and_consumers(
+    chain_world, ui_for, owner, django_assert_max_num_queries
+):
+    client = ui_for(owner)
+    train = chain_world["train"]
+    page = client.get(f"/w/acme/nlp/runs/{train.human_id}/").content.decode()
+    assert graph_url(train) in page
+    with django_assert_max_num_queries(12):
+        svg = client.get(graph_url(train), HTTP_HX_REQUEST="true").content.decode()
+    assert "<svg" in svg and "<html" not in svg and "style=" not in svg
+    assert ">tabular</text>" in svg and ">model</text>" in svg  # the input (named) and the output
+    # the producer of the input (prep) and the consumer of the output (eval), each expandable
+    for other in (chain_world["prep"], chain_world["eval"]):
+        assert f'hx-get="{graph_url(other)}"' in svg and f">{other.human_id}</text>" in svg
+    assert "/w/acme/-/artifacts/tabular?v=" in svg
+
+
+def test_the_graph_never_shows_runs_of_projects_the_viewer_cannot_read(chain_world, ui_for, viewer):
+    svg = ui_for(viewer).get(graph_url(chain_world["prep"])).content.decode()
+    assert ">data</text>" in svg or ">tabular</text>" in svg
+    assert "NLP-" not in svg and "RAW-" not in svg and "collect" not in svg
+
+
+def test_stranger_gets_404_on_the_graph_and_the_artifact_page(world, owner, run):
+    track(owner, run, "data", DATA_V1, name="tabular")
+    role_matrix(world, lambda client: client.get(graph_url(run)), UI_PAGE, ui=True)
+    role_matrix(world, lambda client: client.get("/w/acme/-/artifacts/tabular"), UI_PAGE, ui=True)
+
+
+def test_the_artifact_page_lists_versions_their_runs_and_what_changed(owner, project, ui_for, viewer):
+    first, _ = services.create_run(owner, project, name="v1 user")
+    second, _ = services.create_run(owner, project, name="v2 user")
+    track(owner, first, "data", DATA_V1, name="tabular")
+    track(owner, second, "data", DATA_V2, name="tabular")
+    html = ui_for(viewer).get("/w/acme/-/artifacts/tabular").content.decode()
+    v1, v2 = listing(DATA_V1)[0], listing(DATA_V2)[0]
+    assert html.index(v2[:12]) < html.index(v1[:12])  # newest first
+    assert f">{first.human_id}</a>" in html and f">{second.human_id}</a>" in html
+    assert "1 added" in html and "0 removed" in html and "1 changed" in html
+    assert "<code>c.csv</code></td><td>added" in html and "<code>b.csv</code></td><td>changed" in html
+    chosen = ui_for(viewer).get(f"/w/acme/-/artifacts/tabular?v={v1}&a={v2}&b={v1}").content.decode()
+    assert "1 removed" in chosen and "<code>c.csv</code></td><td>removed" in chosen
+    assert ui_for(viewer).get("/w/acme/-/artifacts/nothing").status_code == 404

@@ -54,7 +54,7 @@ def test_track_files_sends_its_file_list_and_the_server_keeps_inputs_and_outputs
     # one file: the version is the file's SHA-256, so the uploaded copy is the same version
     assert outputs["model"]["hash"] == outputs["checkpoint"]["hash"] == hashlib.sha256(b"w" * 100).hexdigest()
     version = requests.get(
-        f"{server.url}/api/v1/artifacts/versions/{body['inputs'][0]['hash']}",
+        f"{server.url}/api/v1/artifact-versions/{body['inputs'][0]['hash']}",
         headers={"Authorization": f"Bearer {server.token}"},
         timeout=30,
     ).json()

@@ -190,3 +190,32 @@ def chain_json(result: Chain) -> dict:
             for pk, run in result.runs.items()
         ],
     }
+
+
+GRAPH_NODES = 12  # per column of the run page's graph
+
+
+@dataclass
+class GraphColumn:
+    nodes: list = field(default_factory=list)
+    more: int = 0
+
+
+def run_graph(user, run) -> dict:
+    """One level each side of ``run``: its inputs with the visible runs that produced them, its
+    outputs with the visible runs that consumed them. Three queries."""
+    own = run_links(run)
+    inputs = [link for link in own if link.role == Role.INPUT]
+    outputs = [link for link in own if link.role == Role.OUTPUT]
+    links = visible_links(user).exclude(run=run)
+    producers: dict[str, list[RunArtifact]] = defaultdict(list)
+    consumers: dict[str, list[RunArtifact]] = defaultdict(list)
+    if inputs:
+        rows = links.filter(role=Role.OUTPUT, version__hash__in={link.version.hash for link in inputs})
+        for link in _link_rows(rows)[:MAX_LINKS]:
+            producers[link.version.hash].append(link)
+    if outputs:
+        rows = links.filter(role=Role.INPUT, version__hash__in={link.version.hash for link in outputs})
+        for link in _link_rows(rows)[:MAX_LINKS]:
+            consumers[link.version.hash].append(link)
+    return {"inputs": inputs, "outputs": outputs, "producers": producers, "consumers": consumers}

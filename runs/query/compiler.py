@@ -13,6 +13,7 @@ from django.db.models import F, Q, TextField, Value
 from django.db.models.functions import StrIndex, Substr
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 
+from ..artifacts.models import RunArtifact
 from ..models import STRING_INDEX_CHARS, Attribute
 from . import lookups  # noqa: F401  (registers json_value__has_member)
 from . import parser as ast
@@ -106,6 +107,8 @@ class Compiler:
             return result
         if isinstance(node, ast.Not):
             return ~self._node(node.operand)
+        if isinstance(node, ast.ArtifactTest):
+            return self._artifact_test(node)
         if isinstance(node, ast.Exists):
             return self._exists(node.path)
         if isinstance(node, ast.Truthy):
@@ -120,7 +123,29 @@ class Compiler:
         subquery = Attribute.objects.filter(project_id=self.project.pk, path=path).filter(condition).values("run_id")
         return Q(pk__in=subquery)
 
+    def _links(self, **conditions) -> Q:
+        # The project's links only: a version is matched by what this project's runs recorded.
+        return Q(pk__in=RunArtifact.objects.filter(project_id=self.project.pk, **conditions).values("run_id"))
+
+    def _artifact_test(self, node: ast.ArtifactTest) -> Q:
+        if node.by == "artifact":
+            return self._links(role=node.role, artifact__name=node.value)
+        return self._links(role=node.role, version__hash=node.value)
+
+    def _artifact_hash(self, node: ast.Comparison) -> Q:
+        """``field:hash = "..."``: the version the run recorded under the field (tracked or uploaded)."""
+        values = node.value if node.op == "in" else (node.value,)
+        if node.op not in ("=", "!=", "in") or not all(isinstance(v, str) for v in values):
+            raise QueryError(
+                f'{node.path} is a version hash: compare it with =, != or in and a "string"', node.value_start
+            )
+        if node.op == "!=":
+            return self._links(path=node.path.name) & ~self._links(path=node.path.name, version__hash=values[0])
+        return self._links(path=node.path.name, version__hash__in=list(values))
+
     def _exists(self, path: ast.Path) -> Q:
+        if path.aggregate == "hash":
+            return self._links(path=path.name)
         if path.name in SYS_COLUMNS:
             return Q()
         return self._attribute_exists(path.name, Q())
@@ -145,6 +170,8 @@ class Compiler:
         return types
 
     def _comparison(self, node: ast.Comparison) -> Q:
+        if node.path.aggregate == "hash":
+            return self._artifact_hash(node)
         if node.path.name in SYS_COLUMNS:
             if node.path.aggregate:
                 raise QueryError(f"{node.path.name} is not a series", node.path.start)

@@ -9,12 +9,18 @@ Grammar (keywords are case-insensitive)::
     primary    := "(" expr ")" | "exists" path | comparison | path
     comparison := path OP value | path "in" "(" value ("," value)* ")"
                 | path ("contains" | "matches") value | path "starts" "with" value
-    path       := NAME (":" AGG)?          NAME: letters, digits, _ . - / ; or `backticked`
+                | ("inputs" | "outputs") "contains" ("artifact" | "hash") "string"
+    path       := NAME (":" AGG | ":hash")?    NAME: letters, digits, _ . - / ; or `backticked`
     OP         := = | != | < | <= | > | >=
     value      := "string" | 'string' | number | true | false
 
 A bare path is a boolean test (``not sys/failed``). Every error names the
 character position (0-based) and what was expected there.
+
+Artifact versions (``runs.artifacts``): ``inputs contains artifact "imagenet"``
+(the run consumed a version of that name), ``outputs contains hash "ab12..."``
+(it produced that version), ``data/train:hash = "ab12..."`` (the version the run
+recorded under that field, tracked or uploaded).
 """
 
 import re
@@ -60,6 +66,14 @@ class Comparison:
     op: str  # = != < <= > >= contains starts_with matches in
     value: Any  # a literal, or a tuple for "in"
     value_start: int
+
+
+@dataclass(frozen=True)
+class ArtifactTest:
+    role: str  # input | output
+    by: str  # artifact (a name) | hash
+    value: str
+    start: int
 
 
 @dataclass(frozen=True)
@@ -243,8 +257,8 @@ class _Parser:
         if self.token.kind == "colon":
             self.advance()
             agg = self.token
-            if agg.kind != "path" or agg.value not in AGGREGATES:
-                self.fail(f"a series aggregate ({', '.join(AGGREGATES)})")
+            if agg.kind != "path" or agg.value not in (*AGGREGATES, "hash"):
+                self.fail(f"a series aggregate ({', '.join(AGGREGATES)}) or hash")
             self.advance()
             aggregate, end = agg.value, agg.end
         return Path(token.value, aggregate, token.start, end)
@@ -268,6 +282,9 @@ class _Parser:
             return Comparison(path, token.value, value, start)
         if self.is_keyword("contains", "matches"):
             self.advance()
+            artifact = self._artifact_test(path, token)
+            if artifact is not None:
+                return artifact
             value, start = self.parse_value()
             return Comparison(path, token.value, value, start)
         if self.is_keyword("starts"):
@@ -291,6 +308,19 @@ class _Parser:
             self.advance()
             return Comparison(path, "in", tuple(values), start)
         return Truthy(path)
+
+    def _artifact_test(self, path: Path, keyword: Token) -> ArtifactTest | None:
+        """``inputs|outputs contains artifact|hash "..."``; None when ``path contains`` is a plain test."""
+        word = self.token
+        if keyword.value != "contains" or path.aggregate or path.name not in ("inputs", "outputs"):
+            return None
+        if word.kind != "path" or word.value not in ("artifact", "hash"):
+            return None
+        self.advance()
+        if self.token.kind != "string":
+            self.fail(f'the {word.value} as a "string"')
+        value = self.advance()
+        return ArtifactTest("input" if path.name == "inputs" else "output", word.value, value.value, path.start)
 
 
 def parse(text: str):

@@ -15,6 +15,7 @@ from tracker.ui import template_for
 
 from .. import dashboard, services, table
 from .. import series as series_store
+from ..artifacts.models import RunArtifact
 from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
@@ -81,8 +82,10 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         for path, type_ in catalog:
             types.setdefault(type_, []).append(path)
         float_paths = types.get(AttributeType.FLOAT_SERIES, [])
-        context["has_lineage"] = bool(types.get(AttributeType.FILE) or types.get(AttributeType.FILE_SET)) or any(
-            p.endswith("/hash") for p in types.get(AttributeType.STRING, [])
+        context["has_lineage"] = (
+            bool(types.get(AttributeType.FILE) or types.get(AttributeType.FILE_SET))
+            or any(p.endswith("/hash") for p in types.get(AttributeType.STRING, []))
+            or RunArtifact.objects.filter(run=run).exists()  # versions sent by the API alone
         )
         monitoring_count = sum(1 for p in float_paths if p.startswith("monitoring/"))
         context.update(
