@@ -34,6 +34,24 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = False  # each worker opens its own database connections
 
+if os.environ.get("RUNSTORE_LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn's own lines (start, worker boot and timeouts) as JSON too, like Django's and Celery's.
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "tracker.logs.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
+            # the request line comes from Runstore (logger runstore.request, with the request id)
+            "gunicorn.access": {
+                "handlers": ["console"],
+                "level": "INFO" if accesslog else "WARNING",
+                "propagate": False,
+            },
+        },
+    }
+
 
 def on_starting(server):
     # Prometheus multi-process mode: every worker writes its metrics to files in this folder,
