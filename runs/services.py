@@ -277,6 +277,14 @@ def store_upload(user, run: Run, uploaded) -> Blob:
             field="file",
             headers={"Retry-After": "30"},
         ) from None
+    except storage.StorageUnavailable:
+        raise ApiError(
+            503,
+            "storage_unavailable",
+            "the server's blob store is unavailable for now: the file was not stored; retry shortly",
+            field="file",
+            headers={"Retry-After": "5"},
+        ) from None
     return _record_upload(run, sha256=sha256, size=uploaded.size, name=name, mime=mime)
 
 

@@ -38,17 +38,28 @@ class StorageFull(OSError):
     """The blob store has no room for a file (the disk or a quota is full); nothing of it was kept."""
 
 
+class StorageUnavailable(OSError):
+    """The blob store did not take a file for now (S3 unreachable or failing): worth a retry."""
+
+
 def save_blob(key: str, fileobj) -> None:
     """Store ``fileobj`` at ``key`` unless it is there. A key holds whole contents or nothing: on a local
     folder the bytes go to a temporary name beside it, renamed into place once complete (a write cut
     by a full disk leaves no truncated blob that ``exists`` would then vouch for); an S3 put is whole."""
     storage = blob_storage()
+    if is_s3(storage):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if not storage.exists(key):
+                fileobj.seek(0)
+                storage.save(key, fileobj)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(errno.EIO, f"the S3 store refused the file: {exc}") from exc
+        return
     if storage.exists(key):
         return
     fileobj.seek(0)
-    if is_s3(storage):
-        storage.save(key, fileobj)
-        return
     temporary = f"{key}.part-{uuid.uuid4().hex}"
     try:
         saved = storage.save(temporary, fileobj)

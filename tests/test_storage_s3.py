@@ -6,6 +6,7 @@ import os
 import pytest
 import requests
 from django.core.files.storage import storages
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs import storage
 from runs.models import Blob, PendingUpload, Upload
@@ -134,3 +135,30 @@ def test_ranged_reads_stream_from_s3(s3):
         stream.seek(-5, os.SEEK_END)
         assert stream.read() == content[-5:] and stream.read() == b""
     assert storage.hash_blob("blobs/x/y/object")[:2] == (hashlib.sha256(content).hexdigest(), len(content))
+
+
+def test_an_unreachable_s3_store_is_a_503_naming_the_file_and_keeps_nothing(owner_api, run, settings):
+    from botocore.config import Config
+
+    s3_blob_storage(settings)  # the real gateway's settings, then its address replaced by a closed port
+    options = settings.STORAGES["blobs"]["OPTIONS"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {
+            **settings.STORAGES["blobs"],
+            "OPTIONS": {
+                **options,
+                "endpoint_url": "http://127.0.0.1:9",
+                "client_config": Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2),
+            },
+        },
+    }
+    content = os.urandom(1000)
+    response = owner_api.post(
+        run_url(run, "uploads"), {"file": SimpleUploadedFile("w.bin", content)}, format="multipart"
+    )
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("storage_unavailable", "file")
+    assert response["Retry-After"]
+    assert not Upload.objects.exists() and not Blob.objects.filter(pk=hashlib.sha256(content).hexdigest()).exists()
