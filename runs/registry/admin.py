@@ -84,29 +84,32 @@ def _stage_action(stage: str):
     return admin.action(description=f"Move to {Stage(stage).label}")(action)
 
 
+VERSION_FIELDS = (
+    "model",
+    "version",
+    "stage",
+    "run",
+    "run_label",
+    "field_path",
+    "field_type",
+    "description",
+    "file_count",
+    "size",
+    "created_by",
+    "created_at",
+    "stage_changed_by",
+    "stage_changed_at",
+)
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ServiceAdmin):
     list_display = ["__str__", "stage", "run_label", "field_path", "created_by", "created_at", "stage_changed_at"]
     list_filter = ["stage"]
     search_fields = ["model__name", "run_label", "field_path"]
     list_select_related = ["model__workspace", "created_by"]
-    fields = [
-        "model",
-        "version",
-        "stage",
-        "run",
-        "run_label",
-        "field_path",
-        "field_type",
-        "description",
-        "file_count",
-        "size",
-        "created_by",
-        "created_at",
-        "stage_changed_by",
-        "stage_changed_at",
-    ]
-    readonly_fields = [f for f in fields if f != "description"]
+    fields = VERSION_FIELDS
+    readonly_fields = [f for f in VERSION_FIELDS if f != "description"]
     actions = [_stage_action(stage) for stage in Stage.values]
 
     def get_queryset(self, request):

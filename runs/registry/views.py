@@ -70,7 +70,7 @@ class ModelDetailView(RegistryUIMixin, View):
         for version in versions:
             version.metrics = metrics.get(version.run_id, []) if version.run_id else []
             version.model = model
-        current = {}
+        current: dict[str, int] = {}
         for version in versions:  # newest first: the first seen in a stage is "the" version there
             current.setdefault(version.stage, version.version)
         actions = permissions.project_actions(self.request.user, model.project_id)

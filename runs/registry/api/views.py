@@ -247,7 +247,7 @@ def version_download(request, version: ModelVersion, relpath: str | None = None)
         return response
     root = safe_file_name(f"{version.model.name}-v{version.version}", fallback=f"model-v{version.version}")
     response = StreamingHttpResponse(stream_zip(files.iterator(chunk_size=500), root), content_type="application/zip")
-    response["Content-Disposition"] = content_disposition_header(True, f"{root}.zip")
+    response["Content-Disposition"] = content_disposition_header(True, f"{root}.zip") or ""
     response["X-Content-Type-Options"] = "nosniff"
     response["X-Runstore-Model-Version"] = str(version.version)
     return response
