@@ -16,7 +16,7 @@ from urllib.parse import quote
 from ._internal.api import Api
 from ._internal.reader import contained, safe_base_name
 from .config import make_api
-from .exceptions import ConfigurationError, RunstoreError
+from .exceptions import ConfigurationError, NetworkError, RunstoreError
 from .run import Run
 
 STAGES = ("none", "staging", "production", "archived")
@@ -63,7 +63,7 @@ def register_model(
     if api is None:
         raise RunstoreError("an offline or debug run cannot register a model; sync it and open it read-only")
     if run.mode != "read-only" and not run.wait(timeout=timeout):
-        raise RunstoreError(f"the run's logged data did not reach the server within {timeout:g}s; nothing registered")
+        raise NetworkError(f"the run's logged data did not reach the server within {timeout:g}s; nothing registered")
     reader = run._reader()
     info = api.call("GET", f"runs/{reader.ref}/")
     workspace = str(info["project"]).split("/")[0]
