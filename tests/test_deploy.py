@@ -56,6 +56,9 @@ def _sent(log: Path) -> int:
     return log.read_text().count("Sending due task tick")
 
 
+TTL = 6  # seconds; the holder renews every 2 s, so a busy machine does not lose the lock by accident
+
+
 def test_two_beats_only_one_schedules_and_the_other_takes_over_when_it_dies(tmp_path):
     import redis
 
@@ -67,7 +70,7 @@ def test_two_beats_only_one_schedules_and_the_other_takes_over_when_it_dies(tmp_
         RUNSTORE_VAR_DIR=str(tmp_path / "var"),
         CELERY_BROKER_URL=url,
         RUNSTORE_BEAT_LOCK_KEY=key,
-        RUNSTORE_BEAT_LOCK_TTL="3",
+        RUNSTORE_BEAT_LOCK_TTL=str(TTL),
         RUNSTORE_TEST_BEAT_QUEUE=queue,
         PYTHONPATH=str(ROOT),
     )
@@ -91,8 +94,8 @@ def test_two_beats_only_one_schedules_and_the_other_takes_over_when_it_dies(tmp_
         os.killpg(holder.pid, signal.SIGKILL)  # no release: the lock must expire
         holder.wait(10)
         killed_at = time.monotonic()
-        _wait_for(lambda: _sent(standby_log) >= 2, 15, "the standby beat to take over")
-        assert time.monotonic() - killed_at < 3 + 3, "taken over within about one lock TTL"
+        _wait_for(lambda: _sent(standby_log) >= 1, 20, "the standby beat to take over")
+        assert time.monotonic() - killed_at < TTL + 4, "taken over within about one lock TTL"
         assert "beat lock acquired" in standby_log.read_text()
     finally:
         for proc, _ in beats:
