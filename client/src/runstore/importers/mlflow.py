@@ -8,10 +8,17 @@ kept, the end time goes to ``import/end_time``. Params become ``parameters/<key>
 MLflow stores them), metrics float series with their full history (steps and timestamps), tags
 ``tags/<key>`` (MLflow's own ``mlflow.*`` tags go to ``mlflow/<key>``), and the artifacts a file
 set ``artifacts``. A parent run and its children (``mlflow.parentRunId``) share a group named
-after the parent (``sys/group_tags``); a child keeps ``import/parent_id``. Deleted runs are skipped."""
+after the parent (``sys/group_tags``); a child keeps ``import/parent_id``. Deleted runs are skipped.
+
+Where several points share a step, the one MLflow reports as the metric's value is kept (the latest
+timestamp, then the highest value), whatever order the server lists them in. MLflow 3's logged models
+(``mlflow.<flavor>.log_model``, stored apart from the run's artifacts) whose source run is the run
+arrive as the file set ``models/<name>/files`` and the field ``models/<name>/model_id``, the layout of
+Runstore's own MLflow-compatible API."""
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -133,10 +140,63 @@ def read_run(client: Any, run: Any, project: str, tmp: Path, names: dict[str, st
             src.skip("metrics with an empty key")
             continue
         series = src.series[path] = Series("float")
-        for metric in client.get_metric_history(info.run_id, key):
+        # MLflow's value at a step is its latest timestamp, then its highest value; a SQL store lists a
+        # history in no set order, so sort, and the importer's "last point of a step wins" agrees.
+        for metric in sorted(client.get_metric_history(info.run_id, key), key=_metric_order):
             series.add(int(metric.step), float(metric.value), metric.timestamp / 1000.0)
     if client.list_artifacts(info.run_id):
-        local = Path(client.download_artifacts(info.run_id, "", str(tmp)))
+        local = Path(client.download_artifacts(info.run_id, "", str(tmp / "artifacts")))
         if any(p.is_file() for p in local.rglob("*")):
             src.file_sets["artifacts"] = local
+    read_logged_models(client, info, src, tmp / "models")
     return src
+
+
+def _metric_order(metric: Any) -> tuple[int, int, float]:
+    value = float(metric.value)
+    return int(metric.step), int(metric.timestamp), -math.inf if math.isnan(value) else value
+
+
+def read_logged_models(client: Any, info: Any, src: SourceRun, tmp: Path) -> None:
+    """MLflow 3's logged models whose source run is this run (an MLflow 2 server has none)."""
+    search = getattr(client, "search_logged_models", None)
+    if search is None:
+        return
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    found, token = [], None
+    try:
+        while True:
+            page = search(
+                [info.experiment_id],
+                filter_string=f"source_run_id = '{info.run_id}'",
+                max_results=100,
+                page_token=token,
+            )
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+    except MlflowException as exc:
+        if exc.get_http_status_code() == 404:  # an MLflow 2 server: no logged models
+            return
+        raise
+    taken: set[str] = set()
+    for model in sorted(found, key=lambda m: (m.creation_timestamp or 0, m.model_id)):
+        base = (clean_path(model.name or "") or "model").replace("/", "_")
+        folder, n = base, 1
+        while folder in taken:
+            n += 1
+            folder = f"{base}-{n}"
+        taken.add(folder)
+        src.fields[f"models/{folder}/model_id"] = model.model_id
+        target = tmp / model.model_id
+        target.mkdir(parents=True)
+        local = Path(
+            download_artifacts(
+                artifact_uri=model.artifact_location, dst_path=str(target), tracking_uri=client.tracking_uri
+            )
+        )
+        if any(p.is_file() for p in local.rglob("*")):
+            src.file_sets[f"models/{folder}/files"] = local
