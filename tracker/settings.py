@@ -446,7 +446,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"RunStateEnum": "runs.models.RunState", "ExportStateEnum": "runs.models.ExportState"},
+    "ENUM_NAME_OVERRIDES": {
+        "RunStateEnum": "runs.models.RunState",
+        "ExportStateEnum": "runs.models.ExportState",
+        "ModelStageEnum": "runs.registry.models.Stage",
+    },
 }
 
 # --- metrics (tracker/metrics.py: /metrics for Prometheus) ------------------------

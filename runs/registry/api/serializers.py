@@ -143,7 +143,7 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
 class RegisterVersionSerializer(serializers.Serializer):
     run = serializers.CharField(max_length=300, help_text="the run: its UUID or 'workspace/project/KEY-N'")
     path = serializers.CharField(max_length=512, help_text="a file or file set field of the run")
-    stage = serializers.ChoiceField(choices=Stage.values, required=False, default=Stage.NONE)
+    stage = serializers.ChoiceField(choices=Stage.choices, required=False, default=Stage.NONE)
     description = serializers.CharField(max_length=100_000, required=False, allow_blank=True, default="")
 
 
@@ -152,7 +152,7 @@ class VersionUpdateSerializer(serializers.Serializer):
 
 
 class StageChangeSerializer(serializers.Serializer):
-    stage = serializers.ChoiceField(choices=Stage.values)
+    stage = serializers.ChoiceField(choices=Stage.choices)
     archive_existing = serializers.BooleanField(
         required=False, default=False, help_text="archive the model's other versions in the target stage"
     )
@@ -163,7 +163,7 @@ class AliasSerializer(serializers.Serializer):
 
 
 class VersionListQuerySerializer(serializers.Serializer):
-    stage = serializers.ChoiceField(choices=Stage.values, required=False)
+    stage = serializers.ChoiceField(choices=Stage.choices, required=False)
 
 
 class DownloadQuerySerializer(serializers.Serializer):

@@ -146,6 +146,8 @@ class ModelListView(RegistryView):
 
 
 class ModelDetailView(RegistryView):
+    serializer_class = RegisteredModelSerializer
+
     @extend_schema(responses=RegisteredModelSerializer)
     def get(self, request, workspace, model_name):
         return self.model_answer(self.get_model())
@@ -160,6 +162,7 @@ class ModelDetailView(RegistryView):
             services.update_model(request.user, model, description=values["description"])
         return self.model_answer(model)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, workspace, model_name):
         services.delete_model(request.user, self.get_model())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -196,6 +199,8 @@ class VersionListView(RegistryView):
 
 
 class VersionDetailView(RegistryView):
+    serializer_class = ModelVersionDetailSerializer
+
     @extend_schema(responses=ModelVersionDetailSerializer)
     def get(self, request, workspace, model_name, version):
         return self.version_answer(self.get_version())
@@ -206,6 +211,7 @@ class VersionDetailView(RegistryView):
         services.update_version(request.user, found, description=self.body(VersionUpdateSerializer)["description"])
         return self.version_answer(found)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, workspace, model_name, version):
         services.delete_version(request.user, self.get_version())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -287,6 +293,8 @@ class StageDownloadView(StageVersionView):
 
 
 class AliasView(RegistryView):
+    serializer_class = ModelVersionDetailSerializer
+
     @extend_schema(responses=ModelVersionDetailSerializer)
     def get(self, request, workspace, model_name, alias):
         model = self.get_model()
@@ -305,6 +313,7 @@ class AliasView(RegistryView):
         services.set_alias(request.user, version, alias)
         return self.version_answer(version)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, workspace, model_name, alias):
         model = self.get_model()
         if not services.delete_alias(request.user, model, alias):
