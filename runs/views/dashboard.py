@@ -138,6 +138,8 @@ class DashboardView(RunListView):
             "legend": legend,
             "settings": settings,
             "settings_json": json.dumps(settings),
+            # the charts' data is asked for from <head>, before the page's CSS and scripts load
+            "prefetch_paths_json": json.dumps(settings["charts"]) if runs and settings["x"] == "step" else "",
             "query_error": query_error,
             "series_paths": self.float_series_paths(),
             "table_url": reverse("runs:run_list", args=[workspace, project])

@@ -2,7 +2,11 @@
  * charts' data while the page, CSS, uPlot and charts.js load. The chart grid's layout (app.css:
  * main and .card padding, columns of minmax(420px, 1fr) with a .75rem gap, figure padding) gives
  * each plot's pixel width before the page is laid out; charts.js takes a prefetched response
- * whose width is within its tolerance, else fetches anew. */
+ * whose width is within its tolerance, else fetches anew.
+ *
+ * data-fill (the dashboard): every chart that fits the window (rows of about 290 px), not only the
+ * first four, at most four requests at a time so the page's own CSS and scripts still get a
+ * connection; data-format is passed on (format=columns). */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -13,12 +17,29 @@
   var columns = Math.max(1, Math.floor((content + 0.75 * rem) / (420 + 0.75 * rem)));
   var width = Math.max(100, Math.round((content - 0.75 * rem * (columns - 1)) / columns - rem - 2));
   var store = window.RunstoreChartPrefetch = window.RunstoreChartPrefetch || {};
-  paths.slice(0, Math.min(4, 2 * columns)).forEach(function (path) {
+  var count = script.dataset.fill ? columns * Math.max(1, Math.ceil(window.innerHeight / 290)) : Math.min(4, 2 * columns);
+  var waiting = [], running = 0;
+
+  function next() {
+    while (running < 4 && waiting.length) {
+      var job = waiting.shift();
+      running++;
+      fetch(job.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { if (!r.ok) throw new Error("chart data: HTTP " + r.status); return r.json(); })
+        .then(job.resolve, job.reject)
+        .then(function () { running--; next(); });
+    }
+  }
+
+  paths.slice(0, count).forEach(function (path) {
     var params = new URLSearchParams({ path: path, runs: script.dataset.runs, buckets: String(width) });
     if (script.dataset.runs.split(",").length > 3) params.set("envelope", "0");
-    var promise = fetch(script.dataset.chartUrl + "?" + params.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw new Error("chart data: HTTP " + r.status); return r.json(); });
+    if (script.dataset.format) params.set("format", script.dataset.format);
+    var job = { url: script.dataset.chartUrl + "?" + params.toString() };
+    var promise = new Promise(function (resolve, reject) { job.resolve = resolve; job.reject = reject; });
     promise.catch(function () {});
+    waiting.push(job);
     store[script.dataset.chartUrl + "|" + script.dataset.runs + "|" + path] = { buckets: width, promise: promise };
   });
+  next();
 })();

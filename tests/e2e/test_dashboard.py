@@ -82,6 +82,11 @@ def test_dashboard_draws_the_filtered_runs_and_keeps_its_charts_in_the_saved_vie
         "monitoring/cpu",
     ]
     expect(page.locator("#dash-x")).to_have_value("relative")
+    # the charts follow the saved axis too, not only the control
+    assert page.evaluate("window.RunstoreCharts.settings.x") == "relative"
+    page.wait_for_function(
+        "[...window.RunstoreCharts.charts.values()].every((s) => s.u && s.u._runstoreX === 'relative')"
+    )
     assert sorted(drawn_runs(page, "monitoring/cpu")) == sorted(r.human_id for r in runs[1:])
     screenshot(page, "dashboard-light")
 
@@ -104,3 +109,19 @@ def test_dashboard_coloured_by_a_field_in_dark_and_narrow_layouts(
     name = f"dashboard-{scheme}" + ("-390" if viewport is PHONE else "")
     screenshot(page, name)
     context.close()
+
+
+def test_dashboard_asks_for_every_charts_data_once_before_its_scripts_load(page, live_server, runs):
+    login(page, live_server)
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "dashboard/chart-data" in r.url else None)
+    page.goto(f"{live_server.url}/w/acme/vision/dashboard")
+    expect(page.locator("figure.chart[data-drawn]")).to_have_count(2)
+    assert len(asked) == 2 and all("format=columns" in url for url in asked), asked
+    started = page.evaluate(
+        """() => performance.getEntriesByType("resource").filter((r) => r.name.includes("dashboard/chart-data"))
+             .map((r) => r.startTime)"""
+    )
+    # asked for from <head>: before the page was parsed, so before its deferred scripts (charts.js) ran
+    parsed = page.evaluate("""() => performance.getEntriesByType("navigation")[0].domInteractive""")
+    assert len(started) == 2 and max(started) < parsed, (started, parsed)
