@@ -8,19 +8,25 @@ Each query costs a constant number of statements; the lineage chain costs two pe
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from django.db import connection
+
 from projects import permissions
 
+from ..models import Run
 from .models import Artifact, ArtifactVersion, Role, RunArtifact
 
-MAX_DEPTH = 20
+MAX_DEPTH = 100
 DEFAULT_DEPTH = 5
 MAX_CHAIN_RUNS = 500
 MAX_LINKS = 1000
 
 
-def visible_links(user):
-    """Links of live runs in projects ``user`` may view."""
+def visible_links(user, *, resolved: bool = False):
+    """Links of live runs in projects ``user`` may view. ``resolved``: the visible projects are read
+    once, here, and the queryset filters on their keys (for a caller that queries it many times)."""
     links = RunArtifact.objects.filter(run__deleted_at__isnull=True)
+    if resolved and not getattr(user, "is_superuser", False):
+        return links.filter(project_id__in=list(permissions.visible_project_ids(user).values_list("pk", flat=True)))
     return permissions.scope_by_project(links, user, "view")
 
 
@@ -95,42 +101,77 @@ class Chain:
     truncated: bool = False
 
 
+def _reachable(run, depth: int, project_ids: list[int] | None) -> list[tuple[int, int]]:
+    """``(run id, level)`` of ``run`` and the live runs of ``project_ids`` (None: all) that produced
+    its inputs, their inputs' producers, ... up to ``depth`` levels, nearest first: one recursive
+    query (the same SQL on PostgreSQL and SQLite), each step answered from the indexes on the
+    link's ``(run, role)``, the version's hash and the link's ``(version, role)``."""
+    links, versions, runs = RunArtifact._meta.db_table, ArtifactVersion._meta.db_table, Run._meta.db_table
+    visible, params = "", [run.pk, Role.INPUT.value, Role.OUTPUT.value, depth]
+    if project_ids is not None:
+        visible = f" AND p.project_id IN ({', '.join(['%s'] * len(project_ids))})" if project_ids else " AND 1 = 0"
+        params += project_ids
+    sql = f"""
+        WITH RECURSIVE chain(run_id, level) AS (
+            SELECT CAST(%s AS BIGINT), CAST(0 AS INTEGER)
+            UNION
+            SELECT p.run_id, c.level + 1
+            FROM chain c
+            JOIN {links} i ON i.run_id = c.run_id AND i.role = %s
+            JOIN {versions} iv ON iv.id = i.version_id
+            JOIN {versions} pv ON pv.hash = iv.hash
+            JOIN {links} p ON p.version_id = pv.id AND p.role = %s
+            JOIN {runs} r ON r.id = p.run_id AND r.deleted_at IS NULL
+            WHERE c.level < %s{visible}
+        )
+        SELECT run_id, MIN(level) AS nearest FROM chain GROUP BY run_id ORDER BY nearest, run_id DESC LIMIT %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, MAX_CHAIN_RUNS + 1])
+        return [(int(run_id), int(level)) for run_id, level in cursor.fetchall()]
+
+
 def chain(user, run, depth: int = DEFAULT_DEPTH) -> Chain:
     """From ``run`` back to its data: its inputs, the visible runs that produced those versions
     (matched by content hash, in any project the caller may view), their inputs, ... at most
-    ``depth`` levels and ``MAX_CHAIN_RUNS`` runs. Two queries per level."""
+    ``depth`` levels and ``MAX_CHAIN_RUNS`` runs. A constant number of queries: the visible
+    projects, the recursive walk, the runs, their inputs and those inputs' producers."""
     depth = max(1, min(depth, MAX_DEPTH))
-    links = visible_links(user)
+    project_ids = (
+        None
+        if getattr(user, "is_superuser", False)
+        else list(permissions.visible_project_ids(user).values_list("pk", flat=True))
+    )
+    reached = _reachable(run, depth, project_ids)
     result = Chain(root=run.pk, runs={run.pk: run})
-    frontier = [run.pk]
-    seen_hashes: set[str] = set()
-    for level in range(depth):
-        inputs = list(
-            links.filter(run_id__in=frontier, role=Role.INPUT).select_related("version", "artifact")[:MAX_LINKS]
-        )
-        if not inputs:
-            break
-        result.depth = level + 1
-        for link in inputs:
-            result.inputs[link.run_id].append(link)
-        hashes = {link.version.hash for link in inputs} - seen_hashes
-        seen_hashes |= hashes
-        if not hashes:
-            break
-        producers = list(_link_rows(links.filter(role=Role.OUTPUT, version__hash__in=hashes))[:MAX_LINKS])
-        frontier = []
-        for link in producers:
+    result.truncated = len(reached) > MAX_CHAIN_RUNS
+    reached = reached[:MAX_CHAIN_RUNS]
+    level = dict(reached)
+    result.depth = max(level.values(), default=0)
+    others = Run.objects.filter(pk__in=[pk for pk in level if pk != run.pk]).select_related(
+        "project", "project__workspace"
+    )
+    by_pk = {r.pk: r for r in others}
+    for pk, _ in reached:
+        if pk != run.pk and pk in by_pk:
+            result.runs[pk] = by_pk[pk]
+    walked = [pk for pk in result.runs if level.get(pk, 0) < depth]
+    inputs = list(
+        RunArtifact.objects.filter(run_id__in=walked, role=Role.INPUT)
+        .select_related("version", "artifact")
+        .order_by("run_id", "path")[:MAX_LINKS]
+    )
+    for link in inputs:
+        result.inputs[link.run_id].append(link)
+    hashes = {link.version.hash for link in inputs}
+    if hashes:
+        links = RunArtifact.objects.filter(run__deleted_at__isnull=True, role=Role.OUTPUT, version__hash__in=hashes)
+        if project_ids is not None:
+            links = links.filter(project_id__in=project_ids)
+        for link in _link_rows(links)[:MAX_LINKS]:
             result.producers[link.version.hash].append(link)
-            if link.run_id not in result.runs:
-                if len(result.runs) >= MAX_CHAIN_RUNS:
-                    result.truncated = True
-                    continue
-                result.runs[link.run_id] = link.run
-                frontier.append(link.run_id)
-        if not frontier:
-            break
-    else:
-        result.truncated = result.truncated or bool(frontier)
+    if level and max(level.values()) >= depth:
+        result.truncated = True  # the walk stopped at the depth; there may be more
     return result
 
 
