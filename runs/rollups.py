@@ -240,6 +240,9 @@ def plan(lo: int, hi: int, buckets: int):
         origin = lo // w * w
         bucket_width = w * _ceil_div(_ceil_div(hi + 1 - origin, buckets), w)
         if bucket_width <= MAX_WIDTH_STRETCH * wanted:
+            # a coarser level whose blocks tile the same grid gives the same buckets from fewer rows
+            while level + 1 < LEVELS and bucket_width % width(level + 1) == 0 and origin % width(level + 1) == 0:
+                level += 1
             return level, origin, bucket_width
     return None
 

@@ -244,3 +244,10 @@ def test_big_series_endpoint_reads_rollups(owner_api, run):
     assert sum(body["counts"]) == 60_000 and len(body["steps"]) <= 100
     assert body["bucket_width"] % rollups.width(0) == 0
     assert min(body["min"]) == 0.0 and max(body["max"]) == 999.0 and body["last"][-1] == 999.0
+
+
+def test_a_grid_that_coarser_blocks_tile_is_read_from_the_coarser_level():
+    """100,000 steps at 419 buckets: buckets of 256 steps, read from the 256-step level (one row per
+    bucket), not from four 64-step blocks each; a grid they do not tile keeps the finer level."""
+    assert rollups.plan(0, 99_999, 419) == (2, 0, 256)
+    assert rollups.plan(0, 9_999, 100) == (1, 0, 128)
