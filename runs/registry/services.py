@@ -34,6 +34,7 @@ __all__ = [
     "create_model",
     "rename_model",
     "update_model",
+    "move_model",
     "delete_model",
     "register_version",
     "update_version",
@@ -135,6 +136,32 @@ def update_model(actor, model: RegisteredModel, *, description: str) -> Register
     return model
 
 
+def move_model(actor, model: RegisteredModel, project: Project) -> RegisteredModel:
+    """Make ``project`` (of the model's workspace) the home of a model that has no version yet: a model
+    created by name alone (MLflow's ``create_registered_model``) moves to the project of the run its
+    first version comes from. Needs write on both projects."""
+    permissions.require(actor, "write", model.project)
+    permissions.require(actor, "write", project)
+    if project.pk == model.project_id:
+        return model
+    if project.workspace_id != model.workspace_id:
+        raise ApiError(400, "invalid", "project: a model stays in its workspace", field="project")
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        if locked.versions.exists():
+            raise ApiError(
+                409,
+                "conflict",
+                f"project: the model {model.name!r} has versions; it stays in its project",
+                field="project",
+            )
+        before = model.project
+        RegisteredModel.objects.filter(pk=model.pk).update(project=project, updated_at=timezone.now())
+        model.project = project
+        audit.record("model.updated", actor=actor, project=project, target=model, details={"moved_from": before.slug})
+    return model
+
+
 def delete_model(actor, model: RegisteredModel) -> None:
     """Delete the model and all its versions (for those who may delete in its project); blobs that
     nothing else holds any more are removed after the commit."""
@@ -178,11 +205,18 @@ def _model_for_registration(actor, project: Project, name: str) -> RegisteredMod
 
 
 def register_version(
-    actor, run: Run, field_path: str, model_name: str, stage: str | None = None, description: str = ""
+    actor,
+    run: Run,
+    field_path: str,
+    model_name: str,
+    stage: str | None = None,
+    description: str = "",
+    subpath: str = "",
 ) -> ModelVersion:
     """Register the ``file``/``file_set`` field ``field_path`` of ``run`` as the next version of the
     model ``model_name`` (created in the run's project when the workspace has none of that name),
-    in ``stage`` (default none). Returns the version."""
+    in ``stage`` (default none). Returns the version. With ``subpath``, only the files of the file set
+    under that folder, their paths relative to it (MLflow's ``runs:/<run>/model``)."""
     permissions.require(actor, "write", run.project)
     check_name(model_name)
     stage = check_stage(stage or Stage.NONE)
@@ -200,6 +234,20 @@ def register_version(
             stored_type=attr.type,
         )
     entries = list(FileEntry.objects.filter(attribute=attr, step__isnull=True).order_by("relpath"))
+    registered_path = attr.path
+    subpath = (subpath or "").strip("/")
+    if subpath:
+        if attr.type != AttributeType.FILE_SET:
+            raise ApiError(400, "invalid", f"subpath: field {field_path!r} is a single file", field="subpath")
+        prefix = f"{subpath}/"
+        entries = [e for e in entries if e.relpath.startswith(prefix)]
+        for entry in entries:
+            entry.relpath = entry.relpath[len(prefix) :]  # unsaved: the version's own relative path
+        registered_path = f"{attr.path}/{subpath}"
+        if not entries:
+            raise ApiError(
+                404, "not_found", f"subpath: field {field_path!r} has no file under {subpath!r}", field="subpath"
+            )
     if not entries:
         raise ApiError(409, "empty", f"path: field {field_path!r} holds no file yet", field="path")
     with transaction.atomic():
@@ -213,7 +261,7 @@ def register_version(
             version=number,
             run=run,
             run_label=run.human_id,
-            field_path=attr.path,
+            field_path=registered_path,
             field_type=attr.type,
             description=description or "",
             size=sum(e.size for e in entries),
@@ -237,7 +285,7 @@ def register_version(
             actor=actor,
             project=run.project,
             target=version,
-            details={"model": model.name, "version": number, "run": run.human_id, "path": attr.path},
+            details={"model": model.name, "version": number, "run": run.human_id, "path": registered_path},
         )
         if stage != Stage.NONE:
             _set_stage(actor, version, stage)
