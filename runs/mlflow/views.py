@@ -27,7 +27,7 @@ from ..models import AttributeType, FileEntry
 from ..paths import relpath_error
 from ..storage import open_blob
 from ..uploads import iter_body
-from . import experiments, logged_models, tracking
+from . import experiments, logged_models, registry, tracking
 from .errors import MlflowError, invalid, not_found
 from .filters import page_offset, page_token
 
@@ -366,6 +366,7 @@ HANDLERS = {
     ("POST", "runs/outputs"): runs_log_outputs,
     ("POST", "logged-models"): logged_models_create,
     ("POST", "logged-models/search"): logged_models_search,
+    **registry.HANDLERS,  # the Model Registry: registered-models/*, model-versions/*
 }
 WRITES = {"POST", "PATCH", "DELETE"}
 
@@ -490,6 +491,9 @@ class ArtifactView(MlflowView):
     and a logged model's files."""
 
     def get(self, request, artifact_path=""):
+        registry_path = artifact_path or request.query_params.get("path", "")
+        if registry_path.strip("/").startswith(f"{registry.ARTIFACT_PREFIX}/"):
+            return _registry_files(request, registry_path, listing=not artifact_path)
         if not artifact_path:
             run, files_path, relpath = _resolve_artifact_path(request.user, request.query_params.get("path", ""))
             return Response({"files": _list_files(run, relpath, files_path)})
@@ -523,6 +527,35 @@ class ArtifactView(MlflowView):
 
     def delete(self, request, artifact_path=""):
         raise MlflowError("NOT_IMPLEMENTED", "deleting artifacts is not supported; delete the run instead", status=501)
+
+
+def _registry_files(request, path: str, *, listing: bool):
+    """A model version's own files (``get-download-uri``'s ``mlflow-artifacts:/registry/<model>/<version>``)."""
+    version, relpath = registry.artifact_version(request.user, [p for p in path.strip("/").split("/") if p])
+    relpath = _checked_relpath(relpath)
+    files = list(registry.version_files(version))
+    match = next((f for rel, f in files if rel == relpath), None) if relpath else None
+    if match is not None and not listing:
+        return ranged_response(
+            request,
+            open_blob(match.blob.storage_key),
+            size=match.size,
+            content_type="application/octet-stream",
+            filename=posixpath.basename(relpath),
+        )
+    prefix = f"{relpath}/" if relpath else ""
+    entries, dirs = [], set()
+    for rel, f in files:
+        if not rel.startswith(prefix):
+            continue
+        head, slash, _ = rel[len(prefix) :].partition("/")
+        if slash:
+            dirs.add(head)
+        else:
+            entries.append({"path": head, "is_dir": False, "file_size": f.size})
+    if not entries and not dirs and not listing:
+        raise not_found(f"No artifact at {relpath!r} in {version}")
+    return Response({"files": sorted([{"path": d, "is_dir": True} for d in dirs] + entries, key=lambda e: e["path"])})
 
 
 def _read_upload(request, name: str) -> TemporaryUploadedFile:
