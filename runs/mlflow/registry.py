@@ -8,8 +8,9 @@ Mapping:
   personal workspace, or ``workspace/name`` for another workspace the caller sees (as experiment
   names are). ``create_registered_model`` alone makes the model at home in the project named by
   the tag ``runstore.project`` (a project slug of that workspace), else in the workspace's
-  ``default`` project (MLflow's Default experiment); its first version moves it to the project of
-  the run it comes from (a model's versions all come from runs of its home project).
+  ``default`` project (MLflow's Default experiment), else in the first project of the workspace the
+  caller may write in; its first version moves it to the project of the run it comes from (a
+  model's versions all come from runs of its home project).
 * A model version is a Runstore version: a snapshot of files of a run. ``source`` may be
   ``runs:/<run_id>/<path>`` or the run's artifact URI (the files of the run's ``artifacts`` under
   ``<path>``, MLflow 2's ``log_model``), or ``models:/<model_id>`` / a logged model's artifact URI
@@ -258,6 +259,9 @@ def _home_project(user, workspace: Workspace, tags) -> Project:
     if workspace.personal_owner_id == user.pk:
         return experiments.default_project(user)
     project = projects.filter(slug=experiments.DEFAULT_SLUG).first()
+    if project is None:  # a home until the first version moves the model to its run's project
+        writable = Project.objects.for_user(user, "write").filter(workspace=workspace).order_by("slug")
+        project = writable.first()
     if project is None:
         raise invalid(
             f"tags: name the model's project in the workspace {workspace.slug!r} with the tag {PROJECT_TAG!r}"
