@@ -20,6 +20,7 @@ Mapping:
 * Tags of registered models and versions are not stored: ``set-tag`` answers NOT_IMPLEMENTED.
 """
 
+import functools
 import posixpath
 import re
 import uuid as uuid_module
@@ -37,8 +38,13 @@ from .errors import MlflowError, invalid, not_found
 from .filters import Clause, page_offset, page_token, parse_filter
 from .models import LoggedModel
 
-STAGES = {"none": Stage.NONE, "staging": Stage.STAGING, "production": Stage.PRODUCTION, "archived": Stage.ARCHIVED}
-MLFLOW_STAGE = {
+STAGES: dict[str, str] = {
+    "none": Stage.NONE,
+    "staging": Stage.STAGING,
+    "production": Stage.PRODUCTION,
+    "archived": Stage.ARCHIVED,
+}
+MLFLOW_STAGE: dict[str, str] = {
     Stage.NONE: "None",
     Stage.STAGING: "Staging",
     Stage.PRODUCTION: "Production",
@@ -300,7 +306,7 @@ def search_models(user, body) -> tuple[list[RegisteredModel], str | None]:
     order = _order(body.get("order_by"), {"name", "timestamp", "last_updated_timestamp", "creation_timestamp"})
     models = [m for m in _visible_models(user).select_related("created_by") if _all(display_name(m, user), clauses)]
     for key, ascending in reversed(order):
-        models.sort(key=lambda m, key=key: _model_key(m, key, user), reverse=not ascending)
+        models.sort(key=functools.partial(_model_key, key=key, user=user), reverse=not ascending)
     return _page(models, body, MAX_MODELS, 100)
 
 
@@ -449,17 +455,17 @@ def search_versions(user, body) -> tuple[list[ModelVersion], str | None]:
             versions = versions.filter(run__uuid__in=keys)
     rows = []
     for v in versions.order_by("model__name", "-version"):
-        values = {
+        fields = {
             "name": display_name(v.model, user),
             "run_id": v.run.uuid.hex if v.run_id and v.run else None,
             "version_number": v.version,
         }
-        if all(_tag_matches(c) if c.entity == "tag" else logged_models._matches(values[c.key], c) for c in clauses):
+        if all(_tag_matches(c) if c.entity == "tag" else logged_models._matches(fields[c.key], c) for c in clauses):
             rows.append(v)
     order = _order(body.get("order_by"), {"name", "version_number", "creation_timestamp", "last_updated_timestamp"})
     if body.get("order_by"):
         for key, ascending in reversed(order):
-            rows.sort(key=lambda v, key=key: _version_key(v, key, user), reverse=not ascending)
+            rows.sort(key=functools.partial(_version_key, key=key, user=user), reverse=not ascending)
     return _page(rows, body, MAX_VERSIONS, MAX_VERSIONS)
 
 
