@@ -1,6 +1,7 @@
 """Lineage: a run's artifact versions and the other runs of its project holding the same content.
 
-There is no lineage table: an artifact version is what a run already records.
+This panel reads what a run records as fields; the workspace-wide versions, their consumers and
+producers and the chain back to the data are ``runs.artifacts`` (models, queries, graph).
 
 * ``track_files(path)`` in the client sets ``<field>/hash`` (over all files),
   ``<field>/size``, ``<field>/file_count`` and ``<field>/location``; runs

@@ -30,20 +30,49 @@ def visible_links(user, *, resolved: bool = False):
     return permissions.scope_by_project(links, user, "view")
 
 
+LINK_FIELDS = (
+    "path",
+    "role",
+    "run_id",
+    "project_id",
+    "version_id",
+    "artifact_id",
+    "run__uuid",
+    "run__number",
+    "run__name",
+    "run__state",
+    "run__created_at",
+    "run__project__slug",
+    "run__project__key",
+    "run__project__workspace__slug",
+    "version__hash",
+    "version__kind",
+    "version__size",
+    "version__file_count",
+    "version__location",
+    "version__artifact_id",
+    "artifact__name",
+)
+
+
 def _link_rows(links):
-    return links.select_related("run", "run__project", "run__project__workspace", "version", "artifact").order_by(
-        "-run__created_at", "-run_id", "path"
+    """Links with what is shown of them (never a version's file list), newest run first."""
+    return (
+        links.select_related("run", "run__project", "run__project__workspace", "version", "artifact")
+        .only(*LINK_FIELDS)
+        .order_by("-run__created_at", "-run_id", "path")
     )
 
 
 def run_links(run) -> list[RunArtifact]:
     """The versions ``run`` consumed and produced (the caller checked ``run`` is visible)."""
-    return list(RunArtifact.objects.filter(run=run).select_related("version", "artifact").order_by("role", "path"))
+    links = RunArtifact.objects.filter(run=run).select_related("version", "artifact").defer("version__files")
+    return list(links.order_by("role", "path"))
 
 
 def version_links(user, digest: str, role: str | None = None) -> list[RunArtifact]:
     """Visible links to the versions of hash ``digest`` (any workspace), newest run first."""
-    links = visible_links(user).filter(version__hash=digest)
+    links = visible_links(user, resolved=True).filter(version__hash=digest)
     if role:
         links = links.filter(role=role)
     return list(_link_rows(links)[:MAX_LINKS])
@@ -148,28 +177,30 @@ def chain(user, run, depth: int = DEFAULT_DEPTH) -> Chain:
     reached = reached[:MAX_CHAIN_RUNS]
     level = dict(reached)
     result.depth = max(level.values(), default=0)
-    others = Run.objects.filter(pk__in=[pk for pk in level if pk != run.pk]).select_related(
-        "project", "project__workspace"
-    )
-    by_pk = {r.pk: r for r in others}
-    for pk, _ in reached:
-        if pk != run.pk and pk in by_pk:
-            result.runs[pk] = by_pk[pk]
-    walked = [pk for pk in result.runs if level.get(pk, 0) < depth]
+    walked = [pk for pk, at in reached if at < depth]
     inputs = list(
         RunArtifact.objects.filter(run_id__in=walked, role=Role.INPUT)
         .select_related("version", "artifact")
+        .defer("version__files", "version__metadata")
         .order_by("run_id", "path")[:MAX_LINKS]
     )
     for link in inputs:
         result.inputs[link.run_id].append(link)
     hashes = {link.version.hash for link in inputs}
+    found: dict[int, Run] = {}
     if hashes:
         links = RunArtifact.objects.filter(run__deleted_at__isnull=True, role=Role.OUTPUT, version__hash__in=hashes)
         if project_ids is not None:
             links = links.filter(project_id__in=project_ids)
-        for link in _link_rows(links)[:MAX_LINKS]:
+        producers = list(_link_rows(links)[: MAX_LINKS + 1])
+        result.truncated = result.truncated or len(producers) > MAX_LINKS
+        for link in producers[:MAX_LINKS]:
             result.producers[link.version.hash].append(link)
+            found.setdefault(link.run_id, link.run)
+    # every run of the chain but the root produced one of the inputs: its row came with that link
+    for pk, _ in reached:
+        if pk != run.pk and pk in found:
+            result.runs[pk] = found[pk]
     if level and max(level.values()) >= depth:
         result.truncated = True  # the walk stopped at the depth; there may be more
     return result

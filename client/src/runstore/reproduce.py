@@ -20,7 +20,6 @@ removed and changed since the run recorded it (exit status 0 same, 1 different).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shlex
 import shutil
@@ -34,6 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ._internal.api import Api
+from ._internal.artifacts import version_hash
 from ._internal.reader import Reader, field_value
 from ._internal.writer import sha256_file
 from .config import make_api, run_ref
@@ -343,10 +343,8 @@ def hash_tree(root: Path, *, workers: int = 4) -> list[tuple[str, str, int]]:
 
 
 def overall_hash(entries: Iterable[tuple[str, str, int]]) -> str:
-    digest = hashlib.sha256()
-    for relpath, sha256, size in entries:
-        digest.update(f"{relpath}\0{sha256}\0{size}\n".encode())
-    return digest.hexdigest()
+    """The version hash as ``track_files`` computes it (one file: its own SHA-256)."""
+    return version_hash(entries)
 
 
 def verify(
