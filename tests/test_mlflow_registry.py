@@ -148,3 +148,23 @@ def test_viewer_reads_contributor_promotes_stranger_sees_nothing(api, viewer, co
     uri = call(reader, "GET", "model-versions/get-download-uri", {"name": "acme/clf", "version": "1"})
     path = uri.json()["artifact_uri"].removeprefix("mlflow-artifacts:/")
     assert error(outsider.get(f"{PROXY}/{path}/MLmodel")) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_registered_model_and_version_searches_read_a_fixed_number_of_statements(
+    owner_api, model_run, django_assert_max_num_queries
+):
+    source = f"runs:/{model_run.uuid.hex}/model"
+    for n in range(6):
+        assert call(owner_api, "POST", "registered-models/create", {"name": f"acme/m{n}"}).status_code == 200
+        for _ in range(2):
+            call(owner_api, "POST", "model-versions/create", {"name": f"acme/m{n}", "source": source})
+        body = {"name": f"acme/m{n}", "version": "1", "stage": "Production"}
+        call(owner_api, "POST", "model-versions/transition-stage", body)
+        call(owner_api, "POST", "registered-models/alias", {**body, "alias": "champion"})
+    with django_assert_max_num_queries(8):  # 7 measured, for any number of models
+        models = call(owner_api, "GET", "registered-models/search", {"filter": "name LIKE 'acme/m%'"})
+    assert len(models.json()["registered_models"]) == 6
+    assert all(len(m["latest_versions"]) == 2 and m["aliases"] for m in models.json()["registered_models"])
+    with django_assert_max_num_queries(6):  # 5 measured, for any number of versions
+        versions = call(owner_api, "GET", "model-versions/search", {"filter": "name LIKE 'acme/m%'"})
+    assert len(versions.json()["model_versions"]) == 12
