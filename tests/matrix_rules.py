@@ -394,6 +394,10 @@ RULES: dict[str, dict[str, list[Req]]] = {
     # --- the model registry's pages: a workspace's models, a model's page, a stage change (HTMX or plain POST) ---
     "registry:model_list": {"GET": [Req("workspace:view", 200)]},
     "registry:model_detail": {"GET": [Req("project:view", 200, kwargs={"name": "matrix-model"})]},
+    # registering a run's file field from its page: the run's project's write (its run is invisible: 404)
+    "registry:register_version": {
+        "POST": [Req("project:write", 302, data={"run": "{run_uuid}", "path": "model/weights", "name": "matrix-model"})]
+    },
     "registry:version_stage": {
         "POST": [Req("project:write", 302, data={"stage": "staging"}, kwargs={"name": "matrix-model"})]
     },

@@ -83,3 +83,52 @@ def test_the_model_page_takes_a_fixed_number_of_queries(owner, registered, djang
         assert client.get(PAGE).status_code == 200
     with django_assert_max_num_queries(20):
         assert client.get(LIST).status_code == 200
+
+
+REGISTER = LIST + "/-/register"
+
+
+def run_page(run) -> str:
+    return f"/w/acme/vision/runs/{run.human_id}/"
+
+
+def test_a_writer_registers_a_file_field_from_the_run_page(contributor, run, local_blobs):  # noqa: F811
+    log_files(contributor, run)
+    client = ui(contributor)
+    page = client.get(run_page(run)).content.decode()
+    assert "Register as a model version" in page and 'value="model/weights"' in page and 'value="model/dir"' in page
+    response = client.post(
+        REGISTER, {"run": str(run.uuid), "path": "model/dir", "name": "resnet", "stage": "staging", "description": "d"}
+    )
+    assert response.status_code == 302 and response["Location"] == PAGE
+    version = ModelVersion.objects.get(model__name="resnet")
+    assert (version.version, version.field_path, version.stage, version.description) == (1, "model/dir", "staging", "d")
+    assert version.created_by == contributor
+    assert "as version 1" in client.get(PAGE).content.decode()
+
+
+def test_registering_a_field_that_is_not_a_file_goes_back_to_the_run_page_saying_why(
+    contributor,
+    run,
+    local_blobs,  # noqa: F811
+):
+    log_files(contributor, run)
+    client = ui(contributor)
+    response = client.post(REGISTER, {"run": str(run.uuid), "path": "eval/acc", "name": "resnet"})
+    assert response.status_code == 302 and response["Location"] == run_page(run) + "#files"
+    assert "only a file or a file set can be registered" in client.get(run_page(run)).content.decode()
+    assert not ModelVersion.objects.exists()
+
+
+def test_a_viewer_sees_no_register_form_and_may_not_register(viewer, owner, run, local_blobs):  # noqa: F811
+    log_files(owner, run)
+    client = ui(viewer)
+    assert "Register as a model version" not in client.get(run_page(run)).content.decode()
+    response = client.post(REGISTER, {"run": str(run.uuid), "path": "model/weights", "name": "resnet"})
+    assert response.status_code == 403 and not ModelVersion.objects.exists()
+
+
+def test_a_stranger_cannot_find_the_run_to_register(stranger, owner, run, local_blobs):  # noqa: F811
+    log_files(owner, run)
+    response = ui(stranger).post(REGISTER, {"run": str(run.uuid), "path": "model/weights", "name": "resnet"})
+    assert response.status_code == 404 and not ModelVersion.objects.exists()

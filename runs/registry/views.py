@@ -2,11 +2,15 @@
 may write in the model's project move a version between stages (an HTMX form that swaps the
 versions table; a plain POST and redirect without JavaScript)."""
 
+import uuid
+
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch
 from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views import View
 
 from projects import permissions
@@ -14,6 +18,7 @@ from projects.models import Workspace
 from tracker.ui import ScopedUIViewMixin, template_for
 
 from ..errors import ApiError
+from ..models import Run
 from . import services
 from .api.views import decorate_models
 from .models import ModelAlias, ModelVersion, RegisteredModel, Stage
@@ -115,3 +120,44 @@ class VersionStageView(RegistryUIMixin, View):
             return redirect("registry:model_detail", workspace=model.workspace.slug, name=model.name)
         context = ModelDetailView(request=request, kwargs=self.kwargs).context(model) | {"stage_error": error}
         return TemplateResponse(request, "registry/model_detail.html#versions", context, status=400 if error else 200)
+
+
+class RegisterVersionView(RegistryUIMixin, View):
+    """POST from a run page's Files card: ``run`` (its UUID), ``path`` (a file or file-set field),
+    ``name`` (a model of the workspace, or a new one), ``stage`` and ``description``. Registers the
+    next version and opens the model's page; a refusal goes back to the run page, named."""
+
+    def post(self, request, workspace):
+        ws = self.get_workspace()
+        run = (
+            Run.objects.for_user(request.user, "view")
+            .filter(project__workspace=ws, uuid=_uuid_or_none(request.POST.get("run", "")))
+            .select_related("project__workspace")
+            .first()
+        )
+        if run is None:
+            raise Http404("No such run.")
+        back = reverse("runs:run_detail", args=[ws.slug, run.project.slug, run.human_id]) + "#files"
+        try:
+            version = services.register_version(
+                request.user,
+                run,
+                request.POST.get("path", ""),
+                request.POST.get("name", "").strip(),
+                stage=request.POST.get("stage") or None,
+                description=request.POST.get("description", "")[:5000],
+            )
+        except ApiError as exc:
+            if exc.status == 403:
+                raise PermissionDenied(exc.message) from None
+            messages.error(request, f"Not registered: {exc.message}")
+            return redirect(back)
+        messages.success(request, f"Registered {run.human_id} › {version.field_path} as version {version.version}.")
+        return redirect("registry:model_detail", workspace=ws.slug, name=version.model.name)
+
+
+def _uuid_or_none(text: str):
+    try:
+        return uuid.UUID(str(text))
+    except ValueError:
+        return None

@@ -97,6 +97,7 @@ class RunDetailView(ProjectScopedMixin, DetailView):
                 run, types.get(AttributeType.FILE, []) + types.get(AttributeType.FILE_SET, [])
             ),
             file_sets=types.get(AttributeType.FILE_SET, [])[:50],
+            **self.registry_form(run, types, context["can_write"]),
             source=self.prefixed_values(run, "source_code/"),
             environment=self.prefixed_values(run, "environment/", limit=40),
             notes_html=render_markdown(run.description) if run.description.strip() else "",
@@ -135,6 +136,22 @@ class RunDetailView(ProjectScopedMixin, DetailView):
         for f in fields:
             f["name"] = f["path"].split("/", 1)[1] if "/" in f["path"] else f["path"]
         return fields
+
+    def registry_form(self, run, types, can_write: bool) -> dict:
+        """The Files card's "register as a model version" form: the run's file and file-set fields,
+        and the names of the workspace's models the user may see (for the name's suggestions)."""
+        registrable = (types.get(AttributeType.FILE, []) + types.get(AttributeType.FILE_SET, []))[:100]
+        if not (can_write and registrable):
+            return {"registrable": []}
+        from runs.registry.models import RegisteredModel, Stage
+
+        names = (
+            RegisteredModel.objects.for_user(self.request.user, "view")
+            .filter(workspace_id=run.project.workspace_id)
+            .order_by("name")
+            .values_list("name", flat=True)[:200]
+        )
+        return {"registrable": registrable, "model_names": list(names), "model_stages": Stage.choices}
 
     def file_fields(self, run, paths):
         paths = paths[:50]

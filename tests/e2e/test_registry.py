@@ -107,3 +107,39 @@ def test_a_contributor_promotes_a_version_on_the_model_page(page, browser, live_
             assert other.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             screenshot(other, "registry-models-390")
         context.close()
+
+
+def test_a_contributor_registers_a_run_file_from_the_run_page(page, browser, live_server, registered, screenshot):
+    problems = []
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    login(page, live_server, "contributor")
+    run_page = f"{live_server.url}/w/acme/vision/runs/{registered[1].human_id}/"
+    page.goto(run_page)
+    page.get_by_text("Register as a model version").click()
+    form = page.locator("form.register-model-form")
+    form.locator("select[name=path]").select_option("model/weights")
+    form.locator("input[name=name]").fill("resnet")
+    form.locator("select[name=stage]").select_option("staging")
+    screenshot(page, "registry-register-light")
+    form.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", name="registry/resnet")).to_be_visible()
+    expect(page.locator("tr[data-version='3'][data-stage='staging']")).to_be_visible()
+    assert ModelVersion.objects.get(model__name="resnet", version=3).created_by.username == "contributor"
+    problems.extend(page.evaluate("window.__cspViolations || []"))
+    assert not problems, problems
+    for scheme, viewport, name in [
+        ("dark", {"width": 1400, "height": 900}, "registry-register-dark"),
+        ("light", PHONE, "registry-register-390"),
+    ]:
+        context = browser.new_context(viewport=viewport, color_scheme=scheme)
+        other = context.new_page()
+        login(other, live_server, "contributor")
+        other.goto(run_page + "#files")
+        other.get_by_text("Register as a model version").click()
+        expect(other.locator("form.register-model-form")).to_be_visible()
+        other.locator("details.register-model").scroll_into_view_if_needed()
+        screenshot(other, name)
+        if viewport is PHONE:
+            assert other.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        context.close()
