@@ -104,6 +104,9 @@ def test_a_track_with_too_many_files_is_a_413_naming_files(owner_api, run, setti
         ({"hash": ""}, "hash"),
         ({"files": [{"path": "a", "hash": "x", "size": -1}]}, "files[0].size"),
         ({"name": 5}, "name"),
+        ({"files": [{"path": "a\x00b", "hash": "x", "size": 1}]}, "files[0].path"),
+        ({"metadata": {"note": "a\x00"}}, "metadata"),
+        ({"location": "file:///x\x00"}, "location"),
     ],
 )
 def test_a_malformed_track_is_a_400_naming_the_field(owner_api, run, change, field):

@@ -8,6 +8,7 @@ fails applies no link, and a retried batch (already claimed) applies nothing twi
 """
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -58,11 +59,23 @@ def _text(raw, index, path, name, limit, required=False) -> str:
     value = raw.get(name)
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or (required and not value) or len(value) > limit:
+    if not isinstance(value, str) or (required and not value) or len(value) > limit or "\x00" in value:
         raise _fail(
-            index, path, name, f"must be a {'non-empty ' if required else ''}string of at most {limit} characters"
+            index,
+            path,
+            name,
+            f"must be a {'non-empty ' if required else ''}string of at most {limit} characters, no NUL",
         )
     return value
+
+
+def _storable(value) -> bool:
+    """JSON the databases store: no bytes (a MessagePack body may hold them), no NUL (PostgreSQL's jsonb)."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return "\\u0000" not in text
 
 
 def parse_track(index: int, path: str, raw: dict) -> VersionSpec:
@@ -91,17 +104,19 @@ def parse_track(index: int, path: str, raw: dict) -> VersionSpec:
         if not isinstance(item, dict):
             raise _fail(index, path, f"files[{i}]", "must be an object with path, hash and size")
         relpath, file_hash, size = item.get("path"), item.get("hash"), item.get("size")
-        if not isinstance(relpath, str) or not 0 < len(relpath) <= 1024:
-            raise _fail(index, path, f"files[{i}].path", "must be a string of 1-1024 characters")
-        if not isinstance(file_hash, str) or not 0 < len(file_hash) <= MAX_HASH:
+        if not isinstance(relpath, str) or not 0 < len(relpath) <= 1024 or "\x00" in relpath:
+            raise _fail(index, path, f"files[{i}].path", "must be a string of 1-1024 characters, no NUL")
+        if not isinstance(file_hash, str) or not 0 < len(file_hash) <= MAX_HASH or "\x00" in file_hash:
             raise _fail(index, path, f"files[{i}].hash", f"must be a string of 1-{MAX_HASH} characters")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _fail(index, path, f"files[{i}].size", "must be a non-negative integer")
         rows.append([relpath, file_hash, size])
         total += size
     metadata = raw.get("metadata", {})
-    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS:
-        raise _fail(index, path, "metadata", f"must be an object of at most {MAX_METADATA_KEYS} keys")
+    if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS or not _storable(metadata):
+        raise _fail(
+            index, path, "metadata", f"must be a JSON object of at most {MAX_METADATA_KEYS} keys (no bytes, no NUL)"
+        )
     rows.sort()
     return VersionSpec(
         path=path,
