@@ -481,7 +481,7 @@ def test_viewer_cannot_delete_or_rename_the_experiment(api, viewer, project):
 
 
 def test_unknown_endpoint_is_endpoint_not_found(owner_api):
-    response = call(owner_api, "POST", "registered-models/create", {"name": "x"})
+    response = call(owner_api, "POST", "traces/create", {"name": "x"})
     assert (response.status_code, response.json()["error_code"]) == (404, "ENDPOINT_NOT_FOUND")
 
 
