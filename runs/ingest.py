@@ -31,9 +31,11 @@ import operator
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field as ModelField
 from django.utils import timezone
 
 from tracker import metrics
@@ -727,7 +729,7 @@ def _update_attributes(attrs: list[Attribute]) -> None:
     """Write the changed attributes back: one parameterised UPDATE run for all of them (executemany,
     pipelined by psycopg). ``bulk_update``'s CASE WHEN expressions cost more Python time than the
     statement itself costs the database (tens of ms for a batch of a few series)."""
-    fields = [Attribute._meta.get_field(name) for name in _UPDATE_FIELDS]
+    fields = [cast(ModelField, Attribute._meta.get_field(name)) for name in _UPDATE_FIELDS]  # concrete columns
     assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
     rows = [[f.get_db_prep_save(getattr(a, f.attname), connection) for f in fields] + [a.pk] for a in attrs]
     with connection.cursor() as cursor:
