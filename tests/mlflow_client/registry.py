@@ -84,6 +84,17 @@ uri = client.get_model_version_download_uri(name, "1")
 assert uri.startswith("mlflow-artifacts:/"), uri
 assert "MLmodel" in os.listdir(mlflow.artifacts.download_artifacts(artifact_uri=uri))
 
+# MLflow 3: log_model(registered_model_name=...) registers the logged model (source models:/<model_id>).
+if MAJOR >= 3:
+    with mlflow.start_run(experiment_id=experiment_id, run_name="direct") as direct_run:
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(features, labels), name="model", registered_model_name=name
+        )
+    third = client.get_model_version(name, "3")
+    assert (third.run_id, third.source) == (direct_run.info.run_id, f"models:/{info.model_id}"), third
+    assert list(mlflow.pyfunc.load_model(f"models:/{name}/3").predict(features)) == [0, 0, 1, 1]
+    client.delete_model_version(name, "3")
+
 # --- search, update, rename, delete ----------------------------------------------------------------
 found = client.search_registered_models(filter_string=f"name LIKE 'classifier-{suffix}%'")
 assert [m.name for m in found] == [name], found
