@@ -1,6 +1,8 @@
 """REST endpoints of artifact versions and lineage; every answer scoped by the permission module."""
 
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from projects.models import Workspace
@@ -35,6 +37,7 @@ def _role_param(request):
 class RunArtifactsView(RunScopedView):
     """The versions a run consumed (inputs) and produced (outputs)."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, run_ref):
         run = self.get_run()
         links = queries.run_links(run)
@@ -50,6 +53,10 @@ class RunArtifactsView(RunScopedView):
 class RunLineageView(RunScopedView):
     """The chain from a run back to its data: inputs, the runs that produced them, their inputs, ..."""
 
+    @extend_schema(
+        parameters=[OpenApiParameter("depth", int, description="levels of producers to follow (1-100)")],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, run_ref):
         depth = _int_param(request, "depth", queries.DEFAULT_DEPTH, 1, queries.MAX_DEPTH)
         run = self.get_run()
@@ -62,6 +69,10 @@ class ArtifactVersionView(ScopedGenericAPIView):
     def scoped_queryset(self):
         return queries.visible_links(self.request.user)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("role", str, enum=list(Role.values), description="only consumers or producers")],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request, digest):
         role = _role_param(request)
         version = queries.visible_version(request.user, digest)
@@ -90,6 +101,7 @@ class ArtifactDetailView(ScopedGenericAPIView):
     def scoped_queryset(self):
         return queries.visible_links(self.request.user)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, workspace, name):
         ws = Workspace.objects.filter(slug=workspace).first()
         artifact, versions = queries.artifact_versions(request.user, ws, name) if ws else (None, [])
