@@ -17,7 +17,7 @@ Action names (``<subject>.<verb>``):
 - ``custom_role.created``, ``custom_role.changed``, ``custom_role.deleted``
 - ``service_account.created``, ``quota.changed``
 - ``project.created``, ``project.settings_changed``, ``project.deleted``
-- ``run.deleted`` (to the trash), ``run.restored``, ``run.purged``
+- ``run.deleted`` (to the trash), ``run.restored``, ``run.purged``, ``run.erased`` (deleted for good, GDPR; with an ``Erasure`` record)
 - ``export.requested``, ``export.downloaded``, ``export.table`` (the run table's view as CSV/Parquet)
 - ``model.created``, ``model.renamed``, ``model.updated``, ``model.deleted`` (the model registry)
 - ``model_version.registered``, ``model_version.stage_changed``, ``model_version.updated``,

@@ -30,6 +30,7 @@ from .models import (
     Blob,
     BlobInfo,
     BlobPreview,
+    Erasure,
     Export,
     FileEntry,
     PendingUpload,
@@ -432,3 +433,14 @@ class ExportAdmin(ReadOnlyAdmin):
     @admin.display(description="size")
     def human_size(self, obj):
         return human_size(obj.size)
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ReadOnlyAdmin):
+    """Runs deleted for good (GDPR erasure): what went, by whom, when and why. Kept for good, never changed."""
+
+    project_field = "project"
+    list_display = ("at", "subject", "project_label", "actor_name", "reason")
+    list_select_related = ("project", "project__workspace")
+    search_fields = ("subject", "project_label", "actor_name", "reason")
+    readonly_fields = ("at", "actor", "actor_name", "project", "project_label", "subject", "reason", "runs", "counts")

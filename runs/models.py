@@ -388,3 +388,34 @@ class Export(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class Erasure(models.Model):
+    """A record that runs were deleted for good (GDPR erasure): what, by whom, when and why. Written by
+    ``services.erase_runs`` only, never changed, and kept when the runs, the project or the actor go
+    (unlike the audit log, it does not expire)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    actor_name = models.CharField(max_length=150, editable=False)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    project_label = models.CharField(max_length=200, editable=False)  # workspace/project at the time
+    subject = models.CharField(max_length=300, editable=False)  # "run VIS-3"
+    reason = models.TextField(editable=False)
+    runs = models.JSONField(default=list, editable=False)  # [{uuid, id, name, created_at}]
+    counts = models.JSONField(default=dict, editable=False)  # fields, series, points, files, blobs, bytes
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.subject} erased by {self.actor_name} at {self.at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("an erasure record is never changed")
+        super().save(*args, **kwargs)

@@ -16,7 +16,19 @@ from projects.models import Project
 from . import exports, ingest, processing, storage
 from .errors import ApiError
 from .ingest import record_fields
-from .models import Attribute, AttributeType, Blob, Export, PendingUpload, Run, RunState, SavedView, Upload
+from .models import (
+    Attribute,
+    AttributeType,
+    Blob,
+    Erasure,
+    Export,
+    FileEntry,
+    PendingUpload,
+    Run,
+    RunState,
+    SavedView,
+    Upload,
+)
 from .paths import safe_file_name
 from .storage import save_blob
 from .webhooks import events as webhook_events
@@ -454,6 +466,68 @@ def purge_run(user, run: Run) -> bool:
     if purged:
         audit.record("run.purged", actor=user, project=run.project, target=str(run), details={"run_id": run.pk})
     return purged
+
+
+MAX_ERASURE_REASON = 1000
+
+
+def erase_runs(user, runs: list[Run], *, reason: str, subject: str) -> Erasure:
+    """Delete runs for good now (GDPR erasure), with everything only they hold: fields, series and their
+    points, file entries and the blobs no other run or model version uses. Needs ``manage`` on each
+    run's project and a reason; writes an :class:`Erasure` record (kept for good) and an audit entry.
+    All runs must be of one project."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApiError(400, "invalid", "reason: say why these runs are erased (it is recorded)", field="reason")
+    if len(reason) > MAX_ERASURE_REASON:
+        raise ApiError(400, "invalid", f"reason: at most {MAX_ERASURE_REASON} characters", field="reason")
+    if not runs:
+        raise ApiError(400, "invalid", "runs: nothing to erase", field="runs")
+    project = runs[0].project
+    if any(r.project_id != project.pk for r in runs):
+        raise ApiError(400, "invalid", "runs: all runs of one erasure must be of one project", field="runs")
+    permissions.require(user, "manage", project)
+    from . import cleanup
+
+    ids = [r.pk for r in runs]
+    attrs = Attribute.objects.filter(run_id__in=ids)
+    series = attrs.filter(type__in=[AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES])
+    blob_ids = set(Upload.objects.filter(run_id__in=ids).values_list("blob_id", flat=True))
+    blob_ids |= set(FileEntry.objects.filter(attribute__run_id__in=ids).values_list("blob_id", flat=True))
+    sizes = dict(Blob.objects.filter(pk__in=blob_ids).values_list("pk", "size"))
+    counts = {
+        "fields": attrs.count(),
+        "series": series.count(),
+        "points": sum(c or 0 for c in series.values_list("count", flat=True)),
+        "files": FileEntry.objects.filter(attribute__run_id__in=ids).count(),
+    }
+    listed = [
+        {"uuid": str(r.uuid), "id": r.human_id, "name": r.name, "created_at": r.created_at.isoformat()} for r in runs
+    ]
+    Run.objects.filter(pk__in=ids, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    for run_id in ids:
+        cleanup.purge_run(run_id)
+    kept = set(Blob.objects.filter(pk__in=blob_ids).values_list("pk", flat=True))
+    gone = [sha for sha in sizes if sha not in kept]
+    counts |= {"blobs_deleted": len(gone), "bytes_deleted": sum(sizes[sha] for sha in gone), "blobs_kept": len(kept)}
+    record = Erasure.objects.create(
+        actor=user,
+        actor_name=user.get_username(),
+        project=project,
+        project_label=f"{project.workspace.slug}/{project.slug}",
+        subject=subject[:300],
+        reason=reason,
+        runs=listed,
+        counts=counts,
+    )
+    audit.record(
+        "run.erased",
+        actor=user,
+        project=project,
+        target=subject[:300],
+        details={"erasure": record.pk, "runs": [r["id"] for r in listed], **counts},
+    )
+    return record
 
 
 def restore_run(user, run: Run) -> None:

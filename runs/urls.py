@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import archives, compare, dashboard, detail, diffs, export, files, media, notes, table
+from .views import archives, compare, dashboard, detail, diffs, erasure, export, files, media, notes, table
 
 app_name = "runs"
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path(project + "compare/diffs", diffs.RunDiffView.as_view(), name="run_diffs"),
     path(run, detail.RunDetailView.as_view(), name="run_detail"),
     path(run + "edit", detail.RunEditView.as_view(), name="run_edit"),
+    path(run + "erase", erasure.RunEraseView.as_view(), name="run_erase"),
     path(run + "notes", notes.RunNotesView.as_view(), name="run_notes"),
     path(run + "log", detail.RunLogView.as_view(), name="run_log"),
     path(run + "gallery", media.RunGalleryView.as_view(), name="run_gallery"),

@@ -394,6 +394,11 @@ RULES: dict[str, dict[str, list[Req]]] = {
     # --- the model registry's pages: a workspace's models, a model's page, a stage change (HTMX or plain POST) ---
     "registry:model_list": {"GET": [Req("workspace:view", 200)]},
     "registry:model_detail": {"GET": [Req("project:view", 200, kwargs={"name": "matrix-model"})]},
+    # deleting a run for good (GDPR): the project's manage; a wrong confirmation answers 400, deleting nothing
+    "runs:run_erase": {
+        "GET": [Req("project:manage", 200)],
+        "POST": [Req("project:manage", 400, data={"confirm": "not-the-run", "reason": "matrix"})],
+    },
     # registering a run's file field from its page: the run's project's write (its run is invisible: 404)
     "registry:register_version": {
         "POST": [Req("project:write", 302, data={"run": "{run_uuid}", "path": "model/weights", "name": "matrix-model"})]

@@ -84,6 +84,8 @@ def filled(owner, owner_api, run, project):
     PendingUpload.objects.create(run=run, staging_key="staging/x", sha256="0" * 64, size=3_000_000, name="big.bin")
     Export.objects.create(project=project, run=run, requested_by=owner, size=12_345_678)
     run_services.save_view(owner, project, name="mine", shared=True, columns=[], query="", sort="", group_by="")
+    gone, _ = run_services.create_run(owner, project, name="gone")
+    run_services.erase_runs(owner, [gone], reason="a request to be forgotten", subject=f"run {gone.human_id}")
     return {"run": run, "sha": sha}
 
 

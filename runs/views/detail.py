@@ -98,6 +98,7 @@ class RunDetailView(ProjectScopedMixin, DetailView):
             ),
             file_sets=types.get(AttributeType.FILE_SET, [])[:50],
             **self.registry_form(run, types, context["can_write"]),
+            can_manage=permissions.can(self.request.user, "manage", run.project),
             source=self.prefixed_values(run, "source_code/"),
             environment=self.prefixed_values(run, "environment/", limit=40),
             notes_html=render_markdown(run.description) if run.description.strip() else "",
