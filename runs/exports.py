@@ -7,6 +7,8 @@ Layout::
     runs/<KEY-N>/series/<path>.json       points of each float/string series: {steps, timestamps, values}
     runs/<KEY-N>/files/<path>/<relpath>   files of file and file-set fields
     runs/<KEY-N>/files/<path>/<step>-<name>  files of file series
+    runs/<KEY-N>/lineage.json             artifact versions consumed (inputs) and produced (outputs), with files
+    runs/<KEY-N>/audit.json               the audit log's entries about the run
 
 The archive is written to a temporary file, then stored as ``exports/<id>.zip``;
 building it again (a retried task) overwrites it.
@@ -21,8 +23,11 @@ import zipfile
 from django.db.models import F
 from django.utils import timezone
 
+from projects.models import AuditEvent
+
 from . import series as series_store
 from . import storage
+from .artifacts.models import ArtifactVersion
 from .attributes import run_fields
 from .models import Attribute, AttributeType, Export, ExportState, FileEntry, Run
 from .paths import safe_file_name, safe_relpath
@@ -112,7 +117,33 @@ def _run(archive, run: Run) -> dict:
             _series(archive, prefix, attr)
         elif attr.type in (AttributeType.FILE, AttributeType.FILE_SET, AttributeType.FILE_SERIES):
             _files(archive, prefix, attr)
+    _lineage(archive, prefix, run)
+    _audit(archive, prefix, run)
     return {"id": run.human_id, "uuid": str(run.uuid), "name": run.name}
+
+
+def _lineage(archive, prefix, run: Run) -> None:
+    """``lineage.json``: the artifact versions the run consumed and produced, each with its file list."""
+    from .artifacts.queries import link_json, run_links
+
+    links = run_links(run)
+    files = dict(ArtifactVersion.objects.filter(pk__in={link.version_id for link in links}).values_list("pk", "files"))
+    rows = [{**link_json(link), "files": files.get(link.version_id) or []} for link in links]
+    _dump(
+        archive,
+        _entry(archive, prefix, "lineage.json"),
+        {"inputs": [r for r in rows if r["role"] == "input"], "outputs": [r for r in rows if r["role"] == "output"]},
+    )
+
+
+def _audit(archive, prefix, run: Run) -> None:
+    """``audit.json``: the audit log's entries about the run (deleted to the trash, restored, ...)."""
+    entries = AuditEvent.objects.filter(project_id=run.project_id, target_type="run", target_id=str(run.pk))
+    rows = [
+        {"at": e.at.isoformat(), "action": e.action, "actor": e.actor_name, "details": e.details}
+        for e in entries.order_by("at", "id")
+    ]
+    _dump(archive, _entry(archive, prefix, "audit.json"), rows)
 
 
 def build(export_id) -> str:

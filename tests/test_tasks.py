@@ -249,6 +249,34 @@ def test_project_export_holds_fields_series_and_files(
     assert archive.read("runs/VIS-1/files/model/model.pt") == b"weights"
 
 
+def test_a_run_export_holds_its_lineage_and_its_audit_entries(
+    owner, owner_api, run, monkeypatch, blob_store, django_capture_on_commit_callbacks
+):
+    _run_exports(monkeypatch)
+    files = [{"path": "a.csv", "hash": "a" * 64, "size": 3}, {"path": "b.csv", "hash": "b" * 64, "size": 4}]
+    from runs.artifacts.services import version_hash
+
+    digest = version_hash([(f["path"], f["hash"], f["size"]) for f in files])
+    track = {"op": "track", "path": "data/train", "hash": digest, "files": files, "name": "people"}
+    assert batch(owner_api, run, [track]).status_code == 200
+    attach(owner_api, run, "model.pt", b"weights", "model")
+    run_services.delete_run(owner, run)
+    run_services.restore_run(owner, run)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_api.post("/api/v1/exports/", {"project": "acme/vision", "run": "VIS-1"}, format="json")
+    assert response.status_code == 202, response.content
+    status = owner_api.get(f"/api/v1/exports/{response.json()['id']}/").json()
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(owner_api.get(status["download_url"]).streaming_content)))
+    lineage = json.loads(archive.read("runs/VIS-1/lineage.json"))
+    (data,) = lineage["inputs"]
+    assert (data["path"], data["name"], data["file_count"]) == ("data/train", "people", 2)
+    assert [f[0] if isinstance(f, list) else f["path"] for f in data["files"]] == ["a.csv", "b.csv"]
+    assert [o["path"] for o in lineage["outputs"]] == ["model"]
+    audit = json.loads(archive.read("runs/VIS-1/audit.json"))
+    assert [e["action"] for e in audit] == ["run.deleted", "run.restored", "export.requested"]
+    assert audit[0]["actor"] == "owner"
+
+
 def test_building_an_export_twice_gives_one_archive(owner, run, project):
     export = Export.objects.create(project=project, run=run, requested_by=owner)
     exports.build(export.pk)
