@@ -132,6 +132,7 @@ def _file():
 ACME_VISION = {"project": "acme/vision"}
 BATCH = {"stream": "matrix", "seq": 1, "ops": [{"op": "assign", "path": "parameters/matrix", "value": 1}]}
 SHA = "0" * 64
+TRACKED_SHA = "1" * 64  # the world's tracked data/train ("matrix-data"; SHA_OF_NOTHING there)
 WEIGHTS_SHA = "9a129038d9a00aed0cf6a7ea059ca50a813449061ab87848cf1a13eafdf33b2c"  # sha256(b"weights"), the world's uploaded model/weights
 # A saved view of project_owner, shared with acme/vision: everyone who sees the project sees it,
 # only its owner may delete it.
@@ -306,6 +307,18 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "artifact-run-graph": {"GET": [Req("project:view", 200)]},
     # a named artifact is reachable through runs the caller may view (the world's run tracked it)
     "artifact-page": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "name": "matrix-data"})]},
+    # erasing the runs that consumed a version: manage on every consumer's project (a wrong confirmation: 400)
+    "artifact-erase-consumers": {
+        "GET": [Req("project:manage", 200, kwargs={"workspace": "acme", "digest": TRACKED_SHA})],
+        "POST": [
+            Req(
+                "project:manage",
+                400,
+                data={"confirm": "wrong", "reason": "matrix"},
+                kwargs={"workspace": "acme", "digest": TRACKED_SHA},
+            )
+        ],
+    },
     "runs:run_edit": {"POST": [Req("project:write", 302, data={"name": "renamed"})]},
     "runs:run_notes": {
         "GET": [Req("project:view", 200), Req("project:write", 200, query={"edit": "1"}, label="editor")],

@@ -98,3 +98,55 @@ def test_only_those_who_manage_the_project_may_erase(contributor, viewer, strang
         assert response.status_code == status
     assert ui(None).post(erase_url(run), {"confirm": run.human_id, "reason": "x"}).status_code == 302  # to login
     assert Run.objects.filter(pk=run.pk).exists() and not Erasure.objects.exists()
+
+
+def track(api, run, path, files, name):
+    from runs.artifacts.services import version_hash
+
+    digest = version_hash([(f["path"], f["hash"], f["size"]) for f in files])
+    op = {"op": "track", "path": path, "hash": digest, "files": files, "name": name}
+    assert batch(api, run, [op]).status_code == 200
+    return digest
+
+
+@pytest.fixture
+def consumed(owner, project, run):
+    """Version V of data set "people", consumed by ``run`` and a second run; a third run consumed another."""
+    api = client_for(owner)
+    files = [{"path": "people.csv", "hash": "c" * 64, "size": 10}, {"path": "more.csv", "hash": "d" * 64, "size": 5}]
+    digest = track(api, run, "data/train", files, "people")
+    second, _ = run_services.create_run(owner, project, name="second")
+    track(api, second, "data/train", files, "people")
+    third, _ = run_services.create_run(owner, project, name="third")
+    track(api, third, "data/train", files[:1] + [{"path": "x.csv", "hash": "e" * 64, "size": 1}], "people")
+    return {"digest": digest, "runs": [run, second], "kept": third}
+
+
+def consumers_url(digest) -> str:
+    return f"/w/acme/-/artifact-versions/{digest}/erase-consumers"
+
+
+def test_a_manager_erases_every_run_that_consumed_a_version(owner, consumed):
+    url = consumers_url(consumed["digest"])
+    page = ui(owner).get(f"/w/acme/-/artifacts/people?v={consumed['digest']}").content.decode()
+    assert url in page
+    confirm = ui(owner).get(url).content.decode()
+    assert all(r.human_id in confirm for r in consumed["runs"]) and consumed["kept"].human_id not in confirm
+    response = ui(owner).post(url, {"confirm": consumed["digest"][:12], "reason": "consent withdrawn"})
+    assert response.status_code == 302 and response["Location"] == "/w/acme/-/artifacts/people"
+    assert not Run.objects.filter(pk__in=[r.pk for r in consumed["runs"]]).exists()
+    assert Run.objects.filter(pk=consumed["kept"].pk).exists()
+    record = Erasure.objects.get()
+    assert record.subject == f"runs that consumed people@{consumed['digest'][:12]}" and len(record.runs) == 2
+    assert record.reason == "consent withdrawn"
+
+
+def test_erasing_consumers_needs_the_confirmation_and_manage(owner, contributor, stranger, consumed):
+    url = consumers_url(consumed["digest"])
+    wrong = ui(owner).post(url, {"confirm": "nope", "reason": "x"})
+    assert wrong.status_code == 400 and "to confirm" in wrong.content.decode()
+    assert ui(contributor).get(url).status_code == 403
+    assert ui(contributor).post(url, {"confirm": consumed["digest"][:12], "reason": "x"}).status_code == 403
+    assert ui(stranger).get(url).status_code == 404  # not even told the version exists
+    assert ui(owner).get(consumers_url("f" * 64)).status_code == 404
+    assert Run.objects.filter(pk__in=[r.pk for r in consumed["runs"]]).count() == 2 and not Erasure.objects.exists()

@@ -1,13 +1,18 @@
 from django.urls import path
 
 from ..api import urls as _run_api_urls  # noqa: F401  registers the ``runref`` converter
-from . import api, views
+from . import api, erasure, views
 
 urlpatterns = [
     path("api/v1/runs/<runref:run_ref>/artifacts", api.RunArtifactsView.as_view(), name="run-artifacts"),
     path("api/v1/runs/<runref:run_ref>/lineage", api.RunLineageView.as_view(), name="run-lineage"),
     path("api/v1/artifact-versions/<str:digest>", api.ArtifactVersionView.as_view(), name="artifact-version"),
     path("api/v1/artifacts/<str:workspace>/<path:name>", api.ArtifactDetailView.as_view(), name="artifact-detail"),
+    path(
+        "w/<str:workspace>/-/artifact-versions/<str:digest>/erase-consumers",
+        erasure.EraseConsumersView.as_view(),
+        name="artifact-erase-consumers",
+    ),
     path("w/<str:workspace>/-/artifacts/<path:name>", views.ArtifactPageView.as_view(), name="artifact-page"),
     path(
         "w/<str:workspace>/<str:project>/runs/<str:run_id>/lineage-graph",
