@@ -76,7 +76,7 @@ def simulated_process(
     next_upload = time.time() + rng.uniform(0, args["upload_every"])
     next_query = time.time() + rng.uniform(0, args["query_every"])
     tick = time.time()
-    while tick < stop_at:
+    while time.time() < stop_at:  # by the clock: a client the server holds back sends fewer batches
         now = time.time()
         values = [rng.gauss(1.0 / (1 + step / 1000), 0.01) for _ in range(rate)]
         steps = list(range(step, step + rate))
@@ -136,9 +136,10 @@ def simulated_process(
                 stats["errors"] += 1
             stats["queries"].append(time.perf_counter() - sent)
             next_query += args["query_every"]
-        tick += 1.0
+        tick = max(tick + 1.0, time.time())  # a late batch is not made up for: the offered rate, at most
         time.sleep(max(0.0, tick - time.time()))
     stats["sent"] = {f"train/s{s}": step for s in range(series)}
+    stats["behind"] = max(0.0, time.time() - stop_at)
     with lock:
         out.append(stats)
 
@@ -242,6 +243,7 @@ def level(server: RunstoreServer, workers: list[subprocess.Popen], clients: int,
         "p99_ms": round(pct(latencies, 0.99) * 1000, 1),
         "max_ms": round(max(latencies, default=float("nan")) * 1000, 1),
         "points_per_s": round(points / duration),
+        "offered_points_per_s": clients * args["series"] * args["rate"],
         "errors": sum(r["errors"] for r in results),
         "lost": lost,
         "uploads": sum(r["uploads"] for r in results),
@@ -261,7 +263,8 @@ def report(result: dict) -> None:
     cpu = ", ".join(f"{k} {v}%" for k, v in result["cpu_percent"].items() if v is not None)
     log(
         f"{result['clients']} clients, {result['seconds']} s: batch ack p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms (max {result['max_ms']}); {result['points_per_s']:,} points/s; "
+        f"p99 {result['p99_ms']} ms (max {result['max_ms']}); {result['points_per_s']:,} points/s acknowledged "
+        f"of {result['offered_points_per_s']:,} offered; "
         f"{result['errors']} errors; {result['lost']} lost; {result['uploads']} uploads; "
         f"query p50/p99 {result['query_p50_ms']}/{result['query_p99_ms']} ms; CPU: {cpu}; "
         f"load {result['load_average']:.1f}"
