@@ -18,7 +18,7 @@ Action names (``<subject>.<verb>``):
 - ``service_account.created``, ``quota.changed``
 - ``project.created``, ``project.settings_changed``, ``project.deleted``
 - ``run.deleted`` (to the trash), ``run.restored``, ``run.purged``, ``run.erased`` (deleted for good, GDPR; with an ``Erasure`` record)
-- ``export.requested``, ``export.downloaded``, ``export.table`` (the run table's view as CSV/Parquet)
+- ``export.requested``, ``export.downloaded``, ``export.table`` (the run table's view as CSV/Parquet), ``export.lineage`` (an artifact version's whole lineage as a ZIP)
 - ``model.created``, ``model.renamed``, ``model.updated``, ``model.deleted`` (the model registry)
 - ``model_version.registered``, ``model_version.stage_changed``, ``model_version.updated``,
   ``model_version.deleted``, ``model_alias.set``, ``model_alias.deleted``

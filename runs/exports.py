@@ -96,8 +96,9 @@ def _files(archive, prefix, attr: Attribute) -> None:
                 out.write(chunk)
 
 
-def _run(archive, run: Run) -> dict:
-    prefix = f"runs/{run.human_id}"
+def _run(archive, run: Run, prefix: str = "") -> dict:
+    """Everything about ``run`` under ``prefix`` (default ``runs/<KEY-N>``)."""
+    prefix = prefix or f"runs/{run.human_id}"
     attributes = list(Attribute.objects.filter(run=run).order_by("path"))
     _dump(
         archive,
@@ -202,3 +203,18 @@ def enqueue(export: Export) -> None:
         build_export.delay(str(export.pk))
 
     transaction.on_commit(send, robust=True)
+
+
+def write_runs(archive: zipfile.ZipFile, runs, *, nested: bool) -> list[dict]:
+    """Each run as ``_run`` writes it; ``nested``: under ``runs/<workspace>/<project>/<KEY-N>`` (runs of
+    several projects). Returns the manifest's rows."""
+    rows = []
+    for run in runs:
+        prefix = f"runs/{run.project.workspace.slug}/{run.project.slug}/{run.human_id}" if nested else ""
+        row = _run(archive, run, prefix)
+        rows.append({**row, "project": f"{run.project.workspace.slug}/{run.project.slug}"})
+    return rows
+
+
+def dump_json(archive: zipfile.ZipFile, name: str, data) -> None:
+    _dump(archive, _entry(archive, name), data)

@@ -307,6 +307,8 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "artifact-run-graph": {"GET": [Req("project:view", 200)]},
     # a named artifact is reachable through runs the caller may view (the world's run tracked it)
     "artifact-page": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "name": "matrix-data"})]},
+    # a version's whole lineage as a ZIP: whoever sees it; runs without the export action are listed as left out
+    "artifact-lineage-record": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "digest": TRACKED_SHA})]},
     # erasing the runs that consumed a version: manage on every consumer's project (a wrong confirmation: 400)
     "artifact-erase-consumers": {
         "GET": [Req("project:manage", 200, kwargs={"workspace": "acme", "digest": TRACKED_SHA})],

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from ..api import urls as _run_api_urls  # noqa: F401  registers the ``runref`` converter
-from . import api, erasure, views
+from . import api, erasure, records, views
 
 urlpatterns = [
     path("api/v1/runs/<runref:run_ref>/artifacts", api.RunArtifactsView.as_view(), name="run-artifacts"),
@@ -12,6 +12,11 @@ urlpatterns = [
         "w/<str:workspace>/-/artifact-versions/<str:digest>/erase-consumers",
         erasure.EraseConsumersView.as_view(),
         name="artifact-erase-consumers",
+    ),
+    path(
+        "w/<str:workspace>/-/artifact-versions/<str:digest>/lineage.zip",
+        records.ArtifactLineageRecordView.as_view(),
+        name="artifact-lineage-record",
     ),
     path("w/<str:workspace>/-/artifacts/<path:name>", views.ArtifactPageView.as_view(), name="artifact-page"),
     path(
