@@ -22,7 +22,9 @@ from accounts.models import ApiToken
 from projects import services as project_services
 from runs import processing
 from runs import services as run_services
+from runs.artifacts.services import version_hash
 from runs.models import Export
+from runs.registry import services as registry
 
 from ..conftest import client_for, s3_blob_storage
 
@@ -31,6 +33,10 @@ pytestmark = pytest.mark.fuzz
 REPO = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = "not_a_server_error,response_schema_conformance"
+
+
+TRACKED_FILES = [{"path": "a.jpg", "hash": "a" * 64, "size": 10}, {"path": "b.jpg", "hash": "b" * 64, "size": 20}]
+TRACKED = version_hash([(f["path"], f["hash"], f["size"]) for f in TRACKED_FILES])
 
 
 def _upload(owner, run, name: str, content: bytes, mime: str) -> str:
@@ -60,8 +66,16 @@ def _seed(owner):
         {"op": "upload", "path": "notes", "sha256": notes, "name": "notes.txt"},
         {"op": "upload", "path": "image", "sha256": dot, "name": "dot.png"},
         {"op": "upload_set", "path": "data", "files": [{"relpath": "x/notes.txt", "sha256": notes}]},
+        {"op": "track", "path": "data/train", "hash": TRACKED, "files": TRACKED_FILES, "name": "imagenet"},
     ]
     run_services.apply_batch(run.owner, run, stream="seed", seq=0, raw_ops=ops)
+    # a model with an alias; one whose production version nothing else touches (the stage reads); and
+    # one for each DELETE operation, which would otherwise turn the other registry operations into 404s
+    kept = registry.register_version(owner, run, "notes", "resnet", stage="production")
+    registry.set_alias(owner, kept, "champion")
+    registry.register_version(owner, run, "notes", "served", stage="production")
+    for name in ("doomed-model", "doomed-version", "doomed-alias"):
+        registry.set_alias(owner, registry.register_version(owner, run, "notes", name), "gone")
     export = Export.objects.create(project=project, run=run, requested_by=owner)
     doomed, _ = run_services.create_run(owner, project, name="to delete")
     return workspace, project, run, export, doomed
@@ -73,6 +87,13 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None)
     fixed = {
         "path.run_ref": str(run.uuid),
         "path.workspace_slug": workspace.slug,
+        "path.workspace": workspace.slug,
+        "path.model_name": "resnet",
+        "path.version": 1,
+        "path.alias": "champion",
+        "path.stage": "production",
+        "path.digest": TRACKED,
+        "path.name": "imagenet",
         "path.export_id": str(export.pk),
         "query.project": project.full_name,
         "body.project": project.full_name,
@@ -87,6 +108,23 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None)
         ("include-path", "/api/v1/workspaces/{slug}/", {"path.slug": workspace.slug}),
         ("include-path", "/api/v1/workspaces/{workspace_slug}/projects/{slug}/", {"path.slug": project.slug}),
         ("include-path-regex", "/runs/groups$", {"query.group_by": "sys/owner"}),
+        # deleting the seeded model, its version or its alias would turn the other registry operations into 404s
+        (
+            "include-name",
+            "DELETE /api/v1/workspaces/{workspace}/models/{model_name}/",
+            {"path.model_name": "doomed-model"},
+        ),
+        (
+            "include-name",
+            "DELETE /api/v1/workspaces/{workspace}/models/{model_name}/versions/{version}/",
+            {"path.model_name": "doomed-version"},
+        ),
+        (
+            "include-name",
+            "DELETE /api/v1/workspaces/{workspace}/models/{model_name}/aliases/{alias}",
+            {"path.model_name": "doomed-alias", "path.alias": "gone"},
+        ),
+        ("include-path-regex", "/models/\\{model_name\\}/stages/", {"path.model_name": "served"}),
     ]
     if pending_upload:
         complete = "/api/v1/runs/{run_ref}/uploads/direct/{upload_id}/complete"
