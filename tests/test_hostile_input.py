@@ -166,6 +166,19 @@ def test_options_on_run_endpoints_is_not_a_server_error(owner_api, run, suffix):
     assert response.json()["name"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/workspaces/acme/models/0/aliases/0",  # a view whose PUT object is not found by a "pk"
+        "/api/v1/workspaces/acme/models/",
+        "/api/v1/workspaces/acme/models/0/versions/1/stage",
+    ],
+)
+def test_options_on_registry_endpoints_is_not_a_server_error(owner_api, project, path):
+    response = owner_api.options(path)
+    assert response.status_code in (200, 404), response.content[:300]
+
+
 def test_options_on_exports_is_not_a_server_error(owner_api, project):
     response = owner_api.options("/api/v1/exports/")
     assert response.status_code == 200 and "parses" in response.json()

@@ -24,6 +24,7 @@ from .roles import ROLES, role_matrix, service_matrix
 PUBLIC_ROUTES = {
     "healthz",
     "readyz",
+    "metrics",  # Prometheus: its own gate, a bearer token or an address allow-list (tests/test_observability.py)
     "schema",
     "api-docs",
     "accounts:login",

@@ -10,6 +10,8 @@ class Metadata(SimpleMetadata):
     def determine_actions(self, request, view):
         try:
             view.get_serializer_class()
-        except AssertionError:  # GenericAPIView's "should either include a serializer_class"
+            return super().determine_actions(request, view)
+        except AssertionError:
+            # GenericAPIView's "should either include a serializer_class", or a view whose object is not
+            # found by ``lookup_field`` (its URL names it otherwise): no ``actions``, never a 500
             return {}
-        return super().determine_actions(request, view)
