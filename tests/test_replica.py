@@ -48,6 +48,12 @@ def lagging_replica(run, tmp_path):
             autocommit=True,
         )
         admin.execute(f'DROP DATABASE IF EXISTS "{replica_name}"')
+        # A connection an earlier test left open (a live server's thread, a worker) would make the copy
+        # fail with "being accessed by other users": those sessions are ended first.
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [settings_dict["NAME"]],
+        )
         admin.execute(f'CREATE DATABASE "{replica_name}" TEMPLATE "{settings_dict["NAME"]}"')
     # Kept open for the whole test (CONN_MAX_AGE None) and opened here: Django's test case lets a
     # test use only the aliases it knew when it started, unless their connection already exists.

@@ -282,6 +282,7 @@ CTRL_C_CHILD = textwrap.dedent("""
     sys.stdin.readline()  # the test has taken the server away: every point below is still unsent at stop()
     for i in range(5000):
         run["loss"].append(float(i))
+    print("stopping", file=sys.stderr, flush=True)  # the test interrupts only once stop() is waiting
     run.stop()
     print("stopped", flush=True)
 """)
@@ -306,6 +307,8 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
             proxy.down = True
             child.stdin.write("go\n")
             child.stdin.flush()
+            while "stopping" not in (line := child.stderr.readline()):
+                assert line, "the child exited before it stopped the run"
             time.sleep(1.5)  # the child is in stop(), waiting for the server
             child.send_signal(signal.SIGINT)
             line = ""
@@ -317,6 +320,7 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
         finally:
             if child.poll() is None:
                 child.kill()
+                child.communicate(timeout=30)  # and its pipes closed: a failure here leaves no file behind
     assert "stopped" in out, err
     assert "runstore sync" in err
     env["RUNSTORE_API_TOKEN"] = server.token
