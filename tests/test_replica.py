@@ -2,8 +2,8 @@
 has just written reading its own writes from the primary.
 
 The replica here is a real second database that lags: a snapshot of the primary taken after the
-``run`` fixture (an SQLite backup of the test database, or a PostgreSQL database made from it as a
-template), wired in as the ``replica`` alias. What is written afterwards exists on the primary only,
+``run`` fixture (an SQLite backup of the test database, or on PostgreSQL a schema holding a copy of
+every table), wired in as the ``replica`` alias. What is written afterwards exists on the primary only,
 so a read that does not see it provably came from the replica.
 """
 
@@ -35,26 +35,18 @@ def lagging_replica(run, tmp_path):
         primary.connection.backup(target)
         target.close()
     else:
-        import psycopg
-
-        replica_name = f"{settings_dict['NAME']}_replica"
-        primary.close()  # CREATE DATABASE ... TEMPLATE needs the source without sessions
-        admin = psycopg.connect(
-            host=settings_dict["HOST"],
-            port=settings_dict["PORT"] or 5432,
-            user=settings_dict["USER"],
-            password=settings_dict["PASSWORD"],
-            dbname="postgres",
-            autocommit=True,
-        )
-        admin.execute(f'DROP DATABASE IF EXISTS "{replica_name}"')
-        # A connection an earlier test left open (a live server's thread, a worker) would make the copy
-        # fail with "being accessed by other users": those sessions are ended first.
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            [settings_dict["NAME"]],
-        )
-        admin.execute(f'CREATE DATABASE "{replica_name}" TEMPLATE "{settings_dict["NAME"]}"')
+        # A schema ``replica`` in the same database holding a copy of every table's rows (a database
+        # copied with CREATE DATABASE ... TEMPLATE cannot be made while TimescaleDB's scheduler, a
+        # superuser session, is connected to the source); the alias reads it through its search_path.
+        replica_name = settings_dict["NAME"]
+        with primary.cursor() as cursor:
+            cursor.execute("DROP SCHEMA IF EXISTS replica CASCADE")
+            cursor.execute("CREATE SCHEMA replica")
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+            for (table,) in cursor.fetchall():
+                cursor.execute(f'CREATE TABLE replica."{table}" (LIKE public."{table}" INCLUDING DEFAULTS)')
+                cursor.execute(f'INSERT INTO replica."{table}" SELECT * FROM public."{table}"')
+        settings_dict["OPTIONS"] = {**settings_dict.get("OPTIONS", {}), "options": "-c search_path=replica"}
     # Kept open for the whole test (CONN_MAX_AGE None) and opened here: Django's test case lets a
     # test use only the aliases it knew when it started, unless their connection already exists.
     connections.settings["replica"] = {**settings_dict, "NAME": replica_name, "CONN_MAX_AGE": None}
@@ -66,8 +58,8 @@ def lagging_replica(run, tmp_path):
         del connections["replica"]
         del connections.settings["replica"]
         if primary.vendor != "sqlite":
-            admin.execute(f'DROP DATABASE IF EXISTS "{replica_name}" WITH (FORCE)')
-            admin.close()
+            with primary.cursor() as cursor:
+                cursor.execute("DROP SCHEMA IF EXISTS replica CASCADE")
 
 
 def names(client):
