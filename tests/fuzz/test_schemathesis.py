@@ -74,7 +74,7 @@ def _seed(owner):
     kept = registry.register_version(owner, run, "notes", "resnet", stage="production")
     registry.set_alias(owner, kept, "champion")
     registry.register_version(owner, run, "notes", "served", stage="production")
-    for name in ("doomed-model", "doomed-version", "doomed-alias"):
+    for name in ("doomed-model", "doomed-version", "doomed-alias", "renamed"):
         registry.set_alias(owner, registry.register_version(owner, run, "notes", name), "gone")
     export = Export.objects.create(project=project, run=run, requested_by=owner)
     doomed, _ = run_services.create_run(owner, project, name="to delete")
@@ -125,6 +125,10 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None)
             {"path.model_name": "doomed-alias", "path.alias": "gone"},
         ),
         ("include-path-regex", "/models/\\{model_name\\}/stages/", {"path.model_name": "served"}),
+        # a PATCH may rename the model it is given: a model of its own, so the others keep their name
+        ("include-name", "PATCH /api/v1/workspaces/{workspace}/models/{model_name}/", {"path.model_name": "renamed"}),
+        # a new model's home project is named by its slug
+        ("include-name", "POST /api/v1/workspaces/{workspace}/models/", {"body.project": project.slug}),
     ]
     if pending_upload:
         complete = "/api/v1/runs/{run_ref}/uploads/direct/{upload_id}/complete"
