@@ -67,26 +67,14 @@ pg_pid=$!
 wait $sqlite_pid || status=1
 echo "--- SQLite (ended after $((SECONDS - suite_start)) s) ---"
 cat "$LOGS/sqlite.log"
-# The client suite (its own servers, and for the fault suite a PostgreSQL cluster and Redis of its own)
-# starts on the core the SQLite suite freed, while the PostgreSQL suite finishes.
-client_pid=""
-if [[ -d client/tests ]]; then
-  (
-    export RUNSTORE_TIMESCALEDB=auto
-    exec $PY -m pytest client/tests -p no:django -p no:cacheprovider \
-      --ignore=client/tests/integrations --junitxml=var/test-reports/client.xml "$@"
-  ) >"$LOGS/client.log" 2>&1 &
-  client_pid=$!
-fi
 wait $pg_pid || status=1
 echo "--- PostgreSQL + TimescaleDB (both ended after $((SECONDS - suite_start)) s) ---"
 cat "$LOGS/postgres.log"
 
-if [[ -n "$client_pid" ]]; then
-  step "client tests against a live server (started when the SQLite suite ended)"
-  wait $client_pid || status=1
-  echo "--- client (ended after $((SECONDS - suite_start)) s) ---"
-  cat "$LOGS/client.log"
+if [[ -d client/tests ]]; then
+  step "client tests against a live server"
+  RUNSTORE_TIMESCALEDB=auto $PY -m pytest client/tests -p no:django -p no:cacheprovider \
+    --ignore=client/tests/integrations --junitxml=var/test-reports/client.xml "$@" || status=1
 fi
 
 if [[ -d client/tests/integrations/requirements ]]; then

@@ -176,7 +176,7 @@ def test_roll_up_killed_mid_task_is_finished_by_the_redelivery(run, worker, sett
     assert 0 < stopped_at < target, "the task finished before it could be killed; make it longer"
 
     worker()  # the unacknowledged message comes back after the visibility timeout
-    wait_for(lambda: cursor_of(a.pk) == target, timeout=90, what="the redelivered roll-up")
+    wait_for(lambda: cursor_of(a.pk) == target, timeout=240, what="the redelivered roll-up")
     settings.RUNSTORE_ROLLUP_CHUNK_POINTS = 10**6
     rollups.roll_up(b.pk)  # the same series, rolled up in one go, in this process
 
