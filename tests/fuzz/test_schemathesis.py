@@ -129,6 +129,12 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None)
         ("include-name", "PATCH /api/v1/workspaces/{workspace}/models/{model_name}/", {"path.model_name": "renamed"}),
         # a new model's home project is named by its slug
         ("include-name", "POST /api/v1/workspaces/{workspace}/models/", {"body.project": project.slug}),
+        # a new version comes from the seeded run's file field
+        (
+            "include-name",
+            "POST /api/v1/workspaces/{workspace}/models/{model_name}/versions/",
+            {"body.run": str(run.uuid), "body.path": "notes"},
+        ),
     ]
     if pending_upload:
         complete = "/api/v1/runs/{run_ref}/uploads/direct/{upload_id}/complete"
