@@ -360,9 +360,17 @@ def schedule_after_commit(appends) -> None:
         return
 
     def enqueue():
+        from django.conf import settings
+
         from .tasks import rollup_series
 
-        rollup_series.delay(claimed)
+        # Waiting lets the next batches of these series find them queued and send nothing:
+        # one task rolls up what several batches closed, instead of one task per batch.
+        delay = settings.RUNSTORE_ROLLUP_DELAY
+        if delay:
+            rollup_series.apply_async((claimed,), countdown=delay)
+        else:
+            rollup_series.delay(claimed)
 
     transaction.on_commit(enqueue, robust=True)
 

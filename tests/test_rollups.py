@@ -214,10 +214,11 @@ def test_deleting_a_series_deletes_its_rollups(run):
     assert not RollupCursor.objects.filter(series_id=attr.pk).exists()
 
 
-def test_batches_that_close_a_bucket_schedule_a_roll_up(run, django_capture_on_commit_callbacks, monkeypatch):
+def test_batches_that_close_a_bucket_schedule_a_roll_up(run, django_capture_on_commit_callbacks, monkeypatch, settings):
     sent = []
     from runs import tasks
 
+    settings.RUNSTORE_ROLLUP_DELAY = 0
     monkeypatch.setattr(tasks.rollup_series, "delay", lambda ids: sent.append(ids))
     with django_capture_on_commit_callbacks(execute=True):
         append(run, "loss", list(range(10)), [1.0] * 10, seq=1)  # bucket [0, 16) still open
@@ -233,6 +234,21 @@ def test_batches_that_close_a_bucket_schedule_a_roll_up(run, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         append(run, "loss", list(range(40, 50)), [1.0] * 10, seq=4)
     assert sent == [[loss], [loss]] and RollupCursor.objects.get(series_id=loss).queued
+
+
+def test_a_roll_up_task_waits_the_configured_delay_so_the_batches_meanwhile_share_it(
+    run, django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    sent = []
+    from runs import tasks
+
+    settings.RUNSTORE_ROLLUP_DELAY = 2.5
+    monkeypatch.setattr(tasks.rollup_series, "apply_async", lambda args, countdown: sent.append((args, countdown)))
+    for seq in range(1, 4):  # three batches, each closing buckets, before the task runs
+        with django_capture_on_commit_callbacks(execute=True):
+            append(run, "loss", list(range((seq - 1) * 100, seq * 100)), [1.0] * 100, seq=seq)
+    loss = Attribute.objects.get(run=run, path="loss").pk
+    assert sent == [(([loss],), 2.5)]
 
 
 def test_big_series_endpoint_reads_rollups(owner_api, run):

@@ -394,6 +394,8 @@ RUNSTORE_WEBHOOK_RETRY_DELAY = env_float("RUNSTORE_WEBHOOK_RETRY_DELAY", 10.0, m
 
 # --- background processing and storage clean-up --------------------------------
 RUNSTORE_ROLLUP_CHUNK_POINTS = env_int("RUNSTORE_ROLLUP_CHUNK_POINTS", 1_000_000, minimum=100)  # per transaction
+# Seconds a roll-up task waits after the batch that queued it: the batches of that time share one task.
+RUNSTORE_ROLLUP_DELAY = env_float("RUNSTORE_ROLLUP_DELAY", 2.0, minimum=0)
 RUNSTORE_TRASH_DAYS = env_int("RUNSTORE_TRASH_DAYS", 30, minimum=0)  # deleted runs are purged after this
 # A running run whose pings stopped this many seconds ago is marked crashed (runs.tasks.mark_crashed_runs).
 RUNSTORE_CRASH_AFTER = env_int("RUNSTORE_CRASH_AFTER", 300, minimum=1)
