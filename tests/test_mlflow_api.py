@@ -2,10 +2,14 @@
 search translation and who may do what (the permission world of tests/conftest.py)."""
 
 import math
+import threading
 
 import pytest
+from django.db import connection
 
 from runs.models import Attribute, FloatPoint, Run
+
+from .conftest import run_url
 
 API = "/api/2.0/mlflow/"
 
@@ -130,6 +134,70 @@ def test_create_run_with_name_tags_and_read_it_back(owner_api, project):
     tags = {t["key"]: t["value"] for t in response.json()["run"]["data"]["tags"]}
     assert tags == {"k": "v", "mlflow.runName": "r1"}
     assert Run.objects.get(uuid=info["run_id"]).name == "r1"
+
+
+def test_create_answers_the_run_as_stored(owner_api, project):
+    tags = [
+        {"key": "team", "value": "vision"},
+        {"key": "a.b", "value": ""},
+        {"key": "mlflow.note.content", "value": "n"},
+    ]
+    body = {"experiment_id": str(project.pk), "run_name": "r2", "start_time": 1700000000123, "tags": tags}
+    created = call(owner_api, "POST", "runs/create", body).json()["run"]
+    stored = call(owner_api, "GET", "runs/get", {"run_id": created["info"]["run_id"]}).json()["run"]
+
+    def by_key(items):
+        return sorted(items, key=lambda item: item["key"])
+
+    assert created["info"] == stored["info"] and created["info"]["start_time"] == 1700000000123
+    assert by_key(created["data"].pop("tags")) == by_key(stored["data"].pop("tags"))
+    assert created["data"] == stored["data"] == {"metrics": [], "params": []}
+    assert created["inputs"] == stored["inputs"] == {"dataset_inputs": []}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_run_creation_gets_distinct_numbers_and_keeps_each_runs_fields(owner, api):
+    """Run creation holds its project's run counter only while it writes the run: creations from
+    several threads each get their own number, in turn, and each keeps the tags and time it sent."""
+    if connection.vendor == "sqlite" and "memory" in str(connection.settings_dict["NAME"] or "memory"):
+        pytest.skip("needs a file or server database shared between threads")
+    from projects import services as project_services
+
+    workspace = project_services.create_workspace(owner, "race", "Race")
+    project = project_services.create_project(owner, workspace, "p", key="RACE")
+    errors, made = [], []
+
+    def create(thread):
+        client = api(owner)
+        try:
+            for i in range(5):
+                body = {
+                    "experiment_id": str(project.pk),
+                    "run_name": f"t{thread}-{i}",
+                    "start_time": 1700000000000 + 10 * thread + i,
+                    "tags": [{"key": "thread", "value": str(thread)}],
+                }
+                response = call(client, "POST", "runs/create", body)
+                assert response.status_code == 200, response.json()
+                made.append((response.json()["run"]["info"]["run_id"], body))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(Run.objects.filter(project=project).values_list("number", flat=True)) == list(range(1, 21))
+    client = api(owner)
+    for run_id_, body in made:
+        got = call(client, "GET", "runs/get", {"run_id": run_id_}).json()["run"]
+        tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
+        assert tags == {"thread": body["tags"][0]["value"], "mlflow.runName": body["run_name"]}
+        assert got["info"]["start_time"] == body["start_time"]
 
 
 def test_params_are_kept_as_sent_and_immutable(owner_api, run):
@@ -289,6 +357,50 @@ def test_log_batch_is_all_or_nothing(owner_api, run):
 def test_bad_metric_value_names_the_parameter(owner_api, run):
     response = log_batch(owner_api, run, metrics=[{"key": "m", "value": "high", "timestamp": 1, "step": 0}])
     assert response.status_code == 400 and "'value'" in response.json()["message"]
+
+
+def test_int64_fields_are_read_as_protobuf_json_writes_them_or_as_numbers(owner_api, run):
+    metrics = [
+        {"key": "m", "value": 0.5, "timestamp": "1700000000000", "step": "3"},
+        {"key": "m", "value": "NaN", "timestamp": 1700000000001, "step": 4},
+        {"key": "m", "value": 2, "timestamp": "-5", "step": "-1"},
+        {"key": "m", "value": 1.5, "timestamp": "1700000000002"},
+    ]
+    assert log_batch(owner_api, run, metrics=metrics).status_code == 200
+    history = call(owner_api, "GET", "metrics/get-history", {"run_id": run_id(run), "metric_key": "m"}).json()
+    points = [(p["step"], p["timestamp"], p["value"]) for p in history["metrics"]]
+    assert points == [(-1, -5, 2.0), (0, 1700000000002, 1.5), (3, 1700000000000, 0.5), (4, 1700000000001, "NaN")]
+
+
+@pytest.mark.parametrize(
+    "field, sent",
+    [("step", "3a"), ("step", "٣x"), ("timestamp", "9" * 20), ("timestamp", ""), ("step", True), ("timestamp", [1])],
+)
+def test_a_bad_int64_field_names_the_parameter(owner_api, run, field, sent):
+    metric = {"key": "m", "value": 1.0, "timestamp": 1, "step": 0, field: sent}
+    response = log_batch(owner_api, run, metrics=[metric])
+    assert (response.status_code, response.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert f"'{field}'" in response.json()["message"]
+    assert not Attribute.objects.filter(run=run, path="metrics/m").exists()
+
+
+def native_points(client, run, path):
+    points = client.get(run_url(run, "series/points"), {"path": path}).json()
+    return list(zip(points["steps"], points["values"], strict=True))
+
+
+def test_a_batch_in_any_order_appends_each_steps_highest_point_to_the_series(owner_api, run):
+    metrics = [
+        {"key": "m", "value": v, "timestamp": t, "step": s}
+        for s, t, v in [(3, 5, 0.3), (1, 9, 0.1), (3, 5, 0.7), (2, 1, 0.2), (1, 2, 0.9), (3, 4, 0.8)]
+    ]
+    assert log_batch(owner_api, run, metrics=metrics).status_code == 200
+    # per step: the latest timestamp, then the highest value (MLflow's latest), in step order
+    assert native_points(owner_api, run, "metrics/m") == [(1, 0.1), (2, 0.2), (3, 0.7)]
+    assert metric_values(get_run(owner_api, run))["m"] == 0.7
+    more = [{"key": "m", "value": 0.4, "timestamp": 1, "step": s} for s in (2, 5, 4)]
+    assert log_batch(owner_api, run, metrics=more).status_code == 200  # the series holds step 2 already
+    assert native_points(owner_api, run, "metrics/m") == [(1, 0.1), (2, 0.2), (3, 0.7), (4, 0.4), (5, 0.4)]
 
 
 # --- search -----------------------------------------------------------------------------------

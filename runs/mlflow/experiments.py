@@ -97,8 +97,9 @@ def default_project(user) -> Project:
     if project is None:
         if not permissions.can(user, "write", workspace):
             raise not_found("No Experiment with id=0 exists")
-        project = project_services.resolve_project(user, f"{workspace.slug}/{DEFAULT_SLUG}", create=True)
-        Experiment.objects.get_or_create(project=project, defaults={"name": DEFAULT_NAME})
+        with transaction.atomic():  # also when the caller is a read (a search) outside a transaction
+            project = project_services.resolve_project(user, f"{workspace.slug}/{DEFAULT_SLUG}", create=True)
+            Experiment.objects.get_or_create(project=project, defaults={"name": DEFAULT_NAME})
         project = _visible(user).get(pk=project.pk)
     return project
 

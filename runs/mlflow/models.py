@@ -24,9 +24,14 @@ class Experiment(models.Model):
 
 
 class Metric(models.Model):
-    """One logged MLflow metric point. A point sent twice (a retried request) is stored once."""
+    """One logged MLflow metric point. A point sent twice (a retried request) is stored once.
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    Up to 1,000 rows per log-batch: the run is indexed by the unique constraint (its first column)
+    alone, and, like the native series points, checked by the code that writes them (the run's row
+    is locked by then) rather than by a foreign-key trigger per row; deleting a run deletes its
+    points (Django's cascade)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
     key = models.CharField(max_length=250)
     step = models.BigIntegerField()
     timestamp = models.BigIntegerField()  # milliseconds, as MLflow sends them

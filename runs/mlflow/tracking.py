@@ -21,7 +21,7 @@ import math
 import random
 import secrets
 import uuid as uuid_module
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -33,8 +33,9 @@ from django.utils import timezone
 from projects import permissions
 
 from .. import ingest, services
+from .. import series as series_store
 from ..errors import ApiError
-from ..models import Attribute, AttributeType, FloatPoint, Run, RunState
+from ..models import Attribute, AttributeType, Run, RunState
 from ..paths import PathError, validate_path
 from ..query import QueryError, QueryTimeout, RunQuery, query_budget
 from . import experiments
@@ -196,8 +197,26 @@ def _text(attr: Attribute) -> str:
     return json.dumps(attr.json_value)
 
 
+# What a run's MLflow view reads of its fields and latest metrics: plain rows (named tuples with the
+# attribute names the readers below use), not model instances (a search page reads ~10 per run).
+_FIELD_COLUMNS = (
+    "run_id",
+    "path",
+    "type",
+    "string_value",
+    "int_value",
+    "float_value",
+    "bool_value",
+    "datetime_value",
+    "json_value",
+)
+_LATEST_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
+_FieldRow = namedtuple("_FieldRow", _FIELD_COLUMNS)
+
+
 def _data_of(runs: list[Run]) -> tuple[dict, dict]:
-    """Per run pk: its params/tags/inputs attributes, and its latest metrics (two queries for any number of runs)."""
+    """Per run pk: its params/tags/inputs fields, and its latest metrics (two queries for any number of
+    runs), each in path (key) order."""
     attrs: dict = defaultdict(list)
     latest: dict = defaultdict(list)
     ids = [r.pk for r in runs]
@@ -208,9 +227,11 @@ def _data_of(runs: list[Run]) -> tuple[dict, dict]:
             | Q(path__startswith=INPUT_PREFIX)
             | Q(path__in=TIME_PATHS)
         )
-        for attr in Attribute.objects.filter(Q(run_id__in=ids) & wanted).order_by("path"):
+        rows = Attribute.objects.filter(Q(run_id__in=ids) & wanted).order_by("path")
+        for attr in rows.values_list(*_FIELD_COLUMNS, named=True):
             attrs[attr.run_id].append(attr)
-        for metric in LatestMetric.objects.filter(run_id__in=ids).order_by("key"):
+        metrics = LatestMetric.objects.filter(run_id__in=ids).order_by("key")
+        for metric in metrics.values_list(*_LATEST_COLUMNS, named=True):
             latest[metric.run_id].append(metric)
     return attrs, latest
 
@@ -306,6 +327,13 @@ def _random_name() -> str:
 
 
 def create_run(user, body: dict) -> Run:
+    """A new run of ``body``'s experiment (made on first use when it is the default one), in one
+    transaction; its MLflow view is :func:`new_run_dict`."""
+    with transaction.atomic():
+        return _create_run(user, body)
+
+
+def _create_run(user, body: dict) -> Run:
     project = experiments.get(user, body.get("experiment_id") or experiments.DEFAULT_ID)
     if experiments.is_deleted(project):
         raise invalid(f"The experiment {project.pk} must be in the 'active' state. Current state is deleted.")
@@ -318,11 +346,32 @@ def create_run(user, body: dict) -> Run:
     ops = [_tag_op(k, v) for k, v in tags.items()]
     if body.get("start_time") not in (None, ""):
         ops.append(_time_op(START_TIME_PATH, body["start_time"], "start_time"))
-    with transaction.atomic():
-        run, _ = services.create_run(user, project, name=name[:250], description=description)
-        run.project = project
-        _apply(user, run, ops)
+    # Creating a run takes its project's run counter (a row lock held until the commit, so that
+    # concurrent creations number in turn): all checks above run before it, and after it only the
+    # run's own rows are written, in the fewest statements: the run is new and seen by no other
+    # transaction, so its fields need no batch key, no lock of its row and no read.
+    run, _ = services.create_run(user, project, name=name[:250], description=description)
+    run.project = project
+    if ops:
+        services.apply_batch(user, run, stream=STREAM, seq=None, raw_ops=ops, fields={})
     return run  # as created (its owner the caller); the ops above change no field of the run's row
+
+
+def new_run_dict(run: Run, body: dict) -> dict:
+    """MLflow's Run for ``run`` just made by :func:`create_run` from ``body``, without reading it back:
+    its only fields are the tags and start time sent (already checked by ``create_run``)."""
+    tags = _tags_of(body.get("tags"))
+    tags.pop(RUN_NAME_TAG, None)
+    tags.pop(NOTE_TAG, None)
+    fields = [
+        _FieldRow(run.pk, TAG_PREFIX + key, AttributeType.STRING, value, None, None, None, None, None)
+        for key, value in sorted(tags.items())
+    ]
+    if body.get("start_time") not in (None, ""):
+        ms = _as_int(body["start_time"], "start_time")
+        stamp = _EPOCH + timedelta(milliseconds=ms)
+        fields.append(_FieldRow(run.pk, START_TIME_PATH, AttributeType.DATETIME, None, None, None, None, stamp, None))
+    return run_dict(run, fields, [])
 
 
 def _tags_of(raw) -> dict:
@@ -448,23 +497,40 @@ def _param_ops(run: Run, params: dict, stored: dict | None = None) -> list[dict]
     return ops
 
 
+_INT64 = range(-(2**63), 2**63)  # ``n in _INT64`` is one comparison pair for an int
+
+
 def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
+    """``(key, value, timestamp, step)`` of each metric. Up to 1,000 per request: the usual shapes
+    (a float value; int64s as protobuf's JSON writes them, decimal strings, or as numbers) are taken
+    without a call per field; anything else goes through the checks that name what is wrong."""
     out = []
+    append = out.append
     checked: set[str] = set()
     for metric in raw or []:
-        if not isinstance(metric, dict):
+        if type(metric) is not dict and not isinstance(metric, dict):
             raise invalid("metrics: each metric must be an object with key, value, timestamp and step")
         key = metric.get("key")
-        if key not in checked:  # a batch names a few keys many times: each is checked once
+        if type(key) is not str or key not in checked:  # a batch names a few keys many times: each is checked once
             key = _key(key, "metric")
             _field_path(METRIC_PREFIX, key, "metric")
             checked.add(key)
         if "value" not in metric:
             raise invalid(f"Missing value for required parameter 'value' of metric {key!r}")
-        value = _as_float(metric.get("value"), "value")
-        timestamp = _as_int(metric.get("timestamp"), "timestamp")
-        step = _as_int(metric.get("step"), "step", default=0)
-        out.append((key, value, timestamp, step))
+        value = metric["value"]
+        if type(value) is not float:
+            value = _as_float(value, "value")
+        sent = metric.get("timestamp")
+        kind = type(sent)
+        timestamp = int(sent) if kind is str and sent.isdecimal() else sent if kind is int else None
+        if timestamp is None or timestamp not in _INT64:
+            timestamp = _as_int(sent, "timestamp")
+        sent = metric.get("step")
+        kind = type(sent)
+        step = int(sent) if kind is str and sent.isdecimal() else sent if kind is int else None
+        if step is None or step not in _INT64:
+            step = _as_int(sent, "step", default=0)
+        append((key, value, timestamp, step))
     return out
 
 
@@ -478,11 +544,24 @@ def _insert_points(run: Run, rows: list[tuple]) -> list[tuple]:
     stored: list[tuple] = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            keys, steps, stamps, values, nans = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
+            # The columns as array literals made by one join each (the driver's list adaptation costs
+            # tens of ms per 1,000 points); the batch's few keys as an array the rows index (1-based).
+            keys, steps, stamps, values, nans = zip(*rows, strict=True) if rows else ((),) * 5
+            names = list(dict.fromkeys(keys))
+            index = {name: str(i) for i, name in enumerate(names, 1)}
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT %s, * FROM UNNEST(%s::varchar[], %s::bigint[], "
-                f"%s::bigint[], %s::double precision[], %s::boolean[]) ON CONFLICT DO NOTHING {returning}",
-                [run.pk, keys, steps, stamps, values, nans],
+                f"INSERT INTO {table} ({columns}) SELECT %s, (%s::varchar[])[k], s, t, v, n FROM UNNEST("
+                "%s::int[], %s::bigint[], %s::bigint[], %s::double precision[], %s::boolean[]) AS p(k, s, t, v, n) "
+                f"ON CONFLICT DO NOTHING {returning}",
+                [
+                    run.pk,
+                    names,
+                    _pg_array(map(index.__getitem__, keys)),
+                    _pg_array(map(str, steps)),
+                    _pg_array(map(str, stamps)),
+                    _pg_array(map(repr, values)),  # the shortest exact form; inf and -inf as PostgreSQL reads them
+                    _pg_array("t" if nan else "f" for nan in nans),
+                ],
             )
             stored = cursor.fetchall()
         else:
@@ -497,14 +576,20 @@ def _insert_points(run: Run, rows: list[tuple]) -> list[tuple]:
     return [(k, s, t, v, bool(n)) for k, s, t, v, n in stored]
 
 
-def _rank(step: int, timestamp: int, value: float, is_nan: bool):
-    """MLflow's order of points for 'latest': step, then timestamp, then value (NaN lowest)."""
-    return (step, timestamp, -math.inf if is_nan else value)
+def _pg_array(items) -> str:
+    """A PostgreSQL array literal of ``items``, strings that need no quoting (numbers, t/f)."""
+    return "{" + ",".join(items) + "}"
+
+
+def _row_rank(row: tuple) -> tuple:
+    """MLflow's order of points ``(key, step, timestamp, value, is_nan)`` for 'latest': step, then
+    timestamp, then value (NaN lowest)."""
+    return (row[1], row[2], -math.inf if row[4] else row[3])
 
 
 def _upsert_latest(run: Run, best: dict[str, tuple]) -> set[str]:
     """Make each ``best`` point ``(key, step, timestamp, value, is_nan)`` its metric's latest unless the
-    stored latest ranks higher (MLflow's order, :func:`_rank`), in one statement; returns the keys whose
+    stored latest ranks higher (MLflow's order, :func:`_row_rank`), in one statement; returns the keys whose
     latest point changed."""
     table = LatestMetric._meta.db_table
     lowest = "'-Infinity'::float8" if connection.vendor == "postgresql" else "-9e999"
@@ -540,28 +625,32 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]], stored: dic
     by_key: dict = defaultdict(list)
     for row in new:
         by_key[row[0]].append(row)
-    best_of = {key: max(rows, key=lambda r: _rank(r[1], r[2], r[3], r[4])) for key, rows in by_key.items()}
+    for rows in by_key.values():
+        rows.sort(key=_row_rank, reverse=True)  # MLflow's order, highest first (a stable sort: ties keep theirs)
+    best_of = {key: rows[0] for key, rows in by_key.items()}
     newer = _upsert_latest(run, best_of)
     ops, last_point_updates = [], []
     for key, rows in by_key.items():
         best = best_of[key] if key in newer else None
         attr = stored.get(METRIC_PREFIX + key)
         last_step = attr.last_step if attr is not None and attr.type == AttributeType.FLOAT_SERIES else None
-        per_step: dict = {}
+        per_step: dict = {}  # step -> its highest point, steps descending
         for row in rows:
-            if row[1] < 0 or not 0 <= row[2] < 253402300800000:
+            step = row[1]
+            if last_step is not None and step <= last_step:
+                break  # the series holds these steps already (the rest are lower)
+            if step in per_step or step < 0 or not 0 <= row[2] < 253402300800000:
                 continue  # the native series holds non-negative steps and sane times only
-            if row[1] not in per_step or _rank(*row[1:]) > _rank(*per_step[row[1]][1:]):
-                per_step[row[1]] = row
-        appended = sorted(s for s in per_step if last_step is None or s > last_step)
-        if appended:
+            per_step[step] = row
+        if per_step:
+            appended = list(per_step.values())[::-1]
             ops.append(
                 {
                     "op": "append",
                     "path": METRIC_PREFIX + key,
-                    "steps": appended,
-                    "values": [math.nan if per_step[s][4] else per_step[s][3] for s in appended],
-                    "timestamps": [per_step[s][2] / 1000.0 for s in appended],
+                    "steps": [row[1] for row in appended],
+                    "values": [math.nan if row[4] else row[3] for row in appended],
+                    "timestamps": [row[2] / 1000.0 for row in appended],
                 }
             )
         elif best is not None and attr is not None and best[1] == last_step:
@@ -573,7 +662,7 @@ def _update_last_points(updates) -> None:
     """A later point at a series' last step is MLflow's latest value: the series' last point follows it."""
     for attr, (_, step, timestamp, value, is_nan) in updates:
         number = math.nan if is_nan else value
-        FloatPoint.objects.filter(series_id=attr.pk, step=step).update(value=number, timestamp=timestamp / 1000.0)
+        series_store.update_float_point(attr.pk, step, number, timestamp / 1000.0)
         changes = {"float_value": number, "updated_at": timezone.now()}
         if not is_nan:
             changes["min_value"] = min(attr.min_value, number) if attr.min_value is not None else number
@@ -607,7 +696,8 @@ def log_batch(user, run: Run, *, metrics=None, params=None, tags=None) -> None:
     tag_ops = [_tag_op(k, v) for k, v in tag_values.items()]
     paths = [_field_path(PARAM_PREFIX, k, "param") for k in param_values] + [op["path"] for op in tag_ops]
     paths += [METRIC_PREFIX + key for key in {p[0] for p in points}]
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No savepoint: a failure rolls back the whole request (the view's transaction), or this one.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         # Lock the run's row first: concurrent batches of one run see each other's metric points. The
         # batch is idempotent by itself (a point stored before is skipped, params refuse a change): it
         # needs no batch key, and the engine gets the fields read here.

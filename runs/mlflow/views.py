@@ -169,7 +169,7 @@ def experiments_delete_tag(request, body):
 
 def runs_create(request, body):
     run = tracking.create_run(request.user, body)
-    return {"run": tracking.runs_dicts([run])[0]}
+    return {"run": tracking.new_run_dict(run, body)}
 
 
 def runs_get(request, body):
@@ -369,6 +369,10 @@ HANDLERS = {
     **registry.HANDLERS,  # the Model Registry: registered-models/*, model-versions/*
 }
 WRITES = {"POST", "PATCH", "DELETE"}
+# No transaction around these: searches sent as POST (reads: the query engine bounds its own), and
+# run creation, one transaction of its own whose answer needs no read after it, so the project's run
+# counter it locks is released as soon as the run is written.
+NO_OUTER_TRANSACTION = {runs_create, runs_search, experiments_search, logged_models_search}
 
 
 def _model_handler(method: str, endpoint: str):
@@ -400,7 +404,7 @@ class MlflowApiView(MlflowView):
             raise MlflowError("ENDPOINT_NOT_FOUND", f"this server does not implement {endpoint!r}", status=404)
         body = _body(request)
         with permissions.remember_actions():  # one permission query per project per request
-            if request.method in WRITES:
+            if request.method in WRITES and handler not in NO_OUTER_TRANSACTION:
                 with transaction.atomic():
                     answer = handler(request, body)
             else:
