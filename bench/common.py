@@ -350,6 +350,16 @@ class RunstoreServer:
                 for table in ("runs_seriesrollup",):
                     if conn.execute("SELECT to_regclass(%s)", [table]).fetchone()[0]:
                         extra[table] = conn.execute("SELECT pg_total_relation_size(%s)", [table]).fetchone()[0]
+                # packed blocks (runs.blocks) hold every full block's worth of points
+                if conn.execute("SELECT to_regclass('runs_floatblock')").fetchone()[0]:
+                    conn.execute("VACUUM ANALYZE runs_floatblock")
+                    count += conn.execute("SELECT COALESCE(sum(count), 0) FROM runs_floatblock").fetchone()[0]
+                    size += conn.execute(
+                        "SELECT hypertable_size('runs_floatblock')"
+                        if hyper
+                        else "SELECT pg_total_relation_size('runs_floatblock')"
+                    ).fetchone()[0]
+                    how += " + runs_floatblock"
             return {"bytes": size, "points": count, "how": how, "hypertable": bool(hyper), "other_tables_bytes": extra}
         import sqlite3
 
@@ -359,12 +369,15 @@ class RunstoreServer:
             names = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE tbl_name = 'runs_floatpoint' AND type IN ('table', 'index')"
+                    "SELECT name FROM sqlite_master WHERE tbl_name IN ('runs_floatpoint', 'runs_floatblock') "
+                    "AND type IN ('table', 'index')"
                 )
             ]
             marks = ",".join("?" * len(names))
             size = conn.execute(f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({marks})", names).fetchone()[0]
             count = conn.execute("SELECT count(*) FROM runs_floatpoint").fetchone()[0]
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs_floatblock'").fetchone():
+                count += conn.execute("SELECT COALESCE(sum(count), 0) FROM runs_floatblock").fetchone()[0]
             extra = {}
             for table in ("runs_seriesrollup",):
                 names = [
@@ -382,7 +395,7 @@ class RunstoreServer:
         return {
             "bytes": size,
             "points": count,
-            "how": "dbstat over runs_floatpoint and its indexes",
+            "how": "dbstat over runs_floatpoint, runs_floatblock and their indexes",
             "hypertable": False,
             "other_tables_bytes": extra,
         }

@@ -15,7 +15,7 @@ from operator import itemgetter
 
 from django.db import connection
 
-from . import rollups
+from . import blocks, rollups
 from .paths import PathError, validate_path
 from .series import FLOAT_TABLE, RAW_READ_POINTS
 
@@ -210,96 +210,91 @@ def _assemble(rows, lo: int, hi: int, origin: int, width: int) -> dict[int, dict
     return out
 
 
-def _raw_select(ids: list[int], a: int, b: int, origin: int, width: int) -> tuple[str, list]:
-    """One statement part: the buckets of raw points of series ``ids`` with steps in ``[a, b)``, in the
-    roll-up rows' shape (series, first/last step, min, max, finite sum and count, count)."""
-    mn, mx, sm, nf = rollups._raw_aggregates()
-    sql = (
-        f"SELECT series_id AS sid, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
-        f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {FLOAT_TABLE} "
-        f"WHERE series_id IN ({_marks(ids)}) AND step >= %s AND step < %s "
-        f"GROUP BY series_id, (step - %s) / %s"
-    )
-    return sql, [*ids, a, b, origin, width]
+def _raw_rows(cursor, ids: list[int], ranges: list[tuple[int, int]], origin: int, width: int) -> list:
+    """The buckets of the points of series ``ids`` with steps in each ``[a, b)``, aggregated with numpy
+    from the decoded blocks and tail rows, in the roll-up rows' shape (series, first/last step, min,
+    max, finite sum and count, count)."""
+    rows: list = []
+    for a, b in ranges:
+        loaded = blocks.load(cursor, FLOAT_TABLE, ids, a, b - 1, want=("steps", "values"))
+        for sid, points in loaded.items():
+            if len(points):
+                stats = blocks.bucket_stats(points.steps, points.values, origin, width)
+                rows += [(sid, *row[:7]) for row in blocks.stats_rows(stats)]
+    return rows
 
 
-def _fetch_union(selects: list[str], params: list, origin: int, width: int) -> list:
-    """The parts regridded in the database: one row per series and bucket of ``width`` steps from
-    ``origin`` (roll-up blocks of a finer width and raw edges summed into it), ordered."""
-    if not selects:
-        return []
-    sql = (
-        "SELECT sid, min(s0), max(s1), min(mn), max(mx), sum(sm), CAST(sum(nf) AS BIGINT), CAST(sum(n) AS BIGINT) "
-        f"FROM ({' UNION ALL '.join(selects)}) u GROUP BY sid, (s0 - %s) / %s ORDER BY sid, min(s0)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, origin, width])
-        return cursor.fetchall()
+def _regrid(rows: list, origin: int, width: int) -> list:
+    """Rows summed per series and bucket of ``width`` steps from ``origin``, ordered by series and step."""
+    acc: dict[tuple[int, int], list] = {}
+    for sid, s0, s1, mn, mx, sm, nf, n in rows:
+        key = (sid, (s0 - origin) // width)
+        cur = acc.get(key)
+        if cur is None:
+            acc[key] = [sid, s0, s1, mn, mx, sm or 0.0, int(nf or 0), int(n)]
+            continue
+        cur[1], cur[2] = min(cur[1], s0), max(cur[2], s1)
+        if mn is not None and (cur[3] is None or mn < cur[3]):
+            cur[3] = mn
+        if mx is not None and (cur[4] is None or mx > cur[4]):
+            cur[4] = mx
+        cur[5] += sm or 0.0
+        cur[6] += int(nf or 0)
+        cur[7] += int(n)
+    return [tuple(acc[key]) for key in sorted(acc)]
 
 
 def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width: int) -> list:
-    selects, params = [], []
-    for a, b in ranges:
-        sql, args = _raw_select(ids, a, b, origin, width)
-        selects.append(sql)
-        params += args
-    return _fetch_union(selects, params, origin, width)
+    with connection.cursor() as cursor:
+        return _regrid(_raw_rows(cursor, ids, ranges, origin, width), origin, width)
 
 
 def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int) -> list:
-    """Every series' buckets in one statement: closed roll-up blocks where they exist, raw points
+    """Every series' buckets: closed roll-up blocks where they exist (one statement), raw points
     for the edges and for each series' tail not rolled up yet."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT series_id, rolled_until FROM {rollups.CURSOR_TABLE} WHERE series_id IN ({_marks(ids)})", ids
         )
         rolled_of = dict(cursor.fetchall())
-    by_rolled: dict[int, list[int]] = {}
-    for sid in ids:
-        by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
-    selects, params = [], []
-    for rolled, group in by_rolled.items():
-        parts: list = []
-        rollups._cover(lo, min(hi + 1, rolled), level, parts)
-        raw = [(p[1], p[2]) for p in parts if p[0] == "raw"]
-        if hi + 1 > max(lo, rolled):
-            raw.append((max(lo, rolled), hi + 1))
-        for part in parts:
-            if part[0] == "rollup":
-                _, lvl, k0, k1 = part
-                selects.append(
-                    f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, min_value AS mn, max_value AS mx, "
-                    f"sum_value AS sm, finite_count AS nf, count AS n "
-                    f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
-                    f"AND bucket >= %s AND bucket < %s"
-                )
-                params += [*group, lvl, k0, k1]
-        for a, b in raw:
-            sql, args = _raw_select(group, a, b, origin, width)
-            selects.append(sql)
-            params += args
-    return _fetch_union(selects, params, origin, width)
+        by_rolled: dict[int, list[int]] = {}
+        for sid in ids:
+            by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
+        selects, params, raw_rows = [], [], []
+        for rolled, group in by_rolled.items():
+            parts: list = []
+            rollups._cover(lo, min(hi + 1, rolled), level, parts)
+            raw = [(p[1], p[2]) for p in parts if p[0] == "raw"]
+            if hi + 1 > max(lo, rolled):
+                raw.append((max(lo, rolled), hi + 1))
+            for part in parts:
+                if part[0] == "rollup":
+                    _, lvl, k0, k1 = part
+                    selects.append(
+                        f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, min_value AS mn, "
+                        f"max_value AS mx, sum_value AS sm, finite_count AS nf, count AS n "
+                        f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
+                        f"AND bucket >= %s AND bucket < %s"
+                    )
+                    params += [*group, lvl, k0, k1]
+            raw_rows += _raw_rows(cursor, group, raw, origin, width)
+        rows = []
+        if selects:
+            # regridded in the database: one row per series and bucket
+            cursor.execute(
+                "SELECT sid, min(s0), max(s1), min(mn), max(mx), sum(sm), CAST(sum(nf) AS BIGINT), "
+                f"CAST(sum(n) AS BIGINT) FROM ({' UNION ALL '.join(selects)}) u GROUP BY sid, (s0 - %s) / %s",
+                [*params, origin, width],
+            )
+            rows = cursor.fetchall()
+    return _regrid(list(rows) + raw_rows, origin, width)
 
 
 def step_times_many(wanted: dict[int, list[int]]) -> dict[int, dict[int, float]]:
-    """``{series id: {step: wall-clock time}}`` for the given steps of each series, in one statement
-    per ``STEP_CHUNK`` distinct steps."""
-    steps = sorted({s for values in wanted.values() for s in values})
-    ids = list(wanted)
-    out: dict[int, dict[int, float]] = {sid: {} for sid in ids}
-    if not steps or not ids:
-        return out
+    """``{series id: {step: wall-clock time}}`` for the given steps of each series: the blocks that
+    hold one of them (two statements) and the tail rows (one statement per ``STEP_CHUNK`` steps)."""
     with connection.cursor() as cursor:
-        for start in range(0, len(steps), STEP_CHUNK):
-            chunk = steps[start : start + STEP_CHUNK]
-            cursor.execute(
-                f"SELECT series_id, step, timestamp FROM {FLOAT_TABLE} "
-                f"WHERE series_id IN ({_marks(ids)}) AND step IN ({_marks(chunk)})",
-                [*ids, *chunk],
-            )
-            for sid, step, ts in cursor.fetchall():
-                out[sid][step] = ts
-    return out
+        return blocks.times_at(cursor, {sid: list(steps) for sid, steps in wanted.items()})
 
 
 def finite_or_none(values, digits: int | None = None):

@@ -179,6 +179,38 @@ class StringPoint(models.Model):
     value = models.TextField()
 
 
+class FloatBlock(models.Model):
+    """Up to ``runs.blocks.block_points()`` consecutive points of a float series, packed (see
+    docs/series-blocks.md). On TimescaleDB this table is a hypertable on ``first_step``."""
+
+    pk = models.CompositePrimaryKey("series_id", "first_step")
+    series = models.ForeignKey(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    first_step = models.BigIntegerField()
+    last_step = models.BigIntegerField()
+    count = models.IntegerField()
+    step_data = models.BinaryField()
+    time_data = models.BinaryField()
+    value_data = models.BinaryField()
+
+
+class StringBlock(models.Model):
+    """Consecutive points of a string series, packed like :class:`FloatBlock`."""
+
+    pk = models.CompositePrimaryKey("series_id", "first_step")
+    series = models.ForeignKey(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    first_step = models.BigIntegerField()
+    last_step = models.BigIntegerField()
+    count = models.IntegerField()
+    step_data = models.BinaryField()
+    time_data = models.BinaryField()
+    value_data = models.BinaryField()
+    value_bytes = models.BigIntegerField()  # the values' UTF-8 size, for storage usage
+
+
 class Blob(models.Model):
     """File contents, stored once per SHA-256 in blob storage."""
 

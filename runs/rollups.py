@@ -35,6 +35,8 @@ from django.db import connection, connections, transaction
 
 from tracker import db_router
 
+from . import blocks
+
 BASE = 16
 FACTOR = 4
 LEVELS = 17  # the coarsest bucket is 16 * 4**16 ≈ 6.9e10 steps
@@ -90,25 +92,20 @@ def needs_roll_up(previous_last_step: int | None, new_last_step: int) -> bool:
 
 
 def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
-    mn, mx, sm, nf = _raw_aggregates()
-    cursor.execute(
-        f"""
-        INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value,
-                                    finite_count, count, first_step, last_step, last_value)
-        SELECT g.series_id, 0, g.b, g.mn, g.mx, g.sm, g.nf, g.n, g.s0, g.s1,
-               (SELECT p.value FROM {POINT_TABLE} p WHERE p.series_id = g.series_id AND p.step = g.s1)
-        FROM (
-            SELECT series_id, step / {BASE} AS b, {mn} AS mn, {mx} AS mx, {sm} AS sm, {nf} AS nf,
-                   count(*) AS n, min(step) AS s0, max(step) AS s1
-            FROM {POINT_TABLE}
-            WHERE series_id = %s AND step >= %s AND step < %s
-            GROUP BY series_id, step / {BASE}
-        ) g
-        WHERE 1 = 1
-        ON CONFLICT (series_id, level, bucket) DO NOTHING
-        """,
-        [series_id, start, stop],
-    )
+    """The finest buckets of ``[start, stop)``, aggregated with numpy from the decoded points."""
+    points = blocks.load(cursor, POINT_TABLE, [series_id], start, stop - 1, want=("steps", "values"))[series_id]
+    if not len(points):
+        return
+    stats = blocks.stats_rows(blocks.bucket_stats(points.steps, points.values, 0, BASE))
+    rows = [(series_id, s0 // BASE, mn, mx, sm, nf, n, s0, s1, last) for s0, s1, mn, mx, sm, nf, n, last in stats]
+    for at in range(0, len(rows), 1000):  # multi-row INSERTs: one statement per 1,000 buckets
+        part = rows[at : at + 1000]
+        cursor.execute(
+            f"INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value, finite_count, "
+            f"count, first_step, last_step, last_value) VALUES {', '.join(['(%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
+            "ON CONFLICT (series_id, level, bucket) DO NOTHING",
+            [x for row in part for x in row],
+        )
 
 
 def _insert_level(cursor, series_id: int, level: int, start: int, stop: int) -> None:
@@ -138,15 +135,11 @@ def _insert_level(cursor, series_id: int, level: int, start: int, stop: int) -> 
 
 
 def _chunk_end(cursor, series_id: int, start: int, target: int) -> int:
-    """Where the next transaction stops: ``target``, or earlier after CHUNK_POINTS points."""
-    cursor.execute(
-        f"SELECT step FROM {POINT_TABLE} WHERE series_id = %s AND step >= %s ORDER BY step LIMIT 1 OFFSET %s",
-        [series_id, start, chunk_points()],
-    )
-    row = cursor.fetchone()
-    if row is None:
+    """Where the next transaction stops: ``target``, or earlier after about CHUNK_POINTS points."""
+    step = blocks.step_at_offset(cursor, series_id, start, chunk_points())
+    if step is None:
         return target
-    end = row[0] // BASE * BASE
+    end = step // BASE * BASE
     return min(target, end) if end > start else target
 
 
@@ -285,21 +278,13 @@ def read(series_id: int, lo: int, hi: int, level: int, origin: int, bucket_width
                     f"FROM {ROLLUP_TABLE} WHERE series_id = %s AND level = %s AND bucket >= %s AND bucket < %s"
                 )
                 params += [series_id, lvl, k0, k1]
-        mn, mx, sm, nf = _raw_aggregates()
-        for a, b in raw:
-            # One select per range (not one OR): TimescaleDB then skips the chunks outside it.
-            selects.append(
-                f"SELECT g.s0, g.s1, g.mn, g.mx, g.sm, g.nf, g.n, "
-                f"(SELECT p.value FROM {POINT_TABLE} p WHERE p.series_id = %s AND p.step = g.s1) FROM ("
-                f"SELECT (step - %s) / %s AS ob, min(step) AS s0, max(step) AS s1, {mn} AS mn, {mx} AS mx, "
-                f"{sm} AS sm, {nf} AS nf, count(*) AS n FROM {POINT_TABLE} "
-                f"WHERE series_id = %s AND step >= %s AND step < %s GROUP BY (step - %s) / %s) g"
-            )
-            params += [series_id, origin, bucket_width, series_id, a, b, origin, bucket_width]
         rows = []
         if selects:
             cursor.execute(" UNION ALL ".join(selects), params)
             rows = cursor.fetchall()
+        for a, b in raw:
+            points = blocks.load(cursor, POINT_TABLE, [series_id], a, b - 1, want=("steps", "values"))[series_id]
+            rows += blocks.stats_rows(blocks.bucket_stats(points.steps, points.values, origin, bucket_width))
     return _combine(rows, lo, hi, origin, bucket_width)
 
 

@@ -1,20 +1,26 @@
 """The series store: bulk point writes and bucketed reads, on PostgreSQL and SQLite.
 
-Points are written with COPY on PostgreSQL and ``executemany`` on SQLite,
-never one INSERT per point. Reads return columns (lists), not row objects.
+Points live in packed blocks of ``blocks.block_points()`` points plus each series' open tail of
+rows (runs.blocks, docs/series-blocks.md). A write packs the full blocks its points complete in
+its own transaction; the rest go in as rows, with COPY on PostgreSQL and ``executemany`` on
+SQLite, never one INSERT per point. Reads decode the blocks that overlap the range with numpy
+and return columns (lists), not row objects.
 """
 
+import logging
 import math
 
 import numpy as np
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from tracker import db_router
 
-from . import rollups
+from . import blocks, rollups
 
-FLOAT_TABLE = "runs_floatpoint"
-STRING_TABLE = "runs_stringpoint"
+FLOAT_TABLE = blocks.FLOAT_TABLE
+STRING_TABLE = blocks.STRING_TABLE
+ALL_COLUMNS = ("steps", "timestamps", "values")
+logger = logging.getLogger("runstore.series")
 MAX_BUCKETS = 10_000
 # Ranges holding at most this many points are bucketed from raw points, exactly
 # on the requested grid; larger ones come from the roll-ups (runs.rollups).
@@ -41,9 +47,13 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no hea
 _COPY_TRAILER = b"\xff\xff"
 
 
+def _plain(column) -> list:
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+
 def _rows(chunks):
     for series_id, steps, timestamps, values in chunks:
-        yield from zip([series_id] * len(values), steps, timestamps, values, strict=True)
+        yield from zip([series_id] * len(values), _plain(steps), _plain(timestamps), _plain(values), strict=True)
 
 
 def _column(items, dtype):
@@ -94,15 +104,139 @@ def _write_string_rows(copy, chunks) -> None:
 
 
 def insert_float_points(chunks) -> None:
-    """``chunks``: iterable of ``(series_id, steps, timestamps, values)`` column lists (or ranges).
+    """``chunks``: iterable of ``(series_id, steps, timestamps, values)`` columns (lists, ranges or
+    numpy arrays), each series' steps after those it holds.
 
-    On PostgreSQL the rows go as one pre-packed binary COPY buffer.
+    A series whose tail reaches ``block_points()`` points with these has its full blocks packed here,
+    in the caller's transaction; the remainder goes in as rows (on PostgreSQL one pre-packed
+    binary COPY buffer).
     """
-    _insert(FLOAT_TABLE, chunks, _write_packed_floats)
+    _write(FLOAT_TABLE, chunks, _write_packed_floats)
 
 
 def insert_string_points(chunks) -> None:
-    _insert(STRING_TABLE, chunks, _write_string_rows)
+    _write(STRING_TABLE, chunks, _write_string_rows)
+
+
+def _merged(chunks, floats: bool) -> dict:
+    """``{series id: Points}``, the chunks of each series concatenated in order."""
+    parts: dict[int, list] = {}
+    for series_id, steps, timestamps, values in chunks:
+        if not len(values):
+            continue
+        column = _column(values, np.float64) if floats else _plain(values)
+        parts.setdefault(series_id, []).append(
+            blocks.Points(_column(steps, np.int64), _column(timestamps, np.float64), column)
+        )
+    return {
+        sid: items[0] if len(items) == 1 else blocks._concat(items, floats, ALL_COLUMNS) for sid, items in parts.items()
+    }
+
+
+def _due(cursor, merged: dict) -> list[int]:
+    """The series whose tail fills a block with this write. The tail length is the series' point
+    count modulo the block size (every block is full); the attribute's count already includes
+    this write (runs.ingest updates it first). A wrong guess costs a tail read, never a point."""
+    size = blocks.block_points()
+    big = [sid for sid, points in merged.items() if len(points) >= size]
+    small = [sid for sid in merged if len(merged[sid]) < size]
+    if not small:
+        return big
+    cursor.execute(f"SELECT id, count FROM runs_attribute WHERE id IN ({', '.join(['%s'] * len(small))})", small)
+    counts = dict(cursor.fetchall())
+    return big + [sid for sid in small if ((counts.get(sid) or 0) - len(merged[sid])) % size + len(merged[sid]) >= size]
+
+
+def _write(table: str, chunks, write_copy) -> None:
+    floats = table == FLOAT_TABLE
+    merged = _merged(chunks, floats)
+    if not merged:
+        return
+    size = blocks.block_points()
+    with connection.cursor() as cursor:
+        due = _due(cursor, merged)
+        if due:
+            marks = ", ".join(["%s"] * len(due))
+            cursor.execute(
+                f"SELECT series_id, step, timestamp, value FROM {table} WHERE series_id IN ({marks}) "
+                "ORDER BY series_id, step",
+                due,
+            )
+            tails: dict[int, list] = {}
+            for row in cursor.fetchall():
+                tails.setdefault(row[0], []).append(row[1:])
+            cursor.execute(f"DELETE FROM {table} WHERE series_id IN ({marks})", due)
+            rows = []
+            for sid in due:
+                points = merged[sid]
+                if sid in tails:
+                    points = blocks._concat(
+                        [blocks._tail_points(tails[sid], floats, ALL_COLUMNS), points], floats, ALL_COLUMNS
+                    )
+                full = len(points) // size * size
+                for start in range(0, full, size):
+                    part = points.take(slice(start, start + size))
+                    rows.append(blocks.block_row(table, sid, part.steps, part.timestamps, part.values))
+                merged[sid] = points.take(slice(full, None))
+            blocks.insert_blocks(cursor, table, rows)
+    rest = [(sid, p.steps, p.timestamps, p.values) for sid, p in merged.items() if len(p)]
+    if rest:
+        _insert(table, rest, write_copy)
+
+
+def pack_existing(*, using: str = DEFAULT_DB_ALIAS, batch_blocks: int = 64) -> dict:
+    """Pack the points stored as rows into blocks, leaving each series fewer than block_points() rows
+    (the conversion of the row layout: migration runs.0015 and ``manage.py pack_series``).
+
+    One transaction per ``batch_blocks`` blocks of a series, so an interrupted run loses nothing
+    and a rerun carries on; a series with nothing to pack costs only the first grouped count.
+    Returns ``{table: points packed}`` and logs progress.
+    """
+    conn = connections[using]
+    size = blocks.block_points()
+    done = {}
+    for table in (FLOAT_TABLE, STRING_TABLE):
+        floats = table == FLOAT_TABLE
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"SELECT series_id, count(*) FROM {table} GROUP BY series_id HAVING count(*) >= %s ORDER BY series_id",
+                [size],
+            )
+            todo = cursor.fetchall()
+        total = sum(count for _, count in todo)
+        packed = 0
+        if todo:
+            logger.info("packing %s points of %s series from %s into blocks", total, len(todo), table)
+        for i, (sid, _count) in enumerate(todo, 1):
+            while True:
+                with transaction.atomic(using=using), conn.cursor() as cursor:
+                    if conn.vendor == "postgresql":
+                        # a batch appending to the series meanwhile holds this row (runs.ingest updates
+                        # it before its points): one of the two packs the tail, then the other
+                        cursor.execute("SELECT id FROM runs_attribute WHERE id = %s FOR UPDATE", [sid])
+                    cursor.execute(
+                        f"SELECT step, timestamp, value FROM {table} WHERE series_id = %s ORDER BY step LIMIT %s",
+                        [sid, size * batch_blocks],
+                    )
+                    found = cursor.fetchall()
+                    full = len(found) // size * size
+                    if full:
+                        points = blocks._tail_points(found[:full], floats, ALL_COLUMNS)
+                        rows = []
+                        for start in range(0, full, size):
+                            part = points.take(slice(start, start + size))
+                            rows.append(blocks.block_row(table, sid, part.steps, part.timestamps, part.values))
+                        blocks.insert_blocks(cursor, table, rows)
+                        cursor.execute(
+                            f"DELETE FROM {table} WHERE series_id = %s AND step <= %s", [sid, int(points.steps[-1])]
+                        )
+                        packed += full
+                if len(found) < size * batch_blocks:
+                    break
+            if i % 100 == 0 or i == len(todo):
+                logger.info("%s: %s of %s series packed (%s of %s points)", table, i, len(todo), packed, total)
+        done[table] = packed
+    return done
 
 
 def delete_points(series_ids: list[int]) -> None:
@@ -114,7 +248,7 @@ def delete_points(series_ids: list[int]) -> None:
             # Waits for a roll-up task still writing these series (it holds a key-share lock).
             cursor.execute(f"SELECT id FROM runs_attribute WHERE id IN ({marks}) FOR UPDATE", series_ids)
         rollups.delete(cursor, marks, series_ids)
-        for table in (FLOAT_TABLE, STRING_TABLE):
+        for table in (FLOAT_TABLE, STRING_TABLE, blocks.FLOAT_BLOCKS, blocks.STRING_BLOCKS):
             cursor.execute(f"DELETE FROM {table} WHERE series_id IN ({marks})", series_ids)
 
 
@@ -129,33 +263,79 @@ def _reader():
 
 def read_points(series_id: int, table: str, *, after_step=None, from_step=None, to_step=None, limit=1000) -> dict:
     """Raw points in step order, as columns; page with ``after_step``."""
-    where, params = ["series_id = %s"], [series_id]
+    lo = from_step
     if after_step is not None:
-        where.append("step > %s")
-        params.append(after_step)
-    if from_step is not None:
-        where.append("step >= %s")
-        params.append(from_step)
-    if to_step is not None:
-        where.append("step <= %s")
-        params.append(to_step)
+        lo = after_step + 1 if lo is None else max(lo, after_step + 1)
     with _reader().cursor() as cursor:
-        cursor.execute(
-            f"SELECT step, timestamp, value FROM {table} WHERE {' AND '.join(where)} ORDER BY step LIMIT %s",
-            [*params, limit + 1],
-        )
-        rows = cursor.fetchall()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    values = [r[2] for r in rows]
-    if table == FLOAT_TABLE:
-        values = [_float(v) for v in values]
+        points = blocks.load_first(cursor, table, series_id, lo, to_step, limit + 1)
+    more = len(points) > limit
+    points = points.take(slice(0, limit))
+    steps = points.steps.tolist()
+    values = points.values.tolist() if table == FLOAT_TABLE else points.values
     return {
-        "steps": [r[0] for r in rows],
-        "timestamps": [r[1] for r in rows],
+        "steps": steps,
+        "timestamps": points.timestamps.tolist(),
         "values": values,
-        "next_after_step": rows[-1][0] if more else None,
+        "next_after_step": steps[-1] if more else None,
     }
+
+
+def read_last_points(series_id: int, table: str, limit: int, contains: str | None = None) -> list[tuple]:
+    """The last ``limit`` points of a series as ``(step, value)``, oldest first; with ``contains``,
+    the last ``limit`` string points whose value holds it (case-insensitive)."""
+    with _reader().cursor() as cursor:
+        if not contains:
+            points = blocks.load_last(cursor, table, series_id, limit)
+        else:
+            found = blocks.load(cursor, table, [series_id], want=("steps", "values"))[series_id]
+            needle = contains.casefold()
+            hits = [i for i, value in enumerate(found.values) if needle in value.casefold()]
+            points = found.take(np.array(hits[-limit:], np.intp))
+    values = points.values.tolist() if table == FLOAT_TABLE else points.values
+    return list(zip(points.steps.tolist(), values, strict=True))
+
+
+def update_float_point(series_id: int, step: int, value: float, timestamp: float) -> bool:
+    """Replace the value and time of a stored point, in its row or in its block; False if absent."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {FLOAT_TABLE} SET value = %s, timestamp = %s WHERE series_id = %s AND step = %s",
+            [value, timestamp, series_id, step],
+        )
+        if cursor.rowcount:
+            return True
+        cursor.execute(
+            f"SELECT first_step, count, step_data, time_data, value_data FROM {blocks.FLOAT_BLOCKS} "
+            "WHERE series_id = %s AND first_step <= %s AND last_step >= %s",
+            [series_id, step, step],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        first, count, step_data, time_data, value_data = row
+        hit = np.flatnonzero(blocks.decode(step_data, count) == step)
+        if not len(hit):
+            return False
+        times, values = blocks.decode_times(time_data, count).copy(), blocks.decode(value_data, count).copy()
+        times[hit], values[hit] = timestamp, value
+        cursor.execute(
+            f"UPDATE {blocks.FLOAT_BLOCKS} SET time_data = %s, value_data = %s WHERE series_id = %s AND first_step = %s",
+            [blocks.encode_times(times), blocks.encode_floats(values), series_id, first],
+        )
+        return True
+
+
+def string_bytes(series_sql: str, params: list) -> int:
+    """The UTF-8 size of the values of the string series ``series_sql`` selects (ids)."""
+    length = "octet_length(value)" if connection.vendor == "postgresql" else "length(CAST(value AS BLOB))"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COALESCE(SUM({length}), 0) FROM {STRING_TABLE} WHERE series_id IN ({series_sql})), "
+            f"(SELECT COALESCE(SUM(value_bytes), 0) FROM {blocks.STRING_BLOCKS} WHERE series_id IN ({series_sql}))",
+            [*params, *params],
+        )
+        rows, packed = cursor.fetchone()
+    return int(rows) + int(packed)
 
 
 def downsample(
@@ -202,57 +382,28 @@ def downsample(
 
 def _downsample_raw(series_id: int, lo: int, hi: int, buckets: int) -> dict:
     width = max(1, -(-(hi - lo + 1) // buckets))
-    if connection.vendor == "postgresql":
-        finite = "value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8"
-        not_nan = "value <> 'NaN'::float8"
-        agg = (
-            f"min(value) FILTER (WHERE {not_nan}), max(value) FILTER (WHERE {not_nan}), "
-            f"avg(value) FILTER (WHERE {finite})"
-        )
-    else:
-        # SQLite stores NaN as NULL, which its aggregates skip already.
-        agg = "min(value), max(value), avg(CASE WHEN value IN (9e999, -9e999) THEN NULL ELSE value END)"
-    # The last value of each bucket by a primary-key look-up per bucket: the planner cannot
-    # estimate the number of groups, and a join picks a hash join over the whole series.
-    sql = f"""
-        WITH b AS (
-            SELECT (step - %s) / %s AS bucket, min(step) AS s0, max(step) AS s1, count(*) AS n,
-                   {agg}
-            FROM {FLOAT_TABLE}
-            WHERE series_id = %s AND step >= %s AND step <= %s
-            GROUP BY 1
-        )
-        SELECT b.*, (SELECT p.value FROM {FLOAT_TABLE} p WHERE p.series_id = %s AND p.step = b.s1)
-        FROM b ORDER BY b.bucket
-    """
     with _reader().cursor() as cursor:
-        cursor.execute(sql, [lo, width, series_id, lo, hi, series_id])
-        rows = cursor.fetchall()
+        points = blocks.load(cursor, FLOAT_TABLE, [series_id], lo, hi, want=("steps", "values"))[series_id]
+    stats = blocks.bucket_stats(points.steps, points.values, lo, width)
+    finite = stats["finite"]
+    avg = np.divide(stats["sum"], finite, out=np.full(len(finite), NAN), where=finite > 0)
     return {
         "bucket_width": width,
         "from_step": lo,
         "to_step": hi,
-        "steps": [lo + r[0] * width for r in rows],
-        "first_steps": [r[1] for r in rows],
-        "last_steps": [r[2] for r in rows],
-        "counts": [r[3] for r in rows],
-        "min": [_float(r[4]) for r in rows],
-        "max": [_float(r[5]) for r in rows],
-        "avg": [_float(r[6]) for r in rows],
-        "last": [_float(r[7]) for r in rows],
+        "steps": (lo + stats["key"] * width).tolist(),
+        "first_steps": stats["first"].tolist(),
+        "last_steps": stats["last"].tolist(),
+        "counts": stats["count"].tolist(),
+        "min": stats["min"].tolist(),
+        "max": stats["max"].tolist(),
+        "avg": avg.tolist(),
+        "last": stats["last_value"].tolist(),
     }
 
 
 def step_times(series_id: int, steps: list[int]) -> list[float | None]:
     """The wall-clock time of each of ``steps`` of a float series (None for a step it lacks)."""
-    found: dict[int, float] = {}
     with _reader().cursor() as cursor:
-        for start in range(0, len(steps), 900):
-            chunk = steps[start : start + 900]
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                f"SELECT step, timestamp FROM {FLOAT_TABLE} WHERE series_id = %s AND step IN ({marks})",
-                [series_id, *chunk],
-            )
-            found.update(cursor.fetchall())
+        found = blocks.times_at(cursor, {series_id: list(steps)})[series_id]
     return [found.get(s) for s in steps]

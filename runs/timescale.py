@@ -96,3 +96,28 @@ def create_hypertable(schema_editor) -> None:
             [CHUNK_STEPS],
         )
         logger.info("runs_floatpoint is now a TimescaleDB hypertable (chunks of %s steps)", CHUNK_STEPS)
+
+
+BLOCK_CHUNK_STEPS = 100_000_000  # a block covers thousands of steps: fewer, larger chunks than the point table
+
+
+def create_block_hypertables(schema_editor) -> None:
+    """Migration step: make the packed-block tables hypertables on ``first_step`` under the same
+    rules as :func:`create_hypertable` (their primary key (series_id, first_step) serves every read)."""
+    if schema_editor.connection.vendor != "postgresql" or settings.RUNSTORE_TIMESCALEDB == "off":
+        return
+    with schema_editor.connection.cursor() as cursor:
+        if not extension_available(cursor):
+            if settings.RUNSTORE_TIMESCALEDB == "required":
+                raise ImproperlyConfigured(
+                    "RUNSTORE_TIMESCALEDB=required but the timescaledb extension is not installed"
+                )
+            return
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        for table in ("runs_floatblock", "runs_stringblock"):
+            cursor.execute(
+                f"SELECT create_hypertable('{table}', by_range('first_step', %s::bigint), "
+                "if_not_exists => TRUE, migrate_data => TRUE, create_default_indexes => FALSE)",
+                [BLOCK_CHUNK_STEPS],
+            )
+            logger.info("%s is now a TimescaleDB hypertable (chunks of %s steps)", table, BLOCK_CHUNK_STEPS)

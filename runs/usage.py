@@ -14,6 +14,7 @@ from django.utils import timezone
 from projects import quotas
 from projects.models import Project, ProjectUsage, WorkspaceUsage
 
+from . import series as series_store
 from .models import AttributeType, Blob, BlobPreview, Run, Upload
 
 FLOAT_POINT_BYTES = 32  # series id, step, timestamp, value
@@ -38,7 +39,6 @@ def compute_usage(project_id: int) -> dict:
     series = (
         "SELECT a.id FROM runs_attribute a JOIN runs_run r ON r.id = a.run_id WHERE r.project_id = %s AND a.type = %s"
     )
-    length = "octet_length(value)" if connection.vendor == "postgresql" else "length(CAST(value AS BLOB))"
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT a.type, COALESCE(SUM(a.count), 0) FROM runs_attribute a JOIN runs_run r ON r.id = a.run_id "
@@ -46,11 +46,7 @@ def compute_usage(project_id: int) -> dict:
             [project_id, AttributeType.FLOAT_SERIES, AttributeType.STRING_SERIES],
         )
         counts = dict(cursor.fetchall())
-        cursor.execute(
-            f"SELECT COALESCE(SUM({length}), 0) FROM runs_stringpoint WHERE series_id IN ({series})",
-            [project_id, AttributeType.STRING_SERIES],
-        )
-        string_bytes = cursor.fetchone()[0]
+    string_bytes = series_store.string_bytes(series, [project_id, AttributeType.STRING_SERIES])
     float_points = int(counts.get(AttributeType.FLOAT_SERIES, 0))
     string_points = int(counts.get(AttributeType.STRING_SERIES, 0))
     blobs = Blob.objects.filter(uploads__run__project_id=project_id).distinct()

@@ -487,7 +487,11 @@ def check_points(url: str, token: str, runs: list[tuple[str, int]], steps: int, 
 def replica_matches(dep: Deployment) -> bool:
     import psycopg
 
-    query = "SELECT series_id, count(*), sum(value) FROM runs_floatpoint GROUP BY series_id ORDER BY series_id"
+    # the open tails (rows) and the packed blocks (their bytes' digests)
+    query = (
+        "SELECT series_id, count(*), sum(value), NULL FROM runs_floatpoint GROUP BY series_id "
+        "UNION ALL SELECT series_id, count, first_step, md5(value_data) FROM runs_floatblock ORDER BY 1, 3"
+    )
     with psycopg.connect(dep.env["DATABASE_URL"]) as primary:
         lsn = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
         expected = primary.execute(query).fetchall()

@@ -141,6 +141,12 @@ RUNSTORE_TIMESCALEDB = env_choice("RUNSTORE_TIMESCALEDB", "auto", ("auto", "requ
 # Every run query (REST, UI table, saved views, suggestions, client, CLI) finishes or fails within this budget
 # (SQLite: a progress handler; PostgreSQL: SET LOCAL statement_timeout); 0 disables it.
 RUNSTORE_QUERY_TIMEOUT_MS = env_int("RUNSTORE_QUERY_TIMEOUT_MS", 5000, minimum=0)
+# The query tables are analyzed (and vacuumed, for their visibility map) by the maintenance queue once
+# this many rows and this percentage of a table changed since the last time (runs/maintenance.py), checked
+# every minute and a few seconds after every RUNSTORE_MAINTENANCE_EVERY_RUNS-th run of a project (0: never).
+RUNSTORE_MAINTENANCE_MIN_ROWS = env_int("RUNSTORE_MAINTENANCE_MIN_ROWS", 1000, minimum=1)
+RUNSTORE_MAINTENANCE_PERCENT = env_int("RUNSTORE_MAINTENANCE_PERCENT", 2, minimum=0)
+RUNSTORE_MAINTENANCE_EVERY_RUNS = env_int("RUNSTORE_MAINTENANCE_EVERY_RUNS", 500, minimum=0)
 
 # --- auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -396,6 +402,8 @@ RUNSTORE_WEBHOOK_RETRY_DELAY = env_float("RUNSTORE_WEBHOOK_RETRY_DELAY", 10.0, m
 RUNSTORE_ROLLUP_CHUNK_POINTS = env_int("RUNSTORE_ROLLUP_CHUNK_POINTS", 1_000_000, minimum=100)  # per transaction
 # Seconds a roll-up task waits after the batch that queued it: the batches of that time share one task.
 RUNSTORE_ROLLUP_DELAY = env_float("RUNSTORE_ROLLUP_DELAY", 2.0, minimum=0)
+# Points per packed series block (runs.blocks, docs/series-blocks.md); a series keeps fewer as rows.
+RUNSTORE_SERIES_BLOCK_POINTS = env_int("RUNSTORE_SERIES_BLOCK_POINTS", 4096, minimum=2)
 RUNSTORE_TRASH_DAYS = env_int("RUNSTORE_TRASH_DAYS", 30, minimum=0)  # deleted runs are purged after this
 # A running run whose pings stopped this many seconds ago is marked crashed (runs.tasks.mark_crashed_runs).
 RUNSTORE_CRASH_AFTER = env_int("RUNSTORE_CRASH_AFTER", 300, minimum=1)

@@ -19,7 +19,7 @@ from ..artifacts.models import RunArtifact
 from ..attributes import attribute_value, sys_fields
 from ..forms import RunEditForm
 from ..lineage import run_lineage
-from ..models import Attribute, AttributeType, FileEntry, RunState, StringPoint
+from ..models import Attribute, AttributeType, FileEntry, RunState
 from ..notes import MAX_NOTES_CHARS, render_markdown
 from .base import ProjectScopedMixin, _int_param, chart_page
 
@@ -231,8 +231,9 @@ def stderr_tail(run) -> dict | None:
     )
     if series is None:
         return None
-    values = StringPoint.objects.filter(series=series).order_by("-step").values_list("value", flat=True)
-    lines = list(values[:FAILURE_STDERR_LINES])[::-1]
+    lines = [
+        value for _, value in series_store.read_last_points(series.pk, series_store.STRING_TABLE, FAILURE_STDERR_LINES)
+    ]
     text = "\n".join(line.rstrip("\n") for line in lines)
     return {"path": series.path, "text": text, "count": series.count, "more": series.count > len(lines)}
 
@@ -340,11 +341,8 @@ class RunLogView(ProjectScopedMixin, View):
         ).first()
         if attr is None:
             raise Http404("no such string series")
-        points = StringPoint.objects.filter(series=attr)
         query = request.GET.get("q", "")
-        if query:
-            points = points.filter(value__icontains=query)
-        lines = list(points.order_by("-step").values_list("step", "value")[:LOG_LINES])[::-1]
+        lines = series_store.read_last_points(attr.pk, series_store.STRING_TABLE, LOG_LINES, contains=query)
         context = {
             "run": run,
             "project": self.get_project(),
