@@ -13,7 +13,7 @@ from django.utils import timezone
 from projects import audit, permissions, quotas
 from projects.models import Project
 
-from . import exports, ingest, processing, storage
+from . import exports, ingest, maintenance, processing, storage
 from .errors import ApiError
 from .ingest import record_fields
 from .models import (
@@ -140,6 +140,7 @@ def create_run(
                 )
                 record_fields(project.pk, [("sys/tags", AttributeType.STRING_SET)])
             webhook_events.emit_run_event(run, webhook_events.m.RUN_CREATED)
+            maintenance.schedule_after_run(run)  # a burst of new runs: analyze while it still arrives
     except IntegrityError:
         if custom_run_id:
             # Another process created the run with this custom id first.

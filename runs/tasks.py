@@ -12,7 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import cleanup, exports, processing, rollups, services, usage
+from . import cleanup, exports, maintenance, processing, rollups, services, usage
 
 logger = logging.getLogger(__name__)
 
@@ -94,3 +94,9 @@ def clean_orphans() -> dict:
 @shared_task(**RETRY)
 def build_export(export_id: str) -> str:
     return exports.build(export_id)
+
+
+@shared_task(**RETRY)
+def maintain_query_tables() -> dict:
+    """ANALYZE (and VACUUM where the visibility map fell behind) the query tables that bulk writes changed."""
+    return maintenance.maintain()

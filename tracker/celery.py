@@ -47,6 +47,8 @@ app.conf.beat_schedule = {
     "purge-trash": {"task": "runs.tasks.purge_trash", "schedule": crontab(minute=17)},
     "clean-orphans": {"task": "runs.tasks.clean_orphans", "schedule": crontab(minute=47)},
     "sweep-blobs": {"task": "runs.tasks.sweep_blobs", "schedule": 600.0},
+    # the query tables' statistics and visibility map after bulk writes (runs/maintenance.py)
+    "maintain-query-tables": {"task": "runs.tasks.maintain_query_tables", "schedule": 60.0},
     "purge-audit": {"task": "projects.tasks.purge_audit", "schedule": crontab(hour=3, minute=27)},
 }
 app.autodiscover_tasks()
