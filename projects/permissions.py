@@ -360,6 +360,88 @@ def _project_actions_sql() -> str:
     )
 
 
+def readable_project_ids(user, action: str = "view") -> list[int] | None:
+    """The ids of the projects where ``user`` may perform ``action`` (the rule of :func:`scope_projects`),
+    read by one prepared statement instead of a queryset of permission subqueries: for a caller that
+    filters many rows by project at once (the lineage chain). ``None``: every project (a superuser)."""
+    _check_action(action)
+    if _is_anonymous(user):
+        return []
+    limits = token_limits(user)
+    if limits is not None and action not in limits.actions:
+        return []
+    bound = limits.workspace_id if limits is not None else None
+    if user.is_superuser:
+        if bound is None:
+            return None
+        from .models import Project
+
+        return sorted(Project.objects.filter(workspace_id=bound).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(_readable_sql(action), {"user": user.pk})
+        rows = cursor.fetchall()
+    held: dict[int, set] = {}
+    where: dict[int, tuple] = {}
+    for project_id, workspace_id, visibility, scope, name in rows:
+        held.setdefault(project_id, set()).add((scope, name))
+        where[project_id] = (workspace_id, visibility)
+    out = []
+    for project_id, grants in held.items():
+        workspace_id, visibility = where[project_id]
+        if bound is not None and workspace_id != bound:
+            continue
+        allowed = ("workspace", all_projects_codename(action)) in grants
+        allowed = allowed or ("project", project_codename(action)) in grants
+        if action == "view" and visibility == "workspace" and ("workspace", workspace_codename("view")) in grants:
+            allowed = True
+        denied = ("project", deny_codename(action)) in grants or ("project", deny_codename("view")) in grants
+        if allowed and not denied:
+            out.append(project_id)
+    return sorted(out)
+
+
+_READABLE_SQL: dict[str, str] = {}
+
+
+def _readable_sql(action: str) -> str:
+    """One row per (project, held permission that matters for ``action``): the workspace grants joined
+    to every project of their workspace, the project grants to their project. Built once per action."""
+    if action in _READABLE_SQL:
+        return _READABLE_SQL[action]
+    from django.contrib.auth.models import Permission
+
+    from .models import Project
+
+    workspace, project = _workspace_perm_models(), _project_perm_models()
+    member_groups = project["user"]._meta.get_field("user").related_model.groups.through._meta
+    user_column = member_groups.get_field("user").column
+    group_column = member_groups.get_field("group").column
+
+    def grants(models, codenames):
+        direct, grouped = (m._meta.db_table for m in (models["user"], models["group"]))
+        names = ", ".join(f"'{name}'" for name in codenames)  # our own codenames, never user input
+        held = f"SELECT id, codename FROM {Permission._meta.db_table} WHERE codename IN ({names})"
+        return (
+            f"SELECT g.content_object_id AS target, p.codename FROM {direct} g JOIN ({held}) p "
+            f"ON p.id = g.permission_id WHERE g.user_id = %(user)s "
+            f"UNION ALL SELECT g.content_object_id, p.codename FROM {grouped} g JOIN ({held}) p "
+            f"ON p.id = g.permission_id WHERE g.group_id IN "
+            f"(SELECT {group_column} FROM {member_groups.db_table} WHERE {user_column} = %(user)s)"
+        )
+
+    on_workspace = [all_projects_codename(action)] + ([workspace_codename("view")] if action == "view" else [])
+    on_project = sorted({project_codename(action), deny_codename(action), deny_codename("view")})
+    table = Project._meta.db_table
+    sql = (
+        f"SELECT pr.id, pr.workspace_id, pr.visibility, 'workspace', w.codename "
+        f"FROM ({grants(workspace, on_workspace)}) w JOIN {table} pr ON pr.workspace_id = w.target "
+        f"UNION ALL SELECT pr.id, pr.workspace_id, pr.visibility, 'project', g.codename "
+        f"FROM ({grants(project, on_project)}) g JOIN {table} pr ON pr.id = g.target"
+    )
+    _READABLE_SQL[action] = sql
+    return sql
+
+
 def require_on_project(user, action: str, project_id: int, not_found: str = "No such object.") -> None:
     """404 when ``user`` may not view the project ``project_id``, 403 when they may not ``action`` in it.
 

@@ -531,6 +531,25 @@ def erase_runs(user, runs: list[Run], *, reason: str, subject: str) -> Erasure:
     return record
 
 
+def erase_runs_by_project(user, runs: list[Run], *, reason: str, subject: str) -> list[Erasure]:
+    """:func:`erase_runs` for runs of several projects: one erasure (record) per project, in the order
+    the projects first appear. The ``manage`` right on every project (403), then the reason (400) are
+    checked before anything is deleted, so a refusal deletes nothing."""
+    if not runs:
+        raise ApiError(400, "invalid", "runs: nothing to erase", field="runs")
+    groups: dict[int, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.project_id, []).append(run)
+    for group in groups.values():
+        permissions.require(user, "manage", group[0].project)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApiError(400, "invalid", "reason: say why these runs are erased (it is recorded)", field="reason")
+    if len(reason) > MAX_ERASURE_REASON:
+        raise ApiError(400, "invalid", f"reason: at most {MAX_ERASURE_REASON} characters", field="reason")
+    return [erase_runs(user, group, reason=reason, subject=subject) for group in groups.values()]
+
+
 def restore_run(user, run: Run) -> None:
     """Undo a soft delete: the run is back in every list."""
     permissions.require(user, "delete", run.project)

@@ -203,6 +203,22 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "run-lineage": {"GET": [Req("project:view", 200, query={"depth": "3"})]},
     "artifact-version": {"GET": [Req("project:view", 200, kwargs={"digest": WEIGHTS_SHA})]},
     "artifact-detail": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "name": "matrix-data"})]},
+    # the workspace's named artifacts: anyone who sees the workspace (the counts cover the runs they may view)
+    "workspace-artifacts": {"GET": [Req("workspace:view", 200)]},
+    # a version's lineage archive: whoever sees a run linking it; runs without the export action are left out
+    "artifact-version-lineage": {"GET": [Req("project:view", 200, kwargs={"digest": TRACKED_SHA})]},
+    # erasing the consumers of a version: manage on each consumer's project (a blank reason: 400, nothing deleted)
+    "artifact-version-erasure": {
+        "GET": [Req("project:manage", 200, kwargs={"digest": TRACKED_SHA})],
+        "POST": [Req("project:manage", 400, data={"reason": ""}, format="json", kwargs={"digest": TRACKED_SHA})],
+    },
+    # GDPR erasures: a project's records and erasing listed runs take manage (a blank reason: 400, nothing deleted)
+    "erasure-list": {
+        "GET": [Req("project:manage", 200, query=ACME_VISION)],
+        "POST": [Req("project:manage", 400, data={"runs": ["acme/vision/VIS-1"], "reason": ""}, format="json")],
+    },
+    # the world's record of an erased run of acme/vision
+    "erasure-detail": {"GET": [Req("project:manage", 200, kwargs={"erasure_id": "{erasure_id}"})]},
     "run-series": {"GET": [Req("project:view", 200, query={"path": "train/loss"})]},
     "run-series-points": {"GET": [Req("project:view", 200, query={"path": "train/loss"})]},
     "run-uploads": {"POST": [Req("project:write", 201, data=_file, format="multipart")]},
@@ -309,6 +325,8 @@ RULES: dict[str, dict[str, list[Req]]] = {
     "artifact-page": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "name": "matrix-data"})]},
     # a version's whole lineage as a ZIP: whoever sees it; runs without the export action are listed as left out
     "artifact-lineage-record": {"GET": [Req("project:view", 200, kwargs={"workspace": "acme", "digest": TRACKED_SHA})]},
+    # the workspace's named artifacts, counted over the runs each caller may view
+    "artifact-list": {"GET": [Req("workspace:view", 200)]},
     # erasing the runs that consumed a version: manage on every consumer's project (a wrong confirmation: 400)
     "artifact-erase-consumers": {
         "GET": [Req("project:manage", 200, kwargs={"workspace": "acme", "digest": TRACKED_SHA})],

@@ -180,6 +180,8 @@ def build_world() -> dict:
     pending = PendingUpload.objects.create(run=run, staging_key="staging/matrix", sha256=SHA_OF_NOTHING, size=3)
     hook = webhook_services.create_webhook(founder, vision, url=PUBLIC_HOOK_URL, events=["run.created"])
     delivery = webhook_services.enqueue_delivery(hook, "ping", run=None, data={})  # queued after a commit: never
+    erased, _ = run_services.create_run(founder, vision, name="erased")
+    erasure = run_services.erase_runs(founder, [erased], reason="matrix", subject=f"run {erased.human_id}")
     return {
         "people": people,
         "tokens": tokens,
@@ -208,6 +210,7 @@ def build_world() -> dict:
             "saved_view": str(saved.pk),
             "service_token": str(service_token.pk),
             "run_uuid": run.uuid.hex,
+            "erasure_id": str(erasure.pk),
             "experiment_id": str(vision.pk),
         },
     }

@@ -108,6 +108,7 @@ def pages(client, owner, project, run, owner_api):
         "custom roles": "/w/acme/-/roles",
         "service accounts": "/w/acme/-/service-accounts",
         "new project": "/w/acme/-/new-project",
+        "artifacts": "/w/acme/-/artifacts/",
         "project members": base + "members",
         "project settings": base + "settings",
     }

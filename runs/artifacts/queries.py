@@ -2,15 +2,17 @@
 
 A version (or a name) is known to a caller only through links (``RunArtifact``) of runs in projects
 the caller may view: a hash used only in other projects answers exactly as an unknown hash does.
-Each query costs a constant number of statements; the lineage chain costs two per level.
+Each query costs a constant number of statements, the lineage chain too (three, whatever its length).
 """
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection
 
 from projects import permissions
+from projects.models import Project, Workspace
 
 from ..models import Run
 from .models import Artifact, ArtifactVersion, Role, RunArtifact
@@ -25,8 +27,9 @@ def visible_links(user, *, resolved: bool = False):
     """Links of live runs in projects ``user`` may view. ``resolved``: the visible projects are read
     once, here, and the queryset filters on their keys (for a caller that queries it many times)."""
     links = RunArtifact.objects.filter(run__deleted_at__isnull=True)
-    if resolved and not getattr(user, "is_superuser", False):
-        return links.filter(project_id__in=list(permissions.visible_project_ids(user).values_list("pk", flat=True)))
+    if resolved:
+        project_ids = permissions.readable_project_ids(user)
+        return links if project_ids is None else links.filter(project_id__in=project_ids)
     return permissions.scope_by_project(links, user, "view")
 
 
@@ -163,14 +166,12 @@ def _reachable(run, depth: int, project_ids: list[int] | None) -> list[tuple[int
 def chain(user, run, depth: int = DEFAULT_DEPTH) -> Chain:
     """From ``run`` back to its data: its inputs, the visible runs that produced those versions
     (matched by content hash, in any project the caller may view), their inputs, ... at most
-    ``depth`` levels and ``MAX_CHAIN_RUNS`` runs. A constant number of queries: the visible
-    projects, the recursive walk, the runs, their inputs and those inputs' producers."""
+    ``depth`` levels and ``MAX_CHAIN_RUNS`` runs. Four statements whatever the length: the readable
+    projects (one prepared statement of the permission module, no per-run check), the recursive
+    walk, the walked runs' inputs, and the visible runs that produced those inputs; the rows are read
+    as tuples of what is shown and made into instances directly, without building a queryset."""
     depth = max(1, min(depth, MAX_DEPTH))
-    project_ids = (
-        None
-        if getattr(user, "is_superuser", False)
-        else list(permissions.visible_project_ids(user).values_list("pk", flat=True))
-    )
+    project_ids = permissions.readable_project_ids(user)
     reached = _reachable(run, depth, project_ids)
     result = Chain(root=run.pk, runs={run.pk: run})
     result.truncated = len(reached) > MAX_CHAIN_RUNS
@@ -178,21 +179,12 @@ def chain(user, run, depth: int = DEFAULT_DEPTH) -> Chain:
     level = dict(reached)
     result.depth = max(level.values(), default=0)
     walked = [pk for pk, at in reached if at < depth]
-    inputs = list(
-        RunArtifact.objects.filter(run_id__in=walked, role=Role.INPUT)
-        .select_related("version", "artifact")
-        .defer("version__files", "version__metadata")
-        .order_by("run_id", "path")[:MAX_LINKS]
-    )
-    for link in inputs:
-        result.inputs[link.run_id].append(link)
-    hashes = {link.version.hash for link in inputs}
     found: dict[int, Run] = {}
-    if hashes:
-        links = RunArtifact.objects.filter(run__deleted_at__isnull=True, role=Role.OUTPUT, version__hash__in=hashes)
-        if project_ids is not None:
-            links = links.filter(project_id__in=project_ids)
-        producers = list(_link_rows(links)[: MAX_LINKS + 1])
+    if walked:
+        inputs = _input_links(walked)
+        for link in inputs:
+            result.inputs[link.run_id].append(link)
+        producers = _producer_links(sorted({link.version.hash for link in inputs}), project_ids)
         result.truncated = result.truncated or len(producers) > MAX_LINKS
         for link in producers[:MAX_LINKS]:
             result.producers[link.version.hash].append(link)
@@ -204,6 +196,131 @@ def chain(user, run, depth: int = DEFAULT_DEPTH) -> Chain:
     if level and max(level.values()) >= depth:
         result.truncated = True  # the walk stopped at the depth; there may be more
     return result
+
+
+_COLUMNS: dict = {}
+
+
+def _loaded(model, **values):
+    """An instance of ``model`` as if loaded from the database with only ``values`` (the rest deferred,
+    read on first use); ``Model.from_db`` wants the values in the model's field order."""
+    order = _COLUMNS.get(model)
+    if order is None:
+        order = _COLUMNS[model] = [f.attname for f in model._meta.concrete_fields]
+    names = [name for name in order if name in values]
+    return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))  # SQLite keeps it as text
+
+
+def _in(values) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _version(version_id, digest, kind, size, file_count, location) -> ArtifactVersion:
+    return _loaded(
+        ArtifactVersion, id=version_id, hash=digest, kind=kind, size=size, file_count=file_count, location=location
+    )
+
+
+def _input_links(walked: list[int]) -> list[RunArtifact]:
+    """The input links of the ``walked`` runs, by run then path, each with its version (never its
+    file list) and name: at most ``MAX_LINKS``."""
+    links, versions, names = RunArtifact._meta.db_table, ArtifactVersion._meta.db_table, Artifact._meta.db_table
+    rows = _fetch(
+        f"SELECT i.id, i.run_id, i.project_id, i.path, i.artifact_id, a.name, "
+        f"v.id, v.hash, v.kind, v.size, v.file_count, v.location "
+        f"FROM {links} i JOIN {versions} v ON v.id = i.version_id LEFT JOIN {names} a ON a.id = i.artifact_id "
+        f"WHERE i.run_id IN ({_in(walked)}) AND i.role = %s ORDER BY i.run_id, i.path LIMIT %s",
+        [*walked, Role.INPUT.value, MAX_LINKS],
+    )
+    out = []
+    for pk, run_id, project_id, path, artifact_id, name, *version in rows:
+        link = _loaded(
+            RunArtifact,
+            id=pk,
+            run_id=run_id,
+            project_id=project_id,
+            version_id=version[0],
+            artifact_id=artifact_id,
+            role=Role.INPUT.value,
+            path=path,
+        )
+        link.version = _version(*version)
+        link.artifact = _loaded(Artifact, id=artifact_id, name=name) if artifact_id is not None else None
+        out.append(link)
+    return out
+
+
+def _producer_links(hashes: list[str], project_ids: list[int] | None) -> list[RunArtifact]:
+    """The output links of live runs of ``project_ids`` (None: all) holding one of ``hashes``, newest
+    run first, each with its run, the run's project and workspace: at most ``MAX_LINKS + 1`` (one
+    more says the list was cut)."""
+    if not hashes or project_ids == []:
+        return []
+    links, versions, runs = RunArtifact._meta.db_table, ArtifactVersion._meta.db_table, Run._meta.db_table
+    projects, workspaces = Project._meta.db_table, Workspace._meta.db_table
+    visible = f" AND p.project_id IN ({_in(project_ids)})" if project_ids is not None else ""
+    rows = _fetch(
+        f"SELECT p.id, p.path, p.artifact_id, r.id, r.uuid, r.number, r.name, r.state, "
+        f"pr.id, pr.slug, pr.key, w.id, w.slug, v.id, v.hash, v.kind, v.size, v.file_count, v.location "
+        f"FROM {versions} v JOIN {links} p ON p.version_id = v.id AND p.role = %s "
+        f"JOIN {runs} r ON r.id = p.run_id AND r.deleted_at IS NULL "
+        f"JOIN {projects} pr ON pr.id = r.project_id JOIN {workspaces} w ON w.id = pr.workspace_id "
+        f"WHERE v.hash IN ({_in(hashes)}){visible} ORDER BY r.created_at DESC, r.id DESC, p.path LIMIT %s",
+        [Role.OUTPUT.value, *hashes, *(project_ids or []), MAX_LINKS + 1],
+    )
+    places: dict[int, Project] = {}
+    made: dict[int, Run] = {}
+    out = []
+    for (
+        pk,
+        path,
+        artifact_id,
+        run_id,
+        run_uuid,
+        number,
+        name,
+        state,
+        project_id,
+        slug,
+        key,
+        ws_id,
+        ws_slug,
+        *version,
+    ) in rows:
+        producer = made.get(run_id)
+        if producer is None:
+            project = places.get(project_id)
+            if project is None:
+                project = places[project_id] = _loaded(Project, id=project_id, slug=slug, key=key, workspace_id=ws_id)
+                project.workspace = _loaded(Workspace, id=ws_id, slug=ws_slug)
+            producer = made[run_id] = _loaded(
+                Run, id=run_id, uuid=_uuid(run_uuid), number=number, name=name, state=state, project_id=project_id
+            )
+            producer.project = project
+        link = _loaded(
+            RunArtifact,
+            id=pk,
+            run_id=run_id,
+            project_id=project_id,
+            version_id=version[0],
+            artifact_id=artifact_id,
+            role=Role.OUTPUT.value,
+            path=path,
+        )
+        link.run = producer
+        link.version = _version(*version)
+        out.append(link)
+    return out
 
 
 def link_json(link: RunArtifact, *, with_run: bool = False) -> dict:

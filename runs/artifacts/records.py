@@ -37,68 +37,75 @@ class _Closing:
         os.unlink(self.path)
 
 
+def build(user, workspace: str, digest: str) -> tuple[_Closing, str]:
+    """The lineage archive of the version ``digest`` of ``workspace`` for ``user`` (404 when they see
+    no run linking it), audited as ``export.lineage``; an open temporary file removed once closed, and
+    its download name. The UI's and the API's download both come here."""
+    ws = Workspace.objects.for_user(user, "view").filter(slug=workspace).first()
+    version = queries.visible_version(user, digest) if ws else None
+    if ws is None or version is None:
+        raise Http404("no such artifact version")
+    links = queries.version_links(user, digest)
+    runs = {link.run.pk: link.run for link in links}
+    for link in links:
+        if link.role == "output":  # the producers' own data, back along the chain
+            for pk, run in queries.chain(user, link.run).runs.items():
+                runs.setdefault(pk, run)
+    ordered = sorted(runs.values(), key=lambda r: (r.project.workspace.slug, r.project.slug, r.number))
+    exportable = [r for r in ordered if permissions.can(user, "export", r.project)][:MAX_RUNS]
+    left_out = [
+        {"id": r.human_id, "project": f"{r.project.workspace.slug}/{r.project.slug}", "why": "no export right"}
+        for r in ordered
+        if r not in exportable
+    ]
+    fd, path = tempfile.mkstemp(suffix=".zip")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            rows = exports.write_runs(archive, exportable, nested=True)
+            exports.dump_json(
+                archive,
+                "manifest.json",
+                {
+                    "format": exports.FORMAT_VERSION,
+                    "version": {
+                        "hash": version.hash,
+                        "name": version.artifact.name if version.artifact_id and version.artifact else None,
+                        "size": version.size,
+                        "file_count": version.file_count,
+                        "files": version.files,
+                        "first_seen": version.first_seen.isoformat() if version.first_seen else None,
+                    },
+                    "consumed_by": [queries.link_json(link, with_run=True) for link in links if link.role == "input"],
+                    "produced_by": [queries.link_json(link, with_run=True) for link in links if link.role == "output"],
+                    "exported_at": timezone.now().isoformat(),
+                    "exported_by": user.get_username(),
+                    "runs": rows,
+                    "left_out": left_out,
+                },
+            )
+    except BaseException:
+        os.unlink(path)
+        raise
+    for project in {r.project for r in exportable}:
+        audit.record(
+            "export.lineage",
+            actor=user,
+            project=project,
+            target=f"lineage of {version.hash[:12]}",
+            details={"hash": version.hash, "runs": [r.human_id for r in exportable if r.project == project]},
+        )
+    return _Closing(path), f"{workspace}-lineage-{version.hash[:12]}.zip"
+
+
+def response(user, workspace: str, digest: str) -> FileResponse:
+    archive, name = build(user, workspace, digest)
+    return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
+
+
 class ArtifactLineageRecordView(ScopedUIViewMixin, View):
     def scoped_queryset(self):
         return queries.visible_links(self.request.user)
 
     def get(self, request, workspace, digest):
-        ws = Workspace.objects.for_user(request.user, "view").filter(slug=workspace).first()
-        version = queries.visible_version(request.user, digest) if ws else None
-        if ws is None or version is None:
-            raise Http404("no such artifact version")
-        links = queries.version_links(request.user, digest)
-        runs = {link.run.pk: link.run for link in links}
-        for link in links:
-            if link.role == "output":  # the producers' own data, back along the chain
-                for pk, run in queries.chain(request.user, link.run).runs.items():
-                    runs.setdefault(pk, run)
-        ordered = sorted(runs.values(), key=lambda r: (r.project.workspace.slug, r.project.slug, r.number))
-        exportable = [r for r in ordered if permissions.can(request.user, "export", r.project)][:MAX_RUNS]
-        left_out = [
-            {"id": r.human_id, "project": f"{r.project.workspace.slug}/{r.project.slug}", "why": "no export right"}
-            for r in ordered
-            if r not in exportable
-        ]
-        fd, path = tempfile.mkstemp(suffix=".zip")
-        os.close(fd)
-        try:
-            with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-                rows = exports.write_runs(archive, exportable, nested=True)
-                exports.dump_json(
-                    archive,
-                    "manifest.json",
-                    {
-                        "format": exports.FORMAT_VERSION,
-                        "version": {
-                            "hash": version.hash,
-                            "name": version.artifact.name if version.artifact_id and version.artifact else None,
-                            "size": version.size,
-                            "file_count": version.file_count,
-                            "files": version.files,
-                            "first_seen": version.first_seen.isoformat() if version.first_seen else None,
-                        },
-                        "consumed_by": [
-                            queries.link_json(link, with_run=True) for link in links if link.role == "input"
-                        ],
-                        "produced_by": [
-                            queries.link_json(link, with_run=True) for link in links if link.role == "output"
-                        ],
-                        "exported_at": timezone.now().isoformat(),
-                        "exported_by": request.user.get_username(),
-                        "runs": rows,
-                        "left_out": left_out,
-                    },
-                )
-        except BaseException:
-            os.unlink(path)
-            raise
-        for project in {r.project for r in exportable}:
-            audit.record(
-                "export.lineage",
-                actor=request.user,
-                project=project,
-                target=f"lineage of {version.hash[:12]}",
-                details={"hash": version.hash, "runs": [r.human_id for r in exportable if r.project == project]},
-            )
-        name = f"{workspace}-lineage-{version.hash[:12]}.zip"
-        return FileResponse(_Closing(path), as_attachment=True, filename=name, content_type="application/zip")
+        return response(request.user, workspace, digest)
