@@ -1,3 +1,4 @@
+from django.db.models import Count, Window
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -10,6 +11,7 @@ from tracker.params import int_param
 from ... import services
 from ...attributes import run_fields
 from ...models import Attribute, Run, RunState
+from ...query.engine import OrderedRuns
 from ..serializers import (
     BatchResultSerializer,
     BatchSerializer,
@@ -92,12 +94,20 @@ def run_query_page(request, params):
         queryset = engine.ordered()
         if state:
             queryset = queryset.filter(state=state)
-        runs = list(
-            queryset.select_related("owner", "project", "project__workspace").prefetch_related(_tags_prefetch())[
-                offset : offset + limit
-            ]
-        )
-        count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
+        page = queryset.select_related("owner").prefetch_related(_tags_prefetch())
+        # A filtered page counts its matches in the same statement (COUNT(*) OVER ()): the filter is
+        # evaluated once, not again for the count. Unfiltered, the page reads a few entries of the
+        # (project, created_at) index and the count is a scan of its own, cheaper than sorting all.
+        counted = bool(engine.filter_q or state) and not isinstance(queryset, OrderedRuns)
+        if counted:
+            page = page.annotate(matches=Window(Count("pk")))
+        runs = list(page[offset : offset + limit])
+        for run in runs:
+            run.project = project  # every run is of this project: no join for it
+        if counted and runs:
+            count = runs[0].matches
+        else:
+            count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
         rows = engine.rows(runs) if engine.columns else None
         return engine, runs, count, rows
 
