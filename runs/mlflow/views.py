@@ -5,6 +5,7 @@ are DRF views on ``ScopedGenericAPIView``); every error answers in MLflow's shap
 """
 
 import hashlib
+import json
 import logging
 import math
 import posixpath
@@ -248,7 +249,10 @@ def runs_search(request, body):
     answer: dict = {"runs": runs}
     if next_offset is not None:
         answer["next_page_token"] = page_token(next_offset)
-    return answer
+    # Written as is: every value is already JSON's (a metric's NaN or infinity is a string, as MLflow
+    # writes it), so the renderer's walk through the whole answer for such floats is not needed.
+    content = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return HttpResponse(content.encode(), content_type="application/json")
 
 
 def metrics_get_history(request, body):
