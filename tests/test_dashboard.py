@@ -235,3 +235,40 @@ def test_columns_format_sends_the_grid_once_and_each_runs_values_aligned_with_it
         assert [got["avg"][i] for i in present] == pytest.approx(was["avg"], rel=1e-6)
         assert all(got["avg"][i] is None for i in range(10) if i not in present)
     assert next(r for r in data["runs"] if r["id"] == short.human_id)["counts"] == [5, 5, 5, 5] + [0] * 6
+
+
+def test_several_charts_in_one_request_answer_as_each_alone_and_share_its_look_ups(
+    ui_for, owner, project, owner_api, django_assert_max_num_queries
+):
+    runs = make_runs(owner, project, owner_api, 4)
+    everyone = ",".join(r.human_id for r in runs)
+    client = ui_for(owner)
+    query = f"{DATA}?runs={everyone}&buckets=10&envelope=0&format=columns"
+    paths = ["train/acc", "train/loss", "monitoring/cpu", "nothing/here"]
+    alone = {p: client.get(f"{query}&path={p}").json() for p in paths}
+    with django_assert_max_num_queries(100) as one:
+        client.get(f"{query}&path=train/loss")
+    with django_assert_max_num_queries(100) as four:
+        response = client.get(query + "".join(f"&path={p}" for p in paths))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["format"] == "columns" and [c["path"] for c in body["charts"]] == paths
+    for chart in body["charts"]:
+        assert chart == alone[chart["path"]]
+    assert alone["train/acc"] != alone["train/loss"] and "avg" not in alone["nothing/here"]["runs"][0]
+    # the project, permission, run and series look-ups are made once for all the charts
+    assert len(four.captured_queries) < 3 * len(one.captured_queries)
+
+
+@pytest.mark.parametrize(
+    "query, reason",
+    [
+        ("path=a&path=b", "format=columns"),
+        ("path=a&path=b&format=columns&x=time", "format=columns"),
+        ("format=columns&" + "&".join(f"path=p{i}" for i in range(21)), "at most 20"),
+    ],
+)
+def test_several_charts_need_the_columns_format_and_a_bound(ui_for, owner, project, owner_api, query, reason):
+    runs = make_runs(owner, project, owner_api, 1)
+    response = ui_for(owner).get(f"{DATA}?runs={runs[0].human_id}&{query}")
+    assert response.status_code == 400 and "path" in response.content.decode() and reason in response.content.decode()

@@ -9,6 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
+from tracker.params import ParameterError
+
 from .. import dashboard
 from ..attributes import attribute_value
 from ..forms import SavedViewForm
@@ -21,6 +23,7 @@ from .detail import _time_span
 from .table import RunListView
 
 DEFAULT_CHARTS = 6
+MAX_PATHS_PER_REQUEST = 20  # charts one chart-data request may ask for (format=columns)
 SUGGESTED_PATHS = 1000
 SKIPPED_BY_DEFAULT = ("monitoring/", "sys/")
 CHART_RUN_FIELDS = ("id", "project_id", "number", "state", "created_at", "finished_at", "ping_at")
@@ -175,28 +178,45 @@ class DashboardChartDataView(ProjectScopedMixin, View):
     """One dashboard chart's data for all its runs (``runs`` = up to ``dashboard.MAX_RUNS`` human
     ids): the response of :class:`runs.views.detail.ChartDataView`, read in a fixed number of
     statements. ``x=time`` adds each bucket's wall-clock time, ``x=relative`` the seconds since the
-    run's start, both with each run's start and end (the page's shared time axis)."""
+    run's start, both with each run's start and end (the page's shared time axis).
+
+    With ``format=columns`` on the step axis, ``path`` may be repeated (up to
+    ``MAX_PATHS_PER_REQUEST``): the answer is then ``{"format": "columns", "charts": [...]}``, one
+    chart's answer per path in the order asked, so a page's charts share the project, permission and
+    run look-ups of one request instead of repeating them per chart."""
 
     def get(self, request, workspace, project):
-        path = request.GET.get("path", "")
+        paths = request.GET.getlist("path") or [""]
+        x = request.GET.get("x", "step")
+        columns = request.GET.get("format") == "columns" and x == "step"
+        if len(paths) > 1 and not columns:
+            raise ParameterError("path", "several paths need format=columns and the step axis")
+        if len(paths) > MAX_PATHS_PER_REQUEST:
+            raise ParameterError("path", f"at most {MAX_PATHS_PER_REQUEST} per request, got {len(paths)}")
         # only what a chart shows of a run (its id, state and time span), not whole rows with owners
         light = self.get_queryset().select_related(None).only(*CHART_RUN_FIELDS)
         runs = self.runs_by_ids(request.GET.get("runs", "").split(","), limit=dashboard.MAX_RUNS, queryset=light)
         buckets = min(_int_param(request, "buckets", 800, 1, 10_000), dashboard.bucket_cap(len(runs)))
         from_step = _int_param(request, "from_step")
         to_step = _int_param(request, "to_step")
-        x = request.GET.get("x", "step")
         envelope = request.GET.get("envelope") != "0"
-        attrs = {
-            a.run_id: a
-            for a in Attribute.objects.filter(run__in=runs, path=path, type=AttributeType.FLOAT_SERIES).only(
-                "id", "run_id", "count", "first_step", "last_step"
-            )
-        }
+        by_path: dict[str, dict] = {p: {} for p in paths}
+        for a in Attribute.objects.filter(run__in=runs, path__in=paths, type=AttributeType.FLOAT_SERIES).only(
+            "id", "run_id", "path", "count", "first_step", "last_step"
+        ):
+            by_path[a.path][a.run_id] = a
         # many overlaid lines: values to 7 significant digits (more than the hover shows) halve the response
         digits = 7 if len(runs) > 10 else None
-        if request.GET.get("format") == "columns" and x == "step":
-            return self.columns(path, runs, attrs, buckets, from_step, to_step, digits, envelope)
+        if columns:
+            charts = [
+                self.columns(path, runs, by_path[path], buckets, from_step, to_step, digits, envelope) for path in paths
+            ]
+            if len(paths) == 1:
+                return JsonResponse(charts[0])
+            # several charts in one answer: the page's charts share one request's look-ups
+            return JsonResponse({"format": "columns", "charts": charts})
+        path = paths[0]
+        attrs = by_path[path]
         data = dashboard.downsample_many(list(attrs.values()), buckets, from_step, to_step)
         with_time = x in ("time", "relative")
         times: dict = {}
@@ -251,4 +271,4 @@ class DashboardChartDataView(ProjectScopedMixin, View):
                 item.update(data["series"].get(attr.pk, {}))
             out.append(item)
         grid = {k: data[k] for k in ("x", "first_steps", "last_steps", "counts")}
-        return JsonResponse({"path": path, "format": "columns", **grid, "runs": out})
+        return {"path": path, "format": "columns", **grid, "runs": out}
