@@ -7,7 +7,9 @@ identifies it, so a retried batch is applied once. Operations:
   datetime, string_set); a dict value assigns every leaf under ``path``
 * ``append``      ``path``, ``kind`` (float (default), string, file), ``values``,
   optional ``steps`` (strictly increasing ints; default: continue from the
-  last step) and ``timestamps`` (unix seconds; default: now)
+  last step) and ``timestamps`` (unix seconds; default: now). In MessagePack, a float
+  append may send each of the three as a ``bin`` of packed little-endian items (``values``
+  and ``timestamps`` float64, ``steps`` int64): checked and handed on as numpy arrays
 * ``add_tags`` / ``remove_tags``  ``path`` (a string set, e.g. ``sys/tags``), ``values``
 * ``delete``      ``path``
 * ``upload``      ``path``, ``sha256`` of a blob this project uploaded, optional
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Field as ModelField
@@ -65,6 +68,8 @@ APPEND_KINDS = {
     "string": AttributeType.STRING_SERIES,
     "file": AttributeType.FILE_SERIES,
 }
+# The columns a float append may send packed (MessagePack ``bin``: little-endian 8-byte items).
+PACKED_DTYPES = {"values": np.dtype("<f8"), "steps": np.dtype("<i8"), "timestamps": np.dtype("<f8")}
 OPS = {"assign", "append", "add_tags", "remove_tags", "delete", "upload", "upload_set", "track"}
 MAX_TAG_LENGTH = 1024
 MAX_SET_SIZE = 10_000
@@ -78,9 +83,9 @@ class Op:
     path: str
     type: str | None = None
     value: object = None
-    values: list = field(default_factory=list)
-    steps: list | None = None
-    timestamps: list | None = None
+    values: list | np.ndarray = field(default_factory=list)  # an array: a float append's packed column
+    steps: list | np.ndarray | None = None
+    timestamps: list | np.ndarray | None = None
     files: list = field(default_factory=list)
     replace: bool = False
 
@@ -370,6 +375,11 @@ def _parse_append(index, path, raw) -> Op:
     kind = raw.get("kind", "float")
     if kind not in APPEND_KINDS:
         raise _fail(index, path, "kind", f"unknown kind {kind!r}; expected float, string or file")
+    if any(isinstance(raw.get(name), bytes) for name in PACKED_DTYPES):
+        if kind != "float":
+            name = next(name for name in PACKED_DTYPES if isinstance(raw.get(name), bytes))
+            raise _fail(index, path, name, f"packed binary columns are only for kind float, not {kind!r}")
+        return _parse_packed_append(index, path, raw)
     values = raw.get("values")
     if not isinstance(values, list) or not values:
         raise _fail(index, path, "values", "must be a non-empty list")
@@ -404,6 +414,75 @@ def _parse_append(index, path, raw) -> Op:
         if not (fast and 0 <= min(timestamps) and max(timestamps) < MAX_TIMESTAMP):
             _check_timestamps(index, path, timestamps)
     return Op(index, "append", path, type=APPEND_KINDS[kind], values=values, steps=steps, timestamps=timestamps)
+
+
+def _packed_column(index, path, raw, name: str, n: int | None) -> np.ndarray | None:
+    """One column of a packed append as a numpy array (a read-only view of the request body): a
+    ``bin`` of little-endian 8-byte items, or a list (checked as the per-point form checks it)."""
+    data = raw.get(name)
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        if len(data) % 8:
+            raise _fail(
+                index, path, name, f"packed {PACKED_DTYPES[name]} column of {len(data)} bytes: not a multiple of 8"
+            )
+        column = np.frombuffer(data, dtype=PACKED_DTYPES[name])
+    elif isinstance(data, list):
+        if n is not None and len(data) != n:
+            raise _fail(index, path, name, f"holds {len(data)} items, values holds {n}: the lengths must be equal")
+        if name == "values":
+            data = [v if type(v) is float else _to_float(v, index, path, f"values[{i}]") for i, v in enumerate(data)]
+        elif name == "steps":
+            _check_steps(index, path, data)
+        else:
+            _check_timestamps(index, path, data)
+        column = np.asarray(data, dtype=PACKED_DTYPES[name].newbyteorder("="))
+    else:
+        raise _fail(
+            index, path, name, f"expected a bin of packed {PACKED_DTYPES[name]} items or a list, got {_describe(data)}"
+        )
+    if n is None:
+        if not len(column):
+            raise _fail(index, path, name, "must not be empty")
+    elif len(column) != n:
+        raise _fail(index, path, name, f"holds {len(column)} items, values holds {n}: the lengths must be equal")
+    return column
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _parse_packed_append(index, path, raw) -> Op:
+    """A float append whose columns are packed arrays: checked with numpy, handed on as arrays,
+    never a Python object per point."""
+    values = _packed_column(index, path, raw, "values", None)
+    if values is None:
+        raise _fail(index, path, "values", "is required")
+    n = len(values)
+    steps = _packed_column(index, path, raw, "steps", n)
+    if steps is not None:
+        if steps[0] < 0:
+            raise _fail(index, path, "steps[0]", "must be between 0 and 2**63-1")
+        if n > 1:
+            bad = steps[1:] <= steps[:-1]
+            if bad.any():
+                i = _first(bad) + 1
+                raise _fail(
+                    index,
+                    path,
+                    f"steps[{i}]",
+                    f"steps must increase strictly ({int(steps[i])} after {int(steps[i - 1])})",
+                )
+    timestamps = _packed_column(index, path, raw, "timestamps", n)
+    if timestamps is not None:
+        with np.errstate(invalid="ignore"):
+            bad = ~((timestamps >= 0) & (timestamps < MAX_TIMESTAMP))  # NaN compares false: bad too
+        if bad.any():
+            i = _first(bad)
+            raise _fail(index, path, f"timestamps[{i}]", f"must be unix seconds, got {float(timestamps[i])!r}")
+    return Op(index, "append", path, type=AttributeType.FLOAT_SERIES, values=values, steps=steps, timestamps=timestamps)
 
 
 def _all_type(items: list, type_) -> bool:
@@ -544,29 +623,45 @@ class _Batch:
     def _op_append(self, op: Op):
         attr = self._field(op, op.type)
         n = len(op.values)
+        packed = isinstance(op.values, np.ndarray)
         if op.steps is None:
             start = 0 if attr.last_step is None else attr.last_step + 1
-            steps = range(start, start + n)
+            if start + n - 1 > INT64_MAX:
+                raise BatchError(
+                    409,
+                    "step_order",
+                    f"the automatic steps after the series' last step {attr.last_step} pass 2**63-1",
+                    op_index=op.index,
+                    path=op.path,
+                    field="steps",
+                    last_step=attr.last_step,
+                )
+            steps = np.arange(start, start + n, dtype=np.int64) if packed else range(start, start + n)
         else:
             steps = op.steps
             if attr.last_step is not None and steps[0] <= attr.last_step:
                 raise BatchError(
                     409,
                     "step_order",
-                    f"step {steps[0]} is not after the series' last step {attr.last_step}",
+                    f"step {int(steps[0])} is not after the series' last step {attr.last_step}",
                     op_index=op.index,
                     path=op.path,
                     field="steps[0]",
                     last_step=attr.last_step,
                 )
-        timestamps = op.timestamps or [time.time()] * n
+        timestamps = op.timestamps
+        if timestamps is None or not len(timestamps):
+            timestamps = np.full(n, time.time()) if packed else [time.time()] * n
         self.previous_last_step.setdefault(id(attr), attr.last_step)
         if attr.first_step is None:
-            attr.first_step = steps[0]
-        attr.last_step = steps[-1]
+            attr.first_step = int(steps[0])
+        attr.last_step = int(steps[-1])
         attr.count += n
         self.point_count += n
-        if op.type == AttributeType.FLOAT_SERIES:
+        if packed:
+            self._packed_float_stats(attr, op.values)
+            self.points.setdefault(id(attr), []).append((steps, timestamps, op.values))
+        elif op.type == AttributeType.FLOAT_SERIES:
             values = op.values
             attr.float_value = values[-1]
             if math.isfinite(sum(values)):  # no NaN or ±Inf among them: no filtered copies
@@ -590,6 +685,25 @@ class _Batch:
             for step, ts, ref in zip(steps, timestamps, op.values, strict=True):
                 entries.append(self._entry(op, ref, step=step, timestamp=ts))
             attr.json_value = {"last": op.values[-1]["name"] or op.values[-1]["sha256"]}
+
+    @staticmethod
+    def _packed_float_stats(attr: Attribute, values: np.ndarray) -> None:
+        """The series' running statistics from a packed column, as the per-point form keeps them
+        (min/max without NaN, an exact sum of the finite values)."""
+        attr.float_value = float(values[-1])
+        finite_mask = np.isfinite(values)
+        if finite_mask.all():
+            finite = comparable = values
+        else:
+            finite = values[finite_mask]
+            comparable = values[~np.isnan(values)]
+        if len(comparable):
+            low, high = float(comparable.min()), float(comparable.max())
+            attr.min_value = low if attr.min_value is None else min(attr.min_value, low)
+            attr.max_value = high if attr.max_value is None else max(attr.max_value, high)
+        if len(finite):
+            attr.sum_value = (attr.sum_value or 0.0) + _fsum(finite.tolist())
+            attr.finite_count += len(finite)
 
     def _entry(self, op: Op, ref: dict, step=None, timestamp=None) -> FileEntry:
         blob = self.blobs.get(ref["sha256"])

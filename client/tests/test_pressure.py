@@ -16,6 +16,7 @@ import requests
 
 import runstore
 from runstore._internal.queue import KIND_CTL, QueueDir, read_records
+from runstore._internal.sender import unpack_floats
 
 QUIET = {
     "capture_stdout": False,
@@ -35,7 +36,10 @@ def records_on_disk(queue_dir: str) -> list[tuple[str, dict]]:
     out = []
     for number in qdir.segments():
         for kind, _points, payload, _end in read_records(qdir.segment_path(number), 0):
-            out.append(("ctl" if kind == KIND_CTL else "op", msgpack.unpackb(payload, raw=False)))
+            if kind == KIND_CTL:
+                out.append(("ctl", msgpack.unpackb(payload, raw=False)))
+            else:  # float columns travel packed; read here as lists
+                out.append(("op", msgpack.unpackb(unpack_floats(payload), raw=False)))
     return out
 
 

@@ -8,7 +8,7 @@ import runstore
 from runstore._internal import queue as queue_module
 from runstore._internal.api import Api
 from runstore._internal.queue import KIND_OP, QueueDir, SegmentWriter, encode_record, read_records
-from runstore._internal.sender import Sender
+from runstore._internal.sender import Sender, unpack_floats
 from runstore._internal.writer import Stats, Writer
 
 QUIET = {
@@ -71,7 +71,7 @@ def encoded_ops(tmp_path, items: list[tuple], last_steps: dict | None = None) ->
     writer.queue.extend(items)
     writer.cycle()
     return [
-        msgpack.unpackb(p)
+        msgpack.unpackb(unpack_floats(p))  # float columns travel packed; compared here as lists
         for kind, _n, p, _e in read_records(qdir.segment_path(writer.segment.number), 0)
         if kind == KIND_OP
     ]

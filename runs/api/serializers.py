@@ -81,7 +81,12 @@ class BatchSerializer(serializers.Serializer):
 
     stream = serializers.CharField(max_length=64, help_text="writer id chosen by the client (e.g. a UUID)")
     seq = serializers.IntegerField(min_value=0, max_value=2**63 - 1, help_text="batch number within the stream")
-    ops = serializers.ListField(child=serializers.DictField(), allow_empty=True)
+    ops = serializers.ListField(
+        child=serializers.DictField(),
+        allow_empty=True,
+        help_text="operations (docs/api.md); in MessagePack a float append's values, steps and timestamps may be "
+        "bin columns of packed little-endian float64 / int64 / float64 items",
+    )
 
 
 class BatchResultSerializer(serializers.Serializer):

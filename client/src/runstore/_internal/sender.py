@@ -121,6 +121,39 @@ def batch_body(stream: str, seq: int, ops: list[bytes]) -> bytes:
     return body
 
 
+PACKED_COLUMNS = {"values": "<d", "steps": "<q", "timestamps": "<d"}
+
+
+def packed_rejected(exc: ApiError, payload: bytes) -> bool:
+    """Whether the server refused one of an operation's packed columns as not a list (a server
+    from before packed columns says ``ops[i].values: must be a non-empty list``)."""
+    field = str(exc.details.get("field") or "")
+    if field.rsplit(".", 1)[-1] not in PACKED_COLUMNS or not any(
+        text in exc.message for text in ("must be a non-empty list", "must be a list as long as")
+    ):
+        return False
+    try:
+        op = msgpack.unpackb(payload, raw=False)
+    except Exception:  # noqa: BLE001 - not ours to judge here
+        return False
+    return isinstance(op, dict) and any(isinstance(op.get(name), bytes) for name in PACKED_COLUMNS)
+
+
+def unpack_floats(payload: bytes) -> bytes:
+    """An operation with its packed columns as lists (the per-point form every server reads)."""
+    if b"\xc4" not in payload and b"\xc5" not in payload and b"\xc6" not in payload:
+        return payload  # no bin in it
+    op = msgpack.unpackb(payload, raw=False)
+    if not isinstance(op, dict) or not any(isinstance(op.get(name), bytes) for name in PACKED_COLUMNS):
+        return payload
+    for name, fmt in PACKED_COLUMNS.items():
+        data = op.get(name)
+        if isinstance(data, bytes):
+            op[name] = [item for (item,) in struct.iter_unpack(fmt, data)]
+    packed: bytes = msgpack.packb(op, use_bin_type=True)
+    return packed
+
+
 class MultipartFile:
     """A ``multipart/form-data`` body (fields ``sha256`` and ``file``) read from disk piece by piece,
     so uploading a big file does not load it into memory."""
@@ -197,6 +230,7 @@ class Sender:
         self._attempt = 0
         self._quota_attempt = 0
         self._reported: set[str] = set()
+        self.unpack_floats = False  # the server predates packed float columns
 
     @property
     def position(self) -> tuple[int, int]:
@@ -419,6 +453,8 @@ class Sender:
             self.on_progress()
 
     def _send_batch(self, uuid: str, seq: int, ops: list[bytes]) -> None:
+        if self.unpack_floats:
+            ops = [unpack_floats(op) for op in ops]
         keep = list(range(len(ops)))
         while keep:
             body = batch_body(self.stream, seq, [ops[i] for i in keep])
@@ -430,6 +466,16 @@ class Sender:
                     raise FatalSendError(f"the server refuses the run of {self.qdir.path}: {exc}") from exc
                 index = exc.details.get("op_index")
                 if isinstance(index, int) and 0 <= index < len(keep):
+                    if not self.unpack_floats and exc.status == 400 and packed_rejected(exc, ops[keep[index]]):
+                        # A server from before packed columns: send this queue's float appends per point.
+                        self.unpack_floats = True
+                        ops = [unpack_floats(op) for op in ops]
+                        warn(
+                            "runstore: the server does not take packed float columns (an older version); "
+                            "sending float appends per point",
+                            level=logging.INFO,
+                        )
+                        continue
                     bad = keep.pop(index)
                     self._rejected(exc, ops[bad])
                     continue
