@@ -8,7 +8,9 @@ Three measurements, each the median of repeated runs in the server process:
 1. ``chain``: a chain of 50 runs over 5 projects (run i consumes the version run i-1 produced),
    written through the batch engine (``track`` operations); the time of
    ``runs.artifacts.queries.chain`` from the last run back to the first (depth 50) for a
-   non-superuser member of the five projects. Target < 100 ms.
+   non-superuser viewer of the five projects, alternated with the chain as it was before
+   (``bench/lineage_before.py``), so both medians come from the same run under the same load.
+   Target < 100 ms.
 2. ``consumers``: 100,000 runs (20,000 on SQLite), each consuming one of 1,000 versions (so a
    version has ~100 consumers), rows bulk-inserted; the time of "runs that consumed version V"
    (``queries.version_links(user, hash, role="input")``, run rows with project and workspace)
@@ -87,6 +89,7 @@ def digest(text: str) -> str:
 
 
 def bench_chain(length: int, projects: int, repeat: int) -> dict:
+    import lineage_before  # the chain before its permission look-up and row loading were cut (bench/)
     from django.contrib.auth.models import User
 
     from projects import services as project_services
@@ -113,16 +116,41 @@ def bench_chain(length: int, projects: int, repeat: int) -> dict:
     last = runs[-1]
     result = queries.chain(member, last, depth=length)
     assert len(result.runs) == length, len(result.runs)
-    times = timed(lambda: queries.chain(member, last, depth=length), repeat)
-    json_times = timed(lambda: queries.chain_json(queries.chain(member, last, depth=length)), repeat)
+    old = lineage_before.chain(member, last, depth=length)
+    assert queries.chain_json(old) == queries.chain_json(result)  # the same answer, before and after
+    # before and after side by side: alternated, so both see the same load
+    times = interleaved(
+        {
+            "before": lambda: lineage_before.chain(member, last, depth=length),
+            "after": lambda: queries.chain(member, last, depth=length),
+            "after_json": lambda: queries.chain_json(queries.chain(member, last, depth=length)),
+        },
+        repeat,
+    )
     return {
         "runs": length,
         "projects": projects,
-        "chain_ms_median": statistics.median(times),
-        "chain_ms_min": min(times),
-        "chain_json_ms_median": statistics.median(json_times),
+        "chain_ms_median": statistics.median(times["after"]),
+        "chain_ms_min": min(times["after"]),
+        "chain_json_ms_median": statistics.median(times["after_json"]),
+        "before_chain_ms_median": statistics.median(times["before"]),
+        "before_chain_ms_min": min(times["before"]),
+        "after_over_before": statistics.median(times["after"]) / statistics.median(times["before"]),
         "target_ms": 100,
     }
+
+
+def interleaved(fns: dict, repeat: int) -> dict[str, list[float]]:
+    """Each of ``fns`` timed ``repeat`` times in turn (after one warm-up each), in ms."""
+    for fn in fns.values():
+        fn()
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            out[name].append((time.perf_counter() - started) * 1000)
+    return out
 
 
 def bench_consumers(count: int, versions: int, repeat: int) -> dict:

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from ..errors import ApiError
@@ -47,6 +48,36 @@ class RunSerializer(serializers.ModelSerializer):
             return list(prefetched[0].json_value or []) if prefetched else []
         attr = run.attributes.filter(path="sys/tags").first()
         return list(attr.json_value or []) if attr else []
+
+    def to_representation(self, run):
+        """The fields above, built directly (the same values DRF's field-by-field walk gives, at a
+        tenth of its cost: a page of the run list holds up to 1,000 runs)."""
+        zone = timezone.get_current_timezone()
+        owner = run.owner
+        return {
+            "id": run.human_id,
+            "uuid": str(run.uuid),
+            "project": run.project.full_name,
+            "name": str(run.name),
+            "description": str(run.description),
+            "owner": None if owner is None else str(owner.username),
+            "state": str(run.state),
+            "tags": self.get_tags(run),
+            "custom_run_id": None if run.custom_run_id is None else str(run.custom_run_id),
+            "creation_time": _iso(run.created_at, zone),
+            "modification_time": _iso(run.modified_at, zone),
+            "ping_time": _iso(run.ping_at, zone),
+            "finish_time": _iso(run.finished_at, zone),
+            "running_time": float(run.running_time),
+        }
+
+
+def _iso(value, zone) -> str | None:
+    """DRF's ISO 8601 form of a datetime: in the current time zone, UTC written "Z"."""
+    if not value:
+        return None
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class TagListField(serializers.ListField):
@@ -327,6 +358,9 @@ class RunRowSerializer(RunSerializer):
 
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "fields"]
+
+    def to_representation(self, run):
+        return serializers.ModelSerializer.to_representation(self, run)
 
 
 class ColumnTypeSerializer(serializers.Serializer):

@@ -130,3 +130,34 @@ def test_artifact_page_versions_runs_files_and_diff(page, live_server, world, sc
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, "artifact-page-390")
     assert errors == []
+
+
+def test_workspace_artifact_list_filters_and_links_to_each_artifact(page, live_server, world, screenshot):
+    errors = csp_errors(page)
+    login(page, live_server, "viewer")
+    page.goto(f"{live_server.url}/w/acme/")
+    page.get_by_role("navigation", name="Workspace").get_by_role("link", name="Artifacts").click()
+    expect(page.locator("h1")).to_contain_text("Artifacts of acme")
+    rows = page.locator(".artifact-list tbody tr")
+    expect(rows).to_have_count(3)  # imagenet-subset, labels, resnet50
+    subset = page.locator("tr[data-artifact=imagenet-subset]")
+    expect(subset.locator("td").nth(0)).to_have_text("2")  # two versions
+    expect(subset).to_contain_text("1 run")  # consumed by the training run
+    expect(subset).to_contain_text("2 runs")  # produced by the two preparation runs
+    screenshot(page, "artifact-list-light")
+    page.fill("#artifact-q", "RES")
+    page.click(".artifact-filter button[type=submit]")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("resnet50")
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{live_server.url}/w/acme/-/artifacts/")
+    screenshot(page, "artifact-list-dark")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_server.url}/w/acme/-/artifacts/")
+    # the table scrolls inside its card; the page itself does not scroll sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "artifact-list-390")
+    page.locator("tr[data-artifact=imagenet-subset] th a").click()
+    expect(page.locator("h1")).to_contain_text("imagenet-subset")
+    assert errors == []
