@@ -655,10 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     download.set_defaults(func=cmd_download)
 
     from .importers import add_parser as add_import_parser
+    from .records import add_parser as add_erase_parser
     from .reproduce import add_parser as add_reproduce_parser
 
     add_import_parser(sub)
     add_reproduce_parser(sub)
+    add_erase_parser(sub)
 
     try:
         args = parser.parse_args(argv)

@@ -451,3 +451,7 @@ def add_parser(sub: Any) -> None:
     check.add_argument("--project")
     check.add_argument("--max-files", type=int, default=50, help="file names listed per kind of change")
     check.set_defaults(func=cmd_verify, read_command=True)
+
+    from .records import add_artifact_commands
+
+    add_artifact_commands(artifacts)
