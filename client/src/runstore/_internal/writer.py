@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import hashlib
 import queue as queue_module
-import sys
+import struct
 import threading
 import time
 import uuid
-from array import array
 from collections import deque
 from collections.abc import Callable
 from itertools import groupby, repeat, starmap
 from operator import itemgetter
 from pathlib import Path
+from struct import pack
 from typing import Any
 
 import msgpack
@@ -52,7 +52,6 @@ POLL_SECONDS = 0.05
 WATCH_SECONDS = 0.01
 COPY_LIMIT = 64 * 1024 * 1024
 NUMBER_TYPES = frozenset((float, int))
-BIG_ENDIAN = sys.byteorder == "big"  # packed columns are little-endian on the wire
 # Float appends with packed columns (MessagePack bin); False: per-point lists, the older form
 # (the sender falls back to it by itself for a server that predates packed columns).
 PACKED_FLOATS = True
@@ -72,6 +71,30 @@ def _all_numbers(values: list[Any]) -> bool:
     except OverflowError:
         return set(map(type, values)) <= NUMBER_TYPES
     return True
+
+
+def _packed_ops(
+    path: str, values: list[Any], steps: list[int] | range | None, timestamps: list[float]
+) -> list[tuple[dict[str, Any], int]]:
+    """The ``append`` operations (and their point counts) of one series' points, columns packed;
+    ``struct.error`` when a value does not fit its column."""
+    out = []
+    n = len(values)
+    for start in range(0, n, POINTS_PER_OP):
+        end = min(n, start + POINTS_PER_OP)
+        whole = start == 0 and end == n
+        m = end - start
+        op: dict[str, Any] = {
+            "op": "append",
+            "path": path,
+            "kind": "float",
+            "values": pack(f"<{m}d", *(values if whole else values[start:end])),
+            "timestamps": pack(f"<{m}d", *(timestamps if whole else timestamps[start:end])),
+        }
+        if steps is not None:
+            op["steps"] = pack(f"<{m}q", *(steps if whole else steps[start:end]))
+        out.append((op, m))
+    return out
 
 
 def _fits_float(value: Any) -> bool:
@@ -771,43 +794,29 @@ class Writer:
         self, path: str, values: list[Any], steps: list[int] | range | None, timestamps: list[float]
     ) -> bool:
         """A float append with packed columns (``bin`` of little-endian float64 values and timestamps,
-        int64 steps): C loops here and on the server, no object per point. An int beyond the float64
-        range is dropped (counted, one warning); False when a column cannot be packed otherwise."""
+        int64 steps; ``struct.pack``, one C loop per column): no object per point here or on the
+        server. An int beyond the float64 range is dropped (counted, one warning); False when a
+        column cannot be packed otherwise."""
         try:
-            packed_values = array("d", values)
-        except OverflowError:  # an int beyond the float64 range: that point is dropped, not the others
+            ops = _packed_ops(path, values, steps, timestamps)
+        except struct.error:
             keep = [i for i, v in enumerate(values) if _fits_float(v)]
+            if len(keep) == len(values):
+                return False
             self._beyond_float64(path, len(values) - len(keep))
             if not keep:
                 return True
-            values = [values[i] for i in keep]
-            timestamps = [timestamps[i] for i in keep]
-            steps = None if steps is None else [steps[i] for i in keep]
-            packed_values = array("d", values)
-        except TypeError:
-            return False
-        try:
-            packed_stamps = array("d", timestamps)
-            packed_steps = array("q", steps) if steps is not None else None
-        except (OverflowError, TypeError):
-            return False
-        if BIG_ENDIAN:
-            for column in (packed_values, packed_stamps, packed_steps):
-                if column is not None:
-                    column.byteswap()
-        n = len(packed_values)
-        for start in range(0, n, POINTS_PER_OP):
-            end = min(n, start + POINTS_PER_OP)
-            op: dict[str, Any] = {
-                "op": "append",
-                "path": path,
-                "kind": "float",
-                "values": packed_values[start:end].tobytes(),
-                "timestamps": packed_stamps[start:end].tobytes(),
-            }
-            if packed_steps is not None:
-                op["steps"] = packed_steps[start:end].tobytes()
-            self._op(op, end - start)
+            try:
+                ops = _packed_ops(
+                    path,
+                    [values[i] for i in keep],
+                    None if steps is None else [steps[i] for i in keep],
+                    [timestamps[i] for i in keep],
+                )
+            except struct.error:
+                return False
+        for op, n in ops:
+            self._op(op, n)
         return True
 
     def _beyond_float64(self, path: str, count: int) -> None:
