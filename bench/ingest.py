@@ -1,10 +1,13 @@
 """Ingest benchmark: N float points for one run over HTTP, in batches, into PostgreSQL and/or SQLite.
 
     .venv/bin/python bench/ingest.py --db both [--points 1000000] [--batch 10000]
-        [--workers 2 --threads 2] [--senders 1] [--with-read]
+        [--workers 2 --threads 2] [--senders 1] [--with-read] [--wire packed|lists|both --rounds 3]
 
 Each batch is one ``append`` op of ``--batch`` floats with explicit steps and
-timestamps, MessagePack-encoded (encoding is inside the timed loop). Reports:
+timestamps, MessagePack-encoded (encoding is inside the timed loop), the columns
+packed as ``bin`` (``--wire packed``, what the client sends) or as per-point lists
+(``--wire lists``, the older form); ``--wire both --rounds N`` alternates the two on
+the same server, each round into a run of its own. Reports:
 
 * points/s: points / wall time from the first request to the last response;
 * the median (and p95) per-batch latency;
@@ -31,7 +34,7 @@ import uuid
 import msgpack
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import RunstoreServer, log, median, resolve_source, save_result  # noqa: E402
+from common import PG_BENCH_DB, RunstoreServer, log, median, resolve_source, save_result  # noqa: E402
 
 
 def make_points(n: int, seed: int = 1):
@@ -43,8 +46,32 @@ def make_points(n: int, seed: int = 1):
     return steps, timestamps, values
 
 
+def append_op(path, values, steps, timestamps, wire="lists") -> dict:
+    """One ``append`` op: columns as lists (per-point form) or, ``wire="packed"``, as MessagePack
+    ``bin`` of little-endian float64 / int64 items (packed inside the timed loop, as a client would)."""
+    if wire == "packed":
+        import numpy as np
+
+        return {
+            "op": "append",
+            "path": path,
+            "values": np.asarray(values, "<f8").tobytes(),
+            "steps": np.asarray(steps, "<i8").tobytes(),
+            "timestamps": np.asarray(timestamps, "<f8").tobytes(),
+        }
+    return {"op": "append", "path": path, "values": values, "steps": steps, "timestamps": timestamps}
+
+
 def send_series(
-    server: RunstoreServer, run_uuid: str, steps, timestamps, values, batch: int, path="train/loss", after_batch=None
+    server: RunstoreServer,
+    run_uuid: str,
+    steps,
+    timestamps,
+    values,
+    batch: int,
+    path="train/loss",
+    after_batch=None,
+    wire="lists",
 ):
     """Send all points sequentially; return (wall seconds, per-batch latencies).
 
@@ -60,16 +87,9 @@ def send_series(
             {
                 "stream": stream,
                 "seq": seq,
-                "ops": [
-                    {
-                        "op": "append",
-                        "path": path,
-                        "values": values[i : i + batch],
-                        "steps": steps[i : i + batch],
-                        "timestamps": timestamps[i : i + batch],
-                    }
-                ],
-            }
+                "ops": [append_op(path, values[i : i + batch], steps[i : i + batch], timestamps[i : i + batch], wire)],
+            },
+            use_bin_type=True,
         )
         t = time.perf_counter()
         r = session.post(url, data=body, headers=headers)
@@ -90,9 +110,9 @@ class RollupLag:
     def __init__(self, server: RunstoreServer, run_uuid: str):
         self.server, self.run_uuid, self.samples, self.series_id = server, run_uuid, [], None
         if server.db == "postgres":
-            from common import PG_BENCH_DB, pg_connect
+            from common import pg_connect
 
-            self.conn = pg_connect(PG_BENCH_DB)
+            self.conn = pg_connect(server.pg_db)
             self.mark = "%s"
         else:
             import sqlite3
@@ -144,25 +164,60 @@ def bench_db(
     read_repeats: int,
     source: str | None = None,
     celery: bool | None = None,
+    wires: list[str] | None = None,
+    rounds: int = 1,
+    pg_db: str = PG_BENCH_DB,
+    client_rounds: int = 0,
 ) -> dict:
+    wires = wires or ["packed"]
     steps, timestamps, values = make_points(points)
-    with RunstoreServer(db, workers=workers, threads=threads, source=source, celery=celery) as server:
+    with RunstoreServer(db, workers=workers, threads=threads, source=source, celery=celery, pg_db=pg_db) as server:
         log(f"[{db}] server code: {server.source}; celery worker: {'yes' if server.celery else 'no'}")
         session = server.session()
         # warm-up: one small batch on a throwaway run (imports, connection, first-request costs)
         warm = server.create_run(session, "bench/warmup")
         send_series(server, warm, steps[:1000], timestamps[:1000], values[:1000], 1000)
 
-        run_uuid = server.create_run(session)
-        log(f"[{db}] sending {points:,} points in batches of {batch:,} (sequential client)")
-        lag = RollupLag(server, run_uuid) if server.celery else None
-        wall, lat = send_series(server, run_uuid, steps, timestamps, values, batch, after_batch=lag)
-        end = time.perf_counter()
-        waited = server.wait_tasks()
-        caught_up = lag.wait_caught_up(steps[-1], end) if lag else None
+        # Each wire format sends the same points to a run of its own, ``rounds`` times, alternating
+        # (lists, packed, packed, lists, ...); between phases the background work drains, so one
+        # phase's roll-ups do not load the next. ``sequential`` reports the last format's median round.
+        phases: dict[str, list] = {w: [] for w in wires}
+        order = [w for r in range(rounds) for w in (wires if r % 2 == 0 else wires[::-1])]
+        for wire in order:
+            run_uuid = server.create_run(session)
+            log(f"[{db}] sending {points:,} points in batches of {batch:,} (sequential client, {wire} columns)")
+            lag = RollupLag(server, run_uuid) if server.celery else None
+            wall, lat = send_series(server, run_uuid, steps, timestamps, values, batch, after_batch=lag, wire=wire)
+            end = time.perf_counter()
+            waited = server.wait_tasks()
+            caught_up = lag.wait_caught_up(steps[-1], end) if lag else None
+            phases[wire].append(
+                {
+                    "wire": wire,
+                    "wall_s": wall,
+                    "points_per_s": points / wall,
+                    "batch_latency_median_ms": median(lat) * 1000,
+                    # less sensitive to other load on the machine than the wall-clock rate
+                    "points_per_s_at_median_batch": batch / median(lat),
+                    "batch_latency_p95_ms": sorted(lat)[int(0.95 * (len(lat) - 1))] * 1000,
+                    "batches": len(lat),
+                    "background_tasks_drained_after_s": waited,
+                    "rollup_lag": lag.summary(caught_up) if lag else None,
+                    "run_uuid": run_uuid,
+                }
+            )
+            log(f"[{db}] {wire}: {points / wall:,.0f} points/s, median batch {median(lat) * 1000:.1f} ms")
         storage = server.float_storage()
-        seq_points = storage["points"] - 1000  # minus the warm-up run
+        seq_points = points
         storage_bytes_per_point = storage["bytes"] / storage["points"]
+        by_wire = {}
+        for wire, rows in phases.items():
+            rates = sorted(row["points_per_s"] for row in rows)
+            by_wire[wire] = {"rounds": rows, "points_per_s": rates, "median_points_per_s": median(rates)}
+        main_rows = sorted(phases[wires[-1]], key=lambda row: row["points_per_s"])
+        primary = main_rows[len(main_rows) // 2]
+        run_uuid = primary["run_uuid"]
+        lag_summary = primary["rollup_lag"]
         result = {
             "db": db,
             "timescaledb": storage["hypertable"],
@@ -170,26 +225,22 @@ def bench_db(
             "source": server.source,
             "points": points,
             "batch": batch,
-            "sequential": {
-                "wall_s": wall,
-                "points_per_s": points / wall,
-                "batch_latency_median_ms": median(lat) * 1000,
-                # less sensitive to other load on the machine than the wall-clock rate
-                "points_per_s_at_median_batch": batch / median(lat),
-                "batch_latency_p95_ms": sorted(lat)[int(0.95 * (len(lat) - 1))] * 1000,
-                "batches": len(lat),
-            },
+            "sequential": primary,
+            "wires": by_wire,
             "storage": {**storage, "bytes_per_point": storage_bytes_per_point, "points_in_run": seq_points},
-            "background_tasks_drained_after_s": waited,
-            "rollup_lag": lag.summary(caught_up) if lag else None,
+            "background_tasks_drained_after_s": primary["background_tasks_drained_after_s"],
+            "rollup_lag": lag_summary,
             "run_uuid": run_uuid,
         }
-        log(
-            f"[{db}] {points / wall:,.0f} points/s, median batch {median(lat) * 1000:.1f} ms, "
-            f"{storage_bytes_per_point:.1f} B/point ({storage['how']})"
-        )
+        for wire, row in by_wire.items():
+            log(
+                f"[{db}] {wire} columns: median {row['median_points_per_s']:,.0f} points/s over {len(row['rounds'])} "
+                f"round(s) ({', '.join(f'{r:,.0f}' for r in row['points_per_s'])})"
+            )
+        log(f"[{db}] {storage_bytes_per_point:.1f} B/point ({storage['how']})")
+        lag = lag_summary
         if lag:
-            r = result["rollup_lag"]
+            r = lag
             log(
                 f"[{db}] roll-up lag behind the acknowledged points: median {r['median_points']:,.0f}, "
                 f"max {r['max_points']:,} points; rolled up {r['caught_up_after_s']:.1f} s after the last batch"
@@ -208,7 +259,13 @@ def bench_db(
             def worker(k):
                 lo = k * share
                 out[k] = send_series(
-                    server, runs[k], steps[:share], timestamps[lo : lo + share], values[lo : lo + share], batch
+                    server,
+                    runs[k],
+                    steps[:share],
+                    timestamps[lo : lo + share],
+                    values[lo : lo + share],
+                    batch,
+                    wire=wires[-1],
                 )
 
             log(f"[{db}] sending {share * senders:,} points from {senders} concurrent clients, one run each")
@@ -231,7 +288,48 @@ def bench_db(
                 f"[{db}] {senders} senders: {share * senders / wall_c:,.0f} points/s aggregate, "
                 f"median batch {median(all_lat) * 1000:.1f} ms"
             )
+        if client_rounds:
+            result["client_e2e"] = client_e2e(server, points, wires, client_rounds)
         session.close()
+    return result
+
+
+def client_e2e(server: RunstoreServer, points: int, wires: list[str], rounds: int) -> dict:
+    """``client/bench_append.py --e2e`` against this server (the client of this checkout): ``points``
+    appends from one training loop until all are acknowledged, ``rounds`` per wire format, alternating."""
+    import re
+    import subprocess
+
+    from common import PYTHON, REPO
+
+    wire = "both" if len(wires) > 1 else wires[0]
+    log(f"[{server.db}] client end to end: {points:,} appends until acknowledged, {rounds} round(s), {wire}")
+    out = subprocess.run(
+        [
+            PYTHON,
+            str(REPO / "client" / "bench_append.py"),
+            "--e2e",
+            server.url,
+            server.token,
+            "bench/e2e",
+            "--calls",
+            str(points),
+            "--wire",
+            wire,
+            "--rounds",
+            str(rounds),
+        ],
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("RUNSTORE_")},
+    ).stdout
+    result: dict = {"output": out.splitlines()}
+    for line in out.splitlines():
+        log(f"[{server.db}] {line}")
+        found = re.match(r"e2e median \((\w+) columns.*?\): ([\d,]+) points/s", line)
+        if found:
+            result[found.group(1)] = int(found.group(2).replace(",", ""))
     return result
 
 
@@ -256,6 +354,21 @@ def main(argv=None) -> dict:
         default=None,
         help="no Celery worker even when the code has background tasks",
     )
+    p.add_argument(
+        "--wire",
+        choices=["packed", "lists", "both"],
+        default="packed",
+        help="float columns as packed MessagePack bin (default) or per-point lists; both: side by side",
+    )
+    p.add_argument("--rounds", type=int, default=1, help="sequential phases per wire format (alternating)")
+    p.add_argument(
+        "--client-e2e",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="then ROUNDS runs per wire format of client/bench_append.py --e2e against the same server",
+    )
+    p.add_argument("--pg-db", default=PG_BENCH_DB, help="the PostgreSQL database to create and drop")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     args = p.parse_args(argv)
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
@@ -272,6 +385,10 @@ def main(argv=None) -> dict:
             args.read_repeats,
             args.source,
             args.celery,
+            ["lists", "packed"] if args.wire == "both" else [args.wire],
+            args.rounds,
+            args.pg_db,
+            args.client_e2e,
         )
         for db in dbs
     }
@@ -285,6 +402,8 @@ def main(argv=None) -> dict:
                 f"{db:9s} {s['points_per_s']:>10,.0f} points/s  median batch {s['batch_latency_median_ms']:7.1f} ms  "
                 f"{r['storage']['bytes_per_point']:6.1f} B/point  ({r['server']})"
             )
+            for wire, w in r["wires"].items():
+                print(f"{'':9s} {w['median_points_per_s']:>10,.0f} points/s median, {wire} columns")
             if "concurrent" in r:
                 c = r["concurrent"]
                 print(f"{'':9s} {c['points_per_s']:>10,.0f} points/s with {c['senders']} concurrent senders")

@@ -38,7 +38,7 @@ def inner(args) -> None:
     import msgpack
     from django.db import connection
     from django.test import Client
-    from ingest import make_points
+    from ingest import append_op, make_points
 
     from runs.ingest import parse_ops
 
@@ -55,15 +55,16 @@ def inner(args) -> None:
                     "stream": "p",
                     "seq": seq,
                     "ops": [
-                        {
-                            "op": "append",
-                            "path": "train/loss",
-                            "values": values[i : i + args.batch],
-                            "steps": steps[i : i + args.batch],
-                            "timestamps": timestamps[i : i + args.batch],
-                        }
+                        append_op(
+                            "train/loss",
+                            values[i : i + args.batch],
+                            steps[i : i + args.batch],
+                            timestamps[i : i + args.batch],
+                            args.wire,
+                        )
                     ],
-                }
+                },
+                use_bin_type=True,
             )
         )
 
@@ -89,7 +90,7 @@ def inner(args) -> None:
         post(body)
         request.append(time.perf_counter() - t)
     print(
-        f"per batch of {args.batch:,} points (medians): msgpack decode {median(decode) * 1e3:.1f} ms, "
+        f"per batch of {args.batch:,} points, {args.wire} columns (medians): msgpack decode {median(decode) * 1e3:.1f} ms, "
         f"parse_ops {median(parse) * 1e3:.1f} ms, whole request in-process {median(request) * 1e3:.1f} ms "
         f"({args.batch / median(request):,.0f} points/s)"
     )
@@ -114,7 +115,7 @@ def inner(args) -> None:
                 for row in zip([attr.pk] * args.batch, *chunk[1:], strict=False):
                     copy.write_row(row)
 
-    for _ in range(args.copy_repeats):
+    for _ in range(args.copy_repeats if connection.vendor == "postgresql" else 0):
         for how, times in ((series_store.insert_float_points, copy_t), (write_rows, per_row_t)):
             chunk = (attr.pk, list(range(lo, lo + args.batch)), timestamps[: args.batch], values[: args.batch])
             lo += args.batch
@@ -124,7 +125,7 @@ def inner(args) -> None:
             times.append(time.perf_counter() - t)
             if connection.vendor != "postgresql":
                 break
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and args.copy_repeats:
         print(
             f"COPY+COMMIT of {args.batch:,} rows (medians of {args.copy_repeats}, alternating): "
             f"runs.series.insert_float_points {median(copy_t) * 1e3:.1f} ms; "
@@ -150,13 +151,16 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--top", type=int, default=25)
-    p.add_argument("--copy-repeats", type=int, default=7)
+    p.add_argument("--copy-repeats", type=int, default=7, help="0: leave out the COPY comparison")
+    p.add_argument("--wire", choices=["packed", "lists"], default="packed", help="float columns packed or as lists")
+    p.add_argument("--pg-db", default=None, help="the PostgreSQL database to create and drop")
     p.add_argument("--source", default=None, help="git revision to export and run (default HEAD), or 'worktree'")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inner:
         return inner(args)
-    with RunstoreServer(args.db, source=args.source, celery=False) as server:
+    extra = {"pg_db": args.pg_db} if args.pg_db else {}
+    with RunstoreServer(args.db, source=args.source, celery=False, **extra) as server:
         env = {**server.env, "BENCH_TOKEN": server.token, "BENCH_SRC": str(server.src), "PYTHONPATH": str(server.src)}
         log(f"[{args.db}] server code: {server.source}")
         log(f"[{args.db}] profiling {args.batches} batches of {args.batch:,} points in-process")
@@ -175,6 +179,8 @@ def main() -> None:
                 str(args.top),
                 "--copy-repeats",
                 str(args.copy_repeats),
+                "--wire",
+                args.wire,
             ],
             cwd=server.src,
             env=env,

@@ -2,6 +2,7 @@
 
     python bench_append.py [--server URL TOKEN PROJECT]  # calling-thread cost of run["x"].append(v)
     python bench_append.py --e2e URL TOKEN PROJECT   # 1,000,000 points until acknowledged: points/s, peak RSS
+        [--wire packed|lists|both --rounds N]        # packed float columns, per-point lists, or both alternating
 
 The hot-path number is the median, over chunks of 10,000 calls, of the mean
 nanoseconds per call in the chunk (time.perf_counter_ns around each chunk; it
@@ -26,6 +27,7 @@ import threading
 import time
 
 import runstore
+from runstore._internal import writer
 
 CAPTURE_OFF = {
     "capture_stdout": False,
@@ -111,11 +113,14 @@ def hot_path(calls: int, chunk: int, server: list[str] | None) -> None:
         )
 
 
-def e2e(url: str, token: str, project: str, points: int) -> None:
+def e2e(url: str, token: str, project: str, points: int, wire: str = "packed") -> float:
+    """One run: ``points`` appends, then wait until all are acknowledged; returns points/s.
+    ``wire``: float appends with packed columns, or per-point lists (the older wire form)."""
+    writer.PACKED_FLOATS = wire == "packed"
     with tempfile.TemporaryDirectory() as home:
         os.environ["RUNSTORE_HOME"] = home
         run = runstore.init_run(
-            project=project, api_token=token, url=url, mode="async", name="bench-e2e", **CAPTURE_OFF
+            project=project, api_token=token, url=url, mode="async", name=f"bench-e2e-{wire}", **CAPTURE_OFF
         )
         with RssSampler() as rss:
             start = time.perf_counter()
@@ -127,9 +132,25 @@ def e2e(url: str, token: str, project: str, points: int) -> None:
         run.stop()
         status = run.status()
         print(
-            f"e2e: {points:,} points appended in {appended:.2f} s, all acknowledged ({ok}) after {total:.2f} s: "
-            f"{points / total:,.0f} points/s; peak RSS during the run {rss.peak / 2**20:.0f} MiB "
-            f"(process peak {peak_rss_mib():.0f} MiB); errors {status['errors']}"
+            f"e2e ({wire} columns): {points:,} points appended in {appended:.2f} s, all acknowledged ({ok}) after "
+            f"{total:.2f} s: {points / total:,.0f} points/s; peak RSS during the run {rss.peak / 2**20:.0f} MiB "
+            f"(process peak {peak_rss_mib():.0f} MiB); errors {status['errors']}",
+            flush=True,
+        )
+    return points / total
+
+
+def e2e_rounds(url: str, token: str, project: str, points: int, wires: list[str], rounds: int) -> None:
+    """``rounds`` of each wire format, alternating (a, b, b, a, ...); the medians side by side."""
+    rates: dict[str, list[float]] = {w: [] for w in wires}
+    for r in range(rounds):
+        for wire in wires if r % 2 == 0 else wires[::-1]:
+            rates[wire].append(e2e(url, token, project, points, wire))
+    load = os.getloadavg()
+    for wire, got in rates.items():
+        print(
+            f"e2e median ({wire} columns, {len(got)} rounds): {statistics.median(got):,.0f} points/s "
+            f"({', '.join(f'{r:,.0f}' for r in got)}); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
 
 
@@ -141,11 +162,22 @@ def main() -> None:
     parser.add_argument(
         "--server", nargs=3, metavar=("URL", "TOKEN", "PROJECT"), help="hot path in async mode against a server"
     )
+    parser.add_argument(
+        "--wire",
+        choices=["packed", "lists", "both"],
+        default="packed",
+        help="float appends with packed columns (default), per-point lists, or both side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="--e2e: runs per wire format, alternating")
     args = parser.parse_args()
     if args.e2e:
-        e2e(*args.e2e, points=args.calls)
+        wires = ["lists", "packed"] if args.wire == "both" else [args.wire]
+        e2e_rounds(*args.e2e, points=args.calls, wires=wires, rounds=args.rounds)
     else:
-        hot_path(args.calls, args.chunk, args.server)
+        for wire in ["lists", "packed"] if args.wire == "both" else [args.wire]:
+            writer.PACKED_FLOATS = wire == "packed"
+            print(f"{wire} columns:", end=" ")
+            hot_path(args.calls, args.chunk, args.server)
 
 
 if __name__ == "__main__":
