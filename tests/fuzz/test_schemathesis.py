@@ -37,6 +37,8 @@ CHECKS = "not_a_server_error,response_schema_conformance"
 
 TRACKED_FILES = [{"path": "a.jpg", "hash": "a" * 64, "size": 10}, {"path": "b.jpg", "hash": "b" * 64, "size": 20}]
 TRACKED = version_hash([(f["path"], f["hash"], f["size"]) for f in TRACKED_FILES])
+CONSUMED_FILES = [{"path": "c.csv", "hash": "c" * 64, "size": 30}, {"path": "d.csv", "hash": "d" * 64, "size": 40}]
+CONSUMED = version_hash([(f["path"], f["hash"], f["size"]) for f in CONSUMED_FILES])
 
 
 def _upload(owner, run, name: str, content: bytes, mime: str) -> str:
@@ -78,10 +80,18 @@ def _seed(owner):
         registry.set_alias(owner, registry.register_version(owner, run, "notes", name), "gone")
     export = Export.objects.create(project=project, run=run, requested_by=owner)
     doomed, _ = run_services.create_run(owner, project, name="to delete")
-    return workspace, project, run, export, doomed
+    # GDPR erasures: a record to read, a run to erase by reference, and a version whose only consumer
+    # may be erased (the seeded run's own versions must stay)
+    gone, _ = run_services.create_run(owner, project, name="erased before")
+    erasure = run_services.erase_runs(owner, [gone], reason="fuzz seed", subject=f"run {gone.human_id}")
+    erasable, _ = run_services.create_run(owner, project, name="to erase")
+    consumer, _ = run_services.create_run(owner, project, name="consumer to erase")
+    track = [{"op": "track", "path": "data/train", "hash": CONSUMED, "files": CONSUMED_FILES, "name": "people"}]
+    run_services.apply_batch(owner, consumer, stream="seed", seq=0, raw_ops=track)
+    return workspace, project, run, export, doomed, {"erasure": erasure, "erasable": erasable}
 
 
-def _config(run, doomed, workspace, project, export, pending_upload: str | None) -> str:
+def _config(run, doomed, workspace, project, export, pending_upload: str | None, seeds: dict) -> str:
     """Real ids and names, so every operation reaches its logic instead of a 404."""
     lines = ["[parameters]"]
     fixed = {
@@ -95,6 +105,7 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None)
         "path.digest": TRACKED,
         "path.name": "imagenet",
         "path.export_id": str(export.pk),
+        "path.erasure_id": seeds["erasure"].pk,
         "query.project": project.full_name,
         "body.project": project.full_name,
     }
@@ -136,6 +147,19 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None)
             {"body.run": str(run.uuid), "body.path": "notes"},
         ),
     ]
+    # an erasure deletes what it names: a run and a version's consumer of their own
+    per_operation += [
+        (
+            "include-name",
+            "POST /api/v1/erasures/",
+            {"body.runs": [str(seeds["erasable"].uuid)], "body.reason": "fuzz"},
+        ),
+        (
+            "include-name",
+            "POST /api/v1/workspaces/{workspace}/artifact-versions/{digest}/erase-consumers",
+            {"path.digest": CONSUMED, "body.reason": "fuzz"},
+        ),
+    ]
     if pending_upload:
         complete = "/api/v1/runs/{run_ref}/uploads/direct/{upload_id}/complete"
         per_operation.append(("include-path", complete, {"path.upload_id": pending_upload}))
@@ -156,7 +180,7 @@ def test_api_schema_fuzzing_finds_no_server_error_and_no_schema_violation(
     if os.environ.get("RUNSTORE_TEST_S3_ENDPOINT"):
         s3_blob_storage(settings)
     owner = django_user_model.objects.create_user("owner", password="pw-owner")
-    workspace, project, run, export, doomed = _seed(owner)
+    workspace, project, run, export, doomed, seeds = _seed(owner)
     _, token = ApiToken.issue(owner, name="fuzz")
     if os.environ.get("RUNSTORE_TEST_S3_ENDPOINT"):
         started = client_for(owner).post(
@@ -168,7 +192,7 @@ def test_api_schema_fuzzing_finds_no_server_error_and_no_schema_violation(
         pending_upload = started.json()["upload_id"]
     seconds = os.environ.get("RUNSTORE_FUZZ_SECONDS", "90")
     config = tmp_path / "schemathesis.toml"
-    config.write_text(_config(run, doomed, workspace, project, export, pending_upload))
+    config.write_text(_config(run, doomed, workspace, project, export, pending_upload, seeds))
     result = subprocess.run(
         [
             str(SCHEMATHESIS),
