@@ -97,12 +97,38 @@ def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
     if not len(points):
         return
     stats = blocks.stats_rows(blocks.bucket_stats(points.steps, points.values, 0, BASE))
+    columns = f"""INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value,
+        finite_count, count, first_step, last_step, last_value)"""
+    if connection.vendor == "postgresql":
+        # one statement whatever the number of buckets: each column as one array literal (the
+        # driver's client-side binding of thousands of parameters costs seconds per million points)
+        def array(values) -> str:
+            return "{" + ",".join("NULL" if v is None else repr(v) for v in values) + "}"
+
+        s0, s1, mn, mx, sm, nf, n, last = zip(*stats, strict=True) if stats else ((),) * 8
+        cursor.execute(
+            f"{columns} SELECT %s, 0, * FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[], "
+            "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[]) "
+            "ON CONFLICT (series_id, level, bucket) DO NOTHING",
+            [
+                series_id,
+                array(v // BASE for v in s0),
+                array(mn),
+                array(mx),
+                array(sm),
+                array(nf),
+                array(n),
+                array(s0),
+                array(s1),
+                array(last),
+            ],
+        )
+        return
     rows = [(series_id, s0 // BASE, mn, mx, sm, nf, n, s0, s1, last) for s0, s1, mn, mx, sm, nf, n, last in stats]
     for at in range(0, len(rows), 1000):  # multi-row INSERTs: one statement per 1,000 buckets
         part = rows[at : at + 1000]
         cursor.execute(
-            f"INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value, finite_count, "
-            f"count, first_step, last_step, last_value) VALUES {', '.join(['(%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
+            f"{columns} VALUES {', '.join(['(%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
             "ON CONFLICT (series_id, level, bucket) DO NOTHING",
             [x for row in part for x in row],
         )
