@@ -153,3 +153,25 @@ def test_a_server_before_packed_columns_gets_every_point_as_lists(project):
     assert [s for op in xs for s in op["steps"]] == list(range(2500))
     (y,) = [op for op in old.appended if op["path"] == "y"]
     assert y["steps"] == [3, 9] and bits(y["values"]) == bits([math.nan, -0.0])
+
+
+def test_a_server_with_a_smaller_batch_limit_gets_smaller_batches_and_every_point(configured_server, project):
+    srv = configured_server(RUNSTORE_MAX_BATCH_POINTS="3000")
+    run = runstore.init_run(project=project, mode="offline", name="small-batches", **QUIET)
+    for chunk in range(10):
+        run["x"].extend([float(chunk * 1000 + i) for i in range(1000)])
+        run.flush()  # one 1,000-point operation per chunk
+    qdir = run._qdir
+    run.stop()
+    assert qdir.try_lock()
+    sender = Sender(qdir, Api(srv.url, srv.token))
+    assert sender.drain()
+    assert sender.stats.rejected_ops == 0 and sender.max_points <= 3000
+    response = requests.get(
+        f"{srv.url}/api/v1/runs/{sender.run_uuid}/series/points",
+        params={"path": "x", "limit": 100000},
+        headers={"Authorization": f"Bearer {srv.token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    assert response.json()["values"] == [float(i) for i in range(10_000)]

@@ -41,9 +41,13 @@ from .queue import KIND_CTL, QueueDir, read_records
 from .writer import Stats
 
 MAX_BATCH_OPS = 5_000
-MAX_BATCH_POINTS = 100_000
+MAX_BATCH_POINTS = 100_000  # halved while a server with a smaller RUNSTORE_MAX_BATCH_POINTS answers 413
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 PING_SECONDS = 20.0
+
+
+class _TooLarge(Exception):
+    """The server refused a batch of several operations as too large (413): send fewer at a time."""
 
 
 class Abandoned(Exception):
@@ -231,6 +235,7 @@ class Sender:
         self._quota_attempt = 0
         self._reported: set[str] = set()
         self.unpack_floats = False  # the server predates packed float columns
+        self.max_points = MAX_BATCH_POINTS  # lowered by a server with a smaller batch limit (413)
 
     @property
     def position(self) -> tuple[int, int]:
@@ -385,7 +390,10 @@ class Sender:
         inflight = self.ack.get("inflight")
         if inflight:
             ops = self._range(inflight["segment"], inflight["start"], inflight["end"])
-            self._send_batch(uuid, inflight["seq"], ops)
+            try:
+                self._send_batch(uuid, inflight["seq"], ops)
+            except _TooLarge:
+                return self._smaller_batches(sum(n for n in self._range_points(inflight)))
             self._advance(inflight["segment"], inflight["end"], seq=inflight["seq"] + 1, ops=len(ops))
             return True
         segment, offset = self.position
@@ -399,7 +407,7 @@ class Sender:
                     control = (msgpack.unpackb(payload, raw=False), record_end)
                 break
             if ops and (
-                len(ops) >= MAX_BATCH_OPS or points + n > MAX_BATCH_POINTS or size + len(payload) > MAX_BATCH_BYTES
+                len(ops) >= MAX_BATCH_OPS or points + n > self.max_points or size + len(payload) > MAX_BATCH_BYTES
             ):
                 break
             ops.append(payload)
@@ -410,7 +418,10 @@ class Sender:
             seq = int(self.ack["seq"])
             self.ack["inflight"] = {"seq": seq, "segment": segment, "start": offset, "end": end}
             self.qdir.write_ack(self.ack, fsync=True)
-            self._send_batch(uuid, seq, ops)
+            try:
+                self._send_batch(uuid, seq, ops)
+            except _TooLarge:
+                return self._smaller_batches(points)
             self.acked_points += points
             self._advance(segment, end, seq=seq + 1, ops=len(ops))
             return True
@@ -433,6 +444,31 @@ class Sender:
                 pass
             return True
         return False
+
+    def _smaller_batches(self, points: int) -> bool:
+        """The batch in flight was refused whole as too large, so nothing of it was applied: the
+        same seq goes again with fewer operations (half the points, down to one operation)."""
+        self.max_points = max(1, min(self.max_points, points) // 2)
+        self.ack["inflight"] = None
+        self.qdir.write_ack(self.ack, fsync=True)
+        warn(
+            f"runstore: the server takes smaller batches; sending at most {self.max_points} points per batch",
+            once_key=f"smaller:{self.qdir.path}:{self.max_points}",
+            level=logging.INFO,
+        )
+        return True
+
+    def _range_points(self, inflight: dict[str, Any]) -> list[int]:
+        points = []
+        for _kind, n, _payload, record_end in read_records(
+            self.qdir.segment_path(inflight["segment"]), inflight["start"]
+        ):
+            if record_end > inflight["end"]:
+                break
+            points.append(n)
+            if record_end == inflight["end"]:
+                break
+        return points
 
     def _range(self, segment: int, start: int, end: int) -> list[bytes]:
         ops = []
@@ -464,6 +500,8 @@ class Sender:
             except ApiError as exc:
                 if exc.status in (401, 403, 404):
                     raise FatalSendError(f"the server refuses the run of {self.qdir.path}: {exc}") from exc
+                if exc.status == 413 and len(keep) > 1:
+                    raise _TooLarge() from exc
                 index = exc.details.get("op_index")
                 if isinstance(index, int) and 0 <= index < len(keep):
                     if not self.unpack_floats and exc.status == 400 and packed_rejected(exc, ops[keep[index]]):
