@@ -17,6 +17,15 @@ the server process, with the median of repeated runs:
 
 PostgreSQL uses the database ``runstore_qbench`` on the test server
 (BENCH_PG_URL overrides); SQLite a file under bench/results/.
+
+On PostgreSQL a fresh fill is measured as a real install sees it after a bulk
+import: analyzed but not vacuumed (autovacuum is off on the query tables until
+then), then again after the maintenance task (``runs/maintenance.py``, what the
+``maintenance`` queue runs after bulk writes). ``--baseline DIR`` serves another
+source tree (e.g. ``git archive`` of an earlier commit) beside this one and calls
+the two in turn for every HTTP sample; ``--profile`` only breaks the sentence's
+API request down (each SQL statement, then a Python profile); ``--no-points``
+skips the series points, which these queries do not read.
 """
 
 import argparse
@@ -105,7 +114,7 @@ def fields_for(rng: random.Random, index: int):
     return out
 
 
-def generate(db: str, count: int) -> None:
+def generate(db: str, count: int, points: bool = True) -> None:
     from django.contrib.auth.models import User
     from django.db import connection, transaction
     from django.utils import timezone
@@ -125,6 +134,8 @@ def generate(db: str, count: int) -> None:
         return owner, project
     if have:
         raise SystemExit(f"[{db}] project has {have} runs, expected {count}: run with --fresh")
+    if connection.vendor == "postgresql":
+        _autovacuum(connection, False)
     users = []
     for i in range(20):
         user = User.objects.filter(username=f"user{i:02d}").first() or User.objects.create_user(f"user{i:02d}")
@@ -242,7 +253,8 @@ def generate(db: str, count: int) -> None:
     from runs.models import Attribute
 
     record_fields(project.pk, Attribute.objects.filter(run__project=project, run__number=1).values_list("path", "type"))
-    _points(connection, project.pk)
+    if points:
+        _points(connection, project.pk)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
     print(f"[{db}] generated {count} runs in {time.monotonic() - started:.0f} s", file=sys.stderr)
@@ -268,7 +280,11 @@ def _insert(connection, table, columns, rows):
 
 
 def _points(connection, project_id):
-    """100 points per float series, generated inside the database."""
+    """100 points per float series, generated inside the database (as rows of ``runs_floatpoint``
+    while the series store has that table; the queries measured here read only the run fields)."""
+    if "runs_floatpoint" not in connection.introspection.table_names():
+        print("points skipped: no runs_floatpoint table", file=sys.stderr)
+        return
     started = time.monotonic()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -344,8 +360,11 @@ def measure(db: str, repeat: int) -> dict:
     return results
 
 
-def measure_http(db: str, repeat: int) -> dict:
-    """The same two queries through the REST API of a gunicorn server on this database."""
+def measure_http(db: str, repeat: int, trees: dict | None = None) -> dict:
+    """The same queries (and the value suggestions) through the REST API of a gunicorn server
+    (2 workers) on this database: {case: (median ms, last body)}. With ``trees`` ({label: source
+    tree}), one server per tree, all up at once and called in turn for every sample, so each
+    tree's numbers come from the same moments of a shared machine: {label: {case: ...}}."""
     import socket
     import subprocess
 
@@ -355,52 +374,128 @@ def measure_http(db: str, repeat: int) -> dict:
     from accounts.models import ApiToken
 
     _, token = ApiToken.issue(User.objects.get(username="bench"), name="bench")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [str(REPO / ".venv" / "bin" / "gunicorn"), "tracker.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2"],
-        cwd=REPO,
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    servers = {}
+    for label, tree in (trees or {"": REPO}).items():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        servers[label] = (
+            f"http://127.0.0.1:{port}",
+            subprocess.Popen(
+                [
+                    str(REPO / ".venv" / "bin" / "gunicorn"),
+                    "tracker.wsgi:application",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "-w",
+                    "2",
+                ],
+                cwd=tree,
+                env={**os.environ, "PYTHONPATH": str(tree)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        )
     try:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                session.get(f"{base}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.5)
-        cases = {
-            "sentence": {
-                "query": 'data/train/name = "Y" and data/train/version = "X" and eval/acc > 0.93',
-                "sort": "-sys/creation_time",
-                "columns": "sys/id,sys/owner,eval/acc",
-            },
-            "series_filter": {
-                "query": "train/loss:last < 0.2",
-                "sort": "-eval/acc",
-                "columns": "sys/id,eval/acc,train/loss:last",
-            },
-        }
-        out = {}
-        for name, params in cases.items():
-            params = {"project": "bench/query", "limit": 50, **params}
-
-            def call(params=params):
-                response = session.get(f"{base}/api/v1/runs/", params=params, timeout=60)
-                response.raise_for_status()
-                return response.json()
-
-            out[name] = timed(call, repeat)
-        return out
+        for base, _ in servers.values():
+            for _ in range(120):
+                try:
+                    session.get(f"{base}/healthz", timeout=1)
+                    break
+                except requests.RequestException:
+                    time.sleep(0.5)
+        cases = [(name, "/api/v1/runs/", {"limit": 50, **params}) for name, params in HTTP_CASES.items()]
+        cases.append(("suggest_values", "/api/v1/runs/suggest", {"text": 'parameters/optimizer/name = "'}))
+        out: dict = {label: {} for label in servers}
+        for name, path, params in cases:
+            params = {"project": "bench/query", **params}
+            samples: dict = {label: [] for label in servers}
+            bodies = {}
+            for round_ in range(repeat + 2):  # two warm-up rounds (each server has two workers)
+                for label, (base, _) in servers.items():
+                    t0 = time.perf_counter()
+                    response = session.get(f"{base}{path}", params=params, timeout=60)
+                    ms = (time.perf_counter() - t0) * 1000
+                    response.raise_for_status()
+                    bodies[label] = response.json()
+                    if round_ >= 2:
+                        samples[label].append(ms)
+            for label in servers:
+                out[label][name] = (statistics.median(samples[label]), bodies[label])
+        return out if trees else out[""]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for _, server in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+
+
+HTTP_CASES = {
+    "sentence": {
+        "query": 'data/train/name = "Y" and data/train/version = "X" and eval/acc > 0.93',
+        "sort": "-sys/creation_time",
+        "columns": "sys/id,sys/owner,eval/acc",
+    },
+    "series_filter": {
+        "query": "train/loss:last < 0.2",
+        "sort": "-eval/acc",
+        "columns": "sys/id,eval/acc,train/loss:last",
+    },
+}
+
+
+def profile_view(repeat: int) -> None:
+    """Where the time of the sentence's ``GET /api/v1/runs/`` goes, in process (Django's test client,
+    no HTTP server): each SQL statement's median time, the Python between them, and a profile."""
+    import cProfile
+    import pstats
+
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+
+    from accounts.models import ApiToken
+
+    _, token = ApiToken.issue(User.objects.get(username="bench"), name="bench-profile")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    params = {"project": "bench/query", "limit": 50, **HTTP_CASES["sentence"]}
+    statements: list[list[tuple[str, float]]] = []
+
+    def wrapper(execute, sql, sql_params, many, context):
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, sql_params, many, context)
+        finally:
+            statements[-1].append((sql, (time.perf_counter() - t0) * 1000))
+
+    def call():
+        response = client.get("/api/v1/runs/", params)
+        assert response.status_code == 200, response.content[:500]
+        return response
+
+    call()
+    totals = []
+    with connection.execute_wrapper(wrapper):
+        for _ in range(repeat):
+            statements.append([])
+            t0 = time.perf_counter()
+            call()
+            totals.append((time.perf_counter() - t0) * 1000)
+    total = statistics.median(totals)
+    sql_total = statistics.median(sum(ms for _, ms in request) for request in statements)
+    print(
+        f"\nGET /api/v1/runs/ (the sentence), in process, median of {repeat}: {total:.1f} ms, of it SQL {sql_total:.1f} ms"
+    )
+    for index, (sql, _) in enumerate(statements[0]):
+        ms = statistics.median(request[index][1] for request in statements if len(request) > index)
+        print(f"  {ms:7.2f} ms  {' '.join(sql.split())[:150]}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(repeat):
+        call()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
 def measure_mlflow(db: str, count: int, repeat: int) -> dict | None:
@@ -447,6 +542,15 @@ def main():
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--runs", type=int, help="override the number of runs")
     parser.add_argument("--no-compare", action="store_true", help="skip the HTTP and MLflow comparison")
+    parser.add_argument("--profile", action="store_true", help="only profile the sentence's API view in process")
+    parser.add_argument(
+        "--no-points", action="store_true", help="fill no series points (the queries measured read only run fields)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another source tree (e.g. an earlier commit) served beside this one over HTTP",
+    )
     args = parser.parse_args()
     if args.db == "both":
         # Django is configured once per process: run each database in its own process.
@@ -460,29 +564,98 @@ def main():
         return
     configure(args.db, args.fresh)
     count = args.runs or SIZES[args.db]
-    generate(args.db, count)
-    results = measure(args.db, args.repeat)
+    generate(args.db, count, points=not args.no_points)
+    if args.profile:
+        profile_view(args.repeat)
+        return
+    trees = {"now": REPO, "baseline": Path(args.baseline).resolve()} if args.baseline else None
+    load = [os.getloadavg()[0]]
+    # phase -> (in-process results, HTTP results or None)
+    phases = {
+        "fresh fill": (
+            measure(args.db, args.repeat),
+            None if args.no_compare else measure_http(args.db, args.repeat, trees),
+        )
+    }
+    if args.db == "postgres":
+        # what the maintenance queue does after a bulk write (runs/maintenance.py), then the same again
+        from django.db import connection
+
+        from runs import maintenance
+
+        load.append(os.getloadavg()[0])
+        started = time.monotonic()
+        done = maintenance.maintain()
+        took = time.monotonic() - started
+        _autovacuum(connection, True)
+        print(f"\nmaintenance task: {done or 'nothing due'} in {took:.1f} s", file=sys.stderr)
+        if done:
+            phases["after the maintenance task"] = (
+                measure(args.db, args.repeat),
+                None if args.no_compare else measure_http(args.db, args.repeat, trees),
+            )
+    load.append(os.getloadavg()[0])
     targets = {
         "sentence": 150 if args.db == "postgres" else 300,
         "series_filter": 300,
         "suggest_path": 50,
         "suggest_values": 50,
     }
-    print(f"\nquery engine, {args.db}, {count} runs x ~50 fields, median of {args.repeat} (server-side, in process)")
-    for name, (ms, detail) in results.items():
+    print(
+        f"\nquery engine, {args.db}, {count} runs x ~50 fields, median of {args.repeat}; "
+        f"load average (1 min) {' / '.join(f'{x:.2f}' for x in load)} at the start / between / end"
+    )
+    names = list(phases)
+    print(f"  in process: {' | '.join(names)}")
+    for name in phases[names[0]][0]:
+        cells = [phases[phase][0][name][0] for phase in names]
+        line = "   ".join(f"{ms:8.1f} ms" for ms in cells)
+        if len(cells) > 1:
+            line += f"   ({cells[0] / cells[-1]:4.2f}x)"
         target = targets[name]
-        print(f"  {name:15} {ms:8.1f} ms   target < {target} ms  {'ok' if ms < target else 'MISSED'}   ({detail})")
+        line += (
+            f"   target < {target} ms  {'ok' if cells[-1] < target else 'MISSED'}   ({phases[names[-1]][0][name][1]})"
+        )
+        print(f"  {name:15} {line}")
     if args.no_compare:
         return
-    http = measure_http(args.db, args.repeat)
+    http_targets = {"sentence": 100, "suggest_values": 50}
     mlflow = measure_mlflow(args.db, count, args.repeat)
-    print(f"\nfilter + sort + first page of 50 over HTTP, median of {args.repeat} (Runstore also counts all matches)")
-    for name, (ms, body) in http.items():
-        line = f"  {name:15} Runstore {ms:8.1f} ms ({body['count']} matches)"
-        if mlflow:
+    print(
+        f"  over HTTP (gunicorn, 2 workers{'; this tree beside the baseline ' + args.baseline if trees else ''}): "
+        f"{' | '.join(names)}"
+    )
+    for name in phases[names[0]][1] if not trees else phases[names[0]][1]["now"]:
+        parts, last, body = [], None, None
+        for phase in names:
+            http = phases[phase][1]
+            ms, body = (http["now"] if trees else http)[name]
+            cell = f"{ms:8.1f} ms"
+            if trees:
+                base = http["baseline"][name][0]
+                cell += f" (baseline {base:.1f} ms, {base / ms:4.2f}x)"
+            parts.append(cell)
+            last = ms
+        line = f"  {name:15} {'   '.join(parts)}"
+        target = http_targets.get(name)
+        if target:
+            line += f"   target < {target} ms  {'ok' if last < target else 'MISSED'}"
+        if "count" in body:
+            line += f"   ({body['count']} matches)"
+        if mlflow and name in mlflow:
             other = mlflow[name]["ms"]
-            line += f"   MLflow search_runs {other:8.1f} ms   ratio MLflow/Runstore {other / ms:5.1f}x"
+            line += f"   MLflow search_runs {other:8.1f} ms   ratio MLflow/Runstore {other / last:5.1f}x"
         print(line)
+
+
+def _autovacuum(connection, enabled: bool) -> None:
+    """Autovacuum off on the query tables while a fresh fill is measured as a real install sees it
+    until autovacuum comes round (or the maintenance task runs); on again after."""
+    from runs import maintenance
+
+    with connection.cursor() as cursor:
+        for table in maintenance.query_tables():
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = {'on' if enabled else 'off'})")
 
 
 if __name__ == "__main__":
