@@ -73,9 +73,10 @@ def _seed(owner):
     run_services.apply_batch(run.owner, run, stream="seed", seq=0, raw_ops=ops)
     # a model with an alias; one whose production version nothing else touches (the stage reads); and
     # one for each DELETE operation, which would otherwise turn the other registry operations into 404s
-    kept = registry.register_version(owner, run, "notes", "resnet", stage="production")
+    # from the file set, so the downloads of one of its files (relpath) find it
+    kept = registry.register_version(owner, run, "data", "resnet", stage="production")
     registry.set_alias(owner, kept, "champion")
-    registry.register_version(owner, run, "notes", "served", stage="production")
+    registry.register_version(owner, run, "data", "served", stage="production")
     for name in ("doomed-model", "doomed-version", "doomed-alias", "renamed"):
         registry.set_alias(owner, registry.register_version(owner, run, "notes", name), "gone")
     export = Export.objects.create(project=project, run=run, requested_by=owner)
@@ -135,7 +136,21 @@ def _config(run, doomed, workspace, project, export, pending_upload: str | None,
             "DELETE /api/v1/workspaces/{workspace}/models/{model_name}/aliases/{alias}",
             {"path.model_name": "doomed-alias", "path.alias": "gone"},
         ),
-        ("include-path-regex", "/models/\\{model_name\\}/stages/", {"path.model_name": "served"}),
+        (
+            "include-name",
+            "GET /api/v1/workspaces/{workspace}/models/{model_name}/stages/{stage}/",
+            {"path.model_name": "served"},
+        ),
+        (
+            "include-name",
+            "GET /api/v1/workspaces/{workspace}/models/{model_name}/stages/{stage}/download",
+            {"path.model_name": "served", "query.relpath": "x/notes.txt"},
+        ),
+        (
+            "include-name",
+            "GET /api/v1/workspaces/{workspace}/models/{model_name}/versions/{version}/download",
+            {"query.relpath": "x/notes.txt"},
+        ),
         # a PATCH may rename the model it is given: a model of its own, so the others keep their name
         ("include-name", "PATCH /api/v1/workspaces/{workspace}/models/{model_name}/", {"path.model_name": "renamed"}),
         # a new model's home project is named by its slug
