@@ -387,10 +387,11 @@ def times_at(cursor, wanted: dict[int, list[int]]) -> dict[int, dict[int, float]
     for sid, first, last in cursor.fetchall():
         spans.setdefault(sid, []).append((first, last))
     needed: list[tuple[int, int]] = []
+    sorted_wanted = {sid: np.unique(np.asarray(wanted[sid], _I8)) for sid in spans}
     for sid, items in spans.items():
         firsts = np.array([a for a, _ in items], _I8)
         lasts = np.array([b for _, b in items], _I8)
-        steps = np.unique(np.asarray(wanted[sid], _I8))
+        steps = sorted_wanted[sid]
         at = np.searchsorted(firsts, steps, side="right") - 1
         inside = (at >= 0) & (steps <= lasts[np.clip(at, 0, None)])
         needed += [(sid, int(firsts[k])) for k in np.unique(at[inside]).tolist()]
@@ -408,9 +409,14 @@ def times_at(cursor, wanted: dict[int, list[int]]) -> dict[int, dict[int, float]
         for sid, first, n, step_data, time_data in cursor.fetchall():
             if (sid, first) not in wanted_blocks:
                 continue
-            steps, times = decode(step_data, n), decode_times(time_data, n)
-            hit = np.isin(steps, np.asarray(wanted[sid], _I8))
-            out[sid].update(zip(steps[hit].tolist(), times[hit].tolist(), strict=True))
+            steps = decode(step_data, n)
+            asked = sorted_wanted[sid]
+            asked = asked[np.searchsorted(asked, steps[0]) : np.searchsorted(asked, steps[-1], side="right")]
+            at = np.searchsorted(steps, asked)  # the block's steps are sorted: a few look-ups, not a set op
+            hit = at[steps[at] == asked]
+            if len(hit):
+                times = decode_times(time_data, n)
+                out[sid].update(zip(steps[hit].tolist(), times[hit].tolist(), strict=True))
     return out
 
 
