@@ -24,6 +24,7 @@ Reading is vectorised: a block decodes with a handful of numpy calls, no per-poi
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -191,7 +192,8 @@ def _tail_points(rows, floats: bool, want: tuple) -> Points:
     """Points from tail rows ``(step[, timestamp][, value])`` (a NULL value, SQLite's NaN, is NaN)."""
     columns = list(zip(*rows, strict=True))
     steps = np.array(columns[0], _I8) if rows else _EMPTY_I8
-    timestamps = values = None
+    timestamps: Any = None
+    values: Any = None
     i = 1
     if "timestamps" in want:
         timestamps, i = (np.array(columns[i], _F8) if rows else _EMPTY_F8), i + 1
@@ -343,7 +345,7 @@ def load_last(cursor, table: str, series_id: int, limit: int) -> Points:
     got, before = len(rows), None
     page = limit // block_points() + 1
     while got < limit:
-        where, params = ("", []) if before is None else (" AND first_step < %s", [before])
+        where, params = ("", []) if before is None else (" AND first_step < %s", [before])  # type: ignore[var-annotated]
         cursor.execute(
             f"SELECT first_step, count, step_data, value_data FROM {BLOCK_TABLE[table]} "
             f"WHERE series_id = %s{where} ORDER BY first_step DESC LIMIT %s",
@@ -396,16 +398,17 @@ def times_at(cursor, wanted: dict[int, list[int]]) -> dict[int, dict[int, float]
         inside = (at >= 0) & (steps <= lasts[np.clip(at, 0, None)])
         needed += [(sid, int(firsts[k])) for k in np.unique(at[inside]).tolist()]
     for start in range(0, len(needed), 400):
-        chunk = needed[start : start + 400]
+        pairs = needed[start : start + 400]
         # two IN lists rather than an OR per block, which the planner takes seconds over; a block
         # of another series that happens to start at a wanted block's step is skipped below
-        sids, firsts = sorted({sid for sid, _ in chunk}), sorted({first for _, first in chunk})
+        block_sids = sorted({pair[0] for pair in pairs})
+        block_firsts = sorted({pair[1] for pair in pairs})
         cursor.execute(
             f"SELECT series_id, first_step, count, step_data, time_data FROM {FLOAT_BLOCKS} "
-            f"WHERE series_id IN ({_marks(sids)}) AND first_step IN ({_marks(firsts)})",
-            [*sids, *firsts],
+            f"WHERE series_id IN ({_marks(block_sids)}) AND first_step IN ({_marks(block_firsts)})",
+            [*block_sids, *block_firsts],
         )
-        wanted_blocks = set(chunk)
+        wanted_blocks = set(pairs)
         for sid, first, n, step_data, time_data in cursor.fetchall():
             if (sid, first) not in wanted_blocks:
                 continue
