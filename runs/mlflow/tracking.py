@@ -21,8 +21,9 @@ import math
 import random
 import secrets
 import uuid as uuid_module
-from collections import defaultdict, namedtuple
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
@@ -199,19 +200,20 @@ def _text(attr: Attribute) -> str:
 
 # What a run's MLflow view reads of its fields and latest metrics: plain rows (named tuples with the
 # attribute names the readers below use), not model instances (a search page reads ~10 per run).
-_FIELD_COLUMNS = (
-    "run_id",
-    "path",
-    "type",
-    "string_value",
-    "int_value",
-    "float_value",
-    "bool_value",
-    "datetime_value",
-    "json_value",
-)
+class _FieldRow(NamedTuple):
+    run_id: int
+    path: str
+    type: str
+    string_value: str | None
+    int_value: int | None
+    float_value: float | None
+    bool_value: bool | None
+    datetime_value: datetime | None
+    json_value: object
+
+
+_FIELD_COLUMNS = _FieldRow._fields
 _LATEST_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
-_FieldRow = namedtuple("_FieldRow", _FIELD_COLUMNS)
 
 
 def _data_of(runs: list[Run]) -> tuple[dict, dict]:
@@ -280,7 +282,8 @@ def run_info(run: Run, attrs: list[Attribute] | None = None) -> dict:
     return info
 
 
-def run_dict(run: Run, attrs: list[Attribute], latest: list[LatestMetric]) -> dict:
+def run_dict(run: Run, attrs: list, latest: list) -> dict:
+    """MLflow's Run; ``attrs`` and ``latest``: its fields and latest metrics (rows or model instances)."""
     params, tags = [], []
     for attr in attrs:
         if attr.path.startswith(PARAM_PREFIX):
@@ -504,7 +507,7 @@ def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
     """``(key, value, timestamp, step)`` of each metric. Up to 1,000 per request: the usual shapes
     (a float value; int64s as protobuf's JSON writes them, decimal strings, or as numbers) are taken
     without a call per field; anything else goes through the checks that name what is wrong."""
-    out = []
+    out: list[tuple[str, float, int, int]] = []
     append = out.append
     checked: set[str] = set()
     for metric in raw or []:
@@ -521,13 +524,11 @@ def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
         if type(value) is not float:
             value = _as_float(value, "value")
         sent = metric.get("timestamp")
-        kind = type(sent)
-        timestamp = int(sent) if kind is str and sent.isdecimal() else sent if kind is int else None
+        timestamp = int(sent) if type(sent) is str and sent.isdecimal() else sent if type(sent) is int else None
         if timestamp is None or timestamp not in _INT64:
             timestamp = _as_int(sent, "timestamp")
         sent = metric.get("step")
-        kind = type(sent)
-        step = int(sent) if kind is str and sent.isdecimal() else sent if kind is int else None
+        step = int(sent) if type(sent) is str and sent.isdecimal() else sent if type(sent) is int else None
         if step is None or step not in _INT64:
             step = _as_int(sent, "step", default=0)
         append((key, value, timestamp, step))
