@@ -29,3 +29,19 @@ def int_param(
     if not minimum <= value <= maximum:
         raise ParameterError(name, f"must be an integer from {minimum} to {maximum}, got {value}")
     return value
+
+
+class RejectNulMiddleware:
+    """A NUL byte in the path or in a query parameter is a 400 naming it, for every route: PostgreSQL
+    refuses NUL in text, so a look-up by such a value would otherwise end in a database error."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path:
+            raise ParameterError("path", "contains a NUL byte")
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                raise ParameterError(name.replace("\x00", "\\x00"), "contains a NUL byte")
+        return self.get_response(request)
