@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from . import cleanup, exports, maintenance, processing, rollups, services, usage
+from . import series as series_store
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,13 @@ RETRY: dict[str, Any] = {
 
 @shared_task(**RETRY)
 def rollup_series(series_ids: list[int]) -> dict:
-    """Write the final roll-up buckets of these float series."""
-    return {str(sid): rollups.roll_up(sid) for sid in series_ids}
+    """Pack the full blocks small appends left as rows, then write the final roll-up buckets, of
+    these float series."""
+    done = {}
+    for sid in series_ids:
+        series_store.pack_series(sid)
+        done[str(sid)] = rollups.roll_up(sid)
+    return done
 
 
 @shared_task(**RETRY)
@@ -38,6 +44,7 @@ def sweep_rollups() -> int:
     """Roll up every series left behind (broker down when its batch committed, a lost task)."""
     stale = rollups.stale_series()
     for sid in stale:
+        series_store.pack_series(sid)
         rollups.roll_up(sid)
     return len(stale)
 

@@ -347,3 +347,30 @@ def test_a_training_curve_takes_a_fraction_of_the_bytes_of_the_row_layout(owner_
     rows_per_point = _table_bytes("rows_copy") / n
     assert blocks_per_point <= 8, blocks_per_point
     assert rows_per_point >= 4 * blocks_per_point, (rows_per_point, blocks_per_point)
+
+
+def test_small_appends_leave_rows_that_the_roll_up_task_packs_without_changing_a_point(owner_api, run, settings):
+    """A request never pays for packing blocks that its few points filled (that made every 41st batch of
+    a 20-series client take seconds): the series' roll-up task packs them."""
+    from runs import tasks
+
+    settings.RUNSTORE_SERIES_BLOCK_POINTS = 16
+    for seq in range(10):  # 50 points, 5 a batch: three blocks' worth
+        values = [seq * 5.0 + i for i in range(5)]
+        assert (
+            batch(owner_api, run, [{"op": "append", "path": "loss", "values": values}], seq=seq + 1).status_code == 200
+        )
+    series = Attribute.objects.get(run=run, path="loss")
+    before = owner_api.get(run_url(run, "series/points"), {"path": "loss"}).json()
+    assert before["values"] == [float(i) for i in range(50)]
+    assert not FloatBlock.objects.filter(series_id=series.pk).exists()  # still rows
+
+    tasks.rollup_series([series.pk])
+
+    assert FloatBlock.objects.filter(series_id=series.pk).count() == 3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM runs_floatpoint WHERE series_id = %s", [series.pk])
+        assert cursor.fetchone()[0] == 2
+    assert owner_api.get(run_url(run, "series/points"), {"path": "loss"}).json() == before
+    tasks.rollup_series([series.pk])  # nothing more to pack
+    assert FloatBlock.objects.filter(series_id=series.pk).count() == 3
