@@ -69,13 +69,15 @@ def download_lineage(api: Api, workspace: str, digest: str, dest: str | Path | N
 
 def erase(api: Api, runs: list[str], reason: str) -> list[dict[str, Any]]:
     """Delete ``runs`` (UUIDs or ``workspace/project/KEY-N``) for good; the erasure records."""
-    return api.call("POST", "erasures/", body={"runs": runs, "reason": reason})["erasures"]
+    records: list[dict[str, Any]] = api.call("POST", "erasures/", body={"runs": runs, "reason": reason})["erasures"]
+    return records
 
 
 def erase_consumers(api: Api, workspace: str, digest: str, reason: str) -> list[dict[str, Any]]:
     """Delete every run that consumed ``digest`` in ``workspace`` for good; the erasure records."""
     path = _workspace_path(workspace, "artifact-versions", digest, "erase-consumers")
-    return api.call("POST", path, body={"reason": reason})["erasures"]
+    records: list[dict[str, Any]] = api.call("POST", path, body={"reason": reason})["erasures"]
+    return records
 
 
 def _size(n: int) -> str:
