@@ -64,3 +64,34 @@ def test_list_the_artifacts_download_a_lineage_and_erase_the_consumers(connect, 
     (record,) = json.loads(capsys.readouterr().out)
     assert record["subject"] == f"run {producer_id.rsplit('/', 1)[1]}"
     assert status_of(server, producer_id) == 404
+
+
+def test_export_a_run_as_an_archive_with_its_lineage_and_audit_entries(connect, server, project, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "people.csv").write_bytes(b"name\nada\n")
+    run = connect()
+    run["parameters/lr"] = 0.1
+    run["data/train"].track_files(data, name="people")
+    assert run.wait(60)
+    key = run["sys/id"].fetch()
+    run.stop()
+
+    assert main(cli(server, "export", project, key, "--no-wait")) == 0
+    export = json.loads(capsys.readouterr().out)
+    assert export["run"] == key and export["state"] in ("pending", "queued", "running", "done")
+    # the server's worker builds it (this test server runs none: build it as the task would)
+    server.manage("shell", "-c", f"from runs.tasks import build_export; build_export({export['id']!r})")
+
+    assert main(cli(server, "export", "--id", export["id"], "-o", str(tmp_path), "--timeout", "60")) == 0
+    archive = Path(capsys.readouterr().out.strip())
+    assert archive.parent == tmp_path and archive.suffix == ".zip" and not list(tmp_path.glob("*.part"))
+    names = zipfile.ZipFile(archive).namelist()
+    assert "manifest.json" in names
+    lineage = json.loads(zipfile.ZipFile(archive).read(f"runs/{key}/lineage.json"))
+    assert [v["name"] for v in lineage["inputs"]] == ["people"]
+    assert f"runs/{key}/audit.json" in names
+
+    # an export that never gets built is reported after the timeout, not waited for forever
+    assert main(cli(server, "export", project, key, "--timeout", "1")) == 1
+    assert "after 1 s" in capsys.readouterr().err

@@ -10,7 +10,10 @@ whole lineage as a ZIP for an audit, and deleting runs for good (GDPR) with the 
 * ``erase RUN [RUN ...] --reason TEXT --yes`` and ``erase --consumers-of HASH --workspace WS --reason
   TEXT --yes``: delete the runs (or every run that consumed the version) for good; without ``--yes``
   nothing is deleted and the runs that would go are printed. The server answers with the erasure
-  records (one per project), which are printed as JSON.
+  records (one per project), which are printed as JSON;
+* ``export WORKSPACE/PROJECT [RUN] [-o PATH]``: the ZIP archive of the project or of one run
+  (attributes, series, files, lineage and audit entries), waited for while the server builds it;
+  ``--no-wait`` only asks for it, ``--id ID`` downloads one asked for before.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +30,16 @@ from ._internal.api import Api
 from .config import make_api, run_ref
 from .exceptions import RunstoreError
 
-__all__ = ["add_artifact_commands", "add_parser", "download_lineage", "erase", "erase_consumers", "list_artifacts"]
+__all__ = [
+    "add_artifact_commands",
+    "add_parser",
+    "download_export",
+    "download_lineage",
+    "erase",
+    "erase_consumers",
+    "list_artifacts",
+    "request_export",
+]
 
 CHUNK = 1 << 20
 
@@ -57,6 +70,46 @@ def download_lineage(api: Api, workspace: str, digest: str, dest: str | Path | N
         target = Path(dest) if dest else Path(name)
         if target.is_dir():
             target = target / name
+        partial = target.with_name(target.name + ".part")
+        with open(partial, "wb") as out:
+            for chunk in response.iter_content(CHUNK):
+                out.write(chunk)
+        partial.replace(target)
+        return target
+    finally:
+        response.close()
+
+
+def request_export(api: Api, project: str, run: str | None = None) -> dict[str, Any]:
+    """Ask for a ZIP archive of ``project`` (``workspace/project``) or of one of its runs (attributes,
+    series, files, lineage and audit entries); the server builds it in the background."""
+    body = {"project": project, **({"run": run} if run else {})}
+    export: dict[str, Any] = api.call("POST", "exports/", body=body)
+    return export
+
+
+def download_export(
+    api: Api, export_id: str, dest: str | Path | None = None, *, timeout: float = 600, poll: float = 1.0
+) -> Path:
+    """Wait for export ``export_id`` to be built (at most ``timeout`` seconds), then write it to ``dest``
+    (a file or a directory; default: the server's file name here), under a temporary name first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        export = api.call("GET", f"exports/{quote(export_id, safe='')}/")
+        if export["state"] == "done":
+            break
+        if export["state"] == "failed":
+            raise RunstoreError(f"export {export_id} failed: {export.get('error') or 'no reason given'}")
+        if time.monotonic() >= deadline:
+            raise RunstoreError(f"export {export_id} is still {export['state']} after {timeout:g} s")
+        time.sleep(poll)
+        poll = min(poll * 1.5, 5.0)
+    name = export["project"].replace("/", "-") + (f"-{export['run']}" if export.get("run") else "") + ".zip"
+    target = Path(dest) if dest else Path(name)
+    if target.is_dir():
+        target = target / name
+    response = api.call_raw("GET", f"exports/{quote(export_id, safe='')}/download", stream=True, timeout=600)
+    try:
         partial = target.with_name(target.name + ".part")
         with open(partial, "wb") as out:
             for chunk in response.iter_content(CHUNK):
@@ -139,6 +192,23 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    api = make_api(args.url, args.api_token)
+    if args.id:
+        export_id = args.id
+    else:
+        if not args.project:
+            raise RunstoreError("name the project (workspace/project), or --id of an export asked for before")
+        export = request_export(api, args.project, args.run)
+        if args.no_wait:
+            json.dump(export, sys.stdout, indent=2, default=str)
+            print()
+            return 0
+        export_id = export["id"]
+    print(download_export(api, export_id, args.output, timeout=args.timeout))
+    return 0
+
+
 def add_artifact_commands(artifacts: Any) -> None:
     """``artifacts list`` and ``artifacts lineage`` under the ``artifacts`` command."""
     listing = artifacts.add_parser("list", help="a workspace's named artifacts: versions, size, consumers, producers")
@@ -170,3 +240,15 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--reason", help="why (recorded with the erasure; required with --yes)")
     parser.add_argument("--yes", action="store_true", help="delete for good")
     parser.set_defaults(func=cmd_erase)
+    export = sub.add_parser(
+        "export",
+        help="a ZIP of a project or one run (attributes, series, files, lineage, audit entries), once built",
+        description="Asks the server for the archive, waits while it is built, and writes it (its path is printed).",
+    )
+    export.add_argument("project", nargs="?", help="workspace/project")
+    export.add_argument("run", nargs="?", help="one run of it (KEY-N or a UUID); default: the whole project")
+    export.add_argument("--id", help="download an export asked for before instead of asking for a new one")
+    export.add_argument("-o", "--output", help="file or directory (default: ./WORKSPACE-PROJECT[-RUN].zip)")
+    export.add_argument("--no-wait", action="store_true", help="only ask for it; print the export (its id)")
+    export.add_argument("--timeout", type=float, default=600, help="seconds to wait for the build (default 600)")
+    export.set_defaults(func=cmd_export)
