@@ -69,7 +69,7 @@ MIDDLEWARE = [
     "tracker.logs.RequestLogMiddleware",
     "tracker.metrics.ServerErrorMiddleware",  # counts 5xx for /metrics
     "tracker.db_router.ReplicaPinMiddleware",  # reads from the primary right after a client's writes
-    "tracker.params.RejectNulMiddleware",  # a NUL in the path or a query parameter is a 400
+    "tracker.params.RejectNulMiddleware",  # a NUL in the path is a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tracker.csp.CSPMiddleware",
