@@ -179,35 +179,32 @@ class StringPoint(models.Model):
     value = models.TextField()
 
 
-class FloatBlock(models.Model):
+class _PointBlock(models.Model):
+    """Consecutive points of one series, packed (see docs/series-blocks.md)."""
+
+    pk = models.CompositePrimaryKey("series_id", "first_step")
+    series = models.ForeignKey(
+        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    first_step = models.BigIntegerField()
+    last_step = models.BigIntegerField()
+    count = models.IntegerField()
+    step_data = models.BinaryField()
+    time_data = models.BinaryField()
+    value_data = models.BinaryField()
+
+    class Meta:
+        abstract = True
+
+
+class FloatBlock(_PointBlock):
     """Up to ``runs.blocks.block_points()`` consecutive points of a float series, packed (see
     docs/series-blocks.md). On TimescaleDB this table is a hypertable on ``first_step``."""
 
-    pk = models.CompositePrimaryKey("series_id", "first_step")
-    series = models.ForeignKey(
-        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
-    )
-    first_step = models.BigIntegerField()
-    last_step = models.BigIntegerField()
-    count = models.IntegerField()
-    step_data = models.BinaryField()
-    time_data = models.BinaryField()
-    value_data = models.BinaryField()
 
-
-class StringBlock(models.Model):
+class StringBlock(_PointBlock):
     """Consecutive points of a string series, packed like :class:`FloatBlock`."""
 
-    pk = models.CompositePrimaryKey("series_id", "first_step")
-    series = models.ForeignKey(
-        Attribute, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
-    )
-    first_step = models.BigIntegerField()
-    last_step = models.BigIntegerField()
-    count = models.IntegerField()
-    step_data = models.BinaryField()
-    time_data = models.BinaryField()
-    value_data = models.BinaryField()
     value_bytes = models.BigIntegerField()  # the values' UTF-8 size, for storage usage
 
 
