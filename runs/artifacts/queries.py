@@ -233,6 +233,22 @@ def _version(version_id, digest, kind, size, file_count, location) -> ArtifactVe
     )
 
 
+def _link(pk, run_id, project_id, artifact_id, role: Role, path: str, version: list) -> RunArtifact:
+    """A link built from its selected columns, ``version`` being the columns :func:`_version` takes."""
+    link = _loaded(
+        RunArtifact,
+        id=pk,
+        run_id=run_id,
+        project_id=project_id,
+        version_id=version[0],
+        artifact_id=artifact_id,
+        role=role.value,
+        path=path,
+    )
+    link.version = _version(*version)
+    return link
+
+
 def _input_links(walked: list[int]) -> list[RunArtifact]:
     """The input links of the ``walked`` runs, by run then path, each with its version (never its
     file list) and name: at most ``MAX_LINKS``."""
@@ -246,17 +262,7 @@ def _input_links(walked: list[int]) -> list[RunArtifact]:
     )
     out = []
     for pk, run_id, project_id, path, artifact_id, name, *version in rows:
-        link = _loaded(
-            RunArtifact,
-            id=pk,
-            run_id=run_id,
-            project_id=project_id,
-            version_id=version[0],
-            artifact_id=artifact_id,
-            role=Role.INPUT.value,
-            path=path,
-        )
-        link.version = _version(*version)
+        link = _link(pk, run_id, project_id, artifact_id, Role.INPUT, path, version)
         link.artifact = _loaded(Artifact, id=artifact_id, name=name) if artifact_id is not None else None
         out.append(link)
     return out
@@ -309,18 +315,8 @@ def _producer_links(hashes: list[str], project_ids: list[int] | None) -> list[Ru
                 Run, id=run_id, uuid=_uuid(run_uuid), number=number, name=name, state=state, project_id=project_id
             )
             producer.project = project
-        link = _loaded(
-            RunArtifact,
-            id=pk,
-            run_id=run_id,
-            project_id=project_id,
-            version_id=version[0],
-            artifact_id=artifact_id,
-            role=Role.OUTPUT.value,
-            path=path,
-        )
+        link = _link(pk, run_id, project_id, artifact_id, Role.OUTPUT, path, version)
         link.run = producer
-        link.version = _version(*version)
         out.append(link)
     return out
 
