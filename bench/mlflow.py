@@ -53,6 +53,12 @@ this checkout's ``.venv``. The workload:
    ``PUT`` to the artifact proxy); native: ``POST /api/v1/runs/<run>/uploads`` (multipart,
    streamed from disk) then a batch op attaching it to the run's file set ``artifacts``.
 
+``--phases create`` times run creation alone (the ``create_run`` + ``log_batch`` of 3a, 300 runs per
+round unless ``--client-runs`` says otherwise): the MLflow server, Runstore at ``--source`` and, with
+``--baseline REV``, Runstore at that revision are all up at once and take turns for ``--rounds`` rounds
+(the order reversed every other round), so the machine's load falls on each alike; medians per target
+and their ratios, raw results in ``bench/results/mlflow-create.json`` (~5 min).
+
 Prints a table: the three columns, MLflow / Runstore-MLflow (> 1: Runstore faster) and
 Runstore-MLflow / native (≤ 2 is the target). Raw results go to ``bench/results/mlflow-api.json``.
 ``--quick`` (smoke run, ~3 min): 20 batches, 500 runs, 10 MB, fewer repeats. The full run takes
@@ -154,7 +160,7 @@ def retag(path: Path, tag: str) -> None:
 
 
 def mlflow_workload(url: str, opts: dict) -> dict:
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=url)
@@ -200,6 +206,18 @@ def mlflow_workload(url: str, opts: dict) -> dict:
 
     # 3a. the first runs of the search workload through the client (timed); the rest are bulk-filled
     exp = client.create_experiment(f"bench-search-{suffix}")
+    count = min(opts["client_runs"], opts["runs"])
+    out["fill"], run_ids = create_runs(client, exp, count, opts["threads"])
+    log(f"  created {count:,} runs in {out['fill']['wall_s']:.1f} s ({out['fill']['per_s']:,.1f} runs/s)")
+    out["search_experiment_id"] = exp
+    out["search_run_id"] = run_ids[0]
+    return out
+
+
+def create_runs(client, exp: str, count: int, threads: int) -> tuple[dict, list[str]]:
+    """Runs ``0..count-1`` of the search workload made with ``create_run`` + ``log_batch`` (5 metrics,
+    5 params) from ``threads`` client threads, timed: (result, run ids)."""
+    from mlflow.entities import Metric, Param
 
     def make(i: int) -> str:
         metrics, params, tags = search_run(i)
@@ -211,16 +229,21 @@ def mlflow_workload(url: str, opts: dict) -> dict:
         )
         return rid
 
-    count = min(opts["client_runs"], opts["runs"])
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(opts["threads"]) as pool:
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         run_ids = list(pool.map(make, range(count)))
     fill = time.perf_counter() - start
-    log(f"  created {count:,} runs in {fill:.1f} s ({count / fill:,.1f} runs/s, {opts['threads']} threads)")
-    out["fill"] = {"runs": count, "wall_s": fill, "per_s": count / fill, "threads": opts["threads"]}
-    out["search_experiment_id"] = exp
-    out["search_run_id"] = run_ids[0]
-    return out
+    return {"runs": count, "wall_s": fill, "per_s": count / fill, "threads": threads}, run_ids
+
+
+def create_workload(url: str, opts: dict) -> dict:
+    """``--phases create``: one round of run creation into a new experiment (made before the timing)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.create_experiment(f"bench-create-{uuid.uuid4().hex[:8]}")
+    fill, _ = create_runs(client, exp, opts["client_runs"], opts["threads"])
+    return fill
 
 
 def log_batch_over_http(url: str, run_id: str, opts: dict) -> dict:
@@ -708,8 +731,8 @@ def mlflow_server(python: Path, workers: int):
 
 
 @contextlib.contextmanager
-def runstore_server(source: str, workers: int, threads: int):
-    server = common.RunstoreServer("postgres", workers=workers, threads=threads, source=source, pg_db=RUNSTORE_DB)
+def runstore_server(source: str, workers: int, threads: int, pg_db: str = RUNSTORE_DB):
+    server = common.RunstoreServer("postgres", workers=workers, threads=threads, source=source, pg_db=pg_db)
     server.env.update(
         {
             "RUNSTORE_TIMESCALEDB": "required",
@@ -810,6 +833,67 @@ def table(results: dict, opts: dict) -> str:
     return "\n".join(lines)
 
 
+def create_main(args, opts: dict, python: Path, source: str) -> dict:
+    """``--phases create``: run creation alone (``create_run`` + ``log_batch`` of 5 metrics and 5 params,
+    ``--client-runs`` runs per round from ``--threads`` threads) against the MLflow server, Runstore's
+    MLflow API at ``--source`` and, with ``--baseline``, at that revision too: all servers up at once,
+    the targets taking turns round after round (``--rounds``), so that the load of the machine falls on
+    each alike. Between rounds each Runstore's background tasks are drained (untimed)."""
+    targets: dict[str, dict] = {"mlflow_server": {}, "runstore_mlflow": {}}
+    if args.baseline:
+        targets["runstore_baseline"] = {}
+    meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_before": loadavg(), "opts": opts}
+    meta["rounds"], loads = args.rounds, []
+    start = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        url, _ = stack.enter_context(mlflow_server(python, args.workers))
+        servers = {"mlflow_server": (url, None, None)}
+        server = stack.enter_context(runstore_server(source, args.workers, args.gunicorn_threads))
+        servers["runstore_mlflow"] = (server.url, server.token, server)
+        meta["runstore"] = server.source
+        if args.baseline:
+            base = stack.enter_context(
+                runstore_server(
+                    common.resolve_source(args.baseline), args.workers, args.gunicorn_threads, RUNSTORE_DB + "_base"
+                )
+            )
+            servers["runstore_baseline"] = (base.url, base.token, base)
+            meta["baseline"] = base.source
+        for r in range(args.rounds):
+            order = list(targets) if r % 2 == 0 else list(targets)[::-1]
+            for name in order:
+                url, token, runstore = servers[name]
+                loads.append(os.getloadavg()[0])
+                fill = run_mlflow_client(python, url, opts, token=token, phase="create")
+                targets[name].setdefault("rounds", []).append(fill["per_s"])
+                log(f"  round {r + 1} {name}: {fill['per_s']:.1f} runs/s")
+                if runstore is not None:
+                    runstore.wait_tasks(timeout=600)
+    for result in targets.values():
+        result["per_s"] = median(result["rounds"])
+    meta["load_after"] = loadavg()
+    meta["load_1min_at_rounds"] = loads
+    meta["minutes"] = (time.monotonic() - start) / 60
+    results = {**targets, "meta": meta}
+    common.save_result("mlflow-create", results)
+    print(
+        f"\nRun creation, {meta['started']}, {MLFLOW_REQUIREMENTS[0]}, Runstore {meta['runstore']}"
+        f"{', baseline ' + meta['baseline'] if args.baseline else ''}; {opts['client_runs']} runs per round, "
+        f"{opts['threads']} threads, {args.rounds} rounds taking turns; load average (1 min) at the rounds "
+        f"{min(loads):.1f}-{max(loads):.1f}; {meta['minutes']:.1f} min\n"
+    )
+    print("| target | runs/s per round | median | vs MLflow |")
+    print("| --- | --- | ---: | ---: |")
+    mlflow_rate = targets["mlflow_server"]["per_s"]
+    for name, result in targets.items():
+        rounds = ", ".join(f"{x:.1f}" for x in result["rounds"])
+        print(f"| {name} | {rounds} | {result['per_s']:.1f} | {result['per_s'] / mlflow_rate:.2f}x |")
+    if args.baseline:
+        ratio = targets["runstore_mlflow"]["per_s"] / targets["runstore_baseline"]["per_s"]
+        print(f"\nRunstore {meta['runstore']} / baseline {meta['baseline']}: {ratio:.2f}x")
+    return results
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -830,6 +914,17 @@ def main(argv=None) -> dict:
     p.add_argument("--gunicorn-threads", type=int, default=2)
     p.add_argument("--source", default=None, help="server code: a git revision (default HEAD) or 'worktree'")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--phases",
+        choices=("all", "create"),
+        default="all",
+        help="'create': only run creation (create_run + log_batch, --client-runs per round, --threads), all "
+        "servers up at once taking turns for --rounds rounds (~5 min with the defaults)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="--phases create: rounds per target")
+    p.add_argument(
+        "--baseline", help="--phases create: also a Runstore at this git revision, taking turns with --source"
+    )
     p.add_argument("--client", help=argparse.SUPPRESS)
     p.add_argument("--opts", help=argparse.SUPPRESS)
     p.add_argument("--phase", default="log", help=argparse.SUPPRESS)
@@ -838,6 +933,8 @@ def main(argv=None) -> dict:
         opts = json.loads(args.opts)
         if args.phase == "log":
             print(json.dumps(mlflow_workload(args.client, opts)))
+        elif args.phase == "create":
+            print(json.dumps(create_workload(args.client, opts)))
         elif args.phase == "bulk":
             mlflow_bulk_fill(args.client, opts["exp"], opts["client_runs"], opts["runs"])
             print("{}")
@@ -862,6 +959,10 @@ def main(argv=None) -> dict:
         )
     }
     source = common.resolve_source(args.source)
+    if args.phases == "create":
+        if args.client_runs == p.get_default("client_runs") and not args.quick:
+            opts["client_runs"] = 300
+        return create_main(args, opts, mlflow_python(), source)
     meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "load_before": loadavg(), "opts": opts}
     python = mlflow_python()
     results: dict = {}

@@ -535,45 +535,91 @@ def _metrics_of(raw) -> list[tuple[str, float, int, int]]:
     return out
 
 
+def _rank_sql(alias: str, lowest: str) -> str:
+    """A point's rank in MLflow's order for 'latest' (:func:`_row_rank`), as an SQL row value."""
+    return f'({alias}.step, {alias}."timestamp", CASE WHEN {alias}.is_nan THEN {lowest} ELSE {alias}.value END)'
+
+
+def _upsert_latest_sql(source: str, lowest: str) -> str:
+    """``INSERT`` of the points of ``source`` as their metrics' latest, unless the stored latest ranks higher."""
+    table = LatestMetric._meta.db_table
+    return (
+        f'INSERT INTO {table} (run_id, key, step, "timestamp", value, is_nan) {source} '
+        'ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "timestamp" = excluded."timestamp", '
+        f"value = excluded.value, is_nan = excluded.is_nan "
+        f"WHERE {_rank_sql('excluded', lowest)} > {_rank_sql(table, lowest)}"
+    )
+
+
+def _insert_points_and_latest(run: Run, rows: list[tuple]) -> tuple[list[tuple], dict[str, tuple]]:
+    """PostgreSQL: insert MLflow metric points ``(key, step, timestamp, value, is_nan)`` and make each
+    metric's highest new point its latest (unless the stored latest ranks higher), in one statement:
+    returns the points that were new and, by key, the latest points that changed.
+
+    A point stored before (a retried request) is skipped by the unique constraint
+    (``ON CONFLICT DO NOTHING``); the new ones go on, in the same statement, to the latest points'
+    upsert (one round trip for both tables: a log-batch of a few metrics is mostly round trips)."""
+    lowest = "'-Infinity'::float8"
+    keys, steps, stamps, values, nans = zip(*rows, strict=True)
+    names = list(dict.fromkeys(keys))
+    index = {name: str(i) for i, name in enumerate(names, 1)}
+    best = (  # each key's highest new point (of equal ranks, a number before a NaN)
+        "SELECT DISTINCT ON (key) %s, key, step, timestamp, value, is_nan FROM ins ORDER BY key, step DESC, "
+        f"timestamp DESC, CASE WHEN is_nan THEN {lowest} ELSE value END DESC, is_nan"
+    )
+    sql = (
+        "WITH ins AS ("
+        f"INSERT INTO {Metric._meta.db_table} (run_id, key, step, timestamp, value, is_nan) "
+        "SELECT %s, (%s::varchar[])[k], s, t, v, n FROM UNNEST("
+        "%s::int[], %s::bigint[], %s::bigint[], %s::double precision[], %s::boolean[]) AS p(k, s, t, v, n) "
+        "ON CONFLICT DO NOTHING RETURNING key, step, timestamp, value, is_nan), "
+        f"up AS ({_upsert_latest_sql(best, lowest)} "
+        'RETURNING key, step, "timestamp", value, is_nan) '
+        "SELECT false, key, step, timestamp, value, is_nan FROM ins "
+        'UNION ALL SELECT true, key, step, "timestamp", value, is_nan FROM up'
+    )
+    with connection.cursor() as cursor:
+        # The columns as array literals made by one join each (the driver's list adaptation costs
+        # tens of ms per 1,000 points); the batch's few keys as an array the rows index (1-based).
+        cursor.execute(
+            sql,
+            [
+                run.pk,
+                names,
+                _pg_array(map(index.__getitem__, keys)),
+                _pg_array(map(str, steps)),
+                _pg_array(map(str, stamps)),
+                _pg_array(map(repr, values)),  # the shortest exact form; inf and -inf as PostgreSQL reads them
+                _pg_array("t" if nan else "f" for nan in nans),
+                run.pk,
+            ],
+        )
+        new, newer = [], {}
+        for latest, key, step, timestamp, value, is_nan in cursor.fetchall():
+            if latest:
+                newer[key] = (key, step, timestamp, value, is_nan)
+            else:
+                new.append((key, step, timestamp, value, is_nan))
+    return new, newer
+
+
 def _insert_points(run: Run, rows: list[tuple]) -> list[tuple]:
-    """Insert MLflow metric points ``(key, step, timestamp, value, is_nan)``; returns those that were
-    new. A point stored before (a retried request) is skipped by the unique constraint, in the same
-    statement (``ON CONFLICT DO NOTHING ... RETURNING``): one round trip, no model instances."""
+    """SQLite: insert MLflow metric points ``(key, step, timestamp, value, is_nan)``; returns those that
+    were new. A point stored before (a retried request) is skipped by the unique constraint, in the
+    same statement (``ON CONFLICT DO NOTHING ... RETURNING``), no model instances."""
     table = Metric._meta.db_table
     columns = "run_id, key, step, timestamp, value, is_nan"
     returning = "RETURNING key, step, timestamp, value, is_nan"
     stored: list[tuple] = []
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The columns as array literals made by one join each (the driver's list adaptation costs
-            # tens of ms per 1,000 points); the batch's few keys as an array the rows index (1-based).
-            keys, steps, stamps, values, nans = zip(*rows, strict=True) if rows else ((),) * 5
-            names = list(dict.fromkeys(keys))
-            index = {name: str(i) for i, name in enumerate(names, 1)}
+        for start in range(0, len(rows), 500):  # well under SQLite's limit of bound parameters
+            chunk = rows[start : start + 500]
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT %s, (%s::varchar[])[k], s, t, v, n FROM UNNEST("
-                "%s::int[], %s::bigint[], %s::bigint[], %s::double precision[], %s::boolean[]) AS p(k, s, t, v, n) "
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
                 f"ON CONFLICT DO NOTHING {returning}",
-                [
-                    run.pk,
-                    names,
-                    _pg_array(map(index.__getitem__, keys)),
-                    _pg_array(map(str, steps)),
-                    _pg_array(map(str, stamps)),
-                    _pg_array(map(repr, values)),  # the shortest exact form; inf and -inf as PostgreSQL reads them
-                    _pg_array("t" if nan else "f" for nan in nans),
-                ],
+                [v for row in chunk for v in (run.pk, *row)],
             )
-            stored = cursor.fetchall()
-        else:
-            for start in range(0, len(rows), 500):  # well under SQLite's limit of bound parameters
-                chunk = rows[start : start + 500]
-                cursor.execute(
-                    f"INSERT INTO {table} ({columns}) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
-                    f"ON CONFLICT DO NOTHING {returning}",
-                    [v for row in chunk for v in (run.pk, *row)],
-                )
-                stored += cursor.fetchall()
+            stored += cursor.fetchall()
     return [(k, s, t, v, bool(n)) for k, s, t, v, n in stored]
 
 
@@ -589,23 +635,14 @@ def _row_rank(row: tuple) -> tuple:
 
 
 def _upsert_latest(run: Run, best: dict[str, tuple]) -> set[str]:
-    """Make each ``best`` point ``(key, step, timestamp, value, is_nan)`` its metric's latest unless the
-    stored latest ranks higher (MLflow's order, :func:`_row_rank`), in one statement; returns the keys whose
-    latest point changed."""
-    table = LatestMetric._meta.db_table
-    lowest = "'-Infinity'::float8" if connection.vendor == "postgresql" else "-9e999"
-
-    def rank(alias):
-        return f'({alias}.step, {alias}."timestamp", CASE WHEN {alias}.is_nan THEN {lowest} ELSE {alias}.value END)'
-
+    """SQLite: make each ``best`` point ``(key, step, timestamp, value, is_nan)`` its metric's latest unless
+    the stored latest ranks higher (MLflow's order, :func:`_row_rank`), in one statement; returns the keys
+    whose latest point changed."""
     rows = list(best.values())
+    values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
     with connection.cursor() as cursor:
         cursor.execute(
-            f'INSERT INTO {table} (run_id, key, step, "timestamp", value, is_nan) VALUES '
-            + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
-            + ' ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, "timestamp" = excluded."timestamp", '
-            f"value = excluded.value, is_nan = excluded.is_nan WHERE {rank('excluded')} > {rank(table)} RETURNING key",
-            [v for row in rows for v in (run.pk, *row)],
+            _upsert_latest_sql(values, "-9e999") + " RETURNING key", [v for row in rows for v in (run.pk, *row)]
         )
         return {key for (key,) in cursor.fetchall()}
 
@@ -620,7 +657,10 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]], stored: dic
     for key, value, timestamp, step in points:
         nan = value != value  # NaN
         unique[(key, step, timestamp, 0.0 if nan else value, nan)] = None  # the batch's own repeats once, in order
-    new = _insert_points(run, list(unique))
+    if connection.vendor == "postgresql":
+        new, newer = _insert_points_and_latest(run, list(unique))
+    else:
+        new, newer = _insert_points(run, list(unique)), {}
     if not new:
         return [], []
     by_key: dict = defaultdict(list)
@@ -628,11 +668,12 @@ def _metric_ops(run: Run, points: list[tuple[str, float, int, int]], stored: dic
         by_key[row[0]].append(row)
     for rows in by_key.values():
         rows.sort(key=_row_rank, reverse=True)  # MLflow's order, highest first (a stable sort: ties keep theirs)
-    best_of = {key: rows[0] for key, rows in by_key.items()}
-    newer = _upsert_latest(run, best_of)
+    if connection.vendor != "postgresql":
+        best_of = {key: rows[0] for key, rows in by_key.items()}
+        newer = {key: best_of[key] for key in _upsert_latest(run, best_of)}
     ops, last_point_updates = [], []
     for key, rows in by_key.items():
-        best = best_of[key] if key in newer else None
+        best = newer.get(key)
         attr = stored.get(METRIC_PREFIX + key)
         last_step = attr.last_step if attr is not None and attr.type == AttributeType.FLOAT_SERIES else None
         per_step: dict = {}  # step -> its highest point, steps descending
