@@ -91,12 +91,13 @@ class ApiToken(models.Model):
         return token, raw
 
     @classmethod
-    def find(cls, raw: str) -> "ApiToken | None":
-        """The token whose full value is ``raw`` (whatever its state), or None."""
+    def find(cls, raw: str, related: tuple[str, ...] = ("user",)) -> "ApiToken | None":
+        """The token whose full value is ``raw`` (whatever its state), or None; ``related``: the
+        relations read in the same statement (``select_related``)."""
         parts = raw.split("_")
         if len(parts) < 3 or parts[0] != TOKEN_PREFIX or not parts[1]:
             return None
-        token = cls.objects.select_related("user").filter(lookup=parts[1]).first()
+        token = cls.objects.select_related(*related).filter(lookup=parts[1]).first()
         if token is None or not hmac.compare_digest(token.digest, hash_token(raw)):
             return None
         return token

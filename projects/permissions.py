@@ -129,7 +129,11 @@ def token_limits(user) -> TokenLimits | None:
     if binding is False:
         from .models import TokenWorkspace
 
-        binding = TokenWorkspace.objects.filter(token=token).values_list("workspace_id", flat=True).first()
+        if type(token).workspace_binding.is_cached(token):  # read with the token (projects.authentication)
+            bound = getattr(token, "workspace_binding", None)
+            binding = bound.workspace_id if bound is not None else None
+        else:
+            binding = TokenWorkspace.objects.filter(token=token).values_list("workspace_id", flat=True).first()
         token._workspace_binding_id = binding
     return TokenLimits(TOKEN_SCOPES.get(getattr(token, "scope", "admin"), frozenset()), binding)
 

@@ -91,9 +91,15 @@ def _default(name: str):
 
 
 def limits(workspace: Workspace | int) -> Limits:
-    """The workspace's effective limits (its own where set, else the installation defaults)."""
-    workspace_id = workspace.pk if isinstance(workspace, Workspace) else workspace
-    quota = WorkspaceQuota.objects.filter(workspace_id=workspace_id).first()
+    """The workspace's effective limits (its own where set, else the installation defaults).
+
+    A workspace read with ``select_related("quota")`` (``"project__workspace__quota"`` from a run)
+    costs no query: the per-request paths (every batch, every run created) read it that way."""
+    if isinstance(workspace, Workspace) and Workspace.quota.is_cached(workspace):
+        quota = getattr(workspace, "quota", None)  # None: selected, and the workspace has no quota row
+    else:
+        workspace_id = workspace.pk if isinstance(workspace, Workspace) else workspace
+        quota = WorkspaceQuota.objects.filter(workspace_id=workspace_id).first()
     values = {}
     for name in Limits.__dataclass_fields__:
         own = getattr(quota, name, None) if quota is not None else None
@@ -199,7 +205,8 @@ def admit_run(project: Project, runs_in_project: int | Callable[[], int]) -> Non
     """Refuse a new run when ``project`` already holds ``runs_in_project`` ≥ its workspace's limit
     (the caller, which owns runs, counts them; runs in the trash count until purged). A callable is
     called only when there is a limit, so an unlimited workspace costs no count."""
-    limit = limits(project.workspace_id).runs_per_project
+    workspace = project.workspace if Project.workspace.is_cached(project) else project.workspace_id
+    limit = limits(workspace).runs_per_project
     if limit is None:
         return
     if callable(runs_in_project):

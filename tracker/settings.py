@@ -428,7 +428,7 @@ RUNSTORE_MULTIPART_CHUNK = env_int("RUNSTORE_MULTIPART_CHUNK", 16 * 1024 * 1024,
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "accounts.authentication.BearerTokenAuthentication",
+        "projects.authentication.WorkspaceBoundTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -1,7 +1,8 @@
 """Emitting webhook events. Each ``emit_*`` runs inside the write's transaction and only registers an
 ``on_commit`` callback (a rolled-back write announces nothing); the callback, after the commit, asks
-once whether the project has an active webhook (one indexed query, ``webhook_project_active``) and
-does nothing more when it has none. Otherwise it records a ``Delivery`` per subscribed webhook and
+once whether the project has an active webhook (one indexed query, ``webhook_project_active``;
+a "none" answer is remembered for :data:`NO_HOOKS_SECONDS` by the process) and does nothing more
+when it has none. Otherwise it records a ``Delivery`` per subscribed webhook and
 queues its task.
 
 Events and their ``data``:
@@ -20,13 +21,23 @@ Events and their ``data``:
 """
 
 import logging
+import time
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from . import models as m
 
 logger = logging.getLogger(__name__)
+
+# A project found without an active webhook is not asked again for this long by this process: every
+# batch and every run created ends in that question. A webhook saved or deleted in this process is
+# seen at once; one added through another process starts receiving events within these seconds.
+NO_HOOKS_SECONDS = 2.0
+_NO_HOOKS_MAX = 10_000  # projects remembered per process before the memory starts over
+_without_hooks: dict[int, float] = {}  # project id -> monotonic time until which it has none
 
 
 def emit_run_event(run, event: str, data: dict | None = None) -> None:
@@ -70,7 +81,23 @@ def emit_model_stage_changed(
 
 
 def _hooks(project_id: int) -> list[m.Webhook]:
-    return list(m.Webhook.objects.filter(project_id=project_id, active=True))
+    until = _without_hooks.get(project_id)
+    if until is not None and time.monotonic() < until:
+        return []
+    hooks = list(m.Webhook.objects.filter(project_id=project_id, active=True))
+    if hooks:
+        _without_hooks.pop(project_id, None)
+    else:
+        if len(_without_hooks) >= _NO_HOOKS_MAX:
+            _without_hooks.clear()
+        _without_hooks[project_id] = time.monotonic() + NO_HOOKS_SECONDS
+    return hooks
+
+
+@receiver(post_save, sender=m.Webhook, dispatch_uid="webhooks.forget_no_hooks.save")
+@receiver(post_delete, sender=m.Webhook, dispatch_uid="webhooks.forget_no_hooks.delete")
+def _forget_no_hooks(sender, instance, **kwargs) -> None:
+    _without_hooks.pop(instance.project_id, None)
 
 
 def _dispatch(run, events: list[tuple[str, dict]], changed: frozenset[str]) -> None:

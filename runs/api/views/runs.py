@@ -4,6 +4,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from projects import permissions
 from projects.services import resolve_project
 from tracker.api.views import ScopedGenericAPIView
 from tracker.params import int_param
@@ -76,9 +77,12 @@ class RunListView(ScopedGenericAPIView):
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        project = resolve_project(request.user, values.pop("project"), create=True)
-        run, created = services.create_run(request.user, project, **values)
-        run = Run.objects.with_related().get(pk=run.pk)
+        # The project's rights are read once: to find it (view), then by the service (write).
+        with permissions.remember_actions():
+            project = resolve_project(request.user, values.pop("project"), create=True)
+            run, created = services.create_run(request.user, project, **values)
+        if not created:
+            run = Run.objects.with_related().get(pk=run.pk)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -177,7 +181,10 @@ class RunBatchView(RunScopedView):
     403 unless writable) instead of a scoped look-up plus a second permission query."""
 
     def scoped_queryset(self):
-        return Run.objects.for_user(self.request.user, "write", deferred=True)
+        # The storage quota's admission reads the run's workspace and its quota row: in this statement.
+        return Run.objects.for_user(self.request.user, "write", deferred=True).select_related(
+            "project__workspace__quota"
+        )
 
     @extend_schema(request=BatchSerializer, responses=BatchResultSerializer)
     def post(self, request, run_ref):
