@@ -1,5 +1,6 @@
 """Suggestions for the query editor: what can come at the cursor."""
 
+from django.db import connections, router
 from django.db.models import Count
 
 from ..models import STRING_INDEX_CHARS, Attribute, ProjectField
@@ -183,27 +184,73 @@ def _values(project, path: str | None, prefix: str, start: int, end: int) -> dic
     if "string" in types or "string_set" in types:
         if "string_set" in types:
             return _items("value", start, end, _set_values(project, path, prefix))
-        # counted from the (project, path, string_prefix, run) index alone; a value as long as the
-        # stored prefix may be cut short, so it is not offered
+        return _items("value", start, end, _string_values(project, path, prefix))
+    return _items("value", start, end, [])
+
+
+# Value suggestions walk at most this many distinct values of a field, and count each value's runs
+# up to this many (shown as "1000+ runs"): a few index probes per value instead of every run's entry.
+DISTINCT_WALK = 200
+COUNT_CAP = 1000
+
+
+def _string_values(project, path: str, prefix: str) -> list[dict]:
+    """The field's most common values starting with ``prefix``, read from the (project, path,
+    string_prefix, run) index alone; a value as long as the stored prefix may be cut short, so it is
+    not offered.
+
+    A field with up to DISTINCT_WALK distinct values (a data set, an optimizer, a version) is walked
+    value by value (a loose index scan: one probe per value) and each value's runs are counted up to
+    COUNT_CAP, so the cost does not grow with the number of runs (nor with heap fetches while the
+    visibility map is behind). A field with more distinct values is grouped over all its entries."""
+    table = Attribute._meta.db_table
+    connection = connections[router.db_for_read(Attribute)]
+    probe = f"SELECT a.string_prefix FROM {table} a WHERE a.project_id = %s AND a.path = %s AND a.string_prefix"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH RECURSIVE walk(v, depth) AS ("
+            f" SELECT ({probe} IS NOT NULL ORDER BY a.string_prefix LIMIT 1), 1"
+            f" UNION ALL SELECT ({probe} > walk.v ORDER BY a.string_prefix LIMIT 1), walk.depth + 1"
+            " FROM walk WHERE walk.v IS NOT NULL AND walk.depth <= %s)"
+            " SELECT walk.v, walk.depth, CASE WHEN walk.v IS NOT NULL AND substr(walk.v, 1, %s) = %s"
+            f" AND length(walk.v) < %s THEN (SELECT count(*) FROM (SELECT 1 FROM {table} a"
+            " WHERE a.project_id = %s AND a.path = %s AND a.string_prefix = walk.v LIMIT %s) capped) END"
+            " FROM walk",
+            [
+                project.pk,
+                path,
+                project.pk,
+                path,
+                DISTINCT_WALK,
+                len(prefix),
+                prefix,
+                STRING_INDEX_CHARS,
+                project.pk,
+                path,
+                COUNT_CAP,
+            ],
+        )
+        walked = cursor.fetchall()
+    if walked and walked[-1][0] is not None:  # more distinct values than the walk takes
         rows = Attribute.objects.filter(project=project, path=path, string_prefix__isnull=False)
         if prefix:
             rows = rows.filter(string_prefix__startswith=prefix)
-        rows = (
-            rows.values("string_prefix")
+        grouped = (
+            rows.values_list("string_prefix")
             .annotate(n=Count("string_prefix"))
             .order_by("-n", "string_prefix")[: MAX_ITEMS * 2]
         )
-        values = [r for r in rows if len(r["string_prefix"]) < STRING_INDEX_CHARS][:MAX_ITEMS]
-        return _items(
-            "value",
-            start,
-            end,
-            [
-                {"label": r["string_prefix"], "insert": _quote(r["string_prefix"]), "detail": f"{r['n']} runs"}
-                for r in values
-            ],
-        )
-    return _items("value", start, end, [])
+        counted = [(value, n) for value, n in grouped if len(value) < STRING_INDEX_CHARS]
+    else:
+        counted = sorted(((value, n) for value, _, n in walked if n), key=lambda row: (-row[1], row[0]))
+    return [
+        {
+            "label": value,
+            "insert": _quote(value),
+            "detail": f"{COUNT_CAP}+ runs" if n >= COUNT_CAP else f"{n} runs",
+        }
+        for value, n in counted[:MAX_ITEMS]
+    ]
 
 
 def _set_values(project, path, prefix):

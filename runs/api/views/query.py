@@ -1,7 +1,7 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from projects.services import resolve_project
+from projects import permissions
 from tracker.api.views import ScopedGenericAPIView
 from tracker.params import int_param
 
@@ -21,19 +21,23 @@ from ..serializers import (
     RunGroupsSerializer,
     RunSuggestRequestSerializer,
 )
-from .base import _query_answer, _query_error, _query_params, _run_query
+from .base import _query_answer, _query_error, _query_params, _run_query, query_project
 
 
 class _ProjectQueryView(ScopedGenericAPIView):
     def scoped_queryset(self):
         return Run.objects.for_user(self.request.user, "view")
 
+    def dispatch(self, request, *args, **kwargs):
+        with permissions.remember_actions():  # the project's check answers the engine's too
+            return super().dispatch(request, *args, **kwargs)
+
     def project(self, params=None):
         params = self.request.query_params if params is None else params
         name = params.get("project")
         if not name:
             raise ApiError(400, "invalid", "project: required ('workspace/project')", field="project")
-        return resolve_project(self.request.user, name)
+        return query_project(self.request.user, name)
 
 
 class RunGroupsView(_ProjectQueryView):

@@ -31,6 +31,7 @@ from .base import (
     _query_params,
     _run_query,
     _tags_prefetch,
+    query_project,
 )
 
 
@@ -88,7 +89,12 @@ class RunListView(ScopedGenericAPIView):
 
 def run_query_page(request, params):
     """One page of the query engine's runs (``GET /runs/?project=`` and ``POST /runs/query``)."""
-    project = resolve_project(request.user, params.get("project"))
+    with permissions.remember_actions():  # the project's check answers the engine's too
+        return _run_query_page(request, params)
+
+
+def _run_query_page(request, params):
+    project = query_project(request.user, params.get("project"))
     limit = int_param(params, "limit", 50, minimum=1, maximum=1000)
     offset = int_param(params, "offset", 0, minimum=0, maximum=MAX_OFFSET)
     state = params.get("state")

@@ -1,0 +1,69 @@
+"""Value suggestions of the query editor at scale: their cost does not grow with the number of runs."""
+
+import importlib
+
+import pytest
+
+from runs import services
+
+from .conftest import batch
+
+suggest_module = importlib.import_module("runs.query.suggest")  # the package exports the function by this name
+
+
+@pytest.fixture
+def optimizers(owner, project, owner_api):
+    """Five runs: optimizer adam x3, sgd x1, lamb x1; one run without the field."""
+    for index, value in enumerate(["adam", "sgd", "adam", "lamb", "adam", None]):
+        run, _ = services.create_run(owner, project, name=f"o{index}")
+        ops = [{"op": "assign", "path": "note", "value": "x"}]
+        if value:
+            ops.append({"op": "assign", "path": "parameters/optimizer/name", "value": value})
+        assert batch(owner_api, run, ops).status_code == 200
+
+
+def values(owner_api, text):
+    response = owner_api.get("/api/v1/runs/suggest", {"project": "acme/vision", "text": text})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["context"] == "value"
+    return [(item["label"], item["detail"]) for item in body["items"]]
+
+
+def test_value_suggestions_count_each_value_up_to_the_cap(owner_api, optimizers, monkeypatch):
+    monkeypatch.setattr(suggest_module, "COUNT_CAP", 2)
+    assert values(owner_api, 'parameters/optimizer/name = "') == [
+        ("adam", "2+ runs"),
+        ("lamb", "1 runs"),
+        ("sgd", "1 runs"),
+    ]
+
+
+def test_value_suggestions_rank_most_common_first_with_exact_counts_under_the_cap(owner_api, optimizers):
+    assert values(owner_api, 'parameters/optimizer/name = "') == [
+        ("adam", "3 runs"),
+        ("lamb", "1 runs"),
+        ("sgd", "1 runs"),
+    ]
+    assert values(owner_api, 'parameters/optimizer/name = "s') == [("sgd", "1 runs")]
+    assert values(owner_api, 'parameters/optimizer/name = "x') == []
+
+
+def test_value_suggestions_of_a_field_with_more_values_than_the_walk_still_rank_by_count(
+    owner_api, optimizers, monkeypatch
+):
+    monkeypatch.setattr(suggest_module, "DISTINCT_WALK", 2)
+    assert values(owner_api, 'parameters/optimizer/name = "') == [
+        ("adam", "3 runs"),
+        ("lamb", "1 runs"),
+        ("sgd", "1 runs"),
+    ]
+    assert values(owner_api, 'parameters/optimizer/name = "l') == [("lamb", "1 runs")]
+
+
+def test_value_suggestions_read_one_statement_for_the_values(owner_api, optimizers, django_assert_max_num_queries):
+    """Token, rate bucket, project and its permission, the budget (and, inside the test's transaction,
+    its savepoint and release), the field's type, then the values in one statement."""
+    values(owner_api, 'parameters/optimizer/name = "')  # warm the per-process caches of the request path
+    with django_assert_max_num_queries(10):
+        values(owner_api, 'parameters/optimizer/name = "')
