@@ -551,10 +551,10 @@ def _upsert_latest_sql(source: str, lowest: str) -> str:
     )
 
 
-def _insert_points_and_latest(run: Run, rows: list[tuple]) -> tuple[list[tuple], dict[str, tuple]]:
-    """PostgreSQL: insert MLflow metric points ``(key, step, timestamp, value, is_nan)`` and make each
-    metric's highest new point its latest (unless the stored latest ranks higher), in one statement:
-    returns the points that were new and, by key, the latest points that changed.
+def _points_and_latest_sql(run: Run, rows: list[tuple]) -> tuple[str, list]:
+    """PostgreSQL: the statement that inserts MLflow metric points ``(key, step, timestamp, value,
+    is_nan)`` and makes each metric's highest new point its latest (unless the stored latest ranks
+    higher); its rows are read by :func:`_points_and_latest_rows`.
 
     A point stored before (a retried request) is skipped by the unique constraint
     (``ON CONFLICT DO NOTHING``); the new ones go on, in the same statement, to the latest points'
@@ -578,28 +578,30 @@ def _insert_points_and_latest(run: Run, rows: list[tuple]) -> tuple[list[tuple],
         "SELECT false, key, step, timestamp, value, is_nan FROM ins "
         'UNION ALL SELECT true, key, step, "timestamp", value, is_nan FROM up'
     )
-    with connection.cursor() as cursor:
-        # The columns as array literals made by one join each (the driver's list adaptation costs
-        # tens of ms per 1,000 points); the batch's few keys as an array the rows index (1-based).
-        cursor.execute(
-            sql,
-            [
-                run.pk,
-                names,
-                _pg_array(map(index.__getitem__, keys)),
-                _pg_array(map(str, steps)),
-                _pg_array(map(str, stamps)),
-                _pg_array(map(repr, values)),  # the shortest exact form; inf and -inf as PostgreSQL reads them
-                _pg_array("t" if nan else "f" for nan in nans),
-                run.pk,
-            ],
-        )
-        new, newer = [], {}
-        for latest, key, step, timestamp, value, is_nan in cursor.fetchall():
-            if latest:
-                newer[key] = (key, step, timestamp, value, is_nan)
-            else:
-                new.append((key, step, timestamp, value, is_nan))
+    # The columns as array literals made by one join each (the driver's list adaptation costs tens of
+    # ms per 1,000 points); the batch's few keys as an array the rows index (1-based).
+    params = [
+        run.pk,
+        names,
+        _pg_array(map(index.__getitem__, keys)),
+        _pg_array(map(str, steps)),
+        _pg_array(map(str, stamps)),
+        _pg_array(map(repr, values)),  # the shortest exact form; inf and -inf as PostgreSQL reads them
+        _pg_array("t" if nan else "f" for nan in nans),
+        run.pk,
+    ]
+    return sql, params
+
+
+def _points_and_latest_rows(fetched) -> tuple[list[tuple], dict[str, tuple]]:
+    """The rows of :func:`_points_and_latest_sql`: the points that were new, and by key the latest
+    points that changed."""
+    new, newer = [], {}
+    for latest, key, step, timestamp, value, is_nan in fetched:
+        if latest:
+            newer[key] = (key, step, timestamp, value, is_nan)
+        else:
+            new.append((key, step, timestamp, value, is_nan))
     return new, newer
 
 
@@ -647,20 +649,30 @@ def _upsert_latest(run: Run, best: dict[str, tuple]) -> set[str]:
         return {key for (key,) in cursor.fetchall()}
 
 
-def _metric_ops(run: Run, points: list[tuple[str, float, int, int]], stored: dict) -> tuple[list[dict], list]:
-    """Store new metric points (a point already stored, e.g. by a retried request, is skipped); returns the
-    native series appends and the updates of a series' last point that the batch needs. ``stored``: the
-    run's attributes by path (the metrics' series among them)."""
-    if not points:
-        return [], []
+def _point_rows(points: list[tuple[str, float, int, int]]) -> list[tuple[str, int, int, float, bool]]:
+    """``(key, step, timestamp, value, is_nan)`` of each point, the batch's own repeats once, in order."""
     unique: dict[tuple[str, int, int, float, bool], None] = {}
     for key, value, timestamp, step in points:
         nan = value != value  # NaN
-        unique[(key, step, timestamp, 0.0 if nan else value, nan)] = None  # the batch's own repeats once, in order
-    if connection.vendor == "postgresql":
-        new, newer = _insert_points_and_latest(run, list(unique))
+        unique[(key, step, timestamp, 0.0 if nan else value, nan)] = None
+    return list(unique)
+
+
+def _metric_ops(run: Run, points: list[tuple[str, float, int, int]], stored: dict, written=None):
+    """Store new metric points (a point already stored, e.g. by a retried request, is skipped); returns the
+    native series appends and the updates of a series' last point that the batch needs. ``stored``: the
+    run's attributes by path (the metrics' series among them); ``written``: the points were stored
+    already, these are the rows of :func:`_points_and_latest_sql`."""
+    if not points:
+        return [], []
+    if written is not None:
+        new, newer = _points_and_latest_rows(written)
+    elif connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*_points_and_latest_sql(run, _point_rows(points)))
+            new, newer = _points_and_latest_rows(cursor.fetchall())
     else:
-        new, newer = _insert_points(run, list(unique)), {}
+        new, newer = _insert_points(run, _point_rows(points)), {}
     if not new:
         return [], []
     by_key: dict = defaultdict(list)
@@ -712,6 +724,62 @@ def _update_last_points(updates) -> None:
         Attribute.objects.filter(pk=attr.pk).update(**changes)
 
 
+def _sends_several(cursor) -> bool:
+    """Whether ``cursor`` can send several statements in one round trip (PostgreSQL, client-side binding:
+    Django's default; a server with ``server_side_binding`` sends one at a time)."""
+    if connection.vendor != "postgresql":
+        return False
+    from psycopg import ClientCursor
+
+    return isinstance(getattr(cursor, "cursor", None), ClientCursor)
+
+
+class _Statement:
+    """A stand-in cursor that keeps the statement it is given instead of running it."""
+
+    def execute(self, sql: str, params) -> None:
+        self.sql, self.params = sql, list(params)
+
+
+def _touch_read_and_write(cursor, run: Run, paths: list[str], points) -> tuple[dict, list | None]:
+    """PostgreSQL: a log-batch's first three statements in one round trip (psycopg's client-side
+    binding sends several statements at once; each still runs in turn, with its own snapshot): the
+    run's row touched, which locks it (``ingest.touch_run``), then the run's attributes at ``paths``
+    read, then the metric points and their latest values written (:func:`_points_and_latest_sql`).
+    Returns the attributes by path and the rows of the last statement (None without points)."""
+    touch = _Statement()
+    ingest.touch_run(touch, run, timezone.now())
+    statements, params = [touch.sql], touch.params
+    compiler = None
+    if paths:
+        compiler = Attribute.objects.filter(run=run, path__in=paths).query.get_compiler(connection=connection)
+        sql, attr_params = compiler.as_sql()
+        statements.append(sql)
+        params += attr_params
+    if points:
+        sql, point_params = _points_and_latest_sql(run, _point_rows(points))
+        statements.append(sql)
+        params += point_params
+    cursor.execute("; ".join(statements), params)
+    stored: dict = {}
+    if compiler is not None:
+        cursor.nextset()
+        columns = [col for col, _, _ in compiler.select]
+        names = [col.target.attname for col in columns]
+        rows = cursor.fetchall()
+        converters = compiler.get_converters(columns)
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        for row in rows:
+            attr = Attribute.from_db(connection.alias, names, tuple(row))
+            stored[attr.path] = attr
+    written = None
+    if points:
+        cursor.nextset()
+        written = cursor.fetchall()
+    return stored, written
+
+
 def log_batch(user, run: Run, *, metrics=None, params=None, tags=None) -> None:
     """MLflow's log-batch (and log-metric, log-parameter, which are batches of one): all or nothing."""
     _require_active(run)
@@ -743,10 +811,14 @@ def log_batch(user, run: Run, *, metrics=None, params=None, tags=None) -> None:
         # Lock the run's row first: concurrent batches of one run see each other's metric points. The
         # batch is idempotent by itself (a point stored before is skipped, params refuse a change): it
         # needs no batch key, and the engine gets the fields read here.
-        ingest.touch_run(cursor, run, timezone.now())
-        stored = {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths)} if paths else {}
+        if _sends_several(cursor):
+            stored, written = _touch_read_and_write(cursor, run, paths, points)
+        else:
+            ingest.touch_run(cursor, run, timezone.now())
+            stored = {a.path: a for a in Attribute.objects.filter(run=run, path__in=paths)} if paths else {}
+            written = None
         ops = _param_ops(run, param_values, stored) + tag_ops
-        metric_ops, last_point_updates = _metric_ops(run, points, stored)
+        metric_ops, last_point_updates = _metric_ops(run, points, stored, written)
         if ops or metric_ops:
             services.apply_batch(user, run, stream=STREAM, seq=None, raw_ops=ops + metric_ops, fields=stored)
         _update_last_points(last_point_updates)
