@@ -322,7 +322,11 @@ def client_e2e(server: RunstoreServer, points: int, wires: list[str], rounds: in
         check=True,
         text=True,
         stdout=subprocess.PIPE,
-        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("RUNSTORE_")},
+        # the client of this checkout (the venv's editable install may point at another tree)
+        env={
+            **{k: v for k, v in __import__("os").environ.items() if not k.startswith("RUNSTORE_")},
+            "PYTHONPATH": str(REPO / "client" / "src"),
+        },
     ).stdout
     result: dict = {"output": out.splitlines()}
     for line in out.splitlines():

@@ -29,7 +29,11 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-ZLIB_LEVEL = 6
+# zlib's fastest level: a block's compression dominated the server's CPU time per point in ingest
+# (timestamps a training loop takes from time.time() have noisy low bytes, which level 6 searches
+# hard for matches: 4-6x slower than level 1 for 3-4% more bytes on the realistic curve;
+# docs/series-blocks.md). Every level decodes the same way.
+ZLIB_LEVEL = 1
 FLOAT_TABLE = "runs_floatpoint"
 STRING_TABLE = "runs_stringpoint"
 FLOAT_BLOCKS = "runs_floatblock"
