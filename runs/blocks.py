@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-# zlib's fastest level: a block's compression dominated the server's CPU time per point in ingest
-# (timestamps a training loop takes from time.time() have noisy low bytes, which level 6 searches
-# hard for matches: 4-6x slower than level 1 for 3-4% more bytes on the realistic curve;
-# docs/series-blocks.md). Every level decodes the same way.
-ZLIB_LEVEL = 1
+# Level 3, not 6: compressing blocks was most of the server's CPU time per point in ingest.
+# Timestamps a training loop takes from time.time() have noisy low bytes, in which level 6 searches
+# hard for matches: a realistic curve with such times costs 551 ns/point to encode at level 6,
+# 231 at 3, 163 at 1, for 3.84 / 4.02 / 4.50 bytes per point (docs/series-blocks.md). Every
+# level decodes the same way, so blocks written at another level still read.
+ZLIB_LEVEL = 3
 FLOAT_TABLE = "runs_floatpoint"
 STRING_TABLE = "runs_stringpoint"
 FLOAT_BLOCKS = "runs_floatblock"
