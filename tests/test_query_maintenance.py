@@ -2,6 +2,7 @@
 engine's plans never wait for autovacuum to come round (runs/maintenance.py)."""
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from runs import maintenance, tasks
@@ -94,3 +95,14 @@ def test_the_maintenance_runs_every_minute_on_the_maintenance_queue():
     entry = next(e for e in app.conf.beat_schedule.values() if e["task"] == "runs.tasks.maintain_query_tables")
     assert entry["schedule"] <= 60
     assert app.amqp.router.route({}, "runs.tasks.maintain_query_tables")["queue"].name == "maintenance"
+
+
+def test_the_maintenance_check_runs_every_few_seconds_and_a_late_one_is_dropped():
+    """A bulk write's slow plans last seconds, not a minute: the check (one statistics view when
+    nothing is due) is scheduled every RUNSTORE_MAINTENANCE_INTERVAL seconds (default 10), and a
+    check still waiting after its interval expires instead of piling up behind a long VACUUM."""
+    from tracker.celery import app
+
+    entry = next(e for e in app.conf.beat_schedule.values() if e["task"] == "runs.tasks.maintain_query_tables")
+    assert entry["schedule"] == settings.RUNSTORE_MAINTENANCE_INTERVAL == 10
+    assert entry["options"]["expires"] <= entry["schedule"]

@@ -19,9 +19,12 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from . import logs
-from .env import env_choice
+from .env import env_choice, env_int
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
+
+# settings.RUNSTORE_MAINTENANCE_INTERVAL, read the same way: tracker.settings imports this module first
+MAINTENANCE_INTERVAL = env_int("RUNSTORE_MAINTENANCE_INTERVAL", 10, minimum=1)
 
 QUEUES = ("ingest", "media", "maintenance")
 
@@ -47,8 +50,14 @@ app.conf.beat_schedule = {
     "purge-trash": {"task": "runs.tasks.purge_trash", "schedule": crontab(minute=17)},
     "clean-orphans": {"task": "runs.tasks.clean_orphans", "schedule": crontab(minute=47)},
     "sweep-blobs": {"task": "runs.tasks.sweep_blobs", "schedule": 600.0},
-    # the query tables' statistics and visibility map after bulk writes (runs/maintenance.py)
-    "maintain-query-tables": {"task": "runs.tasks.maintain_query_tables", "schedule": 60.0},
+    # the query tables' statistics and visibility map after bulk writes (runs/maintenance.py): a check
+    # reads one statistics view, so it runs often and a bulk write's slow plans last seconds; a check
+    # not started within its interval is dropped rather than queued behind a long VACUUM
+    "maintain-query-tables": {
+        "task": "runs.tasks.maintain_query_tables",
+        "schedule": float(MAINTENANCE_INTERVAL),
+        "options": {"expires": MAINTENANCE_INTERVAL},
+    },
     "purge-audit": {"task": "projects.tasks.purge_audit", "schedule": crontab(hour=3, minute=27)},
 }
 app.autodiscover_tasks()
