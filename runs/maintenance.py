@@ -11,7 +11,8 @@ and the editor's value suggestions run about twice as slow.
 (or, for the visibility map, whose inserted plus dead rows since its last VACUUM) reach
 ``RUNSTORE_MAINTENANCE_MIN_ROWS`` and ``RUNSTORE_MAINTENANCE_PERCENT`` % of the table, it runs
 ``ANALYZE`` (or ``VACUUM (ANALYZE)``) at once and unthrottled. It reads one statistics view when
-nothing is due. The ``maintenance`` queue runs it every minute (``tracker.celery``) and a few
+nothing is due. The ``maintenance`` queue runs it every ``RUNSTORE_MAINTENANCE_INTERVAL`` seconds
+(``tracker.celery``; 10 by default, so a bulk write's slow plans last seconds) and a few
 seconds after every ``RUNSTORE_MAINTENANCE_EVERY_RUNS``-th run of a project
 (:func:`schedule_after_run`), so a burst of new runs is analyzed while it is still arriving.
 One run at a time across workers (an advisory lock). On SQLite, whose planner here needs no
