@@ -16,6 +16,7 @@ Where things live in a run:
 """
 
 import base64
+import functools
 import json
 import math
 import random
@@ -25,13 +26,15 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
 from projects import permissions
+from projects.models import Project, Workspace
 
 from .. import ingest, services
 from .. import series as series_store
@@ -40,6 +43,7 @@ from ..models import Attribute, AttributeType, Run, RunState
 from ..paths import PathError, validate_path
 from ..query import QueryError, QueryTimeout, RunQuery, query_budget
 from . import experiments
+from . import rows as sqlrows
 from .errors import MlflowError, invalid, not_found
 from .filters import (
     METRIC_PREFIX,
@@ -158,9 +162,47 @@ def get_run(user, run_id) -> Run:
     except ValueError:
         raise not_found(f"Run with id={text[:64]} not found") from None
     # Found by key, then its project checked in one statement (no permission subquery to build).
-    run = Run.objects.select_related("project", "project__workspace", "owner").filter(uuid=key).first()
+    run = _run_by_uuid(key)
     if run is None or "view" not in permissions.project_actions(user, run.project_id):
         raise not_found(f"Run with id={text} not found")
+    return run
+
+
+@functools.cache
+def _run_sql(db: str) -> str:
+    """A run by its key, with its project, workspace and owner (``select_related``'s, as plain SQL)."""
+    quote = connections[db].ops.quote_name
+    user_model = get_user_model()
+    run_project = quote(Run._meta.get_field("project").column)
+    run_owner = quote(Run._meta.get_field("owner").column)
+    project_workspace = quote(Project._meta.get_field("workspace").column)
+    return (
+        f"SELECT {sqlrows.columns(Run, 'r', db)}, {sqlrows.columns(Project, 'p', db)}, {sqlrows.columns(Workspace, 'w', db)}, "
+        f"{sqlrows.columns(user_model, 'u', db)} FROM {quote(Run._meta.db_table)} r "
+        f"JOIN {quote(Project._meta.db_table)} p ON p.{quote(Project._meta.pk.column)} = r.{run_project} "
+        f"JOIN {quote(Workspace._meta.db_table)} w ON w.{quote(Workspace._meta.pk.column)} = p.{project_workspace} "
+        f"LEFT JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_model._meta.pk.column)} = r.{run_owner} "
+        f"WHERE r.{quote(Run._meta.get_field('uuid').column)} = %s"
+    )
+
+
+def _run_by_uuid(key: uuid_module.UUID) -> Run | None:
+    """The run with ``key``, its project, workspace and owner loaded (one statement, no queryset built)."""
+    db = sqlrows.read_db(Run)
+    with connections[db].cursor() as cursor:
+        cursor.execute(_run_sql(db), [Run._meta.get_field("uuid").get_db_prep_value(key, connections[db])])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user_model = get_user_model()
+    edges = [0]
+    for model in (Run, Project, Workspace, user_model):
+        edges.append(edges[-1] + sqlrows.width(model))
+    run = sqlrows.build(Run, "r", db, row[edges[0] : edges[1]])
+    project = sqlrows.build(Project, "p", db, row[edges[1] : edges[2]])
+    project.workspace = sqlrows.build(Workspace, "w", db, row[edges[2] : edges[3]])
+    run.project = project
+    run.owner = sqlrows.build(user_model, "u", db, row[edges[3] : edges[4]])
     return run
 
 
@@ -750,28 +792,22 @@ def _touch_read_and_write(cursor, run: Run, paths: list[str], points) -> tuple[d
     touch = _Statement()
     ingest.touch_run(touch, run, timezone.now())
     statements, params = [touch.sql], touch.params
-    compiler = None
     if paths:
-        compiler = Attribute.objects.filter(run=run, path__in=paths).query.get_compiler(connection=connection)
-        sql, attr_params = compiler.as_sql()
-        statements.append(sql)
-        params += attr_params
+        statements.append(
+            f"SELECT {sqlrows.columns(Attribute, 'a', connection.alias)} FROM {Attribute._meta.db_table} a "
+            f"WHERE a.run_id = %s AND a.path IN ({', '.join(['%s'] * len(paths))})"
+        )
+        params += [run.pk, *paths]
     if points:
         sql, point_params = _points_and_latest_sql(run, _point_rows(points))
         statements.append(sql)
         params += point_params
     cursor.execute("; ".join(statements), params)
     stored: dict = {}
-    if compiler is not None:
+    if paths:
         cursor.nextset()
-        columns = [col for col, _, _ in compiler.select]
-        names = [col.target.attname for col in columns]
-        rows = cursor.fetchall()
-        converters = compiler.get_converters(columns)
-        if converters:
-            rows = compiler.apply_converters(rows, converters)
-        for row in rows:
-            attr = Attribute.from_db(connection.alias, names, tuple(row))
+        for row in cursor.fetchall():
+            attr = sqlrows.build(Attribute, "a", connection.alias, row)
             stored[attr.path] = attr
     written = None
     if points:
