@@ -67,3 +67,18 @@ def test_value_suggestions_read_one_statement_for_the_values(owner_api, optimize
     values(owner_api, 'parameters/optimizer/name = "')  # warm the per-process caches of the request path
     with django_assert_max_num_queries(10):
         values(owner_api, 'parameters/optimizer/name = "')
+
+
+def test_a_query_page_checks_the_project_rights_once(owner_api, optimizers):
+    """The endpoint's project look-up and the engine's own check share one permission statement."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    params = {"project": "acme/vision", "query": 'parameters/optimizer/name = "adam"', "columns": "note"}
+    assert owner_api.get("/api/v1/runs/", params).status_code == 200
+    for url, extra in (("/api/v1/runs/", {}), ("/api/v1/runs/groups", {"group_by": "parameters/optimizer/name"})):
+        with CaptureQueriesContext(connection) as captured:
+            response = owner_api.get(url, {**params, **extra})
+        assert response.status_code == 200, response.content
+        rights = [q["sql"] for q in captured.captured_queries if "h.scope, h.codename" in q["sql"]]
+        assert len(rights) == 1, url

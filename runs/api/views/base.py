@@ -7,7 +7,6 @@ from django.http import Http404
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 
-from projects import permissions
 from tracker.api.views import ScopedGenericAPIView
 
 from ...errors import ApiError
@@ -101,30 +100,6 @@ class RunScopedView(ScopedGenericAPIView):
         data = serializer_class(data=self.request.query_params)
         data.is_valid(raise_exception=True)
         return data.validated_data
-
-
-def query_project(user, name: str):
-    """The project ``workspace/project`` the query endpoints read, 404 unless ``user`` may view it.
-
-    Found by its slugs, then checked by :func:`projects.permissions.require` (one prepared
-    statement, remembered for the request when the caller is inside
-    ``permissions.remember_actions()``, so the query engine's own check costs nothing): the same
-    rule as ``resolve_project`` without building and planning a queryset of permission subqueries
-    on every request."""
-    from projects.models import Project
-    from projects.services import parse_project_name
-
-    workspace_slug, project_slug = parse_project_name(name)
-    project = (
-        Project.objects.select_related("workspace").filter(workspace__slug=workspace_slug, slug=project_slug).first()
-    )
-    try:
-        if project is None:
-            raise Http404
-        permissions.require(user, "view", project)
-    except Http404:
-        raise Http404(f"project {name!r} not found") from None
-    return project
 
 
 def _query_error(exc, field="query"):

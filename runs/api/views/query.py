@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from projects import permissions
+from projects.services import resolve_project
 from tracker.api.views import ScopedGenericAPIView
 from tracker.params import int_param
 
@@ -21,7 +22,7 @@ from ..serializers import (
     RunGroupsSerializer,
     RunSuggestRequestSerializer,
 )
-from .base import _query_answer, _query_error, _query_params, _run_query, query_project
+from .base import _query_answer, _query_error, _query_params, _run_query
 
 
 class _ProjectQueryView(ScopedGenericAPIView):
@@ -37,7 +38,7 @@ class _ProjectQueryView(ScopedGenericAPIView):
         name = params.get("project")
         if not name:
             raise ApiError(400, "invalid", "project: required ('workspace/project')", field="project")
-        return query_project(self.request.user, name)
+        return resolve_project(self.request.user, name)
 
 
 class RunGroupsView(_ProjectQueryView):

@@ -31,7 +31,6 @@ from .base import (
     _query_params,
     _run_query,
     _tags_prefetch,
-    query_project,
 )
 
 
@@ -94,7 +93,7 @@ def run_query_page(request, params):
 
 
 def _run_query_page(request, params):
-    project = query_project(request.user, params.get("project"))
+    project = resolve_project(request.user, params.get("project"))
     limit = int_param(params, "limit", 50, minimum=1, maximum=1000)
     offset = int_param(params, "offset", 0, minimum=0, maximum=MAX_OFFSET)
     state = params.get("state")
