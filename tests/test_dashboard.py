@@ -272,3 +272,31 @@ def test_several_charts_need_the_columns_format_and_a_bound(ui_for, owner, proje
     runs = make_runs(owner, project, owner_api, 1)
     response = ui_for(owner).get(f"{DATA}?runs={runs[0].human_id}&{query}")
     assert response.status_code == 400 and "path" in response.content.decode() and reason in response.content.decode()
+
+
+@pytest.mark.parametrize("start", [0, 2**62 + 7, 2**63 - 200])
+def test_columns_and_per_run_answers_agree_at_any_step(ui_for, owner, project, owner_api, start):
+    """The buckets are laid out with numpy (int64 steps): steps near the ends of the 64-bit range take
+    Python's integers and give the same buckets, envelopes and counts as the per-run answer."""
+    runs = []
+    for i in range(3):
+        run, _ = run_services.create_run(owner, project, name=f"s{i}")
+        steps = [start + 3 * s + i for s in range(40 + 10 * i)]
+        values = [float("nan") if s == 5 else (s % 7) / (i + 1) for s in range(len(steps))]
+        ops = [{"op": "append", "path": "edge", "values": values, "steps": steps}]
+        assert batch(owner_api, run, ops).status_code == 200
+        runs.append(run)
+    client = ui_for(owner)
+    query = f"{DATA}?path=edge&runs={ids(runs)}&buckets=16&envelope=1"
+    per_run = {r["id"]: r for r in client.get(query).json()["runs"]}
+    data = client.get(query + "&format=columns").json()
+    assert data["first_steps"][0] == start and data["last_steps"][-1] == start + 3 * 59 + 2
+    assert all(a <= b for a, b in zip(data["first_steps"], data["last_steps"], strict=True))
+    for got in data["runs"]:
+        was = per_run[got["id"]]
+        counts = got.get("counts", data["counts"])
+        present = [i for i, c in enumerate(counts) if c]
+        assert [counts[i] for i in present] == was.get("counts", [1] * len(present))
+        assert sum(counts) == was["count"]
+        for key in ("avg", "min", "max"):
+            assert [got[key][i] for i in present] == pytest.approx(was[key], rel=1e-6), key
