@@ -177,3 +177,55 @@ def test_sender_reads_segments_incrementally_and_deletes_acknowledged_ones(serve
     run.stop()
     assert not qdir.path.exists()  # a fully delivered queue is removed
     assert len(points_of(server, run._info["uuid"], "x")) == 20_000
+
+
+def offline_run_in_records(project: str, records: int, per_record: int) -> QueueDir:
+    """An offline queue of ``records`` float appends (a flush between them ends each record)."""
+    run = runstore.init_run(project=project, mode="offline", name="offline", **QUIET)
+    for r in range(records):
+        for i in range(per_record):
+            run["train/loss"].append(float(r * per_record + i))
+        run.flush()
+    qdir = run._qdir
+    run.stop()
+    return qdir
+
+
+def test_sender_writes_its_position_once_per_batch_and_the_final_one_when_done(server, project, monkeypatch):
+    qdir = offline_run_in_records(project, 5, 200)
+    assert qdir.try_lock()
+    sender = Sender(qdir, Api(server.url, server.token))
+    sender.max_points = 200  # one record per batch: five batches
+    writes = []
+    real_write = qdir.write_ack
+    monkeypatch.setattr(qdir, "write_ack", lambda ack, **kw: (writes.append(dict(ack)), real_write(ack, **kw)))
+    assert sender.drain()
+    assert [w["inflight"]["seq"] for w in writes[:-1]] == [0, 1, 2, 3, 4]  # one atomic write per batch
+    assert writes[-1]["inflight"] is None and writes[-1]["seq"] == 5
+    assert qdir.read_ack() == sender.ack
+    assert points_of(server, sender.run_uuid, "train/loss") == [float(i) for i in range(1000)]
+
+
+def test_a_crash_before_an_acknowledged_batch_position_is_written_sends_it_again_once(server, project, monkeypatch):
+    qdir = offline_run_in_records(project, 3, 200)
+    assert qdir.try_lock()
+    sender = Sender(qdir, Api(server.url, server.token))
+    sender.max_points = 200
+    real_write = qdir.write_ack
+    writes = []
+
+    def crash_at_the_second_batch(ack, **kw):
+        writes.append(ack)
+        if len(writes) == 2:  # batch 0 is applied; its new position was never written
+            raise KeyboardInterrupt("simulated crash")
+        real_write(ack, **kw)
+
+    monkeypatch.setattr(qdir, "write_ack", crash_at_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        sender.drain()
+    assert qdir.read_ack()["inflight"]["seq"] == 0
+    monkeypatch.setattr(qdir, "write_ack", real_write)
+    again = Sender(qdir, Api(server.url, server.token))
+    assert again.drain()
+    assert again.stats.rejected_ops == 0
+    assert points_of(server, again.run_uuid, "train/loss") == [float(i) for i in range(600)]

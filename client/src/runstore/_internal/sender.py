@@ -5,7 +5,9 @@ Operations are sent in batches of consecutive records to
 ``seq`` numbers. Before a batch is sent, its seq and byte range are saved
 as "in flight" in ``ack.json``; after a crash the same range is re-sent
 with the same seq, so the server's ``(stream, seq)`` check makes delivery
-exactly once. A batch the server rejects names the bad operation
+exactly once. The position after an acknowledged batch is written with the
+next batch's in-flight record (or once nothing is left to send): one atomic
+write of ``ack.json`` per batch, not two. A batch the server rejects names the bad operation
 (``op_index``): that operation is dropped (and reported once) and the
 rest is re-sent. Network errors, 5xx, 408 and 429 are retried forever with
 jittered exponential backoff, honouring ``Retry-After`` (capped, with jitter).
@@ -235,6 +237,9 @@ class Sender:
         self._quota_attempt = 0
         self._reported: set[str] = set()
         self.unpack_floats = False  # the server predates packed float columns
+        # The position after an acknowledged batch is saved with the next batch's "in flight" record
+        # (one atomic write per batch instead of two), or once there is nothing more to send.
+        self._ack_unsaved = False
         self.max_points = MAX_BATCH_POINTS  # lowered by a server with a smaller batch limit (413)
 
     @property
@@ -394,7 +399,7 @@ class Sender:
                 self._send_batch(uuid, inflight["seq"], ops)
             except _TooLarge:
                 return self._smaller_batches(sum(n for n in self._range_points(inflight)))
-            self._advance(inflight["segment"], inflight["end"], seq=inflight["seq"] + 1, ops=len(ops))
+            self._advance(inflight["segment"], inflight["end"], seq=inflight["seq"] + 1, ops=len(ops), save=False)
             return True
         segment, offset = self.position
         ops = []
@@ -418,12 +423,13 @@ class Sender:
             seq = int(self.ack["seq"])
             self.ack["inflight"] = {"seq": seq, "segment": segment, "start": offset, "end": end}
             self.qdir.write_ack(self.ack, fsync=True)
+            self._ack_unsaved = False
             try:
                 self._send_batch(uuid, seq, ops)
             except _TooLarge:
                 return self._smaller_batches(points)
             self.acked_points += points
-            self._advance(segment, end, seq=seq + 1, ops=len(ops))
+            self._advance(segment, end, seq=seq + 1, ops=len(ops), save=False)
             return True
         if control is not None:
             self._control(uuid, control[0])
@@ -443,7 +449,16 @@ class Sender:
             except FileNotFoundError:
                 pass
             return True
+        self.save_ack()
         return False
+
+    def save_ack(self) -> None:
+        """Write the position if an acknowledged batch moved it since the last write. Until then
+        ack.json names that batch as in flight: after a crash it is sent again with its seq, which
+        the server recognises as applied (the same path as a crash during the request)."""
+        if self._ack_unsaved:
+            self.qdir.write_ack(self.ack)
+            self._ack_unsaved = False
 
     def _smaller_batches(self, points: int) -> bool:
         """The batch in flight was refused whole as too large, so nothing of it was applied: the
@@ -451,6 +466,7 @@ class Sender:
         self.max_points = max(1, min(self.max_points, points) // 2)
         self.ack["inflight"] = None
         self.qdir.write_ack(self.ack, fsync=True)
+        self._ack_unsaved = False
         warn(
             f"runstore: the server takes smaller batches; sending at most {self.max_points} points per batch",
             once_key=f"smaller:{self.qdir.path}:{self.max_points}",
@@ -480,9 +496,11 @@ class Sender:
                 break
         return ops
 
-    def _advance(self, segment: int, offset: int, *, seq: int, ops: int) -> None:
+    def _advance(self, segment: int, offset: int, *, seq: int, ops: int, save: bool = True) -> None:
         self.ack = {"seq": seq, "segment": segment, "offset": offset, "inflight": None}
-        self.qdir.write_ack(self.ack)
+        if save:
+            self.qdir.write_ack(self.ack)
+        self._ack_unsaved = not save
         self.stats.acked_ops += ops
         self.stats.progress_at = time.monotonic()
         if self.on_progress is not None:
@@ -597,7 +615,8 @@ class Sender:
             if not writer_alive():
                 return True
             if self.stop_event.wait(0.05):
-                return False
+                break
+        self.save_ack()
         return False
 
     def finished(self) -> bool:
@@ -655,6 +674,7 @@ class SenderThread:
                 warn(
                     f"runstore: {exc}; sending stopped, the operations stay in {self.sender.qdir.path} for `runstore sync`"
                 )
+                self._save_ack()
                 self._progress()
                 return
             except Exception as exc:  # noqa: BLE001 - never let the worker die silently
@@ -669,7 +689,14 @@ class SenderThread:
             if not worked:
                 self.wake.wait(0.5)
                 self.wake.clear()
+        self._save_ack()
         self._progress()
+
+    def _save_ack(self) -> None:
+        try:
+            self.sender.save_ack()
+        except OSError as exc:  # the queue stays consistent: the batch is re-sent and recognised
+            self.sender.stats.error(str(exc))
 
     def wait_for(self, position: tuple[int, int], timeout: float | None) -> bool:
         """Block until the sender passed ``position`` (True), failed or timed out (False)."""
