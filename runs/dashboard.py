@@ -92,7 +92,7 @@ def _marks(values) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _read_many(series: list, buckets: int, from_step=None, to_step=None):
+def _read_many(series: list, buckets: int, from_step=None, to_step=None, envelope=True):
     """The buckets of several series on their grid: ``(merged, lo, hi, origin, width)`` (``merged`` as
     :func:`_merge` gives it), or None when no series has points in the range."""
     live = [s for s in series if s.first_step is not None and s.last_step is not None]
@@ -115,7 +115,7 @@ def _read_many(series: list, buckets: int, from_step=None, to_step=None):
         rows = _read_raw([s.pk for s in live], [(lo, hi + 1)], origin, width)
     else:
         _level, origin, width = chosen
-        rows = _read_rollups([s.pk for s in live], lo, hi, *chosen)
+        rows = _read_rollups([s.pk for s in live], lo, hi, *chosen, envelope=envelope)
     return _merge(rows, origin, width), lo, hi, origin, width
 
 
@@ -166,7 +166,7 @@ def columns_many(series: list, buckets: int, from_step=None, to_step=None, digit
     ``counts`` (0 where it has no point) only where they differ from the chart's. A hundred
     overlaid runs then cost a hundred value lists instead of five lists each; the buckets are laid
     out with numpy, one array operation per column for all the runs."""
-    read = _read_many(series, buckets, from_step, to_step)
+    read = _read_many(series, buckets, from_step, to_step, envelope)
     if read is None or read[0] is None:
         return {"x": [], "first_steps": [], "last_steps": [], "counts": [], "series": {}}
     merged = read[0]
@@ -319,10 +319,11 @@ def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width:
         return _raw_rows(cursor, ids, ranges, origin, width)
 
 
-def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int) -> list:
+def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int, envelope=True) -> list:
     """Every series' buckets: closed roll-up blocks where they exist (one statement), raw points
     for the edges and for each series' tail not rolled up yet; a bucket may come in several rows
-    (:func:`_merge` sums them)."""
+    (:func:`_merge` sums them). Without ``envelope`` the blocks' min and max are not aggregated
+    (NULL): a chart of many runs draws their means only."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT series_id, rolled_until FROM {rollups.CURSOR_TABLE} WHERE series_id IN ({_marks(ids)})", ids
@@ -332,6 +333,7 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
         for sid in ids:
             by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
         selects, params, raw_rows = [], [], []
+        bounds = "min_value AS mn, max_value AS mx" if envelope else "NULL AS mn, NULL AS mx"
         for rolled, group in by_rolled.items():
             parts: list = []
             rollups._cover(lo, min(hi + 1, rolled), level, parts)
@@ -342,8 +344,8 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
                 if part[0] == "rollup":
                     _, lvl, k0, k1 = part
                     selects.append(
-                        f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, min_value AS mn, "
-                        f"max_value AS mx, sum_value AS sm, finite_count AS nf, count AS n "
+                        f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, {bounds}, "
+                        f"sum_value AS sm, finite_count AS nf, count AS n "
                         f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
                         f"AND bucket >= %s AND bucket < %s"
                     )
@@ -353,7 +355,7 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
         if selects:
             # regridded in the database: one row per series and bucket
             cursor.execute(
-                "SELECT sid, min(s0), max(s1), min(mn), max(mx), sum(sm), CAST(sum(nf) AS BIGINT), "
+                f"SELECT sid, min(s0), max(s1), {'min(mn), max(mx)' if envelope else 'NULL, NULL'}, sum(sm), CAST(sum(nf) AS BIGINT), "
                 f"CAST(sum(n) AS BIGINT) FROM ({' UNION ALL '.join(selects)}) u GROUP BY sid, (s0 - %s) / %s",
                 [*params, origin, width],
             )

@@ -170,6 +170,13 @@ def test_long_series_are_read_from_roll_ups_with_every_point_counted(ui_for, own
         assert sum(series["counts"]) == 30_000 + n * 1000
         assert min(series["min"]) == 0.0 and max(series["max"]) == 99.0
         assert len(series["steps"]) <= 150
+    # the means alone (no envelope: the roll-ups' min and max are not aggregated) on the columns' grid
+    columns = ui_for(owner).get(f"{DATA}?path=long&runs={ids(runs)}&buckets=100&envelope=0&format=columns").json()
+    for series, got in zip(data, columns["runs"], strict=True):
+        counts = got.get("counts", columns["counts"])
+        present = [i for i, c in enumerate(counts) if c]
+        assert "min" not in got and sum(counts) == sum(series["counts"])
+        assert [got["avg"][i] for i in present] == pytest.approx(series["avg"], rel=1e-6)
 
 
 def test_dashboard_permissions(ui_for, owner, viewer, stranger, project, owner_api):
