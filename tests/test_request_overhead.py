@@ -146,3 +146,33 @@ def test_the_token_scope_still_caps_a_batch(owner, project, scope, status):
     scoped = client_for(None)
     scoped.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert _batch(scoped, run_uuid, 0).status_code == status
+
+
+def test_a_webhook_added_by_another_process_gets_events_within_two_seconds(
+    owner_api, project, monkeypatch, django_capture_on_commit_callbacks
+):
+    import time as real_time
+
+    from runs.webhooks import events
+    from runs.webhooks.models import Webhook
+
+    monkeypatch.setattr(webhook_services, "_queue", lambda *args, **kwargs: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _create(owner_api, "before").status_code == 201  # this process finds no webhook
+    # Saved without this process hearing of it, as another web process's save would be.
+    (hook,) = Webhook.objects.bulk_create(
+        [Webhook(project=project, url="http://127.0.0.1:9/h", events=["run.created"])]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _create(owner_api, "within").status_code == 201
+    assert not Delivery.objects.filter(webhook=hook).exists()  # the documented window
+
+    class Later:
+        @staticmethod
+        def monotonic():
+            return real_time.monotonic() + events.NO_HOOKS_SECONDS
+
+    monkeypatch.setattr(events, "time", Later)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _create(owner_api, "after").status_code == 201
+    assert list(Delivery.objects.filter(webhook=hook).values_list("event", flat=True)) == ["run.created"]
