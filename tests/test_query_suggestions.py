@@ -82,3 +82,22 @@ def test_a_query_page_checks_the_project_rights_once(owner_api, optimizers):
         assert response.status_code == 200, response.content
         rights = [q["sql"] for q in captured.captured_queries if "h.scope, h.codename" in q["sql"]]
         assert len(rights) == 1, url
+
+
+def test_a_query_page_with_columns_reads_the_tags_with_the_columns(owner, project, owner_api):
+    """The page's column values and its runs' tags come from one statement, and the tags are right."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for index, tags in enumerate([["best", "final"], [], None]):
+        run, _ = services.create_run(owner, project, name=f"t{index}", tags=tags)
+        assert batch(owner_api, run, [{"op": "assign", "path": "note", "value": f"n{index}"}]).status_code == 200
+    params = {"project": "acme/vision", "query": 'note starts with "n"', "columns": "note,sys/name"}
+    owner_api.get("/api/v1/runs/", params)
+    with CaptureQueriesContext(connection) as captured:
+        response = owner_api.get("/api/v1/runs/", params)
+    assert response.status_code == 200, response.content
+    by_name = {r["name"]: (r["tags"], r["fields"]["note"]) for r in response.json()["results"]}
+    assert by_name == {"t0": (["best", "final"], "n0"), "t1": ([], "n1"), "t2": ([], "n2")}
+    reads = [q["sql"] for q in captured.captured_queries if q["sql"].startswith('SELECT "runs_attribute"')]
+    assert len(reads) == 1, reads

@@ -222,13 +222,20 @@ class RunQuery:
             run.project = self.project  # every run is of this project: no join for it
         return self.rows(runs)
 
-    def rows(self, runs) -> list[dict]:
+    def rows(self, runs, *, tags: bool = False) -> list[dict]:
+        """The page's column values per run. With ``tags``, each run's ``sys/tags`` field comes in
+        the same statement and is set as ``run.tag_attributes`` (what the run serializer reads)."""
         specs = [parse_path_spec(c) for c in self.columns]
         wanted = {p.name for p in specs if p.name not in SYS_COLUMNS}
         by_run: dict = {}
-        if runs and wanted:
-            for attr in Attribute.objects.filter(run_id__in=[r.pk for r in runs], path__in=wanted):
+        if runs and (wanted or tags):
+            paths = wanted | {"sys/tags"} if tags else wanted
+            for attr in Attribute.objects.filter(run_id__in=[r.pk for r in runs], path__in=paths):
                 by_run.setdefault(attr.run_id, {})[attr.path] = attr
+        if tags:
+            for run in runs:
+                found = by_run.get(run.pk, {}).get("sys/tags")
+                run.tag_attributes = [found] if found is not None else []
         rows = []
         for run in runs:
             system = (

@@ -103,7 +103,9 @@ def _run_query_page(request, params):
         queryset = engine.ordered()
         if state:
             queryset = queryset.filter(state=state)
-        page = queryset.select_related("owner").prefetch_related(_tags_prefetch())
+        page = queryset.select_related("owner")
+        if not engine.columns:
+            page = page.prefetch_related(_tags_prefetch())  # with columns, rows() reads the tags alongside
         # A filtered page counts its matches in the same statement (COUNT(*) OVER ()): the filter is
         # evaluated once, not again for the count. Unfiltered, the page reads a few entries of the
         # (project, created_at) index and the count is a scan of its own, cheaper than sorting all.
@@ -117,7 +119,7 @@ def _run_query_page(request, params):
             count = runs[0].matches
         else:
             count = queryset.count() if len(runs) == limit or offset else offset + len(runs)
-        rows = engine.rows(runs) if engine.columns else None
+        rows = engine.rows(runs, tags=True) if engine.columns else None
         return engine, runs, count, rows
 
     engine, runs, count, rows = _query_answer(fetch)
