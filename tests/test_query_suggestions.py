@@ -53,6 +53,7 @@ def test_value_suggestions_of_a_field_with_more_values_than_the_walk_still_rank_
     owner_api, optimizers, monkeypatch
 ):
     monkeypatch.setattr(suggest_module, "DISTINCT_WALK", 2)
+    monkeypatch.setattr(suggest_module, "COUNT_CAP", 2)  # grouped over every entry: exact counts, no cap
     assert values(owner_api, 'parameters/optimizer/name = "') == [
         ("adam", "3 runs"),
         ("lamb", "1 runs"),

@@ -241,14 +241,12 @@ def _string_values(project, path: str, prefix: str) -> list[dict]:
             .order_by("-n", "string_prefix")[: MAX_ITEMS * 2]
         )
         counted = [(value, n) for value, n in grouped if len(value) < STRING_INDEX_CHARS]
+        cap = None  # grouped over every entry: the counts are exact
     else:
         counted = sorted(((value, n) for value, _, n in walked if n), key=lambda row: (-row[1], row[0]))
+        cap = COUNT_CAP
     return [
-        {
-            "label": value,
-            "insert": _quote(value),
-            "detail": f"{COUNT_CAP}+ runs" if n >= COUNT_CAP else f"{n} runs",
-        }
+        {"label": value, "insert": _quote(value), "detail": f"{cap}+ runs" if cap and n >= cap else f"{n} runs"}
         for value, n in counted[:MAX_ITEMS]
     ]
 
