@@ -201,6 +201,14 @@ def pack_series(
     floats = table == FLOAT_TABLE
     packed = 0
     while True:
+        with conn.cursor() as cursor:
+            # Most calls find less than a block: an index probe answers that without the row lock
+            # (which a batch appending to the series would wait for) and without reading the rows.
+            cursor.execute(
+                f"SELECT 1 FROM {table} WHERE series_id = %s ORDER BY step LIMIT 1 OFFSET %s", [series_id, size - 1]
+            )
+            if cursor.fetchone() is None:
+                return packed
         with transaction.atomic(using=using), conn.cursor() as cursor:
             if conn.vendor == "postgresql":
                 # a batch appending to the series meanwhile holds this row (runs.ingest updates
