@@ -840,14 +840,29 @@ class _Batch:
 
 
 def _update_attributes(attrs: list[Attribute]) -> None:
-    """Write the changed attributes back: one parameterised UPDATE run for all of them (executemany,
-    pipelined by psycopg). ``bulk_update``'s CASE WHEN expressions cost more Python time than the
-    statement itself costs the database (tens of ms for a batch of a few series)."""
+    """Write the changed attributes back: on PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` for all
+    of them, elsewhere one parameterised UPDATE run for each (executemany). ``bulk_update``'s CASE WHEN
+    expressions cost more Python time than the statement itself costs the database (tens of ms for a
+    batch of a few series)."""
     fields = [cast(ModelField, Attribute._meta.get_field(name)) for name in _UPDATE_FIELDS]  # concrete columns
-    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
     rows = [[f.get_db_prep_save(getattr(a, f.attname), connection) for f in fields] + [a.pk] for a in attrs]
+    quote, table = connection.ops.quote_name, Attribute._meta.db_table
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {Attribute._meta.db_table} SET {assignments} WHERE id = %s", rows)
+        if connection.vendor != "postgresql" or len(rows) == 1:
+            assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)
+            return
+        # one plan and one executor start for the batch instead of one per field (in a load test the
+        # per-field UPDATEs were a seventh of the database's time); rows in id order
+        rows.sort(key=lambda row: row[-1])
+        assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+        casts = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
+        names = ", ".join(quote(f.column) for f in fields)
+        values = ", ".join([f"({casts}, %s::bigint)"] * len(rows))
+        cursor.execute(
+            f"UPDATE {table} AS a SET {assignments} FROM (VALUES {values}) AS v({names}, id) WHERE a.id = v.id",
+            [x for row in rows for x in row],
+        )
 
 
 _UPDATE_FIELDS = [
