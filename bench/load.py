@@ -5,7 +5,8 @@
 
 Each simulated training process creates a run and, once a second, sends one batch holding ``--rate``
 new points of each of its ``--series`` float series (the client's wire format: MessagePack,
-``{"stream", "seq", "ops"}``), uploads a 256 KiB file every ``--upload-every`` seconds (the file, then a
+``{"stream", "seq", "ops"}``, each series' columns packed as the client packs them; ``--wire lists``:
+per-point lists), uploads a 256 KiB file every ``--upload-every`` seconds (the file, then a
 batch that attaches it) and runs a query of the run table every ``--query-every`` seconds. A refused or
 failed batch is sent again with the same ``(stream, seq)``, as the client does, so nothing is lost
 unless the server loses it. The processes are threads spread over ``--procs`` OS processes.
@@ -32,6 +33,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import struct
 import subprocess
 import sys
 import threading
@@ -81,10 +83,16 @@ def simulated_process(
         values = [rng.gauss(1.0 / (1 + step / 1000), 0.01) for _ in range(rate)]
         steps = list(range(step, step + rate))
         timestamps = [now + i / rate for i in range(rate)]
-        ops = [
-            {"op": "append", "path": f"train/s{s}", "values": values, "steps": steps, "timestamps": timestamps}
-            for s in range(series)
-        ]
+        if args["wire"] == "packed":  # as the client sends float appends: little-endian binary columns
+            columns = {
+                "kind": "float",
+                "values": struct.pack(f"<{rate}d", *values),
+                "steps": struct.pack(f"<{rate}q", *steps),
+                "timestamps": struct.pack(f"<{rate}d", *timestamps),
+            }
+        else:
+            columns = {"values": values, "steps": steps, "timestamps": timestamps}
+        ops = [{"op": "append", "path": f"train/s{s}", **columns} for s in range(series)]
         attach = None
         if now >= next_upload:
             content = os.urandom(256 * 1024)
@@ -287,6 +295,12 @@ def main() -> int:
     parser.add_argument("--knee-duration", type=float, default=60)
     parser.add_argument("--knee-max", type=int, default=400)
     parser.add_argument("--source", default="worktree")
+    parser.add_argument(
+        "--wire",
+        choices=("packed", "lists"),
+        default="packed",
+        help="float appends as the client sends them (packed binary columns) or as per-point lists",
+    )
     args = parser.parse_args()
     options = {
         "rate": args.rate,
@@ -294,6 +308,7 @@ def main() -> int:
         "upload_every": args.upload_every,
         "query_every": args.query_every,
         "procs": args.procs,
+        "wire": args.wire,
     }
     server = RunstoreServer("postgres", workers=args.web_workers, threads=4, source=args.source, celery=False)
     server.env.update(
