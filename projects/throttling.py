@@ -170,13 +170,19 @@ class _Refused(Exception):
 
 def take_database(buckets: list[Bucket]) -> tuple[bool, list[float]]:
     """Take one token from every bucket or from none; (allowed, each bucket's level)."""
-    if len(buckets) == 1:
+    own = not connection.in_atomic_block  # the transaction is this function's own
+    if len(buckets) == 1 and not (own and connection.vendor == "postgresql"):
         level, ok = _take_row(buckets[0], time.time())
         return ok, [level]
     now = time.time()
     levels: dict[str, float] = {}
     try:
         with transaction.atomic():
+            if own and connection.vendor == "postgresql":
+                # A bucket's level is not worth a WAL flush on every request (~5 ms with fdatasync
+                # here, against 0.4 ms without): a database crash forgets at most the last takes.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
             # Rows are locked in key order, so two requests never wait on each other crosswise.
             for bucket in sorted(buckets, key=lambda b: b.key):
                 level, ok = _take_row(bucket, now)

@@ -156,3 +156,18 @@ def test_redis_buckets_refuse_over_the_burst_and_refill(settings, owner, contrib
     assert not RateBucket.objects.exists()  # kept in Redis, not in the database
     time.sleep(retry_after + 0.05)
     assert client.get(LIST).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_buckets_taken_in_their_own_transaction_refuse_over_the_burst_and_leave_later_commits_durable(owner, workspace):
+    """Outside a test transaction, as in production: the take commits on its own (on PostgreSQL with
+    synchronous_commit off for that transaction only, never for the request's own writes)."""
+    from django.db import connection
+
+    client = client_for(owner)
+    _assert_rate_limited(_exhaust(client, LIST, 3), "API token")
+    assert RateBucket.objects.filter(tokens__lt=1).exists()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
