@@ -856,7 +856,7 @@ def _update_attributes(attrs: list[Attribute]) -> None:
         # per-field UPDATEs were a seventh of the database's time); rows in id order
         rows.sort(key=lambda row: row[-1])
         assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
-        casts = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
+        casts = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
         names = ", ".join(quote(f.column) for f in fields)
         values = ", ".join([f"({casts}, %s::bigint)"] * len(rows))
         cursor.execute(

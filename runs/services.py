@@ -136,7 +136,8 @@ def create_run(
                 modified_at=now,
                 ping_at=now,
             )
-            run.tag_attributes = []  # what the run serializer reads: no query for a run just made
+            # what the run serializer reads (a prefetch's to_attr, not a model field): no query for a run just made
+            setattr(run, "tag_attributes", [])  # noqa: B010
             if tags:
                 tags_field = Attribute.objects.create(
                     run=run,
@@ -146,7 +147,7 @@ def create_run(
                     json_value=sorted(set(tags)),
                 )
                 record_fields(project.pk, [("sys/tags", AttributeType.STRING_SET)])
-                run.tag_attributes = [tags_field]
+                setattr(run, "tag_attributes", [tags_field])  # noqa: B010
             webhook_events.emit_run_event(run, webhook_events.m.RUN_CREATED)
             maintenance.schedule_after_run(run)  # a burst of new runs: analyze while it still arrives
     except IntegrityError:
