@@ -114,8 +114,8 @@ def _read_many(series: list, buckets: int, from_step=None, to_step=None, envelop
         origin = lo
         rows = _read_raw([s.pk for s in live], [(lo, hi + 1)], origin, width)
     else:
-        _level, origin, width = chosen
-        rows = _read_rollups([s.pk for s in live], lo, hi, *chosen, envelope=envelope)
+        level, origin, width = chosen
+        rows = _read_rollups([s.pk for s in live], lo, hi, level, origin, width, envelope=envelope)
     return _merge(rows, origin, width), lo, hi, origin, width
 
 

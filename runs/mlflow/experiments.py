@@ -106,7 +106,7 @@ def _project_by_pk(pk: int) -> Project | None:
     project = sqlrows.build(Project, "p", db, row[:edge])
     project.workspace = sqlrows.build(Workspace, "w", db, row[edge:end])
     side = sqlrows.build(Experiment, "e", db, row[end:])
-    Project.mlflow.related.set_cached_value(project, side)  # None: the project has no MLflow side
+    Experiment.project.field.remote_field.set_cached_value(project, side)  # None: the project has no MLflow side
     if side is not None:
         Experiment.project.field.set_cached_value(side, project)
     return project
