@@ -423,7 +423,31 @@ class Run:
         assert self._writer is not None
         if not self._writer.alive():
             return False
-        position = self._writer.flush(min(timeout, 60.0))
+        interrupted = 0
+
+        def keep_waiting() -> bool:
+            """After a Ctrl-C: the first asks for a second, which abandons the wait."""
+            nonlocal interrupted
+            interrupted += 1
+            try:
+                if interrupted < 2:
+                    sys.stderr.write(
+                        "\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n"
+                    )
+                    sys.stderr.flush()
+                    return True
+            except KeyboardInterrupt:
+                pass
+            warn("runstore: abandoned waiting for the server; the queue stays on disk for `runstore sync`")
+            return False
+
+        while True:  # the writer's flush is part of the wait: a Ctrl-C during it is the first of two too
+            try:
+                position = self._writer.flush(min(timeout, 60.0))
+                break
+            except KeyboardInterrupt:
+                if not keep_waiting():
+                    return False
         if position is None:
             return False
         if self._sender is None:
@@ -434,7 +458,6 @@ class Run:
         # A quota may have been raised since the last (slow) retry: try again now rather than later.
         self._sender.sender.retry_now.set()
         progress: Progress | None = None
-        interrupted = 0
         start_ops = self._stats.acked_ops
         try:
             while True:
@@ -465,18 +488,8 @@ class Run:
                     if progress is not None:
                         progress.update(self._stats.acked_ops - start_ops)
                 except KeyboardInterrupt:
-                    interrupted += 1
-                    try:
-                        if interrupted < 2:
-                            sys.stderr.write(
-                                "\nrunstore: still sending; press Ctrl-C again to stop waiting (the rest stays on disk for `runstore sync`)\n"
-                            )
-                            sys.stderr.flush()
-                            continue
-                    except KeyboardInterrupt:
-                        pass
-                    warn("runstore: abandoned waiting for the server; the queue stays on disk for `runstore sync`")
-                    return False
+                    if not keep_waiting():
+                        return False
         finally:
             if progress is not None:
                 progress.close()
