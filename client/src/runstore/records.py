@@ -65,8 +65,13 @@ def download_lineage(api: Api, workspace: str, digest: str, dest: str | Path | N
     in the current directory); written to a temporary name first, so a failed download leaves nothing."""
     path = _workspace_path(workspace, "artifact-versions", digest, "lineage.zip")
     response = api.call_raw("GET", path, stream=True, timeout=600)
+    return _save(response, dest, f"{workspace}-lineage-{digest[:12]}.zip")
+
+
+def _save(response: Any, dest: str | Path | None, name: str) -> Path:
+    """Write a streamed ``response`` to ``dest`` (a file or a directory; default: ``name`` here) under a
+    temporary name first, so a failed download leaves nothing; closes the response."""
     try:
-        name = f"{workspace}-lineage-{digest[:12]}.zip"
         target = Path(dest) if dest else Path(name)
         if target.is_dir():
             target = target / name
@@ -105,19 +110,8 @@ def download_export(
         time.sleep(poll)
         poll = min(poll * 1.5, 5.0)
     name = export["project"].replace("/", "-") + (f"-{export['run']}" if export.get("run") else "") + ".zip"
-    target = Path(dest) if dest else Path(name)
-    if target.is_dir():
-        target = target / name
     response = api.call_raw("GET", f"exports/{quote(export_id, safe='')}/download", stream=True, timeout=600)
-    try:
-        partial = target.with_name(target.name + ".part")
-        with open(partial, "wb") as out:
-            for chunk in response.iter_content(CHUNK):
-                out.write(chunk)
-        partial.replace(target)
-        return target
-    finally:
-        response.close()
+    return _save(response, dest, name)
 
 
 def erase(api: Api, runs: list[str], reason: str) -> list[dict[str, Any]]:
