@@ -311,10 +311,14 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
                 assert line, "the child exited before it stopped the run"
             time.sleep(1.5)  # the child is in stop(), waiting for the server
             child.send_signal(signal.SIGINT)
-            line = ""
+            line, seen = "", []
             while "again" not in line:
                 line = child.stderr.readline()
-                assert line, "the child exited before asking for a second Ctrl-C"
+                seen.append(line)
+                assert line, (
+                    "the child exited before asking for a second Ctrl-C: "
+                    f"exit {child.wait(timeout=30)}, stdout {child.stdout.read()!r}, stderr {''.join(seen)!r}"
+                )
             child.send_signal(signal.SIGINT)
             out, err = child.communicate(timeout=30)
         finally:
