@@ -44,7 +44,7 @@ from pathlib import Path
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, RunstoreServer, log, save_result  # noqa: E402
+from common import PG_BENCH_DB, PYTHON, RunstoreServer, log, pg_connect, save_result  # noqa: E402
 
 HEADERS = {"Content-Type": "application/msgpack", "Accept": "application/json"}
 
@@ -198,6 +198,34 @@ def postgres_pids() -> list[int]:
     ]
 
 
+def statements_snapshot() -> dict | None:
+    """pg_stat_statements' counters for the benchmark database, by statement (None when the extension
+    is not loaded). Two snapshots' difference is what ran in between; no reset, so the other
+    databases' counters are left alone."""
+    try:
+        with pg_connect(PG_BENCH_DB) as conn:
+            rows = conn.execute(
+                "SELECT queryid, calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
+                "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %s)",
+                [PG_BENCH_DB],
+            ).fetchall()
+    except Exception as exc:  # noqa: BLE001 - the statement counts are extra, the run goes on
+        log(f"pg_stat_statements unavailable: {exc}")
+        return None
+    return {qid: (calls, ms, n, query) for qid, calls, ms, n, query in rows}
+
+
+def statements_report(before: dict, after: dict, top: int) -> dict:
+    """Calls and execution time in all between two snapshots, and the ``top`` statements by time."""
+    diff = []
+    for qid, (calls, ms, n, query) in after.items():
+        c0, ms0, n0, _ = before.get(qid, (0, 0.0, 0, ""))
+        if calls > c0:
+            diff.append({"calls": calls - c0, "ms": round(ms - ms0), "rows": n - n0, "query": query})
+    diff.sort(key=lambda row: -row["ms"])
+    return {"calls": sum(r["calls"] for r in diff), "exec_ms": sum(r["ms"] for r in diff), "top": diff[:top]}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -218,6 +246,7 @@ def level(server: RunstoreServer, workers: list[subprocess.Popen], clients: int,
     ]
     web_pids, worker_pids = [server.proc.pid], [w.pid for w in workers]
     time.sleep(max(0.0, start_at - time.time() - 2))
+    snapshot = statements_snapshot() if args["statements"] else None
     for g in generators:
         g.start()
     cpu0 = (cpu_seconds(web_pids), cpu_seconds(worker_pids), cpu_seconds(postgres_pids()), time.time())
@@ -228,6 +257,10 @@ def level(server: RunstoreServer, workers: list[subprocess.Popen], clients: int,
         results += out
         generator_cpu += used
     cpu1 = (cpu_seconds(web_pids), cpu_seconds(worker_pids), cpu_seconds(postgres_pids()), time.time())
+    statements = None
+    if snapshot is not None:
+        after = statements_snapshot()
+        statements = statements_report(snapshot, after, args["statements"]) if after is not None else None
     for g in generators:
         g.join(60)
     elapsed = cpu1[3] - cpu0[3]
@@ -264,6 +297,9 @@ def level(server: RunstoreServer, workers: list[subprocess.Popen], clients: int,
             "load generator": round(100 * generator_cpu / elapsed),
         },
         "load_average": os.getloadavg()[0],
+        "db_statements_per_s": round(statements["calls"] / elapsed) if statements else None,
+        "db_exec_ms_per_s": round(statements["exec_ms"] / elapsed) if statements else None,
+        "db_top_statements": statements["top"] if statements else None,
     }
 
 
@@ -277,6 +313,13 @@ def report(result: dict) -> None:
         f"query p50/p99 {result['query_p50_ms']}/{result['query_p99_ms']} ms; CPU: {cpu}; "
         f"load {result['load_average']:.1f}"
     )
+    if result["db_statements_per_s"] is not None:
+        log(
+            f"database: {result['db_statements_per_s']:,} statements/s, "
+            f"{result['db_exec_ms_per_s']:,} ms of execution per s; by total execution time:"
+        )
+        for row in result["db_top_statements"]:
+            log(f"  {row['ms']:>8,} ms {row['calls']:>8,} calls {row['rows']:>9,} rows  {row['query']}")
 
 
 def main() -> int:
@@ -296,6 +339,13 @@ def main() -> int:
     parser.add_argument("--knee-max", type=int, default=400)
     parser.add_argument("--source", default="worktree")
     parser.add_argument(
+        "--statements",
+        type=int,
+        default=15,
+        help="report the database's statements per second and its top N statements by execution time "
+        "(pg_stat_statements; 0: off)",
+    )
+    parser.add_argument(
         "--wire",
         choices=("packed", "lists"),
         default="packed",
@@ -309,6 +359,7 @@ def main() -> int:
         "query_every": args.query_every,
         "procs": args.procs,
         "wire": args.wire,
+        "statements": args.statements,
     }
     server = RunstoreServer("postgres", workers=args.web_workers, threads=4, source=args.source, celery=False)
     server.env.update(
