@@ -91,12 +91,19 @@ def needs_roll_up(previous_last_step: int | None, new_last_step: int) -> bool:
     return closed_until(new_last_step) > closed_until(previous_last_step)
 
 
-def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
-    """The finest buckets of ``[start, stop)``, aggregated with numpy from the decoded points."""
-    points = blocks.load(cursor, POINT_TABLE, [series_id], start, stop - 1, want=("steps", "values"))[series_id]
-    if not len(points):
+def _insert_level0(cursor, series_ids: list[int], start: int, stop: int) -> None:
+    """The finest buckets of ``[start, stop)`` of these series, aggregated with numpy from the
+    decoded points: one read and one INSERT for all of them."""
+    loaded = blocks.load(cursor, POINT_TABLE, series_ids, start, stop - 1, want=("steps", "values"))
+    stats = []
+    for sid in series_ids:
+        points = loaded[sid]
+        if len(points):
+            stats += [
+                (sid, *row) for row in blocks.stats_rows(blocks.bucket_stats(points.steps, points.values, 0, BASE))
+            ]
+    if not stats:
         return
-    stats = blocks.stats_rows(blocks.bucket_stats(points.steps, points.values, 0, BASE))
     columns = f"""INSERT INTO {ROLLUP_TABLE} (series_id, level, bucket, min_value, max_value, sum_value,
         finite_count, count, first_step, last_step, last_value)"""
     if connection.vendor == "postgresql":
@@ -105,13 +112,15 @@ def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
         def array(values) -> str:
             return "{" + ",".join("NULL" if v is None else repr(v) for v in values) + "}"
 
-        s0, s1, mn, mx, sm, nf, n, last = zip(*stats, strict=True) if stats else ((),) * 8
+        sid, s0, s1, mn, mx, sm, nf, n, last = zip(*stats, strict=True)
         cursor.execute(
-            f"{columns} SELECT %s, 0, * FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[], "
+            f"{columns} SELECT u.sid, 0, u.b, u.mn, u.mx, u.sm, u.nf, u.n, u.s0, u.s1, u.last "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[], %s::float8[], "
             "%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[]) "
+            "AS u(sid, b, mn, mx, sm, nf, n, s0, s1, last) "
             "ON CONFLICT (series_id, level, bucket) DO NOTHING",
             [
-                series_id,
+                array(sid),
                 array(v // BASE for v in s0),
                 array(mn),
                 array(mx),
@@ -124,7 +133,7 @@ def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
             ],
         )
         return
-    rows = [(series_id, s0 // BASE, mn, mx, sm, nf, n, s0, s1, last) for s0, s1, mn, mx, sm, nf, n, last in stats]
+    rows = [(sid, s0 // BASE, mn, mx, sm, nf, n, s0, s1, last) for sid, s0, s1, mn, mx, sm, nf, n, last in stats]
     for at in range(0, len(rows), 1000):  # multi-row INSERTs: one statement per 1,000 buckets
         part = rows[at : at + 1000]
         cursor.execute(
@@ -134,8 +143,9 @@ def _insert_level0(cursor, series_id: int, start: int, stop: int) -> None:
         )
 
 
-def _insert_level(cursor, series_id: int, level: int, start: int, stop: int) -> None:
-    """Buckets of ``level`` that lie wholly in ``[start, stop)``, from the level below."""
+def _insert_level(cursor, series_ids: list[int], level: int, start: int, stop: int) -> None:
+    """Buckets of ``level`` that lie wholly in ``[start, stop)``, from the level below, for these
+    series in one statement."""
     w, below = width(level), width(level - 1)
     k0, k1 = -(-start // w), stop // w
     if k0 >= k1:
@@ -150,14 +160,23 @@ def _insert_level(cursor, series_id: int, level: int, start: int, stop: int) -> 
                    sum(sum_value) AS sm, sum(finite_count) AS nf, sum(count) AS n,
                    min(first_step) AS s0, max(last_step) AS s1
             FROM {ROLLUP_TABLE}
-            WHERE series_id = %s AND level = %s AND bucket >= %s AND bucket < %s
+            WHERE series_id IN ({", ".join(["%s"] * len(series_ids))}) AND level = %s AND bucket >= %s AND bucket < %s
             GROUP BY series_id, bucket / {FACTOR}
         ) g JOIN {ROLLUP_TABLE} r ON r.series_id = g.series_id AND r.level = %s AND r.bucket = g.s1 / {below}
         WHERE 1 = 1
         ON CONFLICT (series_id, level, bucket) DO NOTHING
         """,
-        [level, series_id, level - 1, k0 * FACTOR, k1 * FACTOR, level - 1],
+        [level, *series_ids, level - 1, k0 * FACTOR, k1 * FACTOR, level - 1],
     )
+
+
+def _insert_levels(cursor, series_ids: list[int], start: int, stop: int) -> None:
+    """Every bucket of every level that ``[start, stop)`` closes, for series rolled up to ``start``."""
+    _insert_level0(cursor, series_ids, start, stop)
+    for level in range(1, LEVELS):
+        if stop // width(level) == start // width(level):
+            break  # no bucket of this level (or any coarser one) closed in [start, stop)
+        _insert_level(cursor, series_ids, level, start // width(level) * width(level), stop)
 
 
 def _chunk_end(cursor, series_id: int, start: int, target: int) -> int:
@@ -205,17 +224,95 @@ def roll_up(series_id: int) -> int:
             if start >= target:
                 return start
             stop = _chunk_end(cursor, series_id, start, target)
-            _insert_level0(cursor, series_id, start, stop)
-            for level in range(1, LEVELS):
-                if stop // width(level) == start // width(level):
-                    break  # no bucket of this level (or any coarser one) closed in [start, stop)
-                _insert_level(cursor, series_id, level, start // width(level) * width(level), stop)
+            _insert_levels(cursor, [series_id], start, stop)
             cursor.execute(
                 f"UPDATE {CURSOR_TABLE} SET rolled_until = %s, updated_at = %s WHERE series_id = %s",
                 [stop, _now(), series_id],
             )
         if stop >= target:
             return stop
+
+
+MANY_AT_ONCE = 500  # series per transaction of roll_up_many
+
+
+def roll_up_many(series_ids: list[int]) -> dict[int, int]:
+    """:func:`roll_up` for several series at once; returns ``{series id: new cursor}``.
+
+    The series whose closed buckets hold at most RUNSTORE_ROLLUP_CHUNK_POINTS steps (a task queued
+    by live appends: seconds' worth) share one transaction and one statement per step (the last
+    steps, the cursors, the locks, the points, each level's buckets), series with the same range
+    in one group; a larger backlog goes through :func:`roll_up`, chunk by chunk. Same guarantees:
+    safe to run concurrently and repeatedly, every bucket written once.
+    """
+    ids = sorted(set(series_ids))
+    done: dict[int, int] = {}
+    for at in range(0, len(ids), MANY_AT_ONCE):
+        done.update(_roll_up_some(ids[at : at + MANY_AT_ONCE]))
+    return done
+
+
+def _roll_up_some(ids: list[int]) -> dict[int, int]:
+    marks = ", ".join(["%s"] * len(ids))
+    postgres = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {CURSOR_TABLE} SET queued = %s WHERE series_id IN ({marks}) AND queued = %s", [False, *ids, True]
+        )
+    done = dict.fromkeys(ids, 0)
+    large = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        # the key-share locks keep the series from being deleted while this transaction writes
+        lock = " FOR KEY SHARE" if postgres else ""
+        cursor.execute(
+            f"SELECT id, last_step FROM runs_attribute WHERE id IN ({marks}) AND type = 'float_series' "
+            f"AND last_step IS NOT NULL ORDER BY id{lock}",
+            ids,
+        )
+        targets = {sid: closed_until(last) for sid, last in cursor.fetchall()}
+        if not targets:
+            return done
+        live = sorted(targets)
+        now = _now()
+        cursor.execute(
+            f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) VALUES "
+            f"{', '.join(['(%s, 0, %s, %s)'] * len(live))} ON CONFLICT (series_id) DO NOTHING",
+            [x for sid in live for x in (sid, now, False)],
+        )
+        if postgres:
+            # one roller per series (see roll_up), the locks taken in series order so two tasks
+            # sharing series wait for each other instead of deadlocking
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, (s.id %% 2147483648)::int) FROM unnest(%s::bigint[]) AS s(id)",
+                [_LOCK_CLASS, live],
+            )
+            cursor.fetchall()
+        cursor.execute(
+            f"SELECT series_id, rolled_until FROM {CURSOR_TABLE} WHERE series_id IN ({', '.join(['%s'] * len(live))})",
+            live,
+        )
+        starts = dict(cursor.fetchall())
+        groups: dict[tuple[int, int], list[int]] = {}
+        for sid in live:
+            start, target = starts[sid], targets[sid]
+            done[sid] = start
+            if start >= target:
+                continue
+            if target - start > chunk_points():  # steps only grow: no more points than steps
+                large.append(sid)
+                continue
+            groups.setdefault((start, target), []).append(sid)
+        for (start, stop), sids in groups.items():
+            _insert_levels(cursor, sids, start, stop)
+            cursor.execute(
+                f"UPDATE {CURSOR_TABLE} SET rolled_until = %s, updated_at = %s "
+                f"WHERE series_id IN ({', '.join(['%s'] * len(sids))})",
+                [stop, now, *sids],
+            )
+            done.update(dict.fromkeys(sids, stop))
+    for sid in large:
+        done[sid] = roll_up(sid)
+    return done
 
 
 def _now():

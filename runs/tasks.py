@@ -31,21 +31,18 @@ RETRY: dict[str, Any] = {
 @shared_task(**RETRY)
 def rollup_series(series_ids: list[int]) -> dict:
     """Pack the full blocks small appends left as rows, then write the final roll-up buckets, of
-    these float series."""
-    done = {}
-    for sid in series_ids:
-        series_store.pack_series(sid)
-        done[str(sid)] = rollups.roll_up(sid)
-    return done
+    these float series (all of them together: rollups.roll_up_many)."""
+    series_store.pack_many(series_ids)
+    done = rollups.roll_up_many(series_ids)
+    return {str(sid): done[sid] for sid in series_ids}
 
 
 @shared_task(**RETRY)
 def sweep_rollups() -> int:
     """Roll up every series left behind (broker down when its batch committed, a lost task)."""
     stale = rollups.stale_series()
-    for sid in stale:
-        series_store.pack_series(sid)
-        rollups.roll_up(sid)
+    series_store.pack_many(stale)
+    rollups.roll_up_many(stale)
     return len(stale)
 
 
@@ -104,6 +101,7 @@ def build_export(export_id: str) -> str:
 
 
 @shared_task(**RETRY)
-def maintain_query_tables() -> dict:
-    """ANALYZE (and VACUUM where the visibility map fell behind) the query tables that bulk writes changed."""
-    return maintenance.maintain()
+def maintain_query_tables(after_write: bool = False) -> dict:
+    """ANALYZE (and VACUUM where the visibility map fell behind) the query tables that bulk writes
+    changed. A check queued by a write (``after_write``) waits for a pass already under way."""
+    return maintenance.maintain(wait=after_write)
