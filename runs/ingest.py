@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from tracker import metrics
 
-from . import rollups, usage
+from . import maintenance, rollups, usage
 from . import series as series_store
 from .artifacts import services as artifacts
 from .errors import ApiError, BatchError
@@ -780,6 +780,7 @@ class _Batch:
             self._check_field_cap(len(new))
             Attribute.objects.bulk_create(new)
             record_fields(self.run.project_id, [(a.path, a.type) for a in new])
+            maintenance.after_bulk_write()  # the query tables' statistics and visibility map follow
         if old:
             _update_attributes(old)
         by_key = {id(a): a for a in changed}

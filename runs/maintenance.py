@@ -11,15 +11,18 @@ and the editor's value suggestions run about twice as slow.
 (or, for the visibility map, whose inserted plus dead rows since its last VACUUM) reach
 ``RUNSTORE_MAINTENANCE_MIN_ROWS`` and ``RUNSTORE_MAINTENANCE_PERCENT`` % of the table, it runs
 ``ANALYZE`` (or ``VACUUM (ANALYZE)``) at once and unthrottled. It reads one statistics view when
-nothing is due. The ``maintenance`` queue runs it every ``RUNSTORE_MAINTENANCE_INTERVAL`` seconds
-(``tracker.celery``; 10 by default, so a bulk write's slow plans last seconds) and a few
-seconds after every ``RUNSTORE_MAINTENANCE_EVERY_RUNS``-th run of a project
-(:func:`schedule_after_run`), so a burst of new runs is analyzed while it is still arriving.
+nothing is due. The ``maintenance`` queue runs it ``RUNSTORE_MAINTENANCE_DELAY`` seconds after a
+write that added rows to the query tables (a new run, a batch creating fields; at most one queued
+per process at a time: :func:`after_bulk_write`), so an import is analyzed and vacuumed while it
+is still arriving and within seconds of its last write, and every
+``RUNSTORE_MAINTENANCE_INTERVAL`` seconds (``tracker.celery``) for whatever else changed them.
 One run at a time across workers (an advisory lock). On SQLite, whose planner here needs no
 statistics, it does nothing.
 """
 
 import logging
+import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
@@ -72,18 +75,22 @@ def due(stats: list[dict]) -> dict[str, str]:
     return out
 
 
-def maintain(using: str = "default") -> dict[str, str]:
+def maintain(using: str = "default", *, wait: bool = False) -> dict[str, str]:
     """ANALYZE, or VACUUM (ANALYZE) where the visibility map has fallen behind, the query tables
     that bulk writes changed past the threshold; returns what was done per table ({} when nothing
-    was due, on SQLite, or while another worker is at it). Inside a transaction (where VACUUM cannot
-    run) a table due for a vacuum is only analyzed."""
+    was due, on SQLite, or while another worker is at it). With ``wait`` (a check queued by a write,
+    which must see that write) it waits for another worker's pass to end instead, then checks.
+    Inside a transaction (where VACUUM cannot run) a table due for a vacuum is only analyzed."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return {}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY])
-        if not cursor.fetchone()[0]:
-            return {}
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY])
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                return {}
     try:
         _flush_own_stats(connection)
         work = due(table_stats(using))
@@ -117,21 +124,36 @@ def _flush_own_stats(connection) -> None:
             logger.debug("%s refused", sql)
 
 
-def schedule_after_run(run) -> None:
-    """After every ``RUNSTORE_MAINTENANCE_EVERY_RUNS``-th run of a project (its number, so no query
-    and no shared counter), queue a maintenance pass a few seconds after the commit: by then the
-    web processes have reported their writes and the burst's first fields are in."""
-    every = settings.RUNSTORE_MAINTENANCE_EVERY_RUNS
-    if not every or run.number % every:
+def after_bulk_write(using: str = "default") -> None:
+    """A write added rows to the query tables (a new run, a batch creating fields): once it commits,
+    its counts reach the statistics view at once (not when the idle connection next reports, up to
+    10 s later), and a maintenance check is queued ``RUNSTORE_MAINTENANCE_DELAY`` seconds later
+    unless one this process queued is still to come. So a stream of writes queues one check per
+    delay per web process (each reads one statistics view unless the threshold is reached), and
+    the last write of an import is followed by a check within the delay, not the next beat."""
+    delay = settings.RUNSTORE_MAINTENANCE_DELAY
+    if not delay or connections[using].vendor != "postgresql":
         return
-
-    def enqueue():
-        from .tasks import maintain_query_tables
-
-        maintain_query_tables.apply_async(countdown=MAINTENANCE_DELAY_SECONDS)
-
-    transaction.on_commit(enqueue, robust=True)
+    transaction.on_commit(lambda: _after_commit(using, delay), using=using, robust=True)
 
 
-# PostgreSQL backends report their counts at most every second and, when idle, within 10 s
-MAINTENANCE_DELAY_SECONDS = 15
+# when the check this process queued last runs (time.time()): later writes before it need no other
+_queued_for = 0.0
+_queued_lock = threading.Lock()
+
+
+def _after_commit(using: str, delay: float) -> None:
+    global _queued_for
+    try:
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")  # reported when this connection goes idle
+    except DatabaseError:  # a role without the right: the counts arrive within 10 s
+        logger.debug("pg_stat_force_next_flush refused")
+    now = time.time()
+    with _queued_lock:
+        if _queued_for > now:
+            return
+        _queued_for = now + delay
+    from .tasks import maintain_query_tables
+
+    maintain_query_tables.apply_async(kwargs={"after_write": True}, countdown=delay)

@@ -149,7 +149,7 @@ def create_run(
                 record_fields(project.pk, [("sys/tags", AttributeType.STRING_SET)])
                 setattr(run, "tag_attributes", [tags_field])  # noqa: B010
             webhook_events.emit_run_event(run, webhook_events.m.RUN_CREATED)
-            maintenance.schedule_after_run(run)  # a burst of new runs: analyze while it still arrives
+            maintenance.after_bulk_write()  # a burst of new runs: analyzed while it still arrives
     except IntegrityError:
         if custom_run_id:
             # Another process created the run with this custom id first.

@@ -31,28 +31,52 @@ def _new_runs(api, first: int, last: int) -> None:
         assert batch(api, run, ops).status_code == 200
 
 
+def _reported_inserts(table: str) -> int:
+    """Rows inserted into ``table`` since its last VACUUM as the statistics view shows them to
+    another connection (what the maintenance worker sees)."""
+    import psycopg
+
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"],
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        autocommit=True,
+    ) as other:
+        row = other.execute("SELECT n_ins_since_vacuum FROM pg_stat_user_tables WHERE relname = %s", [table]).fetchone()
+    return row[0]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_burst_of_new_runs_queues_the_maintenance_that_analyzes_and_vacuums_what_it_wrote(
+def test_a_burst_of_new_runs_queues_one_prompt_check_that_analyzes_and_vacuums_what_it_wrote(
     owner_api, project, settings, monkeypatch
 ):
-    settings.RUNSTORE_MAINTENANCE_EVERY_RUNS = 3
     settings.RUNSTORE_MAINTENANCE_MIN_ROWS = 30
     settings.RUNSTORE_MAINTENANCE_PERCENT = 0
     queued = []
     monkeypatch.setattr(tasks.maintain_query_tables, "apply_async", lambda *args, **kwargs: queued.append(kwargs))
+    monkeypatch.setattr(maintenance, "_queued_for", 0.0)
     before = _counts() if connection.vendor == "postgresql" else {}
+    if connection.vendor == "postgresql":
+        inserted_before = _reported_inserts(Attribute._meta.db_table)
 
-    _new_runs(owner_api, 1, 2)
-    assert queued == []  # debounced: not after every run
-    _new_runs(owner_api, 3, 6)
-    assert len(queued) == 2 and all(call["countdown"] > 0 for call in queued)  # after the 3rd and the 6th run
+    _new_runs(owner_api, 1, 6)
     assert Attribute.objects.filter(path__startswith="params/").count() == 120
 
-    done = tasks.maintain_query_tables.apply().get()  # what the worker runs when the message arrives
-
     if connection.vendor != "postgresql":
-        assert done == {}  # SQLite: nothing to do, and nothing fails
+        assert queued == []  # SQLite: nothing to maintain, nothing queued
+        assert tasks.maintain_query_tables.apply(kwargs={"after_write": True}).get() == {}
         return
+    # one check for the whole burst, a couple of seconds after its first write, not one per write
+    assert queued == [{"kwargs": {"after_write": True}, "countdown": settings.RUNSTORE_MAINTENANCE_DELAY}]
+    assert 0 < settings.RUNSTORE_MAINTENANCE_DELAY <= 5
+    # every committed write is already counted where the worker looks (not 1-10 s later)
+    assert _reported_inserts(Attribute._meta.db_table) - inserted_before >= 120
+
+    done = tasks.maintain_query_tables.apply(kwargs=queued[0]["kwargs"]).get()  # what the worker runs
+
     attributes = Attribute._meta.db_table
     assert done[attributes] == "vacuum"  # 120 new rows: statistics and the visibility map
     after = _counts()
@@ -60,6 +84,27 @@ def test_a_burst_of_new_runs_queues_the_maintenance_that_analyzes_and_vacuums_wh
     for table in done:
         assert after[table][0] > before[table][0], table
     assert tasks.maintain_query_tables.apply().get() == {}  # nothing changed since: nothing due
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_after_the_queued_check_has_run_queue_another(owner_api, project, settings, monkeypatch):
+    queued = []
+    monkeypatch.setattr(tasks.maintain_query_tables, "apply_async", lambda *args, **kwargs: queued.append(kwargs))
+    monkeypatch.setattr(maintenance, "_queued_for", 0.0)
+    _new_runs(owner_api, 1, 1)
+    monkeypatch.setattr(maintenance, "_queued_for", 0.0)  # its time has come: the next write is after it
+    _new_runs(owner_api, 2, 2)
+    assert len(queued) == (2 if connection.vendor == "postgresql" else 0)
+
+
+def test_a_check_queued_by_a_write_waits_for_a_pass_under_way(monkeypatch):
+    """A beat check finding another pass under way is dropped; one queued by a write must see that
+    write, so it waits for the lock instead."""
+    calls = []
+    monkeypatch.setattr(maintenance, "maintain", lambda **kwargs: calls.append(kwargs) or {})
+    tasks.maintain_query_tables.apply(kwargs={"after_write": True}).get()
+    tasks.maintain_query_tables.apply().get()
+    assert calls == [{"wait": True}, {"wait": False}]
 
 
 @pytest.mark.django_db

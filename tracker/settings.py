@@ -144,12 +144,12 @@ RUNSTORE_TIMESCALEDB = env_choice("RUNSTORE_TIMESCALEDB", "auto", ("auto", "requ
 RUNSTORE_QUERY_TIMEOUT_MS = env_int("RUNSTORE_QUERY_TIMEOUT_MS", 5000, minimum=0)
 # The query tables are analyzed (and vacuumed, for their visibility map) by the maintenance queue once
 # this many rows and this percentage of a table changed since the last time (runs/maintenance.py), checked
-# every RUNSTORE_MAINTENANCE_INTERVAL seconds (Celery beat, tracker/celery.py) and a few seconds after every
-# RUNSTORE_MAINTENANCE_EVERY_RUNS-th run of a project (0: never).
+# every RUNSTORE_MAINTENANCE_INTERVAL seconds (Celery beat, tracker/celery.py) and RUNSTORE_MAINTENANCE_DELAY
+# seconds after a write that added runs or fields (0: only every interval).
 RUNSTORE_MAINTENANCE_INTERVAL = env_int("RUNSTORE_MAINTENANCE_INTERVAL", 10, minimum=1)
 RUNSTORE_MAINTENANCE_MIN_ROWS = env_int("RUNSTORE_MAINTENANCE_MIN_ROWS", 1000, minimum=1)
 RUNSTORE_MAINTENANCE_PERCENT = env_int("RUNSTORE_MAINTENANCE_PERCENT", 2, minimum=0)
-RUNSTORE_MAINTENANCE_EVERY_RUNS = env_int("RUNSTORE_MAINTENANCE_EVERY_RUNS", 500, minimum=0)
+RUNSTORE_MAINTENANCE_DELAY = env_float("RUNSTORE_MAINTENANCE_DELAY", 2.0, minimum=0)
 
 # --- auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
