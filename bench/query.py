@@ -21,7 +21,11 @@ PostgreSQL uses the database ``runstore_qbench`` on the test server
 On PostgreSQL a fresh fill is measured as a real install sees it after a bulk
 import: analyzed but not vacuumed (autovacuum is off on the query tables until
 then), then again after the maintenance task (``runs/maintenance.py``, what the
-``maintenance`` queue runs after bulk writes). ``--baseline DIR`` serves another
+``maintenance`` queue runs after bulk writes). The task is not called here: the
+bulk import's tail (``--tail-runs`` new runs with their fields) is written
+through the API, a Celery worker on the ``maintenance`` queue runs the check
+that those writes queue, and the bench reports how many seconds after the last
+write the check started and finished (``--direct-maintenance``: the old way). ``--baseline DIR`` serves another
 source tree (e.g. ``git archive`` of an earlier commit) beside this one and calls
 the two in turn for every HTTP sample; ``--profile`` only breaks the sentence's
 API request down (each SQL statement, then a Python profile); ``--no-points``
@@ -554,7 +558,19 @@ def main():
         metavar="DIR",
         help="another source tree (e.g. an earlier commit) served beside this one over HTTP",
     )
+    parser.add_argument(
+        "--direct-maintenance",
+        action="store_true",
+        help="call the maintenance pass in this process instead of timing the worker's after the import's tail",
+    )
+    parser.add_argument(
+        "--tail-runs",
+        type=int,
+        default=5,
+        help="runs (each with its ~50 fields) the bulk import's tail writes through the API (default 5)",
+    )
     args = parser.parse_args()
+    window = None
     if args.db == "both":
         # Django is configured once per process: run each database in its own process.
         import subprocess
@@ -587,9 +603,13 @@ def main():
         from runs import maintenance
 
         load.append(os.getloadavg()[0])
-        started = time.monotonic()
-        done = maintenance.maintain()
-        took = time.monotonic() - started
+        if args.direct_maintenance:
+            started = time.monotonic()
+            done = maintenance.maintain()
+            took = time.monotonic() - started
+            window = None
+        else:
+            done, took, window = maintenance_window(args.tail_runs)
         _autovacuum(connection, True)
         print(f"\nmaintenance task: {done or 'nothing due'} in {took:.1f} s", file=sys.stderr)
         if done:
@@ -608,6 +628,12 @@ def main():
         f"\nquery engine, {args.db}, {count} runs x ~50 fields, median of {args.repeat}; "
         f"load average (1 min) {' / '.join(f'{x:.2f}' for x in load)} at the start / between / end"
     )
+    if args.db == "postgres" and window is not None:
+        print(
+            f"  maintenance after the bulk import's last write through the API (a Celery worker on the "
+            f"maintenance queue): finished {window['finished']:.1f} s after it (check started after "
+            f"{window['started']:.1f} s; {window['done'] or 'nothing due'} took {took:.1f} s)"
+        )
     names = list(phases)
     print(f"  in process: {' | '.join(names)}")
     for name in phases[names[0]][0]:
@@ -649,6 +675,102 @@ def main():
             other = mlflow[name]["ms"]
             line += f"   MLflow search_runs {other:8.1f} ms   ratio MLflow/Runstore {other / last:5.1f}x"
         print(line)
+
+
+def maintenance_window(tail_runs: int) -> tuple[dict, float, dict]:
+    """The bulk import's tail through the API (``tail_runs`` new runs, each a batch of its ~50
+    fields, in process through Django's test client), with a Celery worker on the ``maintenance``
+    queue as a real install runs it: how many seconds after the last write's response the
+    maintenance check started and finished (``pg_stat_user_tables``' last ANALYZE of the attribute
+    table, then the pass's advisory lock), what it did and how long it took."""
+    import subprocess
+
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+
+    from accounts.models import ApiToken
+    from projects.models import Project
+    from runs import maintenance
+    from runs.models import Attribute
+
+    worker = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "celery", "-A", "tracker", "worker", "-Q", "maintenance"]
+        + ["-c", "1", "--loglevel", "warning", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(8)  # the worker is up and polling its queue
+        table = Attribute._meta.db_table
+        _, token = ApiToken.issue(User.objects.get(username="bench"), name="bench-tail")
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        project = Project.objects.get(workspace__slug="bench", slug="query")
+        rng = random.Random(11)
+        tail_start = time.time()
+        for index in range(tail_runs):
+            response = client.post(
+                "/api/v1/runs/", {"project": "bench/query", "name": f"tail-{index}"}, content_type="application/json"
+            )
+            assert response.status_code == 201, response.content[:300]
+            number = response.json()["id"].rsplit("-", 1)[1]
+            ops = [
+                {"op": "assign", "path": path, "value": value}
+                for path, _, value in fields_for(rng, int(number))
+                if not path.startswith("sys/")
+            ]
+            response = client.post(
+                f"/api/v1/runs/bench/query/{project.key}-{number}/batch",
+                {"stream": "s", "seq": 1, "ops": ops},
+                content_type="application/json",
+            )
+            assert response.status_code == 200, response.content[:300]
+        last_write = time.time()
+        started = finished = None
+        key = maintenance._LOCK_KEY
+        while time.time() - last_write < 120:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid = %s AND objid = %s AND objsubid = 1), "
+                    "(SELECT extract(epoch FROM last_analyze) FROM pg_stat_user_tables WHERE relname = %s)",
+                    [key >> 32, key & 0xFFFFFFFF, table],
+                )
+                held, analyzed = cursor.fetchone()
+            now = time.time()
+            if held and started is None:
+                started = now
+            if not held and analyzed and float(analyzed) > last_write:
+                finished = now
+                break
+            time.sleep(0.02)
+        if finished is None:
+            raise SystemExit("the maintenance check did not run within 120 s of the import's last write")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, extract(epoch FROM last_vacuum), extract(epoch FROM last_analyze) "
+                "FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                [maintenance.query_tables()],
+            )
+            rows = cursor.fetchall()
+        since = tail_start  # a pass that began during the tail counts too
+        done = {
+            name: "vacuum" if vacuumed and float(vacuumed) > since else "analyze"
+            for name, vacuumed, analyzed in rows
+            if analyzed and float(analyzed) > since
+        }
+        started = (started or finished) - last_write
+        return (
+            done,
+            finished - last_write - started,
+            {"finished": finished - last_write, "started": started, "done": done},
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 def _autovacuum(connection, enabled: bool) -> None:
