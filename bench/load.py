@@ -44,7 +44,7 @@ from pathlib import Path
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PG_BENCH_DB, PYTHON, RunstoreServer, log, pg_connect, save_result  # noqa: E402
+from common import PG_BENCH_DB, PG_MAINTENANCE_DB, PYTHON, RunstoreServer, log, pg_connect, save_result  # noqa: E402
 
 HEADERS = {"Content-Type": "application/msgpack", "Accept": "application/json"}
 
@@ -201,9 +201,10 @@ def postgres_pids() -> list[int]:
 def statements_snapshot() -> dict | None:
     """pg_stat_statements' counters for the benchmark database, by statement (None when the extension
     is not loaded). Two snapshots' difference is what ran in between; no reset, so the other
-    databases' counters are left alone."""
+    databases' counters are left alone. Read from the maintenance database, where the extension's
+    view is installed (it shows every database's statements)."""
     try:
-        with pg_connect(PG_BENCH_DB) as conn:
+        with pg_connect(PG_MAINTENANCE_DB) as conn:
             rows = conn.execute(
                 "SELECT queryid, calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) "
                 "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %s)",
