@@ -154,11 +154,13 @@ def _write(table: str, chunks, write_copy) -> None:
         return
     size = blocks.block_points()
     with connection.cursor() as cursor:
-        due = _due(cursor, merged)
         if floats:
             # Float series filled by small appends are packed by their roll-up task (pack_series),
             # off the request: packing a client's 20 series in one batch took its request seconds.
-            due = [sid for sid in due if len(merged[sid]) >= size]
+            # Only a write of a block or more packs here, which needs no look-up of the counts.
+            due = [sid for sid, points in merged.items() if len(points) >= size]
+        else:
+            due = _due(cursor, merged)
         if due:
             marks = ", ".join(["%s"] * len(due))
             cursor.execute(

@@ -32,9 +32,10 @@ def _create(client, name: str, **extra):
 
 
 # Token with its binding (1), rate bucket (1), run with project, workspace and quota (1), rights (1),
-# then the batch's own work: claim, touch, fields, attribute updates, counts, points, roll-up cursors
-# and the savepoint pair (9), and the webhook look-up after the commit (1).
-BATCH_STATEMENTS = 14
+# then the batch's own work: claim, touch, fields, attribute updates, points, roll-up cursors and the
+# savepoint pair (8: float appends of less than a block ask no point counts, their roll-up task packs
+# them), and the webhook look-up after the commit (1).
+BATCH_STATEMENTS = 13
 # Token with its binding (1), rate bucket (1), project with workspace and quota (1), rights (1, read
 # once for the look-up and the write check), savepoint pair (2), run number (1), run (1), its tags
 # and the project's field list (2), webhook look-up after the commit (1); the response is built from
