@@ -9,7 +9,8 @@ parameters; no SQL is built from user text.
 import math
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import F, Q, TextField, Value
+from django.db import connections, router
+from django.db.models import Exists, F, OuterRef, Q, TextField, Value
 from django.db.models.functions import StrIndex, Substr
 from django.db.models.lookups import Exact, GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual
 
@@ -88,6 +89,8 @@ class Compiler:
         self.warnings: list[str] = []
         self.types: dict[str, set[str]] = {}
         self._known_types = types  # the caller's catalogue look-up, when it covers the filter's paths
+        # id(Q) -> (that Q, kept alive so its id is not reused; path; row condition)
+        self._attribute_tests: dict[int, tuple[Q, str, Q]] = {}
 
     def compile(self, tree) -> Q:
         if tree is None:
@@ -101,9 +104,12 @@ class Compiler:
 
     def _node(self, node) -> Q:
         if isinstance(node, ast.BoolOp):
-            result = self._node(node.operands[0])
-            for operand in node.operands[1:]:
-                result = (result & self._node(operand)) if node.op == "and" else (result | self._node(operand))
+            operands = [self._node(operand) for operand in node.operands]
+            if node.op == "and":
+                operands = self._join_attribute_tests(operands)
+            result = operands[0]
+            for operand in operands[1:]:
+                result = (result & operand) if node.op == "and" else (result | operand)
             return result
         if isinstance(node, ast.Not):
             return ~self._node(node.operand)
@@ -121,7 +127,29 @@ class Compiler:
         # "run IN (runs whose attribute at path satisfies ...)": both databases evaluate the
         # subquery once from the (project, path, value) indexes and probe it per run.
         subquery = Attribute.objects.filter(project_id=self.project.pk, path=path).filter(condition).values("run_id")
-        return Q(pk__in=subquery)
+        test = Q(pk__in=subquery)
+        self._attribute_tests[id(test)] = (test, path, condition)
+        return test
+
+    def _join_attribute_tests(self, operands: list[Q]) -> list[Q]:
+        """On PostgreSQL, the field tests of one ``and`` become one subquery over the attribute rows:
+        the first test's rows having (``EXISTS``) a row of the same run passing each other test, in
+        place of one "run IN (...)" per test. The runs are then joined once, for the runs that pass
+        every test (not all of them hashed first), and the planner weighs fewer joins: while the
+        visibility map of a bulk write is empty (index-only scans fetch every entry from the heap)
+        the sentence's statement reads half the pages and plans in half the time; vacuumed, the same.
+        SQLite keeps one "run IN" per test (it would probe in the order written)."""
+        tests = [entry[1:] if (entry := self._attribute_tests.get(id(q))) and entry[0] is q else None for q in operands]
+        found = [t for t in tests if t is not None]
+        if len(found) < 2 or connections[router.db_for_read(Attribute)].vendor != "postgresql":
+            return operands
+        (path, condition), *others = found
+        rows = Attribute.objects.filter(project_id=self.project.pk, path=path).filter(condition)
+        for other_path, other_condition in others:
+            same_run = Attribute.objects.filter(run_id=OuterRef("run_id"), project_id=self.project.pk, path=other_path)
+            rows = rows.filter(Exists(same_run.filter(other_condition)))
+        joined = Q(pk__in=rows.values("run_id"))
+        return [joined, *(q for q, t in zip(operands, tests, strict=True) if t is None)]
 
     def _links(self, **conditions) -> Q:
         # The project's links only: a version is matched by what this project's runs recorded.
