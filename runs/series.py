@@ -238,15 +238,23 @@ def pack_series(
 
 
 def pack_many(series_ids: list[int], table: str = FLOAT_TABLE) -> int:
-    """:func:`pack_series` for each of ``series_ids`` that holds a block's worth of rows; one count
-    finds them (most roll-up tasks find none, where asking each series cost a statement each)."""
+    """:func:`pack_series` for each of ``series_ids`` whose tail may hold a block's worth of rows.
+
+    One statement picks them without reading a tail: steps only grow, so a tail holds at most as
+    many rows as there are steps after the last block (or from the first step), an index probe of
+    the block table per series. Most roll-up tasks find none (asking each series' tail with an
+    OFFSET probe walked a block's worth of index entries each, 1 ms a series); pack_series checks
+    the few picked exactly.
+    """
     if not series_ids:
         return 0
     size = blocks.block_points()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT series_id FROM {table} WHERE series_id IN ({', '.join(['%s'] * len(series_ids))}) "
-            "GROUP BY series_id HAVING count(*) >= %s ORDER BY series_id",
+            f"SELECT a.id FROM runs_attribute a WHERE a.id IN ({', '.join(['%s'] * len(series_ids))}) "
+            "AND a.last_step - COALESCE((SELECT b.last_step FROM "
+            f"{blocks.BLOCK_TABLE[table]} b WHERE b.series_id = a.id ORDER BY b.first_step DESC LIMIT 1), "
+            "a.first_step - 1) >= %s ORDER BY a.id",
             [*series_ids, size],
         )
         due = [row[0] for row in cursor.fetchall()]
