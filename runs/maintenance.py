@@ -126,15 +126,16 @@ def _flush_own_stats(connection) -> None:
 
 def after_bulk_write(using: str = "default") -> None:
     """A write added rows to the query tables (a new run, a batch creating fields): once it commits,
-    its counts reach the statistics view at once (not when the idle connection next reports, up to
-    10 s later), and a maintenance check is queued ``RUNSTORE_MAINTENANCE_DELAY`` seconds later
-    unless one this process queued is still to come. So a stream of writes queues one check per
-    delay per web process (each reads one statistics view unless the threshold is reached), and
-    the last write of an import is followed by a check within the delay, not the next beat."""
+    a maintenance check is queued ``RUNSTORE_MAINTENANCE_DELAY`` seconds later unless one this
+    process queued is still to come. So a stream of writes queues one check per delay per web
+    process (each reads one statistics view unless the threshold is reached), and an import's last
+    write is followed by a check within the delay, not at the next beat. No statement is added to
+    the write: its counts reach the statistics view when its connection next reports (within a
+    second while writes stream; the VACUUM a check starts covers every committed row anyway)."""
     delay = settings.RUNSTORE_MAINTENANCE_DELAY
     if not delay or connections[using].vendor != "postgresql":
         return
-    transaction.on_commit(lambda: _after_commit(using, delay), using=using, robust=True)
+    transaction.on_commit(lambda: _after_commit(delay), using=using, robust=True)
 
 
 # when the check this process queued last runs (time.time()): later writes before it need no other
@@ -142,13 +143,8 @@ _queued_for = 0.0
 _queued_lock = threading.Lock()
 
 
-def _after_commit(using: str, delay: float) -> None:
+def _after_commit(delay: float) -> None:
     global _queued_for
-    try:
-        with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_stat_force_next_flush()")  # reported when this connection goes idle
-    except DatabaseError:  # a role without the right: the counts arrive within 10 s
-        logger.debug("pg_stat_force_next_flush refused")
     now = time.time()
     with _queued_lock:
         if _queued_for > now:

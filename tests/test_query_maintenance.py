@@ -31,24 +31,6 @@ def _new_runs(api, first: int, last: int) -> None:
         assert batch(api, run, ops).status_code == 200
 
 
-def _reported_inserts(table: str) -> int:
-    """Rows inserted into ``table`` since its last VACUUM as the statistics view shows them to
-    another connection (what the maintenance worker sees)."""
-    import psycopg
-
-    settings_dict = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings_dict["NAME"],
-        user=settings_dict["USER"],
-        password=settings_dict["PASSWORD"],
-        host=settings_dict["HOST"],
-        port=settings_dict["PORT"] or 5432,
-        autocommit=True,
-    ) as other:
-        row = other.execute("SELECT n_ins_since_vacuum FROM pg_stat_user_tables WHERE relname = %s", [table]).fetchone()
-    return row[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_burst_of_new_runs_queues_one_prompt_check_that_analyzes_and_vacuums_what_it_wrote(
     owner_api, project, settings, monkeypatch
@@ -59,8 +41,6 @@ def test_a_burst_of_new_runs_queues_one_prompt_check_that_analyzes_and_vacuums_w
     monkeypatch.setattr(tasks.maintain_query_tables, "apply_async", lambda *args, **kwargs: queued.append(kwargs))
     monkeypatch.setattr(maintenance, "_queued_for", 0.0)
     before = _counts() if connection.vendor == "postgresql" else {}
-    if connection.vendor == "postgresql":
-        inserted_before = _reported_inserts(Attribute._meta.db_table)
 
     _new_runs(owner_api, 1, 6)
     assert Attribute.objects.filter(path__startswith="params/").count() == 120
@@ -72,8 +52,6 @@ def test_a_burst_of_new_runs_queues_one_prompt_check_that_analyzes_and_vacuums_w
     # one check for the whole burst, a couple of seconds after its first write, not one per write
     assert queued == [{"kwargs": {"after_write": True}, "countdown": settings.RUNSTORE_MAINTENANCE_DELAY}]
     assert 0 < settings.RUNSTORE_MAINTENANCE_DELAY <= 5
-    # every committed write is already counted where the worker looks (not 1-10 s later)
-    assert _reported_inserts(Attribute._meta.db_table) - inserted_before >= 120
 
     done = tasks.maintain_query_tables.apply(kwargs=queued[0]["kwargs"]).get()  # what the worker runs
 
