@@ -92,9 +92,9 @@ def _marks(values) -> str:
     return ", ".join(["%s"] * len(values))
 
 
-def _read_many(series: list, buckets: int, from_step=None, to_step=None, envelope=True):
-    """The buckets of several series on their grid: ``(merged, lo, hi, origin, width)`` (``merged`` as
-    :func:`_merge` gives it), or None when no series has points in the range."""
+def _plan(series: list, buckets: int, from_step=None, to_step=None):
+    """``(ids, lo, hi, chosen)`` of a chart's read (``chosen``: the roll-up plan, or None to read raw
+    points), or None when no series has points in the range."""
     live = [s for s in series if s.first_step is not None and s.last_step is not None]
     if not live:
         return None
@@ -109,14 +109,75 @@ def _read_many(series: list, buckets: int, from_step=None, to_step=None, envelop
         if s.last_step >= lo and s.first_step <= hi
     )
     chosen = rollups.plan(lo, hi, buckets) if points > RAW_READ_POINTS and span > buckets else None
-    if chosen is None:
-        width = max(1, -(-span // buckets))
-        origin = lo
-        rows, columns = _read_raw([s.pk for s in live], [(lo, hi + 1)], origin, width), None
-    else:
-        level, origin, width = chosen
-        rows, columns = _read_rollups([s.pk for s in live], lo, hi, level, origin, width, envelope=envelope)
-    return _merge(rows, origin, width, columns), lo, hi, origin, width
+    return [s.pk for s in live], lo, hi, chosen
+
+
+def _read_many(series: list, buckets: int, from_step=None, to_step=None, envelope=True):
+    """The buckets of several series on their grid: ``(merged, lo, hi, origin, width)`` (``merged`` as
+    :func:`_merge` gives it), or None when no series has points in the range."""
+    return _read_charts([series], buckets, from_step, to_step, envelope)[0]
+
+
+def _read_charts(charts: list[list], buckets: int, from_step=None, to_step=None, envelope=True) -> list:
+    """:func:`_read_many` of several charts (each a list of series) at once: on PostgreSQL one
+    statement for all their roll-up cursors and one for all their roll-up blocks, so a request for
+    five charts makes two statements where it made ten (raw edges and tails as before)."""
+    plans = [_plan(series, buckets, from_step, to_step) for series in charts]
+    out: list = [None] * len(charts)
+    rolled_ids = sorted({sid for plan in plans if plan and plan[3] for sid in plan[0]})
+    combine = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        rolled_of: dict[int, int] = {}
+        if rolled_ids:
+            cursor.execute(
+                f"SELECT series_id, rolled_until FROM {rollups.CURSOR_TABLE} WHERE series_id IN ({_marks(rolled_ids)})",
+                rolled_ids,
+            )
+            rolled_of = dict(cursor.fetchall())
+        selects: list = []
+        params: list = []
+        pending: list = []
+        done: dict = {}
+        twins: dict = {}  # charts read together: the later requests of the same chart
+        claimed: set[int] = set()
+        for i, plan in enumerate(plans):
+            if plan is None:
+                continue
+            ids, lo, hi, chosen = plan
+            key = (tuple(ids), lo, hi, chosen)
+            if key in done:  # the same chart asked for twice: one read
+                out[i] = done[key]
+                continue
+            if key in twins:
+                twins[key].append(i)
+                continue
+            if chosen is None:
+                width = max(1, -(-(hi - lo + 1) // buckets))
+                rows = _raw_rows(cursor, ids, [(lo, hi + 1)], lo, width)
+                out[i] = done[key] = (_merge(rows, lo, width), lo, hi, lo, width)
+                continue
+            level, origin, width = chosen
+            if not combine or claimed.intersection(ids):
+                rows, columns = _read_rollups(ids, lo, hi, level, origin, width, envelope=envelope, rolled_of=rolled_of)
+                out[i] = done[key] = (_merge(rows, origin, width, columns), lo, hi, origin, width)
+                continue
+            claimed.update(ids)
+            twins[key] = []
+            mine, my_params, raw_rows = _rollup_parts(cursor, ids, lo, hi, level, origin, width, rolled_of, envelope)
+            selects += mine
+            params += my_params
+            pending.append((i, key, ids, raw_rows))
+        columns = _read_packed(cursor, selects, params, envelope) if selects else None
+        for i, key, ids, raw_rows in pending:
+            _, lo, hi, (level, origin, width) = key
+            mine = None
+            if columns is not None:
+                mask = np.isin(columns["sid"], ids)
+                mine = {name: values[mask] for name, values in columns.items()}
+            out[i] = done[key] = (_merge(raw_rows, origin, width, mine), lo, hi, origin, width)
+            for twin in twins[key]:
+                out[twin] = out[i]
+    return out
 
 
 def downsample_many(series: list, buckets: int, from_step=None, to_step=None) -> dict[int, dict]:
@@ -166,7 +227,17 @@ def columns_many(series: list, buckets: int, from_step=None, to_step=None, digit
     ``counts`` (0 where it has no point) only where they differ from the chart's. A hundred
     overlaid runs then cost a hundred value lists instead of five lists each; the buckets are laid
     out with numpy, one array operation per column for all the runs."""
-    read = _read_many(series, buckets, from_step, to_step, envelope)
+    return _columns(_read_many(series, buckets, from_step, to_step, envelope), digits, envelope)
+
+
+def columns_charts(charts: list[list], buckets: int, from_step=None, to_step=None, digits=None, envelope=False):
+    """:func:`columns_many` of several charts (each a list of series), read together (see
+    :func:`_read_charts`)."""
+    reads = _read_charts(charts, buckets, from_step, to_step, envelope)
+    return [_columns(read, digits, envelope) for read in reads]
+
+
+def _columns(read, digits, envelope) -> dict:
     if read is None or read[0] is None:
         return {"x": [], "first_steps": [], "last_steps": [], "counts": [], "series": {}}
     merged = read[0]
@@ -360,11 +431,6 @@ def _regrid(rows: list, origin: int, width: int) -> list:
     return [tuple(acc[key]) for key in sorted(acc)]
 
 
-def _read_raw(ids: list[int], ranges: list[tuple[int, int]], origin: int, width: int) -> list:
-    with connection.cursor() as cursor:
-        return _raw_rows(cursor, ids, ranges, origin, width)
-
-
 # a roll-up block as PostgreSQL packs it (see _read_rollups): big-endian int8send/float8send fields
 _PACKED = np.dtype([("sid", ">i8"), ("s0", ">i8"), ("s1", ">i8"), ("sm", ">f8"), ("nf", ">i8"), ("n", ">i8")])
 _PACKED_ENVELOPE = np.dtype([*_PACKED.descr[:3], ("mn", ">f8"), ("mx", ">f8"), *_PACKED.descr[3:]])
@@ -381,50 +447,66 @@ def _unpack(raw: bytes | None, envelope: bool) -> dict:
     return columns
 
 
-def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int, envelope=True):
+def _rollup_parts(cursor, ids, lo, hi, level, origin, width, rolled_of, envelope) -> tuple[list, list, list]:
+    """The selects (and their parameters) of the closed roll-up blocks of series ``ids`` over
+    ``[lo, hi]`` at ``level`` and finer, and the raw rows of the edges and of each series' tail not
+    rolled up yet (``rolled_of``: each series' ``rolled_until``)."""
+    by_rolled: dict[int, list[int]] = {}
+    for sid in ids:
+        by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
+    selects, params, raw_rows = [], [], []
+    bounds = "min_value AS mn, max_value AS mx" if envelope else "NULL AS mn, NULL AS mx"
+    for rolled, group in by_rolled.items():
+        parts: list = []
+        rollups._cover(lo, min(hi + 1, rolled), level, parts)
+        raw = [(p[1], p[2]) for p in parts if p[0] == "raw"]
+        if hi + 1 > max(lo, rolled):
+            raw.append((max(lo, rolled), hi + 1))
+        for part in parts:
+            if part[0] == "rollup":
+                _, lvl, k0, k1 = part
+                selects.append(
+                    f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, {bounds}, "
+                    f"sum_value AS sm, finite_count AS nf, count AS n "
+                    f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
+                    f"AND bucket >= %s AND bucket < %s"
+                )
+                params += [*group, lvl, k0, k1]
+        raw_rows += _raw_rows(cursor, group, raw, origin, width)
+    return selects, params, raw_rows
+
+
+def _read_packed(cursor, selects: list, params: list, envelope: bool) -> dict:
+    """PostgreSQL: the blocks the ``selects`` give as one ``bytea`` of fixed-size binary records,
+    unpacked to numpy columns (see :func:`_unpack`)."""
+    fields = ["sid", "s0", "s1", *(["mn", "mx"] if envelope else []), "sm", "nf", "n"]
+    sends = " || ".join(
+        f"float8send(COALESCE({f}, 'NaN'))" if f in ("mn", "mx", "sm") else f"int8send({f})" for f in fields
+    )
+    cursor.execute(f"SELECT string_agg({sends}, '') FROM ({' UNION ALL '.join(selects)}) u", params)
+    return _unpack(cursor.fetchone()[0], envelope)
+
+
+def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int, envelope=True, rolled_of=None):
     """Every series' buckets: ``(rows, columns)``, the closed roll-up blocks where they exist (one
     statement) and raw points for the edges and for each series' tail not rolled up yet; a bucket
     may come in several rows (:func:`_merge` sums them). Without ``envelope`` the blocks' min and
-    max are not read: a chart of many runs draws their means only.
+    max are not read: a chart of many runs draws their means only. ``rolled_of``: the series'
+    ``rolled_until`` when already read.
 
     On PostgreSQL the blocks come as one ``bytea`` of fixed-size binary records (``columns``, numpy
     arrays, regridded by :func:`_merge`): 15,600 blocks of a 100-run chart as Python tuples cost
     more than reading them; elsewhere the database regrids them (``rows``, one per series and bucket)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT series_id, rolled_until FROM {rollups.CURSOR_TABLE} WHERE series_id IN ({_marks(ids)})", ids
-        )
-        rolled_of = dict(cursor.fetchall())
-        by_rolled: dict[int, list[int]] = {}
-        for sid in ids:
-            by_rolled.setdefault(rolled_of.get(sid, 0) or 0, []).append(sid)
-        selects, params, raw_rows = [], [], []
-        bounds = "min_value AS mn, max_value AS mx" if envelope else "NULL AS mn, NULL AS mx"
-        for rolled, group in by_rolled.items():
-            parts: list = []
-            rollups._cover(lo, min(hi + 1, rolled), level, parts)
-            raw = [(p[1], p[2]) for p in parts if p[0] == "raw"]
-            if hi + 1 > max(lo, rolled):
-                raw.append((max(lo, rolled), hi + 1))
-            for part in parts:
-                if part[0] == "rollup":
-                    _, lvl, k0, k1 = part
-                    selects.append(
-                        f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, {bounds}, "
-                        f"sum_value AS sm, finite_count AS nf, count AS n "
-                        f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
-                        f"AND bucket >= %s AND bucket < %s"
-                    )
-                    params += [*group, lvl, k0, k1]
-            raw_rows += _raw_rows(cursor, group, raw, origin, width)
+        if rolled_of is None:
+            cursor.execute(
+                f"SELECT series_id, rolled_until FROM {rollups.CURSOR_TABLE} WHERE series_id IN ({_marks(ids)})", ids
+            )
+            rolled_of = dict(cursor.fetchall())
+        selects, params, raw_rows = _rollup_parts(cursor, ids, lo, hi, level, origin, width, rolled_of, envelope)
         rows, columns = [], None
         if selects and connection.vendor == "postgresql":
-            fields = ["sid", "s0", "s1", *(["mn", "mx"] if envelope else []), "sm", "nf", "n"]
-            sends = " || ".join(
-                f"float8send(COALESCE({f}, 'NaN'))" if f in ("mn", "mx", "sm") else f"int8send({f})" for f in fields
-            )
-            cursor.execute(f"SELECT string_agg({sends}, '') FROM ({' UNION ALL '.join(selects)}) u", params)
-            columns = _unpack(cursor.fetchone()[0], envelope)
+            columns = _read_packed(cursor, selects, params, envelope)
         elif selects:
             # regridded in the database: one row per series and bucket
             cursor.execute(

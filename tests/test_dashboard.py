@@ -307,3 +307,43 @@ def test_columns_and_per_run_answers_agree_at_any_step(ui_for, owner, project, o
         assert sum(counts) == was["count"]
         for key in ("avg", "min", "max"):
             assert [got[key][i] for i in present] == pytest.approx(was[key], rel=1e-6), key
+
+
+def test_several_long_charts_in_one_request_read_their_roll_ups_together_and_answer_as_each_alone(
+    ui_for, owner, project, owner_api, django_assert_max_num_queries
+):
+    """Charts read from roll-ups (and their raw edges and tails) answer in one request exactly as
+    each alone, a path asked for twice included; on PostgreSQL all their roll-up cursors and blocks
+    come in one statement each, as for one chart."""
+    from django.db import connection
+
+    runs = make_runs(owner, project, owner_api, 2, points=3)
+    paths = ["long/a", "long/b", "long/c"]
+    for n, run in enumerate(runs):
+        total = 25_000 + n * 1_003  # the last blocks are not rolled up yet: raw tails beside the roll-ups
+        for k in range(0, total, 10_000):
+            steps = list(range(k, min(total, k + 10_000)))
+            ops = [
+                {"op": "append", "path": p, "values": [float((s * (j + 1) + n) % 97) for s in steps], "steps": steps}
+                for j, p in enumerate(paths)
+            ]
+            assert batch(owner_api, run, ops, seq=2 + k).status_code == 200
+        for p in paths:
+            rollups.roll_up(Attribute.objects.get(run=run, path=p).pk)
+    client = ui_for(owner)
+    query = f"{DATA}?runs={ids(runs)}&buckets=100&envelope=0&format=columns&from_step=37"
+    alone = {p: client.get(f"{query}&path={p}").json() for p in paths}
+    with django_assert_max_num_queries(100) as one:
+        client.get(f"{query}&path=long/a")
+    asked = [*paths, "long/a"]
+    with django_assert_max_num_queries(100) as together:
+        body = client.get(query + "".join(f"&path={p}" for p in asked)).json()
+    assert [c["path"] for c in body["charts"]] == asked
+    for chart in body["charts"]:
+        assert chart == alone[chart["path"]]
+    assert sum(chart["counts"][0] for chart in alone.values()) > 100  # buckets of roll-up blocks, not single points
+    assert alone["long/a"] != alone["long/b"]
+    if connection.vendor == "postgresql":
+        for table in (rollups.CURSOR_TABLE, rollups.ROLLUP_TABLE):
+            reads = [q for q in together.captured_queries if f"FROM {table} " in q["sql"]]
+            assert len(reads) == 1 == len([q for q in one.captured_queries if f"FROM {table} " in q["sql"]])
