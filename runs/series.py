@@ -26,6 +26,7 @@ MAX_BUCKETS = 10_000
 # on the requested grid; larger ones come from the roll-ups (runs.rollups).
 RAW_READ_POINTS = 20_000
 NAN = math.nan
+_PACK_LOCK_CLASS = 0x5041  # first key of the advisory locks that let one writer at a time pack a series' tail
 
 
 # One row of PostgreSQL's binary COPY format for (series_id int8, step int8, timestamp float8,
@@ -163,6 +164,7 @@ def _write(table: str, chunks, write_copy) -> None:
             due = _due(cursor, merged)
         if due:
             marks = ", ".join(["%s"] * len(due))
+            _lock_packing(cursor, due)
             cursor.execute(
                 f"SELECT series_id, step, timestamp, value FROM {table} WHERE series_id IN ({marks}) "
                 "ORDER BY series_id, step",
@@ -213,9 +215,14 @@ def pack_series(
                 return packed
         with transaction.atomic(using=using), conn.cursor() as cursor:
             if conn.vendor == "postgresql":
-                # a batch appending to the series meanwhile holds this row (runs.ingest updates
-                # it before its points): one of the two packs the tail, then the other
-                cursor.execute("SELECT id FROM runs_attribute WHERE id = %s FOR UPDATE", [series_id])
+                # The key-share lock keeps the series from being deleted meanwhile without making the
+                # batches that append to it wait (they update its row: that waited for the whole pack,
+                # and the pack for each batch); a write that packs its own blocks takes the same
+                # advisory lock, so one of the two packs the tail, then the other.
+                cursor.execute("SELECT id FROM runs_attribute WHERE id = %s FOR KEY SHARE", [series_id])
+                if cursor.fetchone() is None:
+                    return packed
+                _lock_packing(cursor, [series_id])
             cursor.execute(
                 f"SELECT step, timestamp, value FROM {table} WHERE series_id = %s ORDER BY step LIMIT %s",
                 [series_id, size * batch_blocks],
@@ -235,6 +242,18 @@ def pack_series(
                 packed += full
         if len(found) < size * batch_blocks:
             return packed
+
+
+def _lock_packing(cursor, series_ids: list[int]) -> None:
+    """Wait until no other transaction packs these series' tails (PostgreSQL; SQLite writes one at a
+    time), taking the locks in series order so two writers never wait for each other in a cycle."""
+    if cursor.db.vendor != "postgresql":
+        return
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(%s, (s.id %% 2147483648)::int) FROM unnest(%s::bigint[]) AS s(id)",
+        [_PACK_LOCK_CLASS, sorted(series_ids)],
+    )
+    cursor.fetchall()
 
 
 def pack_many(series_ids: list[int], table: str = FLOAT_TABLE) -> int:
