@@ -6,8 +6,9 @@ sum and count of finite values, point count, first/last step and the last
 value (table ``runs_seriesrollup``).
 
 Writing. Steps only grow within a series, so a bucket is final once the series
-has a point at or after its end. :func:`roll_up` (run by the ``ingest``-queue
-task ``runs.tasks.rollup_series`` after each batch that closes a finest-level
+has a point at or after its end. :func:`roll_up` (run through :func:`roll_up_many`,
+all the series of a task together, by the ``ingest``-queue task
+``runs.tasks.rollup_series`` after each batch that closes a finest-level
 bucket, and by a periodic sweep) writes the buckets that became final below
 ``rolled_until`` — a multiple of the finest width kept in ``runs_rollupcursor``
 — level 0 from raw points, each coarser level from the one below, and moves
