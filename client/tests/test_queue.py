@@ -1,5 +1,8 @@
 """The disk queue and the sender, against a real server."""
 
+import io
+import zlib
+
 import msgpack
 import pytest
 import requests
@@ -229,3 +232,56 @@ def test_a_crash_before_an_acknowledged_batch_position_is_written_sends_it_again
     assert again.drain()
     assert again.stats.rejected_ops == 0
     assert points_of(server, again.run_uuid, "train/loss") == [float(i) for i in range(600)]
+
+
+class CountingFile(io.FileIO):
+    """A segment file that counts its system calls for reading."""
+
+    reads = 0
+
+    def readinto(self, buffer):  # type: ignore[override]
+        CountingFile.reads += 1
+        return super().readinto(buffer)
+
+    def readall(self):
+        CountingFile.reads += 1
+        return super().readall()
+
+
+def test_sender_reads_a_batch_of_big_records_in_one_or_two_system_calls(server, project, monkeypatch):
+    # Every system call lets the GIL go, and a sender thread waits ~5 ms to take it back from a busy
+    # training loop: reading 2 calls per record held each batch back by tens of milliseconds.
+    qdir = offline_run_in_records(project, 4, 20_000)  # four records of ~480 kB, one batch
+    assert qdir.try_lock()
+
+    def counting_open(path, mode="r", buffering=-1, **kwargs):
+        if mode != "rb":
+            return open(path, mode, buffering, **kwargs)
+        raw = CountingFile(path, mode)
+        return io.BufferedReader(raw, buffering if buffering > 0 else io.DEFAULT_BUFFER_SIZE)
+
+    monkeypatch.setattr(queue_module, "open", counting_open, raising=False)
+    sender = Sender(qdir, Api(server.url, server.token))
+    CountingFile.reads = 0
+    assert sender.step()
+    assert sender.acked_points == 80_000
+    assert CountingFile.reads <= 2
+    assert sender.drain()
+    assert points_of(server, sender.run_uuid, "train/loss") == [float(i) for i in range(80_000)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 5121, 3 * 4096, 1_000_003])
+def test_record_checksum_in_pieces_is_the_crc32_of_the_whole_payload(size):
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert queue_module.crc32(payload) == zlib.crc32(payload)
+    assert encode_record(KIND_OP, 1, payload)[4:8] == zlib.crc32(payload).to_bytes(4, "little")
+
+
+def test_state_files_are_written_whole_with_and_without_fsync(tmp_path):
+    qdir = QueueDir(tmp_path)
+    ack = {"seq": 7, "segment": 2, "offset": 123456, "inflight": {"seq": 7, "segment": 2, "start": 1, "end": 9}}
+    qdir.write_ack(ack, fsync=True)
+    assert qdir.read_ack() == ack
+    qdir.write_ack({**ack, "inflight": None})
+    assert qdir.read_ack() == {**ack, "inflight": None}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []

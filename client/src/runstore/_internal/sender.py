@@ -46,6 +46,9 @@ MAX_BATCH_OPS = 5_000
 MAX_BATCH_POINTS = 100_000  # halved while a server with a smaller RUNSTORE_MAX_BATCH_POINTS answers 413
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 PING_SECONDS = 20.0
+# The read buffer for a batch's records: a batch of MAX_BATCH_POINTS packed floats (~2.4 MB) and the
+# record after it come in one or two reads, not two per record (see queue.read_records).
+READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class _TooLarge(Exception):
@@ -406,7 +409,9 @@ class Sender:
         points = size = 0
         end = offset
         control: tuple[dict[str, Any], int] | None = None
-        for kind, n, payload, record_end in read_records(self.qdir.segment_path(segment), offset):
+        for kind, n, payload, record_end in read_records(
+            self.qdir.segment_path(segment), offset, buffer_bytes=READ_BUFFER_BYTES
+        ):
             if kind == KIND_CTL:
                 if not ops:
                     control = (msgpack.unpackb(payload, raw=False), record_end)
@@ -488,7 +493,9 @@ class Sender:
 
     def _range(self, segment: int, start: int, end: int) -> list[bytes]:
         ops = []
-        for _kind, _n, payload, record_end in read_records(self.qdir.segment_path(segment), start):
+        for _kind, _n, payload, record_end in read_records(
+            self.qdir.segment_path(segment), start, buffer_bytes=READ_BUFFER_BYTES
+        ):
             if record_end > end:
                 break
             ops.append(payload)
