@@ -374,3 +374,76 @@ def test_small_appends_leave_rows_that_the_roll_up_task_packs_without_changing_a
     assert owner_api.get(run_url(run, "series/points"), {"path": "loss"}).json() == before
     tasks.rollup_series([series.pk])  # nothing more to pack
     assert FloatBlock.objects.filter(series_id=series.pk).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_appending_to_a_series_does_not_wait_for_its_roll_up_task_packing_the_tail(settings, monkeypatch):
+    """The task packing a series' tail held the series' row locked until it committed, and every batch
+    appending to that series (which updates the row) waited for the whole pack. PostgreSQL only:
+    SQLite writes one transaction at a time."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    import threading
+
+    from django.contrib.auth.models import User
+    from django.db import DatabaseError
+
+    from projects import services as project_services
+    from runs import blocks, tasks
+    from runs import services as run_services
+
+    settings.RUNSTORE_SERIES_BLOCK_POINTS = 16
+    owner = User.objects.create_user("packer")
+    workspace = project_services.create_workspace(owner, "pack")
+    project = project_services.create_project(owner, workspace, "p", key="PACK")
+    run, _ = run_services.create_run(owner, project)
+
+    def append(seq, start, n):
+        steps = list(range(start, start + n))
+        ops = [{"op": "append", "path": "loss", "values": [float(s) for s in steps], "steps": steps}]
+        return apply_batch(run, stream="s", seq=seq, raw_ops=ops)
+
+    for seq in range(10):  # 50 points in small appends: rows for the task to pack
+        append(seq, seq * 5, 5)
+    series = Attribute.objects.get(run=run, path="loss")
+    inside, release, errors = threading.Event(), threading.Event(), []
+    insert_blocks = blocks.insert_blocks
+
+    def paused_insert(*args, **kwargs):
+        inside.set()
+        release.wait(10)
+        return insert_blocks(*args, **kwargs)
+
+    monkeypatch.setattr(blocks, "insert_blocks", paused_insert)
+
+    def task():
+        try:
+            tasks.rollup_series([series.pk])
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=task)
+    worker.start()
+    try:
+        assert inside.wait(10), "the task never reached its pack"
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            result = append(10, 50, 5)  # the pack is mid-way, its transaction open
+        except DatabaseError as exc:
+            pytest.fail(f"the batch waited for the pack: {exc}")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        release.set()
+        worker.join(30)
+    assert errors == [] and result["applied"]
+    loss = Attribute.objects.get(run=run, path="loss")
+    assert (loss.count, loss.last_step) == (55, 54)
+    assert FloatBlock.objects.filter(series_id=series.pk).count() == 3
+    with connection.cursor() as cursor:
+        points = blocks.load(cursor, "runs_floatpoint", [series.pk])[series.pk]
+    assert points.steps.tolist() == list(range(55)) and points.values.tolist() == [float(s) for s in range(55)]
