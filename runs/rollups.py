@@ -113,7 +113,7 @@ def _insert_level0(cursor, series_ids: list[int], start: int, stop: int) -> None
         def array(values) -> str:
             return "{" + ",".join("NULL" if v is None else repr(v) for v in values) + "}"
 
-        sid, s0, s1, mn, mx, sm, nf, n, last = zip(*stats, strict=True)
+        sids, s0, s1, mn, mx, sm, nf, n, last = zip(*stats, strict=True)
         cursor.execute(
             f"{columns} SELECT u.sid, 0, u.b, u.mn, u.mx, u.sm, u.nf, u.n, u.s0, u.s1, u.last "
             "FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::float8[], %s::float8[], "
@@ -121,7 +121,7 @@ def _insert_level0(cursor, series_ids: list[int], start: int, stop: int) -> None
             "AS u(sid, b, mn, mx, sm, nf, n, s0, s1, last) "
             "ON CONFLICT (series_id, level, bucket) DO NOTHING",
             [
-                array(sid),
+                array(sids),
                 array(v // BASE for v in s0),
                 array(mn),
                 array(mx),
