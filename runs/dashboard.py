@@ -170,11 +170,11 @@ def _read_charts(charts: list[list], buckets: int, from_step=None, to_step=None,
         columns = _read_packed(cursor, selects, params, envelope) if selects else None
         for i, key, ids, raw_rows in pending:
             _, lo, hi, (level, origin, width) = key
-            mine = None
+            chart_columns = None
             if columns is not None:
                 mask = np.isin(columns["sid"], ids)
-                mine = {name: values[mask] for name, values in columns.items()}
-            out[i] = done[key] = (_merge(raw_rows, origin, width, mine), lo, hi, origin, width)
+                chart_columns = {name: values[mask] for name, values in columns.items()}
+            out[i] = done[key] = (_merge(raw_rows, origin, width, chart_columns), lo, hi, origin, width)
             for twin in twins[key]:
                 out[twin] = out[i]
     return out
@@ -440,7 +440,8 @@ def _unpack(raw: bytes | None, envelope: bool) -> dict:
     """The blocks packed by :func:`_read_rollups` as numpy columns named by ``ROW_FIELDS``."""
     packed = np.frombuffer(raw or b"", _PACKED_ENVELOPE if envelope else _PACKED)
     columns = {
-        name: packed[name].astype(np.float64 if name in ("sm", "mn", "mx") else np.int64) for name in packed.dtype.names
+        name: packed[name].astype(np.float64 if name in ("sm", "mn", "mx") else np.int64)
+        for name in packed.dtype.names or ()
     }
     if not envelope:
         columns["mn"] = columns["mx"] = np.full(len(packed), np.nan)

@@ -38,7 +38,7 @@ class ChartSeries(NamedTuple):
     pk: int
     run_id: int
     path: str
-    count: int | None
+    count: int | None  # type: ignore[assignment]  # the series' point count, as the model names it
     first_step: int | None
     last_step: int | None
 
