@@ -605,9 +605,12 @@ def export_tree(ref: str) -> Path:
 
 
 def summarise(rounds: list[dict]) -> dict:
-    """Median of each numeric measure over the rounds."""
+    """Median of each numeric measure over the rounds; the per-sample lists of every round, in order."""
     out: dict = {}
     for key in rounds[0]:
+        if isinstance(rounds[0][key], list):
+            out[key] = [value for r in rounds for value in r.get(key) or []]
+            continue
         values = [r[key] for r in rounds if isinstance(r.get(key), (int, float))]
         out[key] = round(median(values), 1) if values else rounds[0][key]
     return out
