@@ -458,21 +458,15 @@ def _rollup_parts(cursor, ids, lo, hi, level, origin, width, rolled_of, envelope
     selects, params, raw_rows = [], [], []
     bounds = "min_value AS mn, max_value AS mx" if envelope else "NULL AS mn, NULL AS mx"
     for rolled, group in by_rolled.items():
-        parts: list = []
-        rollups._cover(lo, min(hi + 1, rolled), level, parts)
-        raw = [(p[1], p[2]) for p in parts if p[0] == "raw"]
-        if hi + 1 > max(lo, rolled):
-            raw.append((max(lo, rolled), hi + 1))
-        for part in parts:
-            if part[0] == "rollup":
-                _, lvl, k0, k1 = part
-                selects.append(
-                    f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, {bounds}, "
-                    f"sum_value AS sm, finite_count AS nf, count AS n "
-                    f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
-                    f"AND bucket >= %s AND bucket < %s"
-                )
-                params += [*group, lvl, k0, k1]
+        closed, raw = rollups.cover(lo, hi, rolled, level)
+        for lvl, k0, k1 in closed:
+            selects.append(
+                f"SELECT series_id AS sid, first_step AS s0, last_step AS s1, {bounds}, "
+                f"sum_value AS sm, finite_count AS nf, count AS n "
+                f"FROM {rollups.ROLLUP_TABLE} WHERE series_id IN ({_marks(group)}) AND level = %s "
+                f"AND bucket >= %s AND bucket < %s"
+            )
+            params += [*group, lvl, k0, k1]
         raw_rows += _raw_rows(cursor, group, raw, origin, width)
     return selects, params, raw_rows
 

@@ -381,27 +381,32 @@ def _cover(a: int, b: int, level: int, parts: list) -> None:
         _cover(a, b, level - 1, parts)
 
 
+def cover(lo: int, hi: int, rolled: int, level: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """What covers steps ``[lo, hi]`` of a series rolled up until ``rolled``: the closed roll-up
+    blocks ``(level, first bucket, bucket end)`` at ``level`` and finer, and the step ranges
+    ``[a, b)`` to read as raw points (the edges, and the tail not rolled up yet)."""
+    parts: list = []
+    _cover(lo, min(hi + 1, rolled), level, parts)
+    raw = [(part[1], part[2]) for part in parts if part[0] == "raw"]
+    if hi + 1 > max(lo, rolled):
+        raw.append((max(lo, rolled), hi + 1))
+    return [(part[1], part[2], part[3]) for part in parts if part[0] == "rollup"], raw
+
+
 def read(series_id: int, lo: int, hi: int, level: int, origin: int, bucket_width: int) -> dict:
     """Buckets of ``bucket_width`` steps from ``origin`` over ``[lo, hi]`` (see :func:`plan`); chart
     reads, from the read replica when there is one."""
     with connections[db_router.read_alias()].cursor() as cursor:
         cursor.execute(f"SELECT rolled_until FROM {CURSOR_TABLE} WHERE series_id = %s", [series_id])
         row = cursor.fetchone()
-        rolled = row[0] if row else 0
-        parts: list = []
-        _cover(lo, min(hi + 1, rolled), level, parts)
-        raw = [(part[1], part[2]) for part in parts if part[0] == "raw"]
-        if hi + 1 > max(lo, rolled):
-            raw.append((max(lo, rolled), hi + 1))
+        closed, raw = cover(lo, hi, row[0] if row else 0, level)
         selects, params = [], []
-        for part in parts:
-            if part[0] == "rollup":
-                _, lvl, k0, k1 = part
-                selects.append(
-                    f"SELECT first_step, last_step, min_value, max_value, sum_value, finite_count, count, last_value "
-                    f"FROM {ROLLUP_TABLE} WHERE series_id = %s AND level = %s AND bucket >= %s AND bucket < %s"
-                )
-                params += [series_id, lvl, k0, k1]
+        for lvl, k0, k1 in closed:
+            selects.append(
+                f"SELECT first_step, last_step, min_value, max_value, sum_value, finite_count, count, last_value "
+                f"FROM {ROLLUP_TABLE} WHERE series_id = %s AND level = %s AND bucket >= %s AND bucket < %s"
+            )
+            params += [series_id, lvl, k0, k1]
         rows = []
         if selects:
             cursor.execute(" UNION ALL ".join(selects), params)
