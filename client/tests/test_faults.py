@@ -274,7 +274,10 @@ def test_sigkill_then_resume_with_id_delivers_the_rest_and_continues_steps(tmp_p
 
 
 CTRL_C_CHILD = textwrap.dedent("""
-    import sys, runstore
+    import signal, sys, runstore
+    # Ctrl-C raises KeyboardInterrupt as in a terminal, also when the suite itself was started as a
+    # background job (a non-interactive shell starts those with SIGINT ignored, and children inherit it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     url, token = sys.argv[1:3]
     run = runstore.init_run(project="alice/ctrlc", api_token=token, url=url, capture_stdout=False, capture_stderr=False,
                             capture_hardware_metrics=False, capture_source=False, capture_environment=False)
