@@ -1,5 +1,6 @@
 """The training job never notices the tracker's trouble: server down, 429/500, bad operations, full disk, kill -9."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -327,7 +328,10 @@ def test_ctrl_c_twice_abandons_the_wait_and_keeps_the_queue(tmp_path, server, is
         finally:
             if child.poll() is None:
                 child.kill()
-                child.communicate(timeout=30)  # and its pipes closed: a failure here leaves no file behind
+                child.wait(timeout=30)
+            for pipe in (child.stdin, child.stdout, child.stderr):  # a failure here leaves no file behind
+                with contextlib.suppress(OSError):
+                    pipe.close()
     assert "stopped" in out, err
     assert "runstore sync" in err
     env["RUNSTORE_API_TOKEN"] = server.token
