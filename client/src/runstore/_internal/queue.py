@@ -156,13 +156,17 @@ class QueueDir:
 
     def disk_bytes(self) -> int:
         total = 0
-        for entry in os.scandir(self.path):
-            if entry.is_file():
-                total += entry.stat().st_size
-        if self.files.is_dir():
-            for entry in os.scandir(self.files):
-                if entry.is_file():
-                    total += entry.stat().st_size
+        for folder in (self.path, self.files):
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_file():
+                                total += entry.stat().st_size
+                        except FileNotFoundError:  # sent and removed meanwhile
+                            continue
+            except FileNotFoundError:  # no files folder (yet)
+                continue
         return total
 
     def pending(self) -> tuple[int, int]:
