@@ -148,22 +148,34 @@ def test_postgres_restarted_during_ingest_loses_and_duplicates_nothing(stack):
 
 
 def test_a_web_worker_killed_mid_batch_applies_the_retried_batch_once(stack, caplog):
-    writer = Writer(stack, "alice/web-kill", 4, 100_000)
+    # the second half is several of the client's batches (up to 200,000 points each), so the kills meet one in flight
+    writer = Writer(stack, "alice/web-kill", 4, 400_000)
     writer.start()
     assert writer.half.wait(120)
     before = stack.statuses("/batch")[200]
     writer.go.set()
-    killed = 0
-    for _ in range(3):  # SIGKILL every gunicorn worker while batches are on the way; the master forks new ones
-        wait_for(lambda: stack.statuses("/batch")[200] > before, timeout=60, what="batches of the second half")
+    killed, rounds = 0, 0
+    # SIGKILL every gunicorn worker just after a batch was answered, while the next one is on its way (the
+    # master forks new ones), until a request was cut or the second half is through (a bounded number of rounds)
+    while rounds < 8 and writer.is_alive() and (rounds < 3 or "retrying" not in caplog.text):
+        wait_for(
+            lambda seen=before: stack.statuses("/batch")[200] > seen or not writer.is_alive(),
+            timeout=60,
+            interval=0.02,
+            what="a batch answered",
+        )
+        if not writer.is_alive():
+            break
+        time.sleep(0.05)
         for pid in stack.web_workers():
             os.kill(pid, signal.SIGKILL)
             killed += 1
-        time.sleep(0.3)
+        rounds += 1
+        before = stack.statuses("/batch")[200]
     uuid = writer.finish()
     assert killed >= 3
     assert "retrying" in caplog.text, "no request was cut by the kills"
-    assert_exactly_once(stack, uuid, 4, 100_000)
+    assert_exactly_once(stack, uuid, 4, 400_000)
 
 
 def png(path: Path, size: int) -> Path:
