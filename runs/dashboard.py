@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
+import psycopg
 from django.db import connection
 
 from . import blocks, rollups
@@ -167,7 +169,7 @@ def _read_charts(charts: list[list], buckets: int, from_step=None, to_step=None,
             selects += mine
             params += my_params
             pending.append((i, key, ids, raw_rows))
-        columns = _read_packed(cursor, selects, params, envelope) if selects else None
+        columns = _read_packed(selects, params, envelope) if selects else None
         for i, key, ids, raw_rows in pending:
             _, lo, hi, (level, origin, width) = key
             chart_columns = None
@@ -471,15 +473,34 @@ def _rollup_parts(cursor, ids, lo, hi, level, origin, width, rolled_of, envelope
     return selects, params, raw_rows
 
 
-def _read_packed(cursor, selects: list, params: list, envelope: bool) -> dict:
+def _read_packed(selects: list, params: list, envelope: bool) -> dict:
     """PostgreSQL: the blocks the ``selects`` give as one ``bytea`` of fixed-size binary records,
     unpacked to numpy columns (see :func:`_unpack`)."""
     fields = ["sid", "s0", "s1", *(["mn", "mx"] if envelope else []), "sm", "nf", "n"]
     sends = " || ".join(
         f"float8send(COALESCE({f}, 'NaN'))" if f in ("mn", "mx", "sm") else f"int8send({f})" for f in fields
     )
-    cursor.execute(f"SELECT string_agg({sends}, '') FROM ({' UNION ALL '.join(selects)}) u", params)
-    return _unpack(cursor.fetchone()[0], envelope)
+    sql = f"SELECT string_agg({sends}, '') FROM ({' UNION ALL '.join(selects)}) u"
+    return _unpack(_fetch_binary(sql, params), envelope)
+
+
+def _fetch_binary(sql: str, params: list):
+    """The one value ``sql`` gives, sent by PostgreSQL in its binary format: a ``bytea`` arrives as
+    its bytes. In the text format that Django's cursors read (they bind parameters on the client,
+    which allows text results only) the server writes it as hex and the client decodes that: for
+    the packed blocks of a five-chart request (3.8 MB) about a third of the statement's time."""
+    connection.ensure_connection()
+    raw = connection.connection
+    # bound on the client as Django binds (a thousand series ids bound by the server cost ~30 ms more)
+    query = psycopg.ClientCursor(raw).mogrify(sql, params)
+    binary: Any = psycopg.Cursor(raw)  # (django-stubs type make_cursor's argument as Django's own wrapper)
+    binary.format = psycopg.pq.Format.BINARY
+    # wrapped as Django wraps its own cursors: the statement is logged and counted like the others
+    wrapped = connection.make_debug_cursor(binary) if connection.queries_logged else connection.make_cursor(binary)
+    with wrapped as cursor:
+        cursor.execute(query)
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, width: int, envelope=True, rolled_of=None):
@@ -501,7 +522,7 @@ def _read_rollups(ids: list[int], lo: int, hi: int, level: int, origin: int, wid
         selects, params, raw_rows = _rollup_parts(cursor, ids, lo, hi, level, origin, width, rolled_of, envelope)
         rows, columns = [], None
         if selects and connection.vendor == "postgresql":
-            columns = _read_packed(cursor, selects, params, envelope)
+            columns = _read_packed(selects, params, envelope)
         elif selects:
             # regridded in the database: one row per series and bucket
             cursor.execute(
