@@ -44,6 +44,12 @@ from bench.common import PYTHON, free_port, log, median  # noqa: E402
 CHROMIUM = os.environ.get("RUNSTORE_TEST_CHROMIUM") or "/usr/bin/chromium"
 PASSWORD = "bench-password"
 PG_UI_DB = "runstore_bench_ui"  # its own scratch database: other benchmarks recreate runstore_bench
+# A new tab of Debian's Chromium (headless, one window per tab) builds its own omnibox popup, a
+# WebUI renderer: ~1.2 s of CPU in its first second or two, measured on this 2-core machine with
+# Chromium's trace. A page timed from the tab's creation shared the cores with it (the dashboard's
+# 20 charts: Chromium used 2.2-2.4 s of CPU per load, 1.0-1.2 s once the tab had settled), so every
+# timed page load starts in a tab opened this long before, as a click in an open tab would.
+TAB_SETTLE_S = 2.0
 TABLE_COLUMNS = [
     "sys/id",
     "sys/name",
@@ -418,6 +424,24 @@ def timed_gets(session, url, n, check=None) -> list[float]:
     return times
 
 
+def new_tab(context):
+    """A tab for a timed page load, opened ``TAB_SETTLE_S`` before: its own start-up is over."""
+    page = context.new_page()
+    page.wait_for_timeout(TAB_SETTLE_S * 1000)
+    return page
+
+
+def response_bytes(page, part: str) -> list[int]:
+    """The decoded sizes of the page's responses whose address holds ``part``, from the browser's
+    resource timing once the page is measured (reading the bodies over the DevTools protocol while
+    the page loads would add that work to the measurement)."""
+    return page.evaluate(
+        "(part) => performance.getEntriesByType('resource').filter((e) => e.name.includes(part))"
+        ".map((e) => e.decodedBodySize)",
+        part,
+    )
+
+
 def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
     """One round of measurements against the server at ``base``; ``repeat`` run-page loads."""
     from playwright.sync_api import sync_playwright
@@ -467,7 +491,7 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
 
         if "compare" in pages:
             cmp_ids = ",".join(f"CMP-{i}" for i in range(1, 11))
-            page = context.new_page()
+            page = new_tab(context)
             page.add_init_script(LONG_TASKS)
             t0 = time.perf_counter()
             page.goto(f"{base}/w/lab/cmp/compare?runs={cmp_ids}")
@@ -505,16 +529,12 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
             # a fresh page each time; the median of `repeat` loads
             drawn, chart_bytes = [], []
             for _ in range(repeat):
-                page = context.new_page()
-                sizes = []
-                page.on(
-                    "response", lambda r, sizes=sizes: sizes.append(len(r.body())) if "chart-data" in r.url else None
-                )
+                page = new_tab(context)
                 t0 = time.perf_counter()
                 page.goto(f"{base}/w/lab/one/runs/ONE-1/")
                 page.wait_for_selector('figure.chart[data-path="train/loss"][data-drawn]', timeout=60_000)
                 drawn.append((time.perf_counter() - t0) * 1000)
-                chart_bytes.append(sum(sizes))
+                chart_bytes.append(sum(response_bytes(page, "chart-data")))
                 page.close()
             results["run_page_1m_chart_drawn_ms"] = round(median(drawn), 1)
             results["run_page_1m_chart_drawn_all_ms"] = [round(t) for t in drawn]
@@ -529,12 +549,7 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
             drawn, first, requests_made, data_bytes = [], [], [], []
             runs_drawn = 0
             for _ in range(repeat):
-                page = tall.new_page()
-                seen: list = []
-                page.on(
-                    "response",
-                    lambda r, seen=seen: seen.append(len(r.body())) if "dashboard/chart-data" in r.url else None,
-                )
+                page = new_tab(tall)
                 t0 = time.perf_counter()
                 if page.goto(url).status != 200:
                     break  # a tree without the dashboard (a baseline from before it)
@@ -547,6 +562,7 @@ def measure(base: str, pages: set[str], repeat: int = 1) -> dict:
                 runs_drawn = page.evaluate(
                     "Math.min(...Array.from(window.RunstoreCharts.charts.values()).map((s) => s.runs.length))"
                 )
+                seen = response_bytes(page, "dashboard/chart-data")
                 requests_made.append(len(seen))
                 data_bytes.append(sum(seen))
                 page.close()
