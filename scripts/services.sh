@@ -191,6 +191,18 @@ pg_up() {
         restart=1
     fi
 
+    # Background worker slots: TimescaleDB keeps a scheduler per database that has the extension
+    # (every test and benchmark database here), and with Debian's 8 slots they left none for
+    # parallel query ("Workers Launched: 0" in every plan). TimescaleDB's sizing: its own workers,
+    # one parallel worker per core and 3 for PostgreSQL itself.
+    local slots tsbg
+    tsbg="$(pg_conftool -s "$ver" main show timescaledb.max_background_workers 2>/dev/null || echo 16)"
+    slots=$((${tsbg//\'/} + $(nproc) + 3))
+    if (($(pg_conftool -s "$ver" main show max_worker_processes 2>/dev/null || echo 8) < slots)); then
+        pg_conftool "$ver" main set max_worker_processes "$slots"
+        restart=1
+    fi
+
     if pg_ctlcluster "$ver" main status >/dev/null 2>&1; then
         if ((restart)); then
             logged pg_ctlcluster "$ver" main restart
