@@ -63,12 +63,31 @@ def pg_connect(db: str):
     return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, password=PG_PASSWORD, dbname=db, autocommit=True)
 
 
+def drop_database(conn, db: str, attempts: int = 20) -> None:
+    """``DROP DATABASE ... WITH (FORCE)`` on an autocommit psycopg connection to another database.
+
+    TimescaleDB's scheduler for ``db`` is a superuser session that the benchmark role may not
+    terminate; the extension stops it when it sees the DROP, but a scheduler that was starting may
+    still hold the database for a moment: then the DROP is tried again, every 0.5 s, ``attempts``
+    times in all."""
+    import psycopg
+
+    for attempt in range(attempts):
+        try:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
 def pg_recreate(db: str) -> None:
     """Drop (with its connections) and create a benchmark database."""
     if db in FORBIDDEN_DBS or db.startswith("test_"):
         raise SystemExit(f"refusing to recreate database {db!r}")
     with pg_connect(PG_MAINTENANCE_DB) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        drop_database(conn, db)
         conn.execute(f'CREATE DATABASE "{db}"')
 
 
@@ -76,7 +95,7 @@ def pg_drop(db: str) -> None:
     if db in FORBIDDEN_DBS or db.startswith("test_"):
         raise SystemExit(f"refusing to drop database {db!r}")
     with pg_connect(PG_MAINTENANCE_DB) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        drop_database(conn, db)
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:

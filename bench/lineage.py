@@ -53,11 +53,12 @@ def configure(db: str) -> None:
     if db == "postgres":
         url = os.environ.get("BENCH_PG_URL", "postgres://runstore:runstore@127.0.0.1:5432/runstore_lbench")
         import psycopg
+        from common import drop_database  # bench/common.py, beside this script
 
         name = url.rsplit("/", 1)[1]
         admin = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(conn, name)
             conn.execute(f'CREATE DATABASE "{name}"')
         os.environ["DATABASE_URL"] = url
     else:

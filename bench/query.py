@@ -56,13 +56,14 @@ def configure(db: str, fresh: bool) -> None:
     if db == "postgres":
         url = os.environ.get("BENCH_PG_URL", "postgres://runstore:runstore@127.0.0.1:5432/runstore_qbench")
         import psycopg
+        from common import drop_database  # bench/common.py, beside this script
 
         name = url.rsplit("/", 1)[1]
         admin = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
             if fresh and exists:
-                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                drop_database(conn, name)
                 exists = None
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
