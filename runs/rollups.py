@@ -499,14 +499,23 @@ def claim(series_ids: list[int]) -> list[int]:
     the periodic sweep.
     """
     now = _now()
-    values = ", ".join(["(%s, 0, %s, %s)"] * len(series_ids))
-    params = [x for sid in series_ids for x in (sid, now, True)]
+    conflict = f"ON CONFLICT (series_id) DO UPDATE SET queued = %s WHERE {CURSOR_TABLE}.queued = %s RETURNING series_id"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) VALUES {values} "
-            f"ON CONFLICT (series_id) DO UPDATE SET queued = %s WHERE {CURSOR_TABLE}.queued = %s RETURNING series_id",
-            [*params, True, False],
-        )
+        if connection.vendor == "postgresql":
+            # the ids as one array: the same statement text for any number of series, whose
+            # parsed template psycopg keeps (it parses anew a statement of more than 50 parameters)
+            cursor.execute(
+                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) "
+                f"SELECT s, 0, %s, %s FROM unnest(%s::bigint[]) AS s {conflict}",
+                [now, True, list(series_ids), True, False],
+            )
+        else:
+            values = ", ".join(["(%s, 0, %s, %s)"] * len(series_ids))
+            params = [x for sid in series_ids for x in (sid, now, True)]
+            cursor.execute(
+                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) VALUES {values} {conflict}",
+                [*params, True, False],
+            )
         return sorted(row[0] for row in cursor.fetchall())
 
 
