@@ -225,6 +225,10 @@ END
 \$\$;
 SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB') \gexec
+-- DROP DATABASE ... WITH (FORCE) of a benchmark or test database also ends an autovacuum worker
+-- on it, which PostgreSQL allows only to members of pg_signal_backend
+SELECT 'GRANT pg_signal_backend TO $PG_USER'
+WHERE NOT pg_has_role('$PG_USER', 'pg_signal_backend', 'MEMBER') \gexec
 SQL
 
     tsver="$(PGPASSWORD="$PG_PASSWORD" PGOPTIONS='-c client_min_messages=warning' \
