@@ -66,10 +66,10 @@ def pg_connect(db: str):
 def drop_database(conn, db: str, attempts: int = 20) -> None:
     """``DROP DATABASE ... WITH (FORCE)`` on an autocommit psycopg connection to another database.
 
-    TimescaleDB's scheduler for ``db`` is a superuser session that the benchmark role may not
-    terminate; the extension stops it when it sees the DROP, but a scheduler that was starting may
-    still hold the database for a moment: then the DROP is tried again, every 0.5 s, ``attempts``
-    times in all."""
+    FORCE ends the other sessions on ``db`` only where the role may signal them: an autovacuum
+    worker needs membership of pg_signal_backend (``scripts/services.sh`` grants it), a session
+    of another role may not be ended at all. While one holds the database the DROP is tried again,
+    every 0.5 s, ``attempts`` times in all, then fails naming the sessions."""
     import psycopg
 
     for attempt in range(attempts):
