@@ -184,12 +184,16 @@ pg_up() {
         [[ -f "$(timescaledb_control "$ver")" ]] || die "timescaledb.control still missing after install"
     fi
 
-    spl="$(pg_conftool -s "$ver" main show shared_preload_libraries 2>/dev/null || true)"
-    spl="${spl//\'/}"
-    if [[ ",${spl// /}," != *,timescaledb,* ]]; then
-        pg_conftool "$ver" main set shared_preload_libraries "${spl:+$spl,}timescaledb"
-        restart=1
-    fi
+    # TimescaleDB, and pg_stat_statements for bench/load.py's statement report
+    local lib
+    for lib in timescaledb pg_stat_statements; do
+        spl="$(pg_conftool -s "$ver" main show shared_preload_libraries 2>/dev/null || true)"
+        spl="${spl//\'/}"
+        if [[ ",${spl// /}," != *,$lib,* ]]; then
+            pg_conftool "$ver" main set shared_preload_libraries "${spl:+$spl,}$lib"
+            restart=1
+        fi
+    done
 
     # Background worker slots: TimescaleDB keeps a scheduler per database that has the extension
     # (every test and benchmark database here), and with Debian's 8 slots they left none for
@@ -229,6 +233,9 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB') \gexec
 -- on it, which PostgreSQL allows only to members of pg_signal_backend
 SELECT 'GRANT pg_signal_backend TO $PG_USER'
 WHERE NOT pg_has_role('$PG_USER', 'pg_signal_backend', 'MEMBER') \gexec
+-- every database's statement counters, read by bench/load.py from this maintenance database
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 SQL
 
     tsver="$(PGPASSWORD="$PG_PASSWORD" PGOPTIONS='-c client_min_messages=warning' \
