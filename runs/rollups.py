@@ -499,23 +499,18 @@ def claim(series_ids: list[int]) -> list[int]:
     the periodic sweep.
     """
     now = _now()
+    insert = f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued)"
     conflict = f"ON CONFLICT (series_id) DO UPDATE SET queued = %s WHERE {CURSOR_TABLE}.queued = %s RETURNING series_id"
+    if connection.vendor == "postgresql":
+        # the ids as one array: the same statement text for any number of series, whose
+        # parsed template psycopg keeps (it parses anew a statement of more than 50 parameters)
+        sql = f"{insert} SELECT s, 0, %s, %s FROM unnest(%s::bigint[]) AS s {conflict}"
+        params = [now, True, list(series_ids)]
+    else:
+        sql = f"{insert} VALUES {', '.join(['(%s, 0, %s, %s)'] * len(series_ids))} {conflict}"
+        params = [x for sid in series_ids for x in (sid, now, True)]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # the ids as one array: the same statement text for any number of series, whose
-            # parsed template psycopg keeps (it parses anew a statement of more than 50 parameters)
-            cursor.execute(
-                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) "
-                f"SELECT s, 0, %s, %s FROM unnest(%s::bigint[]) AS s {conflict}",
-                [now, True, list(series_ids), True, False],
-            )
-        else:
-            values = ", ".join(["(%s, 0, %s, %s)"] * len(series_ids))
-            params = [x for sid in series_ids for x in (sid, now, True)]
-            cursor.execute(
-                f"INSERT INTO {CURSOR_TABLE} (series_id, rolled_until, updated_at, queued) VALUES {values} {conflict}",
-                [*params, True, False],
-            )
+        cursor.execute(sql, [*params, True, False])
         return sorted(row[0] for row in cursor.fetchall())
 
 
